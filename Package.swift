@@ -1,0 +1,40 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Modules follow DESIGN §1; dependencies point one way:
+// C shims → Autograd → NN → Optim → (DeepSeek → Collectives → Parallel → Checkpoint) → Data → Training → deeptrain.
+let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "DeepTrain",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "deeptrain", targets: ["deeptrain"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas"),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c"),
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5"),
+
+        .target(name: "Autograd", dependencies: ["CBLAS"], swiftSettings: release),
+        .target(name: "NN", dependencies: ["Autograd"], swiftSettings: release),
+        .target(name: "Optim", dependencies: ["Autograd", "NN"], swiftSettings: release),
+        .target(name: "Data", dependencies: ["Autograd"], swiftSettings: release),
+        .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "Data", "CBLAS"], swiftSettings: release),
+        .executableTarget(
+            name: "deeptrain",
+            dependencies: [
+                "Training", "Autograd", "CBLAS", "CMPI", "CHDF5",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: release),
+
+        .testTarget(name: "AutogradTests", dependencies: ["Autograd"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Autograd"]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autograd"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd"]),
+    ]
+)

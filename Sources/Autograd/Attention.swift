@@ -1,0 +1,100 @@
+import CBLAS
+
+/// Fused scaled-dot-product attention over [B, T, H, D] tensors (the layout projections
+/// produce, so no permute is needed: each head is a strided matrix with leading dimension H·D).
+/// The query/key head dim may differ from the value head dim (MLA: 192 vs 128).
+///
+/// Per (batch, head): S = scale·Q·Kᵀ (one GEMM), masked row softmax in place, O = P·V (one
+/// GEMM). P is kept for backward: dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
+/// dQ = scale·dS·K, dK = scale·dSᵀ·Q.
+
+extension Tensor {
+    /// `q` [B, T, H, Dk], `k` [B, S, H, Dk], `v` [B, S, H, Dv] → [B, T, H, Dv]. With `causal`,
+    /// query i (at position S − T + i) sees keys 0...S − T + i, so a cached decode step works too.
+    public static func attention(q: Tensor, k: Tensor, v: Tensor, scale: Float, causal: Bool) -> Tensor {
+        guard q.rank == 4, k.rank == 4, v.rank == 4,
+              q.shape[0] == k.shape[0], k.shape[0] == v.shape[0],
+              q.shape[2] == k.shape[2], k.shape[2] == v.shape[2],
+              q.shape[3] == k.shape[3], k.shape[1] == v.shape[1] else {
+            shapeFailure("attention", "q \(q.shape), k \(k.shape), v \(v.shape) do not fit [B,T,H,Dk], [B,S,H,Dk], [B,S,H,Dv]")
+        }
+        let b = q.shape[0], t = q.shape[1], h = q.shape[2], dk = q.shape[3]
+        let s = k.shape[1], dv = v.shape[3]
+        guard !causal || s >= t else { shapeFailure("attention", "causal attention with \(t) queries but only \(s) keys") }
+        let qc = q.contiguousNoGrad(), kc = k.contiguousNoGrad(), vc = v.contiguousNoGrad()
+        let out = Tensor(uninitialized: [b, t, h, dv])
+        let probs = Storage(uninitialized: b * h * t * s)
+        let shift = s - t
+        let qp = qc.data, kp = kc.data, vp = vc.data, op = out.data, pp = probs.data
+        let ldq = h * dk, ldv = h * dv
+
+        parallelHeads(b * h) { bh in
+            let bi = bh / h, hi = bh % h
+            let P = pp + bh * t * s
+            let Q = qp + bi * t * ldq + hi * dk, K = kp + bi * s * ldq + hi * dk
+            let V = vp + bi * s * ldv + hi * dv, O = op + bi * t * ldv + hi * dv
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(s), Int32(dk), scale,
+                        Q, Int32(ldq), K, Int32(ldq), 0, P, Int32(s))
+            for i in 0..<t {
+                let row = P + i * s
+                let visible = causal ? i + shift + 1 : s
+                softmaxRow(row, row, visible)
+                if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(dv), Int32(s), 1,
+                        P, Int32(s), V, Int32(ldv), 0, O, Int32(ldv))
+        }
+
+        return record(out, inputs: [q, k, v]) { g in
+            let gc = g.contiguousNoGrad()
+            let dq = Tensor(uninitialized: q.shape), dkT = Tensor(uninitialized: k.shape), dvT = Tensor(uninitialized: v.shape)
+            let gp = gc.data, dqp = dq.data, dkp = dkT.data, dvp = dvT.data
+            let scratch = Storage(uninitialized: Threads.count * t * s)
+            parallelHeads(b * h) { bh, worker in
+                let bi = bh / h, hi = bh % h
+                let P = pp + bh * t * s
+                let dP = scratch.data + worker * t * s
+                let Q = qp + bi * t * ldq + hi * dk, K = kp + bi * s * ldq + hi * dk
+                let V = vp + bi * s * ldv + hi * dv, dO = gp + bi * t * ldv + hi * dv
+                let dQ = dqp + bi * t * ldq + hi * dk, dK = dkp + bi * s * ldq + hi * dk
+                let dV = dvp + bi * s * ldv + hi * dv
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(dv), Int32(t), 1,
+                            P, Int32(s), dO, Int32(ldv), 0, dV, Int32(ldv))
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(s), Int32(dv), 1,
+                            dO, Int32(ldv), V, Int32(ldv), 0, dP, Int32(s))
+                for i in 0..<t {
+                    let p = P + i * s, d = dP + i * s
+                    let visible = causal ? i + shift + 1 : s
+                    var dot: Float = 0
+                    for j in 0..<visible { dot += p[j] * d[j] }
+                    for j in 0..<visible { d[j] = p[j] * (d[j] - dot) }
+                    if visible < s { (d + visible).update(repeating: 0, count: s - visible) }
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(dk), Int32(s), scale,
+                            dP, Int32(s), K, Int32(ldq), 0, dQ, Int32(ldq))
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(dk), Int32(t), scale,
+                            dP, Int32(s), Q, Int32(ldq), 0, dK, Int32(ldq))
+            }
+            withExtendedLifetime((qc, kc, vc, probs)) {}
+            return [dq, dkT, dvT]
+        }
+    }
+}
+
+/// Runs one closure per (batch, head) pair. Heads are independent GEMM chains, so with
+/// several threads each worker takes a fixed, contiguous share of heads and runs its GEMMs on
+/// one BLAS thread; the result is the same whichever worker runs a head.
+func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
+    let workers = Swift.min(Threads.count, n)
+    if workers <= 1 {
+        for i in 0..<n { body(i, 0) }
+        return
+    }
+    openblas_set_num_threads(1)
+    DispatchQueueConcurrent.run(workers) { w in
+        for i in (n * w / workers)..<(n * (w + 1) / workers) { body(i, w) }
+    }
+    openblas_set_num_threads(Int32(Threads.count))
+}
+
+func parallelHeads(_ n: Int, _ body: (Int) -> Void) { parallelHeads(n) { i, _ in body(i) } }

@@ -1,0 +1,119 @@
+import CBLAS
+
+/// Matrix products on `cblas_sgemm`. A transposed view (strides swapped on the last two axes)
+/// is passed to BLAS as a transpose flag with its leading dimension, never copied.
+
+/// How one matrix (the last two axes of a tensor) reaches BLAS.
+struct BlasMatrix {
+    let base: Tensor        // keeps the storage alive
+    let pointer: UnsafeMutablePointer<Float>
+    let trans: Bool
+    let ld: Int
+
+    /// `t` as a BLAS operand at storage offset `offset` (the start of one batch item).
+    init(_ t: Tensor, offset: Int) {
+        let r = t.shape[t.rank - 2], c = t.shape[t.rank - 1]
+        let sr = t.strides[t.rank - 2], sc = t.strides[t.rank - 1]
+        base = t
+        pointer = t.storage.data + offset
+        if (sc == 1 || c == 1) && (r == 1 || sr >= c) {
+            trans = false
+            ld = r == 1 ? Swift.max(c, 1) : sr
+        } else {
+            // Only reached for views whose rows are strided: callers guarantee `blasCompatible`.
+            trans = true
+            ld = c == 1 ? Swift.max(r, 1) : sc
+        }
+    }
+
+    static func compatible(_ t: Tensor) -> Bool {
+        let r = t.shape[t.rank - 2], c = t.shape[t.rank - 1]
+        let sr = t.strides[t.rank - 2], sc = t.strides[t.rank - 1]
+        return ((sc == 1 || c == 1) && (r == 1 || sr >= c)) || ((sr == 1 || r == 1) && (c == 1 || sc >= r))
+    }
+}
+
+/// C[m×n] = alpha·op(A)·op(B) + beta·C, row-major.
+@inline(__always)
+func sgemm(_ a: BlasMatrix, _ b: BlasMatrix, m: Int, n: Int, k: Int,
+           c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float = 1, beta: Float = 0) {
+    cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans, b.trans ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a.pointer, Int32(a.ld), b.pointer, Int32(b.ld),
+                beta, c, Int32(ldc))
+}
+
+extension Tensor {
+    /// Matrix product over the last two axes. `a` is [..., M, K]; `b` is [K, N] (shared by every
+    /// batch item: one GEMM over all rows) or [..., K, N] with the same batch shape as `a`.
+    public func matmul(_ b: Tensor) -> Tensor {
+        let a = self
+        guard a.rank >= 2, b.rank >= 2 else {
+            shapeFailure("matmul", "needs matrices, got shapes \(a.shape) and \(b.shape)")
+        }
+        let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1], n = b.shape[b.rank - 1]
+        guard b.shape[b.rank - 2] == k else {
+            shapeFailure("matmul", "shapes \(a.shape) and \(b.shape) do not match (inner dimensions \(k) and \(b.shape[b.rank - 2]))")
+        }
+        if b.rank == 2 && a.rank > 2 {
+            // Fold the batch into M: one large GEMM instead of many small ones.
+            let lead = Array(a.shape.dropLast())
+            let flat = a.reshape([-1, k]).matmul(b)
+            return flat.reshape(lead + [n])
+        }
+        guard a.rank == b.rank, Array(a.shape.dropLast(2)) == Array(b.shape.dropLast(2)) else {
+            shapeFailure("matmul", "batch dimensions of \(a.shape) and \(b.shape) differ")
+        }
+        let av = BlasMatrix.compatible(a) ? a : a.clone()
+        let bv = BlasMatrix.compatible(b) ? b : b.clone()
+        let batchShape = Array(a.shape.dropLast(2))
+        let out = Tensor(uninitialized: batchShape + [m, n])
+        let batch = batchShape.reduce(1, *)
+        if batch > 0 && m > 0 && n > 0 {
+            let aOff = offsets(shape: batchShape, strides: Array(av.strides.dropLast(2)), offset: av.offset)
+            let bOff = offsets(shape: batchShape, strides: Array(bv.strides.dropLast(2)), offset: bv.offset)
+            for i in 0..<batch {
+                sgemm(BlasMatrix(av, offset: aOff[i]), BlasMatrix(bv, offset: bOff[i]), m: m, n: n, k: k,
+                      c: out.data + i * m * n, ldc: n)
+            }
+        }
+        return record(out, inputs: [a, b]) { g in
+            [a.requiresGrad ? g.matmul(b.detached().transposed()) : nil,
+             b.requiresGrad ? a.detached().transposed().matmul(g) : nil]
+        }
+    }
+
+    /// y = x·Wᵀ for x [..., in] and a weight stored [out, in] (the Hugging Face layout).
+    /// Backward writes dW = gᵀ·x straight in [out, in] layout, with no transposed copy.
+    public func linear(_ weight: Tensor) -> Tensor {
+        let x = self
+        guard weight.rank == 2, x.rank >= 1, x.shape[x.rank - 1] == weight.shape[1] else {
+            shapeFailure("linear", "input \(x.shape) does not match weight \(weight.shape) ([out, in])")
+        }
+        let inF = weight.shape[1], outF = weight.shape[0]
+        let x2 = x.contiguousNoGrad()
+        let w = weight.contiguousNoGrad()
+        let rows = x.count / Swift.max(inF, 1)
+        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
+        if rows > 0 && outF > 0 {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outF), Int32(inF), 1,
+                        x2.data, Int32(inF), w.data, Int32(inF), 0, out.data, Int32(outF))
+        }
+        return record(out, inputs: [x, weight]) { g in
+            let gc = g.contiguousNoGrad()
+            var dx: Tensor? = nil, dw: Tensor? = nil
+            if x.requiresGrad {
+                let t = Tensor(uninitialized: x.shape)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(inF), Int32(outF), 1,
+                            gc.data, Int32(outF), w.data, Int32(inF), 0, t.data, Int32(inF))
+                dx = t
+            }
+            if weight.requiresGrad {
+                let t = Tensor(uninitialized: weight.shape)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outF), Int32(inF), Int32(rows), 1,
+                            gc.data, Int32(outF), x2.data, Int32(inF), 0, t.data, Int32(inF))
+                dw = t
+            }
+            return [dx, dw]
+        }
+    }
+}

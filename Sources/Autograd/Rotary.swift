@@ -1,0 +1,42 @@
+/// Rotary position embedding in the rotate-half layout (the one DeepSeek's and Llama's code
+/// apply after de-interleaving): for x = [x1, x2] split at D/2,
+///   y1 = x1·cos − x2·sin,   y2 = x2·cos + x1·sin.
+
+extension Tensor {
+    /// `self` is [..., T, H, D]; `cos` and `sin` are [T, D/2] tables for the T positions.
+    public func rotaryEmbedding(cos: Tensor, sin: Tensor) -> Tensor {
+        guard rank >= 3 else { shapeFailure("rotaryEmbedding", "input \(shape) needs [..., T, H, D]") }
+        let t = shape[rank - 3], h = shape[rank - 2], d = shape[rank - 1], half = d / 2
+        guard d % 2 == 0, cos.shape == [t, half], sin.shape == [t, half] else {
+            shapeFailure("rotaryEmbedding", "input \(shape) needs cos/sin tables of shape [\(t), \(d / 2)], got \(cos.shape) and \(sin.shape)")
+        }
+        let src = contiguousNoGrad(), c = cos.contiguousNoGrad(), s = sin.contiguousNoGrad()
+        let out = Tensor(uninitialized: shape)
+        Tensor.rotate(src.data, out.data, c.data, s.data, rows: count / d, t: t, h: h, half: half, inverse: false)
+        return record(out, inputs: [self]) { g in
+            let gc = g.contiguousNoGrad()
+            let dx = Tensor(uninitialized: src.shape)
+            // The rotation is orthogonal: its gradient is the rotation by −θ.
+            Tensor.rotate(gc.data, dx.data, c.data, s.data, rows: src.count / d, t: t, h: h, half: half, inverse: true)
+            return [dx]
+        }
+    }
+
+    static func rotate(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                       _ c: UnsafeMutablePointer<Float>, _ s: UnsafeMutablePointer<Float>,
+                       rows: Int, t: Int, h: Int, half: Int, inverse: Bool) {
+        let sign: Float = inverse ? -1 : 1
+        parallelFor(rows, grain: Swift.max(1, 4096 / Swift.max(half, 1))) { r in
+            for row in r {
+                let pos = (row / h) % t
+                let b = row * 2 * half, tb = pos * half
+                for j in 0..<half {
+                    let x1 = x[b + j], x2 = x[b + half + j]
+                    let cj = c[tb + j], sj = s[tb + j] * sign
+                    y[b + j] = x1 * cj - x2 * sj
+                    y[b + half + j] = x2 * cj + x1 * sj
+                }
+            }
+        }
+    }
+}

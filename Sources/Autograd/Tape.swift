@@ -1,0 +1,121 @@
+/// Reverse-mode bookkeeping: every op whose inputs need gradients attaches a `Node` to its
+/// output holding the inputs and a closure that maps the output's gradient to theirs.
+final class Node {
+    let inputs: [Tensor]
+    let backward: (Tensor) -> [Tensor?]
+    init(inputs: [Tensor], backward: @escaping (Tensor) -> [Tensor?]) {
+        self.inputs = inputs
+        self.backward = backward
+    }
+}
+
+public enum GradMode {
+    // One training loop drives the tape at a time; ranks are processes, not threads.
+    nonisolated(unsafe) public static var isEnabled = true
+}
+
+/// Runs `body` without recording: for evaluation, generation and optimizer updates.
+@discardableResult
+public func withNoGrad<T>(_ body: () throws -> T) rethrows -> T {
+    let saved = GradMode.isEnabled
+    GradMode.isEnabled = false
+    defer { GradMode.isEnabled = saved }
+    return try body()
+}
+
+extension Tensor {
+    /// Attaches `backward` to `out` when any input needs a gradient and recording is on.
+    /// The closure returns one gradient per input (nil where that input needs none), each with
+    /// that input's shape.
+    @inline(__always)
+    func record(_ out: Tensor, inputs: [Tensor], _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+        Tensor.record(out, inputs: inputs, backward)
+    }
+
+    @inline(__always)
+    static func record(_ out: Tensor, inputs: [Tensor], _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+        guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return out }
+        out.requiresGrad = true
+        out.node = Node(inputs: inputs, backward: backward)
+        return out
+    }
+
+    /// True for tensors created by the user (parameters, inputs) rather than by an op.
+    public var isLeaf: Bool { node == nil }
+
+    /// Back-propagates from this scalar: every leaf that requires a gradient gets d(self)/d(leaf)
+    /// added to its `grad`. The graph is released as it is consumed, so activations are freed
+    /// when backward returns.
+    public func backward() {
+        guard count == 1 else { shapeFailure("backward", "needs a scalar, got shape \(shape)") }
+        backward(seed: Tensor(repeating: 1, shape: shape))
+    }
+
+    public func backward(seed: Tensor) {
+        guard seed.shape == shape else { shapeFailure("backward", "seed shape \(seed.shape) vs tensor \(shape)") }
+        guard requiresGrad else { shapeFailure("backward", "tensor does not require grad (no parameter reaches it)") }
+
+        // Topological order by iterative DFS: graphs of a few thousand nodes are normal.
+        var order: [Tensor] = []
+        var visited = Set<ObjectIdentifier>()
+        var stack: [(Tensor, Bool)] = [(self, false)]
+        while let (t, expanded) = stack.popLast() {
+            if expanded { order.append(t); continue }
+            if !visited.insert(ObjectIdentifier(t)).inserted { continue }
+            stack.append((t, true))
+            if let node = t.node {
+                for i in node.inputs where i.requiresGrad && !visited.contains(ObjectIdentifier(i)) {
+                    stack.append((i, false))
+                }
+            }
+        }
+
+        // Gradients in flight. `owned` marks buffers we allocated here, which may be added to in
+        // place; a gradient a backward closure returned may alias another (add passes its
+        // gradient through to both inputs), so the first accumulation into it copies.
+        var grads: [ObjectIdentifier: (Tensor, Bool)] = [ObjectIdentifier(self): (seed, false)]
+        withNoGrad {
+            for t in order.reversed() {
+                guard let (g, _) = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
+                guard let node = t.node else {
+                    t.accumulateGrad(g)
+                    continue
+                }
+                t.node = nil  // release the graph as we go
+                let inputGrads = node.backward(g)
+                for (input, ig) in zip(node.inputs, inputGrads) {
+                    guard let ig, input.requiresGrad else { continue }
+                    if ig.shape != input.shape {
+                        shapeFailure("backward", "an op returned gradient \(ig.shape) for input \(input.shape)")
+                    }
+                    let key = ObjectIdentifier(input)
+                    if let (existing, owned) = grads[key] {
+                        if owned {
+                            addInPlace(existing, ig)
+                        } else {
+                            grads[key] = (existing.plainAdd(ig), true)
+                        }
+                    } else {
+                        grads[key] = (ig, false)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `g` into this leaf's `grad` (allocating it on first use); a preallocated `grad`
+    /// (for example a view into one flat gradient buffer) is written in place.
+    func accumulateGrad(_ g: Tensor) {
+        if let existing = grad {
+            addInPlace(existing, g)
+        } else {
+            grad = g.clone()
+        }
+    }
+
+    /// Sets `grad` to zero in place (keeping any preallocated buffer), or leaves it nil.
+    public func zeroGrad() {
+        guard let g = grad else { return }
+        g.fill(0)
+    }
+}

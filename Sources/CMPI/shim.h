@@ -1,0 +1,17 @@
+#ifndef DEEPTRAIN_CMPI_SHIM_H
+#define DEEPTRAIN_CMPI_SHIM_H
+#include <mpi.h>
+
+// Open MPI's handles are macros over addresses of globals, which Swift cannot import:
+// expose them as inline getters.
+static inline MPI_Comm deeptrain_mpi_comm_world(void) { return MPI_COMM_WORLD; }
+static inline MPI_Comm deeptrain_mpi_comm_null(void) { return MPI_COMM_NULL; }
+static inline MPI_Datatype deeptrain_mpi_float(void) { return MPI_FLOAT; }
+static inline MPI_Datatype deeptrain_mpi_double(void) { return MPI_DOUBLE; }
+static inline MPI_Datatype deeptrain_mpi_int64(void) { return MPI_INT64_T; }
+static inline MPI_Datatype deeptrain_mpi_byte(void) { return MPI_BYTE; }
+static inline MPI_Op deeptrain_mpi_sum(void) { return MPI_SUM; }
+static inline MPI_Op deeptrain_mpi_max(void) { return MPI_MAX; }
+static inline void *deeptrain_mpi_in_place(void) { return MPI_IN_PLACE; }
+static inline MPI_Errhandler deeptrain_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
+#endif

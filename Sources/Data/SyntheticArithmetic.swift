@@ -1,0 +1,79 @@
+import Foundation
+import Autograd
+
+/// The built-in decimal-addition task: "a+b=c\n" as bytes. It needs no download, its answers
+/// can be checked exactly, and a small model learns it in minutes, so demos and tests run
+/// offline. Which (a, b) pairs are held out is a fixed function of the pair, never of the seed,
+/// so held-out numbers from different runs are comparable.
+public struct SyntheticArithmetic: Sendable {
+    public let maxOperand: Int
+    /// Every `heldOutEvery`-th pair (by a hash of the pair) is never trained on.
+    public let heldOutEvery: Int
+
+    public init(maxOperand: Int = 99, heldOutEvery: Int = 10) {
+        self.maxOperand = maxOperand
+        self.heldOutEvery = heldOutEvery
+    }
+
+    public static let eos = Int(UInt8(ascii: "\n"))
+    public static let vocabSize = 256
+
+    public func isHeldOut(_ a: Int, _ b: Int) -> Bool {
+        var h = UInt64(a &* 1_000_003 &+ b) &* 0x9E37_79B9_7F4A_7C15
+        h ^= h >> 29
+        return h % UInt64(heldOutEvery) == 0
+    }
+
+    public var heldOutPairs: [(Int, Int)] {
+        var out: [(Int, Int)] = []
+        for a in 0...maxOperand { for b in 0...maxOperand where isHeldOut(a, b) { out.append((a, b)) } }
+        return out
+    }
+
+    public static func text(_ a: Int, _ b: Int) -> String { "\(a)+\(b)=\(a + b)\n" }
+    public static func prompt(_ a: Int, _ b: Int) -> String { "\(a)+\(b)=" }
+
+    /// The `i`-th training pair of the stream for `seed` (pure function of (seed, i)).
+    public func trainPair(seed: UInt64, index: UInt64) -> (Int, Int) {
+        let rng = Philox(seed: seed, purpose: "arithmetic")
+        var j = index &* 4
+        while true {
+            let r = rng.uint64(j)
+            let n = UInt64(maxOperand + 1)
+            let a = Int(r % n), b = Int((r / n) % n)
+            if !isHeldOut(a, b) { return (a, b) }
+            j &+= 1  // rare: skip held-out pairs deterministically
+        }
+    }
+
+    /// `count` tokens of the training stream starting at example `start`; returns the tokens and
+    /// the index of the next example.
+    public func trainTokens(seed: UInt64, start: UInt64, count: Int) -> (tokens: [Int], next: UInt64) {
+        var tokens: [Int] = []
+        tokens.reserveCapacity(count + 16)
+        var i = start
+        while tokens.count < count {
+            let (a, b) = trainPair(seed: seed, index: i)
+            tokens.append(contentsOf: SyntheticArithmetic.text(a, b).utf8.map(Int.init))
+            i += 1
+        }
+        return (Array(tokens.prefix(count)), i)
+    }
+
+    /// The held-out pairs as one token stream (for held-out loss).
+    public var heldOutTokens: [Int] {
+        heldOutPairs.flatMap { SyntheticArithmetic.text($0.0, $0.1).utf8.map(Int.init) }
+    }
+
+    /// Entropy (nats/token) of the byte unigram distribution of `tokens`: the loss of the best
+    /// model that ignores context, the baseline a trained model must beat.
+    public static func unigramEntropy(_ tokens: [Int]) -> Double {
+        var counts = [Int: Int]()
+        for t in tokens { counts[t, default: 0] += 1 }
+        let n = Double(tokens.count)
+        return counts.values.reduce(0.0) { acc, c in
+            let p = Double(c) / n
+            return acc - p * Foundation.log(p)
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Autograd
+
+/// y = x·Wᵀ (+ b); weight stored [out, in] as in PyTorch and Hugging Face checkpoints.
+public final class Linear: Module, @unchecked Sendable {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = false) {
+        weight = parameter([outFeatures, inFeatures])
+        self.bias = bias ? parameter([outFeatures]) : nil
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = x.linear(weight)
+        if let bias { return y + bias }
+        return y
+    }
+}
+
+/// Token ids → vectors.
+public final class Embedding: Module, @unchecked Sendable {
+    public let weight: Tensor
+
+    public init(_ count: Int, _ dim: Int) {
+        weight = parameter([count, dim])
+    }
+
+    /// `ids` in row-major order of `shape`; returns shape + [dim].
+    public func callAsFunction(_ ids: [Int], shape: [Int]) -> Tensor {
+        weight.indexSelect(ids).reshape(shape + [weight.shape[1]])
+    }
+}
+
+/// Root-mean-square layer norm with a learned scale (initialised to ones).
+public final class RMSNorm: Module, @unchecked Sendable {
+    public let weight: Tensor
+    public let eps: Float
+
+    public init(_ dim: Int, eps: Float = 1e-6) {
+        weight = parameter([dim], fill: 1)
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.rmsNorm(weight: weight, eps: eps) }
+}
+
+/// The gated feed-forward of Llama and DeepSeek: down(silu(gate(x)) · up(x)).
+public final class SwiGLU: Module, @unchecked Sendable {
+    public let gate_proj: Linear
+    public let up_proj: Linear
+    public let down_proj: Linear
+
+    public init(dim: Int, hidden: Int) {
+        gate_proj = Linear(dim, hidden)
+        up_proj = Linear(dim, hidden)
+        down_proj = Linear(hidden, dim)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        down_proj(Tensor.swiglu(gate: gate_proj(x), up: up_proj(x)))
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import Autograd
+
+/// AdamW (Loshchilov & Hutter): Adam moments with bias correction and weight decay applied to
+/// the weights directly (decoupled), one fused loop per tensor.
+public final class AdamW {
+    public struct Config: Codable, Sendable, Equatable {
+        public var beta1: Float = 0.9
+        public var beta2: Float = 0.95
+        public var eps: Float = 1e-8
+        public var weightDecay: Float = 0.1
+        public init(beta1: Float = 0.9, beta2: Float = 0.95, eps: Float = 1e-8, weightDecay: Float = 0.1) {
+            self.beta1 = beta1
+            self.beta2 = beta2
+            self.eps = eps
+            self.weightDecay = weightDecay
+        }
+    }
+
+    public let config: Config
+    public let parameters: [(name: String, tensor: Tensor)]
+    /// First and second moments, one buffer per parameter (same names, same shapes).
+    public private(set) var m: [Tensor]
+    public private(set) var v: [Tensor]
+    /// Which parameters decay: matrices do; norm scales and biases do not (Megatron's default).
+    let decays: [Bool]
+    public private(set) var step = 0
+
+    public init(_ parameters: [(String, Tensor)], config: Config = Config()) {
+        self.config = config
+        self.parameters = parameters.map { (name: $0.0, tensor: $0.1) }
+        m = parameters.map { Tensor(zeros: $0.1.shape) }
+        v = parameters.map { Tensor(zeros: $0.1.shape) }
+        decays = parameters.map { $0.1.rank >= 2 }
+    }
+
+    /// One update at learning rate `lr`. Parameters without a gradient are left alone.
+    public func update(lr: Float) {
+        step += 1
+        let b1 = config.beta1, b2 = config.beta2, eps = config.eps
+        let c1 = 1 - Float(Foundation.pow(Double(b1), Double(step)))
+        let c2 = 1 - Float(Foundation.pow(Double(b2), Double(step)))
+        for (i, p) in parameters.enumerated() {
+            guard let g = p.tensor.grad else { continue }
+            let w = p.tensor.data, gp = g.contiguousView.data, mp = m[i].data, vp = v[i].data
+            let decay: Float = decays[i] ? 1 - lr * config.weightDecay : 1
+            let stepSize = lr / c1, invC2 = 1 / c2
+            parallelFor(p.tensor.count, grain: 16_384) { r in
+                for j in r {
+                    let gj = gp[j]
+                    let mj = b1 * mp[j] + (1 - b1) * gj
+                    let vj = b2 * vp[j] + (1 - b2) * gj * gj
+                    mp[j] = mj
+                    vp[j] = vj
+                    w[j] = w[j] * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps)
+                }
+            }
+        }
+    }
+
+    /// Restores moments and step count (from a checkpoint).
+    public func load(step: Int, m: [Tensor], v: [Tensor]) {
+        precondition(m.count == parameters.count && v.count == parameters.count)
+        for i in parameters.indices {
+            self.m[i].copy(from: m[i])
+            self.v[i].copy(from: v[i])
+        }
+        self.step = step
+    }
+}
+
+extension Tensor {
+    /// The tensor itself when contiguous, else a contiguous copy (no recording).
+    var contiguousView: Tensor { isContiguous ? self : clone() }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import Autograd
+import CBLAS
+
+/// `deeptrain bench gemm`: raw cblas_sgemm against `Tensor.matmul` on the same square shapes,
+/// so the overhead of the tensor layer is visible as a ratio.
+public enum GemmBenchmark {
+    public struct Row: Codable, Sendable {
+        public let n: Int
+        public let threads: Int
+        public let sgemm_gflops: Double
+        public let tensor_matmul_gflops: Double
+        public let tensor_over_sgemm: Double
+    }
+
+    public struct Report: Codable, Sendable {
+        public let benchmark = "gemm"
+        public let blas: String
+        public let repeats: Int
+        public let results: [Row]
+    }
+
+    public static func run(sizes: [Int] = [1024, 2048], threads: [Int] = [1, 2], repeats: Int = 5) -> Report {
+        let saved = Threads.count
+        defer { Threads.set(saved) }
+        var rows: [Row] = []
+        for t in threads {
+            Threads.set(t)
+            for n in sizes {
+                let rng = Philox(seed: 7, purpose: "bench-gemm")
+                let a = Tensor.rand([n, n], rng: rng), b = Tensor.rand([n, n], rng: Philox(seed: 8, purpose: "bench-gemm"))
+                let c = Tensor(zeros: [n, n])
+                let flops = 2 * Double(n) * Double(n) * Double(n)
+                // Interleave the two so that clock or thermal drift hits both alike.
+                var raw = Double.infinity, mine = Double.infinity
+                _ = a.matmul(b)
+                for _ in 0..<repeats {
+                    let t0 = now()
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
+                                a.data, Int32(n), b.data, Int32(n), 0, c.data, Int32(n))
+                    let t1 = now()
+                    _ = withNoGrad { a.matmul(b) }
+                    let t2 = now()
+                    raw = min(raw, t1 - t0)
+                    mine = min(mine, t2 - t1)
+                }
+                rows.append(Row(n: n, threads: t, sgemm_gflops: flops / raw / 1e9,
+                                tensor_matmul_gflops: flops / mine / 1e9, tensor_over_sgemm: raw / mine))
+            }
+        }
+        return Report(blas: blasDescription, repeats: repeats, results: rows)
+    }
+
+    /// The machine's sgemm peak as DESIGN §7 defines it for MFU: 2048², 2 threads, best of 5.
+    public static func peakGFLOPS(threads: Int = 2) -> Double {
+        let r = run(sizes: [2048], threads: [threads], repeats: 5)
+        return r.results[0].sgemm_gflops
+    }
+
+    public static var blasDescription: String {
+        guard let p = openblas_get_config() else { return "unknown" }
+        return String(cString: p) + " core=" + (openblas_get_corename().map { String(cString: $0) } ?? "?")
+    }
+}

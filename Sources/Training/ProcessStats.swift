@@ -1,0 +1,33 @@
+import Foundation
+
+/// Memory figures of this process from /proc (Linux), in bytes.
+public enum ProcessStats {
+    /// Peak resident set size (VmHWM).
+    public static var peakRSS: Int { field("VmHWM") }
+    /// Current resident set size (VmRSS).
+    public static var currentRSS: Int { field("VmRSS") }
+
+    static func field(_ name: String) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
+            let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            return kb * 1024
+        }
+        return 0
+    }
+}
+
+/// Monotonic seconds.
+@inline(__always)
+public func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// JSON for benchmark output: sorted keys, so runs diff cleanly.
+public func jsonString<T: Encodable>(_ value: T) -> String {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    return String(decoding: try! enc.encode(value), as: UTF8.self)
+}

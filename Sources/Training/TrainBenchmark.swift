@@ -1,0 +1,57 @@
+import Foundation
+import Autograd
+import NN
+import Optim
+
+/// `deeptrain bench train --model dense`: tokens/s, per-phase step time, MFU (DESIGN §7) and
+/// peak RSS for the benchmark dense decoder on random tokens.
+public enum TrainBenchmark {
+    public struct Report: Codable, Sendable {
+        public let benchmark = "train"
+        public let model: String
+        public let parameters: Int
+        public let batch: Int
+        public let sequence_length: Int
+        public let threads: Int
+        public let steps_timed: Int
+        public let tokens_per_s: Double
+        public let step_ms: Double
+        public let forward_ms: Double
+        public let backward_ms: Double
+        public let optimizer_ms: Double
+        public let flops_per_token: Double
+        public let peak_sgemm_gflops: Double
+        public let achieved_gflops: Double
+        public let mfu: Double
+        public let peak_rss_mb: Double
+    }
+
+    public static func dense(config c: DenseDecoderConfig = .bench, batch b: Int = 8, length t: Int = 256,
+                             warmup: Int = 2, steps: Int = 5, threads: Int = 2, peak: Double? = nil) -> Report {
+        Threads.set(threads)
+        let peakGF = peak ?? GemmBenchmark.peakGFLOPS(threads: threads)
+        let model = DenseDecoderLM(c, seed: 1)
+        let trainer = DenseTrainer(model: model)
+        let rng = Philox(seed: 3, purpose: "bench-train-tokens")
+        func batch(_ i: Int) -> [Int] {
+            (0..<(b * (t + 1))).map { Int(rng.uint64(UInt64(i * b * (t + 1) + $0)) % UInt64(c.vocabSize)) }
+        }
+        for i in 0..<warmup { _ = trainer.step(rows: batch(i), batch: b, length: t, lr: 1e-4) }
+        var fwd = 0.0, bwd = 0.0, opt = 0.0
+        for i in 0..<steps {
+            let r = trainer.step(rows: batch(warmup + i), batch: b, length: t, lr: 1e-4)
+            fwd += r.forward
+            bwd += r.backward
+            opt += r.optimizer
+        }
+        let step = (fwd + bwd + opt) / Double(steps)
+        let tps = Double(b * t) / step
+        let fpt = c.flopsPerToken(sequenceLength: t)
+        let achieved = tps * fpt / 1e9
+        return Report(model: "dense", parameters: model.parameterCount, batch: b, sequence_length: t, threads: threads,
+                      steps_timed: steps, tokens_per_s: tps, step_ms: step * 1e3, forward_ms: fwd / Double(steps) * 1e3,
+                      backward_ms: bwd / Double(steps) * 1e3, optimizer_ms: opt / Double(steps) * 1e3,
+                      flops_per_token: fpt, peak_sgemm_gflops: peakGF, achieved_gflops: achieved,
+                      mfu: achieved / peakGF, peak_rss_mb: Double(ProcessStats.peakRSS) / 1_048_576)
+    }
+}
