@@ -58,6 +58,7 @@ extension Tensor {
                 for c in 0..<chunks { s += partial[c * n + j] }
                 dw.data[j] = Float(s)
             }
+            withExtendedLifetime((src, w)) {}  // x and wp point into these
             return [dx, dw]
         }
     }

@@ -18,6 +18,7 @@ extension Tensor {
             let dx = Tensor(uninitialized: src.shape)
             // The rotation is orthogonal: its gradient is the rotation by −θ.
             Tensor.rotate(gc.data, dx.data, c.data, s.data, rows: src.count / d, t: t, h: h, half: half, inverse: true)
+            withExtendedLifetime((gc, c, s)) {}
             return [dx]
         }
     }

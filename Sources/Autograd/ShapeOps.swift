@@ -116,7 +116,8 @@ extension Tensor {
 /// Copies `src` into the (possibly strided) view `dst` of the same shape.
 func copyStrided(from src: Tensor, into dst: Tensor) {
     if dst.isContiguous { copyStrided(from: src, to: dst.data); return }
-    let s = src.contiguousNoGrad().data
-    let d = dst.storage.data
+    let c = src.contiguousNoGrad()
+    let s = c.data, d = dst.storage.data
     stridedForEach(shape: dst.shape, strides: dst.strides, offset: dst.offset) { i, o in d[o] = s[i] }
+    withExtendedLifetime(c) {}
 }

@@ -1,3 +1,6 @@
+import CBLAS
+import Foundation
+
 /// A float32 buffer owned by one or more tensors (views share it).
 ///
 /// Raw memory rather than `[Float]`: kernels take pointers without copy-on-write checks, and a
@@ -9,9 +12,7 @@ public final class Storage: @unchecked Sendable {
     /// Uninitialised memory: callers that read before writing must use `zeroed`.
     public init(uninitialized count: Int) {
         self.count = count
-        // 64-byte alignment keeps AVX-512 loads in BLAS and our loops on one cache line.
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-        self.data = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        data = BufferPool.shared.take(count)
     }
 
     public convenience init(zeroed count: Int) {
@@ -19,5 +20,62 @@ public final class Storage: @unchecked Sendable {
         data.initialize(repeating: 0, count: count)
     }
 
-    deinit { UnsafeMutableRawPointer(data).deallocate() }
+    deinit { BufferPool.shared.give(data, count) }
+}
+
+/// Freed buffers kept by exact size for the next allocation of that size.
+///
+/// A training step allocates and frees the same activation sizes every step. Returning large
+/// blocks to the kernel and faulting them in again (glibc mmaps anything over 32 MB and trims
+/// the heap) cost about as much as a tenth of the step in page clearing; a pool turns every
+/// step after the first into reuse, and keeps peak memory flat (the pool only holds blocks that
+/// the previous step had live at once). Small buffers go straight to malloc, which caches them.
+final class BufferPool: @unchecked Sendable {
+    static let shared = BufferPool()
+
+    /// Buffers below this many floats are not pooled (malloc's own bins serve them well).
+    let minPooled = 16_384
+    /// Upper bound on pooled bytes, so a change of shapes cannot grow the pool without limit.
+    let capacityBytes = 4 << 30
+    private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    private var pooledBytes = 0
+    private let lock = NSLock()
+
+    func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count >= minPooled {
+            lock.lock()
+            if let p = free[count]?.popLast() {
+                pooledBytes -= count * 4
+                lock.unlock()
+                return p
+            }
+            lock.unlock()
+        }
+        // 64-byte alignment keeps AVX-512 loads in BLAS and our loops on one cache line.
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * 4, alignment: 64)
+        return raw.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
+    }
+
+    func give(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        if count >= minPooled {
+            lock.lock()
+            if pooledBytes + count * 4 <= capacityBytes {
+                free[count, default: []].append(p)
+                pooledBytes += count * 4
+                lock.unlock()
+                return
+            }
+            lock.unlock()
+        }
+        UnsafeMutableRawPointer(p).deallocate()
+    }
+
+    /// Releases every pooled buffer (after a phase with different shapes, e.g. evaluation).
+    func drain() {
+        lock.lock()
+        for (_, list) in free { for p in list { UnsafeMutableRawPointer(p).deallocate() } }
+        free = [:]
+        pooledBytes = 0
+        lock.unlock()
+    }
 }

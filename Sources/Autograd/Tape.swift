@@ -1,3 +1,5 @@
+import Foundation
+
 /// Reverse-mode bookkeeping: every op whose inputs need gradients attaches a `Node` to its
 /// output holding the inputs and a closure that maps the output's gradient to theirs.
 final class Node {
@@ -9,9 +11,20 @@ final class Node {
     }
 }
 
+/// Whether ops record for backward, per thread (as in PyTorch): a no-grad scope on one thread
+/// must not switch recording off for another (test runners run suites concurrently).
 public enum GradMode {
-    // One training loop drives the tape at a time; ranks are processes, not threads.
-    nonisolated(unsafe) public static var isEnabled = true
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k, nil)
+        return k
+    }()
+
+    /// The key's slot holds nil (the default: enabled) or a non-nil marker for disabled.
+    public static var isEnabled: Bool {
+        get { pthread_getspecific(key) == nil }
+        set { pthread_setspecific(key, newValue ? nil : UnsafeRawPointer(bitPattern: 1)) }
+    }
 }
 
 /// Runs `body` without recording: for evaluation, generation and optimizer updates.

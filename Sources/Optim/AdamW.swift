@@ -42,7 +42,8 @@ public final class AdamW {
         let c2 = 1 - Float(Foundation.pow(Double(b2), Double(step)))
         for (i, p) in parameters.enumerated() {
             guard let g = p.tensor.grad else { continue }
-            let w = p.tensor.data, gp = g.contiguousView.data, mp = m[i].data, vp = v[i].data
+            let gc = g.contiguousView
+            let w = p.tensor.data, gp = gc.data, mp = m[i].data, vp = v[i].data
             let decay: Float = decays[i] ? 1 - lr * config.weightDecay : 1
             let stepSize = lr / c1, invC2 = 1 / c2
             parallelFor(p.tensor.count, grain: 16_384) { r in
@@ -55,6 +56,7 @@ public final class AdamW {
                     w[j] = w[j] * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps)
                 }
             }
+            withExtendedLifetime(gc) {}
         }
     }
 

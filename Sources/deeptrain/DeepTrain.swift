@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct DeepTrain: ParsableCommand {
@@ -6,4 +7,26 @@ struct DeepTrain: ParsableCommand {
         commandName: "deeptrain",
         abstract: "Train DeepSeek-V2-style Mixture-of-Experts language models on MPI.",
         subcommands: [DemoCommand.self, BenchCommand.self, EnvCommand.self])
+
+    static func main() {
+        settleBLASThreads()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    /// OpenBLAS's idle worker threads spin (sched_yield) for 2^28 cycles after each call by
+    /// default, taking the second core from our own fused loops that run between GEMMs; with
+    /// OPENBLAS_THREAD_TIMEOUT=4 they sleep almost at once (measured: ~10% of a dense training
+    /// step, docs/benchmarks.md). OpenBLAS reads the variable when the library loads, before
+    /// main, so the process re-executes itself once with it set. A value the user set is kept.
+    static func settleBLASThreads() {
+        guard getenv("OPENBLAS_THREAD_TIMEOUT") == nil else { return }
+        setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // execv returns only on failure: carry on with the default.
+    }
 }

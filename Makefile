@@ -1,0 +1,30 @@
+# DeepTrain: the two commands of the README, plus build and bench.
+# Heavy code runs in release builds (debug Swift is 10–900× slower in tight loops).
+
+SWIFT ?= swift
+BIN := .build/release/deeptrain
+
+.PHONY: all deps build run test bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps
+
+build: deps
+	$(SWIFT) build -c release
+
+# The demo: builds release and trains the tiny dense model on built-in decimal addition.
+run: build
+	$(BIN) demo
+
+# The whole suite, in release. Suites run one after another: they share BLAS's thread pool.
+test: deps
+	$(SWIFT) test -c release --no-parallel
+
+bench: build
+	$(BIN) bench gemm
+	$(BIN) bench train --model dense
+
+clean:
+	rm -rf .build
