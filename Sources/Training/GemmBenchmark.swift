@@ -51,6 +51,36 @@ public enum GemmBenchmark {
         return Report(blas: blasDescription, repeats: repeats, results: rows)
     }
 
+    public struct ShapeRow: Codable, Sendable {
+        public let m: Int, n: Int, k: Int
+        public let trans_a: Bool, trans_b: Bool
+        public let threads: Int
+        public let gflops: Double
+        public let fraction_of_peak: Double
+    }
+
+    /// Raw sgemm at given (M, N, K, transposes): the shapes a model's layers produce, to see
+    /// how far each falls below the square-matrix peak.
+    public static func shapes(_ list: [(Int, Int, Int, Bool, Bool)], threads: Int, peak: Double, repeats: Int = 10) -> [ShapeRow] {
+        let saved = Threads.count
+        defer { Threads.set(saved) }
+        Threads.set(threads)
+        return list.map { (m, n, k, ta, tb) in
+            let a = Tensor.rand([m * k], rng: Philox(seed: 1)), b = Tensor.rand([k * n], rng: Philox(seed: 2))
+            let c = Tensor(zeros: [m * n])
+            var best = Double.infinity
+            for _ in 0...repeats {
+                let t0 = now()
+                cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                            Int32(m), Int32(n), Int32(k), 1, a.data, Int32(ta ? m : k), b.data, Int32(tb ? k : n),
+                            0, c.data, Int32(n))
+                best = min(best, now() - t0)
+            }
+            let gf = 2 * Double(m) * Double(n) * Double(k) / best / 1e9
+            return ShapeRow(m: m, n: n, k: k, trans_a: ta, trans_b: tb, threads: threads, gflops: gf, fraction_of_peak: gf / peak)
+        }
+    }
+
     /// The machine's sgemm peak as DESIGN §7 defines it for MFU: 2048², 2 threads, best of 5.
     public static func peakGFLOPS(threads: Int = 2) -> Double {
         let r = run(sizes: [2048], threads: [threads], repeats: 5)

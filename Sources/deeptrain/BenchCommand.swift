@@ -13,9 +13,28 @@ struct BenchCommand: ParsableCommand {
         @Option(parsing: .upToNextOption, help: "Square sizes.") var sizes: [Int] = [1024, 2048]
         @Option(parsing: .upToNextOption, help: "Thread counts.") var threads: [Int] = [1, 2]
         @Option(help: "Timed repetitions (best is reported).") var repeats = 5
+        @Option(parsing: .upToNextOption,
+                help: "Instead of square sizes, raw sgemm at shapes MxNxK[:TA][:TB] (e.g. 2048x256x256:N:T).")
+        var shapes: [String] = []
 
         func run() throws {
-            print(jsonString(GemmBenchmark.run(sizes: sizes, threads: threads, repeats: repeats)))
+            if shapes.isEmpty {
+                print(jsonString(GemmBenchmark.run(sizes: sizes, threads: threads, repeats: repeats)))
+                return
+            }
+            let parsed = try shapes.map { s -> (Int, Int, Int, Bool, Bool) in
+                let parts = s.split(separator: ":")
+                let dims = parts[0].split(separator: "x").compactMap { Int($0) }
+                guard dims.count == 3, dims.allSatisfy({ $0 > 0 }), parts.count <= 3,
+                      parts.dropFirst().allSatisfy({ $0 == "N" || $0 == "T" }) else {
+                    throw ValidationError("--shapes \(s): expected MxNxK with optional :N|T:N|T, e.g. 2048x256x256:N:T")
+                }
+                return (dims[0], dims[1], dims[2], parts.count > 1 && parts[1] == "T", parts.count > 2 && parts[2] == "T")
+            }
+            for t in threads {
+                let peak = GemmBenchmark.peakGFLOPS(threads: t)
+                print(jsonString(GemmBenchmark.shapes(parsed, threads: t, peak: peak, repeats: repeats)))
+            }
         }
     }
 
