@@ -3,7 +3,14 @@ import PackageDescription
 
 // Modules follow DESIGN §1; dependencies point one way:
 // C shims → Autograd → NN → Optim → (DeepSeek → Collectives → Parallel → Checkpoint) → Data → Training → deeptrain.
-let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// Release builds target AVX2/FMA (Haswell and later, every x86 server of the last decade): the
+// fused loops' SIMD16 code and fastExp vectorise only with it (see docs/benchmarks.md).
+#if arch(x86_64)
+let cpu = ["-target-cpu", "haswell"]
+#else
+let cpu: [String] = []
+#endif
+let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + cpu, .when(configuration: .release))]
 
 let package = Package(
     name: "DeepTrain",

@@ -65,8 +65,7 @@ extension Tensor {
                 for i in 0..<t {
                     let p = P + i * s, d = dP + i * s
                     let visible = causal ? i + shift + 1 : s
-                    var dot: Float = 0
-                    for j in 0..<visible { dot += p[j] * d[j] }
+                    let dot = vdot(p, d, visible)
                     for j in 0..<visible { d[j] = p[j] * (d[j] - dot) }
                     if visible < s { (d + visible).update(repeating: 0, count: s - visible) }
                 }
@@ -90,6 +89,8 @@ func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
         for i in 0..<n { body(i, 0) }
         return
     }
+    // Concurrent multi-threaded OpenBLAS calls from two threads serialise on its server and
+    // run ~10× slower (measured): drop BLAS to one thread while the workers run.
     openblas_set_num_threads(1)
     DispatchQueueConcurrent.run(workers) { w in
         for i in (n * w / workers)..<(n * (w + 1) / workers) { body(i, w) }

@@ -19,13 +19,17 @@ extension Tensor {
         let x = src.data
         var lse = [Float](repeating: 0, count: rows)
         var losses = [Double](repeating: 0, count: rows)
+        let chunks = Swift.max(1, Threads.count)
+        let scratch = Storage(uninitialized: chunks * v)
         lse.withUnsafeMutableBufferPointer { l in
             losses.withUnsafeMutableBufferPointer { lp in
-                parallelFor(rows, grain: Swift.max(1, 8192 / Swift.max(v, 1))) { r in
-                    for row in r where targets[row] != ignored {
-                        let s = logSumExp(x + row * v, v)
-                        l[row] = s
-                        lp[row] = Double(s - x[row * v + targets[row]])
+                let lb = l.baseAddress!, lpb = lp.baseAddress!
+                DispatchQueueConcurrent.run(Swift.min(chunks, Swift.max(rows, 1))) { c in
+                    let n = Swift.min(chunks, Swift.max(rows, 1))
+                    for row in (rows * c / n)..<(rows * (c + 1) / n) where targets[row] != ignored {
+                        let s = logSumExp(x + row * v, v, scratch: scratch.data + c * v)
+                        lb[row] = s
+                        lpb[row] = Double(s - x[row * v + targets[row]])
                     }
                 }
             }
@@ -45,7 +49,7 @@ extension Tensor {
                         continue
                     }
                     let s = lse[row]
-                    for j in 0..<v { d[b + j] = Foundation.exp(x[b + j] - s) * scale }
+                    for j in 0..<v { d[b + j] = fastExp(x[b + j] - s) * scale }
                     d[b + targets[row]] -= scale
                 }
             }

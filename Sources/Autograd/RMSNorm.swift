@@ -14,8 +14,7 @@ extension Tensor {
             parallelFor(rows, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
                 for row in r {
                     let b = row * n
-                    var ss: Float = 0
-                    for j in 0..<n { ss += x[b + j] * x[b + j] }
+                    let ss = vdot(x + b, x + b, n)
                     let s = 1 / (ss / Float(n) + eps).squareRoot()
                     invp[row] = s
                     for j in 0..<n { y[b + j] = x[b + j] * s * wp[j] }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Softmax and log-softmax over the last axis, max-subtracted, with Float64 row sums.
+/// Softmax and log-softmax over the last axis, max-subtracted; row sums in 16 float lanes.
 
 extension Tensor {
     public func softmax() -> Tensor {
@@ -18,9 +18,7 @@ extension Tensor {
             parallelFor(rows, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
                 for row in r {
                     let b = row * n
-                    var dot = 0.0
-                    for j in 0..<n { dot += Double(gp[b + j]) * Double(y[b + j]) }
-                    let s = Float(dot)
+                    let s = vdot(gp + b, y + b, n)
                     for j in 0..<n { d[b + j] = y[b + j] * (gp[b + j] - s) }
                 }
             }
@@ -35,7 +33,7 @@ extension Tensor {
         parallelFor(rows, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
             for row in r {
                 let b = row * n
-                let lse = logSumExp(x + b, n)
+                let lse = logSumExp(x + b, n, scratch: y + b)
                 for j in 0..<n { y[b + j] = x[b + j] - lse }
             }
         }
@@ -47,10 +45,8 @@ extension Tensor {
             parallelFor(rows, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
                 for row in r {
                     let b = row * n
-                    var s = 0.0
-                    for j in 0..<n { s += Double(gp[b + j]) }
-                    let sf = Float(s)
-                    for j in 0..<n { d[b + j] = gp[b + j] - Foundation.exp(y[b + j]) * sf }
+                    let sf = vsum(gp + b, n)
+                    for j in 0..<n { d[b + j] = gp[b + j] - fastExp(y[b + j]) * sf }
                 }
             }
             return [dx]
@@ -66,26 +62,20 @@ extension Tensor {
 }
 
 /// log Σ exp(x) over n values, max-subtracted.
+/// Uses `scratch` (n floats) for the exponentials so that the exp loop vectorises.
 @inline(__always)
-func logSumExp(_ x: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
-    var m = -Float.infinity
-    for j in 0..<n where x[j] > m { m = x[j] }
+func logSumExp(_ x: UnsafeMutablePointer<Float>, _ n: Int, scratch: UnsafeMutablePointer<Float>) -> Float {
+    let m = vmax(x, n)
     if m == -.infinity { return m }
-    var s: Float = 0
-    for j in 0..<n { s += Foundation.exp(x[j] - m) }
-    return m + Foundation.log(s)
+    for j in 0..<n { scratch[j] = fastExp(x[j] - m) }
+    return m + Foundation.log(vsum(scratch, n))
 }
 
+/// y = softmax(x) over n values; y may alias x.
 @inline(__always)
 func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    var m = -Float.infinity
-    for j in 0..<n where x[j] > m { m = x[j] }
-    var s: Float = 0
-    for j in 0..<n {
-        let e = Foundation.exp(x[j] - m)
-        y[j] = e
-        s += e
-    }
-    let inv = 1 / s
+    let m = vmax(x, n)
+    for j in 0..<n { y[j] = fastExp(x[j] - m) }
+    let inv = 1 / vsum(y, n)
     for j in 0..<n { y[j] *= inv }
 }

@@ -5,8 +5,10 @@ import Foundation
 final class Node {
     let inputs: [Tensor]
     let backward: (Tensor) -> [Tensor?]
-    init(inputs: [Tensor], backward: @escaping (Tensor) -> [Tensor?]) {
+    let op: String
+    init(inputs: [Tensor], op: String, backward: @escaping (Tensor) -> [Tensor?]) {
         self.inputs = inputs
+        self.op = op
         self.backward = backward
     }
 }
@@ -41,15 +43,17 @@ extension Tensor {
     /// The closure returns one gradient per input (nil where that input needs none), each with
     /// that input's shape.
     @inline(__always)
-    func record(_ out: Tensor, inputs: [Tensor], _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
-        Tensor.record(out, inputs: inputs, backward)
+    func record(_ out: Tensor, inputs: [Tensor], op: String = #function, _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+        Tensor.record(out, inputs: inputs, op: op, backward)
     }
 
+    /// `op` names the node for the profiler and error messages (the calling function's name).
     @inline(__always)
-    static func record(_ out: Tensor, inputs: [Tensor], _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+    static func record(_ out: Tensor, inputs: [Tensor], op: String = #function, _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
         guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return out }
+        if Profiler.isEnabled { Profiler.recordForward(op) }
         out.requiresGrad = true
-        out.node = Node(inputs: inputs, backward: backward)
+        out.node = Node(inputs: inputs, op: op, backward: backward)
         return out
     }
 
@@ -95,11 +99,13 @@ extension Tensor {
                     continue
                 }
                 t.node = nil  // release the graph as we go
+                let started = Profiler.isEnabled ? Profiler.clock() : 0
                 let inputGrads = node.backward(g)
+                if Profiler.isEnabled { Profiler.recordBackward(node.op, Profiler.clock() - started) }
                 for (input, ig) in zip(node.inputs, inputGrads) {
                     guard let ig, input.requiresGrad else { continue }
                     if ig.shape != input.shape {
-                        shapeFailure("backward", "an op returned gradient \(ig.shape) for input \(input.shape)")
+                        shapeFailure("backward", "\(node.op) returned gradient \(ig.shape) for input \(input.shape)")
                     }
                     let key = ObjectIdentifier(input)
                     if let (existing, owned) = grads[key] {

@@ -24,10 +24,10 @@ extension Tensor {
     public func sqrt() -> Tensor { unary({ $0.squareRoot() }, derivative: { _, y in 0.5 / y }) }
     public func rsqrt() -> Tensor { unary({ 1 / $0.squareRoot() }, derivative: { _, y in -0.5 * y * y * y }) }
     public func square() -> Tensor { unary({ $0 * $0 }, derivative: { x, _ in 2 * x }) }
-    public func sigmoid() -> Tensor { unary({ 1 / (1 + Foundation.exp(-$0)) }, derivative: { _, y in y * (1 - y) }) }
+    public func sigmoid() -> Tensor { unary({ fastSigmoid($0) }, derivative: { _, y in y * (1 - y) }) }
     public func silu() -> Tensor {
-        unary({ $0 / (1 + Foundation.exp(-$0)) }, derivative: { x, _ in
-            let s = 1 / (1 + Foundation.exp(-x))
+        unary({ $0 * fastSigmoid($0) }, derivative: { x, _ in
+            let s = fastSigmoid(x)
             return s * (1 + x * (1 - s))
         })
     }
@@ -39,7 +39,7 @@ extension Tensor {
         let out = Tensor(uninitialized: gate.shape)
         let a = gs.data, b = us.data, o = out.data
         parallelFor(out.count, grain: 8192) { r in
-            for i in r { o[i] = a[i] / (1 + Foundation.exp(-a[i])) * b[i] }
+            for i in r { o[i] = a[i] * fastSigmoid(a[i]) * b[i] }
         }
         return record(out, inputs: [gate, up]) { g in
             let gc = g.contiguousNoGrad()
@@ -48,7 +48,7 @@ extension Tensor {
             parallelFor(out.count, grain: 8192) { r in
                 for i in r {
                     let x = a[i]
-                    let s = 1 / (1 + Foundation.exp(-x))
+                    let s = fastSigmoid(x)
                     pdu[i] = gp[i] * x * s
                     pdg[i] = gp[i] * b[i] * s * (1 + x * (1 - s))
                 }

@@ -38,11 +38,16 @@ public enum TrainBenchmark {
         }
         for i in 0..<warmup { _ = trainer.step(rows: batch(i), batch: b, length: t, lr: 1e-4) }
         var fwd = 0.0, bwd = 0.0, opt = 0.0
+        Profiler.reset()
         for i in 0..<steps {
+            Profiler.mark()
             let r = trainer.step(rows: batch(warmup + i), batch: b, length: t, lr: 1e-4)
             fwd += r.forward
             bwd += r.backward
             opt += r.optimizer
+        }
+        if Profiler.isEnabled {
+            FileHandle.standardError.write(Data((Profiler.report(steps: steps) + "\n").utf8))
         }
         let step = (fwd + bwd + opt) / Double(steps)
         let tps = Double(b * t) / step

@@ -6,7 +6,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print JSON.",
-        subcommands: [Gemm.self, Train.self])
+        subcommands: [Gemm.self, Train.self, Attention.self])
 
     struct Gemm: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "GFLOP/s of raw cblas_sgemm and of Tensor.matmul.")
@@ -58,6 +58,22 @@ struct BenchCommand: ParsableCommand {
 
         func run() throws {
             print(jsonString(TrainBenchmark.dense(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads)))
+        }
+    }
+
+    struct Attention: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The fused attention kernel alone, forward and backward.")
+        @Option(help: "Batch.") var batch = 8
+        @Option(help: "Sequence length.") var length = 256
+        @Option(help: "Heads.") var heads = 8
+        @Option(help: "q/k head dim.") var dk = 32
+        @Option(help: "v head dim.") var dv = 32
+        @Flag(help: "Non-causal attention.") var full = false
+        @Option(help: "Threads.") var threads = 2
+
+        func run() throws {
+            print(jsonString(OpBenchmark.attention(batch: batch, length: length, heads: heads, dk: dk, dv: dv,
+                                                   causal: !full, threads: threads)))
         }
     }
 }
