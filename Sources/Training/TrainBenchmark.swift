@@ -24,6 +24,8 @@ public enum TrainBenchmark {
         public let achieved_gflops: Double
         public let mfu: Double
         public let peak_rss_mb: Double
+        /// Peak RSS after the last timed step minus after the first: 0 when activations are freed.
+        public let peak_rss_growth_mb: Double
     }
 
     public static func dense(config c: DenseDecoderConfig = .bench, batch b: Int = 8, length t: Int = 256,
@@ -39,9 +41,11 @@ public enum TrainBenchmark {
         for i in 0..<warmup { _ = trainer.step(rows: batch(i), batch: b, length: t, lr: 1e-4) }
         var fwd = 0.0, bwd = 0.0, opt = 0.0
         Profiler.reset()
+        var rssAfterFirst = 0
         for i in 0..<steps {
             Profiler.mark()
             let r = trainer.step(rows: batch(warmup + i), batch: b, length: t, lr: 1e-4)
+            if i == 0 { rssAfterFirst = ProcessStats.peakRSS }
             fwd += r.forward
             bwd += r.backward
             opt += r.optimizer
@@ -57,6 +61,7 @@ public enum TrainBenchmark {
                       steps_timed: steps, tokens_per_s: tps, step_ms: step * 1e3, forward_ms: fwd / Double(steps) * 1e3,
                       backward_ms: bwd / Double(steps) * 1e3, optimizer_ms: opt / Double(steps) * 1e3,
                       flops_per_token: fpt, peak_sgemm_gflops: peakGF, achieved_gflops: achieved,
-                      mfu: achieved / peakGF, peak_rss_mb: Double(ProcessStats.peakRSS) / 1_048_576)
+                      mfu: achieved / peakGF, peak_rss_mb: Double(ProcessStats.peakRSS) / 1_048_576,
+                      peak_rss_growth_mb: Double(ProcessStats.peakRSS - rssAfterFirst) / 1_048_576)
     }
 }

@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "GFLOP/s of raw cblas_sgemm and of Tensor.matmul.")
         @Option(parsing: .upToNextOption, help: "Square sizes.") var sizes: [Int] = [1024, 2048]
         @Option(parsing: .upToNextOption, help: "Thread counts.") var threads: [Int] = [1, 2]
-        @Option(help: "Timed repetitions (best is reported).") var repeats = 5
+        @Option(help: "Timed repetitions (best is reported).") var repeats = 10
         @Option(parsing: .upToNextOption,
                 help: "Instead of square sizes, raw sgemm at shapes MxNxK[:TA][:TB] (e.g. 2048x256x256:N:T).")
         var shapes: [String] = []
