@@ -29,8 +29,10 @@ let package = Package(
         .target(name: "Autograd", dependencies: ["CBLAS"], swiftSettings: release),
         .target(name: "NN", dependencies: ["Autograd"], swiftSettings: release),
         .target(name: "Optim", dependencies: ["Autograd", "NN"], swiftSettings: release),
+        .target(name: "DeepSeek", dependencies: ["Autograd", "NN", "Optim"], swiftSettings: release),
+        .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek"], swiftSettings: release),
         .target(name: "Data", dependencies: ["Autograd"], swiftSettings: release),
-        .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "Data", "CBLAS"], swiftSettings: release),
+        .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Checkpoint", "Data", "CBLAS"], swiftSettings: release),
         .executableTarget(
             name: "deeptrain",
             dependencies: [
@@ -42,6 +44,7 @@ let package = Package(
         .testTarget(name: "AutogradTests", dependencies: ["Autograd"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Autograd"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autograd"]),
+        .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "Checkpoint", "NN", "Autograd"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd"]),
     ]
 )

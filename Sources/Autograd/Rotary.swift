@@ -1,10 +1,13 @@
 /// Rotary position embedding in the rotate-half layout (the one DeepSeek's and Llama's code
 /// apply after de-interleaving): for x = [x1, x2] split at D/2,
 ///   y1 = x1·cos − x2·sin,   y2 = x2·cos + x1·sin.
+/// With `interleaved`, the input pairs are (x[2j], x[2j+1]) as DeepSeek's released checkpoints
+/// lay out the rope dimensions; the output is in the rotate-half layout, as DeepSeek's code
+/// produces it after its de-interleaving view.
 
 extension Tensor {
     /// `self` is [..., T, H, D]; `cos` and `sin` are [T, D/2] tables for the T positions.
-    public func rotaryEmbedding(cos: Tensor, sin: Tensor) -> Tensor {
+    public func rotaryEmbedding(cos: Tensor, sin: Tensor, interleaved: Bool = false) -> Tensor {
         guard rank >= 3 else { shapeFailure("rotaryEmbedding", "input \(shape) needs [..., T, H, D]") }
         let t = shape[rank - 3], h = shape[rank - 2], d = shape[rank - 1], half = d / 2
         guard d % 2 == 0, cos.shape == [t, half], sin.shape == [t, half] else {
@@ -12,12 +15,14 @@ extension Tensor {
         }
         let src = contiguousNoGrad(), c = cos.contiguousNoGrad(), s = sin.contiguousNoGrad()
         let out = Tensor(uninitialized: shape)
-        Tensor.rotate(src.data, out.data, c.data, s.data, rows: count / d, t: t, h: h, half: half, inverse: false)
+        Tensor.rotate(src.data, out.data, c.data, s.data, rows: count / d, t: t, h: h, half: half, inverse: false,
+                      interleavedIn: interleaved, interleavedOut: false)
         return record(out, inputs: [self]) { g in
             let gc = g.contiguousNoGrad()
             let dx = Tensor(uninitialized: src.shape)
             // The rotation is orthogonal: its gradient is the rotation by −θ.
-            Tensor.rotate(gc.data, dx.data, c.data, s.data, rows: src.count / d, t: t, h: h, half: half, inverse: true)
+            Tensor.rotate(gc.data, dx.data, c.data, s.data, rows: src.count / d, t: t, h: h, half: half, inverse: true,
+                          interleavedIn: false, interleavedOut: interleaved)
             withExtendedLifetime((gc, c, s)) {}
             return [dx]
         }
@@ -25,17 +30,21 @@ extension Tensor {
 
     static func rotate(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                        _ c: UnsafeMutablePointer<Float>, _ s: UnsafeMutablePointer<Float>,
-                       rows: Int, t: Int, h: Int, half: Int, inverse: Bool) {
+                       rows: Int, t: Int, h: Int, half: Int, inverse: Bool, interleavedIn: Bool, interleavedOut: Bool) {
         let sign: Float = inverse ? -1 : 1
+        // Element j of each half lives at (j, half + j) in the rotate-half layout and at
+        // (2j, 2j + 1) in the interleaved one.
+        let inA = interleavedIn ? 2 : 1, inB = interleavedIn ? 1 : half
+        let outA = interleavedOut ? 2 : 1, outB = interleavedOut ? 1 : half
         parallelFor(rows, grain: Swift.max(1, 4096 / Swift.max(half, 1))) { r in
             for row in r {
                 let pos = (row / h) % t
                 let b = row * 2 * half, tb = pos * half
                 for j in 0..<half {
-                    let x1 = x[b + j], x2 = x[b + half + j]
+                    let x1 = x[b + inA * j], x2 = x[b + inA * j + inB]
                     let cj = c[tb + j], sj = s[tb + j] * sign
-                    y[b + j] = x1 * cj - x2 * sj
-                    y[b + half + j] = x2 * cj + x1 * sj
+                    y[b + outA * j] = x1 * cj - x2 * sj
+                    y[b + outA * j + outB] = x2 * cj + x1 * sj
                 }
             }
         }

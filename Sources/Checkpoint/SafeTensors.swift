@@ -1,0 +1,187 @@
+import Foundation
+import Autograd
+
+/// A bad or unreadable file: names the file, what is wrong, and what was expected.
+public struct CheckpointError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let message: String
+    public init(_ path: String, _ message: String) {
+        self.path = path
+        self.message = message
+    }
+    public var description: String { "\(path): \(message)" }
+}
+
+/// The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header
+/// mapping names to dtype, shape and byte offsets, then the raw little-endian data. Files are
+/// memory-mapped; F32, F16 and BF16 read as float32, I64 and I32 as integers.
+public struct SafeTensorsFile {
+    public struct Entry: Equatable {
+        public let dtype: String
+        public let shape: [Int]
+        public let range: Range<Int>
+    }
+
+    public let path: String
+    public let entries: [String: Entry]
+    public let metadata: [String: String]
+    let data: Data
+    let dataStart: Int
+
+    static let sizes = ["F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "F64": 8, "U8": 1, "I8": 1, "BOOL": 1]
+
+    public init(path: String) throws {
+        self.path = path
+        guard let d = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
+            throw CheckpointError(path, "cannot be read")
+        }
+        data = d
+        guard d.count >= 8 else { throw CheckpointError(path, "is \(d.count) bytes: too short for a safetensors header") }
+        let n = d.prefix(8).withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+        guard n > 1, n <= d.count - 8, n < 100 << 20 else {
+            throw CheckpointError(path, "header length \(n) does not fit a file of \(d.count) bytes: not a safetensors file, or truncated")
+        }
+        dataStart = 8 + n
+        guard let json = try? JSONSerialization.jsonObject(with: d.subdata(in: 8..<(8 + n))) as? [String: Any] else {
+            throw CheckpointError(path, "header is not a JSON object: not a safetensors file")
+        }
+        var entries: [String: Entry] = [:]
+        var metadata: [String: String] = [:]
+        let payload = d.count - dataStart
+        for (name, value) in json {
+            if name == "__metadata__" {
+                metadata = (value as? [String: String]) ?? [:]
+                continue
+            }
+            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
+                  let shape = info["shape"] as? [Int], let offs = info["data_offsets"] as? [Int], offs.count == 2 else {
+                throw CheckpointError(path, "header entry \"\(name)\" needs dtype, shape and data_offsets")
+            }
+            guard let size = SafeTensorsFile.sizes[dtype] else {
+                throw CheckpointError(path, "tensor \"\(name)\" has dtype \(dtype); supported: F32, F16, BF16, I64, I32")
+            }
+            let bytes = shape.reduce(1, *) * size
+            guard offs[0] >= 0, offs[1] - offs[0] == bytes, offs[1] <= payload else {
+                throw CheckpointError(path, "tensor \"\(name)\" (\(dtype) \(shape), \(bytes) bytes) has offsets \(offs) outside the \(payload) data bytes: truncated or corrupt")
+            }
+            entries[name] = Entry(dtype: dtype, shape: shape, range: offs[0]..<offs[1])
+        }
+        self.entries = entries
+        self.metadata = metadata
+    }
+
+    public var names: [String] { entries.keys.sorted() }
+
+    func entry(_ name: String) throws -> Entry {
+        guard let e = entries[name] else { throw CheckpointError(path, "has no tensor \"\(name)\"") }
+        return e
+    }
+
+    /// A float tensor (F32, F16 or BF16 converted to float32).
+    public func tensor(_ name: String) throws -> Tensor {
+        let e = try entry(name)
+        let out = Tensor(uninitialized: e.shape)
+        let n = out.count, o = out.data
+        data.withUnsafeBytes { raw in
+            let base = raw.baseAddress! + dataStart + e.range.lowerBound
+            switch e.dtype {
+            case "F32":
+                for i in 0..<n { o[i] = Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+            case "BF16":
+                for i in 0..<n { o[i] = Float(bitPattern: UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
+            case "F16":
+                for i in 0..<n { o[i] = Float(Float16(bitPattern: UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))) }
+            case "F64":
+                for i in 0..<n { o[i] = Float(Double(bitPattern: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
+            default:
+                break
+            }
+        }
+        guard ["F32", "BF16", "F16", "F64"].contains(e.dtype) else {
+            throw CheckpointError(path, "tensor \"\(name)\" is \(e.dtype); expected a float dtype (F32, F16, BF16)")
+        }
+        return out
+    }
+
+    /// An integer tensor (I64 or I32) as row-major values and its shape.
+    public func integers(_ name: String) throws -> (values: [Int], shape: [Int]) {
+        let e = try entry(name)
+        let n = e.shape.reduce(1, *)
+        var values = [Int](repeating: 0, count: n)
+        switch e.dtype {
+        case "I64":
+            data.withUnsafeBytes { raw in
+                let base = raw.baseAddress! + dataStart + e.range.lowerBound
+                for i in 0..<n { values[i] = Int(Int64(littleEndian: base.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))) }
+            }
+        case "I32":
+            data.withUnsafeBytes { raw in
+                let base = raw.baseAddress! + dataStart + e.range.lowerBound
+                for i in 0..<n { values[i] = Int(Int32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))) }
+            }
+        default:
+            throw CheckpointError(path, "tensor \"\(name)\" is \(e.dtype); expected I64 or I32")
+        }
+        return (values, e.shape)
+    }
+
+    /// One tensor to write: float32 data or int64 values.
+    public enum Item {
+        case float(Tensor)
+        case int64([Int], shape: [Int])
+    }
+
+    /// Writes tensors (sorted by name) atomically: to `path.tmp`, then renamed.
+    public static func write(_ path: String, _ items: [(String, Item)], metadata: [String: String] = [:]) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        let sorted = items.sorted { $0.0 < $1.0 }
+        for (name, item) in sorted {
+            let (dtype, shape, bytes): (String, [Int], Int)
+            switch item {
+            case .float(let t): (dtype, shape, bytes) = ("F32", t.shape, t.count * 4)
+            case .int64(let v, let s): (dtype, shape, bytes) = ("I64", s, v.count * 8)
+            }
+            header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]]
+            offset += bytes
+        }
+        var headerData = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + headerData.count) % 8 != 0 { headerData.append(0x20) }  // pad with spaces
+        var out = Data(capacity: 8 + headerData.count + offset)
+        withUnsafeBytes(of: UInt64(headerData.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(headerData)
+        for (_, item) in sorted {
+            switch item {
+            case .float(let t):
+                let c = t.isContiguous ? t : t.clone()
+                var le = [UInt32](repeating: 0, count: c.count)
+                for i in 0..<c.count { le[i] = c.data[i].bitPattern.littleEndian }
+                le.withUnsafeBytes { out.append(contentsOf: $0) }
+            case .int64(let v, _):
+                let le = v.map { Int64($0).littleEndian }
+                le.withUnsafeBytes { out.append(contentsOf: $0) }
+            }
+        }
+        try atomicWrite(out, to: path)
+    }
+}
+
+/// Writes `data` to `path.tmp`, fsyncs it, and renames it over `path`: a crash leaves either
+/// the old file or the new one, never half of one.
+public func atomicWrite(_ data: Data, to path: String) throws {
+    let tmp = path + ".tmp"
+    guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
+        throw CheckpointError(path, "cannot create \(tmp)")
+    }
+    do {
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
+        try h.write(contentsOf: data)
+        try h.synchronize()
+        try h.close()
+        if rename(tmp, path) != 0 { throw CheckpointError(path, "cannot rename \(tmp) into place (errno \(errno))") }
+    } catch {
+        try? FileManager.default.removeItem(atPath: tmp)
+        throw error as? CheckpointError ?? CheckpointError(path, "write failed: \(error)")
+    }
+}

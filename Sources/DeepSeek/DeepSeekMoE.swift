@@ -1,0 +1,95 @@
+import Autograd
+import NN
+
+/// What training adds to a MoE forward: the balance losses' α and device-level dropping.
+/// Evaluation passes nil: no losses, nothing dropped.
+public struct MoETraining: Sendable {
+    public var alphas: BalanceLosses.Alphas
+    public var dropping: TokenDropping?
+    public var seed: UInt64
+    public var step: Int
+    /// Global index of this batch's first sequence (never-dropped sequences are chosen by it).
+    public var sequenceOffset: Int
+
+    public init(alphas: BalanceLosses.Alphas, dropping: TokenDropping?, seed: UInt64, step: Int, sequenceOffset: Int = 0) {
+        self.alphas = alphas
+        self.dropping = dropping
+        self.seed = seed
+        self.step = step
+        self.sequenceOffset = sequenceOffset
+    }
+}
+
+/// What one MoE layer reports for a batch.
+public struct MoELayerReport {
+    public let routing: Routing
+    public let losses: BalanceLosses?
+    public let drop: TokenDropping.Plan?
+    /// Fraction of the batch's assignments routed to each expert (before dropping).
+    public let expertLoad: [Double]
+}
+
+/// DeepSeekMoE (DeepSeek-V2 §2.2): shared experts every token passes through, plus fine-grained
+/// routed experts of which each token uses K. Output = Σ shared FFN(h) + Σ g_i FFN_i(h) (the
+/// residual is added by the decoder layer). Each routed expert runs one GEMM chain over the
+/// tokens routed to it, gathered in global token order.
+public final class DeepSeekMoE: Module, @unchecked Sendable {
+    public let gate: RouterGate
+    public let experts: [SwiGLU]
+    public let shared_experts: SwiGLU?
+    let config: DeepSeekV2Config
+
+    public init(_ c: DeepSeekV2Config) {
+        config = c
+        gate = RouterGate(experts: c.nRoutedExperts, hidden: c.hiddenSize)
+        experts = (0..<c.nRoutedExperts).map { _ in SwiGLU(dim: c.hiddenSize, hidden: c.moeIntermediateSize) }
+        // DeepSeek's code: one MLP of width moe_intermediate_size × n_shared_experts.
+        shared_experts = c.nSharedExperts > 0 ? SwiGLU(dim: c.hiddenSize, hidden: c.moeIntermediateSize * c.nSharedExperts) : nil
+    }
+
+    /// x [B, T, D] → ([B, T, D], report).
+    public func callAsFunction(_ x: Tensor, training: MoETraining?) -> (Tensor, MoELayerReport) {
+        let b = x.shape[0], t = x.shape[1], dim = x.shape[2], n = b * t
+        let c = config, k = c.numExpertsPerTok, e = c.nRoutedExperts
+        let flat = x.reshape([n, dim])
+        let routing = Router.route(flat, gate: gate, config: c)
+
+        var losses: BalanceLosses? = nil
+        var plan: TokenDropping.Plan? = nil
+        if let training {
+            let m = c.topkMethod == "group_limited_greedy" ? c.topkGroup : Swift.min(k, c.nGroup)
+            losses = BalanceLosses.compute(scores: routing.scores, experts: routing.experts, batch: b, length: t, k: k,
+                                           devices: c.nGroup, devicesPerToken: m, alphas: training.alphas)
+            if let dropping = training.dropping {
+                let protected = (0..<n).map {
+                    dropping.isNeverDropped(seed: training.seed, step: training.step, sequence: training.sequenceOffset + $0 / t)
+                }
+                plan = dropping.plan(affinity: routing.scores.values, experts: routing.experts, k: k, numExperts: e,
+                                     devices: c.nGroup, protected: protected)
+            }
+        }
+
+        // Gather each expert's assignments in global token order.
+        var tokens = [[Int]](repeating: [], count: e), slots = [[Int]](repeating: [], count: e)
+        var counts = [Double](repeating: 0, count: e)
+        for slot in 0..<(n * k) {
+            let ex = routing.experts[slot]
+            counts[ex] += 1
+            if let plan, !plan.kept[slot] { continue }
+            tokens[ex].append(slot / k)
+            slots[ex].append(slot)
+        }
+        let flatWeights = routing.weights.reshape([n * k, 1])
+        var parts: [Tensor] = [], destinations: [Int] = []
+        for ex in 0..<e where !tokens[ex].isEmpty {
+            let y = experts[ex](flat.indexSelect(tokens[ex]))
+            parts.append(y * flatWeights.indexSelect(slots[ex]))
+            destinations.append(contentsOf: tokens[ex])
+        }
+        var out = parts.isEmpty ? Tensor(zeros: [n, dim]) : Tensor.concat(parts, axis: 0).scatterAdd(destinations, rows: n)
+        if let shared_experts { out = out + shared_experts(flat) }
+        let report = MoELayerReport(routing: routing, losses: losses, drop: plan,
+                                    expertLoad: counts.map { $0 / Double(n * k) })
+        return (out.reshape([b, t, dim]), report)
+    }
+}

@@ -1,0 +1,364 @@
+import Foundation
+
+/// A bad model configuration: names the key, what it holds, and what is allowed.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let source: String
+    public let key: String
+    public let message: String
+    public init(source: String = "config", key: String, _ message: String) {
+        self.source = source
+        self.key = key
+        self.message = message
+    }
+    public var description: String { "\(source): \(key): \(message)" }
+}
+
+/// YaRN context extension as DeepSeek's config.json writes it (`rope_scaling`), or as
+/// transformers 5 writes it (`rope_parameters`, with `rope_type` and `rope_theta` inside).
+public struct RopeScaling: Codable, Sendable, Equatable {
+    public var type: String
+    public var factor: Double
+    public var originalMaxPositionEmbeddings: Int
+    public var betaFast: Double
+    public var betaSlow: Double
+    public var mscale: Double
+    public var mscaleAllDim: Double
+
+    public init(type: String = "yarn", factor: Double, originalMaxPositionEmbeddings: Int, betaFast: Double = 32,
+                betaSlow: Double = 1, mscale: Double = 0.707, mscaleAllDim: Double = 0.707) {
+        self.type = type
+        self.factor = factor
+        self.originalMaxPositionEmbeddings = originalMaxPositionEmbeddings
+        self.betaFast = betaFast
+        self.betaSlow = betaSlow
+        self.mscale = mscale
+        self.mscaleAllDim = mscaleAllDim
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type, ropeType = "rope_type", factor
+        case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        case betaFast = "beta_fast", betaSlow = "beta_slow", mscale, mscaleAllDim = "mscale_all_dim"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        type = try c.decodeIfPresent(String.self, forKey: .type) ?? c.decodeIfPresent(String.self, forKey: .ropeType) ?? "yarn"
+        factor = try c.decodeIfPresent(Double.self, forKey: .factor) ?? 1
+        originalMaxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .originalMaxPositionEmbeddings) ?? 4096
+        betaFast = try c.decodeIfPresent(Double.self, forKey: .betaFast) ?? 32
+        betaSlow = try c.decodeIfPresent(Double.self, forKey: .betaSlow) ?? 1
+        mscale = try c.decodeIfPresent(Double.self, forKey: .mscale) ?? 1
+        mscaleAllDim = try c.decodeIfPresent(Double.self, forKey: .mscaleAllDim) ?? 0
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(type, forKey: .type)
+        try c.encode(factor, forKey: .factor)
+        try c.encode(originalMaxPositionEmbeddings, forKey: .originalMaxPositionEmbeddings)
+        try c.encode(betaFast, forKey: .betaFast)
+        try c.encode(betaSlow, forKey: .betaSlow)
+        try c.encode(mscale, forKey: .mscale)
+        try c.encode(mscaleAllDim, forKey: .mscaleAllDim)
+    }
+}
+
+/// The DeepSeek-V2 configuration, with the keys and meanings of the Hugging Face
+/// `config.json` of DeepSeek-V2 and V2-Lite (DESIGN §9).
+public struct DeepSeekV2Config: Codable, Sendable, Equatable {
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    /// Width of the dense MLPs (the first `firstKDenseReplace` layers).
+    public var intermediateSize: Int
+    /// Width of one routed or shared expert.
+    public var moeIntermediateSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var nSharedExperts: Int
+    public var nRoutedExperts: Int
+    public var routedScalingFactor: Double
+    public var kvLoraRank: Int
+    /// nil: queries use a plain `q_proj` (V2-Lite).
+    public var qLoraRank: Int?
+    public var qkRopeHeadDim: Int
+    public var vHeadDim: Int
+    public var qkNopeHeadDim: Int
+    /// `greedy` or `group_limited_greedy` (device-limited routing).
+    public var topkMethod: String
+    public var nGroup: Int
+    public var topkGroup: Int
+    public var numExpertsPerTok: Int
+    public var moeLayerFreq: Int
+    public var firstKDenseReplace: Int
+    public var normTopkProb: Bool
+    public var scoringFunc: String
+    public var auxLossAlpha: Double
+    public var seqAux: Bool
+    public var hiddenAct: String
+    public var maxPositionEmbeddings: Int
+    public var initializerRange: Double
+    public var rmsNormEps: Double
+    public var ropeTheta: Double
+    public var ropeScaling: RopeScaling?
+    public var attentionBias: Bool
+    public var tieWordEmbeddings: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
+        case moeIntermediateSize = "moe_intermediate_size", numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads", numKeyValueHeads = "num_key_value_heads"
+        case nSharedExperts = "n_shared_experts", nRoutedExperts = "n_routed_experts"
+        case routedScalingFactor = "routed_scaling_factor", kvLoraRank = "kv_lora_rank", qLoraRank = "q_lora_rank"
+        case qkRopeHeadDim = "qk_rope_head_dim", vHeadDim = "v_head_dim", qkNopeHeadDim = "qk_nope_head_dim"
+        case topkMethod = "topk_method", nGroup = "n_group", topkGroup = "topk_group"
+        case numExpertsPerTok = "num_experts_per_tok", moeLayerFreq = "moe_layer_freq"
+        case firstKDenseReplace = "first_k_dense_replace", normTopkProb = "norm_topk_prob"
+        case scoringFunc = "scoring_func", auxLossAlpha = "aux_loss_alpha", seqAux = "seq_aux"
+        case hiddenAct = "hidden_act", maxPositionEmbeddings = "max_position_embeddings"
+        case initializerRange = "initializer_range", rmsNormEps = "rms_norm_eps", ropeTheta = "rope_theta"
+        case ropeScaling = "rope_scaling", ropeParameters = "rope_parameters"
+        case attentionBias = "attention_bias", tieWordEmbeddings = "tie_word_embeddings"
+        case modelType = "model_type"
+    }
+
+    public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, moeIntermediateSize: Int, numHiddenLayers: Int,
+                numAttentionHeads: Int, nSharedExperts: Int, nRoutedExperts: Int, routedScalingFactor: Double,
+                kvLoraRank: Int, qLoraRank: Int?, qkRopeHeadDim: Int, vHeadDim: Int, qkNopeHeadDim: Int,
+                topkMethod: String, nGroup: Int, topkGroup: Int, numExpertsPerTok: Int, moeLayerFreq: Int = 1,
+                firstKDenseReplace: Int, normTopkProb: Bool, auxLossAlpha: Double, maxPositionEmbeddings: Int,
+                ropeTheta: Double = 10_000, ropeScaling: RopeScaling?, rmsNormEps: Double = 1e-6) {
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.moeIntermediateSize = moeIntermediateSize
+        self.numHiddenLayers = numHiddenLayers
+        self.numAttentionHeads = numAttentionHeads
+        self.nSharedExperts = nSharedExperts
+        self.nRoutedExperts = nRoutedExperts
+        self.routedScalingFactor = routedScalingFactor
+        self.kvLoraRank = kvLoraRank
+        self.qLoraRank = qLoraRank
+        self.qkRopeHeadDim = qkRopeHeadDim
+        self.vHeadDim = vHeadDim
+        self.qkNopeHeadDim = qkNopeHeadDim
+        self.topkMethod = topkMethod
+        self.nGroup = nGroup
+        self.topkGroup = topkGroup
+        self.numExpertsPerTok = numExpertsPerTok
+        self.moeLayerFreq = moeLayerFreq
+        self.firstKDenseReplace = firstKDenseReplace
+        self.normTopkProb = normTopkProb
+        self.scoringFunc = "softmax"
+        self.auxLossAlpha = auxLossAlpha
+        self.seqAux = true
+        self.hiddenAct = "silu"
+        self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.initializerRange = 0.02
+        self.rmsNormEps = rmsNormEps
+        self.ropeTheta = ropeTheta
+        self.ropeScaling = ropeScaling
+        self.attentionBias = false
+        self.tieWordEmbeddings = false
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func req<T: Decodable>(_ k: CodingKeys) throws -> T { try c.decode(T.self, forKey: k) }
+        func opt<T: Decodable>(_ k: CodingKeys, _ d: T) throws -> T { try c.decodeIfPresent(T.self, forKey: k) ?? d }
+        vocabSize = try req(.vocabSize)
+        hiddenSize = try req(.hiddenSize)
+        intermediateSize = try req(.intermediateSize)
+        moeIntermediateSize = try opt(.moeIntermediateSize, 1407)
+        numHiddenLayers = try req(.numHiddenLayers)
+        numAttentionHeads = try req(.numAttentionHeads)
+        if let kv = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads), kv != numAttentionHeads {
+            throw ConfigError(key: "num_key_value_heads", "is \(kv); MLA needs it equal to num_attention_heads (\(numAttentionHeads))")
+        }
+        nSharedExperts = try c.decodeIfPresent(Int.self, forKey: .nSharedExperts) ?? 0
+        nRoutedExperts = try c.decodeIfPresent(Int.self, forKey: .nRoutedExperts) ?? 0
+        routedScalingFactor = try opt(.routedScalingFactor, 1.0)
+        kvLoraRank = try req(.kvLoraRank)
+        qLoraRank = try c.decodeIfPresent(Int.self, forKey: .qLoraRank)
+        qkRopeHeadDim = try req(.qkRopeHeadDim)
+        vHeadDim = try req(.vHeadDim)
+        qkNopeHeadDim = try req(.qkNopeHeadDim)
+        topkMethod = try opt(.topkMethod, "greedy")
+        nGroup = try c.decodeIfPresent(Int.self, forKey: .nGroup) ?? 1
+        topkGroup = try c.decodeIfPresent(Int.self, forKey: .topkGroup) ?? 1
+        numExpertsPerTok = try c.decodeIfPresent(Int.self, forKey: .numExpertsPerTok) ?? 0
+        moeLayerFreq = try opt(.moeLayerFreq, 1)
+        firstKDenseReplace = try opt(.firstKDenseReplace, 0)
+        normTopkProb = try opt(.normTopkProb, false)
+        scoringFunc = try opt(.scoringFunc, "softmax")
+        auxLossAlpha = try opt(.auxLossAlpha, 0.001)
+        seqAux = try opt(.seqAux, true)
+        hiddenAct = try opt(.hiddenAct, "silu")
+        maxPositionEmbeddings = try opt(.maxPositionEmbeddings, 2048)
+        initializerRange = try opt(.initializerRange, 0.02)
+        rmsNormEps = try opt(.rmsNormEps, 1e-6)
+        attentionBias = try opt(.attentionBias, false)
+        tieWordEmbeddings = try opt(.tieWordEmbeddings, false)
+        // DeepSeek's release: rope_theta and rope_scaling at the top level. transformers 5:
+        // rope_parameters with rope_type and rope_theta inside.
+        if let params = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters) {
+            let topTheta: Double = try opt(.ropeTheta, 10_000)
+            ropeTheta = params.ropeTheta ?? topTheta
+            ropeScaling = params.scaling.type == "default" ? nil : params.scaling
+        } else {
+            ropeTheta = try opt(.ropeTheta, 10_000)
+            ropeScaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling)
+        }
+        if let model = try c.decodeIfPresent(String.self, forKey: .modelType), model != "deepseek_v2" {
+            throw ConfigError(key: "model_type", "is \"\(model)\"; expected \"deepseek_v2\"")
+        }
+    }
+
+    struct RopeParameters: Decodable {
+        let ropeTheta: Double?
+        let scaling: RopeScaling
+        enum K: String, CodingKey { case ropeTheta = "rope_theta" }
+        init(from decoder: Decoder) throws {
+            ropeTheta = try decoder.container(keyedBy: K.self).decodeIfPresent(Double.self, forKey: .ropeTheta)
+            scaling = try RopeScaling(from: decoder)
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode("deepseek_v2", forKey: .modelType)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(moeIntermediateSize, forKey: .moeIntermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(numAttentionHeads, forKey: .numKeyValueHeads)
+        try c.encode(nSharedExperts, forKey: .nSharedExperts)
+        try c.encode(nRoutedExperts, forKey: .nRoutedExperts)
+        try c.encode(routedScalingFactor, forKey: .routedScalingFactor)
+        try c.encode(kvLoraRank, forKey: .kvLoraRank)
+        try c.encode(qLoraRank, forKey: .qLoraRank)  // null for V2-Lite, as the release writes it
+        try c.encode(qkRopeHeadDim, forKey: .qkRopeHeadDim)
+        try c.encode(vHeadDim, forKey: .vHeadDim)
+        try c.encode(qkNopeHeadDim, forKey: .qkNopeHeadDim)
+        try c.encode(topkMethod, forKey: .topkMethod)
+        try c.encode(nGroup, forKey: .nGroup)
+        try c.encode(topkGroup, forKey: .topkGroup)
+        try c.encode(numExpertsPerTok, forKey: .numExpertsPerTok)
+        try c.encode(moeLayerFreq, forKey: .moeLayerFreq)
+        try c.encode(firstKDenseReplace, forKey: .firstKDenseReplace)
+        try c.encode(normTopkProb, forKey: .normTopkProb)
+        try c.encode(scoringFunc, forKey: .scoringFunc)
+        try c.encode(auxLossAlpha, forKey: .auxLossAlpha)
+        try c.encode(seqAux, forKey: .seqAux)
+        try c.encode(hiddenAct, forKey: .hiddenAct)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encode(initializerRange, forKey: .initializerRange)
+        try c.encode(rmsNormEps, forKey: .rmsNormEps)
+        try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encode(ropeScaling, forKey: .ropeScaling)
+        try c.encode(attentionBias, forKey: .attentionBias)
+        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+    }
+
+    // MARK: derived
+
+    public var qHeadDim: Int { qkNopeHeadDim + qkRopeHeadDim }
+    public var hasMoE: Bool { nRoutedExperts > 0 }
+
+    /// Whether decoder layer `l` uses DeepSeekMoE (otherwise a dense SwiGLU MLP).
+    public func isMoELayer(_ l: Int) -> Bool {
+        hasMoE && l >= firstKDenseReplace && l % moeLayerFreq == 0
+    }
+
+    /// The softmax scale of MLA: (d_nope + d_rope)^−½ · m², m = 0.1·mscale_all_dim·ln(factor) + 1.
+    public var softmaxScale: Double {
+        var s = 1 / Double(qHeadDim).squareRoot()
+        if let r = ropeScaling, r.mscaleAllDim != 0 {
+            let m = yarnMscale(factor: r.factor, mscale: r.mscaleAllDim)
+            s *= m * m
+        }
+        return s
+    }
+
+    /// Rejects values this implementation does not support, naming the key and the allowed values.
+    public func validate(source: String = "config") throws {
+        func fail(_ key: String, _ msg: String) throws -> Never { throw ConfigError(source: source, key: key, msg) }
+        let positive: [(String, Int)] = [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("num_hidden_layers", numHiddenLayers),
+                                         ("num_attention_heads", numAttentionHeads), ("kv_lora_rank", kvLoraRank),
+                                         ("qk_rope_head_dim", qkRopeHeadDim), ("qk_nope_head_dim", qkNopeHeadDim),
+                                         ("v_head_dim", vHeadDim), ("intermediate_size", intermediateSize),
+                                         ("max_position_embeddings", maxPositionEmbeddings)]
+        for (k, v) in positive where v <= 0 { try fail(k, "is \(v); expected a positive integer") }
+        if let q = qLoraRank, q <= 0 { try fail("q_lora_rank", "is \(q); expected a positive integer or null (plain q_proj)") }
+        if qkRopeHeadDim % 2 != 0 { try fail("qk_rope_head_dim", "is \(qkRopeHeadDim); rotary embedding needs an even size") }
+        if scoringFunc != "softmax" { try fail("scoring_func", "is \"\(scoringFunc)\"; allowed: \"softmax\"") }
+        if hiddenAct != "silu" { try fail("hidden_act", "is \"\(hiddenAct)\"; allowed: \"silu\"") }
+        if attentionBias { try fail("attention_bias", "is true; DeepSeek-V2 has no attention biases (allowed: false)") }
+        if tieWordEmbeddings { try fail("tie_word_embeddings", "is true; allowed: false (DeepSeek-V2 unties lm_head)") }
+        if let r = ropeScaling {
+            if r.type != "yarn" { try fail("rope_scaling.type", "is \"\(r.type)\"; allowed: \"yarn\" (or no rope_scaling)") }
+            if r.factor < 1 { try fail("rope_scaling.factor", "is \(r.factor); expected ≥ 1") }
+            if r.originalMaxPositionEmbeddings <= 0 { try fail("rope_scaling.original_max_position_embeddings", "must be positive") }
+        }
+        guard hasMoE else { return }
+        if moeIntermediateSize <= 0 { try fail("moe_intermediate_size", "is \(moeIntermediateSize); expected a positive integer") }
+        if nSharedExperts < 0 { try fail("n_shared_experts", "is \(nSharedExperts); expected 0 or more") }
+        if moeLayerFreq < 1 { try fail("moe_layer_freq", "is \(moeLayerFreq); expected ≥ 1") }
+        if firstKDenseReplace < 0 { try fail("first_k_dense_replace", "is \(firstKDenseReplace); expected ≥ 0") }
+        if numExpertsPerTok < 1 || numExpertsPerTok > nRoutedExperts {
+            try fail("num_experts_per_tok", "is \(numExpertsPerTok); expected 1...\(nRoutedExperts) (n_routed_experts)")
+        }
+        if nGroup < 1 || nRoutedExperts % nGroup != 0 {
+            try fail("n_group", "is \(nGroup); expected a divisor of n_routed_experts (\(nRoutedExperts))")
+        }
+        switch topkMethod {
+        case "greedy":
+            break
+        case "group_limited_greedy":
+            if topkGroup < 1 || topkGroup > nGroup { try fail("topk_group", "is \(topkGroup); expected 1...\(nGroup) (n_group)") }
+            let reachable = topkGroup * (nRoutedExperts / nGroup)
+            if numExpertsPerTok > reachable {
+                try fail("num_experts_per_tok", "is \(numExpertsPerTok), more than the \(reachable) experts in topk_group = \(topkGroup) of \(nGroup) groups")
+            }
+        default:
+            try fail("topk_method", "is \"\(topkMethod)\"; allowed: \"greedy\", \"group_limited_greedy\"")
+        }
+    }
+
+    /// Reads and validates a Hugging Face `config.json`.
+    public static func load(_ path: String) throws -> DeepSeekV2Config {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(source: path, key: "(file)", "cannot be read")
+        }
+        let config: DeepSeekV2Config
+        do {
+            config = try JSONDecoder().decode(DeepSeekV2Config.self, from: data)
+        } catch let e as ConfigError {
+            throw ConfigError(source: path, key: e.key, e.message)
+        } catch let DecodingError.keyNotFound(key, ctx) {
+            throw ConfigError(source: path, key: (ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."), "is missing")
+        } catch let DecodingError.typeMismatch(type, ctx) {
+            throw ConfigError(source: path, key: ctx.codingPath.map(\.stringValue).joined(separator: "."), "expected \(type)")
+        } catch let DecodingError.valueNotFound(type, ctx) {
+            throw ConfigError(source: path, key: ctx.codingPath.map(\.stringValue).joined(separator: "."), "is null; expected \(type)")
+        } catch let DecodingError.dataCorrupted(ctx) {
+            throw ConfigError(source: path, key: ctx.codingPath.map(\.stringValue).joined(separator: ".").isEmpty ? "(json)" : ctx.codingPath.map(\.stringValue).joined(separator: "."),
+                              "is not valid JSON: \(ctx.underlyingError.map { "\($0)" } ?? ctx.debugDescription)")
+        }
+        try config.validate(source: path)
+        return config
+    }
+
+    public func jsonData() -> Data {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try! enc.encode(self)
+    }
+}
+
+/// yarn_get_mscale of DeepSeek's code: 0.1·m·ln(factor) + 1 for factor > 1, else 1.
+public func yarnMscale(factor: Double, mscale: Double) -> Double {
+    factor <= 1 ? 1 : 0.1 * mscale * Foundation.log(factor) + 1
+}

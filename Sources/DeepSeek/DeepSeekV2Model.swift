@@ -1,0 +1,116 @@
+import Autograd
+import NN
+
+/// A decoder layer: pre-norm MLA and a dense SwiGLU or DeepSeekMoE feed-forward, with residuals.
+public final class DeepSeekV2DecoderLayer: Module, @unchecked Sendable {
+    public let input_layernorm: RMSNorm
+    public let self_attn: MultiHeadLatentAttention
+    public let post_attention_layernorm: RMSNorm
+    /// Exactly one of these is set; both are named `mlp` in checkpoints.
+    public let denseMLP: SwiGLU?
+    public let moe: DeepSeekMoE?
+
+    override public var keys: [String: String] { ["denseMLP": "mlp", "moe": "mlp"] }
+
+    public init(_ c: DeepSeekV2Config, index: Int) {
+        input_layernorm = RMSNorm(c.hiddenSize, eps: Float(c.rmsNormEps))
+        self_attn = MultiHeadLatentAttention(c)
+        post_attention_layernorm = RMSNorm(c.hiddenSize, eps: Float(c.rmsNormEps))
+        if c.isMoELayer(index) {
+            moe = DeepSeekMoE(c)
+            denseMLP = nil
+        } else {
+            denseMLP = SwiGLU(dim: c.hiddenSize, hidden: c.intermediateSize)
+            moe = nil
+        }
+    }
+
+    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor, training: MoETraining?) -> (Tensor, MoELayerReport?) {
+        let h = x + self_attn(input_layernorm(x), cos: cos, sin: sin)
+        let normed = post_attention_layernorm(h)
+        if let moe {
+            let (y, report) = moe(normed, training: training)
+            return (h + y, report)
+        }
+        return (h + denseMLP!(normed), nil)
+    }
+}
+
+public final class DeepSeekV2Body: Module, @unchecked Sendable {
+    public let embed_tokens: Embedding
+    public let layers: [DeepSeekV2DecoderLayer]
+    public let norm: RMSNorm
+
+    init(_ c: DeepSeekV2Config) {
+        embed_tokens = Embedding(c.vocabSize, c.hiddenSize)
+        layers = (0..<c.numHiddenLayers).map { DeepSeekV2DecoderLayer(c, index: $0) }
+        norm = RMSNorm(c.hiddenSize, eps: Float(c.rmsNormEps))
+    }
+}
+
+/// Everything one forward produces; `hidden` and the per-layer reports serve the
+/// reference-comparison dump (DESIGN §5) and the training metrics.
+public struct DeepSeekV2Output {
+    public let logits: Tensor
+    /// hidden[0] = embeddings, hidden[l + 1] = after layer l, last = after the final norm.
+    public let hidden: [Tensor]
+    /// (layer index, report) for every MoE layer.
+    public let moe: [(Int, MoELayerReport)]
+
+    /// Σ over MoE layers of the three balance losses (zero in evaluation).
+    public var balanceLoss: Tensor {
+        var total = Tensor(scalar: 0)
+        for (_, r) in moe {
+            if let l = r.losses { total = total + l.expert + l.device + l.communication }
+        }
+        return total
+    }
+}
+
+/// DeepSeek-V2 for causal language modelling, with Hugging Face parameter names.
+public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
+    public let config: DeepSeekV2Config
+    public let model: DeepSeekV2Body
+    public let lm_head: Linear
+    public let rotary: RotaryTables
+
+    public init(_ c: DeepSeekV2Config, seed: UInt64, positions: Int? = nil) {
+        config = c
+        model = DeepSeekV2Body(c)
+        lm_head = Linear(c.hiddenSize, c.vocabSize)
+        rotary = RotaryTables(config: c, positions: positions ?? Swift.min(c.maxPositionEmbeddings, 4096))
+        super.init()
+        initialize(seed: seed, std: Float(c.initializerRange))
+    }
+
+    /// ids: B·T token ids (row-major) at positions start..<start+T.
+    public func forward(_ ids: [Int], batch b: Int, length t: Int, start: Int = 0, training: MoETraining? = nil,
+                        keepHidden: Bool = false) -> DeepSeekV2Output {
+        guard ids.count == b * t, start + t <= rotary.cos.shape[0] else {
+            shapeFailure("DeepSeekV2ForCausalLM", "\(ids.count) ids for batch \(b) × length \(t) at position \(start) (tables hold \(rotary.cos.shape[0]) positions)")
+        }
+        let cos = rotary.cos.slice(axis: 0, start..<(start + t)), sin = rotary.sin.slice(axis: 0, start..<(start + t))
+        var h = model.embed_tokens(ids, shape: [b, t])
+        var hidden: [Tensor] = keepHidden ? [h] : []
+        var reports: [(Int, MoELayerReport)] = []
+        for (i, layer) in model.layers.enumerated() {
+            var training = training
+            training?.seed ^= UInt64(i) &* 0x9E37_79B9  // per-layer never-drop draw
+            let (out, report) = layer(h, cos: cos, sin: sin, training: training)
+            h = out
+            if keepHidden { hidden.append(h) }
+            if let report { reports.append((i, report)) }
+        }
+        h = model.norm(h)
+        if keepHidden { hidden.append(h) }
+        return DeepSeekV2Output(logits: lm_head(h), hidden: hidden, moe: reports)
+    }
+
+    /// Next-token targets for rows of ids, shifted as Hugging Face does (the last position of
+    /// each row has none).
+    public static func shiftedTargets(_ labels: [Int], batch b: Int, length t: Int) -> [Int] {
+        var targets = [Int](repeating: ignoreIndex, count: b * t)
+        for r in 0..<b { for i in 0..<(t - 1) { targets[r * t + i] = labels[r * t + i + 1] } }
+        return targets
+    }
+}

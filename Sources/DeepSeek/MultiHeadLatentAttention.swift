@@ -1,0 +1,74 @@
+import Autograd
+import NN
+
+/// Multi-head Latent Attention (DeepSeek-V2 §2.1). Queries go through a low-rank bottleneck
+/// (or a plain `q_proj` when `q_lora_rank` is null); keys and values are rebuilt per head from
+/// one compressed latent c_KV (`kv_lora_rank` values per token) plus one rope key head shared by
+/// all heads, which is what generation caches (kv_lora + qk_rope values per token per layer).
+public final class MultiHeadLatentAttention: Module, @unchecked Sendable {
+    public let q_proj: Linear?
+    public let q_a_proj: Linear?
+    public let q_a_layernorm: RMSNorm?
+    public let q_b_proj: Linear?
+    public let kv_a_proj_with_mqa: Linear
+    public let kv_a_layernorm: RMSNorm
+    public let kv_b_proj: Linear
+    public let o_proj: Linear
+    let heads, nope, rope, vDim, kvLora: Int
+    let scale: Float
+
+    public init(_ c: DeepSeekV2Config) {
+        heads = c.numAttentionHeads
+        nope = c.qkNopeHeadDim
+        rope = c.qkRopeHeadDim
+        vDim = c.vHeadDim
+        kvLora = c.kvLoraRank
+        if let r = c.qLoraRank {
+            q_proj = nil
+            q_a_proj = Linear(c.hiddenSize, r)
+            // DeepSeek's code builds the latent norms with their default eps (1e-6), not rms_norm_eps.
+            q_a_layernorm = RMSNorm(r, eps: 1e-6)
+            q_b_proj = Linear(r, heads * c.qHeadDim)
+        } else {
+            q_proj = Linear(c.hiddenSize, heads * c.qHeadDim)
+            q_a_proj = nil
+            q_a_layernorm = nil
+            q_b_proj = nil
+        }
+        kv_a_proj_with_mqa = Linear(c.hiddenSize, kvLora + rope)
+        kv_a_layernorm = RMSNorm(kvLora, eps: 1e-6)
+        kv_b_proj = Linear(kvLora, heads * (nope + vDim))
+        o_proj = Linear(heads * vDim, c.hiddenSize)
+        scale = Float(c.softmaxScale)
+    }
+
+    /// Queries [B, T, H, nope + rope] with rope applied to their last `rope` dimensions.
+    func queries(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
+        let b = x.shape[0], t = x.shape[1]
+        let q: Tensor
+        if let q_proj { q = q_proj(x) } else { q = q_b_proj!(q_a_layernorm!(q_a_proj!(x))) }
+        let parts = q.reshape([b, t, heads, nope + rope]).split([nope, rope], axis: -1)
+        let qPe = parts[1].rotaryEmbedding(cos: cos, sin: sin, interleaved: true)
+        return Tensor.concat([parts[0], qPe], axis: -1)
+    }
+
+    /// The latent c_KV (normalised) [B, T, kv_lora] and the rotated shared rope key [B, T, 1, rope].
+    func latent(_ x: Tensor, cos: Tensor, sin: Tensor) -> (Tensor, Tensor) {
+        let b = x.shape[0], t = x.shape[1]
+        let parts = kv_a_proj_with_mqa(x).split([kvLora, rope], axis: -1)
+        let c = kv_a_layernorm(parts[0])
+        let kPe = parts[1].reshape([b, t, 1, rope]).rotaryEmbedding(cos: cos, sin: sin, interleaved: true)
+        return (c, kPe)
+    }
+
+    /// x [B, T, hidden] at positions given by the rows of `cos`/`sin` → [B, T, hidden].
+    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
+        let b = x.shape[0], t = x.shape[1]
+        let q = queries(x, cos: cos, sin: sin)
+        let (c, kPe) = latent(x, cos: cos, sin: sin)
+        let kv = kv_b_proj(c).reshape([b, t, heads, nope + vDim]).split([nope, vDim], axis: -1)
+        let k = Tensor.concat([kv[0], kPe.broadcast(to: [b, t, heads, rope])], axis: -1)
+        let o = Tensor.attention(q: q, k: k, v: kv[1], scale: scale, causal: true)
+        return o_proj(o.reshape([b, t, heads * vDim]))
+    }
+}
