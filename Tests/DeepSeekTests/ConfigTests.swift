@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+@testable import DeepSeek
+
+@Suite struct ConfigTests {
+    func write(_ json: String) -> String {
+        let p = FileManager.default.temporaryDirectory.appendingPathComponent("dt-config-\(UUID().uuidString).json").path
+        FileManager.default.createFile(atPath: p, contents: Data(json.utf8))
+        return p
+    }
+
+    /// A valid config.json with `overrides` replacing or adding keys (NSNull for null).
+    func base(_ overrides: [String: Any] = [:]) -> String {
+        var d: [String: Any] = [
+            "model_type": "deepseek_v2", "vocab_size": 100, "hidden_size": 32, "intermediate_size": 64,
+            "moe_intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
+            "n_shared_experts": 1, "n_routed_experts": 8, "kv_lora_rank": 16, "q_lora_rank": NSNull(),
+            "qk_rope_head_dim": 8, "v_head_dim": 8, "qk_nope_head_dim": 8, "topk_method": "group_limited_greedy",
+            "n_group": 4, "topk_group": 2, "num_experts_per_tok": 2, "first_k_dense_replace": 1,
+            "norm_topk_prob": false, "routed_scaling_factor": 1.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 64,
+            "torch_dtype": "bfloat16", "architectures": ["DeepseekV2ForCausalLM"],
+        ]
+        for (k, v) in overrides { d[k] = v }
+        return String(decoding: try! JSONSerialization.data(withJSONObject: d), as: UTF8.self)
+    }
+
+    @Test func bothRopeFormatsReadTheSame() throws {
+        let yarn: [String: Any] = ["factor": 40, "original_max_position_embeddings": 4096, "beta_fast": 32, "beta_slow": 1,
+                                   "mscale": 0.707, "mscale_all_dim": 0.707]
+        let release = try DeepSeekV2Config.load(write(base(["rope_theta": 10000, "rope_scaling": yarn.merging(["type": "yarn"]) { a, _ in a }])))
+        let t5 = try DeepSeekV2Config.load(write(base(["head_dim": 8, "qk_head_dim": 16,
+                                                       "rope_parameters": yarn.merging(["rope_type": "yarn", "rope_theta": 10000]) { a, _ in a }])))
+        #expect(release == t5)
+        #expect(release.ropeScaling?.factor == 40 && release.qLoraRank == nil)
+        // m = 0.1·0.707·ln 40 + 1; scale = 16^-½ · m²
+        let m = 0.1 * 0.707 * log(40.0) + 1
+        #expect(abs(release.softmaxScale - 0.25 * m * m) < 1e-12)
+    }
+
+    func rejection(_ overrides: [String: Any]) -> String {
+        do {
+            _ = try DeepSeekV2Config.load(write(base(overrides)))
+            return "accepted"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func unsupportedValuesNameTheKeyAndTheAllowedValues() {
+        let unknown = rejection(["topk_method": "noaux_tc"])
+        #expect(unknown.contains("topk_method") && unknown.contains("group_limited_greedy"), "\(unknown)")
+        let tooMany = rejection(["num_experts_per_tok": 5])
+        #expect(tooMany.contains("num_experts_per_tok") && tooMany.contains("topk_group"), "\(tooMany)")
+        let kv = rejection(["kv_lora_rank": 0])
+        #expect(kv.contains("kv_lora_rank") && kv.contains("positive"), "\(kv)")
+        let scoring = rejection(["scoring_func": "sigmoid"])
+        #expect(scoring.contains("scoring_func") && scoring.contains("softmax"), "\(scoring)")
+        let groups = rejection(["n_group": 3])
+        #expect(groups.contains("n_group"), "\(groups)")
+        let missing = rejection(["hidden_size": NSNull()])
+        #expect(missing.contains("hidden_size"), "\(missing)")
+        let other = rejection(["model_type": "llama"])
+        #expect(other.contains("model_type") && other.contains("deepseek_v2"), "\(other)")
+    }
+
+    @Test func malformedJSONNamesTheFile() {
+        let path = write("{\"vocab_size\": 12,")
+        do {
+            _ = try DeepSeekV2Config.load(path)
+            Issue.record("accepted malformed JSON")
+        } catch {
+            #expect("\(error)".contains(path) && "\(error)".contains("JSON"), "\(error)")
+        }
+    }
+
+    @Test func presetsValidate() throws {
+        for name in DeepSeekV2Config.presetNames { try DeepSeekV2Config.preset(name).validate() }
+        #expect(throws: ConfigError.self) { try DeepSeekV2Config.preset("v3") }
+    }
+}
