@@ -36,7 +36,7 @@ let package = Package(
         .executableTarget(
             name: "deeptrain",
             dependencies: [
-                "Training", "Autograd", "CBLAS", "CMPI", "CHDF5",
+                "Training", "DeepSeek", "Checkpoint", "Autograd", "CBLAS", "CMPI", "CHDF5",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: release),

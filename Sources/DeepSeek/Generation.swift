@@ -1,0 +1,201 @@
+import Foundation
+import Autograd
+import NN
+
+/// Incremental decoding caches. The latent cache is MLA's point: per token per layer it keeps
+/// only c_KV (kv_lora values) and the shared rope key (qk_rope values), and attends through the
+/// absorbed projections; the full cache keeps every head's decompressed key and value, as a
+/// standard multi-head attention would, for comparison.
+public enum CacheKind: String, Sendable, CaseIterable, Codable {
+    case latent, full
+}
+
+public final class KVCache {
+    public let kind: CacheKind
+    public let batch: Int
+    public let capacity: Int
+    public private(set) var length = 0
+    /// Per layer: latent c [B, cap, kv_lora] and k_pe [B, cap, rope], or full k [B, cap, H, qhd]
+    /// and v [B, cap, H, v].
+    var first: [Tensor]
+    var second: [Tensor]
+    let firstRow: Int, secondRow: Int
+
+    public init(_ c: DeepSeekV2Config, kind: CacheKind, batch: Int, capacity: Int) {
+        self.kind = kind
+        self.batch = batch
+        self.capacity = capacity
+        let l = c.numHiddenLayers, h = c.numAttentionHeads
+        switch kind {
+        case .latent:
+            firstRow = c.kvLoraRank
+            secondRow = c.qkRopeHeadDim
+        case .full:
+            firstRow = h * c.qHeadDim
+            secondRow = h * c.vHeadDim
+        }
+        let (w1, w2) = (firstRow, secondRow)
+        first = (0..<l).map { _ in Tensor(zeros: [batch, capacity, w1]) }
+        second = (0..<l).map { _ in Tensor(zeros: [batch, capacity, w2]) }
+    }
+
+    /// Bytes the cache holds per token (all layers, float32 as stored here).
+    public var bytesPerToken: Int { first.count * (firstRow + secondRow) * 4 }
+
+    /// Writes `rows` [B, Tn, width] at positions length..<length+Tn of layer `l`'s tensor.
+    func append(_ t: Tensor, into store: Tensor, width: Int) {
+        let tn = t.shape[1], src = t.contiguous()
+        for b in 0..<batch {
+            (store.data + (b * capacity + length) * width).update(from: src.data + b * tn * width, count: tn * width)
+        }
+    }
+
+    func view(_ store: Tensor, upTo n: Int) -> Tensor { store.slice(axis: 1, 0..<n) }
+
+    func advance(_ n: Int) { length += n }
+}
+
+extension MultiHeadLatentAttention {
+    /// One decoding step for `x` [B, Tn, hidden] at positions cache.length..., layer `l`.
+    func decode(_ x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer l: Int) -> Tensor {
+        let b = x.shape[0], tn = x.shape[1], s = cache.length + tn
+        let q = queries(x, cos: cos, sin: sin)  // [B, Tn, H, nope + rope]
+        let (c, kPe) = latent(x, cos: cos, sin: sin)
+        switch cache.kind {
+        case .full:
+            let kv = kv_b_proj(c).reshape([b, tn, heads, nope + vDim]).split([nope, vDim], axis: -1)
+            let k = Tensor.concat([kv[0], kPe.broadcast(to: [b, tn, heads, rope])], axis: -1)
+            cache.append(k.reshape([b, tn, heads * (nope + rope)]), into: cache.first[l], width: heads * (nope + rope))
+            cache.append(kv[1].reshape([b, tn, heads * vDim]), into: cache.second[l], width: heads * vDim)
+            let keys = cache.view(cache.first[l], upTo: s).reshape([b, s, heads, nope + rope])
+            let values = cache.view(cache.second[l], upTo: s).reshape([b, s, heads, vDim])
+            let o = Tensor.attention(q: q, k: keys, v: values, scale: scale, causal: true)
+            return o_proj(o.reshape([b, tn, heads * vDim]))
+        case .latent:
+            cache.append(c, into: cache.first[l], width: kvLora)
+            cache.append(kPe.reshape([b, tn, rope]), into: cache.second[l], width: rope)
+            let latents = cache.view(cache.first[l], upTo: s)   // [B, S, kv_lora]
+            let ropeKeys = cache.view(cache.second[l], upTo: s) // [B, S, rope]
+            // Query i sits at position s − tn + i and sees keys 0...that position.
+            var maskValues = [Float](repeating: 0, count: tn * s)
+            for i in 0..<tn { for j in (s - tn + i + 1)..<Swift.max(s, s - tn + i + 1) { maskValues[i * s + j] = -1e30 } }
+            let mask = Tensor(maskValues, shape: [tn, s])
+            let w = kv_b_proj.weight  // [H·(nope + v), kv_lora]: per head W_UK rows, then W_UV rows
+            var outs: [Tensor] = []
+            for h in 0..<heads {
+                let base = h * (nope + vDim)
+                let wUK = w.slice(axis: 0, base..<(base + nope))                   // [nope, kv_lora]
+                let wUV = w.slice(axis: 0, (base + nope)..<(base + nope + vDim))   // [v, kv_lora]
+                let qh = q.slice(axis: 2, h..<(h + 1)).reshape([b, tn, nope + rope])
+                let qNope = qh.slice(axis: 2, 0..<nope), qPe = qh.slice(axis: 2, nope..<(nope + rope))
+                // Absorb W_UK into the query: q_nope·(W_UK c) = (W_UKᵀ q_nope)·c.
+                let qLatent = qNope.reshape([b * tn, nope]).matmul(wUK).reshape([b, tn, kvLora])
+                let scores = (qLatent.matmul(latents.transposed()) + qPe.matmul(ropeKeys.transposed())) * scale + mask
+                let p = scores.softmax()
+                // Absorb W_UV into the output: Σ p·(W_UV c) = W_UV (Σ p·c).
+                outs.append(p.matmul(latents).linear(wUV))                         // [B, Tn, v]
+            }
+            return o_proj(Tensor.concat(outs, axis: -1))
+        }
+    }
+}
+
+extension DeepSeekV2ForCausalLM {
+    /// Feeds `ids` (B·Tn) at the cache's current position and returns logits [B, Tn, V].
+    public func decode(_ ids: [Int], batch b: Int, cache: KVCache) -> Tensor {
+        let tn = ids.count / b, start = cache.length
+        guard start + tn <= cache.capacity, start + tn <= rotary.cos.shape[0] else {
+            shapeFailure("decode", "position \(start + tn) exceeds the cache (\(cache.capacity)) or the rotary tables (\(rotary.cos.shape[0]))")
+        }
+        return withNoGrad {
+            let cos = rotary.cos.slice(axis: 0, start..<(start + tn)), sin = rotary.sin.slice(axis: 0, start..<(start + tn))
+            var h = model.embed_tokens(ids, shape: [b, tn])
+            for (l, layer) in model.layers.enumerated() {
+                h = h + layer.self_attn.decode(layer.input_layernorm(h), cos: cos, sin: sin, cache: cache, layer: l)
+                let normed = layer.post_attention_layernorm(h)
+                if let moe = layer.moe { h = h + moe(normed, training: nil).0 } else { h = h + layer.denseMLP!(normed) }
+            }
+            cache.advance(tn)
+            return lm_head(model.norm(h))
+        }
+    }
+}
+
+/// Greedy, temperature and nucleus (top-p) sampling; the draw for step i uses the counter
+/// RNG at (seed, "sample", i), so a generation is reproducible.
+public struct Sampler: Sendable {
+    public var temperature: Float
+    public var topP: Float
+    public var seed: UInt64
+
+    public init(temperature: Float = 0, topP: Float = 1, seed: UInt64 = 0) {
+        self.temperature = temperature
+        self.topP = topP
+        self.seed = seed
+    }
+
+    public func sample(_ logits: [Float], step: Int, row: Int = 0) -> Int {
+        if temperature <= 0 {
+            var best = 0
+            for i in logits.indices where logits[i] > logits[best] { best = i }
+            return best
+        }
+        let m = logits.max() ?? 0
+        var p = logits.map { Foundation.exp(Double(($0 - m) / temperature)) }
+        let z = p.reduce(0, +)
+        p = p.map { $0 / z }
+        var order = Array(p.indices).sorted { p[$0] > p[$1] }
+        if topP < 1 {
+            var acc = 0.0, keep = 0
+            for i in order {
+                acc += p[i]
+                keep += 1
+                if acc >= Double(topP) { break }
+            }
+            order = Array(order.prefix(keep))
+        }
+        let mass = order.reduce(0.0) { $0 + p[$1] }
+        let u = Double(Philox(seed: seed, purpose: "sample", UInt64(row)).uniform(UInt64(step))) * mass
+        var acc = 0.0
+        for i in order {
+            acc += p[i]
+            if u < acc { return i }
+        }
+        return order.last ?? 0
+    }
+}
+
+public struct GenerationResult: Sendable {
+    public let tokens: [Int]
+    public let prefillSeconds: Double
+    public let decodeSeconds: Double
+    public let cacheBytesPerToken: Int
+}
+
+extension DeepSeekV2ForCausalLM {
+    /// Prefills `prompt`, then samples up to `maxNew` tokens, stopping at any of `stop`.
+    public func generate(prompt: [Int], maxNew: Int, sampler: Sampler = Sampler(), stop: Set<Int> = [],
+                         cache kind: CacheKind = .latent) -> GenerationResult {
+        let cache = KVCache(config, kind: kind, batch: 1, capacity: prompt.count + maxNew)
+        let clock = { () -> Double in
+            var ts = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+        }
+        let t0 = clock()
+        var logits = decode(prompt, batch: 1, cache: cache)
+        let t1 = clock()
+        var out: [Int] = []
+        let v = config.vocabSize
+        for step in 0..<maxNew {
+            let last = Array(logits.values.suffix(v))
+            let next = sampler.sample(last, step: step)
+            if stop.contains(next) { break }
+            out.append(next)
+            if step + 1 == maxNew { break }
+            logits = decode([next], batch: 1, cache: cache)
+        }
+        return GenerationResult(tokens: out, prefillSeconds: t1 - t0, decodeSeconds: clock() - t1,
+                                cacheBytesPerToken: cache.bytesPerToken)
+    }
+}

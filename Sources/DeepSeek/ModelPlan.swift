@@ -1,0 +1,85 @@
+/// Parameter, FLOP, cache and memory arithmetic for a configuration and a parallel layout:
+/// what `deeptrain plan` prints, computed from the config alone (no weights are built).
+public struct ModelPlan: Codable, Sendable {
+    public let total_parameters: Int
+    /// Parameters a token passes through, embedding excluded (lm_head, router, shared and
+    /// top-K experts included), as DeepSeek counts "activated" parameters.
+    public let activated_parameters: Int
+    public let embedding_parameters: Int
+    public let expert_parameters: Int
+    /// Training FLOPs per token at `sequence_length` (DESIGN §7): 6·N_act + 6·L·H·T·(d_qk + d_v).
+    public let flops_per_token: Double
+    public let sequence_length: Int
+    /// Values the absorbed MLA cache keeps per token per layer: kv_lora + qk_rope.
+    public let kv_cache_values_per_token_per_layer: Int
+    public let kv_cache_bytes_per_token_bf16: Int
+    /// A standard multi-head cache of the same heads: 2·H·d_v values per token per layer.
+    public let mha_cache_bytes_per_token_bf16: Int
+    public let layout: Layout
+    public let memory_per_rank: Memory
+    public let all_to_all_bytes_per_step_per_rank: Double
+
+    public struct Layout: Codable, Sendable {
+        public let dp: Int, ep: Int, pp: Int
+        public let micro_batch: Int, microbatches: Int
+    }
+
+    /// fp32 weights and gradients, AdamW moments sharded over data-parallel replicas (ZeRO-1);
+    /// activations are not included.
+    public struct Memory: Codable, Sendable {
+        public let parameters_on_rank: Int
+        public let weights_bytes: Double
+        public let gradients_bytes: Double
+        public let optimizer_bytes: Double
+        public let total_bytes: Double
+    }
+
+    public init(_ c: DeepSeekV2Config, sequenceLength t: Int, dp: Int = 1, ep: Int = 1, pp: Int = 1,
+                microBatch: Int = 1, microbatches: Int = 1) {
+        let d = c.hiddenSize, h = c.numAttentionHeads
+        let attention: Int = {
+            let q = c.qLoraRank.map { d * $0 + $0 + $0 * h * c.qHeadDim } ?? d * h * c.qHeadDim
+            return q + d * (c.kvLoraRank + c.qkRopeHeadDim) + c.kvLoraRank
+                + c.kvLoraRank * h * (c.qkNopeHeadDim + c.vHeadDim) + h * c.vHeadDim * d
+        }()
+        let expert = 3 * d * c.moeIntermediateSize
+        let dense = 3 * d * c.intermediateSize
+        let moeLayers = (0..<c.numHiddenLayers).filter { c.isMoELayer($0) }.count
+        let denseLayers = c.numHiddenLayers - moeLayers
+        let perLayer = attention + 2 * d
+        let embedding = c.vocabSize * d
+        let routed = moeLayers * c.nRoutedExperts * expert
+        let moeAlways = c.nSharedExperts * expert + c.nRoutedExperts * d  // shared experts + router
+        total_parameters = 2 * embedding + d + c.numHiddenLayers * perLayer + denseLayers * dense
+            + moeLayers * moeAlways + routed
+        activated_parameters = embedding + d + c.numHiddenLayers * perLayer + denseLayers * dense
+            + moeLayers * (moeAlways + c.numExpertsPerTok * expert)
+        embedding_parameters = embedding
+        expert_parameters = routed
+        // Matmul parameters per token: activated minus the norm vectors.
+        let norms = d + c.numHiddenLayers * 2 * d + c.numHiddenLayers * (c.kvLoraRank + (c.qLoraRank ?? 0))
+        flops_per_token = 6 * Double(activated_parameters - norms)
+            + 6 * Double(c.numHiddenLayers * h * t * (c.qHeadDim + c.vHeadDim))
+        sequence_length = t
+        kv_cache_values_per_token_per_layer = c.kvLoraRank + c.qkRopeHeadDim
+        kv_cache_bytes_per_token_bf16 = c.numHiddenLayers * (c.kvLoraRank + c.qkRopeHeadDim) * 2
+        mha_cache_bytes_per_token_bf16 = c.numHiddenLayers * 2 * h * c.vHeadDim * 2
+        layout = Layout(dp: dp, ep: ep, pp: pp, micro_batch: microBatch, microbatches: microbatches)
+
+        // A pipeline stage holds 1/pp of the layers (the embedding and head on the end stages,
+        // counted here as an even share); experts are split over ep; ZeRO-1 shards the moments
+        // over the replicas of each tensor (dp for dense, dp/ep for experts).
+        let nonExpert = Double(total_parameters - routed) / Double(pp)
+        let expertShare = Double(routed) / Double(pp * ep)
+        let onRank = nonExpert + expertShare
+        let moments = 8 * (nonExpert / Double(dp) + expertShare / Double(Swift.max(dp / ep, 1)))
+        memory_per_rank = Memory(parameters_on_rank: Int(onRank), weights_bytes: 4 * onRank, gradients_bytes: 4 * onRank,
+                                 optimizer_bytes: moments, total_bytes: 8 * onRank + moments)
+        // Dispatch and combine, forward and backward: 4 transfers of every routed copy of a
+        // token's hidden state (fp32); the share (ep−1)/ep leaves the rank.
+        let tokensPerRank = Double(microBatch * microbatches * t)
+        let layersOnRank = Double(moeLayers) / Double(pp)
+        all_to_all_bytes_per_step_per_rank = ep == 1 ? 0 :
+            4 * tokensPerRank * Double(c.numExpertsPerTok) * Double(d) * 4 * layersOnRank * Double(ep - 1) / Double(ep)
+    }
+}

@@ -1,0 +1,59 @@
+import ArgumentParser
+import Foundation
+import DeepSeek
+import Training
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Parameters, FLOPs per token, KV cache per token and memory per rank of a model and layout.")
+
+    @Option(help: "A preset (tiny, small, v2-lite, v2) or a path to a Hugging Face config.json.") var model: String
+    @Option(help: "Data-parallel ranks.") var dp = 1
+    @Option(help: "Expert-parallel ranks (divides dp).") var ep = 1
+    @Option(help: "Pipeline stages.") var pp = 1
+    @Option(help: "Sequence length for FLOPs and traffic (default: the model's original context, at most 4096).") var seq: Int?
+    @Option(help: "Sequences per micro-batch.") var microBatch = 1
+    @Option(help: "Micro-batches per step.") var microbatches = 1
+    @Flag(help: "Print JSON instead of a table.") var json = false
+
+    func run() throws {
+        let config: DeepSeekV2Config
+        do {
+            config = model.hasSuffix(".json") ? try DeepSeekV2Config.load(model) : try DeepSeekV2Config.preset(model)
+        } catch let e as ConfigError {
+            FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+            throw ExitCode(1)
+        }
+        guard dp >= 1, ep >= 1, pp >= 1, dp % ep == 0 else {
+            throw ValidationError("--dp, --ep, --pp must be positive and --ep must divide --dp (got dp \(dp), ep \(ep))")
+        }
+        guard config.nRoutedExperts == 0 || config.nRoutedExperts % ep == 0 else {
+            throw ValidationError("--ep \(ep) does not divide the \(config.nRoutedExperts) routed experts")
+        }
+        guard pp <= config.numHiddenLayers else {
+            throw ValidationError("--pp \(pp) is more stages than the \(config.numHiddenLayers) layers")
+        }
+        let t = seq ?? Swift.min(config.ropeScaling?.originalMaxPositionEmbeddings ?? config.maxPositionEmbeddings, 4096)
+        let p = ModelPlan(config, sequenceLength: t, dp: dp, ep: ep, pp: pp, microBatch: microBatch, microbatches: microbatches)
+        if json {
+            print(jsonString(p))
+            return
+        }
+        func b(_ n: Int) -> String { String(format: "%.2fB", Double(n) / 1e9) }
+        func gib(_ x: Double) -> String { String(format: "%.2f GiB", x / 1_073_741_824) }
+        print("""
+        model \(model): \(config.numHiddenLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, \
+        \(config.nSharedExperts) shared + \(config.nRoutedExperts) routed experts (top-\(config.numExpertsPerTok))
+          parameters            \(b(p.total_parameters)) total, \(b(p.activated_parameters)) activated per token (embedding excluded)
+          FLOPs per token       \(String(format: "%.3g", p.flops_per_token)) (training, sequence length \(t))
+          KV cache per token    \(p.kv_cache_values_per_token_per_layer) values per layer (kv_lora + qk_rope): \
+        \(p.kv_cache_bytes_per_token_bf16) bytes in bf16, against \(p.mha_cache_bytes_per_token_bf16) for standard MHA \
+        (\(String(format: "%.1f", Double(p.mha_cache_bytes_per_token_bf16) / Double(p.kv_cache_bytes_per_token_bf16)))× smaller)
+          layout                dp \(dp) × pp \(pp) = \(dp * pp) ranks, ep \(ep) inside dp
+          memory per rank       \(gib(p.memory_per_rank.total_bytes)): weights \(gib(p.memory_per_rank.weights_bytes)), \
+        gradients \(gib(p.memory_per_rank.gradients_bytes)), AdamW (ZeRO-1) \(gib(p.memory_per_rank.optimizer_bytes)); activations not included
+          all-to-all per step   \(gib(p.all_to_all_bytes_per_step_per_rank)) per rank (micro-batch \(microBatch) × \(microbatches))
+        """)
+    }
+}

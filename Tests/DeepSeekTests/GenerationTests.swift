@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+@testable import DeepSeek
+@testable import Checkpoint
+@testable import Autograd
+
+@Suite struct GenerationTests {
+    /// Cached decoding, token by token and after a multi-token prefill, gives the full
+    /// forward's logits at every position, with the latent cache and with the full cache.
+    @Test(arguments: GoldenModelTests.cases, CacheKind.allCases)
+    func cachedLogitsEqualFullForward(_ name: String, _ kind: CacheKind) throws {
+        let dir = "\(GoldenModelTests.root)/\(name)"
+        let model = try HFDirectory.load(dir, positions: 64)
+        let (all, shape) = try SafeTensorsFile(path: "\(dir)/input.safetensors").integers("input_ids")
+        let t = shape[1], ids = Array(all.prefix(t))  // first sequence: longer than YaRN's original 16
+        let full = withNoGrad { model.forward(ids, batch: 1, length: t).logits.values }
+        let v = model.config.vocabSize
+        for prefill in [1, 10] {
+            let cache = KVCache(model.config, kind: kind, batch: 1, capacity: t)
+            var got = model.decode(Array(ids.prefix(prefill)), batch: 1, cache: cache).values
+            for i in prefill..<t { got += model.decode([ids[i]], batch: 1, cache: cache).values }
+            var worst: Float = 0, at = 0
+            for i in 0..<(t * v) where abs(got[i] - full[i]) > worst { worst = abs(got[i] - full[i]); at = i / v }
+            #expect(worst <= 1e-4, "\(name) \(kind) prefill \(prefill): max|Δ| \(worst) at position \(at)")
+        }
+    }
+
+    @Test func latentCacheStoresKvLoraPlusRopePerLayer() {
+        let c = DeepSeekV2Config.small
+        let latent = KVCache(c, kind: .latent, batch: 1, capacity: 4), full = KVCache(c, kind: .full, batch: 1, capacity: 4)
+        #expect(latent.bytesPerToken == c.numHiddenLayers * (c.kvLoraRank + c.qkRopeHeadDim) * 4)
+        #expect(full.bytesPerToken == c.numHiddenLayers * c.numAttentionHeads * (c.qHeadDim + c.vHeadDim) * 4)
+    }
+
+    @Test func samplingIsReproducibleAndGreedyIsArgmax() {
+        let logits: [Float] = [0.1, 2.0, -1.0, 1.9]
+        #expect(Sampler().sample(logits, step: 0) == 1)
+        let s = Sampler(temperature: 1.0, topP: 0.9, seed: 5)
+        let draws = (0..<200).map { s.sample(logits, step: $0) }
+        #expect(draws == (0..<200).map { s.sample(logits, step: $0) })
+        #expect(!draws.contains(2), "top-p 0.9 excludes the least likely token")
+        #expect(Set(draws).isSuperset(of: [1, 3]))
+    }
+
+    @Test func generateStopsAtStopToken() {
+        let model = DeepSeekV2ForCausalLM(.tiny, seed: 2)
+        let r = model.generate(prompt: [1, 2, 3], maxNew: 12)
+        #expect(r.tokens.count == 12)
+        let stopAt = r.tokens[4]
+        let stopped = model.generate(prompt: [1, 2, 3], maxNew: 12, stop: [stopAt])
+        #expect(stopped.tokens == Array(r.tokens.prefix(while: { $0 != stopAt })))
+    }
+}
+
+@Suite struct PlanTests {
+    @Test func papersFigures() {
+        let lite = ModelPlan(.v2Lite, sequenceLength: 4096), v2 = ModelPlan(.v2, sequenceLength: 4096)
+        #expect(abs(Double(lite.total_parameters) / 15.7e9 - 1) < 0.01)
+        #expect(abs(Double(v2.total_parameters) / 236e9 - 1) < 0.01)
+        #expect(abs(Double(v2.activated_parameters) / 21e9 - 1) < 0.01)
+        // 2.451B: DeepSeek reports "2.4B" (see docs/model.md for the counting).
+        #expect(abs(Double(lite.activated_parameters) / 2.4e9 - 1) < 0.025)
+        #expect(lite.kv_cache_values_per_token_per_layer == 576 && v2.kv_cache_values_per_token_per_layer == 576)
+        #expect(v2.kv_cache_bytes_per_token_bf16 == 60 * 576 * 2)
+        #expect(v2.mha_cache_bytes_per_token_bf16 == 60 * 128 * 2 * 128 * 2)
+    }
+
+    @Test func countsMatchTheBuiltModel() {
+        for c in [DeepSeekV2Config.tiny, .small] {
+            let model = DeepSeekV2ForCausalLM(c, seed: 1, positions: 8)
+            #expect(ModelPlan(c, sequenceLength: 8).total_parameters == model.parameterCount)
+        }
+    }
+}
