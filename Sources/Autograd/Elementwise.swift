@@ -67,12 +67,54 @@ func binaryForward(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, name: String) -> Te
         }
         return out
     }
+    // One operand holds one value per row of the other (shape [..., 1]): a per-row scalar,
+    // as when expert outputs [n, D] are scaled by gate weights [n, 1].
+    if a.isContiguous && b.isContiguous && a.rank == b.rank && a.rank >= 1 {
+        if let inner = rowScalarInner(full: a.shape, scalar: b.shape), a.shape == shape {
+            let x = a.data, y = b.data, rows = n / Swift.max(inner, 1)
+            parallelFor(rows, grain: Swift.max(1, 32_768 / Swift.max(inner, 1))) { r in
+                for row in r {
+                    let v = y[row], base = row * inner
+                    for j in 0..<inner { o[base + j] = apply(op, x[base + j], v) }
+                }
+            }
+            return out
+        }
+        if let inner = rowScalarInner(full: b.shape, scalar: a.shape), b.shape == shape {
+            let x = a.data, y = b.data, rows = n / Swift.max(inner, 1)
+            parallelFor(rows, grain: Swift.max(1, 32_768 / Swift.max(inner, 1))) { r in
+                for row in r {
+                    let v = x[row], base = row * inner
+                    for j in 0..<inner { o[base + j] = apply(op, v, y[base + j]) }
+                }
+            }
+            return out
+        }
+    }
+    // General: walk output rows with two strided cursors; the last axis is the inner loop.
     let sa = broadcastStrides(a, to: shape), sb = broadcastStrides(b, to: shape)
     let pa = a.storage.data, pb = b.storage.data
-    let offsA = offsets(shape: shape, strides: sa, offset: a.offset)
-    let offsB = offsets(shape: shape, strides: sb, offset: b.offset)
-    for i in 0..<n { o[i] = apply(op, pa[offsA[i]], pb[offsB[i]]) }
+    let r = shape.count
+    let inner = r == 0 ? 1 : shape[r - 1]
+    let ia = r == 0 ? 0 : sa[r - 1], ib = r == 0 ? 0 : sb[r - 1]
+    let outer = Array(shape.dropLast())
+    let rowsA = offsets(shape: outer, strides: Array(sa.dropLast()), offset: a.offset)
+    let rowsB = offsets(shape: outer, strides: Array(sb.dropLast()), offset: b.offset)
+    for row in 0..<rowsA.count {
+        let oa = rowsA[row], ob = rowsB[row], base = row * inner
+        for j in 0..<inner { o[base + j] = apply(op, pa[oa + j * ia], pb[ob + j * ib]) }
+    }
     return out
+}
+
+/// If `scalar` equals `full` up to some axis and is 1 after it, the number of elements of
+/// `full` per element of `scalar`; nil otherwise.
+func rowScalarInner(full: [Int], scalar: [Int]) -> Int? {
+    guard full.count == scalar.count, full != scalar else { return nil }
+    var i = full.count
+    while i > 0 && scalar[i - 1] == 1 { i -= 1 }
+    guard i < full.count, Array(full[..<i]) == Array(scalar[..<i]) else { return nil }
+    return full[i...].reduce(1, *)
 }
 
 /// Storage offsets of every element of a strided view in row-major order.

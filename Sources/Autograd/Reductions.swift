@@ -100,6 +100,23 @@ func reduceSum(_ t: Tensor, axes: [Int], into out: Tensor) {
         }
         return
     }
+    // One contiguous run of reduced axes in a contiguous input: [outer, reduced, inner].
+    if t.isContiguous, let first = axes.first, axes == Array(first..<(first + axes.count)) {
+        let outerN = t.shape[..<first].reduce(1, *), red = axes.reduce(1) { $0 * t.shape[$1] }
+        let inner = t.shape[(first + axes.count)...].reduce(1, *), x = t.data
+        parallelFor(outerN, grain: Swift.max(1, 32_768 / Swift.max(red * inner, 1))) { r in
+            var acc = [Double](repeating: 0, count: inner)
+            for oi in r {
+                for j in 0..<inner { acc[j] = 0 }
+                for k in 0..<red {
+                    let base = (oi * red + k) * inner
+                    for j in 0..<inner { acc[j] += Double(x[base + j]) }
+                }
+                for j in 0..<inner { o[oi * inner + j] = Float(acc[j]) }
+            }
+        }
+        return
+    }
     // General: walk the input, sending each element to its output cell.
     var outStrides = Tensor.contiguousStrides(out.shape)
     for a in axes { outStrides[a] = 0 }

@@ -36,13 +36,23 @@ final class BufferPool: @unchecked Sendable {
     /// Buffers below this many floats are not pooled (malloc's own bins serve them well).
     let minPooled = 16_384
     /// Upper bound on pooled bytes, so a change of shapes cannot grow the pool without limit.
-    let capacityBytes = 4 << 30
+    let capacityBytes = 2 << 30
     private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
     private var pooledBytes = 0
     private let lock = NSLock()
 
-    func take(_ count: Int) -> UnsafeMutablePointer<Float> {
-        if count >= minPooled {
+    /// Pooled sizes are rounded up to a size class (4 per power of two, ≤ 25% slack), so that
+    /// buffers whose sizes vary a little from step to step — an expert's share of the tokens —
+    /// still find a freed block to reuse.
+    static func sizeClass(_ count: Int) -> Int {
+        guard count > 4 else { return count }
+        let step = 1 << Swift.max(0, (Int.bitWidth - count.leadingZeroBitCount - 1) - 2)
+        return (count + step - 1) / step * step
+    }
+
+    func take(_ requested: Int) -> UnsafeMutablePointer<Float> {
+        let count = requested >= minPooled ? BufferPool.sizeClass(requested) : requested
+        if requested >= minPooled {
             lock.lock()
             if let p = free[count]?.popLast() {
                 pooledBytes -= count * 4
@@ -56,8 +66,9 @@ final class BufferPool: @unchecked Sendable {
         return raw.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
     }
 
-    func give(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
-        if count >= minPooled {
+    func give(_ p: UnsafeMutablePointer<Float>, _ requested: Int) {
+        let count = requested >= minPooled ? BufferPool.sizeClass(requested) : requested
+        if requested >= minPooled {
             lock.lock()
             if pooledBytes + count * 4 <= capacityBytes {
                 free[count, default: []].append(p)

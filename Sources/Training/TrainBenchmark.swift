@@ -2,6 +2,7 @@ import Foundation
 import Autograd
 import NN
 import Optim
+import DeepSeek
 
 /// `deeptrain bench train --model dense`: tokens/s, per-phase step time, MFU (DESIGN §7) and
 /// peak RSS for the benchmark dense decoder on random tokens.
@@ -58,6 +59,45 @@ public enum TrainBenchmark {
         let fpt = c.flopsPerToken(sequenceLength: t)
         let achieved = tps * fpt / 1e9
         return Report(model: "dense", parameters: model.parameterCount, batch: b, sequence_length: t, threads: threads,
+                      steps_timed: steps, tokens_per_s: tps, step_ms: step * 1e3, forward_ms: fwd / Double(steps) * 1e3,
+                      backward_ms: bwd / Double(steps) * 1e3, optimizer_ms: opt / Double(steps) * 1e3,
+                      flops_per_token: fpt, peak_sgemm_gflops: peakGF, achieved_gflops: achieved,
+                      mfu: achieved / peakGF, peak_rss_mb: Double(ProcessStats.peakRSS) / 1_048_576,
+                      peak_rss_growth_mb: Double(ProcessStats.peakRSS - rssAfterFirst) / 1_048_576)
+    }
+
+    /// The DeepSeek-V2 `small` preset: balance losses on (expert α from the config), no
+    /// dropping, batch 8 × 256, AdamW.
+    public static func moe(config c: DeepSeekV2Config = .small, name: String = "small", batch b: Int = 8, length t: Int = 256,
+                           warmup: Int = 2, steps: Int = 5, threads: Int = 2, peak: Double? = nil) -> Report {
+        Threads.set(threads)
+        let peakGF = peak ?? GemmBenchmark.peakGFLOPS(threads: threads)
+        let model = DeepSeekV2ForCausalLM(c, seed: 1, positions: t)
+        let trainer = MoETrainer(model: model)
+        let rng = Philox(seed: 3, purpose: "bench-train-tokens")
+        func batch(_ i: Int) -> [Int] {
+            (0..<(b * (t + 1))).map { Int(rng.uint64(UInt64(i * b * (t + 1) + $0)) % UInt64(c.vocabSize)) }
+        }
+        for i in 0..<warmup { _ = trainer.step(rows: batch(i), batch: b, length: t, lr: 1e-4) }
+        var fwd = 0.0, bwd = 0.0, opt = 0.0
+        Profiler.reset()
+        var rssAfterFirst = 0
+        for i in 0..<steps {
+            Profiler.mark()
+            let r = trainer.step(rows: batch(warmup + i), batch: b, length: t, lr: 1e-4)
+            if i == 0 { rssAfterFirst = ProcessStats.peakRSS }
+            fwd += r.forward
+            bwd += r.backward
+            opt += r.optimizer
+        }
+        if Profiler.isEnabled {
+            FileHandle.standardError.write(Data((Profiler.report(steps: steps) + "\n").utf8))
+        }
+        let step = (fwd + bwd + opt) / Double(steps)
+        let tps = Double(b * t) / step
+        let fpt = ModelPlan(c, sequenceLength: t).flops_per_token
+        let achieved = tps * fpt / 1e9
+        return Report(model: name, parameters: model.parameterCount, batch: b, sequence_length: t, threads: threads,
                       steps_timed: steps, tokens_per_s: tps, step_ms: step * 1e3, forward_ms: fwd / Double(steps) * 1e3,
                       backward_ms: bwd / Double(steps) * 1e3, optimizer_ms: opt / Double(steps) * 1e3,
                       flops_per_token: fpt, peak_sgemm_gflops: peakGF, achieved_gflops: achieved,

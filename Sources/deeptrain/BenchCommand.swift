@@ -40,7 +40,7 @@ struct BenchCommand: ParsableCommand {
 
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Training-step throughput, phase times, MFU and peak RSS.")
-        @Option(help: "Model to benchmark: dense.") var model = "dense"
+        @Option(help: "Model to benchmark: dense (the Llama-style baseline) or small (the DeepSeek-V2 small preset).") var model = "dense"
         @Option(help: "Sequences per step.") var batch = 8
         @Option(help: "Tokens per sequence.") var length = 256
         @Option(help: "Untimed warm-up steps.") var warmup = 2
@@ -48,8 +48,8 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Threads for BLAS and fused loops.") var threads = 2
 
         func validate() throws {
-            guard model == "dense" else {
-                throw ValidationError("--model \(model) is not available yet; expected: dense")
+            guard model == "dense" || model == "small" else {
+                throw ValidationError("--model \(model): expected dense or small")
             }
             guard batch > 0, length > 0, length <= 256, steps > 0, warmup >= 0, threads > 0 else {
                 throw ValidationError("--batch, --steps, --threads must be positive, --length in 1...256")
@@ -57,7 +57,11 @@ struct BenchCommand: ParsableCommand {
         }
 
         func run() throws {
-            print(jsonString(TrainBenchmark.dense(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads)))
+            if model == "small" {
+                print(jsonString(TrainBenchmark.moe(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads)))
+            } else {
+                print(jsonString(TrainBenchmark.dense(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads)))
+            }
         }
     }
 
