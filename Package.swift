@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "Autograd", dependencies: ["CBLAS"], swiftSettings: release),
         .target(name: "NN", dependencies: ["Autograd"], swiftSettings: release),
         .target(name: "Optim", dependencies: ["Autograd", "NN"], swiftSettings: release),
-        .target(name: "DeepSeek", dependencies: ["Autograd", "NN", "Optim"], swiftSettings: release),
+        .target(name: "DeepSeek", dependencies: ["Autograd", "NN", "Optim", "CBLAS"], swiftSettings: release),
         .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek"], swiftSettings: release),
         .target(name: "Data", dependencies: ["Autograd"], swiftSettings: release),
         .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Checkpoint", "Data", "CBLAS"], swiftSettings: release),

@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// Fused scaled-dot-product attention over [B, T, H, D] tensors (the layout projections
 /// produce, so no permute is needed: each head is a strided matrix with leading dimension H·D).
@@ -83,7 +84,7 @@ extension Tensor {
 /// Runs one closure per (batch, head) pair. Heads are independent GEMM chains, so with
 /// several threads each worker takes a fixed, contiguous share of heads and runs its GEMMs on
 /// one BLAS thread; the result is the same whichever worker runs a head.
-func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
+public func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
     let workers = Swift.min(Threads.count, n)
     if workers <= 1 {
         for i in 0..<n { body(i, 0) }
@@ -98,4 +99,31 @@ func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
     openblas_set_num_threads(Int32(Threads.count))
 }
 
-func parallelHeads(_ n: Int, _ body: (Int) -> Void) { parallelHeads(n) { i, _ in body(i) } }
+public func parallelHeads(_ n: Int, _ body: (Int) -> Void) { parallelHeads(n) { i, _ in body(i) } }
+
+/// Like `parallelHeads` for tasks of unequal size (experts with different token counts): the
+/// workers take tasks from a shared queue, largest `cost` first, each on one BLAS thread. A
+/// task's result does not depend on which worker ran it.
+public func parallelTasks(_ cost: [Int], _ body: (Int) -> Void) {
+    let n = cost.count
+    let workers = Swift.min(Threads.count, n)
+    let order = Array(0..<n).sorted { cost[$0] != cost[$1] ? cost[$0] > cost[$1] : $0 < $1 }
+    if workers <= 1 {
+        for i in order { body(i) }
+        return
+    }
+    let lock = NSLock()
+    var next = 0
+    openblas_set_num_threads(1)
+    DispatchQueueConcurrent.run(workers) { _ in
+        while true {
+            lock.lock()
+            let i = next
+            next += 1
+            lock.unlock()
+            if i >= n { break }
+            body(order[i])
+        }
+    }
+    openblas_set_num_threads(Int32(Threads.count))
+}

@@ -188,7 +188,7 @@ extension Tensor {
 
     /// Contiguous values without recording (kernels read through this).
     @inline(__always)
-    func contiguousNoGrad() -> Tensor { isContiguous ? self : clone() }
+    public func contiguousNoGrad() -> Tensor { isContiguous ? self : clone() }
 
     /// Elementwise sum without recording, used by the engine to accumulate gradients.
     func plainAdd(_ other: Tensor) -> Tensor { withNoGrad { self + other } }

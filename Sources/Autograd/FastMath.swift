@@ -30,7 +30,7 @@ public func fastSigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 // latency of one dependent add per element, since LLVM may not reassociate float sums.
 
 @inline(__always)
-func vsum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+public func vsum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     var acc = SIMD16<Float>(repeating: 0)
     var j = 0
     let raw = UnsafeRawPointer(p)
@@ -44,7 +44,7 @@ func vsum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
 }
 
 @inline(__always)
-func vdot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+public func vdot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
     var acc = SIMD16<Float>(repeating: 0)
     var j = 0
     let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
@@ -59,7 +59,7 @@ func vdot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Flo
 }
 
 @inline(__always)
-func vmax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+public func vmax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     var m = -Float.infinity
     var j = 0
     if n >= 16 {

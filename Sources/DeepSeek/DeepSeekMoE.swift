@@ -32,17 +32,17 @@ public struct MoELayerReport {
 /// DeepSeekMoE (DeepSeek-V2 §2.2): shared experts every token passes through, plus fine-grained
 /// routed experts of which each token uses K. Output = Σ shared FFN(h) + Σ g_i FFN_i(h) (the
 /// residual is added by the decoder layer). Each routed expert runs one GEMM chain over the
-/// tokens routed to it, gathered in global token order.
+/// tokens routed to it, gathered in global token order (`Tensor.expertFFN`).
 public final class DeepSeekMoE: Module, @unchecked Sendable {
     public let gate: RouterGate
-    public let experts: [SwiGLU]
+    public let experts: StackedExperts
     public let shared_experts: SwiGLU?
     let config: DeepSeekV2Config
 
     public init(_ c: DeepSeekV2Config) {
         config = c
         gate = RouterGate(experts: c.nRoutedExperts, hidden: c.hiddenSize)
-        experts = (0..<c.nRoutedExperts).map { _ in SwiGLU(dim: c.hiddenSize, hidden: c.moeIntermediateSize) }
+        experts = StackedExperts(experts: c.nRoutedExperts, hidden: c.hiddenSize, intermediate: c.moeIntermediateSize)
         // DeepSeek's code: one MLP of width moe_intermediate_size × n_shared_experts.
         shared_experts = c.nSharedExperts > 0 ? SwiGLU(dim: c.hiddenSize, hidden: c.moeIntermediateSize * c.nSharedExperts) : nil
     }
@@ -69,24 +69,16 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
             }
         }
 
-        // Gather each expert's assignments in global token order.
-        var tokens = [[Int]](repeating: [], count: e), slots = [[Int]](repeating: [], count: e)
+        // Each expert's kept assignments, in global token order.
+        var assignments = [[(token: Int, slot: Int)]](repeating: [], count: e)
         var counts = [Double](repeating: 0, count: e)
         for slot in 0..<(n * k) {
             let ex = routing.experts[slot]
             counts[ex] += 1
             if let plan, !plan.kept[slot] { continue }
-            tokens[ex].append(slot / k)
-            slots[ex].append(slot)
+            assignments[ex].append((slot / k, slot))
         }
-        let flatWeights = routing.weights.reshape([n * k, 1])
-        var parts: [Tensor] = [], destinations: [Int] = []
-        for ex in 0..<e where !tokens[ex].isEmpty {
-            let y = experts[ex](flat.indexSelect(tokens[ex]))
-            parts.append(y * flatWeights.indexSelect(slots[ex]))
-            destinations.append(contentsOf: tokens[ex])
-        }
-        var out = parts.isEmpty ? Tensor(zeros: [n, dim]) : Tensor.concat(parts, axis: 0).scatterAdd(destinations, rows: n)
+        var out = Tensor.expertFFN(flat, weights: routing.weights.reshape([n * k]), experts: experts, assignments: assignments)
         if let shared_experts { out = out + shared_experts(flat) }
         let report = MoELayerReport(routing: routing, losses: losses, drop: plan,
                                     expertLoad: counts.map { $0 / Double(n * k) })

@@ -23,7 +23,15 @@ open class Module: @unchecked Sendable {
 
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
+    /// A module whose storage differs from its checkpoint layout (experts stacked in one
+    /// tensor, named one by one) lists its parameters itself; nil means "by reflection".
+    open func customParameters(prefix: String) -> [(String, Tensor)]? { nil }
+
     func collect(prefix: String, into out: inout [(String, Tensor)]) {
+        if let custom = customParameters(prefix: prefix) {
+            out.append(contentsOf: custom)
+            return
+        }
         var mirrors: [Mirror] = []
         var m: Mirror? = Mirror(reflecting: self)
         while let current = m {

@@ -1,12 +1,13 @@
 import ArgumentParser
 import Autograd
 import Training
+import DeepSeek
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print JSON.",
-        subcommands: [Gemm.self, Train.self, Attention.self])
+        subcommands: [Gemm.self, Train.self, Attention.self, Generate.self])
 
     struct Gemm: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "GFLOP/s of raw cblas_sgemm and of Tensor.matmul.")
@@ -78,6 +79,27 @@ struct BenchCommand: ParsableCommand {
         func run() throws {
             print(jsonString(OpBenchmark.attention(batch: batch, length: length, heads: heads, dk: dk, dv: dv,
                                                    causal: !full, threads: threads)))
+        }
+    }
+
+    struct Generate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Greedy decoding speed and cache bytes per token: MLA's latent cache against a full K/V cache.")
+        @Option(help: "Model preset.") var model = "small"
+        @Option(help: "Prompt tokens.") var prompt = 64
+        @Option(help: "Tokens to generate.") var newTokens = 128
+        @Option(help: "Threads.") var threads = 2
+
+        func validate() throws {
+            guard prompt > 0, newTokens > 0, threads > 0 else { throw ValidationError("--prompt, --new-tokens, --threads must be positive") }
+            guard DeepSeekV2Config.presetNames.contains(model), model != "v2", model != "v2-lite" else {
+                throw ValidationError("--model \(model): expected tiny or small (the released sizes do not fit a CPU benchmark)")
+            }
+        }
+
+        func run() throws {
+            print(jsonString(GenerateBenchmark.run(config: try DeepSeekV2Config.preset(model), name: model, prompt: prompt,
+                                                   newTokens: newTokens, threads: threads)))
         }
     }
 }

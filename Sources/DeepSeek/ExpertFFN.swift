@@ -1,0 +1,142 @@
+import Autograd
+import CBLAS
+import NN
+
+/// The routed experts of one MoE layer, stored stacked — gate and up [E, I, D], down [E, D, I] —
+/// so that one fused op runs every expert's SwiGLU on its gathered tokens. Checkpoints see
+/// them one by one (`experts.E.gate_proj.weight` ...): those names are views into the stacked
+/// tensors, and their gradients views into the stacked gradients.
+public final class StackedExperts: Module, @unchecked Sendable {
+    public let gate: Tensor, up: Tensor, down: Tensor
+    let views: [(String, Tensor)]
+    public let count: Int
+
+    public init(experts e: Int, hidden d: Int, intermediate i: Int) {
+        count = e
+        gate = parameter([e, i, d])
+        up = parameter([e, i, d])
+        down = parameter([e, d, i])
+        var v: [(String, Tensor)] = []
+        for t in [gate, up, down] { t.grad = Tensor(zeros: t.shape) }
+        for ex in 0..<e {
+            for (name, t) in [("gate_proj", gate), ("up_proj", up), ("down_proj", down)] {
+                let per = t.shape[1] * t.shape[2]
+                let w = Tensor(storage: t.storage, shape: [t.shape[1], t.shape[2]], offset: ex * per, requiresGrad: true)
+                w.grad = Tensor(storage: t.grad!.storage, shape: [t.shape[1], t.shape[2]], offset: ex * per)
+                v.append(("\(ex).\(name).weight", w))
+            }
+        }
+        views = v
+    }
+
+    override public func customParameters(prefix: String) -> [(String, Tensor)]? {
+        views.map { (prefix.isEmpty ? $0.0 : "\(prefix).\($0.0)", $0.1) }
+    }
+}
+
+extension Tensor {
+    /// Σ over a token's kept assignments of w · SwiGLU_e(x): `x` [N, D]; `weights` [N·K] gate
+    /// weights; `assignments[e]` the (token, slot) pairs routed to expert e, in token order.
+    ///
+    /// Experts are independent GEMM chains, split over the threads with one BLAS thread each
+    /// (as attention heads); their outputs are added into the result afterwards in a fixed
+    /// order (expert, then token), so the bits do not depend on scheduling.
+    public static func expertFFN(_ x: Tensor, weights: Tensor, experts: StackedExperts,
+                                 assignments: [[(token: Int, slot: Int)]]) -> Tensor {
+        let n = x.shape[0], d = x.shape[1], inter = experts.gate.shape[1], e = experts.count
+        guard x.rank == 2, experts.gate.shape[2] == d, assignments.count == e else {
+            shapeFailure("expertFFN", "x \(x.shape) does not fit experts \(experts.gate.shape) (\(assignments.count) assignment lists)")
+        }
+        let xc = x.contiguousNoGrad(), wc = weights.contiguousNoGrad()
+        let g = experts.gate, u = experts.up, dn = experts.down
+        // Per expert: gathered inputs X [n_e, D], H = X·Gᵀ and U = X·Uᵀ [n_e, I], Y = A·Dᵀ [n_e, D].
+        let sizes = assignments.map(\.count)
+        var offsets = [0]
+        for s in sizes { offsets.append(offsets.last! + s) }
+        let rows = offsets.last!
+        let xs = Storage(uninitialized: Swift.max(rows * d, 1)), hs = Storage(uninitialized: Swift.max(rows * inter, 1))
+        let us = Storage(uninitialized: Swift.max(rows * inter, 1)), ys = Storage(uninitialized: Swift.max(rows * d, 1))
+        let a = Storage(uninitialized: Swift.max(rows * inter, 1))
+        let xp = xc.data, gp = g.data, up = u.data, dp = dn.data
+        parallelTasks(sizes) { ex in
+            let m = sizes[ex]
+            if m == 0 { return }
+            let X = xs.data + offsets[ex] * d, H = hs.data + offsets[ex] * inter, U = us.data + offsets[ex] * inter
+            let A = a.data + offsets[ex] * inter, Y = ys.data + offsets[ex] * d
+            for (r, asg) in assignments[ex].enumerated() { (X + r * d).update(from: xp + asg.token * d, count: d) }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d), 1,
+                        X, Int32(d), gp + ex * inter * d, Int32(d), 0, H, Int32(inter))
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d), 1,
+                        X, Int32(d), up + ex * inter * d, Int32(d), 0, U, Int32(inter))
+            for j in 0..<(m * inter) { A[j] = H[j] * fastSigmoid(H[j]) * U[j] }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(d), Int32(inter), 1,
+                        A, Int32(inter), dp + ex * d * inter, Int32(inter), 0, Y, Int32(d))
+        }
+        let out = Tensor(zeros: [n, d])
+        let o = out.data, wp = wc.data
+        for ex in 0..<e {
+            let Y = ys.data + offsets[ex] * d
+            for (r, asg) in assignments[ex].enumerated() {
+                let w = wp[asg.slot], dst = o + asg.token * d, src = Y + r * d
+                for j in 0..<d { dst[j] += w * src[j] }
+            }
+        }
+        return record(out, inputs: [x, weights, g, u, dn]) { gOut in
+            let gc = gOut.contiguousNoGrad()
+            let go = gc.data
+            let dx = Tensor(zeros: [n, d]), dw = Tensor(zeros: weights.shape)
+            let dG = Tensor(uninitialized: g.shape), dU = Tensor(uninitialized: u.shape), dD = Tensor(uninitialized: dn.shape)
+            let gxs = Storage(uninitialized: Swift.max(rows * d, 1))
+            let scratch = Storage(uninitialized: Swift.max(rows * (d + 3 * inter), 1))
+            let dwp = dw.data
+            parallelTasks(sizes) { ex in
+                let m = sizes[ex], per = inter * d
+                if m == 0 {
+                    (dG.data + ex * per).update(repeating: 0, count: per)
+                    (dU.data + ex * per).update(repeating: 0, count: per)
+                    (dD.data + ex * per).update(repeating: 0, count: per)
+                    return
+                }
+                let X = xs.data + offsets[ex] * d, H = hs.data + offsets[ex] * inter, U = us.data + offsets[ex] * inter
+                let A = a.data + offsets[ex] * inter, Y = ys.data + offsets[ex] * d
+                let base = scratch.data + offsets[ex] * (d + 3 * inter)
+                let gY = base, gA = base + m * d, gH = gA + m * inter, gU = gH + m * inter
+                for (r, asg) in assignments[ex].enumerated() {
+                    let src = go + asg.token * d, w = wp[asg.slot]
+                    dwp[asg.slot] = vdot(src, Y + r * d, d)  // d(out)/d(w) = Y row
+                    for j in 0..<d { gY[r * d + j] = w * src[j] }
+                }
+                // dD_e = gYᵀ·A ; gA = gY·D_e
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(inter), Int32(m), 1,
+                            gY, Int32(d), A, Int32(inter), 0, dD.data + ex * per, Int32(inter))
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(inter), Int32(d), 1,
+                            gY, Int32(d), dp + ex * per, Int32(inter), 0, gA, Int32(inter))
+                for j in 0..<(m * inter) {
+                    let h = H[j], s = fastSigmoid(h)
+                    gU[j] = gA[j] * h * s
+                    gH[j] = gA[j] * U[j] * s * (1 + h * (1 - s))
+                }
+                // dG_e = gHᵀ·X, dU_e = gUᵀ·X ; gX = gH·G_e + gU·U_e
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m), 1,
+                            gH, Int32(inter), X, Int32(d), 0, dG.data + ex * per, Int32(d))
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m), 1,
+                            gU, Int32(inter), X, Int32(d), 0, dU.data + ex * per, Int32(d))
+                let gX = gxs.data + offsets[ex] * d
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter), 1,
+                            gH, Int32(inter), gp + ex * per, Int32(d), 0, gX, Int32(d))
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter), 1,
+                            gU, Int32(inter), up + ex * per, Int32(d), 1, gX, Int32(d))
+            }
+            let dxp = dx.data
+            for ex in 0..<e {
+                let gX = gxs.data + offsets[ex] * d
+                for (r, asg) in assignments[ex].enumerated() {
+                    let dst = dxp + asg.token * d, src = gX + r * d
+                    for j in 0..<d { dst[j] += src[j] }
+                }
+            }
+            withExtendedLifetime((xc, wc, gc, xs, hs, us, ys, a)) {}
+            return [dx, dw, dG, dU, dD]
+        }
+    }
+}
