@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "NN", dependencies: ["Autograd"], swiftSettings: release),
         .target(name: "Optim", dependencies: ["Autograd", "NN"], swiftSettings: release),
         .target(name: "DeepSeek", dependencies: ["Autograd", "NN", "Optim", "CBLAS"], swiftSettings: release),
-        .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek"], swiftSettings: release),
+        .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek", "CHDF5"], swiftSettings: release),
         .target(name: "Data", dependencies: ["Autograd"], swiftSettings: release),
         .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Checkpoint", "Data", "CBLAS"], swiftSettings: release),
         .executableTarget(
@@ -45,6 +45,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Autograd"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autograd"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "Checkpoint", "NN", "Autograd"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "DeepSeek", "Autograd"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd"]),
     ]
 )

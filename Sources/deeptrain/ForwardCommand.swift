@@ -9,13 +9,14 @@ import Training
 func loadModel(_ spec: String, positions: Int, seed: UInt64 = 0) throws -> DeepSeekV2ForCausalLM {
     do {
         var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: spec, isDirectory: &isDir), isDir.boolValue {
-            return try HFDirectory.load(spec, positions: positions)
+        if FileManager.default.fileExists(atPath: spec, isDirectory: &isDir) {
+            if isDir.boolValue { return try HFDirectory.load(spec, positions: positions) }
+            return try CheckpointStore.load(spec, positions: positions).0
         }
         if DeepSeekV2Config.presetNames.contains(spec) {
             return DeepSeekV2ForCausalLM(try DeepSeekV2Config.preset(spec), seed: seed, positions: positions)
         }
-        throw CheckpointError(spec, "is neither a Hugging Face model directory nor a preset (\(DeepSeekV2Config.presetNames.joined(separator: ", ")))")
+        throw CheckpointError(spec, "is neither a DeepTrain checkpoint (.h5), a Hugging Face model directory nor a preset (\(DeepSeekV2Config.presetNames.joined(separator: ", ")))")
     } catch let e as CheckpointError {
         fail(e.description)
     } catch let e as ConfigError {
@@ -33,7 +34,7 @@ struct ForwardCommand: ParsableCommand {
         commandName: "forward",
         abstract: "One batch forward (and backward) dumping logits, hidden states, routing and gradients (DESIGN §5).")
 
-    @Option(help: "A Hugging Face model directory.") var model: String
+    @Option(help: "A DeepTrain checkpoint (.h5) or a Hugging Face model directory.") var model: String
     @Option(help: "safetensors with input_ids (int64 [B, T]) and optional labels.") var input: String
     @Option(help: "Output safetensors file.") var dump: String
     @Flag(help: "Also dump grad.<name> for every parameter (gradient of the plain cross-entropy).") var grads = false
@@ -57,7 +58,7 @@ struct GenerateCommand: ParsableCommand {
         commandName: "generate",
         abstract: "Sample from a model with the MLA latent KV cache; prints the cache bytes per token.")
 
-    @Option(help: "A Hugging Face model directory, or a preset (random weights).") var checkpoint: String
+    @Option(help: "A DeepTrain checkpoint (.h5), a Hugging Face model directory, or a preset (random weights).") var checkpoint: String
     @Option(help: "Prompt text, as bytes (byte-level vocabularies).") var prompt: String?
     @Option(help: "Prompt as comma-separated token ids.") var promptIds: String?
     @Option(help: "Tokens to generate at most.") var maxNewTokens = 64
@@ -100,3 +101,33 @@ struct GenerateCommand: ParsableCommand {
 }
 
 extension CacheKind: ExpressibleByArgument {}
+
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Hugging Face directory (config.json + safetensors) ⇄ DeepTrain HDF5 checkpoint.",
+        discussion: "The direction follows the source: a directory becomes an .h5 checkpoint, an .h5 checkpoint becomes a directory. Tensors are copied bit for bit.")
+
+    @Argument(help: "Source: a Hugging Face model directory or a DeepTrain .h5 checkpoint.") var source: String
+    @Argument(help: "Destination: an .h5 path, or a directory.") var destination: String
+
+    func run() throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else { fail("\(source): does not exist") }
+        do {
+            if isDir.boolValue {
+                guard destination.hasSuffix(".h5") else { fail("\(destination): converting a directory needs an .h5 destination") }
+                let model = try HFDirectory.load(source, positions: 1)
+                try CheckpointStore.save(model, to: destination)
+            } else {
+                let (model, _) = try CheckpointStore.load(source, positions: 1)
+                try HFDirectory.save(model, to: destination)
+            }
+        } catch let e as CheckpointError {
+            fail(e.description)
+        } catch let e as ConfigError {
+            fail(e.description)
+        }
+        print("wrote \(destination)")
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import Autograd
+import DeepSeek
+
+/// DeepTrain's checkpoint file (DESIGN §4): one HDF5 file, topology-free.
+///
+/// - `/model/<hf name>`: float32 datasets, the logical full tensors under their Hugging Face
+///   names and layouts;
+/// - `/state`: attributes `format` ("deeptrain-checkpoint"), `format_version`, `stage`, `step`,
+///   `tokens`, `config` (the model's config.json) and `recipe` (the resolved recipe, when a
+///   recipe wrote it).
+///
+/// Written atomically: to `<path>.tmp`, flushed, fsynced, renamed. The optimizer, RNG and data
+/// sections come with the trainer (pretraining issue).
+public enum CheckpointStore {
+    public static let format = "deeptrain-checkpoint"
+    public static let version: Int64 = 1
+
+    public struct State: Sendable, Equatable {
+        public var stage: String
+        public var step: Int
+        public var tokens: Int
+        public var recipe: String
+        public init(stage: String = "", step: Int = 0, tokens: Int = 0, recipe: String = "") {
+            self.stage = stage
+            self.step = step
+            self.tokens = tokens
+            self.recipe = recipe
+        }
+    }
+
+    public static func save(_ model: DeepSeekV2ForCausalLM, state: State = State(), to path: String) throws {
+        let tmp = path + ".tmp"
+        try? FileManager.default.removeItem(atPath: tmp)
+        do {
+            let f = try HDF5File.create(tmp)
+            do {
+                try f.createGroup("/model")
+                for (name, p) in model.namedParameters() { try f.write("/model/\(name)", p) }
+                try f.createGroup("/state")
+                try f.setAttribute("/state", "format", string: format)
+                try f.setAttribute("/state", "format_version", int: version)
+                try f.setAttribute("/state", "stage", string: state.stage)
+                try f.setAttribute("/state", "step", int: Int64(state.step))
+                try f.setAttribute("/state", "tokens", int: Int64(state.tokens))
+                try f.setAttribute("/state", "config", string: String(decoding: model.config.jsonData(), as: UTF8.self))
+                try f.setAttribute("/state", "recipe", string: state.recipe)
+                try f.flush()
+            } catch {
+                try? f.close()
+                throw error
+            }
+            try f.close()
+            try fsyncFile(tmp)
+            guard rename(tmp, path) == 0 else { throw CheckpointError(path, "cannot rename \(tmp) into place (errno \(errno))") }
+        } catch {
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw error
+        }
+    }
+
+    /// Reads the config, builds the model and fills every parameter from `/model`.
+    public static func load(_ path: String, positions: Int? = nil) throws -> (DeepSeekV2ForCausalLM, State) {
+        let f = try HDF5File.open(path)
+        defer { try? f.close() }
+        let fmt = (try? f.stringAttribute("/state", "format")) ?? ""
+        guard fmt == format else {
+            throw CheckpointError(path, "is an HDF5 file but not a DeepTrain checkpoint (no /state@format = \"\(format)\")")
+        }
+        let v = try f.intAttribute("/state", "format_version")
+        guard v == version else { throw CheckpointError(path, "has format version \(v); this build reads version \(version)") }
+        let configJSON = try f.stringAttribute("/state", "config")
+        let config: DeepSeekV2Config
+        do {
+            config = try JSONDecoder().decode(DeepSeekV2Config.self, from: Data(configJSON.utf8))
+            try config.validate(source: "\(path)/state@config")
+        } catch {
+            throw CheckpointError(path, "its /state@config is not a valid model config: \(error)")
+        }
+        let model = DeepSeekV2ForCausalLM(config, seed: 0, positions: positions)
+        let stored = Set(try f.list("/model"))
+        for (name, p) in model.namedParameters() {
+            guard stored.contains(name) else { throw CheckpointError(path, "has no /model/\(name), which its config needs") }
+            let s = try f.shape("/model/\(name)")
+            guard s == p.shape else { throw CheckpointError(path, "/model/\(name) has shape \(s); its config expects \(p.shape)") }
+            p.copy(from: try f.readTensor("/model/\(name)"))
+        }
+        let state = State(stage: try f.stringAttribute("/state", "stage"), step: Int(try f.intAttribute("/state", "step")),
+                          tokens: Int(try f.intAttribute("/state", "tokens")), recipe: try f.stringAttribute("/state", "recipe"))
+        return (model, state)
+    }
+}
+
+func fsyncFile(_ path: String) throws {
+    let fd = Foundation.open(path, O_RDONLY)
+    guard fd >= 0 else { throw CheckpointError(path, "cannot reopen to fsync") }
+    defer { Foundation.close(fd) }
+    guard fsync(fd) == 0 else { throw CheckpointError(path, "fsync failed (errno \(errno))") }
+}
