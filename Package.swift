@@ -20,6 +20,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas"),
@@ -32,7 +33,7 @@ let package = Package(
         .target(name: "DeepSeek", dependencies: ["Autograd", "NN", "Optim", "CBLAS"], swiftSettings: release),
         .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek", "CHDF5"], swiftSettings: release),
         .target(name: "Data", dependencies: ["Autograd"], swiftSettings: release),
-        .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Checkpoint", "Data", "CBLAS"], swiftSettings: release),
+        .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Checkpoint", "Data", "CBLAS", "Yams"], swiftSettings: release),
         .executableTarget(
             name: "deeptrain",
             dependencies: [

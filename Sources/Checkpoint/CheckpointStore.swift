@@ -21,15 +21,38 @@ public enum CheckpointStore {
         public var step: Int
         public var tokens: Int
         public var recipe: String
-        public init(stage: String = "", step: Int = 0, tokens: Int = 0, recipe: String = "") {
+        /// Index of the stage in the recipe, and the global step (data cursor) across stages.
+        public var stageIndex: Int
+        public var globalStep: Int
+        public var seed: Int
+        public init(stage: String = "", step: Int = 0, tokens: Int = 0, recipe: String = "", stageIndex: Int = 0,
+                    globalStep: Int = 0, seed: Int = 0) {
             self.stage = stage
             self.step = step
             self.tokens = tokens
             self.recipe = recipe
+            self.stageIndex = stageIndex
+            self.globalStep = globalStep
+            self.seed = seed
         }
     }
 
-    public static func save(_ model: DeepSeekV2ForCausalLM, state: State = State(), to path: String) throws {
+    /// AdamW moments under the parameters' names, and its step count.
+    public struct OptimizerState {
+        public var step: Int
+        public var names: [String]
+        public var m: [Tensor]
+        public var v: [Tensor]
+        public init(step: Int, names: [String], m: [Tensor], v: [Tensor]) {
+            self.step = step
+            self.names = names
+            self.m = m
+            self.v = v
+        }
+    }
+
+    public static func save(_ model: DeepSeekV2ForCausalLM, state: State = State(), optimizer: OptimizerState? = nil,
+                            to path: String) throws {
         let tmp = path + ".tmp"
         try? FileManager.default.removeItem(atPath: tmp)
         do {
@@ -45,6 +68,20 @@ public enum CheckpointStore {
                 try f.setAttribute("/state", "tokens", int: Int64(state.tokens))
                 try f.setAttribute("/state", "config", string: String(decoding: model.config.jsonData(), as: UTF8.self))
                 try f.setAttribute("/state", "recipe", string: state.recipe)
+                try f.setAttribute("/state", "stage_index", int: Int64(state.stageIndex))
+                try f.setAttribute("/state", "global_step", int: Int64(state.globalStep))
+                // The RNG is counter-based: (seed, purpose, step, index) restores every stream.
+                try f.setAttribute("/state", "rng_seed", int: Int64(state.seed))
+                if let o = optimizer {
+                    try f.createGroup("/optimizer")
+                    try f.createGroup("/optimizer/exp_avg")
+                    try f.createGroup("/optimizer/exp_avg_sq")
+                    try f.setAttribute("/optimizer", "step", int: Int64(o.step))
+                    for (i, n) in o.names.enumerated() {
+                        try f.write("/optimizer/exp_avg/\(n)", o.m[i])
+                        try f.write("/optimizer/exp_avg_sq/\(n)", o.v[i])
+                    }
+                }
                 try f.flush()
             } catch {
                 try? f.close()
@@ -86,8 +123,31 @@ public enum CheckpointStore {
             p.copy(from: try f.readTensor("/model/\(name)"))
         }
         let state = State(stage: try f.stringAttribute("/state", "stage"), step: Int(try f.intAttribute("/state", "step")),
-                          tokens: Int(try f.intAttribute("/state", "tokens")), recipe: try f.stringAttribute("/state", "recipe"))
+                          tokens: Int(try f.intAttribute("/state", "tokens")), recipe: try f.stringAttribute("/state", "recipe"),
+                          stageIndex: Int((try? f.intAttribute("/state", "stage_index")) ?? 0),
+                          globalStep: Int((try? f.intAttribute("/state", "global_step")) ?? 0),
+                          seed: Int((try? f.intAttribute("/state", "rng_seed")) ?? 0))
         return (model, state)
+    }
+
+    /// The AdamW state for the parameters `names` (shapes from `like`), or nil when the file
+    /// has none (a converted model).
+    public static func loadOptimizer(_ path: String, names: [String], like: [Tensor]) throws -> OptimizerState? {
+        let f = try HDF5File.open(path)
+        defer { try? f.close() }
+        guard f.exists("/optimizer") else { return nil }
+        var m: [Tensor] = [], v: [Tensor] = []
+        for (n, p) in zip(names, like) {
+            for (group, into) in [("exp_avg", 0), ("exp_avg_sq", 1)] {
+                let dpath = "/optimizer/\(group)/\(n)"
+                guard f.exists(dpath) else { throw CheckpointError(path, "has no \(dpath)") }
+                let s = try f.shape(dpath)
+                guard s == p.shape else { throw CheckpointError(path, "\(dpath) has shape \(s); expected \(p.shape)") }
+                let t = try f.readTensor(dpath)
+                if into == 0 { m.append(t) } else { v.append(t) }
+            }
+        }
+        return OptimizerState(step: Int(try f.intAttribute("/optimizer", "step")), names: names, m: m, v: v)
     }
 }
 

@@ -1,0 +1,67 @@
+import Foundation
+import Autograd
+import DeepSeek
+import Data
+
+/// Where a stage's token rows come from. Row `g` of the global batch sequence is a pure
+/// function of (seed, g): the order does not depend on the parallel layout or on restarts.
+public enum DataSource {
+    case arithmetic(SyntheticArithmetic)
+
+    /// `synthetic:arithmetic` (more sources come with `deeptrain prepare`).
+    public static func open(_ spec: String, vocab: Int) throws -> DataSource {
+        switch spec {
+        case "synthetic:arithmetic":
+            guard vocab >= 256 else {
+                throw RecipeError(file: "recipe", line: nil, column: nil, path: "data",
+                                  message: "synthetic:arithmetic is byte-level and needs vocab_size ≥ 256 (the model has \(vocab))")
+            }
+            return .arithmetic(SyntheticArithmetic())
+        default:
+            throw RecipeError(file: "recipe", line: nil, column: nil, path: "data",
+                              message: "\"\(spec)\" is not a data source this build reads; available: synthetic:arithmetic")
+        }
+    }
+
+    /// `count` rows of `length` tokens starting at global row `first`.
+    public func rows(first: Int, count: Int, length: Int, seed: UInt64) -> [Int] {
+        switch self {
+        case .arithmetic(let task):
+            var out: [Int] = []
+            out.reserveCapacity(count * length)
+            for g in first..<(first + count) {
+                // Each row reads its own range of the example stream (an example is ≥ 6 bytes).
+                out += task.trainTokens(seed: seed, start: UInt64(g) * UInt64(length / 6 + 2), count: length).tokens
+            }
+            return out
+        }
+    }
+
+    public func heldOutRows(first: Int, count: Int, length: Int) -> [Int] {
+        switch self {
+        case .arithmetic(let task):
+            let stream = task.heldOutTokens
+            var out: [Int] = []
+            for g in first..<(first + count) {
+                let start = (g * length) % Swift.max(stream.count - length, 1)
+                out += stream[start..<(start + length)]
+            }
+            return out
+        }
+    }
+
+    /// Greedy exact-match accuracy on held-out problems: (accuracy, samples).
+    public func exactMatch(model: DeepSeekV2ForCausalLM, samples: Int) -> (Double, Int)? {
+        switch self {
+        case .arithmetic(let task):
+            let pairs = Array(task.heldOutPairs.prefix(samples))
+            var correct = 0
+            for (a, b) in pairs {
+                let prompt = Array(SyntheticArithmetic.prompt(a, b).utf8).map(Int.init)
+                let r = model.generate(prompt: [SyntheticArithmetic.eos] + prompt, maxNew: 5, stop: [SyntheticArithmetic.eos])
+                if String(decoding: r.tokens.map { UInt8(clamping: $0) }, as: UTF8.self) == String(a + b) { correct += 1 }
+            }
+            return (Double(correct) / Double(Swift.max(pairs.count, 1)), pairs.count)
+        }
+    }
+}

@@ -1,0 +1,219 @@
+import Foundation
+import Yams
+import DeepSeek
+import Optim
+
+/// A training recipe (DESIGN §3): the model, the layout, checkpointing, and stages run in
+/// order. Every key, its default and its range are in `docs/recipes.md`; unknown keys are
+/// errors naming the closest valid key.
+public struct Recipe: Sendable {
+    public var name: String
+    public var seed: UInt64
+    public var model: ModelSpec
+    public var parallel: Parallel
+    public var checkpoint: CheckpointSpec
+    public var threads: Int?
+    public var stages: [Stage]
+    /// The recipe as YAML after `--set` overrides, written to the run directory and checkpoints.
+    public var resolvedYAML: String
+
+    public struct ModelSpec: Sendable {
+        /// A preset name or a path to a Hugging Face config.json.
+        public var source: String
+        /// config.json keys to change (`hidden_size: 96`).
+        public var overridesJSON: String
+
+        public func config(relativeTo dir: String) throws -> DeepSeekV2Config {
+            var base: DeepSeekV2Config
+            if DeepSeekV2Config.presetNames.contains(source) {
+                base = try DeepSeekV2Config.preset(source)
+            } else {
+                let p = source.hasPrefix("/") ? source : (dir as NSString).appendingPathComponent(source)
+                base = try DeepSeekV2Config.load(p)
+            }
+            let overrides = try JSONSerialization.jsonObject(with: Data(overridesJSON.utf8)) as? [String: Any] ?? [:]
+            if overrides.isEmpty { return base }
+            var dict = try JSONSerialization.jsonObject(with: base.jsonData()) as! [String: Any]
+            for (k, v) in overrides { dict[k] = v }
+            let merged = try JSONDecoder().decode(DeepSeekV2Config.self, from: JSONSerialization.data(withJSONObject: dict))
+            try merged.validate(source: "model.overrides")
+            return merged
+        }
+    }
+
+    public struct Parallel: Sendable, Equatable {
+        public var dp = 1, ep = 1, pp = 1, microbatches = 1
+    }
+
+    public struct CheckpointSpec: Sendable, Equatable {
+        /// Relative to the run directory.
+        public var dir = "checkpoints"
+        /// Optimizer steps between checkpoints (0: only at the end of each stage).
+        public var every = 0
+        /// Newest checkpoints kept.
+        public var keep = 3
+    }
+
+    public struct Stage: Sendable {
+        public var kind: String
+        public var name: String
+        public var data: String
+        public var steps: Int
+        public var batchSize: Int
+        public var seqLen: Int
+        public var lr: Double
+        public var minLRRatio: Double
+        public var warmup: Int
+        public var schedule: String
+        public var adam: AdamW.Config
+        public var clip: Double
+        public var alphas: (expert: Double?, device: Double, communication: Double)
+        public var capacityFactor: Double?
+        public var neverDropFraction: Double
+        public var evalEvery: Int
+        public var evalBatches: Int
+        public var logEvery: Int
+        public var maxNaNSteps: Int
+        public var initFrom: String?
+
+        public func lrSchedule() -> LRSchedule {
+            switch schedule {
+            case "constant": return .constant(peak: lr, warmup: warmup)
+            case "deepseek": return .deepseekStep(peak: lr, warmup: warmup, total: steps, factor: 0.316)
+            default: return .cosine(peak: lr, warmup: warmup, total: steps, minRatio: minLRRatio)
+            }
+        }
+    }
+
+    static let stageKinds = ["pretrain", "sft", "grpo"]
+
+    /// Reads `path`, applies `overrides` ("a.b=c"), and checks every key and value.
+    public static func load(_ path: String, overrides: [String] = []) throws -> Recipe {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw RecipeError(file: path, line: nil, column: nil, path: "", message: "cannot be read")
+        }
+        return try parse(text, file: path, overrides: overrides)
+    }
+
+    public static func parse(_ text: String, file: String, overrides: [String] = []) throws -> Recipe {
+        var root: Node
+        do {
+            guard let n = try Yams.compose(yaml: text) else {
+                throw RecipeError(file: file, line: nil, column: nil, path: "", message: "is empty; expected a recipe mapping")
+            }
+            root = n
+        } catch let e as YamlError {
+            throw yamlError(e, file: file)
+        }
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "=") else {
+                throw RecipeError(file: "--set", line: nil, column: nil, path: o, message: "expected key.path=value")
+            }
+            let keyPath = String(o[..<eq]), valueText = String(o[o.index(after: eq)...])
+            let value: Node
+            do { value = try Yams.compose(yaml: valueText) ?? Node("") } catch let e as YamlError { throw yamlError(e, file: "--set \(o)") }
+            root = try applyOverride(root, path: keyPath.split(separator: ".").map(String.init), value: value, file: file, full: keyPath)
+        }
+        let top = try YAMLObject(file: file, path: "", node: root)
+        var r = Recipe(name: "", seed: 0, model: ModelSpec(source: "", overridesJSON: "{}"), parallel: Parallel(),
+                       checkpoint: CheckpointSpec(), threads: nil, stages: [], resolvedYAML: "")
+        r.name = try top.string("name")
+        guard !r.name.isEmpty, r.name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+            throw top.fail(top.mapping["name"], "name", "is \"\(r.name)\"; expected letters, digits, - _ . (it names the run directory)")
+        }
+        r.seed = UInt64(try top.int("seed", default: 0, min: 0))
+        r.threads = try top.optionalInt("threads", min: 1)
+        let modelNode = top.raw("model")
+        switch modelNode {
+        case .some(.scalar(let s)):
+            r.model.source = s.string
+        case .some(let n):
+            let m = try YAMLObject(file: file, path: "model", node: n)
+            r.model.source = try m.string("preset", default: "")
+            if r.model.source.isEmpty { r.model.source = try m.string("config") } else { _ = m.raw("config") }
+            let o = try m.freeMapping("overrides")
+            r.model.overridesJSON = String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
+            try m.finish()
+        case .none:
+            throw top.fail(nil, "model", "is required: a preset (\(DeepSeekV2Config.presetNames.joined(separator: ", "))), a config.json path, or {preset|config, overrides}")
+        }
+        if let p = try top.object("parallel") {
+            r.parallel.dp = try p.int("dp", default: 1, min: 1)
+            r.parallel.ep = try p.int("ep", default: 1, min: 1)
+            r.parallel.pp = try p.int("pp", default: 1, min: 1)
+            r.parallel.microbatches = try p.int("microbatches", default: 1, min: 1)
+            try p.finish()
+        }
+        if let c = try top.object("checkpoint") {
+            r.checkpoint.dir = try c.string("dir", default: "checkpoints")
+            r.checkpoint.every = try c.int("every", default: 0, min: 0)
+            r.checkpoint.keep = try c.int("keep", default: 3, min: 1)
+            try c.finish()
+        }
+        guard let stageNodes = try top.list("stages"), !stageNodes.isEmpty else {
+            throw top.fail(nil, "stages", "is required: a list of stages (kind: pretrain, sft or grpo)")
+        }
+        for (i, n) in stageNodes.enumerated() {
+            r.stages.append(try parseStage(YAMLObject(file: file, path: "stages[\(i)]", node: n)))
+        }
+        try top.finish()
+        r.resolvedYAML = (try? Yams.serialize(node: root)) ?? text
+        return r
+    }
+
+    static func parseStage(_ s: YAMLObject) throws -> Stage {
+        let kind = try s.string("kind", allowed: stageKinds)
+        guard kind == "pretrain" else {
+            throw s.fail(s.mapping["kind"], "kind", "\"\(kind)\" stages are not available in this build yet; available: pretrain")
+        }
+        var st = Stage(kind: kind, name: try s.string("name", default: kind), data: try s.string("data"),
+                       steps: try s.int("steps", min: 1), batchSize: try s.int("batch_size", default: 16, min: 1),
+                       seqLen: try s.int("seq_len", default: 64, min: 2), lr: 0, minLRRatio: 0.1, warmup: 0, schedule: "cosine",
+                       adam: AdamW.Config(), clip: 1.0, alphas: (nil, 0, 0), capacityFactor: nil, neverDropFraction: 0.1,
+                       evalEvery: 0, evalBatches: 4, logEvery: 10, maxNaNSteps: 5, initFrom: try s.optionalString("init"))
+        if let o = try s.object("optimizer") {
+            st.lr = try o.double("lr", min: 0)
+            st.adam.beta1 = Float(try o.double("beta1", default: 0.9, min: 0, max: 0.999999))
+            st.adam.beta2 = Float(try o.double("beta2", default: 0.95, min: 0, max: 0.999999))
+            st.adam.eps = Float(try o.double("eps", default: 1e-8, min: 0, exclusiveMin: true))
+            st.adam.weightDecay = Float(try o.double("weight_decay", default: 0.1, min: 0))
+            st.clip = try o.double("clip", default: 1.0, min: 0)
+            try o.finish()
+        } else {
+            throw s.fail(nil, "optimizer", "is required (at least optimizer.lr)")
+        }
+        if let o = try s.object("schedule") {
+            st.schedule = try o.string("kind", default: "cosine", allowed: ["constant", "cosine", "deepseek"])
+            st.warmup = try o.int("warmup", default: 0, min: 0)
+            st.minLRRatio = try o.double("min_ratio", default: 0.1, min: 0, max: 1)
+            try o.finish()
+        }
+        if let o = try s.object("moe") {
+            st.alphas.expert = try o.optionalDouble("alpha_expert", min: 0)
+            st.alphas.device = try o.double("alpha_device", default: 0, min: 0)
+            st.alphas.communication = try o.double("alpha_comm", default: 0, min: 0)
+            st.capacityFactor = try o.optionalDouble("capacity_factor", min: 0, exclusiveMin: true)
+            st.neverDropFraction = try o.double("never_drop_fraction", default: 0.1, min: 0, max: 1)
+            try o.finish()
+        }
+        if let o = try s.object("eval") {
+            st.evalEvery = try o.int("every", default: 0, min: 0)
+            st.evalBatches = try o.int("batches", default: 4, min: 1)
+            try o.finish()
+        }
+        st.logEvery = try s.int("log_every", default: 10, min: 1)
+        st.maxNaNSteps = try s.int("max_nan_steps", default: 5, min: 1)
+        try s.finish()
+        return st
+    }
+
+    static func yamlError(_ e: YamlError, file: String) -> RecipeError {
+        switch e {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
+            return RecipeError(file: file, line: mark.line, column: mark.column, path: "",
+                               message: "malformed YAML: \(problem)" + (context.map { " (\($0.text))" } ?? ""))
+        default:
+            return RecipeError(file: file, line: nil, column: nil, path: "", message: "malformed YAML: \(e)")
+        }
+    }
+}

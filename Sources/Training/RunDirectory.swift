@@ -1,0 +1,68 @@
+import Foundation
+
+/// The run directory (DESIGN §2): recipe.resolved.yaml, metrics.jsonl, train.log and
+/// checkpoints/ (with `latest` naming the newest complete checkpoint).
+public final class RunDirectory {
+    public let path: String
+    public let checkpoints: String
+    let metrics: FileHandle
+    let log: FileHandle
+
+    public init(path: String, checkpointDir: String, resolvedRecipe: String, fresh: Bool) throws {
+        self.path = path
+        checkpoints = checkpointDir.hasPrefix("/") ? checkpointDir : (path as NSString).appendingPathComponent(checkpointDir)
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: checkpoints, withIntermediateDirectories: true)
+        try resolvedRecipe.write(toFile: (path as NSString).appendingPathComponent("recipe.resolved.yaml"), atomically: true, encoding: .utf8)
+        func open(_ name: String) throws -> FileHandle {
+            let p = (path as NSString).appendingPathComponent(name)
+            if fresh || !fm.fileExists(atPath: p) { fm.createFile(atPath: p, contents: nil) }
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: p))
+            try h.seekToEnd()
+            return h
+        }
+        metrics = try open("metrics.jsonl")
+        log = try open("train.log")
+    }
+
+    /// Drops metrics lines past `step` (global) so a resumed run continues the file exactly.
+    public static func truncateMetrics(_ path: String, afterGlobalStep step: Int) throws {
+        let p = (path as NSString).appendingPathComponent("metrics.jsonl")
+        guard let text = try? String(contentsOfFile: p, encoding: .utf8) else { return }
+        let kept = text.split(separator: "\n").filter { line in
+            guard let d = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let g = d["global_step"] as? Int else { return true }
+            return g <= step
+        }
+        try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(toFile: p, atomically: true, encoding: .utf8)
+    }
+
+    public func writeMetrics(_ object: [String: Any]) {
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        metrics.write(data + Data("\n".utf8))
+    }
+
+    public func logLine(_ s: String) {
+        log.write(Data((s + "\n").utf8))
+    }
+
+    public var latestPath: String { (checkpoints as NSString).appendingPathComponent("latest") }
+
+    /// The newest complete checkpoint, from `latest`.
+    public func latestCheckpoint() -> String? {
+        guard let name = try? String(contentsOfFile: latestPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+              !name.isEmpty else { return nil }
+        let p = (checkpoints as NSString).appendingPathComponent(name)
+        return FileManager.default.fileExists(atPath: p) ? p : nil
+    }
+
+    /// Points `latest` at `file` (atomically) and deletes all but the newest `keep` checkpoints.
+    public func publish(_ file: String, keep: Int) throws {
+        let tmp = latestPath + ".tmp"
+        try ((file as NSString).lastPathComponent + "\n").write(toFile: tmp, atomically: false, encoding: .utf8)
+        guard rename(tmp, latestPath) == 0 else { throw RecipeError(file: latestPath, line: nil, column: nil, path: "", message: "cannot update") }
+        let all = ((try? FileManager.default.contentsOfDirectory(atPath: checkpoints)) ?? [])
+            .filter { $0.hasPrefix("step-") && $0.hasSuffix(".h5") }.sorted()
+        for old in all.dropLast(keep) { try? FileManager.default.removeItem(atPath: (checkpoints as NSString).appendingPathComponent(old)) }
+    }
+}

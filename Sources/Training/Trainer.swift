@@ -1,0 +1,231 @@
+import Foundation
+import Autograd
+import NN
+import Optim
+import DeepSeek
+import Checkpoint
+import Data
+
+/// Set by SIGINT/SIGTERM: the trainer finishes its step, writes a checkpoint and exits 0.
+nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
+
+/// Runs a recipe's stages in order (single process; the parallel layers come with the MPI
+/// issue). Each step: the global batch in `microbatches` micro-batches with gradients summed,
+/// clipping, AdamW at the scheduled rate; metrics, evaluation and checkpoints as the recipe
+/// says. Everything random is keyed by (seed, step, index), so a resumed run repeats the
+/// uninterrupted one bit for bit.
+public final class Trainer {
+    public let recipe: Recipe
+    public let run: RunDirectory
+    let recipeDir: String
+    let progress: (String) -> Void
+    let isTerminal: Bool
+
+    public enum Outcome: Equatable { case finished, stopped }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+        public let exitCode: Int32
+    }
+
+    public init(recipe: Recipe, recipePath: String, runDir: String, fresh: Bool, progress: @escaping (String) -> Void) throws {
+        self.recipe = recipe
+        recipeDir = (recipePath as NSString).deletingLastPathComponent
+        run = try RunDirectory(path: runDir, checkpointDir: recipe.checkpoint.dir, resolvedRecipe: recipe.resolvedYAML, fresh: fresh)
+        self.progress = progress
+        isTerminal = isatty(1) != 0
+    }
+
+    static func installSignalHandlers() {
+        signal(SIGINT) { _ in stopRequested = 1 }
+        signal(SIGTERM) { _ in stopRequested = 1 }
+    }
+
+    /// `resume`: a checkpoint path to continue from (its stage, step, weights and optimizer).
+    public func train(resume: String?) throws -> Outcome {
+        Trainer.installSignalHandlers()
+        let config = try recipe.model.config(relativeTo: recipeDir)
+        var startStage = 0, startStep = 0, globalStep = 0, tokens = 0
+        var model: DeepSeekV2ForCausalLM
+        var optimizerState: CheckpointStore.OptimizerState? = nil
+        let positions = recipe.stages.map(\.seqLen).max()! + 1
+        if let resume {
+            let (m, state) = try CheckpointStore.load(resume, positions: positions)
+            guard m.config == config else {
+                throw CheckpointError(resume, "was written for a different model than the recipe's (config mismatch)")
+            }
+            model = m
+            startStage = state.stageIndex
+            startStep = state.step
+            globalStep = state.globalStep
+            tokens = state.tokens
+            let named = model.namedParameters()
+            optimizerState = try CheckpointStore.loadOptimizer(resume, names: named.map(\.0), like: named.map(\.1))
+            try RunDirectory.truncateMetrics(run.path, afterGlobalStep: globalStep)
+            log("resumed from \(resume): stage \(recipe.stages[startStage].name), step \(startStep)")
+        } else {
+            model = DeepSeekV2ForCausalLM(config, seed: recipe.seed, positions: positions)
+        }
+        for si in startStage..<recipe.stages.count {
+            let stage = recipe.stages[si]
+            if si > startStage || resume == nil, let initPath = stage.initFrom {
+                let (m, _) = try CheckpointStore.load(initPath.hasPrefix("/") ? initPath : (recipeDir as NSString).appendingPathComponent(initPath),
+                                                      positions: positions)
+                guard m.config == config else { throw CheckpointError(initPath, "holds a different model than the recipe's") }
+                model = m
+            }
+            let outcome = try runStage(stage, index: si, model: model, from: si == startStage ? startStep : 0,
+                                       optimizer: si == startStage ? optimizerState : nil, globalStep: &globalStep, tokens: &tokens)
+            if outcome == .stopped { return .stopped }
+        }
+        return .finished
+    }
+
+    func log(_ s: String) {
+        run.logLine(s)
+        progress(s)
+    }
+
+    func runStage(_ stage: Recipe.Stage, index si: Int, model: DeepSeekV2ForCausalLM, from startStep: Int,
+                  optimizer saved: CheckpointStore.OptimizerState?, globalStep: inout Int, tokens: inout Int) throws -> Outcome {
+        let data = try DataSource.open(stage.data, vocab: model.config.vocabSize)
+        let micro = recipe.parallel.microbatches
+        guard stage.batchSize % micro == 0 else {
+            throw RecipeError(file: "recipe", line: nil, column: nil, path: "stages[\(si)].batch_size",
+                              message: "is \(stage.batchSize), not divisible by parallel.microbatches = \(micro)")
+        }
+        let trainer = MoETrainer(model: model, adam: stage.adam, clip: Float(stage.clip),
+                                 alphas: .init(expert: stage.alphas.expert ?? model.config.auxLossAlpha,
+                                               device: stage.alphas.device, communication: stage.alphas.communication),
+                                 dropping: stage.capacityFactor.map { TokenDropping(capacityFactor: $0, neverDropFraction: stage.neverDropFraction) },
+                                 seed: recipe.seed)
+        if let saved {
+            trainer.optimizer.load(step: saved.step, m: saved.m, v: saved.v)
+        }
+        let schedule = stage.lrSchedule()
+        let flopsPerToken = ModelPlan(model.config, sequenceLength: stage.seqLen).flops_per_token
+        let peak = 200e9  // nominal 2-thread sgemm peak of the reference machine (docs/benchmarks.md)
+        let stageStart = now()
+        var nanRun = 0, nanTotal = 0
+        log("stage \(si) \(stage.name): \(stage.kind) on \(stage.data), \(stage.steps) steps of \(stage.batchSize)×\(stage.seqLen) tokens, from step \(startStep)")
+        var step = startStep
+        while step < stage.steps {
+            let lr = Float(schedule.lr(at: step))
+            let t0 = now()
+            let rowsPerMicro = stage.batchSize / micro
+            var ce = 0.0, balance = 0.0, aux = (0.0, 0.0, 0.0), dropped = 0, assigned = 0
+            var load: [[Double]] = []
+            model.zeroGrad()
+            var finite = true
+            for mb in 0..<micro {
+                let first = globalStep * stage.batchSize + mb * rowsPerMicro
+                let rows = data.rows(first: first, count: rowsPerMicro, length: stage.seqLen + 1, seed: recipe.seed)
+                let (ids, targets) = DenseTrainer.shift(rows, batch: rowsPerMicro, length: stage.seqLen)
+                let training = MoETraining(alphas: trainer.alphas, dropping: trainer.dropping, seed: recipe.seed,
+                                           step: globalStep, sequenceOffset: first)
+                let out = model.forward(ids, batch: rowsPerMicro, length: stage.seqLen, training: training)
+                let ceT = out.logits.reshape([rowsPerMicro * stage.seqLen, model.config.vocabSize]).crossEntropy(targets: targets)
+                let balT = out.balanceLoss
+                let loss = (ceT + balT) * (1 / Float(micro))
+                if !loss.item.isFinite { finite = false }
+                loss.backward()
+                ce += Double(ceT.item) / Double(micro)
+                balance += Double(balT.item) / Double(micro)
+                for (_, r) in out.moe {
+                    if let l = r.losses {
+                        aux.0 += Double(l.expert.item) / Double(micro)
+                        aux.1 += Double(l.device.item) / Double(micro)
+                        aux.2 += Double(l.communication.item) / Double(micro)
+                    }
+                    if let d = r.drop { dropped += d.dropped; assigned += d.kept.count }
+                    if mb == 0 { load.append(r.expertLoad) }
+                }
+            }
+            let gradNorm = clipGradNorm(model.parameters, maxNorm: Float(stage.clip))
+            if !finite || !gradNorm.isFinite {
+                nanRun += 1
+                nanTotal += 1
+                log("step \(step + 1): non-finite loss or gradient, step skipped (\(nanRun) in a row)")
+                if nanRun >= stage.maxNaNSteps {
+                    throw Failure(description: "stage \(stage.name): \(nanRun) steps in a row with a non-finite loss or gradient (max_nan_steps = \(stage.maxNaNSteps)); lower optimizer.lr or check the data", exitCode: 3)
+                }
+            } else {
+                nanRun = 0
+                trainer.optimizer.update(lr: lr)
+            }
+            step += 1
+            globalStep += 1
+            tokens += stage.batchSize * stage.seqLen
+            let dt = now() - t0
+            let tps = Double(stage.batchSize * stage.seqLen) / dt
+            let elapsed = now() - stageStart
+            var m: [String: Any] = [
+                "stage": stage.name, "step": step, "global_step": globalStep, "tokens": tokens, "lr": Double(lr),
+                "loss": ce + balance, "ce": ce, "grad_norm": Double(gradNorm), "tokens_per_s": tps,
+                "mfu": tps * flopsPerToken / peak, "elapsed_s": elapsed, "aux_expert": aux.0, "aux_device": aux.1,
+                "aux_comm": aux.2, "drop_fraction": assigned == 0 ? 0 : Double(dropped) / Double(assigned),
+                "expert_load": load, "nan_skipped": nanTotal,
+            ]
+            if stage.evalEvery > 0 && (step % stage.evalEvery == 0 || step == stage.steps) {
+                let (heldLoss, acc, n) = evaluate(model: model, data: data, stage: stage)
+                m["eval_loss"] = heldLoss
+                if let acc { m["eval_exact_match"] = acc; m["eval_samples"] = n }
+                log(String(format: "step %d/%d  held-out loss %.4f%@", step, stage.steps, heldLoss,
+                           acc.map { String(format: "  exact match %.1f%% of %d", 100 * $0, n) } ?? ""))
+            }
+            run.writeMetrics(m)
+            if step % stage.logEvery == 0 || step == stage.steps {
+                let eta = elapsed / Double(step - startStep) * Double(stage.steps - step)
+                let line = String(format: "step %5d/%d  loss %.4f  ce %.4f  aux %.2e  grad_norm %.3f  lr %.2e  %.0f tok/s  eta %.0fs",
+                                  step, stage.steps, ce + balance, ce, aux.0 + aux.1 + aux.2, gradNorm, lr, tps, eta)
+                run.logLine(line)
+                if isTerminal {
+                    let width = 30, done = width * step / stage.steps
+                    progress("\u{1B}[2K\r[" + String(repeating: "=", count: done) + String(repeating: " ", count: width - done) + "] " + line)
+                } else {
+                    progress(line)
+                }
+            }
+            let last = step == stage.steps
+            if stopRequested != 0 || last || (recipe.checkpoint.every > 0 && step % recipe.checkpoint.every == 0) {
+                try saveCheckpoint(model: model, trainer: trainer, stage: stage, index: si, step: step, globalStep: globalStep, tokens: tokens)
+            }
+            if stopRequested != 0 {
+                log("stopped by signal after step \(step); checkpoint written")
+                return .stopped
+            }
+        }
+        return .finished
+    }
+
+    func saveCheckpoint(model: DeepSeekV2ForCausalLM, trainer: MoETrainer, stage: Recipe.Stage, index: Int, step: Int,
+                        globalStep: Int, tokens: Int) throws {
+        let file = (run.checkpoints as NSString).appendingPathComponent(String(format: "step-%08d.h5", globalStep))
+        // A finished stage is recorded as the next stage's step 0, so resuming starts there.
+        let done = step == stage.steps && index + 1 < recipe.stages.count
+        let state = CheckpointStore.State(stage: stage.name, step: done ? 0 : step, tokens: tokens, recipe: recipe.resolvedYAML,
+                                          stageIndex: done ? index + 1 : index, globalStep: globalStep, seed: Int(recipe.seed))
+        let opt = done ? nil : CheckpointStore.OptimizerState(step: trainer.optimizer.step, names: trainer.optimizer.parameters.map(\.name),
+                                                              m: trainer.optimizer.m, v: trainer.optimizer.v)
+        try CheckpointStore.save(model, state: state, optimizer: opt, to: file)
+        try run.publish(file, keep: recipe.checkpoint.keep)
+        run.logLine("checkpoint \(file)")
+    }
+
+    /// Held-out loss over `eval.batches` batches, and exact-match accuracy where the data
+    /// has checkable answers.
+    func evaluate(model: DeepSeekV2ForCausalLM, data: DataSource, stage: Recipe.Stage) -> (Double, Double?, Int) {
+        withNoGrad {
+            var total = 0.0
+            let b = Swift.min(stage.batchSize, 16)
+            for i in 0..<stage.evalBatches {
+                let rows = data.heldOutRows(first: i * b, count: b, length: stage.seqLen + 1)
+                let (ids, targets) = DenseTrainer.shift(rows, batch: b, length: stage.seqLen)
+                let out = model.forward(ids, batch: b, length: stage.seqLen)
+                total += Double(out.logits.reshape([b * stage.seqLen, model.config.vocabSize]).crossEntropy(targets: targets).item)
+            }
+            let acc = data.exactMatch(model: model, samples: 200)
+            return (total / Double(stage.evalBatches), acc?.0, acc?.1 ?? 0)
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import Autograd
+import DeepSeek
+import Checkpoint
+import Training
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Run a recipe's stages in order.",
+        discussion: "Exit codes: 0 done (or stopped by SIGINT/SIGTERM after a checkpoint), 1 bad input, 2 usage, 3 runtime failure.")
+
+    @Argument(help: "The recipe (YAML).") var recipe: String
+    @Option(name: .customLong("set"), help: "Override a recipe key: --set stages.0.steps=100 (repeatable).") var overrides: [String] = []
+    @Option(help: "auto (the run directory's latest checkpoint, if any) or a checkpoint path.") var resume: String?
+    @Option(help: "Run directory (default runs/<recipe name>).") var runDir: String?
+    @Flag(help: "Check the recipe and print the model's plan; train nothing.") var dryRun = false
+
+    func run() throws {
+        let r: Recipe
+        let config: DeepSeekV2Config
+        do {
+            r = try Recipe.load(recipe, overrides: overrides)
+            config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
+            guard r.parallel.dp == 1 && r.parallel.ep == 1 && r.parallel.pp == 1 else {
+                fail("\(recipe): parallel: dp/ep/pp other than 1 need the MPI build (not available yet); set them to 1")
+            }
+        } catch let e as RecipeError { fail(e.description) } catch let e as ConfigError { fail(e.description) }
+        if dryRun {
+            let p = ModelPlan(config, sequenceLength: r.stages.map(\.seqLen).max() ?? 1)
+            print("recipe \(r.name): \(r.stages.count) stage(s), model \(r.model.source), "
+                  + String(format: "%.2fB parameters (%.2fB activated)", Double(p.total_parameters) / 1e9, Double(p.activated_parameters) / 1e9))
+            for s in r.stages {
+                print("  \(s.name): \(s.kind) on \(s.data), \(s.steps) steps × \(s.batchSize) × \(s.seqLen) tokens, lr \(s.lr) (\(s.schedule))")
+            }
+            return
+        }
+        Threads.set(r.threads ?? 2)
+        let dir = runDir ?? "runs/\(r.name)"
+        var resumePath: String? = nil
+        if let resume {
+            if resume == "auto" {
+                let latest = (dir as NSString).appendingPathComponent((r.checkpoint.dir as NSString).appendingPathComponent("latest"))
+                if let name = try? String(contentsOfFile: latest, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) {
+                    resumePath = ((latest as NSString).deletingLastPathComponent as NSString).appendingPathComponent(name)
+                }
+            } else {
+                resumePath = resume
+            }
+        }
+        do {
+            let trainer = try Trainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil) { line in
+                if line.hasPrefix("\u{1B}") { print(line, terminator: ""); fflush(nil) } else { print(line); fflush(nil) }
+            }
+            let outcome = try trainer.train(resume: resumePath)
+            if isatty(1) != 0 { print("") }
+            print(outcome == .finished ? "done: \(dir)" : "stopped: resume with --resume auto")
+        } catch let e as RecipeError {
+            fail(e.description)
+        } catch let e as CheckpointError {
+            fail(e.description)
+        } catch let e as ConfigError {
+            fail(e.description)
+        } catch let e as Trainer.Failure {
+            FileHandle.standardError.write(Data("error: \(e.description)\n".utf8))
+            Foundation.exit(e.exitCode)
+        }
+    }
+}
