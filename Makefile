@@ -19,7 +19,9 @@ run: build
 	$(BIN) demo
 
 # The whole suite, in release. Suites run one after another: they share BLAS's thread pool.
+# The CLI tests run the release binary, so it is built first.
 test: deps
+	$(SWIFT) build -c release
 	$(SWIFT) test -c release --no-parallel
 
 bench: build

@@ -60,6 +60,11 @@ public enum CheckpointStore {
             do {
                 try f.createGroup("/model")
                 for (name, p) in model.namedParameters() { try f.write("/model/\(name)", p) }
+                // Fault injection for the crash-safety test: a pause mid-write to kill the process in.
+                if let ms = ProcessInfo.processInfo.environment["DEEPTRAIN_FAULT_CHECKPOINT_PAUSE_MS"].flatMap({ Int($0) }) {
+                    try f.flush()
+                    usleep(UInt32(ms) * 1000)
+                }
                 try f.createGroup("/state")
                 try f.setAttribute("/state", "format", string: format)
                 try f.setAttribute("/state", "format_version", int: version)
@@ -93,6 +98,22 @@ public enum CheckpointStore {
         } catch {
             try? FileManager.default.removeItem(atPath: tmp)
             throw error
+        }
+    }
+
+    /// The model config stored in a checkpoint, without reading its tensors.
+    public static func readConfig(_ path: String) throws -> DeepSeekV2Config {
+        let f = try HDF5File.open(path)
+        defer { try? f.close() }
+        guard (try? f.stringAttribute("/state", "format")) == format else {
+            throw CheckpointError(path, "is an HDF5 file but not a DeepTrain checkpoint (no /state@format = \"\(format)\")")
+        }
+        do {
+            return try JSONDecoder().decode(DeepSeekV2Config.self, from: Data(try f.stringAttribute("/state", "config").utf8))
+        } catch let e as CheckpointError {
+            throw e
+        } catch {
+            throw CheckpointError(path, "its /state@config is not a valid model config: \(error)")
         }
     }
 

@@ -18,8 +18,10 @@ public enum DataSource {
             }
             return .arithmetic(SyntheticArithmetic())
         default:
+            let what = FileManager.default.fileExists(atPath: spec) ? "is not a data source this build reads (token shards come with `deeptrain prepare`)"
+                : spec.hasPrefix("synthetic:") ? "is not a built-in task" : "does not exist"
             throw RecipeError(file: "recipe", line: nil, column: nil, path: "data",
-                              message: "\"\(spec)\" is not a data source this build reads; available: synthetic:arithmetic")
+                              message: "\"\(spec)\" \(what); available: synthetic:arithmetic")
         }
     }
 

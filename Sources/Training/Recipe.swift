@@ -157,6 +157,10 @@ public struct Recipe: Sendable {
             r.stages.append(try parseStage(YAMLObject(file: file, path: "stages[\(i)]", node: n)))
         }
         try top.finish()
+        for (i, st) in r.stages.enumerated() where st.batchSize % r.parallel.microbatches != 0 {
+            throw RecipeError(file: file, line: nil, column: nil, path: "stages[\(i)].batch_size",
+                              message: "is \(st.batchSize), not divisible by parallel.microbatches = \(r.parallel.microbatches)")
+        }
         r.resolvedYAML = (try? Yams.serialize(node: root)) ?? text
         return r
     }

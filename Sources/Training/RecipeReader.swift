@@ -9,6 +9,14 @@ public struct RecipeError: Error, CustomStringConvertible, Equatable {
     public let path: String
     public let message: String
 
+    public init(file: String, line: Int?, column: Int?, path: String, message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.path = path
+        self.message = message
+    }
+
     public var description: String {
         let loc = line.map { ":\($0)" + (column.map { ":\($0)" } ?? "") } ?? ""
         return "\(file)\(loc): \(path.isEmpty ? "" : path + ": ")\(message)"
@@ -59,10 +67,23 @@ final class YAMLObject {
         return v
     }
 
+    /// A required key is absent: when a key nobody asked for is a near-miss of it, that typo is
+    /// the better message.
+    func missing(_ key: String, _ message: String) -> RecipeError {
+        for (k, _) in mapping {
+            guard let name = k.string, !consumed.contains(name) || name == key, name != key else { continue }
+            if editDistance(name.lowercased(), key.lowercased()) <= 2 {
+                return RecipeError(file: file, line: k.mark.map { $0.line }, column: k.mark.map { $0.column }, path: child(name),
+                                   message: "unknown key; did you mean \"\(key)\"?")
+            }
+        }
+        return fail(nil, key, message)
+    }
+
     func string(_ key: String, default d: String? = nil, allowed: [String]? = nil) throws -> String {
         guard let v = raw(key) else {
             if let d { return d }
-            throw fail(nil, key, "is required" + (allowed.map { " (one of \($0.joined(separator: ", ")))" } ?? ""))
+            throw missing(key, "is required" + (allowed.map { " (one of \($0.joined(separator: ", ")))" } ?? ""))
         }
         guard case .scalar(let s) = v else { throw fail(v, key, "expected a string, got \(YAMLObject.describe(v))") }
         if let allowed, !allowed.contains(s.string) {
@@ -80,7 +101,7 @@ final class YAMLObject {
     func int(_ key: String, default d: Int? = nil, min lo: Int? = nil, max hi: Int? = nil) throws -> Int {
         guard let v = raw(key) else {
             if let d { return d }
-            throw fail(nil, key, "is required (an integer)")
+            throw missing(key, "is required (an integer)")
         }
         guard let i = v.int else { throw fail(v, key, "expected an integer, got \(YAMLObject.describe(v))") }
         if let lo, i < lo { throw fail(v, key, "is \(i); expected at least \(lo)") }
@@ -98,7 +119,7 @@ final class YAMLObject {
                 exclusiveMin: Bool = false) throws -> Double {
         guard let v = raw(key) else {
             if let d { return d }
-            throw fail(nil, key, "is required (a number)")
+            throw missing(key, "is required (a number)")
         }
         guard let x = v.float ?? v.int.map(Double.init), x.isFinite else {
             throw fail(v, key, "expected a number, got \(YAMLObject.describe(v))")

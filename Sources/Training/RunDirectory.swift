@@ -5,7 +5,7 @@ import Foundation
 public final class RunDirectory {
     public let path: String
     public let checkpoints: String
-    let metrics: FileHandle
+    var metrics: FileHandle
     let log: FileHandle
 
     public init(path: String, checkpointDir: String, resolvedRecipe: String, fresh: Bool) throws {
@@ -26,8 +26,13 @@ public final class RunDirectory {
     }
 
     /// Drops metrics lines past `step` (global) so a resumed run continues the file exactly.
-    public static func truncateMetrics(_ path: String, afterGlobalStep step: Int) throws {
+    public func truncateMetrics(afterGlobalStep step: Int) throws {
+        try metrics.close()
         let p = (path as NSString).appendingPathComponent("metrics.jsonl")
+        defer {
+            metrics = (try? FileHandle(forWritingTo: URL(fileURLWithPath: p))) ?? FileHandle.nullDevice
+            _ = try? metrics.seekToEnd()
+        }
         guard let text = try? String(contentsOfFile: p, encoding: .utf8) else { return }
         let kept = text.split(separator: "\n").filter { line in
             guard let d = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],

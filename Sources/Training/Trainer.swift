@@ -52,7 +52,7 @@ public final class Trainer {
         if let resume {
             let (m, state) = try CheckpointStore.load(resume, positions: positions)
             guard m.config == config else {
-                throw CheckpointError(resume, "was written for a different model than the recipe's (config mismatch)")
+                throw CheckpointError(resume, "holds a different model than the recipe's (its config.json differs)")
             }
             model = m
             startStage = state.stageIndex
@@ -61,7 +61,7 @@ public final class Trainer {
             tokens = state.tokens
             let named = model.namedParameters()
             optimizerState = try CheckpointStore.loadOptimizer(resume, names: named.map(\.0), like: named.map(\.1))
-            try RunDirectory.truncateMetrics(run.path, afterGlobalStep: globalStep)
+            try run.truncateMetrics(afterGlobalStep: globalStep)
             log("resumed from \(resume): stage \(recipe.stages[startStage].name), step \(startStep)")
         } else {
             model = DeepSeekV2ForCausalLM(config, seed: recipe.seed, positions: positions)

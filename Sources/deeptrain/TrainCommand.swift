@@ -49,6 +49,21 @@ struct TrainCommand: ParsableCommand {
                 resumePath = resume
             }
         }
+        // Check everything that can be checked before the run directory is created, so bad
+        // input leaves nothing behind.
+        do {
+            for (i, s) in r.stages.enumerated() {
+                do { _ = try DataSource.open(s.data, vocab: config.vocabSize) } catch let e as RecipeError {
+                    throw RecipeError(file: recipe, line: nil, column: nil, path: "stages[\(i)].data", message: e.message)
+                }
+            }
+            if let resumePath {
+                let stored = try CheckpointStore.readConfig(resumePath)
+                guard stored == config else {
+                    throw CheckpointError(resumePath, "holds a different model than the recipe's (its config.json differs); resume with the recipe that wrote it")
+                }
+            }
+        } catch let e as RecipeError { fail(e.description) } catch let e as CheckpointError { fail(e.description) }
         do {
             let trainer = try Trainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil) { line in
                 if line.hasPrefix("\u{1B}") { print(line, terminator: ""); fflush(nil) } else { print(line); fflush(nil) }

@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+@testable import Training
+@testable import Checkpoint
+
+@Suite struct RecipeTests {
+    let good = """
+    name: t
+    seed: 3
+    model: tiny
+    stages:
+      - kind: pretrain
+        data: synthetic:arithmetic
+        steps: 10
+        optimizer:
+          lr: 1.0e-3
+    """
+
+    func error(_ text: String, overrides: [String] = []) -> String {
+        do {
+            _ = try Recipe.parse(text, file: "r.yaml", overrides: overrides)
+            return "accepted"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func defaultsAndOverrides() throws {
+        let r = try Recipe.parse(good, file: "r.yaml", overrides: ["stages.0.steps=25", "stages.0.optimizer.lr=0.5", "checkpoint.keep=7"])
+        #expect(r.name == "t" && r.seed == 3 && r.model.source == "tiny")
+        #expect(r.stages[0].steps == 25 && r.stages[0].lr == 0.5 && r.checkpoint.keep == 7)
+        #expect(r.stages[0].batchSize == 16 && r.stages[0].seqLen == 64 && r.stages[0].schedule == "cosine")
+        #expect(r.resolvedYAML.contains("steps: 25"))
+    }
+
+    @Test func unknownKeyNamesItTheLineAndTheClosestKey() {
+        let e = error(good.replacingOccurrences(of: "    steps: 10", with: "    steps: 10\n    batchsize: 8"))
+        #expect(e.contains("r.yaml:8:") && e.contains("stages[0].batchsize") && e.contains("unknown key") && e.contains("\"batch_size\""), "\(e)")
+        let nested = error(good.replacingOccurrences(of: "      lr: 1.0e-3", with: "      lr: 1.0e-3\n      wieght_decay: 0.1"))
+        #expect(nested.contains("stages[0].optimizer.wieght_decay") && nested.contains("\"weight_decay\""), "\(nested)")
+        let viaSet = error(good, overrides: ["stages.0.optimizer.learning_rate=1"])
+        #expect(viaSet.contains("learning_rate") && viaSet.contains("unknown key"), "\(viaSet)")
+    }
+
+    @Test func malformedYAMLGivesLineAndColumn() {
+        let e = error("name: t\nstages:\n  - kind: [pretrain\n")
+        #expect(e.contains("r.yaml:") && e.contains("malformed YAML"), "\(e)")
+        let parts = e.split(separator: ":")
+        #expect(parts.count > 2 && Int(parts[1]) != nil && Int(parts[2]) != nil, "line and column: \(e)")
+    }
+
+    @Test func wrongTypesAndRanges() {
+        let t = error(good.replacingOccurrences(of: "steps: 10", with: "steps: ten"))
+        #expect(t.contains("stages[0].steps") && t.contains("integer") && t.contains(":7:"), "\(t)")
+        let r = error(good.replacingOccurrences(of: "steps: 10", with: "steps: 0"))
+        #expect(r.contains("at least 1"), "\(r)")
+        let k = error(good.replacingOccurrences(of: "kind: pretrain", with: "kind: pretrian"))
+        #expect(k.contains("\"pretrain\""), "\(k)")
+        let missing = error(good.replacingOccurrences(of: "model: tiny\n", with: ""))
+        #expect(missing.contains("model") && missing.contains("required"), "\(missing)")
+    }
+
+    @Test func modelOverridesAreValidated() throws {
+        let r = try Recipe.parse(good.replacingOccurrences(of: "model: tiny", with: "model:\n  preset: tiny\n  overrides:\n    num_hidden_layers: 2"),
+                                 file: "r.yaml")
+        #expect(try r.model.config(relativeTo: ".").numHiddenLayers == 2)
+        let bad = try Recipe.parse(good.replacingOccurrences(of: "model: tiny", with: "model:\n  preset: tiny\n  overrides:\n    topk_method: best"),
+                                   file: "r.yaml")
+        #expect(throws: (any Error).self) { try bad.model.config(relativeTo: ".") }
+    }
+
+    @Test func shippedRecipesParse() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("recipes").path
+        for f in try FileManager.default.contentsOfDirectory(atPath: dir) where f.hasSuffix(".yaml") {
+            let r = try Recipe.load("\(dir)/\(f)")
+            _ = try r.model.config(relativeTo: dir)
+        }
+    }
+
+    @Test func sha256KnownAnswers() {
+        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex([UInt8]()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        let long = Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
+        #expect(SHA256.hex(long) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    }
+}
