@@ -14,9 +14,10 @@ deps:
 build: deps
 	$(SWIFT) build -c release
 
-# The demo: builds release and trains the tiny dense model on built-in decimal addition.
+# The demo: builds release and trains the tiny DeepSeek-V2 model on built-in decimal addition
+# (recipes/demo.yaml), then prints a table of each stage before and after.
 run: build
-	$(BIN) demo
+	$(BIN) train recipes/demo.yaml --run-dir runs/demo
 
 # The whole suite, in release. Suites run one after another: they share BLAS's thread pool.
 # The CLI tests run the release binary, so it is built first.

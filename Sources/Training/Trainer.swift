@@ -23,6 +23,20 @@ public final class Trainer {
 
     public enum Outcome: Equatable { case finished, stopped }
 
+    /// One row of the closing table.
+    public struct StageSummary: Sendable {
+        public var name: String
+        public var kind: String
+        public var steps: Int
+        public var seconds: Double
+        public var lossBefore: Double?
+        public var lossAfter: Double?
+        public var accuracyBefore: Double?
+        public var accuracyAfter: Double?
+        public var samples: Int
+    }
+    public private(set) var summaries: [StageSummary] = []
+
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
         public let exitCode: Int32
@@ -107,6 +121,12 @@ public final class Trainer {
         let peak = 200e9  // nominal 2-thread sgemm peak of the reference machine (docs/benchmarks.md)
         let stageStart = now()
         var nanRun = 0, nanTotal = 0
+        var summary = StageSummary(name: stage.name, kind: stage.kind, steps: stage.steps, seconds: 0, samples: 0)
+        if stage.evalEvery > 0 && startStep == 0 {
+            let (l, acc, n) = evaluate(model: model, data: data, stage: stage)
+            (summary.lossBefore, summary.accuracyBefore, summary.samples) = (l, acc, n)
+            log(String(format: "before training: held-out loss %.4f%@", l, acc.map { String(format: "  exact match %.1f%% of %d", 100 * $0, n) } ?? ""))
+        }
         log("stage \(si) \(stage.name): \(stage.kind) on \(stage.data), \(stage.steps) steps of \(stage.batchSize)×\(stage.seqLen) tokens, from step \(startStep)")
         var step = startStep
         while step < stage.steps {
@@ -170,6 +190,7 @@ public final class Trainer {
                 let (heldLoss, acc, n) = evaluate(model: model, data: data, stage: stage)
                 m["eval_loss"] = heldLoss
                 if let acc { m["eval_exact_match"] = acc; m["eval_samples"] = n }
+                (summary.lossAfter, summary.accuracyAfter, summary.samples) = (heldLoss, acc, n)
                 log(String(format: "step %d/%d  held-out loss %.4f%@", step, stage.steps, heldLoss,
                            acc.map { String(format: "  exact match %.1f%% of %d", 100 * $0, n) } ?? ""))
             }
@@ -195,6 +216,8 @@ public final class Trainer {
                 return .stopped
             }
         }
+        summary.seconds = now() - stageStart
+        summaries.append(summary)
         return .finished
     }
 
@@ -227,5 +250,22 @@ public final class Trainer {
             let acc = data.exactMatch(model: model, samples: 200)
             return (total / Double(stage.evalBatches), acc?.0, acc?.1 ?? 0)
         }
+    }
+}
+
+extension Trainer {
+    /// The closing table: each stage with its steps, time, held-out loss and exact match
+    /// before → after.
+    public func summaryTable() -> String {
+        func f(_ x: Double?, _ fmt: String) -> String { x.map { String(format: fmt, $0) } ?? "-" }
+        var lines = ["stage        kind      steps    time   held-out loss      exact match (\(summaries.first?.samples ?? 0) held-out sums)"]
+        for s in summaries {
+            lines.append(s.name.padding(toLength: 13, withPad: " ", startingAt: 0) + s.kind.padding(toLength: 8, withPad: " ", startingAt: 0)
+                         + String(format: "%7d %6.0fs   ", s.steps, s.seconds)
+                         + "\(f(s.lossBefore, "%.3f")) → \(f(s.lossAfter, "%.3f"))".padding(toLength: 19, withPad: " ", startingAt: 0)
+                         + "\(f(s.accuracyBefore.map { 100 * $0 }, "%.1f%%")) → \(f(s.accuracyAfter.map { 100 * $0 }, "%.1f%%"))")
+        }
+        lines.append("run directory: \(run.path) (metrics.jsonl, train.log, checkpoints/)")
+        return lines.joined(separator: "\n")
     }
 }

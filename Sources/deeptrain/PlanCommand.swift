@@ -8,7 +8,8 @@ struct PlanCommand: ParsableCommand {
         commandName: "plan",
         abstract: "Parameters, FLOPs per token, KV cache per token and memory per rank of a model and layout.")
 
-    @Option(help: "A preset (tiny, small, v2-lite, v2) or a path to a Hugging Face config.json.") var model: String
+    @Option(help: "A preset (tiny, small, v2-lite, v2) or a path to a Hugging Face config.json.") var model: String?
+    @Option(help: "A recipe: its model, parallel layout, sequence length and micro-batches.") var recipe: String?
     @Option(help: "Data-parallel ranks.") var dp = 1
     @Option(help: "Expert-parallel ranks (divides dp).") var ep = 1
     @Option(help: "Pipeline stages.") var pp = 1
@@ -17,11 +18,27 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Micro-batches per step.") var microbatches = 1
     @Flag(help: "Print JSON instead of a table.") var json = false
 
-    func run() throws {
+    mutating func run() throws {
         let config: DeepSeekV2Config
+        var label = model ?? ""
         do {
-            config = model.hasSuffix(".json") ? try DeepSeekV2Config.load(model) : try DeepSeekV2Config.preset(model)
+            if let recipe {
+                let r = try Recipe.load(recipe)
+                config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
+                (dp, ep, pp, microbatches) = (r.parallel.dp, r.parallel.ep, r.parallel.pp, r.parallel.microbatches)
+                let s = r.stages[0]
+                seq = seq ?? s.seqLen
+                microBatch = Swift.max(1, s.batchSize / Swift.max(dp * microbatches, 1))
+                label = "\(r.model.source) (recipe \(r.name))"
+            } else if let model {
+                config = model.hasSuffix(".json") ? try DeepSeekV2Config.load(model) : try DeepSeekV2Config.preset(model)
+            } else {
+                throw ValidationError("give --model PRESET|config.json or --recipe RECIPE.yaml")
+            }
         } catch let e as ConfigError {
+            FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+            throw ExitCode(1)
+        } catch let e as RecipeError {
             FileHandle.standardError.write(Data("error: \(e)\n".utf8))
             throw ExitCode(1)
         }
@@ -43,7 +60,7 @@ struct PlanCommand: ParsableCommand {
         func b(_ n: Int) -> String { String(format: "%.2fB", Double(n) / 1e9) }
         func gib(_ x: Double) -> String { String(format: "%.2f GiB", x / 1_073_741_824) }
         print("""
-        model \(model): \(config.numHiddenLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, \
+        model \(label): \(config.numHiddenLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, \
         \(config.nSharedExperts) shared + \(config.nRoutedExperts) routed experts (top-\(config.numExpertsPerTok))
           parameters            \(b(p.total_parameters)) total, \(b(p.activated_parameters)) activated per token (embedding excluded)
           FLOPs per token       \(String(format: "%.3g", p.flops_per_token)) (training, sequence length \(t))

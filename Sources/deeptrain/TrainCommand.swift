@@ -23,14 +23,22 @@ struct TrainCommand: ParsableCommand {
         do {
             r = try Recipe.load(recipe, overrides: overrides)
             config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
-            guard r.parallel.dp == 1 && r.parallel.ep == 1 && r.parallel.pp == 1 else {
-                fail("\(recipe): parallel: dp/ep/pp other than 1 need the MPI build (not available yet); set them to 1")
+            guard dryRun || (r.parallel.dp == 1 && r.parallel.ep == 1 && r.parallel.pp == 1) else {
+                fail("\(recipe): parallel: dp/ep/pp other than 1 need the MPI layers (not available yet); set them to 1 or use --dry-run")
             }
         } catch let e as RecipeError { fail(e.description) } catch let e as ConfigError { fail(e.description) }
         if dryRun {
-            let p = ModelPlan(config, sequenceLength: r.stages.map(\.seqLen).max() ?? 1)
+            let p = ModelPlan(config, sequenceLength: r.stages.map(\.seqLen).max() ?? 1, dp: r.parallel.dp, ep: r.parallel.ep,
+                              pp: r.parallel.pp, microBatch: Swift.max(1, r.stages[0].batchSize / Swift.max(r.parallel.dp * r.parallel.microbatches, 1)),
+                              microbatches: r.parallel.microbatches)
+            func count(_ n: Int) -> String {
+                n >= 1_000_000_000 ? String(format: "%.2fB", Double(n) / 1e9) : n >= 1_000_000 ? String(format: "%.1fM", Double(n) / 1e6)
+                    : String(format: "%.1fK", Double(n) / 1e3)
+            }
             print("recipe \(r.name): \(r.stages.count) stage(s), model \(r.model.source), "
-                  + String(format: "%.2fB parameters (%.2fB activated)", Double(p.total_parameters) / 1e9, Double(p.activated_parameters) / 1e9))
+                  + "\(count(p.total_parameters)) parameters (\(count(p.activated_parameters)) activated)")
+            print("  layout: dp \(r.parallel.dp) × pp \(r.parallel.pp) = \(r.parallel.dp * r.parallel.pp) ranks, ep \(r.parallel.ep); "
+                  + String(format: "%.1f GiB per rank for weights, gradients and AdamW (ZeRO-1)", p.memory_per_rank.total_bytes / 1_073_741_824))
             for s in r.stages {
                 print("  \(s.name): \(s.kind) on \(s.data), \(s.steps) steps × \(s.batchSize) × \(s.seqLen) tokens, lr \(s.lr) (\(s.schedule))")
             }
@@ -70,7 +78,12 @@ struct TrainCommand: ParsableCommand {
             }
             let outcome = try trainer.train(resume: resumePath)
             if isatty(1) != 0 { print("") }
-            print(outcome == .finished ? "done: \(dir)" : "stopped: resume with --resume auto")
+            if outcome == .finished {
+                let rule = String(repeating: "─", count: 86)
+                print("\(rule)\n\(trainer.summaryTable())\n\(rule)")
+            } else {
+                print("stopped: resume with --resume auto")
+            }
         } catch let e as RecipeError {
             fail(e.description)
         } catch let e as CheckpointError {
