@@ -24,10 +24,18 @@ public struct SyntheticArithmetic: Sendable {
         return h % UInt64(heldOutEvery) == 0
     }
 
+    /// The held-out pairs in a fixed pseudo-random order, so that any prefix (the first 200
+    /// for accuracy) samples the whole range of operands, not only the small ones.
     public var heldOutPairs: [(Int, Int)] {
-        var out: [(Int, Int)] = []
-        for a in 0...maxOperand { for b in 0...maxOperand where isHeldOut(a, b) { out.append((a, b)) } }
-        return out
+        var out: [(Int, Int, UInt64)] = []
+        for a in 0...maxOperand {
+            for b in 0...maxOperand where isHeldOut(a, b) {
+                var h = UInt64(a &* 7919 &+ b &* 104_729 &+ 1) &* 0xD6E8_FEB8_6659_FD93
+                h ^= h >> 32
+                out.append((a, b, h))
+            }
+        }
+        return out.sorted { $0.2 < $1.2 }.map { ($0.0, $0.1) }
     }
 
     public static func text(_ a: Int, _ b: Int) -> String { "\(a)+\(b)=\(a + b)\n" }
