@@ -35,35 +35,11 @@ public enum TrainBenchmark {
         let peakGF = peak ?? GemmBenchmark.peakGFLOPS(threads: threads)
         let model = DenseDecoderLM(c, seed: 1)
         let trainer = DenseTrainer(model: model)
-        let rng = Philox(seed: 3, purpose: "bench-train-tokens")
-        func batch(_ i: Int) -> [Int] {
-            (0..<(b * (t + 1))).map { Int(rng.uint64(UInt64(i * b * (t + 1) + $0)) % UInt64(c.vocabSize)) }
+        return measure(model: "dense", parameters: model.parameterCount, vocab: c.vocabSize, batch: b, length: t, warmup: warmup,
+                       steps: steps, threads: threads, peak: peakGF, flopsPerToken: c.flopsPerToken(sequenceLength: t)) { rows in
+            let r = trainer.step(rows: rows, batch: b, length: t, lr: 1e-4)
+            return (r.forward, r.backward, r.optimizer)
         }
-        for i in 0..<warmup { _ = trainer.step(rows: batch(i), batch: b, length: t, lr: 1e-4) }
-        var fwd = 0.0, bwd = 0.0, opt = 0.0
-        Profiler.reset()
-        var rssAfterFirst = 0
-        for i in 0..<steps {
-            Profiler.mark()
-            let r = trainer.step(rows: batch(warmup + i), batch: b, length: t, lr: 1e-4)
-            if i == 0 { rssAfterFirst = ProcessStats.peakRSS }
-            fwd += r.forward
-            bwd += r.backward
-            opt += r.optimizer
-        }
-        if Profiler.isEnabled {
-            FileHandle.standardError.write(Data((Profiler.report(steps: steps) + "\n").utf8))
-        }
-        let step = (fwd + bwd + opt) / Double(steps)
-        let tps = Double(b * t) / step
-        let fpt = c.flopsPerToken(sequenceLength: t)
-        let achieved = tps * fpt / 1e9
-        return Report(model: "dense", parameters: model.parameterCount, batch: b, sequence_length: t, threads: threads,
-                      steps_timed: steps, tokens_per_s: tps, step_ms: step * 1e3, forward_ms: fwd / Double(steps) * 1e3,
-                      backward_ms: bwd / Double(steps) * 1e3, optimizer_ms: opt / Double(steps) * 1e3,
-                      flops_per_token: fpt, peak_sgemm_gflops: peakGF, achieved_gflops: achieved,
-                      mfu: achieved / peakGF, peak_rss_mb: Double(ProcessStats.peakRSS) / 1_048_576,
-                      peak_rss_growth_mb: Double(ProcessStats.peakRSS - rssAfterFirst) / 1_048_576)
     }
 
     /// The DeepSeek-V2 `small` preset: balance losses on (expert α from the config), no
@@ -74,34 +50,45 @@ public enum TrainBenchmark {
         let peakGF = peak ?? GemmBenchmark.peakGFLOPS(threads: threads)
         let model = DeepSeekV2ForCausalLM(c, seed: 1, positions: t)
         let trainer = MoETrainer(model: model)
+        return measure(model: name, parameters: model.parameterCount, vocab: c.vocabSize, batch: b, length: t, warmup: warmup,
+                       steps: steps, threads: threads, peak: peakGF,
+                       flopsPerToken: ModelPlan(c, sequenceLength: t).flops_per_token) { rows in
+            let r = trainer.step(rows: rows, batch: b, length: t, lr: 1e-4)
+            return (r.forward, r.backward, r.optimizer)
+        }
+    }
+
+    /// Warm-up steps, then timed steps on random tokens; `step` returns its phase times.
+    static func measure(model: String, parameters: Int, vocab: Int, batch b: Int, length t: Int, warmup: Int, steps: Int,
+                        threads: Int, peak: Double, flopsPerToken fpt: Double,
+                        step: ([Int]) -> (Double, Double, Double)) -> Report {
         let rng = Philox(seed: 3, purpose: "bench-train-tokens")
         func batch(_ i: Int) -> [Int] {
-            (0..<(b * (t + 1))).map { Int(rng.uint64(UInt64(i * b * (t + 1) + $0)) % UInt64(c.vocabSize)) }
+            (0..<(b * (t + 1))).map { Int(rng.uint64(UInt64(i * b * (t + 1) + $0)) % UInt64(vocab)) }
         }
-        for i in 0..<warmup { _ = trainer.step(rows: batch(i), batch: b, length: t, lr: 1e-4) }
+        for i in 0..<warmup { _ = step(batch(i)) }
         var fwd = 0.0, bwd = 0.0, opt = 0.0
         Profiler.reset()
         var rssAfterFirst = 0
         for i in 0..<steps {
             Profiler.mark()
-            let r = trainer.step(rows: batch(warmup + i), batch: b, length: t, lr: 1e-4)
+            let (f, bw, o) = step(batch(warmup + i))
             if i == 0 { rssAfterFirst = ProcessStats.peakRSS }
-            fwd += r.forward
-            bwd += r.backward
-            opt += r.optimizer
+            fwd += f
+            bwd += bw
+            opt += o
         }
         if Profiler.isEnabled {
             FileHandle.standardError.write(Data((Profiler.report(steps: steps) + "\n").utf8))
         }
-        let step = (fwd + bwd + opt) / Double(steps)
-        let tps = Double(b * t) / step
-        let fpt = ModelPlan(c, sequenceLength: t).flops_per_token
+        let per = (fwd + bwd + opt) / Double(steps)
+        let tps = Double(b * t) / per
         let achieved = tps * fpt / 1e9
-        return Report(model: name, parameters: model.parameterCount, batch: b, sequence_length: t, threads: threads,
-                      steps_timed: steps, tokens_per_s: tps, step_ms: step * 1e3, forward_ms: fwd / Double(steps) * 1e3,
+        return Report(model: model, parameters: parameters, batch: b, sequence_length: t, threads: threads,
+                      steps_timed: steps, tokens_per_s: tps, step_ms: per * 1e3, forward_ms: fwd / Double(steps) * 1e3,
                       backward_ms: bwd / Double(steps) * 1e3, optimizer_ms: opt / Double(steps) * 1e3,
-                      flops_per_token: fpt, peak_sgemm_gflops: peakGF, achieved_gflops: achieved,
-                      mfu: achieved / peakGF, peak_rss_mb: Double(ProcessStats.peakRSS) / 1_048_576,
+                      flops_per_token: fpt, peak_sgemm_gflops: peak, achieved_gflops: achieved,
+                      mfu: achieved / peak, peak_rss_mb: Double(ProcessStats.peakRSS) / 1_048_576,
                       peak_rss_growth_mb: Double(ProcessStats.peakRSS - rssAfterFirst) / 1_048_576)
     }
 }
