@@ -37,7 +37,7 @@ let package = Package(
         .executableTarget(
             name: "deeptrain",
             dependencies: [
-                "Training", "DeepSeek", "Checkpoint", "Autograd", "CBLAS", "CMPI", "CHDF5",
+                "Training", "DeepSeek", "Checkpoint", "Data", "Autograd", "CBLAS", "CMPI", "CHDF5",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: release),
@@ -47,6 +47,6 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autograd"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "Checkpoint", "NN", "Autograd"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "DeepSeek", "Autograd"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd", "Checkpoint"]),
     ]
 )
