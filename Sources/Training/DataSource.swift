@@ -7,8 +7,10 @@ import Data
 /// function of (seed, g): the order does not depend on the parallel layout or on restarts.
 public enum DataSource {
     case arithmetic(SyntheticArithmetic)
+    /// A `deeptrain prepare` directory; the last `heldOut` windows are kept for evaluation.
+    case shards(ShardLoader, heldOut: Int)
 
-    /// `synthetic:arithmetic` (more sources come with `deeptrain prepare`).
+    /// `synthetic:arithmetic`, or a directory written by `deeptrain prepare`.
     public static func open(_ spec: String, vocab: Int) throws -> DataSource {
         switch spec {
         case "synthetic:arithmetic":
@@ -18,10 +20,22 @@ public enum DataSource {
             }
             return .arithmetic(SyntheticArithmetic())
         default:
-            let what = FileManager.default.fileExists(atPath: spec) ? "is not a data source this build reads (token shards come with `deeptrain prepare`)"
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: spec, isDirectory: &isDir), isDir.boolValue {
+                let loader: ShardLoader
+                do { loader = try ShardLoader(dir: spec) } catch let e as TokenizerError {
+                    throw RecipeError(file: "recipe", line: nil, column: nil, path: "data", message: e.description)
+                }
+                guard loader.index.vocab_size <= vocab else {
+                    throw RecipeError(file: "recipe", line: nil, column: nil, path: "data",
+                                      message: "\(spec) was tokenized with \(loader.index.vocab_size) tokens; the model's vocab_size is \(vocab)")
+                }
+                return .shards(loader, heldOut: 16)
+            }
+            let what = FileManager.default.fileExists(atPath: spec) ? "is a file, not a `deeptrain prepare` directory"
                 : spec.hasPrefix("synthetic:") ? "is not a built-in task" : "does not exist"
             throw RecipeError(file: "recipe", line: nil, column: nil, path: "data",
-                              message: "\"\(spec)\" \(what); available: synthetic:arithmetic")
+                              message: "\"\(spec)\" \(what); expected synthetic:arithmetic or a `deeptrain prepare` directory")
         }
     }
 
@@ -36,6 +50,8 @@ public enum DataSource {
                 out += task.trainTokens(seed: seed, start: UInt64(g) * UInt64(length / 6 + 2), count: length).tokens
             }
             return out
+        case .shards(let loader, let held):
+            return loader.rows(first: first, count: count, length: length, seed: seed, heldOut: held)
         }
     }
 
@@ -49,6 +65,8 @@ public enum DataSource {
                 out += stream[start..<(start + length)]
             }
             return out
+        case .shards(let loader, let held):
+            return loader.heldOutRows(first: first, count: count, length: length, heldOut: held)
         }
     }
 
@@ -64,6 +82,8 @@ public enum DataSource {
                 if String(decoding: r.tokens.map { UInt8(clamping: $0) }, as: UTF8.self) == String(a + b) { correct += 1 }
             }
             return (Double(correct) / Double(Swift.max(pairs.count, 1)), pairs.count)
+        case .shards:
+            return nil
         }
     }
 }

@@ -258,7 +258,8 @@ extension Trainer {
     /// before → after.
     public func summaryTable() -> String {
         func f(_ x: Double?, _ fmt: String) -> String { x.map { String(format: fmt, $0) } ?? "-" }
-        var lines = ["stage        kind      steps    time   held-out loss      exact match (\(summaries.first?.samples ?? 0) held-out sums)"]
+        let samples = summaries.map(\.samples).max() ?? 0
+        var lines = ["stage        kind      steps    time   held-out loss      exact match" + (samples > 0 ? " (\(samples) held-out problems)" : "")]
         for s in summaries {
             lines.append(s.name.padding(toLength: 13, withPad: " ", startingAt: 0) + s.kind.padding(toLength: 8, withPad: " ", startingAt: 0)
                          + String(format: "%7d %6.0fs   ", s.steps, s.seconds)

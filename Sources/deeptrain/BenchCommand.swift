@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print JSON.",
-        subcommands: [Gemm.self, Train.self, Attention.self, Generate.self])
+        subcommands: [Gemm.self, Train.self, Attention.self, Generate.self, DataThroughput.self])
 
     struct Gemm: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "GFLOP/s of raw cblas_sgemm and of Tensor.matmul.")
@@ -100,6 +100,17 @@ struct BenchCommand: ParsableCommand {
         func run() throws {
             print(jsonString(GenerateBenchmark.run(config: try DeepSeekV2Config.preset(model), name: model, prompt: prompt,
                                                    newTokens: newTokens, threads: threads)))
+        }
+    }
+
+    struct DataThroughput: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "data",
+            abstract: "Tokens/s of prepare and of the shard loader, against the tiny model's training tokens/s.")
+        @Option(help: "Corpus size in MB.") var megabytes = 4
+
+        func run() throws {
+            print(jsonString(try DataBenchmark.run(megabytes: megabytes)))
         }
     }
 }

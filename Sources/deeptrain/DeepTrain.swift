@@ -6,7 +6,7 @@ struct DeepTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deeptrain",
         abstract: "Train DeepSeek-V2-style Mixture-of-Experts language models on MPI.",
-        subcommands: [TrainCommand.self, DemoCommand.self, PlanCommand.self, ForwardCommand.self, GenerateCommand.self, ConvertCommand.self, InspectCommand.self, TokenizeCommand.self, EvalCommand.self, PlotCommand.self, BenchCommand.self, EnvCommand.self])
+        subcommands: [TrainCommand.self, DemoCommand.self, PlanCommand.self, ForwardCommand.self, GenerateCommand.self, ConvertCommand.self, InspectCommand.self, TokenizeCommand.self, PrepareCommand.self, EvalCommand.self, PlotCommand.self, BenchCommand.self, EnvCommand.self])
 
     static func main() {
         settleBLASThreads()

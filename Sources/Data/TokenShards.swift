@@ -1,0 +1,175 @@
+import Foundation
+import Autograd
+
+/// Token shards: the output of `deeptrain prepare`. A directory with `tokenizer.json`,
+/// `index.json` and `shard-NNNNN.bin` files of little-endian uint32 token ids; documents are
+/// concatenated with the end-of-sequence token between them (packing).
+public struct ShardIndex: Codable, Sendable {
+    public var format = "deeptrain-shards"
+    public var version = 1
+    public var tokenizer: String
+    public var eos_id: Int
+    public var vocab_size: Int
+    public var documents: Int
+    public var tokens: Int
+    public var shards: [Shard]
+
+    public struct Shard: Codable, Sendable {
+        public var file: String
+        public var tokens: Int
+    }
+}
+
+/// Writes shards while documents stream in.
+public final class ShardWriter {
+    public let dir: String
+    let tokenizer: BPETokenizer
+    let eos: Int
+    let shardTokens: Int
+    var buffer: [UInt32] = []
+    var shards: [ShardIndex.Shard] = []
+    public private(set) var documents = 0
+    var flushed = 0
+    /// Tokens so far, written or buffered.
+    public var tokens: Int { flushed + buffer.count }
+
+    public init(dir: String, tokenizer: BPETokenizer, eos: Int, shardTokens: Int = 1 << 24) throws {
+        self.dir = dir
+        self.tokenizer = tokenizer
+        self.eos = eos
+        self.shardTokens = shardTokens
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    public func add(_ text: String) throws {
+        buffer += tokenizer.encode(text).map { UInt32($0) }
+        buffer.append(UInt32(eos))
+        documents += 1
+        while buffer.count >= shardTokens { try flush(count: shardTokens) }
+    }
+
+    func flush(count: Int) throws {
+        let name = String(format: "shard-%05d.bin", shards.count)
+        let chunk = buffer.prefix(count).map { $0.littleEndian }
+        let data = chunk.withUnsafeBytes { Data($0) }
+        let path = (dir as NSString).appendingPathComponent(name)
+        try data.write(to: URL(fileURLWithPath: path + ".tmp"))
+        guard rename(path + ".tmp", path) == 0 else { throw TokenizerError(source: path, message: "cannot be written") }
+        shards.append(.init(file: name, tokens: chunk.count))
+        flushed += chunk.count
+        buffer.removeFirst(chunk.count)
+    }
+
+    /// Writes the last shard, the tokenizer and the index (last, so a directory with an index
+    /// is complete).
+    public func finish() throws -> ShardIndex {
+        if !buffer.isEmpty { try flush(count: buffer.count) }
+        try tokenizer.save((dir as NSString).appendingPathComponent("tokenizer.json"))
+        let index = ShardIndex(tokenizer: "tokenizer.json", eos_id: eos, vocab_size: tokenizer.vocabularySize,
+                               documents: documents, tokens: tokens, shards: shards)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let p = (dir as NSString).appendingPathComponent("index.json")
+        try enc.encode(index).write(to: URL(fileURLWithPath: p + ".tmp"))
+        guard rename(p + ".tmp", p) == 0 else { throw TokenizerError(source: p, message: "cannot be written") }
+        return index
+    }
+}
+
+/// Reads shards memory-mapped and serves training rows: the stream is cut into windows of
+/// `length` tokens; row g is window perm(g) of a seeded permutation that depends only on
+/// (seed, epoch), never on the parallel layout. The last `heldOut` windows are kept for
+/// evaluation and never trained on.
+public final class ShardLoader: @unchecked Sendable {
+    public let index: ShardIndex
+    let maps: [Data]
+    let starts: [Int]
+
+    public init(dir: String) throws {
+        let p = (dir as NSString).appendingPathComponent("index.json")
+        guard let d = FileManager.default.contents(atPath: p) else {
+            throw TokenizerError(source: dir, message: "has no index.json: not a `deeptrain prepare` output directory")
+        }
+        let idx: ShardIndex
+        do { idx = try JSONDecoder().decode(ShardIndex.self, from: d) } catch {
+            throw TokenizerError(source: p, message: "is not a shard index: \(error)")
+        }
+        index = idx
+        var maps: [Data] = [], starts: [Int] = [], pos = 0
+        for s in idx.shards {
+            let sp = (dir as NSString).appendingPathComponent(s.file)
+            guard let m = try? Data(contentsOf: URL(fileURLWithPath: sp), options: .alwaysMapped) else {
+                throw TokenizerError(source: sp, message: "is missing (listed in \(p))")
+            }
+            guard m.count == s.tokens * 4 else {
+                throw TokenizerError(source: sp, message: "has \(m.count) bytes; index.json says \(s.tokens) tokens (\(s.tokens * 4) bytes): truncated")
+            }
+            maps.append(m)
+            starts.append(pos)
+            pos += s.tokens
+        }
+        self.maps = maps
+        self.starts = starts
+    }
+
+    public var tokenCount: Int { index.tokens }
+
+    /// Token at stream position `i`.
+    @inline(__always)
+    func token(_ i: Int) -> Int {
+        var lo = 0, hi = starts.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if starts[mid] <= i { lo = mid } else { hi = mid - 1 }
+        }
+        let off = (i - starts[lo]) * 4
+        return maps[lo].withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: off, as: UInt32.self))) }
+    }
+
+    public func windows(length: Int) -> Int { index.tokens / length }
+
+    /// `count` rows of `length` tokens from global row `first`; `heldOut` windows at the end of
+    /// the stream are excluded.
+    public func rows(first: Int, count: Int, length: Int, seed: UInt64, heldOut: Int) -> [Int] {
+        let train = Swift.max(windows(length: length) - heldOut, 1)
+        var out: [Int] = []
+        out.reserveCapacity(count * length)
+        for g in first..<(first + count) {
+            let epoch = g / train, k = g % train
+            let w = ShardLoader.permute(k, n: train, seed: seed &+ UInt64(epoch))
+            for j in 0..<length { out.append(token(w * length + j)) }
+        }
+        return out
+    }
+
+    public func heldOutRows(first: Int, count: Int, length: Int, heldOut: Int) -> [Int] {
+        let n = windows(length: length), base = Swift.max(n - heldOut, 0)
+        var out: [Int] = []
+        for g in first..<(first + count) {
+            let w = base + g % Swift.max(heldOut, 1)
+            for j in 0..<length { out.append(token(Swift.min(w, n - 1) * length + j)) }
+        }
+        return out
+    }
+
+    /// A bijection of 0..<n keyed by `seed`: a 4-round Feistel network on the next power of
+    /// two, cycle-walking back into range. Any row's window is computed on its own.
+    static func permute(_ x: Int, n: Int, seed: UInt64) -> Int {
+        if n <= 1 { return 0 }
+        var bits = 1
+        while (1 << bits) < n { bits += 1 }
+        if bits % 2 == 1 { bits += 1 }
+        let half = bits / 2, mask = (1 << half) - 1
+        let rng = Philox(seed: seed, purpose: "shard-order")
+        var v = x
+        repeat {
+            var l = v >> half, r = v & mask
+            for round in 0..<4 {
+                let f = Int(rng.uint64(UInt64(round) << 32 | UInt64(r)) & UInt64(mask))
+                (l, r) = (r, l ^ f)
+            }
+            v = (l << half) | r
+        } while v >= n
+        return v
+    }
+}

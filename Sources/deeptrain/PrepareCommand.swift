@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import Data
+import Training
+
+struct PrepareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prepare",
+        abstract: "Text files or JSONL ({\"text\": ...}) → tokenizer.json + token shards for training.",
+        discussion: "Files ending in .jsonl are read a JSON object per line; other files are one document each. Without --tokenizer, a byte-level BPE tokenizer is trained on the inputs. The output directory is complete only once index.json is written; a failed run leaves nothing.")
+
+    @Argument(help: "Input files.") var inputs: [String]
+    @Option(help: "Output directory.") var output: String
+    @Option(help: "An existing tokenizer.json (otherwise one is trained).") var tokenizer: String?
+    @Option(help: "Vocabulary size of a trained tokenizer.") var vocabSize = 4096
+    @Option(help: "End-of-sequence token placed between documents.") var eos = "<|eos|>"
+    @Option(help: "Tokens per shard file.") var shardTokens = 1 << 24
+
+    func validate() throws {
+        guard !inputs.isEmpty else { throw ValidationError("give at least one input file") }
+        guard vocabSize >= 257, shardTokens > 0 else { throw ValidationError("--vocab-size must be ≥ 257 and --shard-tokens positive") }
+    }
+
+    func run() throws {
+        var o = Prepare.Options(inputs: inputs, output: output, tokenizer: tokenizer)
+        o.vocabSize = vocabSize
+        o.eos = eos
+        o.shardTokens = shardTokens
+        let start = Date()
+        let tty = isatty(2) != 0
+        do {
+            let index = try Prepare.run(o) { files, docs, tokens in
+                let line = String(format: "prepare: %d/%d files, %d documents, %d tokens, %.0f tokens/s", files, inputs.count, docs, tokens,
+                                  Double(tokens) / Swift.max(Date().timeIntervalSince(start), 1e-6))
+                FileHandle.standardError.write(Data((tty ? "\u{1B}[2K\r" + line : line + "\n").utf8))
+            }
+            if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+            print("wrote \(output): \(index.documents) documents, \(index.tokens) tokens in \(index.shards.count) shard(s), vocabulary \(index.vocab_size)")
+        } catch let e as TokenizerError {
+            if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+            fail(e.description)
+        }
+    }
+}
