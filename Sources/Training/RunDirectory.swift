@@ -42,8 +42,18 @@ public final class RunDirectory {
         try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(toFile: p, atomically: true, encoding: .utf8)
     }
 
+    /// One JSON line; NaN and infinities (not JSON) are written as null.
     public func writeMetrics(_ object: [String: Any]) {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        func clean(_ v: Any) -> Any {
+            switch v {
+            case let d as Double: return d.isFinite ? d : NSNull()
+            case let f as Float: return f.isFinite ? Double(f) : NSNull()
+            case let a as [Any]: return a.map(clean)
+            case let m as [String: Any]: return m.mapValues(clean)
+            default: return v
+            }
+        }
+        guard let data = try? JSONSerialization.data(withJSONObject: clean(object), options: [.sortedKeys]) else { return }
         metrics.write(data + Data("\n".utf8))
     }
 

@@ -53,6 +53,13 @@ public final class Trainer {
     static func installSignalHandlers() {
         signal(SIGINT) { _ in stopRequested = 1 }
         signal(SIGTERM) { _ in stopRequested = 1 }
+        // A parent may have started us with these blocked (a process spawned from a
+        // libdispatch worker inherits its mask): unblock them, or the request never arrives.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     /// `resume`: a checkpoint path to continue from (its stage, step, weights and optimizer).
@@ -166,9 +173,6 @@ public final class Trainer {
                 nanRun += 1
                 nanTotal += 1
                 log("step \(step + 1): non-finite loss or gradient, step skipped (\(nanRun) in a row)")
-                if nanRun >= stage.maxNaNSteps {
-                    throw Failure(description: "stage \(stage.name): \(nanRun) steps in a row with a non-finite loss or gradient (max_nan_steps = \(stage.maxNaNSteps)); lower optimizer.lr or check the data", exitCode: 3)
-                }
             } else {
                 nanRun = 0
                 trainer.optimizer.update(lr: lr)
@@ -195,6 +199,9 @@ public final class Trainer {
                            acc.map { String(format: "  exact match %.1f%% of %d", 100 * $0, n) } ?? ""))
             }
             run.writeMetrics(m)
+            if nanRun >= stage.maxNaNSteps {
+                throw Failure(description: "stage \(stage.name): \(nanRun) steps in a row with a non-finite loss or gradient (max_nan_steps = \(stage.maxNaNSteps)); lower optimizer.lr or check the data", exitCode: 3)
+            }
             if step % stage.logEvery == 0 || step == stage.steps {
                 let eta = elapsed / Double(step - startStep) * Double(stage.steps - step)
                 let line = String(format: "step %5d/%d  loss %.4f  ce %.4f  aux %.2e  grad_norm %.3f  lr %.2e  %.0f tok/s  eta %.0fs",

@@ -152,10 +152,41 @@ import Testing
         let (s2, e2) = try runToEnd(["train", recipe, "--run-dir", "\(dir)/b", "--resume", "\(dir)/a/checkpoints/step-00000005.h5",
                                      "--set", "model=small"])
         #expect(s2 == 1 && e2.contains("different model"), "\(e2)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/b"), "a refused resume wrote a run directory")
         // A truncated checkpoint.
         let full = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/a/checkpoints/step-00000005.h5"))
         try full.prefix(full.count / 3).write(to: URL(fileURLWithPath: "\(dir)/cut.h5"))
         let (s3, e3) = try runToEnd(["train", recipe, "--run-dir", "\(dir)/c", "--resume", "\(dir)/cut.h5"])
         #expect(s3 == 1 && e3.contains("cut.h5"), "\(e3)")
+    }
+
+    @Test func sigtermFinishesTheStepWritesACheckpointAndExitsZero() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipe = "\(dir)/r.yaml"
+        try Self.recipe.replacingOccurrences(of: "steps: 30", with: "steps: 100000").write(toFile: recipe, atomically: true, encoding: .utf8)
+        let p = try launch(["train", recipe, "--run-dir", "\(dir)/run"])
+        let deadline = Date().addingTimeInterval(120)
+        while metrics("\(dir)/run").count < 3 && Date() < deadline && p.isRunning { usleep(2000) }
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit && p.terminationStatus == 0)
+        let last = metrics("\(dir)/run").last?["global_step"] as? Int ?? -1
+        let latest = try String(contentsOfFile: "\(dir)/run/checkpoints/latest", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(latest == String(format: "step-%08d.h5", last), "latest \(latest) after step \(last)")
+    }
+
+    @Test func nonFiniteStepsAreSkippedThenTheRunStopsWithExitThree() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipe = "\(dir)/r.yaml"
+        try Self.recipe.write(toFile: recipe, atomically: true, encoding: .utf8)
+        // A learning rate that overflows the weights on the first update.
+        let (status, err) = try runToEnd(["train", recipe, "--run-dir", "\(dir)/run", "--set", "stages.0.optimizer.lr=1e30",
+                                          "--set", "stages.0.optimizer.clip=0", "--set", "stages.0.max_nan_steps=3"])
+        #expect(status == 3, "exit \(status): \(err)")
+        #expect(err.contains("3 steps in a row") && err.contains("non-finite"), "\(err)")
+        let m = metrics("\(dir)/run")
+        #expect((m.last?["nan_skipped"] as? Int) == 3, "\(m.last ?? [:])")
     }
 }
