@@ -85,3 +85,30 @@ public struct SyntheticArithmetic: Sendable {
         }
     }
 }
+
+/// The arithmetic task in the forms the post-training stages read: chat conversations for SFT
+/// and prompts with verifiable answers for GRPO. Both use training pairs only, so the held-out
+/// sums stay unseen in every stage.
+extension SyntheticArithmetic {
+    public struct ChatMessage: Codable, Sendable, Equatable {
+        public let role: String
+        public let content: String
+    }
+
+    public struct PromptWithAnswer: Codable, Sendable, Equatable {
+        public let prompt: String
+        public let answer: String
+    }
+
+    /// Conversation `index` of `synthetic:arithmetic-chat`.
+    public func chat(seed: UInt64, index: UInt64) -> [ChatMessage] {
+        let (a, b) = trainPair(seed: seed &+ 0xC4A7, index: index)
+        return [ChatMessage(role: "user", content: "What is \(a)+\(b)?"), ChatMessage(role: "assistant", content: "\(a + b)")]
+    }
+
+    /// Prompt `index` of `synthetic:arithmetic-prompts`, with the answer a reward checks.
+    public func promptWithAnswer(seed: UInt64, index: UInt64, heldOut: Bool = false) -> PromptWithAnswer {
+        let (a, b) = heldOut ? heldOutPairs[Int(index) % heldOutPairs.count] : trainPair(seed: seed &+ 0x6E90, index: index)
+        return PromptWithAnswer(prompt: "What is \(a)+\(b)?", answer: "\(a + b)")
+    }
+}

@@ -48,4 +48,20 @@ import Testing
         #expect(task.trainTokens(seed: 9, start: 5, count: 100).tokens == task.trainTokens(seed: 9, start: 5, count: 100).tokens)
         #expect(SyntheticArithmetic.text(12, 34) == "12+34=46\n")
     }
+
+    @Test func chatAndPromptFormsUseTrainingPairsOnly() {
+        let task = SyntheticArithmetic()
+        let held = Set(task.heldOutPairs.map { "What is \($0.0)+\($0.1)?" })
+        for i in 0..<500 {
+            let c = task.chat(seed: 1, index: UInt64(i))
+            #expect(c.map(\.role) == ["user", "assistant"])
+            #expect(!held.contains(c[0].content))
+            let parts = c[0].content.dropFirst(8).dropLast().split(separator: "+").compactMap { Int($0) }
+            #expect(parts.count == 2 && c[1].content == String(parts[0] + parts[1]))
+            let p = task.promptWithAnswer(seed: 1, index: UInt64(i))
+            #expect(!held.contains(p.prompt))
+        }
+        #expect(held.contains(task.promptWithAnswer(seed: 1, index: 3, heldOut: true).prompt))
+        #expect(task.chat(seed: 1, index: 9) == task.chat(seed: 1, index: 9))
+    }
 }
