@@ -21,13 +21,20 @@ public enum Prepare {
     /// Calls `body` with each document: a JSONL line's "text", or a whole plain-text file.
     static func documents(_ path: String, _ body: (String) throws -> Void) throws {
         guard FileManager.default.fileExists(atPath: path) else { throw TokenizerError(source: path, message: "does not exist") }
-        guard let data = FileManager.default.contents(atPath: path) else { throw TokenizerError(source: path, message: "cannot be read") }
+        // Memory-mapped and walked line by line: a corpus larger than memory streams through.
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
+            throw TokenizerError(source: path, message: "cannot be read")
+        }
         guard path.hasSuffix(".jsonl") else {
             try body(String(decoding: data, as: UTF8.self))
             return
         }
         var lineNo = 0
-        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+        var start = data.startIndex
+        while start < data.endIndex {
+            let end = data[start...].firstIndex(of: UInt8(ascii: "\n")) ?? data.endIndex
+            let line = data[start..<end]
+            start = end < data.endIndex ? data.index(after: end) : end
             lineNo += 1
             if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
             guard let obj = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
