@@ -81,12 +81,4 @@ final class BufferPool: @unchecked Sendable {
         UnsafeMutableRawPointer(p).deallocate()
     }
 
-    /// Releases every pooled buffer (after a phase with different shapes, e.g. evaluation).
-    func drain() {
-        lock.lock()
-        for (_, list) in free { for p in list { UnsafeMutableRawPointer(p).deallocate() } }
-        free = [:]
-        pooledBytes = 0
-        lock.unlock()
-    }
 }
