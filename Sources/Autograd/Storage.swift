@@ -80,5 +80,4 @@ final class BufferPool: @unchecked Sendable {
         }
         UnsafeMutableRawPointer(p).deallocate()
     }
-
 }
