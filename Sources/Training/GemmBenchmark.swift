@@ -14,7 +14,7 @@ public enum GemmBenchmark {
     }
 
     public struct Report: Codable, Sendable {
-        public let benchmark = "gemm"
+        public var benchmark = "gemm"
         public let blas: String
         public let repeats: Int
         public let results: [Row]

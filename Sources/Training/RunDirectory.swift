@@ -16,7 +16,7 @@ public final class RunDirectory {
         try resolvedRecipe.write(toFile: (path as NSString).appendingPathComponent("recipe.resolved.yaml"), atomically: true, encoding: .utf8)
         func open(_ name: String) throws -> FileHandle {
             let p = (path as NSString).appendingPathComponent(name)
-            if fresh || !fm.fileExists(atPath: p) { fm.createFile(atPath: p, contents: nil) }
+            if fresh || !fm.fileExists(atPath: p) { _ = fm.createFile(atPath: p, contents: nil) }
             let h = try FileHandle(forWritingTo: URL(fileURLWithPath: p))
             try h.seekToEnd()
             return h

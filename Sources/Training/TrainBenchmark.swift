@@ -8,7 +8,7 @@ import DeepSeek
 /// peak RSS for the benchmark dense decoder on random tokens.
 public enum TrainBenchmark {
     public struct Report: Codable, Sendable {
-        public let benchmark = "train"
+        public var benchmark = "train"
         public let model: String
         public let parameters: Int
         public let batch: Int

@@ -140,42 +140,16 @@ public final class Trainer {
             let lr = Float(schedule.lr(at: step))
             let t0 = now()
             let rowsPerMicro = stage.batchSize / micro
-            var ce = 0.0, balance = 0.0, aux = (0.0, 0.0, 0.0), dropped = 0, assigned = 0
-            var load: [[Double]] = []
-            model.zeroGrad()
-            var finite = true
-            for mb in 0..<micro {
-                let first = globalStep * stage.batchSize + mb * rowsPerMicro
-                let rows = data.rows(first: first, count: rowsPerMicro, length: stage.seqLen + 1, seed: recipe.seed)
-                let (ids, targets) = DenseTrainer.shift(rows, batch: rowsPerMicro, length: stage.seqLen)
-                let training = MoETraining(alphas: trainer.alphas, dropping: trainer.dropping, seed: recipe.seed,
-                                           step: globalStep, sequenceOffset: first)
-                let out = model.forward(ids, batch: rowsPerMicro, length: stage.seqLen, training: training)
-                let ceT = out.logits.reshape([rowsPerMicro * stage.seqLen, model.config.vocabSize]).crossEntropy(targets: targets)
-                let balT = out.balanceLoss
-                let loss = (ceT + balT) * (1 / Float(micro))
-                if !loss.item.isFinite { finite = false }
-                loss.backward()
-                ce += Double(ceT.item) / Double(micro)
-                balance += Double(balT.item) / Double(micro)
-                for (_, r) in out.moe {
-                    if let l = r.losses {
-                        aux.0 += Double(l.expert.item) / Double(micro)
-                        aux.1 += Double(l.device.item) / Double(micro)
-                        aux.2 += Double(l.communication.item) / Double(micro)
-                    }
-                    if let d = r.drop { dropped += d.dropped; assigned += d.kept.count }
-                    if mb == 0 { load.append(r.expertLoad) }
-                }
-            }
-            let gradNorm = clipGradNorm(model.parameters, maxNorm: Float(stage.clip))
-            if !finite || !gradNorm.isFinite {
+            let firsts = (0..<micro).map { globalStep * stage.batchSize + $0 * rowsPerMicro }
+            let r = trainer.step(microbatches: firsts.map { data.rows(first: $0, count: rowsPerMicro, length: stage.seqLen + 1, seed: recipe.seed) },
+                                 firstSequences: firsts, rowsPerMicro: rowsPerMicro, length: stage.seqLen, lr: lr, step: globalStep)
+            let (ce, balance, aux, gradNorm) = (r.ce, r.balance, r.aux, r.gradNorm)
+            if r.updated {
+                nanRun = 0
+            } else {
                 nanRun += 1
                 nanTotal += 1
                 log("step \(step + 1): non-finite loss or gradient, step skipped (\(nanRun) in a row)")
-            } else {
-                nanRun = 0
-                trainer.optimizer.update(lr: lr)
             }
             step += 1
             globalStep += 1
@@ -187,8 +161,8 @@ public final class Trainer {
                 "stage": stage.name, "step": step, "global_step": globalStep, "tokens": tokens, "lr": Double(lr),
                 "loss": ce + balance, "ce": ce, "grad_norm": Double(gradNorm), "tokens_per_s": tps,
                 "mfu": tps * flopsPerToken / peak, "elapsed_s": elapsed, "aux_expert": aux.0, "aux_device": aux.1,
-                "aux_comm": aux.2, "drop_fraction": assigned == 0 ? 0 : Double(dropped) / Double(assigned),
-                "expert_load": load, "nan_skipped": nanTotal,
+                "aux_comm": aux.2, "drop_fraction": r.dropFraction,
+                "expert_load": r.expertLoad, "nan_skipped": nanTotal,
             ]
             if stage.evalEvery > 0 && (step % stage.evalEvery == 0 || step == stage.steps) {
                 let (heldLoss, acc, n) = evaluate(model: model, data: data, stage: stage)
