@@ -73,10 +73,10 @@ struct TrainCommand: ParsableCommand {
             }
         } catch let e as RecipeError { fail(e.description) } catch let e as CheckpointError { fail(e.description) }
         do {
-            let trainer = try Trainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil) { line in
+            let trainer = try reportingBadInput { try Trainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil) { line in
                 if line.hasPrefix("\u{1B}") { print(line, terminator: ""); fflush(nil) } else { print(line); fflush(nil) }
-            }
-            let outcome = try trainer.train(resume: resumePath)
+            } }
+            let outcome = try reportingBadInput { try trainer.train(resume: resumePath) }
             if isatty(1) != 0 { print("") }
             if outcome == .finished {
                 let rule = String(repeating: "─", count: 86)
@@ -84,12 +84,6 @@ struct TrainCommand: ParsableCommand {
             } else {
                 print("stopped: resume with --resume auto")
             }
-        } catch let e as RecipeError {
-            fail(e.description)
-        } catch let e as CheckpointError {
-            fail(e.description)
-        } catch let e as ConfigError {
-            fail(e.description)
         } catch let e as Trainer.Failure {
             FileHandle.standardError.write(Data("error: \(e.description)\n".utf8))
             Foundation.exit(e.exitCode)

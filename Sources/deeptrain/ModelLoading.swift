@@ -1,0 +1,44 @@
+import Foundation
+import DeepSeek
+import Checkpoint
+import Training
+
+import Data
+
+/// Loads a model from a Hugging Face directory (config.json + safetensors) or builds a preset
+/// with random weights; reports bad input as one line and exit code 1.
+func loadModel(_ spec: String, positions: Int, seed: UInt64 = 0) throws -> DeepSeekV2ForCausalLM {
+    try reportingBadInput {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: spec, isDirectory: &isDir) {
+            if isDir.boolValue { return try HFDirectory.load(spec, positions: positions) }
+            return try CheckpointStore.load(spec, positions: positions).0
+        }
+        if DeepSeekV2Config.presetNames.contains(spec) {
+            return DeepSeekV2ForCausalLM(try DeepSeekV2Config.preset(spec), seed: seed, positions: positions)
+        }
+        throw CheckpointError(spec, "is neither a DeepTrain checkpoint (.h5), a Hugging Face model directory nor a preset (\(DeepSeekV2Config.presetNames.joined(separator: ", ")))")
+    }
+}
+
+/// Bad input ends the command with one line on stderr and exit code 1 (DESIGN §2).
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    Foundation.exit(1)
+}
+
+/// Runs `body`, turning the input errors of every module (recipe, config, checkpoint,
+/// tokenizer) into `fail`: one place decides how bad input is reported.
+func reportingBadInput<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e as RecipeError {
+        fail(e.description)
+    } catch let e as ConfigError {
+        fail(e.description)
+    } catch let e as CheckpointError {
+        fail(e.description)
+    } catch let e as TokenizerError {
+        fail(e.description)
+    }
+}
