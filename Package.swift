@@ -31,13 +31,15 @@ let package = Package(
         .target(name: "NN", dependencies: ["Autograd"], swiftSettings: release),
         .target(name: "Optim", dependencies: ["Autograd", "NN"], swiftSettings: release),
         .target(name: "DeepSeek", dependencies: ["Autograd", "NN", "Optim", "CBLAS"], swiftSettings: release),
+        .target(name: "Collectives", dependencies: ["CMPI"], swiftSettings: release),
+        .target(name: "Parallel", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives"], swiftSettings: release),
         .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek", "CHDF5"], swiftSettings: release),
         .target(name: "Data", dependencies: ["Autograd"], swiftSettings: release),
-        .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Checkpoint", "Data", "CBLAS", "Yams"], swiftSettings: release),
+        .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives", "Parallel", "Checkpoint", "Data", "CBLAS", "Yams"], swiftSettings: release),
         .executableTarget(
             name: "deeptrain",
             dependencies: [
-                "Training", "DeepSeek", "Checkpoint", "Data", "Autograd", "CBLAS", "CMPI", "CHDF5",
+                "Training", "DeepSeek", "Collectives", "Parallel", "Checkpoint", "Data", "Autograd", "CBLAS", "CMPI", "CHDF5",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: release),
@@ -47,6 +49,7 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autograd"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "Checkpoint", "NN", "Autograd"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "DeepSeek", "Autograd"]),
+        .testTarget(name: "ParallelTests", dependencies: ["Parallel", "Collectives", "DeepSeek", "Autograd"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd", "Checkpoint"]),
     ]
 )

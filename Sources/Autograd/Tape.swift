@@ -6,10 +6,22 @@ final class Node {
     let inputs: [Tensor]
     let backward: (Tensor) -> [Tensor?]
     let op: String
+    /// Creation order: backward runs nodes newest first (see `backward(seed:)`).
+    let sequence: UInt64
     init(inputs: [Tensor], op: String, backward: @escaping (Tensor) -> [Tensor?]) {
         self.inputs = inputs
         self.op = op
         self.backward = backward
+        sequence = Node.next()
+    }
+
+    nonisolated(unsafe) private static var counter: UInt64 = 0
+    private static let lock = NSLock()
+    static func next() -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        counter += 1
+        return counter
     }
 }
 
@@ -72,20 +84,23 @@ extension Tensor {
         guard seed.shape == shape else { shapeFailure("backward", "seed shape \(seed.shape) vs tensor \(shape)") }
         guard requiresGrad else { shapeFailure("backward", "tensor does not require grad (no parameter reaches it)") }
 
-        // Topological order by iterative DFS: graphs of a few thousand nodes are normal.
+        // Every node reachable from here (iterative DFS: graphs of a few thousand nodes are
+        // normal), run newest first. Reverse creation order is a topological order, and unlike
+        // a DFS order it does not depend on where backward starts: a tensor with several
+        // consumers sums their gradients in the same order whether the graph ends in the loss
+        // or at a pipeline stage's boundary, so a split model gives the same bits.
         var order: [Tensor] = []
+        var leaves: [Tensor] = []
         var visited = Set<ObjectIdentifier>()
-        var stack: [(Tensor, Bool)] = [(self, false)]
-        while let (t, expanded) = stack.popLast() {
-            if expanded { order.append(t); continue }
+        var stack: [Tensor] = [self]
+        while let t = stack.popLast() {
             if !visited.insert(ObjectIdentifier(t)).inserted { continue }
-            stack.append((t, true))
-            if let node = t.node {
-                for i in node.inputs where i.requiresGrad && !visited.contains(ObjectIdentifier(i)) {
-                    stack.append((i, false))
-                }
-            }
+            guard let node = t.node else { leaves.append(t); continue }
+            order.append(t)
+            for i in node.inputs where i.requiresGrad && !visited.contains(ObjectIdentifier(i)) { stack.append(i) }
         }
+        order.sort { $0.node!.sequence < $1.node!.sequence }
+        order = leaves + order
 
         // Gradients in flight. `owned` marks buffers we allocated here, which may be added to in
         // place; a gradient a backward closure returned may alias another (add passes its

@@ -14,4 +14,9 @@ static inline MPI_Op deeptrain_mpi_sum(void) { return MPI_SUM; }
 static inline MPI_Op deeptrain_mpi_max(void) { return MPI_MAX; }
 static inline void *deeptrain_mpi_in_place(void) { return MPI_IN_PLACE; }
 static inline MPI_Errhandler deeptrain_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
+static inline MPI_Datatype deeptrain_mpi_int(void) { return MPI_INT; }
+static inline MPI_Status *deeptrain_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Status *deeptrain_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
+static inline MPI_Request deeptrain_mpi_request_null(void) { return MPI_REQUEST_NULL; }
+static inline int deeptrain_mpi_undefined(void) { return MPI_UNDEFINED; }
 #endif

@@ -10,6 +10,10 @@ public struct MoETraining: Sendable {
     public var step: Int
     /// Global index of this batch's first sequence (never-dropped sequences are chosen by it).
     public var sequenceOffset: Int
+    /// The decoder layer being run (set by the model's forward).
+    public var layer = 0
+    /// Runs the routed experts somewhere else (expert parallelism); nil: here, `Tensor.expertFFN`.
+    public var executor: ExpertExecutor?
 
     public init(alphas: BalanceLosses.Alphas, dropping: TokenDropping?, seed: UInt64, step: Int, sequenceOffset: Int = 0) {
         self.alphas = alphas
@@ -18,6 +22,14 @@ public struct MoETraining: Sendable {
         self.step = step
         self.sequenceOffset = sequenceOffset
     }
+}
+
+/// Computes Σ over each token's kept assignments of w · SwiGLU_e(x) — the contract of
+/// `Tensor.expertFFN` — possibly on other ranks. `x` [N, D] (N = B·T tokens of one micro-batch),
+/// `weights` [N·K], `assignments[e]` the (token, slot) pairs of expert e in token order.
+public protocol ExpertExecutor: AnyObject, Sendable {
+    func run(_ x: Tensor, weights: Tensor, experts: StackedExperts, assignments: [[(token: Int, slot: Int)]],
+             length: Int, plan: TokenDropping.Plan?, training: MoETraining) -> Tensor
 }
 
 /// What one MoE layer reports for a batch.
@@ -78,7 +90,13 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
             if let plan, !plan.kept[slot] { continue }
             assignments[ex].append((slot / k, slot))
         }
-        var out = Tensor.expertFFN(flat, weights: routing.weights.reshape([n * k]), experts: experts, assignments: assignments)
+        let w = routing.weights.reshape([n * k])
+        var out: Tensor
+        if let training, let executor = training.executor {
+            out = executor.run(flat, weights: w, experts: experts, assignments: assignments, length: t, plan: plan, training: training)
+        } else {
+            out = Tensor.expertFFN(flat, weights: w, experts: experts, assignments: assignments)
+        }
         if let shared_experts { out = out + shared_experts(flat) }
         let report = MoELayerReport(routing: routing, losses: losses, drop: plan,
                                     expertLoad: counts.map { $0 / Double(n * k) })

@@ -89,21 +89,32 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
         guard ids.count == b * t, start + t <= rotary.cos.shape[0] else {
             shapeFailure("DeepSeekV2ForCausalLM", "\(ids.count) ids for batch \(b) × length \(t) at position \(start) (tables hold \(rotary.cos.shape[0]) positions)")
         }
-        let cos = rotary.cos.slice(axis: 0, start..<(start + t)), sin = rotary.sin.slice(axis: 0, start..<(start + t))
         var h = model.embed_tokens(ids, shape: [b, t])
         var hidden: [Tensor] = keepHidden ? [h] : []
-        var reports: [(Int, MoELayerReport)] = []
-        for (i, layer) in model.layers.enumerated() {
-            var training = training
-            training?.seed ^= UInt64(i) &* 0x9E37_79B9  // per-layer never-drop draw
-            let (out, report) = layer(h, cos: cos, sin: sin, training: training)
-            h = out
-            if keepHidden { hidden.append(h) }
-            if let report { reports.append((i, report)) }
-        }
-        h = model.norm(h)
+        let (out, reports) = runLayers(h, layers: 0..<model.layers.count, start: start, training: training) { if keepHidden { hidden.append($0) } }
+        h = model.norm(out)
         if keepHidden { hidden.append(h) }
         return DeepSeekV2Output(logits: lm_head(h), hidden: hidden, moe: reports)
+    }
+
+    /// Decoder layers `layers` over hidden states h [B, T, D] at positions start..<start+T (a
+    /// pipeline stage runs its own range; the whole model runs all of them).
+    public func runLayers(_ x: Tensor, layers: Range<Int>, start: Int = 0, training: MoETraining? = nil,
+                          each: (Tensor) -> Void = { _ in }) -> (Tensor, [(Int, MoELayerReport)]) {
+        let t = x.shape[1]
+        let cos = rotary.cos.slice(axis: 0, start..<(start + t)), sin = rotary.sin.slice(axis: 0, start..<(start + t))
+        var h = x
+        var reports: [(Int, MoELayerReport)] = []
+        for i in layers {
+            var training = training
+            training?.seed ^= UInt64(i) &* 0x9E37_79B9  // per-layer never-drop draw
+            training?.layer = i
+            let (out, report) = model.layers[i](h, cos: cos, sin: sin, training: training)
+            h = out
+            each(h)
+            if let report { reports.append((i, report)) }
+        }
+        return (h, reports)
     }
 
     /// Next-token targets for rows of ids, shifted as Hugging Face does (the last position of

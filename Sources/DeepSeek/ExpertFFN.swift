@@ -61,16 +61,11 @@ extension Tensor {
         parallelTasks(sizes) { ex in
             let m = sizes[ex]
             if m == 0 { return }
-            let X = xs.data + offsets[ex] * d, H = hs.data + offsets[ex] * inter, U = us.data + offsets[ex] * inter
-            let A = a.data + offsets[ex] * inter, Y = ys.data + offsets[ex] * d
+            let X = xs.data + offsets[ex] * d
             for (r, asg) in assignments[ex].enumerated() { (X + r * d).update(from: xp + asg.token * d, count: d) }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d), 1,
-                        X, Int32(d), gp + ex * inter * d, Int32(d), 0, H, Int32(inter))
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d), 1,
-                        X, Int32(d), up + ex * inter * d, Int32(d), 0, U, Int32(inter))
-            for j in 0..<(m * inter) { A[j] = H[j] * fastSigmoid(H[j]) * U[j] }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(d), Int32(inter), 1,
-                        A, Int32(inter), dp + ex * d * inter, Int32(inter), 0, Y, Int32(d))
+            ExpertKernel.forward(m: m, dim: d, inter: inter, x: X, gate: gp + ex * inter * d, up: up + ex * inter * d,
+                                 down: dp + ex * d * inter, h: hs.data + offsets[ex] * inter, u: us.data + offsets[ex] * inter,
+                                 a: a.data + offsets[ex] * inter, y: ys.data + offsets[ex] * d)
         }
         let out = Tensor(zeros: [n, d])
         let o = out.data, wp = wc.data
@@ -97,35 +92,19 @@ extension Tensor {
                     (dD.data + ex * per).update(repeating: 0, count: per)
                     return
                 }
-                let X = xs.data + offsets[ex] * d, H = hs.data + offsets[ex] * inter, U = us.data + offsets[ex] * inter
-                let A = a.data + offsets[ex] * inter, Y = ys.data + offsets[ex] * d
+                let Y = ys.data + offsets[ex] * d
                 let base = scratch.data + offsets[ex] * (d + 3 * inter)
-                let gY = base, gA = base + m * d, gH = gA + m * inter, gU = gH + m * inter
+                let gY = base
                 for (r, asg) in assignments[ex].enumerated() {
                     let src = go + asg.token * d, w = wp[asg.slot]
                     dwp[asg.slot] = vdot(src, Y + r * d, d)  // d(out)/d(w) = Y row
                     for j in 0..<d { gY[r * d + j] = w * src[j] }
                 }
-                // dD_e = gYᵀ·A ; gA = gY·D_e
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(inter), Int32(m), 1,
-                            gY, Int32(d), A, Int32(inter), 0, dD.data + ex * per, Int32(inter))
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(inter), Int32(d), 1,
-                            gY, Int32(d), dp + ex * per, Int32(inter), 0, gA, Int32(inter))
-                for j in 0..<(m * inter) {
-                    let h = H[j], s = fastSigmoid(h)
-                    gU[j] = gA[j] * h * s
-                    gH[j] = gA[j] * U[j] * s * (1 + h * (1 - s))
-                }
-                // dG_e = gHᵀ·X, dU_e = gUᵀ·X ; gX = gH·G_e + gU·U_e
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m), 1,
-                            gH, Int32(inter), X, Int32(d), 0, dG.data + ex * per, Int32(d))
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m), 1,
-                            gU, Int32(inter), X, Int32(d), 0, dU.data + ex * per, Int32(d))
-                let gX = gxs.data + offsets[ex] * d
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter), 1,
-                            gH, Int32(inter), gp + ex * per, Int32(d), 0, gX, Int32(d))
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter), 1,
-                            gU, Int32(inter), up + ex * per, Int32(d), 1, gX, Int32(d))
+                ExpertKernel.backward(m: m, dim: d, inter: inter, x: xs.data + offsets[ex] * d, h: hs.data + offsets[ex] * inter,
+                                      u: us.data + offsets[ex] * inter, a: a.data + offsets[ex] * inter, gy: gY,
+                                      gate: gp + ex * per, up: up + ex * per, down: dp + ex * per, scratch: base + m * d,
+                                      dGate: dG.data + ex * per, dUp: dU.data + ex * per, dDown: dD.data + ex * per,
+                                      gx: gxs.data + offsets[ex] * d)
             }
             let dxp = dx.data
             for ex in 0..<e {
@@ -138,5 +117,45 @@ extension Tensor {
             withExtendedLifetime((xc, wc, gc, xs, hs, us, ys, a)) {}
             return [dx, dw, dG, dU, dD]
         }
+    }
+}
+
+/// One routed expert's SwiGLU over m gathered rows, forward and backward: the GEMM chain both
+/// the local fused op and the expert-parallel exchange run, so that a segment of tokens gives
+/// the same bits wherever it is computed.
+public enum ExpertKernel {
+    /// X [m, D] → H = X·Gᵀ, U = X·Uᵀ [m, I], A = silu(H)·U, Y = A·Dᵀ [m, D].
+    @inline(__always)
+    public static func forward(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, gate: UnsafePointer<Float>,
+                               up: UnsafePointer<Float>, down: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>,
+                               u: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d), 1, x, Int32(d), gate, Int32(d), 0, h, Int32(inter))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d), 1, x, Int32(d), up, Int32(d), 0, u, Int32(inter))
+        for j in 0..<(m * inter) { a[j] = h[j] * fastSigmoid(h[j]) * u[j] }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(d), Int32(inter), 1, a, Int32(inter), down, Int32(inter), 0, y, Int32(d))
+    }
+
+    /// From gY [m, D] (the output gradient already times the gate weight): the weight gradients
+    /// (written, not added) and gX [m, D]. `scratch` holds 3·m·I floats.
+    @inline(__always)
+    public static func backward(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, h: UnsafePointer<Float>,
+                                u: UnsafePointer<Float>, a: UnsafePointer<Float>, gy: UnsafePointer<Float>,
+                                gate: UnsafePointer<Float>, up: UnsafePointer<Float>, down: UnsafePointer<Float>,
+                                scratch: UnsafeMutablePointer<Float>, dGate: UnsafeMutablePointer<Float>,
+                                dUp: UnsafeMutablePointer<Float>, dDown: UnsafeMutablePointer<Float>, gx: UnsafeMutablePointer<Float>) {
+        let gA = scratch, gH = gA + m * inter, gU = gH + m * inter
+        // dD = gYᵀ·A ; gA = gY·D
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(inter), Int32(m), 1, gy, Int32(d), a, Int32(inter), 0, dDown, Int32(inter))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(inter), Int32(d), 1, gy, Int32(d), down, Int32(inter), 0, gA, Int32(inter))
+        for j in 0..<(m * inter) {
+            let hj = h[j], s = fastSigmoid(hj)
+            gU[j] = gA[j] * hj * s
+            gH[j] = gA[j] * u[j] * s * (1 + hj * (1 - s))
+        }
+        // dG = gHᵀ·X, dU = gUᵀ·X ; gX = gH·G + gU·U
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m), 1, gH, Int32(inter), x, Int32(d), 0, dGate, Int32(d))
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m), 1, gU, Int32(inter), x, Int32(d), 0, dUp, Int32(d))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter), 1, gH, Int32(inter), gate, Int32(d), 0, gx, Int32(d))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter), 1, gU, Int32(inter), up, Int32(d), 1, gx, Int32(d))
     }
 }

@@ -75,3 +75,57 @@ extension Tensor {
     /// The tensor itself when contiguous, else a contiguous copy (no recording).
     var contiguousView: Tensor { isContiguous ? self : clone() }
 }
+
+/// The ZeRO-1 form of AdamW: the moments of one contiguous shard of a flat parameter vector,
+/// updated with exactly AdamW's arithmetic, element by element, so a sharded update gives the
+/// same bits as an unsharded one.
+public final class AdamWShard {
+    public let config: AdamW.Config
+    public var m: [Float]
+    public var v: [Float]
+    /// Runs of the shard (offset, length) whose elements decay (matrices).
+    public let decaying: [Range<Int>]
+    public var step = 0
+
+    public init(count: Int, decaying: [Range<Int>], config: AdamW.Config) {
+        self.config = config
+        m = [Float](repeating: 0, count: count)
+        v = [Float](repeating: 0, count: count)
+        self.decaying = decaying
+    }
+
+    /// One update of `w` (the shard's parameters) with gradient `g`, times `scale` (clipping).
+    public func update(_ w: UnsafeMutablePointer<Float>, grad g: UnsafePointer<Float>, lr: Float) {
+        step += 1
+        let b1 = config.beta1, b2 = config.beta2, eps = config.eps
+        let c1 = 1 - Float(Foundation.pow(Double(b1), Double(step)))
+        let c2 = 1 - Float(Foundation.pow(Double(b2), Double(step)))
+        let stepSize = lr / c1, invC2 = 1 / c2
+        let decayFactor: Float = 1 - lr * config.weightDecay
+        var runs: [(Range<Int>, Float)] = []
+        var at = 0
+        for r in decaying {
+            if r.lowerBound > at { runs.append((at..<r.lowerBound, 1)) }
+            runs.append((r, decayFactor))
+            at = r.upperBound
+        }
+        if at < m.count { runs.append((at..<m.count, 1)) }
+        m.withUnsafeMutableBufferPointer { mb in
+            v.withUnsafeMutableBufferPointer { vb in
+                let mp = mb.baseAddress!, vp = vb.baseAddress!
+                for (range, decay) in runs {
+                    parallelFor(range.count, grain: 16_384) { sub in
+                        for j in (range.lowerBound + sub.lowerBound)..<(range.lowerBound + sub.upperBound) {
+                            let gj = g[j]
+                            let mj = b1 * mp[j] + (1 - b1) * gj
+                            let vj = b2 * vp[j] + (1 - b2) * gj * gj
+                            mp[j] = mj
+                            vp[j] = vj
+                            w[j] = w[j] * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

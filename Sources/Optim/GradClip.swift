@@ -32,19 +32,28 @@ func sumOfSquares(_ t: Tensor) -> Double {
         parallelFor(blocks, grain: 16) { r in
             for bi in r {
                 let lo = bi * block, len = Swift.min(block, n - lo)
-                var acc = SIMD16<Float>(repeating: 0)
-                var j = 0
-                let raw = UnsafeRawPointer(d + lo)
-                while j + 16 <= len {
-                    let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self)
-                    acc += v * v
-                    j += 16
-                }
-                var s = Double(acc.sum())
-                while j < len { s += Double(d[lo + j]) * Double(d[lo + j]); j += 1 }
+                let s = blockSumOfSquares(d + lo, len)
                 base[bi] = s
             }
         }
     }
     return partial.reduce(0, +)
+}
+
+/// Σ x² of up to a few thousand floats in 16 float lanes, the tail in Float64: the block sum
+/// every gradient norm is built from (in a fixed order of blocks, the norm's bits do not depend
+/// on threads or ranks).
+@inline(__always)
+public func blockSumOfSquares(_ d: UnsafePointer<Float>, _ len: Int) -> Double {
+    var acc = SIMD16<Float>(repeating: 0)
+    var j = 0
+    let raw = UnsafeRawPointer(d)
+    while j + 16 <= len {
+        let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self)
+        acc += v * v
+        j += 16
+    }
+    var s = Double(acc.sum())
+    while j < len { s += Double(d[j]) * Double(d[j]); j += 1 }
+    return s
 }

@@ -2,6 +2,7 @@ import Foundation
 import Yams
 import DeepSeek
 import Optim
+import Parallel
 
 /// A training recipe (DESIGN §3): the model, the layout, checkpointing, and stages run in
 /// order. Every key, its default and its range are in `docs/recipes.md`; unknown keys are
@@ -42,7 +43,13 @@ public struct Recipe: Sendable {
     }
 
     public struct Parallel: Sendable, Equatable {
-        public var dp = 1, ep = 1, pp = 1, microbatches = 1
+        /// 0 means `auto`: the world size divided by pp.
+        public var dp = 0, ep = 1, pp = 1, microbatches = 1
+
+        /// The layout on `world` ranks (dp `auto` resolved).
+        public func layout(world: Int) -> Layout {
+            Layout(dp: dp == 0 ? Swift.max(1, world / pp) : dp, ep: ep, pp: pp, microbatches: microbatches)
+        }
     }
 
     public struct CheckpointSpec: Sendable, Equatable {
@@ -138,7 +145,12 @@ public struct Recipe: Sendable {
             throw top.fail(nil, "model", "is required: a preset (\(DeepSeekV2Config.presetNames.joined(separator: ", "))), a config.json path, or {preset|config, overrides}")
         }
         if let p = try top.object("parallel") {
-            r.parallel.dp = try p.int("dp", default: 1, min: 1)
+            if case .scalar(let v)? = p.mapping["dp"], v.string == "auto" {
+                _ = p.raw("dp")
+                r.parallel.dp = 0
+            } else {
+                r.parallel.dp = try p.int("dp", default: 0, min: 1)
+            }
             r.parallel.ep = try p.int("ep", default: 1, min: 1)
             r.parallel.pp = try p.int("pp", default: 1, min: 1)
             r.parallel.microbatches = try p.int("microbatches", default: 1, min: 1)

@@ -3,6 +3,7 @@ import Autograd
 import NN
 import Optim
 import DeepSeek
+import Parallel
 
 /// `deeptrain bench train --model dense`: tokens/s, per-phase step time, MFU (DESIGN §7) and
 /// peak RSS for the benchmark dense decoder on random tokens.
@@ -14,6 +15,8 @@ public enum TrainBenchmark {
         public let batch: Int
         public let sequence_length: Int
         public let threads: Int
+        /// Processes (data-parallel ranks) sharing the batch; `threads` is per rank.
+        public var ranks = 1
         public let steps_timed: Int
         public let tokens_per_s: Double
         public let step_ms: Double
@@ -43,19 +46,24 @@ public enum TrainBenchmark {
     }
 
     /// The DeepSeek-V2 `small` preset: balance losses on (expert α from the config), no
-    /// dropping, batch 8 × 256, AdamW.
+    /// dropping, batch 8 × 256, AdamW. With a grid, the batch is split over its data-parallel
+    /// ranks (one micro-batch each) and the figures are for the whole job. The MFU's peak is
+    /// the whole machine's: the 2-thread sgemm peak, whatever the split into ranks.
     public static func moe(config c: DeepSeekV2Config = .small, name: String = "small", batch b: Int = 8, length t: Int = 256,
-                           warmup: Int = 2, steps: Int = 5, threads: Int = 2, peak: Double? = nil) -> Report {
+                           warmup: Int = 2, steps: Int = 5, threads: Int = 2, peak: Double? = nil, grid: ProcessGrid? = nil) -> Report {
         Threads.set(threads)
-        let peakGF = peak ?? GemmBenchmark.peakGFLOPS(threads: threads)
+        let ranks = grid?.world.size ?? 1
+        let peakGF = peak ?? GemmBenchmark.peakGFLOPS(threads: threads * ranks)  // callers under mpirun pass the job's peak
         let model = DeepSeekV2ForCausalLM(c, seed: 1, positions: t)
-        let trainer = MoETrainer(model: model)
-        return measure(model: name, parameters: model.parameterCount, vocab: c.vocabSize, batch: b, length: t, warmup: warmup,
+        let trainer = MoETrainer(model: model, grid: grid)
+        var report = measure(model: name, parameters: model.parameterCount, vocab: c.vocabSize, batch: b, length: t, warmup: warmup,
                        steps: steps, threads: threads, peak: peakGF,
                        flopsPerToken: ModelPlan(c, sequenceLength: t).flops_per_token) { rows in
-            let r = trainer.step(rows: rows, batch: b, length: t, lr: 1e-4)
+            let r = try! trainer.step(rows: rows, batch: b, length: t, lr: 1e-4)
             return (r.forward, r.backward, r.optimizer)
         }
+        report.ranks = ranks
+        return report
     }
 
     /// Warm-up steps, then timed steps on random tokens; `step` returns its phase times.

@@ -5,18 +5,25 @@ import Optim
 import DeepSeek
 import Checkpoint
 import Data
+import Collectives
+import Parallel
 
 /// Set by SIGINT/SIGTERM: the trainer finishes its step, writes a checkpoint and exits 0.
 nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
 
-/// Runs a recipe's stages in order (single process; the parallel layers come with the MPI
-/// issue). Each step: the global batch in `microbatches` micro-batches with gradients summed,
-/// clipping, AdamW at the scheduled rate; metrics, evaluation and checkpoints as the recipe
-/// says. Everything random is keyed by (seed, step, index), so a resumed run repeats the
-/// uninterrupted one bit for bit.
+/// Runs a recipe's stages in order, on every rank of the process grid (one rank without
+/// mpirun). Each step: the global batch in `microbatches` micro-batches spread over the grid
+/// (`ParallelTrainer`), clipping, AdamW at the scheduled rate; metrics, evaluation and
+/// checkpoints as the recipe says, written by world rank 0. Everything random is keyed by
+/// (seed, step, index), never by rank, so a resumed run repeats the uninterrupted one bit for
+/// bit, at any layout.
 public final class Trainer {
     public let recipe: Recipe
-    public let run: RunDirectory
+    public let grid: ProcessGrid
+    /// The run directory, on world rank 0 only (other ranks write nothing).
+    public let runDirectory: RunDirectory?
+    var run: RunDirectory { runDirectory! }
+    var isRoot: Bool { grid.world.rank == 0 }
     let recipeDir: String
     let progress: (String) -> Void
     let isTerminal: Bool
@@ -42,12 +49,25 @@ public final class Trainer {
         public let exitCode: Int32
     }
 
-    public init(recipe: Recipe, recipePath: String, runDir: String, fresh: Bool, progress: @escaping (String) -> Void) throws {
+    public init(recipe: Recipe, recipePath: String, runDir: String, fresh: Bool, grid: ProcessGrid? = nil,
+                progress: @escaping (String) -> Void) throws {
         self.recipe = recipe
+        let g = try grid ?? ProcessGrid(layout: Layout(dp: 1, ep: 1, pp: 1, microbatches: recipe.parallel.microbatches), world: .solo,
+                                        layers: recipe.model.config(relativeTo: (recipePath as NSString).deletingLastPathComponent).numHiddenLayers)
+        self.grid = g
         recipeDir = (recipePath as NSString).deletingLastPathComponent
-        run = try RunDirectory(path: runDir, checkpointDir: recipe.checkpoint.dir, resolvedRecipe: recipe.resolvedYAML, fresh: fresh)
+        runDirectory = g.world.rank == 0
+            ? try RunDirectory(path: runDir, checkpointDir: recipe.checkpoint.dir, resolvedRecipe: recipe.resolvedYAML, fresh: fresh) : nil
         self.progress = progress
         isTerminal = isatty(1) != 0
+    }
+
+    /// DEEPTRAIN_FAULT_RANK and DEEPTRAIN_FAULT_STEP make that rank fail before that global
+    /// step (the failure test of the launch).
+    static var injectedFault: (rank: Int, step: Int)? {
+        let env = ProcessInfo.processInfo.environment
+        guard let s = env["DEEPTRAIN_FAULT_STEP"].flatMap(Int.init) else { return nil }
+        return (env["DEEPTRAIN_FAULT_RANK"].flatMap(Int.init) ?? 0, s)
     }
 
     static func installSignalHandlers() {
@@ -82,7 +102,7 @@ public final class Trainer {
             tokens = state.tokens
             let named = model.namedParameters()
             optimizerState = try CheckpointStore.loadOptimizer(resume, names: named.map(\.0), like: named.map(\.1))
-            try run.truncateMetrics(afterGlobalStep: globalStep)
+            try runDirectory?.truncateMetrics(afterGlobalStep: globalStep)
             log("resumed from \(resume): stage \(recipe.stages[startStage].name), step \(startStep)")
         } else {
             model = DeepSeekV2ForCausalLM(config, seed: recipe.seed, positions: positions)
@@ -103,6 +123,7 @@ public final class Trainer {
     }
 
     func log(_ s: String) {
+        guard isRoot else { return }
         run.logLine(s)
         progress(s)
     }
@@ -115,13 +136,13 @@ public final class Trainer {
             throw RecipeError(file: "recipe", line: nil, column: nil, path: "stages[\(si)].batch_size",
                               message: "is \(stage.batchSize), not divisible by parallel.microbatches = \(micro)")
         }
-        let trainer = MoETrainer(model: model, adam: stage.adam, clip: Float(stage.clip),
-                                 alphas: .init(expert: stage.alphas.expert ?? model.config.auxLossAlpha,
-                                               device: stage.alphas.device, communication: stage.alphas.communication),
-                                 dropping: stage.capacityFactor.map { TokenDropping(capacityFactor: $0, neverDropFraction: stage.neverDropFraction) },
-                                 seed: recipe.seed)
+        let trainer = ParallelTrainer(model: model, grid: grid, adam: stage.adam, clip: Float(stage.clip),
+                                      alphas: .init(expert: stage.alphas.expert ?? model.config.auxLossAlpha,
+                                                    device: stage.alphas.device, communication: stage.alphas.communication),
+                                      dropping: stage.capacityFactor.map { TokenDropping(capacityFactor: $0, neverDropFraction: stage.neverDropFraction) },
+                                      seed: recipe.seed)
         if let saved {
-            trainer.optimizer.load(step: saved.step, m: saved.m, v: saved.v)
+            trainer.loadMoments(step: saved.step, m: saved.m, v: saved.v)
         }
         let schedule = stage.lrSchedule()
         let flopsPerToken = ModelPlan(model.config, sequenceLength: stage.seqLen).flops_per_token
@@ -129,7 +150,7 @@ public final class Trainer {
         let stageStart = now()
         var nanRun = 0, nanTotal = 0
         var summary = StageSummary(name: stage.name, kind: stage.kind, steps: stage.steps, seconds: 0, samples: 0)
-        if stage.evalEvery > 0 && startStep == 0 {
+        if stage.evalEvery > 0 && startStep == 0 && isRoot {
             let (l, acc, n) = evaluate(model: model, data: data, stage: stage)
             (summary.lossBefore, summary.accuracyBefore, summary.samples) = (l, acc, n)
             log(String(format: "before training: held-out loss %.4f%@", l, acc.map { String(format: "  exact match %.1f%% of %d", 100 * $0, n) } ?? ""))
@@ -140,9 +161,14 @@ public final class Trainer {
             let lr = Float(schedule.lr(at: step))
             let t0 = now()
             let rowsPerMicro = stage.batchSize / micro
-            let firsts = (0..<micro).map { globalStep * stage.batchSize + $0 * rowsPerMicro }
-            let r = trainer.step(microbatches: firsts.map { data.rows(first: $0, count: rowsPerMicro, length: stage.seqLen + 1, seed: recipe.seed) },
-                                 firstSequences: firsts, rowsPerMicro: rowsPerMicro, length: stage.seqLen, lr: lr, step: globalStep)
+            if let f = Trainer.injectedFault, f.rank == grid.world.rank, f.step == globalStep + 1 {
+                throw Failure(description: "injected failure at global step \(f.step) (DEEPTRAIN_FAULT_STEP)", exitCode: 3)
+            }
+            let first = globalStep * stage.batchSize
+            let r = try trainer.step(batch: { m in
+                let f = first + m * rowsPerMicro
+                return (data.rows(first: f, count: rowsPerMicro, length: stage.seqLen + 1, seed: self.recipe.seed), f)
+            }, rows: rowsPerMicro, length: stage.seqLen, lr: lr, step: globalStep)
             let (ce, balance, aux, gradNorm) = (r.ce, r.balance, r.aux, r.gradNorm)
             if r.updated {
                 nanRun = 0
@@ -162,9 +188,18 @@ public final class Trainer {
                 "loss": ce + balance, "ce": ce, "grad_norm": Double(gradNorm), "tokens_per_s": tps,
                 "mfu": tps * flopsPerToken / peak, "elapsed_s": elapsed, "aux_expert": aux.0, "aux_device": aux.1,
                 "aux_comm": aux.2, "drop_fraction": r.dropFraction,
-                "expert_load": r.expertLoad, "nan_skipped": nanTotal,
+                "expert_load": r.expertLoad, "nan_skipped": nanTotal, "ranks": grid.world.size,
+                "rank_load": r.rankLoad, "forward_s": r.forward, "backward_s": r.backward, "optimizer_s": r.optimizer,
             ]
+            if let cap = r.rankCapacity {
+                m["rank_capacity"] = cap
+                m["never_dropped_routed"] = r.protectedRouted
+                m["never_dropped_received"] = r.protectedReceived
+            }
             if stage.evalEvery > 0 && (step % stage.evalEvery == 0 || step == stage.steps) {
+                _ = try trainer.gatherToRoot(moments: false)
+            }
+            if stage.evalEvery > 0 && (step % stage.evalEvery == 0 || step == stage.steps) && isRoot {
                 let (heldLoss, acc, n) = evaluate(model: model, data: data, stage: stage)
                 m["eval_loss"] = heldLoss
                 if let acc { m["eval_exact_match"] = acc; m["eval_samples"] = n }
@@ -172,7 +207,7 @@ public final class Trainer {
                 log(String(format: "step %d/%d  held-out loss %.4f%@", step, stage.steps, heldLoss,
                            acc.map { String(format: "  exact match %.1f%% of %d", 100 * $0, n) } ?? ""))
             }
-            run.writeMetrics(m)
+            runDirectory?.writeMetrics(m)
             if nanRun >= stage.maxNaNSteps {
                 throw Failure(description: "stage \(stage.name): \(nanRun) steps in a row with a non-finite loss or gradient (max_nan_steps = \(stage.maxNaNSteps)); lower optimizer.lr or check the data", exitCode: 3)
             }
@@ -180,8 +215,9 @@ public final class Trainer {
                 let eta = elapsed / Double(step - startStep) * Double(stage.steps - step)
                 let line = String(format: "step %5d/%d  loss %.4f  ce %.4f  aux %.2e  grad_norm %.3f  lr %.2e  %.0f tok/s  eta %.0fs",
                                   step, stage.steps, ce + balance, ce, aux.0 + aux.1 + aux.2, gradNorm, lr, tps, eta)
-                run.logLine(line)
-                if isTerminal {
+                runDirectory?.logLine(line)
+                if !isRoot {
+                } else if isTerminal {
                     let width = 30, done = width * step / stage.steps
                     progress("\u{1B}[2K\r[" + String(repeating: "=", count: done) + String(repeating: " ", count: width - done) + "] " + line)
                 } else {
@@ -189,10 +225,14 @@ public final class Trainer {
                 }
             }
             let last = step == stage.steps
-            if stopRequested != 0 || last || (recipe.checkpoint.every > 0 && step % recipe.checkpoint.every == 0) {
+            // Every rank must stop after the same step (mpirun forwards a signal to each rank at its own moment).
+            var stop = [Double(stopRequested)]
+            try grid.world.allreduceMax(&stop)
+            let stopNow = stop[0] != 0
+            if stopNow || last || (recipe.checkpoint.every > 0 && step % recipe.checkpoint.every == 0) {
                 try saveCheckpoint(model: model, trainer: trainer, stage: stage, index: si, step: step, globalStep: globalStep, tokens: tokens)
             }
-            if stopRequested != 0 {
+            if stopNow {
                 log("stopped by signal after step \(step); checkpoint written")
                 return .stopped
             }
@@ -202,15 +242,16 @@ public final class Trainer {
         return .finished
     }
 
-    func saveCheckpoint(model: DeepSeekV2ForCausalLM, trainer: MoETrainer, stage: Recipe.Stage, index: Int, step: Int,
+    func saveCheckpoint(model: DeepSeekV2ForCausalLM, trainer: ParallelTrainer, stage: Recipe.Stage, index: Int, step: Int,
                         globalStep: Int, tokens: Int) throws {
-        let file = (run.checkpoints as NSString).appendingPathComponent(String(format: "step-%08d.h5", globalStep))
         // A finished stage is recorded as the next stage's step 0, so resuming starts there.
         let done = step == stage.steps && index + 1 < recipe.stages.count
+        let moments = try trainer.gatherToRoot(moments: !done)
+        guard isRoot else { return }
+        let file = (run.checkpoints as NSString).appendingPathComponent(String(format: "step-%08d.h5", globalStep))
         let state = CheckpointStore.State(stage: stage.name, step: done ? 0 : step, tokens: tokens, recipe: recipe.resolvedYAML,
                                           stageIndex: done ? index + 1 : index, globalStep: globalStep, seed: Int(recipe.seed))
-        let opt = done ? nil : CheckpointStore.OptimizerState(step: trainer.optimizer.step, names: trainer.optimizer.parameters.map(\.name),
-                                                              m: trainer.optimizer.m, v: trainer.optimizer.v)
+        let opt = moments.map { CheckpointStore.OptimizerState(step: trainer.optimizerStep, names: trainer.flat.pieces.map(\.name), m: $0.m, v: $0.v) }
         try CheckpointStore.save(model, state: state, optimizer: opt, to: file)
         try run.publish(file, keep: recipe.checkpoint.keep)
         run.logLine("checkpoint \(file)")

@@ -23,7 +23,9 @@ func loadModel(_ spec: String, positions: Int, seed: UInt64 = 0) throws -> DeepS
 
 /// Bad input ends the command with one line on stderr and exit code 1 (DESIGN §2).
 func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    // Under mpirun every rank finds the same bad input: one of them says so.
+    let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap(Int.init) ?? 0
+    if rank == 0 { FileHandle.standardError.write(Data("error: \(message)\n".utf8)) }
     Foundation.exit(1)
 }
 

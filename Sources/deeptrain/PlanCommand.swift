@@ -25,7 +25,7 @@ struct PlanCommand: ParsableCommand {
             if let recipe {
                 let r = try Recipe.load(recipe)
                 config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
-                (dp, ep, pp, microbatches) = (r.parallel.dp, r.parallel.ep, r.parallel.pp, r.parallel.microbatches)
+                (dp, ep, pp, microbatches) = (r.parallel.layout(world: r.parallel.pp).dp, r.parallel.ep, r.parallel.pp, r.parallel.microbatches)
                 let s = r.stages[0]
                 seq = seq ?? s.seqLen
                 microBatch = Swift.max(1, s.batchSize / Swift.max(dp * microbatches, 1))

@@ -3,13 +3,18 @@ import Foundation
 import Autograd
 import DeepSeek
 import Checkpoint
+import Collectives
+import Parallel
 import Training
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Run a recipe's stages in order.",
-        discussion: "Exit codes: 0 done (or stopped by SIGINT/SIGTERM after a checkpoint), 1 bad input, 2 usage, 3 runtime failure.")
+        abstract: "Run a recipe's stages in order (under mpirun: on every rank, with the recipe's parallel layout).",
+        discussion: """
+            Launch on several ranks with launch/local.sh NPROCS RECIPE (this machine) or mpirun; see docs/parallelism.md.
+            Exit codes: 0 done (or stopped by SIGINT/SIGTERM after a checkpoint), 1 bad input, 2 usage, 3 runtime failure (a rank failed or was lost).
+            """)
 
     @Argument(help: "The recipe (YAML).") var recipe: String
     @Option(name: .customLong("set"), help: "Override a recipe key: --set stages.0.steps=100 (repeatable).") var overrides: [String] = []
@@ -23,28 +28,47 @@ struct TrainCommand: ParsableCommand {
         do {
             r = try Recipe.load(recipe, overrides: overrides)
             config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
-            guard dryRun || (r.parallel.dp == 1 && r.parallel.ep == 1 && r.parallel.pp == 1) else {
-                fail("\(recipe): parallel: dp/ep/pp other than 1 need the MPI layers (not available yet); set them to 1 or use --dry-run")
-            }
         } catch let e as RecipeError { fail(e.description) } catch let e as ConfigError { fail(e.description) }
+        let worldSize = dryRun ? r.parallel.layout(world: r.parallel.pp).world
+            : Communicator.launchedByMPI ? Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? "1") ?? 1 : 1
+        let layout = r.parallel.layout(world: worldSize)
+        // An impossible layout stops every rank before any work, with what would fit.
+        for (i, s) in r.stages.enumerated() {
+            let problems = layout.problems(world: worldSize, config: config, batch: s.batchSize)
+            if !problems.isEmpty {
+                fail("\(recipe): parallel layout \(layout) cannot run on \(worldSize) rank\(worldSize == 1 ? "" : "s")"
+                     + (r.stages.count > 1 ? " (stage \(i) \(s.name))" : "") + ":\n  " + problems.joined(separator: "\n  "))
+            }
+        }
         if dryRun {
-            let p = ModelPlan(config, sequenceLength: r.stages.map(\.seqLen).max() ?? 1, dp: r.parallel.dp, ep: r.parallel.ep,
-                              pp: r.parallel.pp, microBatch: Swift.max(1, r.stages[0].batchSize / Swift.max(r.parallel.dp * r.parallel.microbatches, 1)),
-                              microbatches: r.parallel.microbatches)
+            let p = ModelPlan(config, sequenceLength: r.stages.map(\.seqLen).max() ?? 1, dp: layout.dp, ep: layout.ep,
+                              pp: layout.pp, microBatch: Swift.max(1, r.stages[0].batchSize / Swift.max(layout.microbatches, 1)),
+                              microbatches: layout.microbatches)
             func count(_ n: Int) -> String {
                 n >= 1_000_000_000 ? String(format: "%.2fB", Double(n) / 1e9) : n >= 1_000_000 ? String(format: "%.1fM", Double(n) / 1e6)
                     : String(format: "%.1fK", Double(n) / 1e3)
             }
             print("recipe \(r.name): \(r.stages.count) stage(s), model \(r.model.source), "
                   + "\(count(p.total_parameters)) parameters (\(count(p.activated_parameters)) activated)")
-            print("  layout: dp \(r.parallel.dp) × pp \(r.parallel.pp) = \(r.parallel.dp * r.parallel.pp) ranks, ep \(r.parallel.ep); "
+            print("  layout: dp \(layout.dp) × pp \(layout.pp) = \(layout.world) ranks, ep \(layout.ep); "
                   + String(format: "%.1f GiB per rank for weights, gradients and AdamW (ZeRO-1)", p.memory_per_rank.total_bytes / 1_073_741_824))
             for s in r.stages {
                 print("  \(s.name): \(s.kind) on \(s.data), \(s.steps) steps × \(s.batchSize) × \(s.seqLen) tokens, lr \(s.lr) (\(s.schedule))")
             }
             return
         }
-        Threads.set(r.threads ?? 2)
+        // Each rank's share of the cores unless the recipe fixes it (results depend on the thread
+        // count: fix `threads` to compare layouts bit for bit).
+        let local = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "1") ?? 1
+        Threads.set(r.threads ?? Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / Swift.max(local, 1)))
+        let world: Communicator, grid: ProcessGrid
+        do {
+            world = try Communicator.world()
+            grid = try ProcessGrid(layout: layout, world: world, layers: config.numHiddenLayers)
+        } catch {
+            FileHandle.standardError.write(Data("error: cannot set up MPI: \(error)\n".utf8))
+            Foundation.exit(3)
+        }
         let dir = runDir ?? "runs/\(r.name)"
         var resumePath: String? = nil
         if let resume {
@@ -73,20 +97,31 @@ struct TrainCommand: ParsableCommand {
             }
         } catch let e as RecipeError { fail(e.description) } catch let e as CheckpointError { fail(e.description) }
         do {
-            let trainer = try reportingBadInput { try Trainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil) { line in
+            let trainer = try reportingBadInput { try Trainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil, grid: grid) { line in
                 if line.hasPrefix("\u{1B}") { print(line, terminator: ""); fflush(nil) } else { print(line); fflush(nil) }
             } }
             let outcome = try reportingBadInput { try trainer.train(resume: resumePath) }
-            if isatty(1) != 0 { print("") }
-            if outcome == .finished {
+            if isatty(1) != 0 && world.rank == 0 { print("") }
+            if world.rank != 0 {
+            } else if outcome == .finished {
                 let rule = String(repeating: "─", count: 86)
                 print("\(rule)\n\(trainer.summaryTable())\n\(rule)")
             } else {
                 print("stopped: resume with --resume auto")
             }
         } catch let e as Trainer.Failure {
-            FileHandle.standardError.write(Data("error: \(e.description)\n".utf8))
-            Foundation.exit(e.exitCode)
+            failRank(world, e.description, code: e.exitCode)
+        } catch {
+            failRank(world, "\(error)", code: 3)
         }
     }
+}
+
+/// A runtime failure on one rank: say which and why, then end the whole job (MPI_Abort), so no
+/// other rank waits forever in a collective.
+func failRank(_ world: Communicator, _ message: String, code: Int32) -> Never {
+    let who = world.size > 1 ? "rank \(world.rank) of \(world.size): " : ""
+    FileHandle.standardError.write(Data("error: \(who)\(message)\n".utf8))
+    if world.size > 1 { Communicator.abortJob(code: code) }
+    Foundation.exit(code)
 }

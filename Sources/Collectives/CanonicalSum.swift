@@ -1,0 +1,73 @@
+/// Sums of many equal-length vectors in one fixed binary tree over their global index, so the
+/// bits of the result do not depend on how the vectors were spread over ranks (DESIGN §6).
+///
+/// The tree is the one a binary counter builds: leaves arrive in index order, and whenever the
+/// two newest partial sums cover equally many leaves they are added. For 2^k leaves that is the
+/// complete tree ((0+1)+(2+3))+... A rank holding an aligned power-of-two block of leaves
+/// therefore holds exactly one node of the global tree, and adding those nodes across ranks with
+/// the same counter (in rank order) rebuilds the global sum bit for bit.
+public struct CanonicalSum {
+    private var stack: [(leaves: Int, sum: [Float])] = []
+    public private(set) var count = 0
+
+    public init() {}
+
+    /// Adds the next leaf (or an already summed node of `leaves` leaves) in index order.
+    public mutating func push(_ v: [Float], leaves: Int = 1) {
+        stack.append((leaves, v))
+        count += leaves
+        while stack.count >= 2 && stack[stack.count - 1].leaves == stack[stack.count - 2].leaves {
+            let b = stack.removeLast(), a = stack.removeLast()
+            stack.append((a.leaves + b.leaves, CanonicalSum.add(a.sum, b.sum)))
+        }
+    }
+
+    /// The sum; the partial sums left (sizes falling) are added from the newest back.
+    public func result() -> [Float]? {
+        guard var acc = stack.last?.sum else { return nil }
+        for i in stride(from: stack.count - 2, through: 0, by: -1) { acc = CanonicalSum.add(stack[i].sum, acc) }
+        return acc
+    }
+
+    public static func add(_ a: [Float], _ b: [Float]) -> [Float] {
+        precondition(a.count == b.count, "CanonicalSum: \(a.count) vs \(b.count) elements")
+        var out = a
+        out.withUnsafeMutableBufferPointer { o in
+            b.withUnsafeBufferPointer { bp in
+                for i in 0..<o.count { o[i] += bp[i] }
+            }
+        }
+        return out
+    }
+}
+
+extension Communicator {
+    /// Reduce-scatter in the canonical order: every rank passes its full vector `x` (its node of
+    /// the tree); rank q gets back the sum of `shards[q]` (a range of `x`) over the ranks, added
+    /// with `CanonicalSum` in rank order. Bandwidth as a ring reduce-scatter: each rank sends
+    /// and receives (size−1)/size of the vector.
+    public func reduceScatterCanonical(_ x: [Float], shards: [Range<Int>]) throws -> [Float] {
+        precondition(shards.count == size)
+        if size == 1 { return Array(x[shards[0]]) }
+        let mine = shards[rank].count
+        var recv = [Float](repeating: 0, count: mine * size)
+        try x.withUnsafeBufferPointer { s in
+            try recv.withUnsafeMutableBufferPointer { r in
+                try alltoallv(s.baseAddress!, sendCounts: shards.map(\.count), sendDispls: shards.map(\.lowerBound),
+                              r.baseAddress!, recvCounts: Array(repeating: mine, count: size),
+                              recvDispls: (0..<size).map { $0 * mine })
+            }
+        }
+        var sum = CanonicalSum()
+        for q in 0..<size { sum.push(Array(recv[(q * mine)..<((q + 1) * mine)])) }
+        return sum.result()!
+    }
+
+    /// The inverse: each rank holds the updated `shards[rank]` of `x`; afterwards all of `x`.
+    public func allgatherShards(_ x: inout [Float], shards: [Range<Int>]) throws {
+        if size == 1 { return }
+        try x.withUnsafeMutableBufferPointer { b in
+            try allgatherv(b.baseAddress!, counts: shards.map(\.count), displs: shards.map(\.lowerBound))
+        }
+    }
+}

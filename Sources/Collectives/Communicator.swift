@@ -1,0 +1,233 @@
+import Foundation
+import CMPI
+
+/// An MPI call that returned an error code (communicators run with MPI_ERRORS_RETURN).
+public struct MPIError: Error, CustomStringConvertible {
+    public let call: String
+    public let code: Int32
+    public var description: String {
+        var buf = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING))
+        var len: Int32 = 0
+        MPI_Error_string(code, &buf, &len)
+        let text = String(decoding: buf.prefix(Int(len)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return "\(call) failed: \(text) (MPI error \(code))"
+    }
+}
+
+/// Element types the collectives move.
+public protocol MPIScalar {
+    static var mpiType: MPI_Datatype { get }
+}
+extension Float: MPIScalar { public static var mpiType: MPI_Datatype { deeptrain_mpi_float() } }
+extension Double: MPIScalar { public static var mpiType: MPI_Datatype { deeptrain_mpi_double() } }
+extension Int64: MPIScalar { public static var mpiType: MPI_Datatype { deeptrain_mpi_int64() } }
+extension Int: MPIScalar { public static var mpiType: MPI_Datatype { deeptrain_mpi_int64() } }
+
+/// A group of processes that talk to each other: the world, or a data-, expert- or
+/// pipeline-parallel group split from it. A one-process communicator needs no MPI at all (a
+/// run without mpirun never initialises it), and every collective on it is a copy — the same
+/// arithmetic as a larger group, so results do not depend on whether MPI is there.
+///
+/// Every call checks its return code and throws `MPIError`. The reductions here (`allreduce`)
+/// are MPI's own, whose order of summation is the library's choice: use them where exact bits
+/// do not matter (statistics, flags) or where one rank contributes each element. Gradients go
+/// through `DeterministicReduce`, which sums in a fixed order.
+public final class Communicator: @unchecked Sendable {
+    let comm: MPI_Comm?
+    public let rank: Int
+    public let size: Int
+
+    init(comm: MPI_Comm?, rank: Int, size: Int) {
+        self.comm = comm
+        self.rank = rank
+        self.size = size
+    }
+
+    /// A communicator of one process, without MPI.
+    public static let solo = Communicator(comm: nil, rank: 0, size: 1)
+
+    nonisolated(unsafe) private static var initialised = false
+
+    /// True when this process was started by mpirun (Open MPI sets these before main).
+    public static var launchedByMPI: Bool {
+        ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil || ProcessInfo.processInfo.environment["PMIX_RANK"] != nil
+    }
+
+    /// The world: MPI_COMM_WORLD when launched by mpirun (initialising MPI once), otherwise
+    /// a single process.
+    public static func world() throws -> Communicator {
+        guard launchedByMPI else { return solo }
+        if !initialised {
+            try check("MPI_Init", MPI_Init(nil, nil))
+            initialised = true
+            atexit { if Communicator.initialised { MPI_Finalize() } }
+        }
+        let w = deeptrain_mpi_comm_world()
+        try check("MPI_Comm_set_errhandler", MPI_Comm_set_errhandler(w, deeptrain_mpi_errors_return()))
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(w, &r)
+        MPI_Comm_size(w, &s)
+        return Communicator(comm: w, rank: Int(r), size: Int(s))
+    }
+
+    /// Ends the whole job from any rank: mpirun kills every other rank. Used after a rank has
+    /// printed why it fails, so that no rank waits forever in a collective.
+    public static func abortJob(code: Int32) -> Never {
+        if initialised { MPI_Abort(deeptrain_mpi_comm_world(), code) }
+        exit(code)
+    }
+
+    static func check(_ call: String, _ code: Int32) throws {
+        if code != MPI_SUCCESS { throw MPIError(call: call, code: code) }
+    }
+
+    /// The processes with the same `color`, ordered by `key` (MPI_Comm_split).
+    public func split(color: Int, key: Int) throws -> Communicator {
+        guard let comm else { return .solo }
+        var out = deeptrain_mpi_comm_null()
+        try Self.check("MPI_Comm_split", MPI_Comm_split(comm, Int32(color), Int32(key), &out))
+        try Self.check("MPI_Comm_set_errhandler", MPI_Comm_set_errhandler(out, deeptrain_mpi_errors_return()))
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(out, &r)
+        MPI_Comm_size(out, &s)
+        if s == 1 { return .solo }
+        return Communicator(comm: out, rank: Int(r), size: Int(s))
+    }
+
+    public func barrier() throws {
+        guard let comm else { return }
+        try Self.check("MPI_Barrier", MPI_Barrier(comm))
+    }
+
+    // MARK: reductions (MPI's order: statistics and single-contributor sums)
+
+    /// Element-wise sum over the group, in place.
+    public func allreduceSum<T: MPIScalar>(_ x: inout [T]) throws {
+        guard let comm, !x.isEmpty else { return }
+        let n = Int32(x.count)
+        try x.withUnsafeMutableBytes { b in
+            try Self.check("MPI_Allreduce", MPI_Allreduce(deeptrain_mpi_in_place(), b.baseAddress, n, T.mpiType, deeptrain_mpi_sum(), comm))
+        }
+    }
+
+    public func allreduceSum(_ p: UnsafeMutablePointer<Float>, count: Int) throws {
+        guard let comm, count > 0 else { return }
+        try Self.check("MPI_Allreduce", MPI_Allreduce(deeptrain_mpi_in_place(), p, Int32(count), Float.mpiType, deeptrain_mpi_sum(), comm))
+    }
+
+    public func allreduceMax(_ x: inout [Double]) throws {
+        guard let comm, !x.isEmpty else { return }
+        let n = Int32(x.count)
+        try x.withUnsafeMutableBytes { b in
+            try Self.check("MPI_Allreduce", MPI_Allreduce(deeptrain_mpi_in_place(), b.baseAddress, n, Double.mpiType, deeptrain_mpi_max(), comm))
+        }
+    }
+
+    // MARK: data movement
+
+    /// Rank `root`'s `x` everywhere (same count on every rank).
+    public func broadcast<T: MPIScalar>(_ x: inout [T], root: Int) throws {
+        guard let comm, !x.isEmpty else { return }
+        let n = Int32(x.count)
+        try x.withUnsafeMutableBytes { b in
+            try Self.check("MPI_Bcast", MPI_Bcast(b.baseAddress, n, T.mpiType, Int32(root), comm))
+        }
+    }
+
+    /// Every rank's `x` (all the same count), concatenated in rank order.
+    public func allgather<T: MPIScalar>(_ x: [T]) throws -> [T] {
+        guard let comm else { return x }
+        var out = [T](unsafeUninitializedCapacity: x.count * size) { _, n in n = x.count * size }
+        try x.withUnsafeBytes { s in
+            try out.withUnsafeMutableBytes { r in
+                try Self.check("MPI_Allgather", MPI_Allgather(s.baseAddress, Int32(x.count), T.mpiType, r.baseAddress,
+                                                              Int32(x.count), T.mpiType, comm))
+            }
+        }
+        return out
+    }
+
+    /// Variable-count allgather: rank r contributes `counts[r]` elements at `displs[r]` of `buffer`,
+    /// which it already holds in place; afterwards every rank holds all of them.
+    public func allgatherv(_ buffer: UnsafeMutablePointer<Float>, counts: [Int], displs: [Int]) throws {
+        guard let comm else { return }
+        let c = counts.map { Int32($0) }, d = displs.map { Int32($0) }
+        try Self.check("MPI_Allgatherv", MPI_Allgatherv(deeptrain_mpi_in_place(), 0, Float.mpiType, buffer, c, d, Float.mpiType, comm))
+    }
+
+    /// Rank r's block for rank q (`sendCounts[q]` elements at `sendDispls[q]`) lands in q's
+    /// `recv` at `recvDispls[r]`. One process: a copy.
+    public func alltoallv<T: MPIScalar>(_ send: UnsafePointer<T>, sendCounts: [Int], sendDispls: [Int],
+                                        _ recv: UnsafeMutablePointer<T>, recvCounts: [Int], recvDispls: [Int]) throws {
+        guard let comm else {
+            if sendCounts[0] > 0 { (recv + recvDispls[0]).update(from: send + sendDispls[0], count: sendCounts[0]) }
+            return
+        }
+        try Self.check("MPI_Alltoallv", MPI_Alltoallv(send, sendCounts.map { Int32($0) }, sendDispls.map { Int32($0) }, T.mpiType,
+                                                      recv, recvCounts.map { Int32($0) }, recvDispls.map { Int32($0) }, T.mpiType, comm))
+    }
+
+    /// Fixed-size blocks: `send` holds `size` blocks of `count`, block q for rank q.
+    public func alltoall<T: MPIScalar>(_ send: [T], count: Int) throws -> [T] {
+        guard let comm else { return send }
+        var out = [T](unsafeUninitializedCapacity: count * size) { _, n in n = count * size }
+        try send.withUnsafeBytes { s in
+            try out.withUnsafeMutableBytes { r in
+                try Self.check("MPI_Alltoall", MPI_Alltoall(s.baseAddress, Int32(count), T.mpiType, r.baseAddress, Int32(count), T.mpiType, comm))
+            }
+        }
+        return out
+    }
+
+    /// Variable-count gather to `root`: returns the concatenation there (rank order), [] elsewhere.
+    public func gatherv<T: MPIScalar>(_ x: [T], root: Int) throws -> [T] {
+        guard let comm else { return x }
+        let counts = try allgather([Int64(x.count)]).map { Int($0) }
+        var displs = [0]
+        for c in counts.dropLast() { displs.append(displs.last! + c) }
+        let total = counts.reduce(0, +)
+        var out = [T](unsafeUninitializedCapacity: rank == root ? total : 0) { _, n in n = rank == root ? total : 0 }
+        try x.withUnsafeBytes { s in
+            try out.withUnsafeMutableBytes { r in
+                try Self.check("MPI_Gatherv", MPI_Gatherv(s.baseAddress, Int32(x.count), T.mpiType, r.baseAddress,
+                                                          counts.map { Int32($0) }, displs.map { Int32($0) }, T.mpiType, Int32(root), comm))
+            }
+        }
+        return out
+    }
+
+    // MARK: point to point (pipeline stages)
+
+    /// A send in flight; `wait()` before reusing or freeing its buffer.
+    public final class Request: @unchecked Sendable {
+        var request: MPI_Request?
+        let buffer: [Float]
+        init(_ r: MPI_Request?, buffer: [Float]) { request = r; self.buffer = buffer }
+        public func wait() throws {
+            try Communicator.check("MPI_Wait", MPI_Wait(&request, deeptrain_mpi_status_ignore()))
+        }
+    }
+
+    /// Non-blocking send of `data` to `dest` with `tag` (the request keeps the buffer alive).
+    public func isend(_ data: [Float], to dest: Int, tag: Int) throws -> Request {
+        guard let comm else { fatalError("send on a one-process communicator") }
+        var req: MPI_Request? = deeptrain_mpi_request_null()
+        let r = Request(req, buffer: data)
+        try r.buffer.withUnsafeBufferPointer { b in
+            try Self.check("MPI_Isend", MPI_Isend(b.baseAddress, Int32(b.count), Float.mpiType, Int32(dest), Int32(tag), comm, &req))
+        }
+        r.request = req
+        return r
+    }
+
+    /// Blocking receive of exactly `count` floats from `source` with `tag`.
+    public func recv(count: Int, from source: Int, tag: Int) throws -> [Float] {
+        guard let comm else { fatalError("recv on a one-process communicator") }
+        var out = [Float](repeating: 0, count: count)
+        try out.withUnsafeMutableBufferPointer { b in
+            try Self.check("MPI_Recv", MPI_Recv(b.baseAddress, Int32(count), Float.mpiType, Int32(source), Int32(tag), comm,
+                                                deeptrain_mpi_status_ignore()))
+        }
+        return out
+    }
+}

@@ -1,0 +1,163 @@
+import Autograd
+import Collectives
+import Optim
+
+/// Where every parameter element lives in a layout: the model's parameters in their canonical
+/// order (Hugging Face names, `namedParameters()`), cut into chunks of at most 4096 elements
+/// that never straddle two parameters. Chunks are the unit of everything layout-dependent:
+/// ZeRO-1 shards are runs of whole chunks, the gradient norm is a sum of per-chunk sums in
+/// global chunk order, and checkpoints gather chunks from their owners. So the norm — and with
+/// it clipping and the update — has the same bits in every layout.
+///
+/// A rank holds two flat vectors: its stage's dense parameters (replicated over the dp group,
+/// sharded over it for the optimizer) and its stage's experts of its ep block (replicated over
+/// the edp group, sharded over that).
+public struct FlatLayout {
+    public static let chunk = 4096
+
+    public struct Piece {
+        public let name: String
+        public let tensor: Tensor
+        public let stage: Int
+        /// (layer, expert) for a routed expert's weight.
+        public let expert: (layer: Int, index: Int)?
+        public var decays: Bool { tensor.rank >= 2 }
+    }
+    public struct Chunk { public let piece: Int, start: Int, count: Int }
+
+    public let pieces: [Piece]
+    public let chunks: [Chunk]
+    let firstChunk: [Int]
+    let layout: Layout
+    let expertsPerRank: Int
+
+    public init(_ named: [(String, Tensor)], partition: StagePartition, layout: Layout, experts: Int) {
+        var p: [Piece] = [], c: [Chunk] = [], first: [Int] = []
+        for (name, t) in named {
+            var ex: (Int, Int)? = nil
+            if let r = name.range(of: ".mlp.experts.") {
+                let layer = Int(name.dropFirst("model.layers.".count).prefix { $0.isNumber })!
+                let index = Int(name[r.upperBound...].prefix { $0.isNumber })!
+                ex = (layer, index)
+            }
+            first.append(c.count)
+            var s = 0
+            while s < t.count {
+                c.append(Chunk(piece: p.count, start: s, count: Swift.min(FlatLayout.chunk, t.count - s)))
+                s += FlatLayout.chunk
+            }
+            p.append(Piece(name: name, tensor: t, stage: partition.stage(of: name), expert: ex))
+        }
+        pieces = p
+        chunks = c
+        firstChunk = first
+        self.layout = layout
+        expertsPerRank = Swift.max(experts / layout.ep, 1)
+    }
+
+    func chunks(ofPieces ps: [Int]) -> [Int] {
+        ps.flatMap { i in firstChunk[i]..<(i + 1 < firstChunk.count ? firstChunk[i + 1] : chunks.count) }
+    }
+
+    /// Pieces of a stage: dense, or the experts of ep block `block`.
+    public func densePieces(stage: Int) -> [Int] {
+        pieces.indices.filter { pieces[$0].stage == stage && pieces[$0].expert == nil }
+    }
+    public func expertPieces(stage: Int, block: Int) -> [Int] {
+        pieces.indices.filter { pieces[$0].stage == stage && pieces[$0].expert.map { $0.index / expertsPerRank == block } == true }
+    }
+
+    /// Chunks (global ids) split into `parts` contiguous runs by their first element's position.
+    public func split(_ ids: [Int], parts: Int) -> [[Int]] {
+        let total = ids.reduce(0) { $0 + chunks[$1].count }
+        var out = [[Int]](repeating: [], count: parts)
+        var at = 0
+        for id in ids {
+            out[Swift.min(parts - 1, total == 0 ? 0 : at * parts / total)].append(id)
+            at += chunks[id].count
+        }
+        return out
+    }
+
+    /// The chunks world rank `w` owns (its dense shard, then its expert shard): it reduces their
+    /// gradients, keeps their AdamW moments, and sends them when a checkpoint is gathered.
+    public func owned(worldRank w: Int) -> (dense: [Int], expert: [Int]) {
+        let s = w / layout.dp, d = w % layout.dp
+        let dense = split(chunks(ofPieces: densePieces(stage: s)), parts: layout.dp)[d]
+        let expert = split(chunks(ofPieces: expertPieces(stage: s, block: d % layout.ep)), parts: layout.dp / layout.ep)[d / layout.ep]
+        return (dense, expert)
+    }
+}
+
+/// One rank's flat vector over some pieces: packing gradients and values, and its shards.
+public struct FlatVector {
+    public let pieces: [Int]
+    public let offsets: [Int]
+    public let count: Int
+    /// Element range of each group rank's shard.
+    public let shards: [Range<Int>]
+    /// Global chunk ids of this rank's shard, in order, and their offsets in the vector.
+    public let ownedChunks: [Int]
+    public let decaying: [Range<Int>]
+
+    init(layout f: FlatLayout, pieces ps: [Int], parts: Int, part: Int) {
+        pieces = ps
+        var o: [Int] = [], n = 0
+        for i in ps { o.append(n); n += f.pieces[i].tensor.count }
+        offsets = o
+        count = n
+        let ids = f.chunks(ofPieces: ps)
+        let split = f.split(ids, parts: parts)
+        var pieceOffset: [Int: Int] = [:]
+        for (i, off) in zip(ps, o) { pieceOffset[i] = off }
+        var ranges: [Range<Int>] = [], at = 0
+        for run in split {
+            let len = run.reduce(0) { $0 + f.chunks[$1].count }
+            ranges.append(at..<(at + len))
+            at += len
+        }
+        shards = ranges
+        ownedChunks = split[part]
+        var runs: [Range<Int>] = []
+        let mine = ranges[part]
+        for (i, off) in zip(ps, o) where f.pieces[i].decays {
+            let r = off..<(off + f.pieces[i].tensor.count)
+            let c = r.clamped(to: mine)
+            if !c.isEmpty { runs.append((c.lowerBound - mine.lowerBound)..<(c.upperBound - mine.lowerBound)) }
+        }
+        decaying = runs
+    }
+
+    /// The pieces' gradients (zeros where none), concatenated.
+    public func packGradients(_ f: FlatLayout) -> [Float] {
+        var out = [Float](repeating: 0, count: count)
+        out.withUnsafeMutableBufferPointer { o in
+            for (i, off) in zip(pieces, offsets) {
+                guard let g = f.pieces[i].tensor.grad else { continue }
+                let gc = g.isContiguous ? g : g.clone()
+                (o.baseAddress! + off).update(from: gc.data, count: gc.count)
+            }
+        }
+        return out
+    }
+
+    public func packValues(_ f: FlatLayout) -> [Float] {
+        var out = [Float](repeating: 0, count: count)
+        out.withUnsafeMutableBufferPointer { o in
+            for (i, off) in zip(pieces, offsets) {
+                let t = f.pieces[i].tensor
+                (o.baseAddress! + off).update(from: t.data, count: t.count)
+            }
+        }
+        return out
+    }
+
+    public func unpackValues(_ x: [Float], _ f: FlatLayout) {
+        x.withUnsafeBufferPointer { b in
+            for (i, off) in zip(pieces, offsets) {
+                let t = f.pieces[i].tensor
+                t.data.update(from: b.baseAddress! + off, count: t.count)
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+import Foundation
+import Autograd
+import Collectives
+import DeepSeek
+
+/// Expert parallelism: the routed experts of every MoE layer are split over the ranks of an ep
+/// group in contiguous blocks (rank j holds experts j·E/ep ..< (j+1)·E/ep, that is whole router
+/// groups, the "devices" of DeepSeek-V2's device-limited routing). Each rank routes its own
+/// micro-batch; the rows for other ranks' experts travel there with one all-to-all and the
+/// results come back with another; backward mirrors it.
+///
+/// Why the numbers do not depend on ep: the owner runs each (source micro-batch, expert)
+/// segment — the micro-batch's tokens for that expert, in token order — through the same
+/// `ExpertKernel` GEMM chain as the one-process op, and the source combines the results in the
+/// same (expert, token) order. The weight gradients of each segment are kept per global
+/// micro-batch (`gradients`), so the trainer sums them in the canonical tree like every other
+/// gradient, instead of in arrival order.
+public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
+    public let comm: Communicator
+    let experts: Int
+    let local: Int
+    /// Global index of the micro-batch this rank is running (set by the trainer).
+    public var micro = 0
+    /// Offset of each layer's local experts in the rank's flat expert-gradient vector (gate, up,
+    /// down of expert 0, then expert 1, ...).
+    let layerOffset: [Int: Int]
+    let flatCount: Int
+    /// Per global micro-batch, the flat gradient of this rank's experts.
+    public private(set) var gradients: [Int: Tensor] = [:]
+
+    /// Per layer: the most rows one micro-batch sent this rank, and the rank's capacity per
+    /// micro-batch (nil without dropping).
+    public private(set) var load: [Int: (rows: Int, capacity: Int?)] = [:]
+    /// Assignments of never-dropped sequences routed (counted by the sources) and received
+    /// (recomputed by the owners from the token's global sequence): equal unless one was dropped.
+    public private(set) var protectedRouted = 0, protectedReceived = 0
+
+    public init(comm: Communicator, experts: Int, layerOffset: [Int: Int], flatCount: Int) {
+        self.comm = comm
+        self.experts = experts
+        local = experts / comm.size
+        self.layerOffset = layerOffset
+        self.flatCount = flatCount
+    }
+
+    public func resetStep() {
+        gradients = [:]
+        load = [:]
+        protectedRouted = 0
+        protectedReceived = 0
+    }
+
+    public var localExperts: Range<Int> { (comm.rank * local)..<((comm.rank + 1) * local) }
+
+    public func run(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
+                    length t: Int, plan: TokenDropping.Plan?, training: MoETraining) -> Tensor {
+        do {
+            return try exchange(x, weights: weights, experts: st, assignments: assignments, length: t, plan: plan, training: training)
+        } catch {
+            FileHandle.standardError.write(Data("error: rank \(comm.rank) of the ep group, layer \(training.layer): \(error)\n".utf8))
+            Communicator.abortJob(code: 3)
+        }
+    }
+
+    func exchange(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
+                  length t: Int, plan: TokenDropping.Plan?, training: MoETraining) throws -> Tensor {
+        let n = x.shape[0], d = x.shape[1], inter = st.gate.shape[1], p = comm.size, el = local, per = inter * d
+        let layer = training.layer
+        let xc = x.contiguousNoGrad(), wc = weights.contiguousNoGrad()
+        let xp = xc.data
+
+        // Header per destination: [micro, first sequence, capacity per rank (−1: none), rows per local expert...].
+        let groupsPerRank = (plan?.deviceLoad.count ?? p) / p
+        var header = [Int64](repeating: 0, count: p * (3 + el))
+        var sendRows = [Int](repeating: 0, count: p)
+        for q in 0..<p {
+            header[q * (3 + el)] = Int64(micro)
+            header[q * (3 + el) + 1] = Int64(training.sequenceOffset)
+            header[q * (3 + el) + 2] = Int64(plan.map { $0.capacity * groupsPerRank } ?? -1)
+            for j in 0..<el {
+                let c = assignments[q * el + j].count
+                header[q * (3 + el) + 3 + j] = Int64(c)
+                sendRows[q] += c
+            }
+        }
+        let got = try comm.alltoall(header, count: 3 + el)
+        var recvRows = [Int](repeating: 0, count: p)
+        var segRows = [[Int]](repeating: [Int](repeating: 0, count: el), count: p)
+        for s in 0..<p {
+            for j in 0..<el { segRows[s][j] = Int(got[s * (3 + el) + 3 + j]); recvRows[s] += segRows[s][j] }
+        }
+        let sourceMicro = (0..<p).map { Int(got[$0 * (3 + el)]) }
+        let capacity = got[2] >= 0 ? Int(got[2]) : nil
+        let most = recvRows.max() ?? 0
+        load[layer] = (Swift.max(load[layer]?.rows ?? 0, most), capacity)
+
+        // Rows to send, destination-major, then expert, then token; token ids alongside.
+        let totalSend = sendRows.reduce(0, +), totalRecv = recvRows.reduce(0, +)
+        let sendX = Storage(uninitialized: Swift.max(totalSend * d, 1))
+        var sendTok = [Int64](repeating: 0, count: Swift.max(totalSend, 1))
+        var r = 0
+        for ex in 0..<experts {
+            for a in assignments[ex] {
+                (sendX.data + r * d).update(from: xp + a.token * d, count: d)
+                sendTok[r] = Int64(a.token)
+                r += 1
+            }
+        }
+        let sendDispl = prefix(sendRows), recvDispl = prefix(recvRows)
+        let recvX = Storage(uninitialized: Swift.max(totalRecv * d, 1))
+        var recvTok = [Int64](repeating: 0, count: Swift.max(totalRecv, 1))
+        try comm.alltoallv(UnsafePointer(sendX.data), sendCounts: sendRows.map { $0 * d }, sendDispls: sendDispl.map { $0 * d },
+                           recvX.data, recvCounts: recvRows.map { $0 * d }, recvDispls: recvDispl.map { $0 * d })
+        try sendTok.withUnsafeBufferPointer { s in
+            try recvTok.withUnsafeMutableBufferPointer { rb in
+                try comm.alltoallv(s.baseAddress!, sendCounts: sendRows, sendDispls: sendDispl,
+                                   rb.baseAddress!, recvCounts: recvRows, recvDispls: recvDispl)
+            }
+        }
+        // Never-dropped sequences: the sources count what they routed, the owners what arrived.
+        if let dropping = training.dropping, plan != nil {
+            let k = weights.count / n
+            for slot in 0..<(n * k) where dropping.isNeverDropped(seed: training.seed, step: training.step, sequence: training.sequenceOffset + slot / k / t) {
+                protectedRouted += 1
+            }
+            for s in 0..<p {
+                let first = Int(got[s * (3 + el) + 1])
+                for i in 0..<recvRows[s] {
+                    let tok = Int(recvTok[recvDispl[s] + i])
+                    if dropping.isNeverDropped(seed: training.seed, step: training.step, sequence: first + tok / t) { protectedReceived += 1 }
+                }
+            }
+        }
+
+        // Owner: every (source, local expert) segment through the expert kernel.
+        var segStart = [[Int]](repeating: [Int](repeating: 0, count: el), count: p)
+        var segments: [(s: Int, j: Int, start: Int, rows: Int)] = []
+        for s in 0..<p {
+            var o = recvDispl[s]
+            for j in 0..<el {
+                segStart[s][j] = o
+                segments.append((s, j, o, segRows[s][j]))
+                o += segRows[s][j]
+            }
+        }
+        let hs = Storage(uninitialized: Swift.max(totalRecv * inter, 1)), us = Storage(uninitialized: Swift.max(totalRecv * inter, 1))
+        let asx = Storage(uninitialized: Swift.max(totalRecv * inter, 1)), ys = Storage(uninitialized: Swift.max(totalRecv * d, 1))
+        let gp = st.gate.data, upp = st.up.data, dnp = st.down.data
+        let first = comm.rank * el
+        parallelTasks(segments.map(\.rows)) { i in
+            let sg = segments[i]
+            if sg.rows == 0 { return }
+            let ex = first + sg.j
+            ExpertKernel.forward(m: sg.rows, dim: d, inter: inter, x: recvX.data + sg.start * d, gate: gp + ex * per, up: upp + ex * per,
+                                 down: dnp + ex * per, h: hs.data + sg.start * inter, u: us.data + sg.start * inter,
+                                 a: asx.data + sg.start * inter, y: ys.data + sg.start * d)
+        }
+        // Results back to the sources, in the layout they were sent.
+        let backY = Storage(uninitialized: Swift.max(totalSend * d, 1))
+        try comm.alltoallv(UnsafePointer(ys.data), sendCounts: recvRows.map { $0 * d }, sendDispls: recvDispl.map { $0 * d },
+                           backY.data, recvCounts: sendRows.map { $0 * d }, recvDispls: sendDispl.map { $0 * d })
+        let out = Tensor(zeros: [n, d])
+        let o = out.data, wp = wc.data
+        r = 0
+        for ex in 0..<experts {
+            for a in assignments[ex] {
+                let w = wp[a.slot], dst = o + a.token * d, src = backY.data + r * d
+                for j in 0..<d { dst[j] += w * src[j] }
+                r += 1
+            }
+        }
+
+        let myMicro = micro
+        return Tensor.record(out, inputs: [x, weights, st.gate, st.up, st.down], op: "expertParallel") { [self] gOut in
+            do {
+                let gc = gOut.contiguousNoGrad()
+                let go = gc.data
+                let dx = Tensor(zeros: [n, d]), dw = Tensor(zeros: weights.shape)
+                let dwp = dw.data
+                // Source: gate-weight gradients and gY = w·gOut rows, in the send layout.
+                let gY = Storage(uninitialized: Swift.max(totalSend * d, 1))
+                var r = 0
+                for ex in 0..<experts {
+                    for a in assignments[ex] {
+                        let src = go + a.token * d, w = wp[a.slot]
+                        dwp[a.slot] = vdot(src, backY.data + r * d, d)
+                        let dst = gY.data + r * d
+                        for j in 0..<d { dst[j] = w * src[j] }
+                        r += 1
+                    }
+                }
+                let gYr = Storage(uninitialized: Swift.max(totalRecv * d, 1))
+                try comm.alltoallv(UnsafePointer(gY.data), sendCounts: sendRows.map { $0 * d }, sendDispls: sendDispl.map { $0 * d },
+                                   gYr.data, recvCounts: recvRows.map { $0 * d }, recvDispls: recvDispl.map { $0 * d })
+                // Owner: each segment's weight gradients go to its source micro-batch's slot.
+                let base = layerOffset[layer]!
+                for s in 0..<p where gradients[sourceMicro[s]] == nil {
+                    gradients[sourceMicro[s]] = Tensor(zeros: [flatCount])
+                }
+                let gx = Storage(uninitialized: Swift.max(totalRecv * d, 1))
+                let scratch = Storage(uninitialized: Swift.max(totalRecv * 3 * inter, 1))
+                let slotPointers = (0..<p).map { gradients[sourceMicro[$0]]!.data }
+                parallelTasks(segments.map(\.rows)) { i in
+                    let sg = segments[i]
+                    if sg.rows == 0 { return }
+                    let ex = first + sg.j
+                    let slot = slotPointers[sg.s] + base + sg.j * 3 * per
+                    ExpertKernel.backward(m: sg.rows, dim: d, inter: inter, x: recvX.data + sg.start * d, h: hs.data + sg.start * inter,
+                                          u: us.data + sg.start * inter, a: asx.data + sg.start * inter, gy: gYr.data + sg.start * d,
+                                          gate: gp + ex * per, up: upp + ex * per, down: dnp + ex * per,
+                                          scratch: scratch.data + sg.start * 3 * inter,
+                                          dGate: slot, dUp: slot + per, dDown: slot + 2 * per, gx: gx.data + sg.start * d)
+                }
+                let gxBack = Storage(uninitialized: Swift.max(totalSend * d, 1))
+                try comm.alltoallv(UnsafePointer(gx.data), sendCounts: recvRows.map { $0 * d }, sendDispls: recvDispl.map { $0 * d },
+                                   gxBack.data, recvCounts: sendRows.map { $0 * d }, recvDispls: sendDispl.map { $0 * d })
+                let dxp = dx.data
+                r = 0
+                for ex in 0..<experts {
+                    for a in assignments[ex] {
+                        let dst = dxp + a.token * d, src = gxBack.data + r * d
+                        for j in 0..<d { dst[j] += src[j] }
+                        r += 1
+                    }
+                }
+                withExtendedLifetime((xc, wc, gc, sendX, recvX, hs, us, asx, ys, myMicro)) {}
+                return [dx, dw, nil, nil, nil]
+            } catch {
+                FileHandle.standardError.write(Data("error: rank \(self.comm.rank) of the ep group, layer \(layer) backward: \(error)\n".utf8))
+                Communicator.abortJob(code: 3)
+            }
+        }
+    }
+
+    func prefix(_ c: [Int]) -> [Int] {
+        var out = [0]
+        for x in c.dropLast() { out.append(out.last! + x) }
+        return out
+    }
+}

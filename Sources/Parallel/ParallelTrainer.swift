@@ -1,0 +1,357 @@
+import Foundation
+import Autograd
+import NN
+import Optim
+import DeepSeek
+import Collectives
+
+/// One optimizer step of DeepSeek-V2 on a process grid: the rank's micro-batches through its
+/// pipeline stage in the 1F1B order (experts exchanged with its ep group), per-micro-batch
+/// gradients summed in the canonical tree, reduce-scattered over the data-parallel group
+/// (ZeRO-1: each rank keeps AdamW moments for its shard only), a gradient norm built from
+/// per-chunk sums in global order, AdamW on the shard, and the updated shards all-gathered.
+/// A single process is the grid of one rank and runs the same code.
+public final class ParallelTrainer {
+    public let grid: ProcessGrid
+    public let model: DeepSeekV2ForCausalLM
+    public let flat: FlatLayout
+    public let dense: FlatVector
+    public let experts: FlatVector
+    public let denseOptimizer: AdamWShard
+    public let expertOptimizer: AdamWShard
+    public let executor: ExpertParallel?
+    public let clip: Float
+    public var alphas: BalanceLosses.Alphas
+    public var dropping: TokenDropping?
+    public let seed: UInt64
+
+    public struct StepResult: Sendable {
+        public var loss: Double { ce + balance }
+        public var ce = 0.0
+        public var balance = 0.0
+        /// The three balance losses summed over MoE layers: expert, device, communication.
+        public var aux: (expert: Double, device: Double, communication: Double) = (0, 0, 0)
+        public var gradNorm: Float = 0
+        public var dropped = 0
+        public var assigned = 0
+        public var dropFraction: Double { assigned == 0 ? 0 : Double(dropped) / Double(assigned) }
+        /// Per MoE layer, the share of the first micro-batch's assignments each expert got.
+        public var expertLoad: [[Double]] = []
+        /// Per MoE layer, per ep rank: the most rows one micro-batch sent that rank's experts.
+        public var rankLoad: [[Int]] = []
+        /// A rank's capacity per micro-batch (its groups' capacities), nil without dropping.
+        public var rankCapacity: Int?
+        public var protectedRouted = 0, protectedReceived = 0
+        public var updated = false
+        public var forward = 0.0, backward = 0.0, optimizer = 0.0, communication = 0.0
+    }
+
+    public init(model: DeepSeekV2ForCausalLM, grid: ProcessGrid, adam: AdamW.Config, clip: Float,
+                alphas: BalanceLosses.Alphas, dropping: TokenDropping?, seed: UInt64) {
+        self.model = model
+        self.grid = grid
+        let c = model.config
+        flat = FlatLayout(model.namedParameters(), partition: grid.partition, layout: grid.layout, experts: c.nRoutedExperts)
+        dense = FlatVector(layout: flat, pieces: flat.densePieces(stage: grid.stage), parts: grid.dp.size, part: grid.dp.rank)
+        experts = FlatVector(layout: flat, pieces: flat.expertPieces(stage: grid.stage, block: grid.epRank),
+                             parts: grid.edp.size, part: grid.edp.rank)
+        denseOptimizer = AdamWShard(count: dense.shards[grid.dp.rank].count, decaying: dense.decaying, config: adam)
+        expertOptimizer = AdamWShard(count: experts.shards[grid.edp.rank].count, decaying: experts.decaying, config: adam)
+        var offsets: [Int: Int] = [:]
+        for (i, off) in zip(experts.pieces, experts.offsets) {
+            let l = flat.pieces[i].expert!.layer
+            if offsets[l] == nil { offsets[l] = off }
+        }
+        executor = offsets.isEmpty ? nil : ExpertParallel(comm: grid.ep, experts: c.nRoutedExperts, layerOffset: offsets, flatCount: experts.count)
+        self.clip = clip
+        self.alphas = alphas
+        self.dropping = dropping
+        self.seed = seed
+    }
+
+    public var optimizerStep: Int { denseOptimizer.step }
+
+    struct InFlight {
+        var loss: Tensor?
+        var output: Tensor?
+        var aux: Tensor?
+        var input: Tensor?
+    }
+
+    /// One step over `layout.microbatches` micro-batches of `rows` sequences of `length`
+    /// tokens; `batch(m)` gives global micro-batch m's rows·(length+1) ids and its first
+    /// sequence's global index. `step` keys the token-dropping RNG.
+    public func step(batch: (Int) -> (tokens: [Int], firstSequence: Int), rows b: Int, length t: Int, lr: Float,
+                     step globalStep: Int) throws -> StepResult {
+        let c = model.config, lay = grid.layout, total = lay.microbatches
+        let layers = c.numHiddenLayers, e = c.nRoutedExperts, dim = c.hiddenSize
+        var r = StepResult()
+        executor?.resetStep()
+        // Per global micro-batch: ce, non-finite flag, dropped, assigned; per (micro, layer) the
+        // three balance losses; per (layer, expert) micro-batch 0's load; protected counts.
+        let perMicro = 4, base3 = total * perMicro, baseLoad = base3 + total * layers * 3, baseProt = baseLoad + layers * e
+        var stats = [Double](repeating: 0, count: baseProt + 2)
+        var inflight: [Int: InFlight] = [:]
+        var sends: [Communicator.Request] = []
+        var denseSum = CanonicalSum()
+        let micros = Array(grid.micros)
+        let scale = 1 / Float(total)
+        let densePieces = dense.pieces.map { flat.pieces[$0].tensor }
+        for p in densePieces { p.zeroGrad() }
+
+        for op in PipelineSchedule.oneFOneB(stage: grid.stage, stages: lay.pp, micros: micros.count) {
+            switch op {
+            case .forward(let j):
+                let m = micros[j]
+                let t0 = now()
+                let (tokens, first) = batch(m)
+                executor?.micro = m
+                var training = MoETraining(alphas: alphas, dropping: dropping, seed: seed, step: globalStep, sequenceOffset: first)
+                training.executor = executor
+                var h: Tensor
+                var input: Tensor? = nil
+                if grid.isFirstStage {
+                    h = model.model.embed_tokens(Self.inputs(tokens, rows: b, length: t), shape: [b, t])
+                } else {
+                    let x = try grid.world.recv(count: b * t * dim, from: grid.worldRank(stage: grid.stage - 1), tag: 2 * j)
+                    let leaf = Tensor(x, shape: [b, t, dim])
+                    leaf.requiresGrad = true
+                    input = leaf
+                    h = leaf
+                }
+                let (out, reports) = model.runLayers(h, layers: grid.layers, training: training)
+                var aux = Tensor(scalar: 0)
+                for (layer, rep) in reports {
+                    if let l = rep.losses {
+                        aux = aux + l.expert + l.device + l.communication
+                        let at = base3 + (m * layers + layer) * 3
+                        stats[at] = Double(l.expert.item)
+                        stats[at + 1] = Double(l.device.item)
+                        stats[at + 2] = Double(l.communication.item)
+                    }
+                    if let d = rep.drop { stats[m * perMicro + 2] += Double(d.dropped); stats[m * perMicro + 3] += Double(d.kept.count) }
+                    if m == 0 { for (i, x) in rep.expertLoad.enumerated() { stats[baseLoad + layer * e + i] = x } }
+                }
+                if !aux.item.isFinite { stats[m * perMicro + 1] = 1 }
+                var f = InFlight(input: input)
+                if grid.isLastStage {
+                    let logits = model.lm_head(model.model.norm(out))
+                    let ce = logits.reshape([b * t, c.vocabSize]).crossEntropy(targets: Self.targets(tokens, rows: b, length: t))
+                    stats[m * perMicro] = Double(ce.item)
+                    let loss = (ce + aux) * scale
+                    if !loss.item.isFinite { stats[m * perMicro + 1] = 1 }
+                    f.loss = loss
+                } else {
+                    let oc = out.contiguousNoGrad()
+                    sends.append(try grid.world.isend(Array(UnsafeBufferPointer(start: oc.data, count: oc.count)),
+                                                      to: grid.worldRank(stage: grid.stage + 1), tag: 2 * j))
+                    f.output = out
+                    f.aux = aux * scale
+                }
+                inflight[j] = f
+                r.forward += now() - t0
+            case .backward(let j):
+                let t0 = now()
+                let f = inflight.removeValue(forKey: j)!
+                executor?.micro = micros[j]
+                if let loss = f.loss {
+                    loss.backward()
+                } else {
+                    let out = f.output!
+                    let g = try grid.world.recv(count: out.count, from: grid.worldRank(stage: grid.stage + 1), tag: 2 * j + 1)
+                    // d/d(out) of Σ out·g is g exactly; the stage's balance losses join the same backward.
+                    let surrogate = (out * Tensor(g, shape: out.shape)).sum() + f.aux!
+                    surrogate.backward()
+                }
+                if let input = f.input {
+                    let g = input.grad ?? Tensor(zeros: input.shape)
+                    sends.append(try grid.world.isend(Array(UnsafeBufferPointer(start: g.data, count: g.count)),
+                                                      to: grid.worldRank(stage: grid.stage - 1), tag: 2 * j + 1))
+                }
+                denseSum.push(dense.packGradients(flat))
+                for p in densePieces { p.zeroGrad() }
+                r.backward += now() - t0
+            }
+        }
+        for s in sends { try s.wait() }
+
+        // Gradients: the rank's node of the canonical tree, then across its group.
+        let t2 = now()
+        let denseLocal = denseSum.result() ?? [Float](repeating: 0, count: dense.count)
+        var expertSum = CanonicalSum()
+        if let executor {
+            for m in executor.gradients.keys.sorted() {
+                let g = executor.gradients[m]!
+                expertSum.push(Array(UnsafeBufferPointer(start: g.data, count: g.count)))
+            }
+        }
+        let expertLocal = expertSum.result() ?? [Float](repeating: 0, count: experts.count)
+        var gDense = try grid.dp.reduceScatterCanonical(denseLocal, shards: dense.shards)
+        var gExpert = try grid.edp.reduceScatterCanonical(expertLocal, shards: experts.shards)
+
+        // Statistics (one contributor per entry, so MPI's sum is exact) and load maxima.
+        if let executor {
+            stats[baseProt] = Double(executor.protectedRouted)
+            stats[baseProt + 1] = Double(executor.protectedReceived)
+        }
+        try grid.world.allreduceSum(&stats)
+        let ep = lay.ep
+        var loadMax = [Double](repeating: 0, count: layers * ep + layers)
+        if let executor {
+            for (layer, l) in executor.load {
+                loadMax[layer * ep + grid.epRank] = Double(l.rows)
+                loadMax[layers * ep + layer] = Double(l.capacity ?? -1)
+            }
+        }
+        try grid.world.allreduceMax(&loadMax)
+
+        // The norm from per-chunk sums in global chunk order.
+        var sums = [Double](repeating: 0, count: flat.chunks.count)
+        for (vec, g) in [(dense, gDense), (experts, gExpert)] {
+            var at = 0
+            g.withUnsafeBufferPointer { gp in
+                for id in vec.ownedChunks {
+                    let n = flat.chunks[id].count
+                    sums[id] = blockSumOfSquares(gp.baseAddress! + at, n)
+                    at += n
+                }
+            }
+        }
+        try grid.world.allreduceSum(&sums)
+        let norm = Float(sums.reduce(0, +).squareRoot())
+        r.gradNorm = norm
+
+        var finite = norm.isFinite
+        for m in 0..<total {
+            r.ce += stats[m * perMicro] / Double(total)
+            if stats[m * perMicro + 1] != 0 { finite = false }
+            r.dropped += Int(stats[m * perMicro + 2])
+            r.assigned += Int(stats[m * perMicro + 3])
+            var bal = 0.0
+            for l in 0..<layers {
+                let at = base3 + (m * layers + l) * 3
+                r.aux.expert += stats[at] / Double(total)
+                r.aux.device += stats[at + 1] / Double(total)
+                r.aux.communication += stats[at + 2] / Double(total)
+                bal += stats[at] + stats[at + 1] + stats[at + 2]
+            }
+            r.balance += bal / Double(total)
+        }
+        for l in 0..<layers where c.isMoELayer(l) {
+            r.expertLoad.append((0..<e).map { stats[baseLoad + l * e + $0] })
+            r.rankLoad.append((0..<ep).map { Int(loadMax[l * ep + $0]) })
+            if loadMax[layers * ep + l] >= 0 && dropping != nil { r.rankCapacity = Int(loadMax[layers * ep + l]) }
+        }
+        r.protectedRouted = Int(stats[baseProt])
+        r.protectedReceived = Int(stats[baseProt + 1])
+
+        if finite {
+            if clip > 0 && norm > clip {
+                let s = clip / (norm + 1e-6)
+                for i in gDense.indices { gDense[i] *= s }
+                for i in gExpert.indices { gExpert[i] *= s }
+            }
+            try update(dense, optimizer: denseOptimizer, grad: gDense, group: grid.dp, lr: lr)
+            try update(experts, optimizer: expertOptimizer, grad: gExpert, group: grid.edp, lr: lr)
+            r.updated = true
+        }
+        r.optimizer = now() - t2
+        return r
+    }
+
+    func update(_ v: FlatVector, optimizer: AdamWShard, grad: [Float], group: Communicator, lr: Float) throws {
+        var values = v.packValues(flat)
+        let mine = v.shards[group.rank]
+        values.withUnsafeMutableBufferPointer { w in
+            grad.withUnsafeBufferPointer { g in
+                optimizer.update(w.baseAddress! + mine.lowerBound, grad: g.baseAddress!, lr: lr)
+            }
+        }
+        try group.allgatherShards(&values, shards: v.shards)
+        v.unpackValues(values, flat)
+    }
+
+    static func inputs(_ tokens: [Int], rows b: Int, length t: Int) -> [Int] {
+        var ids = [Int](repeating: 0, count: b * t)
+        for r in 0..<b { for i in 0..<t { ids[r * t + i] = tokens[r * (t + 1) + i] } }
+        return ids
+    }
+
+    static func targets(_ tokens: [Int], rows b: Int, length t: Int) -> [Int] {
+        var out = [Int](repeating: 0, count: b * t)
+        for r in 0..<b { for i in 0..<t { out[r * t + i] = tokens[r * (t + 1) + i + 1] } }
+        return out
+    }
+}
+
+/// Seconds on a monotonic clock.
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+extension ParallelTrainer {
+    /// Everything in one place for a checkpoint or an evaluation: each rank sends the chunks it
+    /// owns (values, and with `moments` its AdamW moments) to world rank 0, which writes the
+    /// values into its model and returns the full moments per parameter (names = `flat.pieces`).
+    /// Other ranks return nil. Serial HDF5 then writes one file from rank 0.
+    public func gatherToRoot(moments: Bool) throws -> (m: [Tensor], v: [Tensor])? {
+        var payload: [Float] = []
+        let me = flat.owned(worldRank: grid.world.rank)
+        for (vec, ids, opt, group) in [(dense, me.dense, denseOptimizer, grid.dp), (experts, me.expert, expertOptimizer, grid.edp)] {
+            let values = vec.packValues(flat)
+            let lo = vec.shards[group.rank].lowerBound
+            let n = vec.shards[group.rank].count
+            precondition(n == ids.reduce(0) { $0 + flat.chunks[$1].count })
+            payload.append(contentsOf: values[lo..<(lo + n)])
+            if moments {
+                payload.append(contentsOf: opt.m)
+                payload.append(contentsOf: opt.v)
+            }
+        }
+        let all = try grid.world.gatherv(payload, root: 0)
+        guard grid.world.rank == 0 else { return nil }
+        let m = flat.pieces.map { Tensor(zeros: $0.tensor.shape) }, v = flat.pieces.map { Tensor(zeros: $0.tensor.shape) }
+        var at = 0
+        for w in 0..<grid.world.size {
+            let own = flat.owned(worldRank: w)
+            for ids in [own.dense, own.expert] {
+                let n = ids.reduce(0) { $0 + flat.chunks[$1].count }
+                var rel = 0
+                for id in ids {
+                    let ch = flat.chunks[id]
+                    let dst = flat.pieces[ch.piece].tensor.data + ch.start
+                    all.withUnsafeBufferPointer { b in
+                        dst.update(from: b.baseAddress! + at + rel, count: ch.count)
+                        if moments {
+                            (m[ch.piece].data + ch.start).update(from: b.baseAddress! + at + n + rel, count: ch.count)
+                            (v[ch.piece].data + ch.start).update(from: b.baseAddress! + at + 2 * n + rel, count: ch.count)
+                        }
+                    }
+                    rel += ch.count
+                }
+                at += moments ? 3 * n : n
+            }
+        }
+        return moments ? (m, v) : nil
+    }
+
+    /// Restores the optimizer from full per-parameter moments (indexed like `flat.pieces`, as
+    /// a checkpoint holds them, whatever layout wrote it): each rank keeps its shard.
+    public func loadMoments(step: Int, m: [Tensor], v: [Tensor]) {
+        for (vec, opt, group) in [(dense, denseOptimizer, grid.dp), (experts, expertOptimizer, grid.edp)] {
+            let shard = vec.shards[group.rank]
+            for (full, into) in [(m, 0), (v, 1)] {
+                var flatM = [Float](repeating: 0, count: vec.count)
+                flatM.withUnsafeMutableBufferPointer { o in
+                    for (i, off) in zip(vec.pieces, vec.offsets) {
+                        (o.baseAddress! + off).update(from: full[i].data, count: full[i].count)
+                    }
+                }
+                if into == 0 { opt.m = Array(flatM[shard]) } else { opt.v = Array(flatM[shard]) }
+            }
+            opt.step = step
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Collectives
+import DeepSeek
+
+/// A parallel layout that cannot run, with what would.
+public struct LayoutError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// The requested layout: world = pp × dp; ep divides dp (experts sharded over the ep ranks of
+/// a data-parallel group, dense weights replicated); `microbatches` global micro-batches per
+/// optimizer step, split evenly over the dp ranks.
+public struct Layout: Sendable, Equatable, CustomStringConvertible {
+    public var dp: Int, ep: Int, pp: Int, microbatches: Int
+    public init(dp: Int, ep: Int, pp: Int, microbatches: Int) {
+        self.dp = dp; self.ep = ep; self.pp = pp; self.microbatches = microbatches
+    }
+    public var world: Int { dp * pp }
+    public var description: String { "(dp \(dp), ep \(ep), pp \(pp))" }
+
+    /// Every reason this layout cannot run `config` on `world` processes with `batch` sequences
+    /// per step, each with what would fit; empty when it can.
+    public func problems(world n: Int, config c: DeepSeekV2Config, batch: Int) -> [String] {
+        var p: [String] = []
+        if n != dp * pp {
+            let fit = n % pp == 0 ? "parallel.dp: \(n / pp) (or launch \(dp * pp) ranks)" : "launch \(dp * pp) ranks, or a pp dividing \(n)"
+            p.append("\(n) ranks ≠ pp × dp = \(pp) × \(dp); set \(fit)")
+        }
+        if dp % ep != 0 { p.append("ep = \(ep) does not divide dp = \(dp); ep must be one of \(divisors(dp))") }
+        if c.nRoutedExperts > 0 && c.nRoutedExperts % ep != 0 {
+            p.append("ep = \(ep) does not divide the \(c.nRoutedExperts) routed experts; use ep in \(divisors(c.nRoutedExperts).filter { dp % $0 == 0 })")
+        }
+        // Devices of the balance losses and token dropping are the router's groups: each ep rank
+        // must hold whole groups, or those numbers would depend on the layout.
+        if c.nRoutedExperts > 0 && ep > 1 && c.nGroup % ep != 0 {
+            p.append("ep = \(ep) does not divide n_group = \(c.nGroup) (the devices of the balance losses and token dropping); "
+                     + "use ep in \(divisors(c.nGroup).filter { dp % $0 == 0 }) or set model.overrides.n_group to a multiple of \(ep)")
+        }
+        if c.numHiddenLayers < pp { p.append("pp = \(pp) stages for \(c.numHiddenLayers) layers; pp must be at most \(c.numHiddenLayers)") }
+        if microbatches % dp != 0 {
+            p.append("parallel.microbatches = \(microbatches) is not divisible by dp = \(dp); use a multiple of \(dp) such as \(dp * max(1, (microbatches + dp - 1) / dp))")
+        }
+        if batch % microbatches != 0 {
+            p.append("batch_size = \(batch) is not divisible by parallel.microbatches = \(microbatches); use one of \(divisors(batch).filter { $0 % dp == 0 })")
+        }
+        return p
+    }
+
+    func divisors(_ n: Int) -> [Int] { n < 1 ? [] : (1...n).filter { n % $0 == 0 } }
+}
+
+/// Which layers and parameters a pipeline stage holds: a balanced contiguous split of the
+/// decoder layers, the embedding on the first stage, the final norm and head on the last.
+public struct StagePartition: Sendable, Equatable {
+    public let stages: Int
+    public let layers: [Range<Int>]
+
+    public init(layers l: Int, stages pp: Int) {
+        stages = pp
+        var ranges: [Range<Int>] = [], start = 0
+        for s in 0..<pp {
+            let n = l / pp + (s < l % pp ? 1 : 0)
+            ranges.append(start..<(start + n))
+            start += n
+        }
+        layers = ranges
+    }
+
+    /// The stage that owns the parameter named `name` (Hugging Face naming).
+    public func stage(of name: String) -> Int {
+        if name.hasPrefix("model.embed_tokens") { return 0 }
+        if name.hasPrefix("model.layers.") {
+            let rest = name.dropFirst("model.layers.".count)
+            let layer = Int(rest.prefix { $0.isNumber })!
+            return layers.firstIndex { $0.contains(layer) }!
+        }
+        return stages - 1  // model.norm, lm_head
+    }
+}
+
+/// The process grid, in one place (as Megatron-Core's parallel state): this rank's coordinates
+/// and the communicators of its groups. World rank = stage · dp + d; within a stage, the ep group
+/// of d is the ep consecutive ranks holding d, and the expert-data-parallel group of d the
+/// ranks with the same position in their ep groups (the replicas of the same experts).
+public final class ProcessGrid: @unchecked Sendable {
+    public let layout: Layout
+    public let world: Communicator
+    /// Same stage: the data-parallel replicas of this stage's dense weights.
+    public let dp: Communicator
+    /// Same stage and ep group: the ranks that exchange tokens.
+    public let ep: Communicator
+    /// Same stage and ep position: the replicas of this rank's experts.
+    public let edp: Communicator
+    public let stage: Int
+    public let dpRank: Int
+    public let partition: StagePartition
+
+    public init(layout: Layout, world: Communicator, layers: Int) throws {
+        precondition(world.size == layout.world)
+        self.layout = layout
+        self.world = world
+        stage = world.rank / layout.dp
+        dpRank = world.rank % layout.dp
+        partition = StagePartition(layers: layers, stages: layout.pp)
+        dp = try world.split(color: stage, key: dpRank)
+        ep = try world.split(color: stage * layout.dp + dpRank / layout.ep, key: dpRank % layout.ep)
+        edp = try world.split(color: stage * layout.ep + dpRank % layout.ep, key: dpRank / layout.ep)
+    }
+
+    public var isFirstStage: Bool { stage == 0 }
+    public var isLastStage: Bool { stage == layout.pp - 1 }
+    public var epRank: Int { dpRank % layout.ep }
+    /// World rank of the same dp position in another stage.
+    public func worldRank(stage s: Int) -> Int { s * layout.dp + dpRank }
+    /// Global micro-batches this rank's data-parallel position processes.
+    public var micros: Range<Int> {
+        let n = layout.microbatches / layout.dp
+        return (dpRank * n)..<((dpRank + 1) * n)
+    }
+    public var layers: Range<Int> { partition.layers[stage] }
+}
