@@ -58,9 +58,31 @@ extension Communicator {
                               recvDispls: (0..<size).map { $0 * mine })
             }
         }
-        var sum = CanonicalSum()
-        for q in 0..<size { sum.push(Array(recv[(q * mine)..<((q + 1) * mine)])) }
-        return sum.result()!
+        // The same tree as CanonicalSum over the ranks' pieces, in place in the receive buffer.
+        recv.withUnsafeMutableBufferPointer { r in
+            let base = r.baseAddress!
+            func add(into a: Int, _ b: Int) {
+                let pa = base + a * mine, pb = base + b * mine
+                for i in 0..<mine { pa[i] += pb[i] }
+            }
+            var stack: [(leaves: Int, slot: Int)] = []
+            for q in 0..<size {
+                stack.append((1, q))
+                while stack.count >= 2 && stack[stack.count - 1].leaves == stack[stack.count - 2].leaves {
+                    let b = stack.removeLast(), a = stack.removeLast()
+                    add(into: a.slot, b.slot)
+                    stack.append((a.leaves + b.leaves, a.slot))
+                }
+            }
+            var acc = stack.last!.slot
+            for i in stride(from: stack.count - 2, through: 0, by: -1) {
+                add(into: stack[i].slot, acc)  // older + newer, as CanonicalSum.result
+                acc = stack[i].slot
+            }
+            if acc != 0 { base.update(from: base + acc * mine, count: mine) }
+        }
+        recv.removeLast(recv.count - mine)
+        return recv
     }
 
     /// The inverse: each rank holds the updated `shards[rank]` of `x`; afterwards all of `x`.

@@ -59,7 +59,7 @@ public final class Trainer {
         runDirectory = g.world.rank == 0
             ? try RunDirectory(path: runDir, checkpointDir: recipe.checkpoint.dir, resolvedRecipe: recipe.resolvedYAML, fresh: fresh) : nil
         self.progress = progress
-        isTerminal = isatty(1) != 0
+        isTerminal = isatty(1) != 0 && !Communicator.launchedByMPI  // mpirun gives ranks a pty, but interleaves their output
     }
 
     /// DEEPTRAIN_FAULT_RANK and DEEPTRAIN_FAULT_STEP make that rank fail before that global

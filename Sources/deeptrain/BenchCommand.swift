@@ -1,13 +1,16 @@
 import ArgumentParser
+import Foundation
 import Autograd
-import Training
+import Collectives
 import DeepSeek
+import Parallel
+import Training
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print JSON.",
-        subcommands: [Gemm.self, Train.self, Attention.self, Generate.self, DataThroughput.self])
+        subcommands: [Gemm.self, Train.self, Attention.self, Generate.self, DataThroughput.self, Comm.self])
 
     struct Gemm: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "GFLOP/s of raw cblas_sgemm and of Tensor.matmul.")
@@ -46,19 +49,35 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Tokens per sequence.") var length = 256
         @Option(help: "Untimed warm-up steps.") var warmup = 2
         @Option(help: "Timed steps.") var steps = 5
-        @Option(help: "Threads for BLAS and fused loops.") var threads = 2
+        @Option(help: "Threads for BLAS and fused loops (per rank; default: the rank's share of the cores).") var threads: Int?
 
         func validate() throws {
             guard model == "dense" || model == "small" else {
                 throw ValidationError("--model \(model): expected dense or small")
             }
-            guard batch > 0, length > 0, length <= 256, steps > 0, warmup >= 0, threads > 0 else {
+            guard batch > 0, length > 0, length <= 256, steps > 0, warmup >= 0, (threads ?? 1) > 0 else {
                 throw ValidationError("--batch, --steps, --threads must be positive, --length in 1...256")
             }
         }
 
         func run() throws {
-            if model == "small" {
+            let local = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "1") ?? 1
+            let threads = self.threads ?? Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / Swift.max(local, 1))
+            if Communicator.launchedByMPI {
+                // Under mpirun: data parallel over all ranks, one micro-batch each.
+                guard model == "small" else { throw ValidationError("--model dense runs on one process; under mpirun use --model small") }
+                let world = try Communicator.world()
+                guard batch % world.size == 0 else { throw ValidationError("--batch \(batch) must be divisible by the \(world.size) ranks") }
+                let grid = try ProcessGrid(layout: Layout(dp: world.size, ep: 1, pp: 1, microbatches: world.size), world: world,
+                                           layers: DeepSeekV2Config.small.numHiddenLayers)
+                // The job's peak: every rank's sgemm peak at its thread count, measured together.
+                Threads.set(threads)
+                try world.barrier()
+                var peak = [GemmBenchmark.peakGFLOPS(threads: threads)]
+                try world.allreduceSum(&peak)
+                let r = TrainBenchmark.moe(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads, peak: peak[0], grid: grid)
+                if world.rank == 0 { print(jsonString(r)) }
+            } else if model == "small" {
                 print(jsonString(TrainBenchmark.moe(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads)))
             } else {
                 print(jsonString(TrainBenchmark.dense(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads)))
@@ -111,6 +130,31 @@ struct BenchCommand: ParsableCommand {
 
         func run() throws {
             print(jsonString(try DataBenchmark.run(megabytes: megabytes)))
+        }
+    }
+}
+
+extension BenchCommand {
+    struct Comm: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Allreduce and all-to-all bandwidth of the communicator against raw MPI calls (run under mpirun).",
+            discussion: "launch: mpirun --allow-run-as-root -np 2 --bind-to none .build/release/deeptrain bench comm")
+        @Option(parsing: .upToNextOption, help: "Vector sizes in floats.") var sizes: [Int] = [1 << 20, 1 << 24]
+        @Option(help: "Timed repeats per size (the median is reported).") var repeats = 10
+
+        func validate() throws {
+            guard sizes.allSatisfy({ $0 > 0 }), repeats > 0 else { throw ValidationError("--sizes and --repeats must be positive") }
+        }
+
+        func run() throws {
+            let world = try Communicator.world()
+            if world.size == 1 {
+                FileHandle.standardError.write(Data("note: one process: nothing travels; launch under mpirun with 2 or more ranks\n".utf8))
+            }
+            if let r = try CommBenchmark.run(world: world, sizes: sizes, repeats: repeats) {
+                print(jsonString(r))
+                if r.results.contains(where: { !$0.correct }) { throw ExitCode(3) }
+            }
         }
     }
 }

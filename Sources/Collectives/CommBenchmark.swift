@@ -1,0 +1,135 @@
+import Foundation
+import CMPI
+
+/// `deeptrain bench comm` (under mpirun): the communicator's allreduce and all-to-all against
+/// the same raw MPI calls, and the deterministic reduce-scatter + allgather the optimizer uses,
+/// at given sizes. Bandwidths are algorithmic (bytes of the vector per second) plus the bus
+/// bandwidth convention of nccl-tests (allreduce × 2(p−1)/p, all-to-all × (p−1)/p), so figures
+/// at different rank counts compare.
+public enum CommBenchmark {
+    public struct Result: Codable, Sendable {
+        public let operation: String
+        public let floats: Int
+        public let ms: Double
+        public let raw_ms: Double
+        public let gb_per_s: Double
+        public let raw_gb_per_s: Double
+        public let bus_gb_per_s: Double
+        /// ours / raw bandwidth.
+        public let ratio: Double
+        /// The result had the expected values.
+        public let correct: Bool
+    }
+    public struct Report: Codable, Sendable {
+        public var benchmark = "comm"
+        public let ranks: Int
+        public let mpi: String
+        public let repeats: Int
+        public let results: [Result]
+    }
+
+    static func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+
+    /// Runs on every rank; returns the report on rank 0 (nil elsewhere).
+    public static func run(world: Communicator, sizes: [Int], repeats: Int) throws -> Report? {
+        let p = world.size
+        var results: [Result] = []
+        // Ours and raw alternate, repeat by repeat, so both see the same noise of a shared machine;
+        // each repeat counts at its slowest rank; the median repeat is reported.
+        func timed(_ ours: () throws -> Void, _ raw: () throws -> Void) throws -> (Double, Double) {
+            var a: [Double] = [], b: [Double] = []
+            try ours()
+            try raw()  // warm-up
+            for _ in 0..<repeats {
+                try world.barrier()
+                var t0 = Date()
+                try ours()
+                a.append(Date().timeIntervalSince(t0))
+                try world.barrier()
+                t0 = Date()
+                try raw()
+                b.append(Date().timeIntervalSince(t0))
+            }
+            try world.allreduceMax(&a)
+            try world.allreduceMax(&b)
+            return (median(a), median(b))
+        }
+        for n in sizes {
+            let bytes = Double(n * 4)
+            // Allreduce: every rank holds rank+1 everywhere; the sum is p(p+1)/2.
+            var x = [Float](repeating: Float(world.rank + 1), count: n)
+            try world.allreduceSum(&x)
+            let ok = x.allSatisfy { $0 == Float(p * (p + 1) / 2) }
+            // Timed on small values so that repeated sums stay finite.
+            for i in 0..<n { x[i] = 1e-6 }
+            var y = [Float](repeating: 1e-6, count: n)
+            let (ours, raw) = try timed({ try world.allreduceSum(&x) }, {
+                if let comm = world.comm {
+                    _ = y.withUnsafeMutableBufferPointer { b in
+                        MPI_Allreduce(deeptrain_mpi_in_place(), b.baseAddress, Int32(n), deeptrain_mpi_float(), deeptrain_mpi_sum(), comm)
+                    }
+                }
+            })
+            results.append(result("allreduce", n, ours, raw, bytes, bus: 2 * Double(p - 1) / Double(p), ok))
+
+            // The optimizer's path: canonical reduce-scatter, then allgather of the shards.
+            let per = n / p
+            let shards = (0..<p).map { ($0 * per)..<($0 == p - 1 ? n : ($0 + 1) * per) }
+            var z = [Float](repeating: Float(world.rank + 1), count: n)
+            let mine = try world.reduceScatterCanonical(z, shards: shards)
+            for (i, v) in zip(shards[world.rank], mine) { z[i] = v }
+            try world.allgatherShards(&z, shards: shards)
+            let zok = z.allSatisfy { $0 == Float(p * (p + 1) / 2) }
+            let (rs, _) = try timed({
+                let mine = try world.reduceScatterCanonical(z, shards: shards)
+                for (i, v) in zip(shards[world.rank], mine) { z[i] = v * 1e-3 }
+                try world.allgatherShards(&z, shards: shards)
+            }, {})
+            results.append(result("reduce_scatter+allgather (canonical)", n, rs, raw, bytes, bus: 2 * Double(p - 1) / Double(p), zok))
+
+            // All-to-all: n floats per rank, n/p to each peer; block q holds q + 1000·rank.
+            var send = [Float](repeating: 0, count: per * p)
+            for q in 0..<p { for i in 0..<per { send[q * per + i] = Float(q + 1000 * world.rank) } }
+            var recv = [Float](repeating: 0, count: per * p)
+            let counts = [Int](repeating: per, count: p), displs = (0..<p).map { $0 * per }
+            var recvRaw = [Float](repeating: 0, count: per * p)
+            let (a2a, a2aRaw) = try timed({
+                try send.withUnsafeBufferPointer { s in
+                    try recv.withUnsafeMutableBufferPointer { r in
+                        try world.alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: displs, r.baseAddress!, recvCounts: counts, recvDispls: displs)
+                    }
+                }
+            }, {
+                if let comm = world.comm {
+                    _ = send.withUnsafeBufferPointer { s in
+                        recvRaw.withUnsafeMutableBufferPointer { r in
+                            MPI_Alltoall(s.baseAddress, Int32(per), deeptrain_mpi_float(), r.baseAddress, Int32(per), deeptrain_mpi_float(), comm)
+                        }
+                    }
+                }
+            })
+            var aok = true
+            for q in 0..<p { for i in 0..<per where recv[q * per + i] != Float(world.rank + 1000 * q) { aok = false } }
+            results.append(result("alltoall", per * p, a2a, a2aRaw, Double(per * p * 4), bus: Double(p - 1) / Double(p), aok))
+        }
+        // Correct only if correct on every rank.
+        var bad = results.map { $0.correct ? 0.0 : 1.0 }
+        try world.allreduceMax(&bad)
+        let checked = zip(results, bad).map { r, b in
+            Result(operation: r.operation, floats: r.floats, ms: r.ms, raw_ms: r.raw_ms, gb_per_s: r.gb_per_s, raw_gb_per_s: r.raw_gb_per_s,
+                   bus_gb_per_s: r.bus_gb_per_s, ratio: r.ratio, correct: b == 0)
+        }
+        guard world.rank == 0 else { return nil }
+        var buf = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING))
+        var len: Int32 = 0
+        MPI_Get_library_version(&buf, &len)
+        let mpi = String(decoding: buf.prefix(Int(len)).map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "?"
+        return Report(ranks: p, mpi: mpi, repeats: repeats, results: checked)
+    }
+
+    static func result(_ op: String, _ n: Int, _ t: Double, _ raw: Double, _ bytes: Double, bus: Double, _ ok: Bool) -> Result {
+        let gb = bytes / t / 1e9, rgb = bytes / raw / 1e9
+        return Result(operation: op, floats: n, ms: t * 1e3, raw_ms: raw * 1e3, gb_per_s: gb, raw_gb_per_s: rgb,
+                      bus_gb_per_s: gb * bus, ratio: gb / rgb, correct: ok)
+    }
+}
