@@ -73,9 +73,8 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
             losses = BalanceLosses.compute(scores: routing.scores, experts: routing.experts, batch: b, length: t, k: k,
                                            devices: c.nGroup, devicesPerToken: m, alphas: training.alphas)
             if let dropping = training.dropping {
-                let protected = (0..<n).map {
-                    dropping.isNeverDropped(seed: training.seed, step: training.step, sequence: training.sequenceOffset + $0 / t)
-                }
+                let sequences = dropping.neverDropped(seed: training.seed, step: training.step, first: training.sequenceOffset, count: b)
+                let protected = (0..<n).map { sequences[$0 / t] }
                 plan = dropping.plan(affinity: routing.scores.values, experts: routing.experts, k: k, numExperts: e,
                                      devices: c.nGroup, protected: protected)
             }

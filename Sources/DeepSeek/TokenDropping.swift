@@ -1,10 +1,17 @@
 import Autograd
 
 /// Device-level token dropping (DeepSeek-V2 §2.2.4), training only. Each device may process
-/// `capacity = ceil(capacity_factor · N·K / D)` token-to-expert assignments; beyond that its
-/// lowest-affinity assignments are dropped (ties: the later assignment first), except those of
-/// the never-dropped sequences, which the counter-based RNG picks per (seed, step, sequence)
-/// so that the choice does not depend on the parallel layout.
+/// `capacity = ceil(capacity_factor · N·K / D)` token-to-expert assignments of a micro-batch of
+/// N tokens; beyond that its lowest-affinity assignments are dropped (ties: the later
+/// assignment first), except those of the never-dropped sequences.
+///
+/// The never-dropped sequences are a quota of each micro-batch — fraction × sequences,
+/// rounded stochastically — chosen as the sequences with the smallest counter-based draws
+/// keyed by (seed, step, global sequence index), so the choice does not depend on the layout.
+/// A quota (rather than an independent coin per sequence) bounds them: when
+/// ceil(fraction · B) ≤ capacity_factor · B / D, protected assignments alone fit in any
+/// device's capacity, so no device ever exceeds it. Outside that bound protection wins and a
+/// device may exceed its capacity by protected assignments only.
 public struct TokenDropping: Sendable, Equatable, Codable {
     public var capacityFactor: Double
     /// Fraction of sequences whose tokens are never dropped (DeepSeek-V2: about 10%).
@@ -24,9 +31,20 @@ public struct TokenDropping: Sendable, Equatable, Codable {
         public var dropped: Int { kept.lazy.filter { !$0 }.count }
     }
 
-    /// Whether global sequence `index` is exempt from dropping at `step`.
-    public func isNeverDropped(seed: UInt64, step: Int, sequence index: Int) -> Bool {
-        Philox(seed: seed, purpose: "never-drop", UInt64(step)).uniform(UInt64(index)) < Float(neverDropFraction)
+    /// Which of the `count` sequences of the micro-batch starting at global sequence `first` are
+    /// exempt from dropping at `step`.
+    public func neverDropped(seed: UInt64, step: Int, first: Int, count: Int) -> [Bool] {
+        let rng = Philox(seed: seed, purpose: "never-drop", UInt64(step))
+        let exact = neverDropFraction * Double(count)
+        var quota = Int(exact.rounded(.down))
+        if Double(rng.uniform(UInt64.max - UInt64(first))) < exact - Double(quota) { quota += 1 }
+        let order = (0..<count).sorted { a, b in
+            let ua = rng.uniform(UInt64(first + a)), ub = rng.uniform(UInt64(first + b))
+            return ua != ub ? ua < ub : a < b
+        }
+        var out = [Bool](repeating: false, count: count)
+        for i in order.prefix(quota) { out[i] = true }
+        return out
     }
 
     /// `affinity` [N·E] scores, `experts` [N·K]; `protected[t]` exempts token t.

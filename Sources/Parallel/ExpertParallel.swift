@@ -69,27 +69,28 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         let xc = x.contiguousNoGrad(), wc = weights.contiguousNoGrad()
         let xp = xc.data
 
-        // Header per destination: [micro, first sequence, capacity per rank (−1: none), rows per local expert...].
+        // Header per destination: [micro, first sequence, capacity per rank (−1: none), sequences, rows per local expert...].
         let groupsPerRank = (plan?.deviceLoad.count ?? p) / p
-        var header = [Int64](repeating: 0, count: p * (3 + el))
+        var header = [Int64](repeating: 0, count: p * (4 + el))
         var sendRows = [Int](repeating: 0, count: p)
         for q in 0..<p {
-            header[q * (3 + el)] = Int64(micro)
-            header[q * (3 + el) + 1] = Int64(training.sequenceOffset)
-            header[q * (3 + el) + 2] = Int64(plan.map { $0.capacity * groupsPerRank } ?? -1)
+            header[q * (4 + el)] = Int64(micro)
+            header[q * (4 + el) + 1] = Int64(training.sequenceOffset)
+            header[q * (4 + el) + 2] = Int64(plan.map { $0.capacity * groupsPerRank } ?? -1)
+            header[q * (4 + el) + 3] = Int64(n / t)
             for j in 0..<el {
                 let c = assignments[q * el + j].count
-                header[q * (3 + el) + 3 + j] = Int64(c)
+                header[q * (4 + el) + 4 + j] = Int64(c)
                 sendRows[q] += c
             }
         }
-        let got = try comm.alltoall(header, count: 3 + el)
+        let got = try comm.alltoall(header, count: 4 + el)
         var recvRows = [Int](repeating: 0, count: p)
         var segRows = [[Int]](repeating: [Int](repeating: 0, count: el), count: p)
         for s in 0..<p {
-            for j in 0..<el { segRows[s][j] = Int(got[s * (3 + el) + 3 + j]); recvRows[s] += segRows[s][j] }
+            for j in 0..<el { segRows[s][j] = Int(got[s * (4 + el) + 4 + j]); recvRows[s] += segRows[s][j] }
         }
-        let sourceMicro = (0..<p).map { Int(got[$0 * (3 + el)]) }
+        let sourceMicro = (0..<p).map { Int(got[$0 * (4 + el)]) }
         let capacity = got[2] >= 0 ? Int(got[2]) : nil
         let most = recvRows.max() ?? 0
         load[layer] = (Swift.max(load[layer]?.rows ?? 0, most), capacity)
@@ -120,15 +121,12 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         // Never-dropped sequences: the sources count what they routed, the owners what arrived.
         if let dropping = training.dropping, plan != nil {
             let k = weights.count / n
-            for slot in 0..<(n * k) where dropping.isNeverDropped(seed: training.seed, step: training.step, sequence: training.sequenceOffset + slot / k / t) {
-                protectedRouted += 1
-            }
+            let mine = dropping.neverDropped(seed: training.seed, step: training.step, first: training.sequenceOffset, count: n / t)
+            protectedRouted += (0..<(n * k)).filter { mine[$0 / k / t] }.count
             for s in 0..<p {
-                let first = Int(got[s * (3 + el) + 1])
-                for i in 0..<recvRows[s] {
-                    let tok = Int(recvTok[recvDispl[s] + i])
-                    if dropping.isNeverDropped(seed: training.seed, step: training.step, sequence: first + tok / t) { protectedReceived += 1 }
-                }
+                let theirs = dropping.neverDropped(seed: training.seed, step: training.step, first: Int(got[s * (4 + el) + 1]),
+                                                   count: Int(got[s * (4 + el) + 3]))
+                for i in 0..<recvRows[s] where theirs[Int(recvTok[recvDispl[s] + i]) / t] { protectedReceived += 1 }
             }
         }
 

@@ -78,11 +78,17 @@ import Testing
 
     @Test func neverDroppedSequencesAreAboutTenPercentAndDeterministic() {
         let d = TokenDropping()
-        let picked = (0..<20_000).filter { d.isNeverDropped(seed: 3, step: 7, sequence: $0) }
-        let fraction = Double(picked.count) / 20_000
+        // 2500 micro-batches of 8 sequences: the quota is 0.8 per micro-batch, so 0 or 1 each.
+        func picked(step: Int) -> [Bool] { (0..<2500).flatMap { d.neverDropped(seed: 3, step: step, first: $0 * 8, count: 8) } }
+        let p = picked(step: 7)
+        let fraction = Double(p.filter { $0 }.count) / Double(p.count)
         #expect(fraction > 0.09 && fraction < 0.11, "\(fraction)")
-        #expect(picked == (0..<20_000).filter { d.isNeverDropped(seed: 3, step: 7, sequence: $0) })
-        #expect(picked != (0..<20_000).filter { d.isNeverDropped(seed: 3, step: 8, sequence: $0) })
+        #expect((0..<2500).allSatisfy { m in p[(m * 8)..<(m * 8 + 8)].filter { $0 }.count <= 1 })
+        #expect(p == picked(step: 7))
+        #expect(p != picked(step: 8))
+        // 32 sequences: 3 or 4 (3.2 rounded stochastically).
+        let q = d.neverDropped(seed: 3, step: 1, first: 64, count: 32).filter { $0 }.count
+        #expect(q == 3 || q == 4)
     }
 
     /// In the model: no device above capacity except by protected assignments, protected tokens
@@ -100,16 +106,18 @@ import Testing
             let plan = r.drop!
             droppedAny = droppedAny || plan.dropped > 0
             let layerSeed = training.seed ^ (UInt64(layer) &* 0x9E37_79B9)
+            let protected = dropping.neverDropped(seed: layerSeed, step: 2, first: 0, count: b)
+            #expect(protected.filter { $0 }.count == 2)  // 0.25 × 8
             for slot in plan.kept.indices where !plan.kept[slot] {
                 let seq = slot / c.numExpertsPerTok / t
-                #expect(!dropping.isNeverDropped(seed: layerSeed, step: 2, sequence: seq), "a never-dropped sequence lost a token")
+                #expect(!protected[seq], "a never-dropped sequence lost a token")
             }
             // Load above capacity only from protected assignments.
             let per = c.nRoutedExperts / c.nGroup
             for dev in 0..<c.nGroup where plan.deviceLoad[dev] > plan.capacity {
                 let unprotectedKept = plan.kept.indices.filter { s in
                     plan.kept[s] && r.routing.experts[s] / per == dev
-                        && !dropping.isNeverDropped(seed: layerSeed, step: 2, sequence: s / c.numExpertsPerTok / t)
+                        && !protected[s / c.numExpertsPerTok / t]
                 }
                 #expect(unprotectedKept.isEmpty, "device \(dev) is over capacity with droppable assignments kept")
             }

@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+
+/// The parallel layers under the real mpirun, through launch/local.sh, on the tiny MoE
+/// pretraining recipe: parity across layouts, resume at another layout, dropping and balance
+/// under real expert parallelism, a failing rank, an impossible layout, and the collectives.
+/// Needs `swift build -c release` first (`make test` does it).
+@Suite(.serialized) struct MultiRankTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let binary = root.appendingPathComponent(".build/release/deeptrain").path
+    static let launcher = root.appendingPathComponent("launch/local.sh").path
+    static let recipe = root.appendingPathComponent("recipes/tiny-pretrain.yaml").path
+    /// 20 steps, 4 micro-batches of 8 sequences, one thread per rank in every layout (the bits
+    /// of a GEMM depend on its thread count, so the comparison fixes it).
+    static let short = ["--set", "stages.0.steps=20", "--set", "threads=1", "--set", "parallel.microbatches=4",
+                        "--set", "stages.0.eval.every=0", "--set", "checkpoint.every=10", "--set", "checkpoint.keep=5"]
+
+    struct Run { let status: Int32; let stdout: String; let stderr: String; let seconds: Double }
+
+    /// Runs a command with the MPI variables of any enclosing job removed (a child that
+    /// inherits them would try to join that job).
+    func run(_ exe: String, _ args: [String], env extra: [String: String] = [:]) throws -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
+        for (k, v) in extra { env[k] = v }
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        let t0 = Date()
+        try p.run()
+        // Read both pipes while it runs (a full pipe would block the child).
+        nonisolated(unsafe) var errData = Data()
+        let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        reader.start()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        while !reader.isFinished { usleep(1000) }
+        return Run(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                   stderr: String(decoding: errData, as: UTF8.self), seconds: Date().timeIntervalSince(t0))
+    }
+
+    func train(_ ranks: Int, dp: Int, ep: Int, pp: Int, dir: String, extra: [String] = [], env: [String: String] = [:]) throws -> Run {
+        try run(Self.launcher, ["\(ranks)", Self.recipe, "--run-dir", dir, "--set", "parallel.dp=\(dp)", "--set", "parallel.ep=\(ep)",
+                                "--set", "parallel.pp=\(pp)"] + Self.short + extra, env: env)
+    }
+
+    func metrics(_ dir: String) -> [[String: Any]] {
+        let text = (try? String(contentsOfFile: "\(dir)/metrics.jsonl", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    func digest(_ checkpoint: String) throws -> String {
+        let r = try run(Self.binary, ["inspect", checkpoint])
+        return r.stdout.split(separator: "\n").first { $0.hasPrefix("digest") }.map(String.init) ?? "none: \(r.stderr)"
+    }
+
+    func tempDir() -> String {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("dt-mpi-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    /// Largest relative difference of the per-step losses, and whether losses, gradient norms
+    /// and the final weights are all bit-identical.
+    func compare(_ a: String, _ b: String) throws -> (rel: Double, identical: Bool) {
+        let ma = metrics(a), mb = metrics(b)
+        #expect(ma.count == 20 && mb.count == 20, "\(b): \(mb.count) metrics lines")
+        var rel = 0.0, same = ma.count == mb.count
+        for (x, y) in zip(ma, mb) {
+            let lx = x["loss"] as! Double, ly = y["loss"] as! Double
+            rel = max(rel, abs(lx - ly) / abs(lx))
+            if lx.bitPattern != ly.bitPattern || (x["grad_norm"] as! Double) != (y["grad_norm"] as! Double) { same = false }
+        }
+        let da = try digest("\(a)/checkpoints/step-00000020.h5"), db = try digest("\(b)/checkpoints/step-00000020.h5")
+        return (rel, same && da == db)
+    }
+
+    @Test func layoutsChangeSpeedNotNumbersAndRunsResumeAtAnyLayout() throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let layouts = [(1, 1, 1), (2, 1, 1), (4, 1, 1), (2, 2, 1), (4, 4, 1), (1, 1, 2), (2, 2, 2)]
+        var report: [String] = []
+        for (dp, ep, pp) in layouts {
+            let dir = "\(base)/dp\(dp)-ep\(ep)-pp\(pp)"
+            let r = try train(dp * pp, dp: dp, ep: ep, pp: pp, dir: dir)
+            #expect(r.status == 0, "(\(dp),\(ep),\(pp)): \(r.stderr)")
+            if dp == 1 && ep == 1 && pp == 1 { continue }
+            let (rel, identical) = try compare("\(base)/dp1-ep1-pp1", dir)
+            report.append("(\(dp),\(ep),\(pp)): " + (identical ? "bit-identical" : "max relative loss difference \(rel)"))
+            if ep == 1 && pp == 1 {
+                #expect(identical, "data-parallel layout (\(dp),1,1) must be bit-identical; max rel \(rel)")
+            } else {
+                #expect(rel <= 1e-6, "(\(dp),\(ep),\(pp)): max relative loss difference \(rel)")
+            }
+        }
+        print("parity against (1,1,1), 20 steps of tiny-pretrain:\n  " + report.joined(separator: "\n  "))
+
+        // Resume the (2,2,1) run's step-10 checkpoint at (1,1,1) and at (1,1,2).
+        let written = "\(base)/dp2-ep2-pp1/checkpoints/step-00000010.h5"
+        #expect(FileManager.default.fileExists(atPath: written))
+        for (dp, pp) in [(1, 1), (1, 2)] {
+            let dir = "\(base)/resumed-dp\(dp)-pp\(pp)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: written, toPath: "\(dir)/from-2-2-1.h5")
+            let r = try train(dp * pp, dp: dp, ep: 1, pp: pp, dir: dir, extra: ["--resume", "\(dir)/from-2-2-1.h5"])
+            #expect(r.status == 0 && r.stdout.contains("resumed from"), "\(r.stderr)")
+            let uninterrupted = metrics("\(base)/dp1-ep1-pp1").suffix(10), continued = metrics(dir)
+            #expect(continued.count == 10)
+            for (x, y) in zip(uninterrupted, continued) {
+                let lx = x["loss"] as! Double, ly = y["loss"] as! Double
+                #expect(abs(lx - ly) <= 1e-6 * abs(lx), "step \(y["step"]!): \(lx) vs \(ly)")
+            }
+            #expect(try digest("\(dir)/checkpoints/step-00000020.h5") == digest("\(base)/dp1-ep1-pp1/checkpoints/step-00000020.h5"))
+        }
+    }
+
+    @Test func tokenDroppingAndBalanceLossesUnderRealExpertParallelism() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try train(4, dp: 4, ep: 4, pp: 1, dir: dir, extra: ["--set", "stages.0.moe.capacity_factor=1.0"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let m = metrics(dir)
+        #expect(m.count == 20)
+        var dropped = false, protected = 0
+        for line in m {
+            let capacity = line["rank_capacity"] as! Int
+            let load = line["rank_load"] as! [[Int]]
+            #expect(load.count == 2 && load.allSatisfy { $0.count == 4 })  // 2 MoE layers × 4 ep ranks
+            #expect(load.joined().allSatisfy { $0 <= capacity }, "step \(line["step"]!): \(load) over capacity \(capacity)")
+            #expect(load.joined().contains { $0 > 0 })
+            #expect(line["never_dropped_received"] as! Int == line["never_dropped_routed"] as! Int)
+            protected += line["never_dropped_routed"] as! Int
+            if (line["drop_fraction"] as! Double) > 0 { dropped = true }
+            for k in ["aux_expert", "aux_device", "aux_comm"] { #expect((line[k] as! Double) > 0, "\(k)") }
+        }
+        #expect(dropped, "capacity factor 1.0 never dropped anything in 20 steps")
+        #expect(protected > 0, "no never-dropped sequence was routed in 20 steps")
+    }
+
+    @Test func aFailingRankEndsTheJobWithItsMessage() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try train(4, dp: 4, ep: 1, pp: 1, dir: dir, extra: ["--set", "stages.0.steps=200"],
+                          env: ["DEEPTRAIN_FAULT_RANK": "2", "DEEPTRAIN_FAULT_STEP": "3"])
+        #expect(r.status != 0)
+        #expect(r.seconds < 30, "took \(r.seconds) s")
+        #expect(r.stderr.contains("rank 2 of 4: injected failure at global step 3"), "\(r.stderr)")
+    }
+
+    @Test func anImpossibleLayoutStopsBeforeAnyWork() throws {
+        let dir = tempDir() + "/run"
+        let r = try run(Self.launcher, ["2", Self.recipe, "--run-dir", dir, "--set", "parallel.dp=4", "--set", "parallel.ep=3"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("2 ranks ≠ pp × dp = 1 × 4") && r.stderr.contains("ep = 3 does not divide dp = 4"), "\(r.stderr)")
+        #expect(r.stderr.components(separatedBy: "cannot run on").count == 2, "one message, not one per rank: \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir))
+    }
+
+    @Test func collectivesMoveTheRightValues() throws {
+        let p = Process()
+        _ = p
+        var flags = ["--bind-to", "none", "--oversubscribe"]
+        if getuid() == 0 { flags.append("--allow-run-as-root") }
+        for n in [2, 4] {
+            let r = try run("/usr/bin/env", ["mpirun", "-np", "\(n)"] + flags + [Self.binary, "bench", "comm", "--sizes", "1000", "65536", "--repeats", "2"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+            #expect(report["ranks"] as? Int == n)
+            let results = report["results"] as! [[String: Any]]
+            #expect(results.count == 6 && results.allSatisfy { $0["correct"] as? Bool == true }, "\(results)")
+        }
+    }
+}

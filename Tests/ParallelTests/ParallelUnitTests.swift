@@ -1,0 +1,155 @@
+import Testing
+import Autograd
+import Collectives
+import DeepSeek
+import Parallel
+
+/// The pieces of the parallel layers that need no MPI: the canonical sum, layout checks, the
+/// stage split, the 1F1B schedule, chunk ownership, and the expert-parallel op against the
+/// one-process fused op.
+@Suite struct ParallelUnitTests {
+    func vectors(_ n: Int, _ len: Int) -> [[Float]] {
+        let rng = Philox(seed: 5, purpose: "canonical-sum")
+        return (0..<n).map { i in (0..<len).map { j in rng.normal(UInt64(i * len + j)) * Float(1 + i * 37 % 11) } }
+    }
+
+    func bits(_ x: [Float]) -> [UInt32] { x.map(\.bitPattern) }
+
+    @Test func canonicalSumIsTheBalancedTreeAndAlignedBlocksRebuildIt() {
+        let v = vectors(8, 257)
+        let add = CanonicalSum.add
+        let tree = add(add(add(v[0], v[1]), add(v[2], v[3])), add(add(v[4], v[5]), add(v[6], v[7])))
+        var s = CanonicalSum()
+        for x in v { s.push(x) }
+        #expect(bits(s.result()!) == bits(tree))
+        // A left-to-right sum differs in the last bits: the test can tell trees apart.
+        let sequential = v.dropFirst().reduce(v[0], add)
+        #expect(bits(sequential) != bits(tree))
+        // Ranks holding aligned blocks of 2 or 4 leaves, summed across ranks in rank order.
+        for block in [2, 4] {
+            var across = CanonicalSum()
+            for r in 0..<(8 / block) {
+                var local = CanonicalSum()
+                for x in v[(r * block)..<((r + 1) * block)] { local.push(x) }
+                across.push(local.result()!)
+            }
+            #expect(bits(across.result()!) == bits(tree))
+        }
+        // Six leaves: ((0+1)+(2+3)) + (4+5).
+        var six = CanonicalSum()
+        for x in v.prefix(6) { six.push(x) }
+        #expect(bits(six.result()!) == bits(add(add(add(v[0], v[1]), add(v[2], v[3])), add(v[4], v[5]))))
+    }
+
+    @Test func soloReduceScatterIsTheShard() throws {
+        let x = vectors(1, 100)[0]
+        #expect(try Communicator.solo.reduceScatterCanonical(x, shards: [0..<100]) == x)
+    }
+
+    @Test func impossibleLayoutsSayWhatWouldFit() {
+        let tiny = DeepSeekV2Config.tiny
+        #expect(Layout(dp: 2, ep: 2, pp: 2, microbatches: 4).problems(world: 4, config: tiny, batch: 32).isEmpty)
+        let worldMismatch = Layout(dp: 2, ep: 1, pp: 1, microbatches: 4).problems(world: 4, config: tiny, batch: 32)
+        #expect(worldMismatch.count == 1 && worldMismatch[0].contains("4 ranks ≠ pp × dp = 1 × 2") && worldMismatch[0].contains("parallel.dp: 4"))
+        let epNotDividing = Layout(dp: 4, ep: 3, pp: 1, microbatches: 4).problems(world: 4, config: tiny, batch: 32)
+        #expect(epNotDividing.contains { $0.contains("ep = 3 does not divide dp = 4") })
+        #expect(epNotDividing.contains { $0.contains("8 routed experts") })
+        let tooManyStages = Layout(dp: 1, ep: 1, pp: 4, microbatches: 4).problems(world: 4, config: tiny, batch: 32)
+        #expect(tooManyStages.contains { $0.contains("pp = 4 stages for 3 layers") })
+        let micro = Layout(dp: 4, ep: 1, pp: 1, microbatches: 2).problems(world: 4, config: tiny, batch: 32)
+        #expect(micro.contains { $0.contains("microbatches = 2 is not divisible by dp = 4") })
+        let batch = Layout(dp: 1, ep: 1, pp: 1, microbatches: 3).problems(world: 1, config: tiny, batch: 32)
+        #expect(batch.contains { $0.contains("batch_size = 32 is not divisible by parallel.microbatches = 3") })
+        var greedy = tiny
+        greedy.nGroup = 1
+        greedy.topkMethod = "greedy"
+        #expect(Layout(dp: 2, ep: 2, pp: 1, microbatches: 2).problems(world: 2, config: greedy, batch: 32)
+            .contains { $0.contains("n_group = 1") })
+    }
+
+    @Test func stagesSplitLayersAndOwnTheirParameters() {
+        let p = StagePartition(layers: 3, stages: 2)
+        #expect(p.layers == [0..<2, 2..<3])
+        #expect(p.stage(of: "model.embed_tokens.weight") == 0)
+        #expect(p.stage(of: "model.layers.1.mlp.experts.3.up_proj.weight") == 0)
+        #expect(p.stage(of: "model.layers.2.self_attn.o_proj.weight") == 1)
+        #expect(p.stage(of: "lm_head.weight") == 1 && p.stage(of: "model.norm.weight") == 1)
+        #expect(StagePartition(layers: 60, stages: 8).layers.map(\.count) == [8, 8, 8, 8, 7, 7, 7, 7])
+    }
+
+    @Test func oneFOneBRunsEveryMicroBatchOnceInOrderWithBoundedMemory() {
+        for p in 1...4 {
+            for s in 0..<p {
+                for n in 1...7 {
+                    let ops = PipelineSchedule.oneFOneB(stage: s, stages: p, micros: n)
+                    var forwards: [Int] = [], backwards: [Int] = [], inFlight = 0, most = 0
+                    for op in ops {
+                        switch op {
+                        case .forward(let j): forwards.append(j); inFlight += 1
+                        case .backward(let j):
+                            #expect(forwards.contains(j))
+                            backwards.append(j)
+                            inFlight -= 1
+                        }
+                        most = max(most, inFlight)
+                    }
+                    #expect(forwards == Array(0..<n) && backwards == Array(0..<n))
+                    #expect(most <= min(p - s, n))
+                }
+            }
+        }
+        #expect(PipelineSchedule.oneFOneB(stage: 0, stages: 2, micros: 3).map(\.description) == ["F0", "F1", "B0", "F2", "B1", "B2"])
+    }
+
+    @Test func everyChunkHasExactlyOneOwnerInEveryLayout() {
+        let model = DeepSeekV2ForCausalLM(.tiny, seed: 1)
+        for (dp, ep, pp) in [(1, 1, 1), (2, 1, 1), (4, 1, 1), (2, 2, 1), (4, 4, 1), (1, 1, 2), (2, 2, 2), (4, 2, 2)] {
+            let layout = Layout(dp: dp, ep: ep, pp: pp, microbatches: 4)
+            let flat = FlatLayout(model.namedParameters(), partition: StagePartition(layers: 3, stages: pp), layout: layout, experts: 8)
+            var owners = [Int](repeating: 0, count: flat.chunks.count)
+            for w in 0..<layout.world {
+                let o = flat.owned(worldRank: w)
+                for id in o.dense + o.expert { owners[id] += 1 }
+            }
+            #expect(owners.allSatisfy { $0 == 1 }, "layout \(layout)")
+        }
+    }
+
+    /// The expert-parallel op on a one-rank group must be the fused op, bit for bit: output,
+    /// input and gate-weight gradients, and the expert gradients it keeps per micro-batch.
+    @Test func expertParallelOnOneRankIsTheFusedOp() {
+        let c = DeepSeekV2Config.tiny
+        let model = DeepSeekV2ForCausalLM(c, seed: 3)
+        let moe = model.model.layers[1].moe!
+        let x = Tensor(vectors(1, 2 * 16 * c.hiddenSize)[0], shape: [2, 16, c.hiddenSize], requiresGrad: true)
+        let named = model.namedParameters()
+        let experts = named.filter { $0.0.hasPrefix("model.layers.1.mlp.experts.") }
+        let ep = ExpertParallel(comm: .solo, experts: c.nRoutedExperts, layerOffset: [1: 0], flatCount: experts.reduce(0) { $0 + $1.1.count })
+        ep.micro = 5
+        var runs: [(out: [Float], dx: [Float], dGate: [Float])] = []
+        for executor in [nil, ep] as [ExpertParallel?] {
+            for (_, p) in named { p.zeroGrad() }
+            x.grad = nil
+            var training = MoETraining(alphas: .init(expert: 0.003, device: 0.05, communication: 0.02),
+                                       dropping: TokenDropping(capacityFactor: 1.0), seed: 9, step: 2)
+            training.layer = 1
+            training.executor = executor
+            let (y, _) = moe(x, training: training)
+            (y * y).sum().backward()
+            runs.append((Array(UnsafeBufferPointer(start: y.data, count: y.count)), Array(UnsafeBufferPointer(start: x.grad!.data, count: x.count)),
+                         Array(UnsafeBufferPointer(start: moe.gate.weight.grad!.data, count: moe.gate.weight.count))))
+            if executor == nil {
+                // The fused op's expert gradients, in the flat order the executor keeps.
+                var fused: [Float] = []
+                for (_, t) in experts { fused += Array(UnsafeBufferPointer(start: t.grad!.data, count: t.count)) }
+                runs.append((fused, [], []))
+            }
+        }
+        #expect(bits(runs[0].out) == bits(runs[2].out))
+        #expect(bits(runs[0].dx) == bits(runs[2].dx))
+        #expect(bits(runs[0].dGate) == bits(runs[2].dGate))
+        let kept = ep.gradients[5]!
+        #expect(bits(runs[1].out) == bits(Array(UnsafeBufferPointer(start: kept.data, count: kept.count))))
+        #expect(runs[1].out.contains { $0 != 0 })
+    }
+}
