@@ -15,9 +15,10 @@ build: deps
 	$(SWIFT) build -c release
 
 # The demo: builds release and trains the tiny DeepSeek-V2 model on built-in decimal addition
-# (recipes/demo.yaml), then prints a table of each stage before and after.
+# (recipes/demo.yaml) on 2 MPI ranks (launch/local.sh wraps mpirun), then prints a table of each
+# stage before and after.
 run: build
-	$(BIN) train recipes/demo.yaml --run-dir runs/demo
+	launch/local.sh 2 recipes/demo.yaml --run-dir runs/demo
 
 # The whole suite, in release. Suites run one after another: they share BLAS's thread pool.
 # The CLI tests run the release binary, so it is built first.

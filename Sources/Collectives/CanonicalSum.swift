@@ -48,9 +48,9 @@ extension Communicator {
     /// and receives (size−1)/size of the vector.
     public func reduceScatterCanonical(_ x: [Float], shards: [Range<Int>]) throws -> [Float] {
         precondition(shards.count == size)
-        if size == 1 { return Array(x[shards[0]]) }
+        if size == 1 { return shards[0] == x.indices ? x : Array(x[shards[0]]) }
         let mine = shards[rank].count
-        var recv = [Float](repeating: 0, count: mine * size)
+        var recv = [Float](unsafeUninitializedCapacity: mine * size) { _, n in n = mine * size }
         try x.withUnsafeBufferPointer { s in
             try recv.withUnsafeMutableBufferPointer { r in
                 try alltoallv(s.baseAddress!, sendCounts: shards.map(\.count), sendDispls: shards.map(\.lowerBound),

@@ -83,40 +83,46 @@ public final class AdamWShard {
     public let config: AdamW.Config
     public var m: [Float]
     public var v: [Float]
-    /// Runs of the shard (offset, length) whose elements decay (matrices).
-    public let decaying: [Range<Int>]
     public var step = 0
 
-    public init(count: Int, decaying: [Range<Int>], config: AdamW.Config) {
+    public init(count: Int, config: AdamW.Config) {
         self.config = config
         m = [Float](repeating: 0, count: count)
         v = [Float](repeating: 0, count: count)
-        self.decaying = decaying
     }
 
-    /// One update of `w` (the shard's parameters) with gradient `g`, times `scale` (clipping).
-    public func update(_ w: UnsafeMutablePointer<Float>, grad g: UnsafePointer<Float>, lr: Float) {
+    /// Starts an update at learning rate `lr`: the step count and the bias corrections.
+    public func begin(lr: Float) -> Coefficients {
         step += 1
+        let c1 = 1 - Float(Foundation.pow(Double(config.beta1), Double(step)))
+        let c2 = 1 - Float(Foundation.pow(Double(config.beta2), Double(step)))
+        return Coefficients(stepSize: lr / c1, invC2: 1 / c2, decay: 1 - lr * config.weightDecay)
+    }
+
+    public struct Coefficients { let stepSize: Float, invC2: Float, decay: Float }
+
+    /// Updates shard elements offset..<offset+count, whose parameters are at `w`, with gradient
+    /// `g` times `scale` (clipping; 1 leaves it exact) — AdamW's arithmetic, element by element.
+    public func apply(_ k: Coefficients, offset: Int, count: Int, weights w: UnsafeMutablePointer<Float>,
+                      grad g: UnsafePointer<Float>, scale: Float, decays: Bool) {
         let b1 = config.beta1, b2 = config.beta2, eps = config.eps
-        let c1 = 1 - Float(Foundation.pow(Double(b1), Double(step)))
-        let c2 = 1 - Float(Foundation.pow(Double(b2), Double(step)))
-        let stepSize = lr / c1, invC2 = 1 / c2
-        let decayFactor: Float = 1 - lr * config.weightDecay
-        var runs: [(Range<Int>, Float)] = []
-        var at = 0
-        for r in decaying {
-            if r.lowerBound > at { runs.append((at..<r.lowerBound, 1)) }
-            runs.append((r, decayFactor))
-            at = r.upperBound
-        }
-        if at < m.count { runs.append((at..<m.count, 1)) }
+        let decay: Float = decays ? k.decay : 1, stepSize = k.stepSize, invC2 = k.invC2
         m.withUnsafeMutableBufferPointer { mb in
             v.withUnsafeMutableBufferPointer { vb in
-                let mp = mb.baseAddress!, vp = vb.baseAddress!
-                for (range, decay) in runs {
-                    parallelFor(range.count, grain: 16_384) { sub in
-                        for j in (range.lowerBound + sub.lowerBound)..<(range.lowerBound + sub.upperBound) {
+                let mp = mb.baseAddress! + offset, vp = vb.baseAddress! + offset
+                parallelFor(count, grain: 16_384) { r in
+                    if scale == 1 {
+                        for j in r {
                             let gj = g[j]
+                            let mj = b1 * mp[j] + (1 - b1) * gj
+                            let vj = b2 * vp[j] + (1 - b2) * gj * gj
+                            mp[j] = mj
+                            vp[j] = vj
+                            w[j] = w[j] * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps)
+                        }
+                    } else {
+                        for j in r {
+                            let gj = g[j] * scale
                             let mj = b1 * mp[j] + (1 - b1) * gj
                             let vj = b2 * vp[j] + (1 - b2) * gj * gj
                             mp[j] = mj

@@ -98,7 +98,6 @@ public struct FlatVector {
     public let shards: [Range<Int>]
     /// Global chunk ids of this rank's shard, in order, and their offsets in the vector.
     public let ownedChunks: [Int]
-    public let decaying: [Range<Int>]
 
     init(layout f: FlatLayout, pieces ps: [Int], parts: Int, part: Int) {
         pieces = ps
@@ -118,38 +117,40 @@ public struct FlatVector {
         }
         shards = ranges
         ownedChunks = split[part]
-        var runs: [Range<Int>] = []
-        let mine = ranges[part]
-        for (i, off) in zip(ps, o) where f.pieces[i].decays {
-            let r = off..<(off + f.pieces[i].tensor.count)
-            let c = r.clamped(to: mine)
-            if !c.isEmpty { runs.append((c.lowerBound - mine.lowerBound)..<(c.upperBound - mine.lowerBound)) }
+    }
+
+    /// The parts of `range` of the vector that lie in each piece: (piece, offset in the piece,
+    /// offset in the vector, count).
+    public func segments(_ range: Range<Int>, _ f: FlatLayout) -> [(piece: Int, inPiece: Int, at: Int, count: Int)] {
+        var out: [(piece: Int, inPiece: Int, at: Int, count: Int)] = []
+        for (i, off) in zip(pieces, offsets) {
+            let c = (off..<(off + f.pieces[i].tensor.count)).clamped(to: range)
+            if !c.isEmpty { out.append((i, c.lowerBound - off, c.lowerBound, c.count)) }
         }
-        decaying = runs
+        return out
     }
 
     /// The pieces' gradients (zeros where none), concatenated.
     public func packGradients(_ f: FlatLayout) -> [Float] {
-        var out = [Float](repeating: 0, count: count)
-        out.withUnsafeMutableBufferPointer { o in
+        [Float](unsafeUninitializedCapacity: count) { o, n in
             for (i, off) in zip(pieces, offsets) {
-                guard let g = f.pieces[i].tensor.grad else { continue }
+                let t = f.pieces[i].tensor
+                guard let g = t.grad else { (o.baseAddress! + off).initialize(repeating: 0, count: t.count); continue }
                 let gc = g.isContiguous ? g : g.clone()
-                (o.baseAddress! + off).update(from: gc.data, count: gc.count)
+                (o.baseAddress! + off).initialize(from: gc.data, count: gc.count)
             }
+            n = count
         }
-        return out
     }
 
     public func packValues(_ f: FlatLayout) -> [Float] {
-        var out = [Float](repeating: 0, count: count)
-        out.withUnsafeMutableBufferPointer { o in
+        [Float](unsafeUninitializedCapacity: count) { o, n in
             for (i, off) in zip(pieces, offsets) {
                 let t = f.pieces[i].tensor
-                (o.baseAddress! + off).update(from: t.data, count: t.count)
+                (o.baseAddress! + off).initialize(from: t.data, count: t.count)
             }
+            n = count
         }
-        return out
     }
 
     public func unpackValues(_ x: [Float], _ f: FlatLayout) {

@@ -55,8 +55,8 @@ public final class ParallelTrainer {
         dense = FlatVector(layout: flat, pieces: flat.densePieces(stage: grid.stage), parts: grid.dp.size, part: grid.dp.rank)
         experts = FlatVector(layout: flat, pieces: flat.expertPieces(stage: grid.stage, block: grid.epRank),
                              parts: grid.edp.size, part: grid.edp.rank)
-        denseOptimizer = AdamWShard(count: dense.shards[grid.dp.rank].count, decaying: dense.decaying, config: adam)
-        expertOptimizer = AdamWShard(count: experts.shards[grid.edp.rank].count, decaying: experts.decaying, config: adam)
+        denseOptimizer = AdamWShard(count: dense.shards[grid.dp.rank].count, config: adam)
+        expertOptimizer = AdamWShard(count: experts.shards[grid.edp.rank].count, config: adam)
         var offsets: [Int: Int] = [:]
         for (i, off) in zip(experts.pieces, experts.offsets) {
             let l = flat.pieces[i].expert!.layer
@@ -186,8 +186,8 @@ public final class ParallelTrainer {
             }
         }
         let expertLocal = expertSum.result() ?? [Float](repeating: 0, count: experts.count)
-        var gDense = try grid.dp.reduceScatterCanonical(denseLocal, shards: dense.shards)
-        var gExpert = try grid.edp.reduceScatterCanonical(expertLocal, shards: experts.shards)
+        let gDense = try grid.dp.reduceScatterCanonical(denseLocal, shards: dense.shards)
+        let gExpert = try grid.edp.reduceScatterCanonical(expertLocal, shards: experts.shards)
 
         // Statistics (one contributor per entry, so MPI's sum is exact) and load maxima.
         if let executor {
@@ -207,13 +207,17 @@ public final class ParallelTrainer {
 
         // The norm from per-chunk sums in global chunk order.
         var sums = [Double](repeating: 0, count: flat.chunks.count)
-        for (vec, g) in [(dense, gDense), (experts, gExpert)] {
-            var at = 0
-            g.withUnsafeBufferPointer { gp in
-                for id in vec.ownedChunks {
-                    let n = flat.chunks[id].count
-                    sums[id] = blockSumOfSquares(gp.baseAddress! + at, n)
-                    at += n
+        sums.withUnsafeMutableBufferPointer { sp in
+            let out = sp.baseAddress!
+            for (vec, g) in [(dense, gDense), (experts, gExpert)] {
+                var starts: [Int] = [], at = 0
+                for id in vec.ownedChunks { starts.append(at); at += flat.chunks[id].count }
+                g.withUnsafeBufferPointer { gp in
+                    let base = gp.baseAddress!, ids = vec.ownedChunks
+                    // Each chunk's sum is computed whole by one thread: the bits do not depend on threads.
+                    parallelFor(ids.count, grain: 16) { r in
+                        for i in r { out[ids[i]] = blockSumOfSquares(base + starts[i], flat.chunks[ids[i]].count) }
+                    }
                 }
             }
         }
@@ -246,29 +250,32 @@ public final class ParallelTrainer {
         r.protectedReceived = Int(stats[baseProt + 1])
 
         if finite {
-            if clip > 0 && norm > clip {
-                let s = clip / (norm + 1e-6)
-                for i in gDense.indices { gDense[i] *= s }
-                for i in gExpert.indices { gExpert[i] *= s }
-            }
-            try update(dense, optimizer: denseOptimizer, grad: gDense, group: grid.dp, lr: lr)
-            try update(experts, optimizer: expertOptimizer, grad: gExpert, group: grid.edp, lr: lr)
+            let s: Float = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1
+            try update(dense, optimizer: denseOptimizer, grad: gDense, scale: s, group: grid.dp, lr: lr)
+            try update(experts, optimizer: expertOptimizer, grad: gExpert, scale: s, group: grid.edp, lr: lr)
             r.updated = true
         }
         r.optimizer = now() - t2
         return r
     }
 
-    func update(_ v: FlatVector, optimizer: AdamWShard, grad: [Float], group: Communicator, lr: Float) throws {
-        var values = v.packValues(flat)
+    /// AdamW on this rank's shard, in place in the parameter tensors; then the other ranks'
+    /// shards arrive by allgather.
+    func update(_ v: FlatVector, optimizer: AdamWShard, grad: [Float], scale: Float, group: Communicator, lr: Float) throws {
         let mine = v.shards[group.rank]
-        values.withUnsafeMutableBufferPointer { w in
-            grad.withUnsafeBufferPointer { g in
-                optimizer.update(w.baseAddress! + mine.lowerBound, grad: g.baseAddress!, lr: lr)
+        let k = optimizer.begin(lr: lr)
+        grad.withUnsafeBufferPointer { g in
+            for seg in v.segments(mine, flat) {
+                let piece = flat.pieces[seg.piece]
+                optimizer.apply(k, offset: seg.at - mine.lowerBound, count: seg.count, weights: piece.tensor.data + seg.inPiece,
+                                grad: g.baseAddress! + (seg.at - mine.lowerBound), scale: scale, decays: piece.decays)
             }
         }
-        try group.allgatherShards(&values, shards: v.shards)
-        v.unpackValues(values, flat)
+        if group.size > 1 {
+            var values = v.packValues(flat)
+            try group.allgatherShards(&values, shards: v.shards)
+            v.unpackValues(values, flat)
+        }
     }
 
     static func inputs(_ tokens: [Int], rows b: Int, length t: Int) -> [Int] {

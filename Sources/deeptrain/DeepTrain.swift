@@ -10,6 +10,7 @@ struct DeepTrain: ParsableCommand {
 
     static func main() {
         settleBLASThreads()
+        keepFreedMemory()
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -23,6 +24,17 @@ struct DeepTrain: ParsableCommand {
     /// OPENBLAS_THREAD_TIMEOUT=4 they sleep almost at once (measured: ~10% of a dense training
     /// step, docs/benchmarks.md). OpenBLAS reads the variable when the library loads, before
     /// main, so the process re-executes itself once with it set. A value the user set is kept.
+    /// The step allocates and frees the same large buffers every time (flat gradients, receive
+    /// buffers of the collectives, activations). glibc serves blocks above 32 MB with fresh
+    /// mmaps and returns them on free, so each step would fault every page in again; keeping
+    /// them in the heap lets the next step reuse them (measured: docs/parallelism.md).
+    static func keepFreedMemory() {
+        #if os(Linux)
+        _ = glibcMallopt(-4, 0)  // M_MMAP_MAX: no mmap'd blocks
+        _ = glibcMallopt(-1, Int32.max)  // M_TRIM_THRESHOLD: never give the heap's top back
+        #endif
+    }
+
     static func settleBLASThreads() {
         guard getenv("OPENBLAS_THREAD_TIMEOUT") == nil else { return }
         setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1)
@@ -30,3 +42,8 @@ struct DeepTrain: ParsableCommand {
         // execv returns only on failure: carry on with the default.
     }
 }
+
+#if os(Linux)
+/// glibc's mallopt (malloc.h is not part of the Glibc module).
+@_silgen_name("mallopt") func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
+#endif
