@@ -93,11 +93,13 @@ extension SyntheticArithmetic {
     public struct ChatMessage: Codable, Sendable, Equatable {
         public let role: String
         public let content: String
+        public init(role: String, content: String) { self.role = role; self.content = content }
     }
 
     public struct PromptWithAnswer: Codable, Sendable, Equatable {
         public let prompt: String
         public let answer: String
+        public init(prompt: String, answer: String) { self.prompt = prompt; self.answer = answer }
     }
 
     /// Conversation `index` of `synthetic:arithmetic-chat`.

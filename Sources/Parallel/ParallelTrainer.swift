@@ -44,7 +44,32 @@ public final class ParallelTrainer {
         public var protectedRouted = 0, protectedReceived = 0
         public var updated = false
         public var forward = 0.0, backward = 0.0, optimizer = 0.0, communication = 0.0
+        /// The objective's `stats`, summed over all micro-batches of the step.
+        public var extra: [Double] = []
     }
+
+    /// One micro-batch: rows·length input ids, rows·length targets (−100: no loss there), and
+    /// its first sequence's global index (never-dropped sequences are drawn by it).
+    public struct MicroBatch {
+        public var inputs: [Int]
+        public var targets: [Int]
+        public var firstSequence: Int
+        public init(inputs: [Int], targets: [Int], firstSequence: Int) {
+            self.inputs = inputs
+            self.targets = targets
+            self.firstSequence = firstSequence
+        }
+        /// A pretraining batch: rows of length+1 tokens, each predicting its next token.
+        public init(rows tokens: [Int], rows b: Int, length t: Int, firstSequence: Int) {
+            self.init(inputs: ParallelTrainer.inputs(tokens, rows: b, length: t), targets: ParallelTrainer.targets(tokens, rows: b, length: t),
+                      firstSequence: firstSequence)
+        }
+    }
+
+    /// A stage's own objective on the last pipeline stage: (logits [rows, length, vocab], global
+    /// micro-batch) → its loss, already weighted as its share of the step's objective, and
+    /// `extraStats` numbers to sum over the step's micro-batches (GRPO's KL, clip counts...).
+    public typealias Objective = (_ logits: Tensor, _ micro: Int) -> (loss: Tensor, stats: [Double])
 
     public init(model: DeepSeekV2ForCausalLM, grid: ProcessGrid, adam: AdamW.Config, clip: Float,
                 alphas: BalanceLosses.Alphas, dropping: TokenDropping?, seed: UInt64) {
@@ -79,10 +104,11 @@ public final class ParallelTrainer {
     }
 
     /// One step over `layout.microbatches` micro-batches of `rows` sequences of `length`
-    /// tokens; `batch(m)` gives global micro-batch m's rows·(length+1) ids and its first
-    /// sequence's global index. `step` keys the token-dropping RNG.
-    public func step(batch: (Int) -> (tokens: [Int], firstSequence: Int), rows b: Int, length t: Int, lr: Float,
-                     step globalStep: Int) throws -> StepResult {
+    /// tokens; `batch(m)` gives global micro-batch m. The loss is the mean over micro-batches of
+    /// cross-entropy (over targets ≠ −100) plus the balance losses, or `objective` plus the
+    /// balance losses. `step` keys the token-dropping RNG.
+    public func step(batch: (Int) -> MicroBatch, rows b: Int, length t: Int, lr: Float, step globalStep: Int,
+                     objective: Objective? = nil, extraStats: Int = 0) throws -> StepResult {
         let c = model.config, lay = grid.layout, total = lay.microbatches
         let layers = c.numHiddenLayers, e = c.nRoutedExperts, dim = c.hiddenSize
         var r = StepResult()
@@ -90,7 +116,8 @@ public final class ParallelTrainer {
         // Per global micro-batch: ce, non-finite flag, dropped, assigned; per (micro, layer) the
         // three balance losses; per (layer, expert) micro-batch 0's load; protected counts.
         let perMicro = 4, base3 = total * perMicro, baseLoad = base3 + total * layers * 3, baseProt = baseLoad + layers * e
-        var stats = [Double](repeating: 0, count: baseProt + 2)
+        let baseExtra = baseProt + 2
+        var stats = [Double](repeating: 0, count: baseExtra + total * extraStats)
         var inflight: [Int: InFlight] = [:]
         var sends: [Communicator.Request] = []
         var denseSum = CanonicalSum()
@@ -104,14 +131,15 @@ public final class ParallelTrainer {
             case .forward(let j):
                 let m = micros[j]
                 let t0 = now()
-                let (tokens, first) = batch(m)
+                let mb = batch(m)
+                let first = mb.firstSequence
                 executor?.micro = m
                 var training = MoETraining(alphas: alphas, dropping: dropping, seed: seed, step: globalStep, sequenceOffset: first)
                 training.executor = executor
                 var h: Tensor
                 var input: Tensor? = nil
                 if grid.isFirstStage {
-                    h = model.model.embed_tokens(Self.inputs(tokens, rows: b, length: t), shape: [b, t])
+                    h = model.model.embed_tokens(mb.inputs, shape: [b, t])
                 } else {
                     let x = try grid.world.recv(count: b * t * dim, from: grid.worldRank(stage: grid.stage - 1), tag: 2 * j)
                     let leaf = Tensor(x, shape: [b, t, dim])
@@ -136,9 +164,18 @@ public final class ParallelTrainer {
                 var f = InFlight(input: input)
                 if grid.isLastStage {
                     let logits = model.lm_head(model.model.norm(out))
-                    let ce = logits.reshape([b * t, c.vocabSize]).crossEntropy(targets: Self.targets(tokens, rows: b, length: t))
-                    stats[m * perMicro] = Double(ce.item)
-                    let loss = (ce + aux) * scale
+                    let loss: Tensor
+                    if let objective {
+                        let (l, extra) = objective(logits, m)
+                        precondition(extra.count == extraStats)
+                        for (i, x) in extra.enumerated() { stats[baseExtra + m * extraStats + i] = x }
+                        stats[m * perMicro] = Double(l.item)
+                        loss = l + aux * scale
+                    } else {
+                        let ce = logits.reshape([b * t, c.vocabSize]).crossEntropy(targets: mb.targets)
+                        stats[m * perMicro] = Double(ce.item)
+                        loss = (ce + aux) * scale
+                    }
                     if !loss.item.isFinite { stats[m * perMicro + 1] = 1 }
                     f.loss = loss
                 } else {
@@ -226,8 +263,11 @@ public final class ParallelTrainer {
         r.gradNorm = norm
 
         var finite = norm.isFinite
+        r.extra = [Double](repeating: 0, count: extraStats)
         for m in 0..<total {
-            r.ce += stats[m * perMicro] / Double(total)
+            for i in 0..<extraStats { r.extra[i] += stats[baseExtra + m * extraStats + i] }
+            // With an objective, `ce` is its value (already a share of the step's total).
+            r.ce += objective == nil ? stats[m * perMicro] / Double(total) : stats[m * perMicro]
             if stats[m * perMicro + 1] != 0 { finite = false }
             r.dropped += Int(stats[m * perMicro + 2])
             r.assigned += Int(stats[m * perMicro + 3])
@@ -278,13 +318,13 @@ public final class ParallelTrainer {
         }
     }
 
-    static func inputs(_ tokens: [Int], rows b: Int, length t: Int) -> [Int] {
+    public static func inputs(_ tokens: [Int], rows b: Int, length t: Int) -> [Int] {
         var ids = [Int](repeating: 0, count: b * t)
         for r in 0..<b { for i in 0..<t { ids[r * t + i] = tokens[r * (t + 1) + i] } }
         return ids
     }
 
-    static func targets(_ tokens: [Int], rows b: Int, length t: Int) -> [Int] {
+    public static func targets(_ tokens: [Int], rows b: Int, length t: Int) -> [Int] {
         var out = [Int](repeating: 0, count: b * t)
         for r in 0..<b { for i in 0..<t { out[r * t + i] = tokens[r * (t + 1) + i + 1] } }
         return out
@@ -359,6 +399,41 @@ extension ParallelTrainer {
                 if into == 0 { opt.m = Array(flatM[shard]) } else { opt.v = Array(flatM[shard]) }
             }
             opt.step = step
+        }
+    }
+}
+
+extension ParallelTrainer {
+    /// Every rank gets every parameter's current value (each rank's owned chunks, all-gathered):
+    /// what sampling needs, since a rank generates with the whole model.
+    public func gatherToAll() throws {
+        guard grid.world.size > 1 else { return }
+        var payload: [Float] = []
+        let me = flat.owned(worldRank: grid.world.rank)
+        for (vec, ids, group) in [(dense, me.dense, grid.dp), (experts, me.expert, grid.edp)] {
+            let values = vec.packValues(flat)
+            let range = vec.shards[group.rank]
+            precondition(range.count == ids.reduce(0) { $0 + flat.chunks[$1].count })
+            payload.append(contentsOf: values[range])
+        }
+        let counts = try grid.world.allgather([Int64(payload.count)]).map { Int($0) }
+        var displs = [0]
+        for c in counts.dropLast() { displs.append(displs.last! + c) }
+        var all = [Float](repeating: 0, count: counts.reduce(0, +))
+        all.withUnsafeMutableBufferPointer { b in
+            (b.baseAddress! + displs[grid.world.rank]).update(from: payload, count: payload.count)
+        }
+        try all.withUnsafeMutableBufferPointer { b in try grid.world.allgatherv(b.baseAddress!, counts: counts, displs: displs) }
+        all.withUnsafeBufferPointer { b in
+            for w in 0..<grid.world.size {
+                var at = displs[w]
+                let own = flat.owned(worldRank: w)
+                for id in own.dense + own.expert {
+                    let ch = flat.chunks[id]
+                    (flat.pieces[ch.piece].tensor.data + ch.start).update(from: b.baseAddress! + at, count: ch.count)
+                    at += ch.count
+                }
+            }
         }
     }
 }

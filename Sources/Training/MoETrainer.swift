@@ -23,7 +23,9 @@ public final class MoETrainer {
     public func step(rows tokens: [Int], batch b: Int, length t: Int, lr: Float) throws -> ParallelTrainer.StepResult {
         let micro = engine.grid.layout.microbatches, rows = b / micro
         defer { step += 1 }
-        return try engine.step(batch: { m in (Array(tokens[(m * rows * (t + 1))..<((m + 1) * rows * (t + 1))]), m * rows) },
+        return try engine.step(batch: { m in
+            ParallelTrainer.MicroBatch(rows: Array(tokens[(m * rows * (t + 1))..<((m + 1) * rows * (t + 1))]), rows: rows, length: t, firstSequence: m * rows)
+        },
                                rows: rows, length: t, lr: lr, step: step)
     }
 }

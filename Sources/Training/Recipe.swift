@@ -82,6 +82,11 @@ public struct Recipe: Sendable {
         public var logEvery: Int
         public var maxNaNSteps: Int
         public var initFrom: String?
+        /// SFT: passes over the conversations instead of `steps` (JSONL data).
+        public var epochs: Int?
+        /// Held-out problems for answer accuracy and mean reward.
+        public var evalSamples = 200
+        public var grpo: GRPOSettings?
 
         public func lrSchedule() -> LRSchedule {
             switch schedule {
@@ -90,6 +95,32 @@ public struct Recipe: Sendable {
             default: return .cosine(peak: lr, warmup: warmup, total: steps, minRatio: minLRRatio)
             }
         }
+    }
+
+    /// The `grpo:` block of a GRPO stage (docs/grpo.md).
+    public struct GRPOSettings: Sendable {
+        public var numGenerations = 8
+        public var promptsPerStep = 8
+        public var maxCompletionLength = 8
+        public var temperature = 1.0
+        public var topP = 1.0
+        public var beta = 0.04
+        public var epsilon = 0.2
+        public var epsilonHigh = 0.2
+        public var lossType = GRPOObjective.LossType.dapo
+        public var numIterations = 1
+        public var maskTruncated = false
+        public var scaleRewards = "group"
+        public var rewards: [RewardSpec] = [RewardSpec(kind: "exact", weight: 1, command: nil), RewardSpec(kind: "format", weight: 0.2, command: nil)]
+        /// "shuffle_rewards": rewards permuted across the batch's completions (an ablation: GRPO must not learn).
+        public var control: String?
+    }
+
+    public struct RewardSpec: Sendable {
+        public var kind: String
+        public var weight: Double
+        public var command: String?
+        public var name: String { kind == "command" ? "command" : kind }
     }
 
     static let stageKinds = ["pretrain", "sft", "grpo"]
@@ -179,11 +210,10 @@ public struct Recipe: Sendable {
 
     static func parseStage(_ s: YAMLObject) throws -> Stage {
         let kind = try s.string("kind", allowed: stageKinds)
-        guard kind == "pretrain" else {
-            throw s.fail(s.mapping["kind"], "kind", "\"\(kind)\" stages are not available in this build yet; available: pretrain")
-        }
+        let epochs = kind == "sft" ? try s.optionalInt("epochs", min: 1) : nil
+        let steps = epochs != nil && s.mapping["steps"] == nil ? 0 : try s.int("steps", min: 1)
         var st = Stage(kind: kind, name: try s.string("name", default: kind), data: try s.string("data"),
-                       steps: try s.int("steps", min: 1), batchSize: try s.int("batch_size", default: 16, min: 1),
+                       steps: steps, batchSize: try s.int("batch_size", default: 16, min: 1),
                        seqLen: try s.int("seq_len", default: 64, min: 2), lr: 0, minLRRatio: 0.1, warmup: 0, schedule: "cosine",
                        adam: AdamW.Config(), clip: 1.0, alphas: (nil, 0, 0), capacityFactor: nil, neverDropFraction: 0.1,
                        evalEvery: 0, evalBatches: 4, logEvery: 10, maxNaNSteps: 5, initFrom: try s.optionalString("init"))
@@ -217,8 +247,58 @@ public struct Recipe: Sendable {
             st.evalBatches = try o.int("batches", default: 4, min: 1)
             try o.finish()
         }
+        st.epochs = epochs
         st.logEvery = try s.int("log_every", default: 10, min: 1)
         st.maxNaNSteps = try s.int("max_nan_steps", default: 5, min: 1)
+        st.evalSamples = try s.int("eval_samples", default: 200, min: 1)
+        if kind == "grpo" {
+            var g = GRPOSettings()
+            if let o = try s.object("grpo") {
+                g.numGenerations = try o.int("num_generations", default: 8, min: 2)
+                g.promptsPerStep = try o.int("prompts_per_step", default: 8, min: 1)
+                g.maxCompletionLength = try o.int("max_completion_length", default: 8, min: 1)
+                g.temperature = try o.double("temperature", default: 1.0, min: 0, exclusiveMin: true)
+                g.topP = try o.double("top_p", default: 1.0, min: 0, max: 1, exclusiveMin: true)
+                g.beta = try o.double("beta", default: 0.04, min: 0)
+                g.epsilon = try o.double("epsilon", default: 0.2, min: 0, max: 1)
+                g.epsilonHigh = try o.double("epsilon_high", default: g.epsilon, min: 0)
+                g.lossType = GRPOObjective.LossType(rawValue: try o.string("loss_type", default: "dapo", allowed: GRPOObjective.LossType.allCases.map(\.rawValue)))!
+                g.numIterations = try o.int("num_iterations", default: 1, min: 1)
+                g.maskTruncated = try o.bool("mask_truncated_completions", default: false)
+                g.scaleRewards = try o.string("scale_rewards", default: "group", allowed: ["group", "batch", "none"])
+                if let list = try o.list("rewards") {
+                    g.rewards = []
+                    for (i, n) in list.enumerated() {
+                        let r = try YAMLObject(file: o.file, path: "\(o.path).rewards[\(i)]", node: n)
+                        let k = try r.string("kind", allowed: ["exact", "format", "command"])
+                        let spec = RewardSpec(kind: k, weight: try r.double("weight", default: 1.0),
+                                              command: k == "command" ? try r.string("command") : nil)
+                        try r.finish()
+                        g.rewards.append(spec)
+                    }
+                    if g.rewards.isEmpty { throw o.fail(nil, "rewards", "is empty; give at least one reward (kind: exact, format or command)") }
+                }
+                if let c = try o.optionalString("control") {
+                    guard c == "shuffle_rewards" else { throw o.fail(o.mapping["control"], "control", "is \"\(c)\"; the only control is shuffle_rewards") }
+                    g.control = c
+                }
+                try o.finish()
+            }
+            st.grpo = g
+        }
+        let allowed: [String: String] = ["pretrain": "synthetic:arithmetic or a `deeptrain prepare` directory",
+                                         "sft": "synthetic:arithmetic-chat or a chat .jsonl file",
+                                         "grpo": "synthetic:arithmetic-prompts or a prompt .jsonl file"]
+        let fits: Bool
+        switch kind {
+        case "sft": fits = st.data == "synthetic:arithmetic-chat" || st.data.hasSuffix(".jsonl")
+        case "grpo": fits = st.data == "synthetic:arithmetic-prompts" || st.data.hasSuffix(".jsonl")
+        default: fits = !st.data.hasSuffix(".jsonl") && st.data != "synthetic:arithmetic-chat" && st.data != "synthetic:arithmetic-prompts"
+        }
+        guard fits else { throw s.fail(s.mapping["data"], "data", "is \"\(st.data)\"; a \(kind) stage reads \(allowed[kind]!)") }
+        if epochs != nil && !st.data.hasSuffix(".jsonl") {
+            throw s.fail(s.mapping["epochs"], "epochs", "needs a chat .jsonl file (the built-in chat data has no end); give steps")
+        }
         try s.finish()
         return st
     }

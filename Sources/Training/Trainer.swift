@@ -40,6 +40,8 @@ public final class Trainer {
         public var lossAfter: Double?
         public var accuracyBefore: Double?
         public var accuracyAfter: Double?
+        public var rewardBefore: Double?
+        public var rewardAfter: Double?
         public var samples: Int
     }
     public private(set) var summaries: [StageSummary] = []
@@ -89,7 +91,7 @@ public final class Trainer {
         var startStage = 0, startStep = 0, globalStep = 0, tokens = 0
         var model: DeepSeekV2ForCausalLM
         var optimizerState: CheckpointStore.OptimizerState? = nil
-        let positions = recipe.stages.map(\.seqLen).max()! + 1
+        let positions = recipe.stages.map { $0.grpo.map { _ in 128 } ?? $0.seqLen }.max()! + 1
         if let resume {
             let (m, state) = try CheckpointStore.load(resume, positions: positions)
             guard m.config == config else {
@@ -130,11 +132,16 @@ public final class Trainer {
 
     func runStage(_ stage: Recipe.Stage, index si: Int, model: DeepSeekV2ForCausalLM, from startStep: Int,
                   optimizer saved: CheckpointStore.OptimizerState?, globalStep: inout Int, tokens: inout Int) throws -> Outcome {
-        let data = try DataSource.open(stage.data, vocab: model.config.vocabSize)
         let micro = recipe.parallel.microbatches
-        guard stage.batchSize % micro == 0 else {
+        guard stage.batchSize % micro == 0 || stage.kind == "grpo" else {
             throw RecipeError(file: "recipe", line: nil, column: nil, path: "stages[\(si)].batch_size",
                               message: "is \(stage.batchSize), not divisible by parallel.microbatches = \(micro)")
+        }
+        var stage = stage
+        let pretrainData = stage.kind == "pretrain" ? try DataSource.open(stage.data, vocab: model.config.vocabSize) : nil
+        let postData = stage.kind == "pretrain" ? nil : try PostTrainingData.open(stage.data, kind: stage.kind)
+        if let epochs = stage.epochs, let n = postData?.count {
+            stage.steps = (epochs * n + stage.batchSize - 1) / stage.batchSize
         }
         let trainer = ParallelTrainer(model: model, grid: grid, adam: stage.adam, clip: Float(stage.clip),
                                       alphas: .init(expert: stage.alphas.expert ?? model.config.auxLossAlpha,
@@ -144,16 +151,28 @@ public final class Trainer {
         if let saved {
             trainer.loadMoments(step: saved.step, m: saved.m, v: saved.v)
         }
+        let rewards = try rewardFunctions(stage)
+        let evaluate: () -> Evaluation = { [self] in
+            if let pretrainData {
+                let (l, acc, n) = self.evaluate(model: model, data: pretrainData, stage: stage)
+                return Evaluation(loss: l, accuracy: acc, reward: nil, samples: n)
+            }
+            return self.evaluateChat(model: model, data: postData!, stage: stage, rewards: rewards)
+        }
+        let grpo = stage.kind == "grpo" ? try GRPORunner(trainer: self, engine: trainer, stage: stage, data: postData!, rewards: rewards) : nil
         let schedule = stage.lrSchedule()
         let flopsPerToken = ModelPlan(model.config, sequenceLength: stage.seqLen).flops_per_token
         let peak = 200e9  // nominal 2-thread sgemm peak of the reference machine (docs/benchmarks.md)
         let stageStart = now()
         var nanRun = 0, nanTotal = 0
         var summary = StageSummary(name: stage.name, kind: stage.kind, steps: stage.steps, seconds: 0, samples: 0)
-        if stage.evalEvery > 0 && startStep == 0 && isRoot {
-            let (l, acc, n) = evaluate(model: model, data: data, stage: stage)
-            (summary.lossBefore, summary.accuracyBefore, summary.samples) = (l, acc, n)
-            log(String(format: "before training: held-out loss %.4f%@", l, acc.map { String(format: "  exact match %.1f%% of %d", 100 * $0, n) } ?? ""))
+        if stage.evalEvery > 0 && startStep == 0 {
+            _ = try trainer.gatherToRoot(moments: false)
+            if isRoot {
+                let e = evaluate()
+                (summary.lossBefore, summary.accuracyBefore, summary.rewardBefore, summary.samples) = (e.loss, e.accuracy, e.reward, e.samples)
+                log("before training: " + e.line)
+            }
         }
         log("stage \(si) \(stage.name): \(stage.kind) on \(stage.data), \(stage.steps) steps of \(stage.batchSize)×\(stage.seqLen) tokens, from step \(startStep)")
         var step = startStep
@@ -164,11 +183,36 @@ public final class Trainer {
             if let f = Trainer.injectedFault, f.rank == grid.world.rank, f.step == globalStep + 1 {
                 throw Failure(description: "injected failure at global step \(f.step) (DEEPTRAIN_FAULT_STEP)", exitCode: 3)
             }
-            let first = globalStep * stage.batchSize
-            let r = try trainer.step(batch: { m in
-                let f = first + m * rowsPerMicro
-                return (data.rows(first: f, count: rowsPerMicro, length: stage.seqLen + 1, seed: self.recipe.seed), f)
-            }, rows: rowsPerMicro, length: stage.seqLen, lr: lr, step: globalStep)
+            let r: ParallelTrainer.StepResult
+            var extra: [String: Any] = [:]
+            var stepTokens = stage.batchSize * stage.seqLen
+            if let grpo {
+                (r, extra, stepTokens) = try grpo.step(step: step, globalStep: globalStep, lr: lr)
+            } else if let pretrainData {
+                let first = globalStep * stage.batchSize
+                r = try trainer.step(batch: { m in
+                    let f = first + m * rowsPerMicro
+                    return ParallelTrainer.MicroBatch(rows: pretrainData.rows(first: f, count: rowsPerMicro, length: stage.seqLen + 1, seed: self.recipe.seed),
+                                                      rows: rowsPerMicro, length: stage.seqLen, firstSequence: f)
+                }, rows: rowsPerMicro, length: stage.seqLen, lr: lr, step: globalStep)
+            } else {
+                // SFT: conversation g of the stage's stream is sequence g of its steps.
+                let first = step * stage.batchSize
+                nonisolated(unsafe) var cut = 0
+                r = try trainer.step(batch: { m in
+                    var inputs: [Int] = [], targets: [Int] = []
+                    for row in 0..<rowsPerMicro {
+                        let g = first + m * rowsPerMicro + row
+                        let x = PostTrainingData.sftRow(postData!.conversation(g, seed: self.recipe.seed), length: stage.seqLen)
+                        inputs += x.inputs
+                        targets += x.targets
+                        if x.cut { cut += 1 }
+                    }
+                    return ParallelTrainer.MicroBatch(inputs: inputs, targets: targets, firstSequence: globalStep * stage.batchSize + m * rowsPerMicro)
+                }, rows: rowsPerMicro, length: stage.seqLen, lr: lr, step: globalStep)
+                if let n = postData!.count { extra["epoch"] = Double(step * stage.batchSize) / Double(n) }
+                extra["truncated_conversations_local"] = cut
+            }
             let (ce, balance, aux, gradNorm) = (r.ce, r.balance, r.aux, r.gradNorm)
             if r.updated {
                 nanRun = 0
@@ -179,9 +223,9 @@ public final class Trainer {
             }
             step += 1
             globalStep += 1
-            tokens += stage.batchSize * stage.seqLen
+            tokens += stepTokens
             let dt = now() - t0
-            let tps = Double(stage.batchSize * stage.seqLen) / dt
+            let tps = Double(stepTokens) / dt
             let elapsed = now() - stageStart
             var m: [String: Any] = [
                 "stage": stage.name, "step": step, "global_step": globalStep, "tokens": tokens, "lr": Double(lr),
@@ -191,6 +235,7 @@ public final class Trainer {
                 "expert_load": r.expertLoad, "nan_skipped": nanTotal, "ranks": grid.world.size,
                 "rank_load": r.rankLoad, "forward_s": r.forward, "backward_s": r.backward, "optimizer_s": r.optimizer,
             ]
+            for (k, v) in extra { m[k] = v }
             if let cap = r.rankCapacity {
                 m["rank_capacity"] = cap
                 m["never_dropped_routed"] = r.protectedRouted
@@ -200,12 +245,12 @@ public final class Trainer {
                 _ = try trainer.gatherToRoot(moments: false)
             }
             if stage.evalEvery > 0 && (step % stage.evalEvery == 0 || step == stage.steps) && isRoot {
-                let (heldLoss, acc, n) = evaluate(model: model, data: data, stage: stage)
-                m["eval_loss"] = heldLoss
-                if let acc { m["eval_exact_match"] = acc; m["eval_samples"] = n }
-                (summary.lossAfter, summary.accuracyAfter, summary.samples) = (heldLoss, acc, n)
-                log(String(format: "step %d/%d  held-out loss %.4f%@", step, stage.steps, heldLoss,
-                           acc.map { String(format: "  exact match %.1f%% of %d", 100 * $0, n) } ?? ""))
+                let e = evaluate()
+                m["eval_loss"] = e.loss
+                if let acc = e.accuracy { m["eval_exact_match"] = acc; m["eval_samples"] = e.samples }
+                if let rw = e.reward { m["eval_reward"] = rw }
+                (summary.lossAfter, summary.accuracyAfter, summary.rewardAfter, summary.samples) = (e.loss, e.accuracy, e.reward, e.samples)
+                log("step \(step)/\(stage.steps)  " + e.line)
             }
             runDirectory?.writeMetrics(m)
             if nanRun >= stage.maxNaNSteps {
@@ -281,12 +326,13 @@ extension Trainer {
     public func summaryTable() -> String {
         func f(_ x: Double?, _ fmt: String) -> String { x.map { String(format: fmt, $0) } ?? "-" }
         let samples = summaries.map(\.samples).max() ?? 0
-        var lines = ["stage        kind      steps    time   held-out loss      exact match" + (samples > 0 ? " (\(samples) held-out problems)" : "")]
+        var lines = ["stage        kind      steps    time   held-out loss      exact match        mean reward" + (samples > 0 ? "   (\(samples) held-out problems)" : "")]
         for s in summaries {
             lines.append(s.name.padding(toLength: 13, withPad: " ", startingAt: 0) + s.kind.padding(toLength: 8, withPad: " ", startingAt: 0)
                          + String(format: "%7d %6.0fs   ", s.steps, s.seconds)
                          + "\(f(s.lossBefore, "%.3f")) → \(f(s.lossAfter, "%.3f"))".padding(toLength: 19, withPad: " ", startingAt: 0)
-                         + "\(f(s.accuracyBefore.map { 100 * $0 }, "%.1f%%")) → \(f(s.accuracyAfter.map { 100 * $0 }, "%.1f%%"))")
+                         + "\(f(s.accuracyBefore.map { 100 * $0 }, "%.1f%%")) → \(f(s.accuracyAfter.map { 100 * $0 }, "%.1f%%"))".padding(toLength: 19, withPad: " ", startingAt: 0)
+                         + "\(f(s.rewardBefore, "%.3f")) → \(f(s.rewardAfter, "%.3f"))")
         }
         lines.append("run directory: \(run.path) (metrics.jsonl, train.log, checkpoints/)")
         return lines.joined(separator: "\n")

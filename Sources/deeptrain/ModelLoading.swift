@@ -42,5 +42,7 @@ func reportingBadInput<T>(_ body: () throws -> T) throws -> T {
         fail(e.description)
     } catch let e as TokenizerError {
         fail(e.description)
+    } catch let e as DataError {
+        fail(e.description)
     }
 }

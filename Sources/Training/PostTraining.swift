@@ -1,0 +1,305 @@
+import Foundation
+import Autograd
+import NN
+import DeepSeek
+import Data
+import Collectives
+import Parallel
+
+/// A stage's held-out numbers: loss, and for chat stages answer accuracy and mean reward.
+struct Evaluation {
+    var loss: Double
+    var accuracy: Double?
+    var reward: Double?
+    var samples: Int
+
+    var line: String {
+        String(format: "held-out loss %.4f", loss)
+            + (accuracy.map { String(format: "  exact match %.1f%% of %d", 100 * $0, samples) } ?? "")
+            + (reward.map { String(format: "  mean reward %.3f", $0) } ?? "")
+    }
+}
+
+/// GRPO stopped because a reward function failed on some rank (after the current step's
+/// weights were left untouched): the trainer writes a checkpoint, then reports it.
+struct RewardStop: Error { let message: String }
+
+extension Trainer {
+    /// The stage's reward functions and weights (GRPO), or exact + format (0.2) for evaluating
+    /// other stages.
+    func rewardFunctions(_ stage: Recipe.Stage) throws -> [(RewardFunction, Double)] {
+        let specs = stage.grpo?.rewards ?? Recipe.GRPOSettings().rewards
+        return specs.map { spec in
+            switch spec.kind {
+            case "exact": return (ExactAnswerReward(), spec.weight)
+            case "format": return (AnswerFormatReward(), spec.weight)
+            default: return (CommandReward(name: "command", command: spec.command!), spec.weight)
+            }
+        }
+    }
+
+    /// Held-out answer loss (assistant tokens of held-out conversations) and, by greedy
+    /// completion of `eval_samples` held-out prompts, exact-answer accuracy and mean reward.
+    func evaluateChat(model: DeepSeekV2ForCausalLM, data: PostTrainingData, stage: Recipe.Stage,
+                      rewards: [(RewardFunction, Double)]) -> Evaluation {
+        withNoGrad {
+            let length = stage.kind == "grpo" ? 48 : stage.seqLen
+            let convs = data.heldOutConversations(64)
+            var total = 0.0, batches = 0
+            for start in stride(from: 0, to: convs.count, by: 16) {
+                let part = convs[start..<Swift.min(start + 16, convs.count)]
+                var inputs: [Int] = [], targets: [Int] = []
+                for c in part {
+                    let r = PostTrainingData.sftRow(c, length: length)
+                    inputs += r.inputs
+                    targets += r.targets
+                }
+                let out = model.forward(inputs, batch: part.count, length: length)
+                total += Double(out.logits.reshape([part.count * length, model.config.vocabSize]).crossEntropy(targets: targets).item)
+                batches += 1
+            }
+            let prompts = data.heldOutPrompts(stage.evalSamples)
+            let maxNew = stage.grpo?.maxCompletionLength ?? 8
+            var completions: [Completion] = []
+            for p in prompts {
+                let r = model.generate(prompt: ChatTemplate.prompt(p.prompt), maxNew: maxNew, stop: [ChatTemplate.endOfTurn])
+                let text = String(decoding: r.tokens.map { UInt8(clamping: $0) }, as: UTF8.self)
+                completions.append(Completion(prompt: p.prompt, answer: p.answer, completion: text, truncated: r.tokens.count >= maxNew))
+            }
+            let exact = (try? ExactAnswerReward().score(completions)) ?? []
+            var reward = [Double](repeating: 0, count: completions.count)
+            for (f, w) in rewards {
+                // An external command may fail here too: evaluation then reports the rule-based part.
+                guard let s = try? f.score(completions) else { continue }
+                for i in reward.indices { reward[i] += w * s[i] }
+            }
+            let n = Double(Swift.max(completions.count, 1))
+            return Evaluation(loss: total / Double(Swift.max(batches, 1)), accuracy: exact.reduce(0, +) / n,
+                              reward: reward.reduce(0, +) / n, samples: completions.count)
+        }
+    }
+}
+
+/// The GRPO stage's steps (DESIGN §10, TRL's GRPOTrainer): every `num_iterations` optimizer
+/// steps a generation batch — `prompts_per_step` prompts × `num_generations` completions,
+/// sampled with the latent KV cache — is scored and turned into group-normalised advantages;
+/// each step then minimises the clipped objective with the KL to the stage's initial weights.
+///
+/// Completion i of generation batch b is sampled with a counter RNG keyed by (seed, b, i), and
+/// the global micro-batches split the completions, so each rank samples its own micro-batches'
+/// completions and the results do not depend on the layout. Rewards are all-gathered so that
+/// every group's advantages come from its whole group wherever its completions were sampled.
+final class GRPORunner {
+    unowned let trainer: Trainer
+    let engine: ParallelTrainer
+    let stage: Recipe.Stage
+    let settings: Recipe.GRPOSettings
+    let data: PostTrainingData
+    let rewards: [(RewardFunction, Double)]
+    let objective: GRPOObjective
+    let reference: DeepSeekV2ForCausalLM?
+    let total: Int, rows: Int
+
+    /// The current generation batch (every completion's slot; this rank fills its own).
+    struct Batch {
+        var index: Int
+        var length: Int
+        var prompts: [[Int]]
+        var completions: [[Int]]
+        var mask: [[Float]]
+        var advantages: [Double]
+        var old: [[Float]]?
+        var ref: [[Float]]?
+        var tokens: Double
+        var metrics: [String: Any]
+    }
+    var batch: Batch?
+
+    init(trainer: Trainer, engine: ParallelTrainer, stage: Recipe.Stage, data: PostTrainingData, rewards: [(RewardFunction, Double)]) throws {
+        self.trainer = trainer
+        self.engine = engine
+        self.stage = stage
+        settings = stage.grpo!
+        self.data = data
+        self.rewards = rewards
+        total = settings.promptsPerStep * settings.numGenerations
+        let micro = engine.grid.layout.microbatches
+        guard total % micro == 0 else {
+            throw RecipeError(file: "recipe", line: nil, column: nil, path: "stages[\(stage.name)].grpo",
+                              message: "prompts_per_step × num_generations = \(total) completions do not split into parallel.microbatches = \(micro); use a multiple of \(micro)")
+        }
+        rows = total / micro
+        objective = GRPOObjective(lossType: settings.lossType, beta: settings.beta, epsilonLow: settings.epsilon,
+                                  epsilonHigh: settings.epsilonHigh, maxCompletionLength: settings.maxCompletionLength)
+        if settings.beta != 0 {
+            // The frozen reference: the stage's initial weights (all of them, on every rank).
+            try engine.gatherToAll()
+            let model = engine.model
+            let ref = DeepSeekV2ForCausalLM(model.config, seed: 0, positions: model.rotary.cos.shape[0])
+            for ((_, a), (_, b)) in zip(ref.namedParameters(), model.namedParameters()) { a.copy(from: b) }
+            reference = ref
+        } else {
+            reference = nil
+        }
+    }
+
+    var grid: ProcessGrid { engine.grid }
+
+    /// Per-token log-probabilities of each row's completion tokens under `logits` [R, L, V]
+    /// (scaled by 1/temperature as in sampling): [R, Tc].
+    func logps(_ logits: Tensor, prompts: ArraySlice<[Int]>, completions: ArraySlice<[Int]>, length l: Int) -> Tensor {
+        let r = prompts.count, tc = settings.maxCompletionLength, v = logits.shape[2]
+        var positions: [Int] = [], targets: [Int] = []
+        for (i, (p, c)) in zip(prompts, completions).enumerated() {
+            for j in 0..<tc {
+                positions.append(i * l + Swift.min(p.count + j - 1, l - 1))
+                targets.append(j < c.count ? c[j] : 0)
+            }
+        }
+        var x = logits.reshape([r * l, v]).indexSelect(positions)
+        if settings.temperature != 1 { x = x * Float(1 / settings.temperature) }
+        return x.logSoftmax().gatherLast(targets, k: 1).reshape([r, tc])
+    }
+
+    func rowsOf(_ prompts: ArraySlice<[Int]>, _ completions: ArraySlice<[Int]>, length l: Int) -> [Int] {
+        var ids: [Int] = []
+        for (p, c) in zip(prompts, completions) {
+            var row = p + c
+            row += [Int](repeating: ChatTemplate.endOfTurn, count: l - row.count)
+            ids += row
+        }
+        return ids
+    }
+
+    /// Samples, scores and prepares generation batch `index`.
+    func generate(index b: Int, globalStep: Int) throws -> Batch {
+        try engine.gatherToAll()
+        let model = engine.model, g = settings.numGenerations, tc = settings.maxCompletionLength
+        let prompts = (0..<settings.promptsPerStep).map { data.prompt(b * settings.promptsPerStep + $0, seed: trainer.recipe.seed) }
+        let promptTokens = prompts.map { ChatTemplate.prompt($0.prompt) }
+        let length = promptTokens.map(\.count).max()! + tc
+        var completions = [[Int]](repeating: [], count: total), truncated = [Bool](repeating: false, count: total)
+        var texts = [String](repeating: "", count: total)
+        let mine = grid.micros.flatMap { ($0 * rows)..<(($0 + 1) * rows) }
+        let sampleSeed = trainer.recipe.seed ^ 0x6772_706F  // "grpo"
+        withNoGrad {
+            for i in mine {
+                let sampler = Sampler(temperature: Float(settings.temperature), topP: Float(settings.topP),
+                                      seed: Philox(seed: sampleSeed, purpose: "grpo-sample", UInt64(b)).uint64(UInt64(i)))
+                let r = model.generate(prompt: promptTokens[i / g], maxNew: tc, sampler: sampler, stop: [ChatTemplate.endOfTurn])
+                let stopped = r.tokens.count < tc
+                completions[i] = r.tokens + (stopped ? [ChatTemplate.endOfTurn] : [])
+                truncated[i] = !stopped
+                texts[i] = String(decoding: r.tokens.map { UInt8(clamping: $0) }, as: UTF8.self)
+            }
+        }
+        // Scores of this rank's completions, per reward function; then everyone's.
+        let k = rewards.count
+        var table = [Double](repeating: 0, count: total * (k + 3) + 1)
+        do {
+            let batch = mine.map { Completion(prompt: prompts[$0 / g].prompt, answer: prompts[$0 / g].answer, completion: texts[$0], truncated: truncated[$0]) }
+            for (fi, (f, _)) in rewards.enumerated() {
+                let s = try f.score(batch)
+                for (j, i) in mine.enumerated() { table[i * (k + 3) + fi] = s[j] }
+            }
+        } catch {
+            FileHandle.standardError.write(Data("error: \(grid.world.size > 1 ? "rank \(grid.world.rank): " : "")\(error)\n".utf8))
+            table[total * (k + 3)] = 1
+        }
+        for i in mine {
+            table[i * (k + 3) + k] = Double(completions[i].count)
+            table[i * (k + 3) + k + 1] = truncated[i] ? 1 : 0
+            table[i * (k + 3) + k + 2] = 1  // sampled here (each completion on exactly one rank of a stage)
+        }
+        // Pipeline stages of the same data-parallel position sample the same completions:
+        // only the first stage's contribute.
+        if !grid.isFirstStage { table = table.enumerated().map { $0.offset == total * (k + 3) ? $0.element : 0 } }
+        try grid.world.allreduceSum(&table)
+        if table[total * (k + 3)] != 0 {
+            throw RewardStop(message: "a reward function failed during generation batch \(b) (the rank's message is above)")
+        }
+        var reward = (0..<total).map { i in (0..<k).reduce(0.0) { $0 + rewards[$1].1 * table[i * (k + 3) + $1] } }
+        if settings.control == "shuffle_rewards" {
+            let rng = Philox(seed: trainer.recipe.seed, purpose: "grpo-shuffle", UInt64(b))
+            let order = (0..<total).sorted { rng.uniform(UInt64($0)) < rng.uniform(UInt64($1)) }
+            reward = order.map { reward[$0] }
+        }
+        let (adv, zero) = GRPOObjective.advantages(reward, groupSize: g, scale: settings.scaleRewards)
+        var mask = [[Float]](repeating: [Float](repeating: 0, count: tc), count: total)
+        var tokens = 0.0
+        for i in 0..<total {
+            let n = Int(table[i * (k + 3) + k]), cut = table[i * (k + 3) + k + 1] != 0
+            if settings.maskTruncated && cut { continue }
+            for j in 0..<n { mask[i][j] = 1 }
+            tokens += Double(n)
+        }
+        var out = Batch(index: b, length: length, prompts: (0..<total).map { promptTokens[$0 / g] }, completions: completions,
+                        mask: mask, advantages: adv, old: nil, ref: nil, tokens: tokens, metrics: [:])
+        // π_old (for μ > 1) and the reference, for this rank's completions, without gradients.
+        if settings.numIterations > 1 || reference != nil {
+            var old = [[Float]](repeating: [], count: total), ref = [[Float]](repeating: [], count: total)
+            withNoGrad {
+                for m in grid.micros {
+                    let range = (m * rows)..<((m + 1) * rows)
+                    let ids = rowsOf(out.prompts[range], out.completions[range], length: length)
+                    for (model, into) in [(settings.numIterations > 1 ? engine.model : nil, 0), (reference, 1)] {
+                        guard let model else { continue }
+                        let lp = logps(model.forward(ids, batch: rows, length: length).logits, prompts: out.prompts[range],
+                                       completions: out.completions[range], length: length).contiguousNoGrad()
+                        for (j, i) in range.enumerated() {
+                            let row = Array(UnsafeBufferPointer(start: lp.data + j * tc, count: tc))
+                            if into == 0 { old[i] = row } else { ref[i] = row }
+                        }
+                    }
+                }
+            }
+            if settings.numIterations > 1 { out.old = old }
+            if reference != nil { out.ref = ref }
+        }
+        let n = Double(total)
+        let mean = reward.reduce(0, +) / n
+        let std = (reward.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Swift.max(n - 1, 1)).squareRoot()
+        var m: [String: Any] = [
+            "reward_mean": mean, "reward_std": std,
+            "completion_len_mean": (0..<total).reduce(0.0) { $0 + table[$1 * (k + 3) + k] } / n,
+            "frac_zero_std_groups": Double(zero.filter { $0 }.count) / Double(zero.count),
+            "truncated_fraction": (0..<total).reduce(0.0) { $0 + table[$1 * (k + 3) + k + 1] } / n,
+            "generation_batch": b,
+        ]
+        for (fi, (f, _)) in rewards.enumerated() {
+            m["rewards/\(f.name)"] = (0..<total).reduce(0.0) { $0 + table[$1 * (k + 3) + fi] } / n
+        }
+        out.metrics = m
+        return out
+    }
+
+    /// One optimizer step: a new generation batch every `num_iterations` steps, then the
+    /// objective on it. Returns the step, its metrics and the tokens it trained on.
+    func step(step: Int, globalStep: Int, lr: Float) throws -> (ParallelTrainer.StepResult, [String: Any], Int) {
+        let b = step / settings.numIterations
+        if batch?.index != b {
+            let t0 = now()
+            batch = try generate(index: b, globalStep: globalStep)
+            batch!.metrics["generation_s"] = now() - t0
+        }
+        let cur = batch!
+        let micro = grid.layout.microbatches
+        let r = try engine.step(batch: { m in
+            let range = (m * self.rows)..<((m + 1) * self.rows)
+            let ids = self.rowsOf(cur.prompts[range], cur.completions[range], length: cur.length)
+            return ParallelTrainer.MicroBatch(inputs: ids, targets: [], firstSequence: range.lowerBound)
+        }, rows: rows, length: cur.length, lr: lr, step: globalStep, objective: { logits, m in
+            let range = (m * self.rows)..<((m + 1) * self.rows)
+            let lp = self.logps(logits, prompts: cur.prompts[range], completions: cur.completions[range], length: cur.length)
+            let (loss, s) = self.objective.loss(lp, old: cur.old.map { o in range.flatMap { o[$0] } },
+                                                ref: cur.ref.map { o in range.flatMap { o[$0] } },
+                                                advantages: range.map { Float(cur.advantages[$0]) }, mask: range.flatMap { cur.mask[$0] },
+                                                totalRows: self.total, microbatches: micro, totalTokens: cur.tokens)
+            return (loss, [s.klSum, s.tokens, s.clipped])
+        }, extraStats: 3)
+        var m = cur.metrics
+        m["kl"] = r.extra[1] > 0 ? r.extra[0] / r.extra[1] : 0
+        m["clip_fraction"] = r.extra[1] > 0 ? r.extra[2] / r.extra[1] : 0
+        return (r, m, Int(cur.tokens))
+    }
+}

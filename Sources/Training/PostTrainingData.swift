@@ -1,0 +1,108 @@
+import Foundation
+import Autograd
+import DeepSeek
+import Data
+
+/// The conversations of an SFT stage and the prompts of a GRPO stage, with what is held out for
+/// evaluation. Item g of the global stream is a pure function of (seed, g): the order does not
+/// depend on the layout or on restarts.
+public struct PostTrainingData {
+    enum Source {
+        case arithmetic(SyntheticArithmetic)
+        case conversations(train: [[ChatMessage]], heldOut: [[ChatMessage]])
+        case prompts(train: [PromptWithAnswer], heldOut: [PromptWithAnswer])
+    }
+    let source: Source
+    public let spec: String
+
+    /// `synthetic:arithmetic-chat`, `synthetic:arithmetic-prompts` or a JSONL file (`kind` says
+    /// which form). JSONL files keep their last 5% (at least one, at most 200) for evaluation.
+    public static func open(_ spec: String, kind: String) throws -> PostTrainingData {
+        if spec.hasPrefix("synthetic:") { return PostTrainingData(source: .arithmetic(SyntheticArithmetic()), spec: spec) }
+        func split<T>(_ xs: [T]) throws -> ([T], [T]) {
+            let held = Swift.min(200, Swift.max(1, xs.count / 20))
+            guard xs.count > held else {
+                throw DataError(file: spec, line: nil, "has \(xs.count) item(s); needs at least 2 (the last 5% are held out for evaluation)")
+            }
+            return (Array(xs.dropLast(held)), Array(xs.suffix(held)))
+        }
+        if kind == "sft" {
+            let (t, h) = try split(ChatJSONL.load(spec))
+            return PostTrainingData(source: .conversations(train: t, heldOut: h), spec: spec)
+        }
+        let (t, h) = try split(PromptJSONL.load(spec))
+        return PostTrainingData(source: .prompts(train: t, heldOut: h), spec: spec)
+    }
+
+    /// Training conversations in one pass (nil: endless).
+    public var count: Int? {
+        switch source {
+        case .arithmetic: return nil
+        case .conversations(let t, _): return t.count
+        case .prompts(let t, _): return t.count
+        }
+    }
+
+    /// Training conversation g: epoch g / count in an order shuffled per (seed, epoch).
+    public func conversation(_ g: Int, seed: UInt64) -> [ChatMessage] {
+        switch source {
+        case .arithmetic(let task): return task.chat(seed: seed, index: UInt64(g))
+        case .conversations(let t, _): return t[Self.shuffled(g, count: t.count, seed: seed)]
+        case .prompts(let t, _):
+            let p = t[Self.shuffled(g, count: t.count, seed: seed)]
+            return [ChatMessage(role: "user", content: p.prompt), ChatMessage(role: "assistant", content: p.answer)]
+        }
+    }
+
+    /// Training prompt g (GRPO).
+    public func prompt(_ g: Int, seed: UInt64) -> PromptWithAnswer {
+        switch source {
+        case .arithmetic(let task): return task.promptWithAnswer(seed: seed, index: UInt64(g))
+        case .prompts(let t, _): return t[Self.shuffled(g, count: t.count, seed: seed)]
+        case .conversations(let t, _): return Self.promptOf(t[Self.shuffled(g, count: t.count, seed: seed)])
+        }
+    }
+
+    /// Held-out prompts with answers (accuracy and reward) — for the arithmetic task, the sums
+    /// no stage ever trains on.
+    public func heldOutPrompts(_ n: Int) -> [PromptWithAnswer] {
+        switch source {
+        case .arithmetic(let task): return (0..<n).map { task.promptWithAnswer(seed: 0, index: UInt64($0), heldOut: true) }
+        case .prompts(_, let h): return Array(h.prefix(n))
+        case .conversations(_, let h): return h.prefix(n).map(Self.promptOf)
+        }
+    }
+
+    /// Held-out conversations (the loss on their assistant tokens).
+    public func heldOutConversations(_ n: Int) -> [[ChatMessage]] {
+        heldOutPrompts(n).map { [ChatMessage(role: "user", content: $0.prompt), ChatMessage(role: "assistant", content: $0.answer)] }
+    }
+
+    /// The last user turn before the last assistant turn, and that turn as the answer.
+    static func promptOf(_ c: [ChatMessage]) -> PromptWithAnswer {
+        let last = c.lastIndex { $0.role == "assistant" }!
+        let user = c[..<last].last { $0.role == "user" }?.content ?? ""
+        return PromptWithAnswer(prompt: user, answer: c[last].content)
+    }
+
+    /// Position g of epoch g / n in a permutation keyed by (seed, epoch).
+    static func shuffled(_ g: Int, count n: Int, seed: UInt64) -> Int {
+        let epoch = g / n, rng = Philox(seed: seed, purpose: "sft-epoch", UInt64(epoch))
+        let order = (0..<n).sorted { a, b in
+            let ua = rng.uniform(UInt64(a)), ub = rng.uniform(UInt64(b))
+            return ua != ub ? ua < ub : a < b
+        }
+        return order[g % n]
+    }
+
+    /// One SFT row: the conversation rendered, cut or padded to `length`+1 tokens; inputs are the
+    /// first `length`, targets the next token where it is trained (assistant content and its
+    /// end-of-turn), −100 elsewhere. Returns whether it was cut.
+    public static func sftRow(_ conv: [ChatMessage], length: Int) -> (inputs: [Int], targets: [Int], cut: Bool) {
+        let (tokens, trained) = ChatTemplate.render(conv)
+        var inputs = [Int](repeating: ChatTemplate.endOfTurn, count: length), targets = [Int](repeating: ignoreIndex, count: length)
+        for j in 0..<Swift.min(length, tokens.count) { inputs[j] = tokens[j] }
+        for j in 0..<length where j + 1 < tokens.count && trained[j + 1] { targets[j] = tokens[j + 1] }
+        return (inputs, targets, tokens.count > length + 1)
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Data
+
+/// One sampled completion as the reward functions see it.
+public struct Completion: Sendable, Codable {
+    public var prompt: String
+    public var answer: String
+    /// The completion's text, without its end-of-turn token.
+    public var completion: String
+    /// Cut at max_completion_length before it ended its turn.
+    public var truncated: Bool
+}
+
+/// A reward function failed (a crashed or garbled external command): which, and why.
+public struct RewardError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Scores a batch of completions, one number each (TRL's reward functions, batched).
+public protocol RewardFunction: Sendable {
+    var name: String { get }
+    func score(_ batch: [Completion]) throws -> [Double]
+}
+
+/// 1 when the completion, trimmed of surrounding whitespace, is the answer.
+public struct ExactAnswerReward: RewardFunction {
+    public var name: String { "exact" }
+    public init() {}
+    public func score(_ batch: [Completion]) throws -> [Double] {
+        batch.map { $0.completion.trimmingCharacters(in: .whitespaces) == $0.answer ? 1 : 0 }
+    }
+}
+
+/// 1 when the completion is in the expected form: it ended its turn before the length limit,
+/// is one non-empty line without surrounding spaces, and is a number when the answer is one.
+public struct AnswerFormatReward: RewardFunction {
+    public var name: String { "format" }
+    public init() {}
+    public func score(_ batch: [Completion]) throws -> [Double] {
+        batch.map { c in
+            let t = c.completion
+            guard !c.truncated, !t.isEmpty, t == t.trimmingCharacters(in: .whitespacesAndNewlines) else { return 0 }
+            if Double(c.answer) != nil { return Double(t) != nil && t.allSatisfy { $0.isNumber || "-.".contains($0) } ? 1 : 0 }
+            return 1
+        }
+    }
+}
+
+/// Rewards computed by another program, for users who score in another language: the
+/// completions go to `/bin/sh -c command` on stdin as JSONL ({"prompt", "completion",
+/// "answer", "truncated"} per line), and it prints one number per line on stdout, in order.
+/// A non-zero exit, a timeout, or output that is not exactly one number per completion is a
+/// `RewardError` naming the command and the line.
+public struct CommandReward: RewardFunction {
+    public let name: String
+    public let command: String
+    public let timeout: Double
+
+    public init(name: String, command: String, timeout: Double = 60) {
+        self.name = name
+        self.command = command
+        self.timeout = timeout
+    }
+
+    public func score(_ batch: [Completion]) throws -> [Double] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        let input = Pipe(), output = Pipe(), errors = Pipe()
+        p.standardInput = input
+        p.standardOutput = output
+        p.standardError = errors
+        // The MPI variables of this rank must not reach a child that might itself use MPI.
+        p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
+        do { try p.run() } catch { throw RewardError(description: "reward command \"\(command)\" could not start: \(error)") }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var text = Data()
+        for c in batch { text += (try? enc.encode(c)) ?? Data(); text += Data("\n".utf8) }
+        nonisolated(unsafe) var out = Data(), err = Data()
+        let readers = [Thread { out = output.fileHandleForReading.readDataToEndOfFile() },
+                       Thread { err = errors.fileHandleForReading.readDataToEndOfFile() }]
+        readers.forEach { $0.start() }
+        input.fileHandleForWriting.write(text)
+        try? input.fileHandleForWriting.close()
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(2000) }
+        if p.isRunning {
+            p.terminate()
+            throw RewardError(description: "reward command \"\(command)\" did not finish within \(Int(timeout)) s")
+        }
+        while readers.contains(where: { !$0.isFinished }) { usleep(1000) }
+        let stderrText = String(decoding: err, as: UTF8.self).split(separator: "\n").suffix(3).joined(separator: " | ")
+        guard p.terminationStatus == 0 else {
+            throw RewardError(description: "reward command \"\(command)\" exited with status \(p.terminationStatus)"
+                              + (stderrText.isEmpty ? "" : ": \(stderrText)"))
+        }
+        let lines = String(decoding: out, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true)
+        guard lines.count == batch.count else {
+            throw RewardError(description: "reward command \"\(command)\" printed \(lines.count) lines for \(batch.count) completions; expected one number per line")
+        }
+        return try lines.enumerated().map { i, line in
+            guard let v = Double(line.trimmingCharacters(in: .whitespaces)), v.isFinite else {
+                throw RewardError(description: "reward command \"\(command)\", output line \(i + 1): \"\(line.prefix(60))\" is not a finite number")
+            }
+            return v
+        }
+    }
+}

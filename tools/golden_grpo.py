@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Golden values for DeepTrain's GRPO loss from TRL's own implementation.
+
+Runs TRL's GRPOTrainer._compute_loss (and its advantage formula, via trl's nanstd) on small
+tensors, with the model's per-token log-probabilities supplied directly, for the loss types
+grpo, bnpo, dr_grpo and dapo, with and without the KL term, at μ = 1 (π_old = π_θ detached) and
+μ > 1 (π_old given). Writes Tests/Fixtures/grpo/grpo_loss.json: the inputs, the loss, its
+gradient with respect to the per-token log-probabilities, the advantages and the logged KL and
+clip fractions.
+
+    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install torch==2.13.0+cpu trl
+    /tmp/venv/bin/python tools/golden_grpo.py
+
+Run by hand; DeepTrain never needs Python.
+"""
+import json
+import os
+import types
+from collections import defaultdict
+
+import torch
+import trl
+from trl.trainer.grpo_trainer import GRPOTrainer
+from trl.trainer.utils import nanstd
+
+
+def stub(loss_type, beta, eps_low, eps_high, max_len):
+    """The attributes _compute_loss reads, nothing else (one process, no accumulation)."""
+    t = types.SimpleNamespace()
+    t.loss_type, t.beta, t.epsilon_low, t.epsilon_high = loss_type, beta, eps_low, eps_high
+    t.max_completion_length = max_len
+    t.importance_sampling_level = "token"
+    t.top_entropy_quantile = 1.0
+    t.off_policy_mask_threshold = None
+    t.use_vllm = False
+    t.aux_loss_enabled = False
+    t._entropy_bonus_enabled = False
+    t.current_gradient_accumulation_steps = 1
+    t.args = types.SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=1)
+    t.model = types.SimpleNamespace(training=True)
+    t._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    class Acc:
+        num_processes = 1
+        sync_gradients = True
+
+        def gather(self, x):
+            return x
+
+        def gather_for_metrics(self, x):
+            return x
+
+        def reduce(self, x, reduction="sum"):
+            return x
+
+    t.accelerator = Acc()
+    return t
+
+
+def case(name, loss_type, beta, mu, seed, eps_low=0.2, eps_high=0.28, groups=2, G=4, T=6, max_len=8):
+    g = torch.Generator().manual_seed(seed)
+    B = groups * G
+    rewards = torch.randint(0, 3, (B,), generator=g).double() * 0.5
+    rewards[:G] = 1.0  # one group with zero spread: advantages 0
+    mean = rewards.view(-1, G).mean(dim=1).repeat_interleave(G)
+    std = nanstd(rewards.view(-1, G), dim=1).repeat_interleave(G)
+    advantages = ((rewards - mean) / (std + 1e-4)).float()
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    mask = (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)).float()
+    logps = (-torch.rand(B, T, generator=g) * 3).float()
+    old = None
+    if mu > 1:  # a later update of the same generation: π_old from before, ratios away from 1
+        old = (logps + (torch.rand(B, T, generator=g) - 0.5) * 0.8).float()
+    ref = (logps + (torch.rand(B, T, generator=g) - 0.5) * 0.5).float()
+    num_items = mask.sum()
+
+    leaf = logps.clone().requires_grad_(True)
+    t = stub(loss_type, beta, eps_low, eps_high, max_len)
+    t._get_per_token_logps_and_entropies = lambda *a, **k: (leaf, torch.zeros_like(leaf), None)
+    inputs = {
+        "prompt_ids": torch.zeros(B, 1, dtype=torch.long), "prompt_mask": torch.ones(B, 1),
+        "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask,
+        "advantages": advantages, "num_items_in_batch": num_items,
+    }
+    if old is not None:
+        inputs["old_per_token_logps"] = old
+    if beta != 0:
+        inputs["ref_per_token_logps"] = ref
+    loss = GRPOTrainer._compute_loss(t, None, inputs)
+    loss.backward()
+    m = t._metrics["train"]
+    return {
+        "name": name, "loss_type": loss_type, "beta": beta, "num_iterations": mu,
+        "epsilon_low": eps_low, "epsilon_high": eps_high, "max_completion_length": max_len,
+        "group_size": G, "rows": B, "length": T,
+        "rewards": rewards.tolist(), "advantages": advantages.tolist(),
+        "mask": mask.flatten().tolist(), "logps": logps.flatten().tolist(),
+        "old_logps": None if old is None else old.flatten().tolist(), "ref_logps": ref.flatten().tolist(),
+        "loss": loss.item(), "grad": leaf.grad.flatten().tolist(),
+        "kl": m["kl"][0] if beta != 0 else None, "clip_region": m["clip_ratio/region_mean"][0],
+    }
+
+
+cases = []
+for i, lt in enumerate(["grpo", "bnpo", "dr_grpo", "dapo"]):
+    cases.append(case(f"{lt}-mu1-beta0", lt, 0.0, 1, 10 + i))
+    cases.append(case(f"{lt}-mu1-beta0.04", lt, 0.04, 1, 20 + i))
+    cases.append(case(f"{lt}-mu2-beta0.04", lt, 0.04, 2, 30 + i))
+out = os.path.join(os.path.dirname(__file__), "..", "Tests", "Fixtures", "grpo", "grpo_loss.json")
+with open(out, "w") as f:
+    json.dump({"trl_version": trl.__version__, "torch_version": torch.__version__, "cases": cases}, f, indent=1)
+print(f"wrote {len(cases)} cases to {os.path.normpath(out)} (trl {trl.__version__})")
+for c in cases:
+    print(f"  {c['name']:22s} loss {c['loss']:+.6f}  |grad| {sum(x * x for x in c['grad']) ** 0.5:.6f}")
