@@ -105,7 +105,9 @@ extension SyntheticArithmetic {
     /// Conversation `index` of `synthetic:arithmetic-chat`.
     public func chat(seed: UInt64, index: UInt64) -> [ChatMessage] {
         let (a, b) = trainPair(seed: seed &+ 0xC4A7, index: index)
-        return [ChatMessage(role: "user", content: "What is \(a)+\(b)?"), ChatMessage(role: "assistant", content: "\(a + b)")]
+        // The assistant restates the sum before answering ("12+34=46"): it shows its work in the
+        // form pretraining taught, and the rewards read the number after the last "=".
+        return [ChatMessage(role: "user", content: "What is \(a)+\(b)?"), ChatMessage(role: "assistant", content: "\(a)+\(b)=\(a + b)")]
     }
 
     /// Prompt `index` of `synthetic:arithmetic-prompts`, with the answer a reward checks.

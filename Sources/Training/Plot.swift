@@ -44,7 +44,19 @@ public enum Plot {
                                                                          series("aux_comm", "#2ca02c", "communication")]))
         try save("drop_fraction.svg", chart(title: "Dropped token-to-expert assignments", series: [series("drop_fraction", "#d62728")]))
         let acc = series("eval_exact_match", "#8c564b", "exact match")
-        if !acc.points.isEmpty { try save("exact_match.svg", chart(title: "Held-out exact match", series: [acc])) }
+        if !acc.points.isEmpty {
+            try save("exact_match.svg", chart(title: "Held-out exact match and mean reward", series: [acc, series("eval_reward", "#17becf", "mean reward")]))
+        }
+        let reward = series("reward_mean", "#2ca02c", "reward (sampled)")
+        if !reward.points.isEmpty {
+            try save("grpo_reward.svg", chart(title: "GRPO: reward of the sampled completions", series: [
+                reward, series("rewards/exact", "#1f77b4", "exact"), series("rewards/format", "#ff7f0e", "format"),
+                series("eval_reward", "#17becf", "held-out reward")]))
+            try save("grpo_kl.svg", chart(title: "GRPO: KL to the reference and clip fraction", series: [
+                series("kl", "#d62728", "kl"), series("clip_fraction", "#9467bd", "clip fraction"),
+                series("frac_zero_std_groups", "#8c564b", "zero-std groups")]))
+            try save("grpo_length.svg", chart(title: "GRPO: completion length", series: [series("completion_len_mean", "#7f7f7f", "mean tokens")]))
+        }
         if let loads = rows.last?["expert_load"] as? [[Double]], !loads.isEmpty {
             for layer in loads.indices {
                 let matrix = rows.compactMap { ($0["expert_load"] as? [[Double]]).flatMap { $0.indices.contains(layer) ? $0[layer] : nil } }

@@ -59,7 +59,7 @@ extension Trainer {
                 batches += 1
             }
             let prompts = data.heldOutPrompts(stage.evalSamples)
-            let maxNew = stage.grpo?.maxCompletionLength ?? 8
+            let maxNew = stage.grpo?.maxCompletionLength ?? 16
             var completions: [Completion] = []
             for p in prompts {
                 let r = model.generate(prompt: ChatTemplate.prompt(p.prompt), maxNew: maxNew, stop: [ChatTemplate.endOfTurn])

@@ -75,7 +75,15 @@ public struct PostTrainingData {
 
     /// Held-out conversations (the loss on their assistant tokens).
     public func heldOutConversations(_ n: Int) -> [[ChatMessage]] {
-        heldOutPrompts(n).map { [ChatMessage(role: "user", content: $0.prompt), ChatMessage(role: "assistant", content: $0.answer)] }
+        switch source {
+        case .arithmetic(let task):
+            return task.heldOutPairs.prefix(n).map { a, b in
+                [ChatMessage(role: "user", content: "What is \(a)+\(b)?"), ChatMessage(role: "assistant", content: "\(a)+\(b)=\(a + b)")]
+            }
+        case .conversations(_, let h): return Array(h.prefix(n))
+        case .prompts:
+            return heldOutPrompts(n).map { [ChatMessage(role: "user", content: $0.prompt), ChatMessage(role: "assistant", content: $0.answer)] }
+        }
     }
 
     /// The last user turn before the last assistant turn, and that turn as the answer.

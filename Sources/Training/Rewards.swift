@@ -22,17 +22,25 @@ public protocol RewardFunction: Sendable {
     func score(_ batch: [Completion]) throws -> [Double]
 }
 
-/// 1 when the completion, trimmed of surrounding whitespace, is the answer.
+/// The final answer of a completion: what follows its last "=" (a completion may show its
+/// work, "12+34=46"), or all of it, trimmed of surrounding spaces.
+public func finalAnswer(_ completion: String) -> String {
+    let tail = completion.split(separator: "=", omittingEmptySubsequences: false).last.map(String.init) ?? completion
+    return tail.trimmingCharacters(in: .whitespaces)
+}
+
+/// 1 when the completion's final answer is the answer.
 public struct ExactAnswerReward: RewardFunction {
     public var name: String { "exact" }
     public init() {}
     public func score(_ batch: [Completion]) throws -> [Double] {
-        batch.map { $0.completion.trimmingCharacters(in: .whitespaces) == $0.answer ? 1 : 0 }
+        batch.map { finalAnswer($0.completion) == $0.answer ? 1 : 0 }
     }
 }
 
 /// 1 when the completion is in the expected form: it ended its turn before the length limit,
-/// is one non-empty line without surrounding spaces, and is a number when the answer is one.
+/// is one non-empty line without surrounding spaces, and its final answer is a number when the
+/// answer is one.
 public struct AnswerFormatReward: RewardFunction {
     public var name: String { "format" }
     public init() {}
@@ -40,7 +48,10 @@ public struct AnswerFormatReward: RewardFunction {
         batch.map { c in
             let t = c.completion
             guard !c.truncated, !t.isEmpty, t == t.trimmingCharacters(in: .whitespacesAndNewlines) else { return 0 }
-            if Double(c.answer) != nil { return Double(t) != nil && t.allSatisfy { $0.isNumber || "-.".contains($0) } ? 1 : 0 }
+            if Double(c.answer) != nil {
+                let a = finalAnswer(t)
+                return !a.isEmpty && Double(a) != nil && a.allSatisfy { $0.isNumber || "-.".contains($0) } ? 1 : 0
+            }
             return 1
         }
     }

@@ -121,6 +121,11 @@ public final class Trainer {
                                        optimizer: si == startStage ? optimizerState : nil, globalStep: &globalStep, tokens: &tokens)
             if outcome == .stopped { return .stopped }
         }
+        if isRoot {
+            // The charts of the whole run, next to its metrics.
+            _ = try? Plot.run(metricsPath: (run.path as NSString).appendingPathComponent("metrics.jsonl"),
+                              outDir: (run.path as NSString).appendingPathComponent("plots"))
+        }
         return .finished
     }
 
@@ -174,7 +179,12 @@ public final class Trainer {
                 log("before training: " + e.line)
             }
         }
-        log("stage \(si) \(stage.name): \(stage.kind) on \(stage.data), \(stage.steps) steps of \(stage.batchSize)×\(stage.seqLen) tokens, from step \(startStep)")
+        if let g = stage.grpo {
+            log("stage \(si) \(stage.name): grpo on \(stage.data), \(stage.steps) steps; \(g.promptsPerStep) prompts × \(g.numGenerations) completions "
+                + "of ≤ \(g.maxCompletionLength) tokens every \(g.numIterations) step(s), loss \(g.lossType.rawValue), β \(g.beta), from step \(startStep)")
+        } else {
+            log("stage \(si) \(stage.name): \(stage.kind) on \(stage.data), \(stage.steps) steps of \(stage.batchSize)×\(stage.seqLen) tokens, from step \(startStep)")
+        }
         var step = startStep
         while step < stage.steps {
             let lr = Float(schedule.lr(at: step))
@@ -187,7 +197,14 @@ public final class Trainer {
             var extra: [String: Any] = [:]
             var stepTokens = stage.batchSize * stage.seqLen
             if let grpo {
-                (r, extra, stepTokens) = try grpo.step(step: step, globalStep: globalStep, lr: lr)
+                do {
+                    (r, extra, stepTokens) = try grpo.step(step: step, globalStep: globalStep, lr: lr)
+                } catch let e as RewardStop {
+                    // The weights are those of the last finished step: keep them, then stop.
+                    try saveCheckpoint(model: model, trainer: trainer, stage: stage, index: si, step: step, globalStep: globalStep, tokens: tokens)
+                    throw Failure(description: "stage \(stage.name) stopped before step \(step + 1): \(e.message); a checkpoint of step \(step) "
+                                  + "is written: fix the reward and continue with --resume auto", exitCode: 3)
+                }
             } else if let pretrainData {
                 let first = globalStep * stage.batchSize
                 r = try trainer.step(batch: { m in
@@ -258,8 +275,13 @@ public final class Trainer {
             }
             if step % stage.logEvery == 0 || step == stage.steps {
                 let eta = elapsed / Double(step - startStep) * Double(stage.steps - step)
-                let line = String(format: "step %5d/%d  loss %.4f  ce %.4f  aux %.2e  grad_norm %.3f  lr %.2e  %.0f tok/s  eta %.0fs",
-                                  step, stage.steps, ce + balance, ce, aux.0 + aux.1 + aux.2, gradNorm, lr, tps, eta)
+                let line = grpo == nil
+                    ? String(format: "step %5d/%d  loss %.4f  ce %.4f  aux %.2e  grad_norm %.3f  lr %.2e  %.0f tok/s  eta %.0fs",
+                             step, stage.steps, ce + balance, ce, aux.0 + aux.1 + aux.2, gradNorm, lr, tps, eta)
+                    : String(format: "step %5d/%d  reward %.3f ± %.3f  kl %.4f  clip %.3f  len %.1f  zero-std groups %.2f  grad_norm %.3f  eta %.0fs",
+                             step, stage.steps, m["reward_mean"] as! Double, m["reward_std"] as! Double, m["kl"] as! Double,
+                             m["clip_fraction"] as! Double, m["completion_len_mean"] as! Double, m["frac_zero_std_groups"] as! Double,
+                             gradNorm, eta)
                 runDirectory?.logLine(line)
                 if !isRoot {
                 } else if isTerminal {
@@ -334,7 +356,7 @@ extension Trainer {
                          + "\(f(s.accuracyBefore.map { 100 * $0 }, "%.1f%%")) → \(f(s.accuracyAfter.map { 100 * $0 }, "%.1f%%"))".padding(toLength: 19, withPad: " ", startingAt: 0)
                          + "\(f(s.rewardBefore, "%.3f")) → \(f(s.rewardAfter, "%.3f"))")
         }
-        lines.append("run directory: \(run.path) (metrics.jsonl, train.log, checkpoints/)")
+        lines.append("run directory: \(run.path) (metrics.jsonl, train.log, checkpoints/); plots: \((run.path as NSString).appendingPathComponent("plots"))/*.svg")
         return lines.joined(separator: "\n")
     }
 }

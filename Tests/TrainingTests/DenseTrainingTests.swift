@@ -57,7 +57,7 @@ import Testing
             #expect(c.map(\.role) == ["user", "assistant"])
             #expect(!held.contains(c[0].content))
             let parts = c[0].content.dropFirst(8).dropLast().split(separator: "+").compactMap { Int($0) }
-            #expect(parts.count == 2 && c[1].content == String(parts[0] + parts[1]))
+            #expect(parts.count == 2 && c[1].content == "\(parts[0])+\(parts[1])=\(parts[0] + parts[1])")
             let p = task.promptWithAnswer(seed: 1, index: UInt64(i))
             #expect(!held.contains(p.prompt))
         }

@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+import Autograd
+import DeepSeek
+import Data
+@testable import Training
+
+/// SFT masking, and the post-training stages end to end with the real binary: bad input, a
+/// failing reward command, and GRPO's controls (learning rate 0, dp = 2 against dp = 1).
+@Suite(.serialized) struct PostTrainingTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let binary = root.appendingPathComponent(".build/release/deeptrain").path
+    static let launcher = root.appendingPathComponent("launch/local.sh").path
+
+    /// The SFT loss is the mean cross-entropy over exactly the assistant tokens (content and the
+    /// end-of-turn byte): computed here independently from per-position log-probabilities.
+    @Test func sftTrainsOnAssistantTokensOnly() {
+        let conv = [ChatMessage(role: "system", content: "Be brief."), ChatMessage(role: "user", content: "What is 2+3?"),
+                    ChatMessage(role: "assistant", content: "2+3=5")]
+        let (tokens, trained) = ChatTemplate.render(conv)
+        #expect(String(decoding: tokens.map { UInt8($0) }, as: UTF8.self) == "System: Be brief.\nUser: What is 2+3?\nAssistant: 2+3=5\n")
+        #expect(trained.filter { $0 }.count == "2+3=5".count + 1)
+        #expect(trained.last == true && trained.prefix(tokens.count - 6).allSatisfy { !$0 })
+        let length = 64
+        let row = PostTrainingData.sftRow(conv, length: length)
+        let model = DeepSeekV2ForCausalLM(.tiny, seed: 2)
+        let (loss, manual) = withNoGrad { () -> (Float, Double) in
+            let logits = model.forward(row.inputs, batch: 1, length: length).logits.reshape([length, 256])
+            let lp = logits.logSoftmax()
+            var sum = 0.0, n = 0.0
+            for j in 0..<length where j + 1 < tokens.count && trained[j + 1] {
+                sum -= Double(lp.data[j * 256 + tokens[j + 1]])
+                n += 1
+            }
+            return (logits.crossEntropy(targets: row.targets).item, sum / n)
+        }
+        #expect(abs(Double(loss) - manual) < 1e-5)
+        // Changing what the user said before the answer changes the inputs, not which positions
+        // are trained: the targets outside the answer stay ignored.
+        let other = PostTrainingData.sftRow([conv[0], ChatMessage(role: "user", content: "What is 7+1?"), conv[2]], length: length)
+        #expect(zip(row.targets, other.targets).allSatisfy { ($0 == ignoreIndex) == ($1 == ignoreIndex) })
+        #expect(row.targets.filter { $0 != ignoreIndex }.count == 6)
+    }
+
+    @Test func chatAndPromptFilesAreCheckedLineByLine() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dt-post-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let chat = "\(dir)/chat.jsonl", prompts = "\(dir)/prompts.jsonl"
+        try """
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]}
+        """.write(toFile: chat, atomically: true, encoding: .utf8)
+        #expect(throws: DataError.self) { try ChatJSONL.load(chat) }
+        do { _ = try ChatJSONL.load(chat) } catch let e as DataError {
+            #expect(e.description == "\(chat):3: messages[1]: unknown role \"robot\"; expected system, user or assistant")
+        }
+        try "{\"prompt\": \"1+1\", \"answer\": 2}\n{\"prompt\": \"2+2\"}\n".write(toFile: prompts, atomically: true, encoding: .utf8)
+        do { _ = try PromptJSONL.load(prompts) } catch let e as DataError {
+            #expect(e.description.hasPrefix("\(prompts):2: has no \"answer\""))
+        }
+    }
+
+    struct Run { let status: Int32; let stdout: String; let stderr: String }
+    func run(_ exe: String, _ args: [String]) throws -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        nonisolated(unsafe) var errData = Data()
+        let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        reader.start()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        while !reader.isFinished { usleep(1000) }
+        return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// A short pretrain → SFT → GRPO recipe (about 15 s on one process).
+    func recipe(_ dir: String, grpo extra: String = "", lr: String = "1.0e-4", steps: Int = 6) -> String {
+        let p = "\(dir)/r.yaml"
+        try! """
+        name: post-test
+        seed: 5
+        model: tiny
+        parallel:
+          microbatches: 4
+        threads: 1
+        stages:
+          - kind: pretrain
+            data: synthetic:arithmetic
+            steps: 300
+            batch_size: 16
+            seq_len: 64
+            optimizer:
+              lr: 3.0e-3
+          - kind: sft
+            data: synthetic:arithmetic-chat
+            steps: 150
+            batch_size: 16
+            seq_len: 48
+            optimizer:
+              lr: 1.0e-3
+          - kind: grpo
+            data: synthetic:arithmetic-prompts
+            steps: \(steps)
+            optimizer:
+              lr: \(lr)
+            grpo:
+              num_generations: 4
+              prompts_per_step: 4
+              max_completion_length: 12
+        \(extra)
+            eval:
+              every: \(steps)
+            eval_samples: 40
+            log_every: 2
+        """.write(toFile: p, atomically: true, encoding: .utf8)
+        return p
+    }
+
+    func metrics(_ dir: String) -> [[String: Any]] {
+        let text = (try? String(contentsOfFile: "\(dir)/metrics.jsonl", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    func tempDir() -> String {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("dt-grpo-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    @Test func grpoWithLearningRateZeroKeepsTheRewardAndDp2MatchesDp1() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let flat = try run(Self.binary, ["train", recipe(dir, lr: "0.0"), "--run-dir", "\(dir)/lr0"])
+        #expect(flat.status == 0, "\(flat.stderr)")
+        let grpo = metrics("\(dir)/lr0").filter { $0["stage"] as? String == "grpo" }
+        #expect(grpo.count == 6 && grpo.allSatisfy { $0["reward_mean"] is Double && $0["kl"] is Double && $0["clip_fraction"] is Double })
+        // Same weights before and after: the same greedy answers, the same held-out reward.
+        let log = try String(contentsOfFile: "\(dir)/lr0/train.log", encoding: .utf8).split(separator: "\n")
+        func reward(_ line: Substring) -> String { String(line.components(separatedBy: "mean reward ").last ?? "") }
+        let before = log.last { $0.hasPrefix("before training:") }!, after = log.last { $0.hasPrefix("step 6/6") }!
+        #expect(reward(before) == reward(after) && !reward(before).isEmpty, "\(before) | \(after)")
+
+        let one = try run(Self.binary, ["train", recipe(dir), "--run-dir", "\(dir)/dp1"])
+        let two = try run(Self.launcher, ["2", recipe(dir), "--run-dir", "\(dir)/dp2"])
+        #expect(one.status == 0 && two.status == 0, "\(one.stderr)\(two.stderr)")
+        let a = metrics("\(dir)/dp1"), b = metrics("\(dir)/dp2")
+        #expect(a.count == b.count && a.count > 0)
+        for (x, y) in zip(a, b) {
+            for k in ["loss", "grad_norm", "reward_mean", "kl"] where x[k] != nil {
+                #expect((x[k] as! Double) == (y[k] as! Double), "step \(x["global_step"]!): \(k) \(x[k]!) vs \(y[k]!)")
+            }
+        }
+    }
+
+    @Test func aRewardCommandThatFailsStopsTheStageAfterACheckpoint() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (command, expected) in [("exit 7", "exited with status 7"), ("echo not-a-number; cat > /dev/null", "printed 1 lines for")] {
+            let r = try run(Self.binary, ["train", recipe(dir, grpo: "      rewards:\n        - kind: command\n          command: \"\(command)\""),
+                                          "--run-dir", "\(dir)/cmd"])
+            #expect(r.status == 3, "\(r.stderr)")
+            #expect(r.stderr.contains(expected), "\(r.stderr)")
+            let latest = try String(contentsOfFile: "\(dir)/cmd/checkpoints/latest", encoding: .utf8)
+            #expect(!latest.isEmpty)
+            try FileManager.default.removeItem(atPath: "\(dir)/cmd")
+        }
+    }
+}
