@@ -12,7 +12,9 @@ import Foundation
 extension Tensor {
     /// `q` [B, T, H, Dk], `k` [B, S, H, Dk], `v` [B, S, H, Dv] → [B, T, H, Dv]. With `causal`,
     /// query i (at position S − T + i) sees keys 0...S − T + i, so a cached decode step works too.
-    public static func attention(q: Tensor, k: Tensor, v: Tensor, scale: Float, causal: Bool) -> Tensor {
+    /// `segments` (B·T ids, with S = T and `causal`) packs several sequences into a row: a query
+    /// sees only the earlier keys of its own segment (segments are contiguous runs).
+    public static func attention(q: Tensor, k: Tensor, v: Tensor, scale: Float, causal: Bool, segments: [Int]? = nil) -> Tensor {
         guard q.rank == 4, k.rank == 4, v.rank == 4,
               q.shape[0] == k.shape[0], k.shape[0] == v.shape[0],
               q.shape[2] == k.shape[2], k.shape[2] == v.shape[2],
@@ -28,6 +30,20 @@ extension Tensor {
         let shift = s - t
         let qp = qc.data, kp = kc.data, vp = vc.data, op = out.data, pp = probs.data
         let ldq = h * dk, ldv = h * dv
+        // First visible key of each query: 0, or the start of its segment.
+        var first = [Int](repeating: 0, count: b * t)
+        if let segments {
+            guard causal, s == t, segments.count == b * t else {
+                shapeFailure("attention", "segments need causal self-attention and \(b * t) ids, got \(segments.count)")
+            }
+            for bi in 0..<b {
+                for i in 0..<t {
+                    let starts = i == 0 || segments[bi * t + i] != segments[bi * t + i - 1]
+                    first[bi * t + i] = starts ? i : first[bi * t + i - 1]
+                }
+            }
+        }
+        let lo = first
 
         parallelHeads(b * h) { bh in
             let bi = bh / h, hi = bh % h
@@ -38,8 +54,9 @@ extension Tensor {
                         Q, Int32(ldq), K, Int32(ldq), 0, P, Int32(s))
             for i in 0..<t {
                 let row = P + i * s
-                let visible = causal ? i + shift + 1 : s
-                softmaxRow(row, row, visible)
+                let visible = causal ? i + shift + 1 : s, start = lo[bi * t + i]
+                softmaxRow(row + start, row + start, visible - start)
+                if start > 0 { row.update(repeating: 0, count: start) }
                 if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(dv), Int32(s), 1,
@@ -65,9 +82,10 @@ extension Tensor {
                             dO, Int32(ldv), V, Int32(ldv), 0, dP, Int32(s))
                 for i in 0..<t {
                     let p = P + i * s, d = dP + i * s
-                    let visible = causal ? i + shift + 1 : s
-                    let dot = vdot(p, d, visible)
-                    for j in 0..<visible { d[j] = p[j] * (d[j] - dot) }
+                    let visible = causal ? i + shift + 1 : s, start = lo[bi * t + i]
+                    let dot = vdot(p + start, d + start, visible - start)
+                    for j in start..<visible { d[j] = p[j] * (d[j] - dot) }
+                    if start > 0 { d.update(repeating: 0, count: start) }
                     if visible < s { (d + visible).update(repeating: 0, count: s - visible) }
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(dk), Int32(s), scale,

@@ -25,8 +25,8 @@ public final class DeepSeekV2DecoderLayer: Module, @unchecked Sendable {
         }
     }
 
-    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor, training: MoETraining?) -> (Tensor, MoELayerReport?) {
-        let h = x + self_attn(input_layernorm(x), cos: cos, sin: sin)
+    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor, training: MoETraining?, segments: [Int]? = nil) -> (Tensor, MoELayerReport?) {
+        let h = x + self_attn(input_layernorm(x), cos: cos, sin: sin, segments: segments)
         let normed = post_attention_layernorm(h)
         if let moe {
             let (y, report) = moe(normed, training: training)
@@ -84,14 +84,17 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
     }
 
     /// ids: B·T token ids (row-major) at positions start..<start+T.
+    /// `packing`: per-token positions and segment ids for rows that hold several sequences.
     public func forward(_ ids: [Int], batch b: Int, length t: Int, start: Int = 0, training: MoETraining? = nil,
-                        keepHidden: Bool = false) -> DeepSeekV2Output {
+                        keepHidden: Bool = false, packing: (positions: [Int], segments: [Int])? = nil) -> DeepSeekV2Output {
         guard ids.count == b * t, start + t <= rotary.cos.shape[0] else {
             shapeFailure("DeepSeekV2ForCausalLM", "\(ids.count) ids for batch \(b) × length \(t) at position \(start) (tables hold \(rotary.cos.shape[0]) positions)")
         }
         var h = model.embed_tokens(ids, shape: [b, t])
         var hidden: [Tensor] = keepHidden ? [h] : []
-        let (out, reports) = runLayers(h, layers: 0..<model.layers.count, start: start, training: training) { if keepHidden { hidden.append($0) } }
+        let (out, reports) = runLayers(h, layers: 0..<model.layers.count, start: start, training: training, packing: packing) {
+            if keepHidden { hidden.append($0) }
+        }
         h = model.norm(out)
         if keepHidden { hidden.append(h) }
         return DeepSeekV2Output(logits: lm_head(h), hidden: hidden, moe: reports)
@@ -100,16 +103,21 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
     /// Decoder layers `layers` over hidden states h [B, T, D] at positions start..<start+T (a
     /// pipeline stage runs its own range; the whole model runs all of them).
     public func runLayers(_ x: Tensor, layers: Range<Int>, start: Int = 0, training: MoETraining? = nil,
+                          packing: (positions: [Int], segments: [Int])? = nil,
                           each: (Tensor) -> Void = { _ in }) -> (Tensor, [(Int, MoELayerReport)]) {
         let t = x.shape[1]
-        let cos = rotary.cos.slice(axis: 0, start..<(start + t)), sin = rotary.sin.slice(axis: 0, start..<(start + t))
+        var cos = rotary.cos.slice(axis: 0, start..<(start + t)), sin = rotary.sin.slice(axis: 0, start..<(start + t))
+        if let packing {
+            cos = rotary.cos.indexSelect(packing.positions)
+            sin = rotary.sin.indexSelect(packing.positions)
+        }
         var h = x
         var reports: [(Int, MoELayerReport)] = []
         for i in layers {
             var training = training
             training?.seed ^= UInt64(i) &* 0x9E37_79B9  // per-layer never-drop draw
             training?.layer = i
-            let (out, report) = model.layers[i](h, cos: cos, sin: sin, training: training)
+            let (out, report) = model.layers[i](h, cos: cos, sin: sin, training: training, segments: packing?.segments)
             h = out
             each(h)
             if let report { reports.append((i, report)) }

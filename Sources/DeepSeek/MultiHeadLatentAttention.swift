@@ -48,7 +48,7 @@ public final class MultiHeadLatentAttention: Module, @unchecked Sendable {
         let q: Tensor
         if let q_proj { q = q_proj(x) } else { q = q_b_proj!(q_a_layernorm!(q_a_proj!(x))) }
         let parts = q.reshape([b, t, heads, nope + rope]).split([nope, rope], axis: -1)
-        let qPe = parts[1].rotaryEmbedding(cos: cos, sin: sin, interleaved: true)
+        let qPe = Self.rotate(parts[1], cos: cos, sin: sin)
         return Tensor.concat([parts[0], qPe], axis: -1)
     }
 
@@ -57,18 +57,27 @@ public final class MultiHeadLatentAttention: Module, @unchecked Sendable {
         let b = x.shape[0], t = x.shape[1]
         let parts = kv_a_proj_with_mqa(x).split([kvLora, rope], axis: -1)
         let c = kv_a_layernorm(parts[0])
-        let kPe = parts[1].reshape([b, t, 1, rope]).rotaryEmbedding(cos: cos, sin: sin, interleaved: true)
+        let kPe = Self.rotate(parts[1].reshape([b, t, 1, rope]), cos: cos, sin: sin)
         return (c, kPe)
     }
 
-    /// x [B, T, hidden] at positions given by the rows of `cos`/`sin` → [B, T, hidden].
-    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
+    /// RoPE on [B, T, h, rope] with tables per position [T, rope/2], or per token [B·T, rope/2]
+    /// (packed rows, whose positions restart with each sequence).
+    static func rotate(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
+        let b = x.shape[0], t = x.shape[1]
+        if cos.shape[0] == t { return x.rotaryEmbedding(cos: cos, sin: sin, interleaved: true) }
+        return x.reshape([1, b * t, x.shape[2], x.shape[3]]).rotaryEmbedding(cos: cos, sin: sin, interleaved: true).reshape(x.shape)
+    }
+
+    /// x [B, T, hidden] at positions given by the rows of `cos`/`sin` → [B, T, hidden];
+    /// `segments` packs several sequences per row (`Tensor.attention`).
+    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor, segments: [Int]? = nil) -> Tensor {
         let b = x.shape[0], t = x.shape[1]
         let q = queries(x, cos: cos, sin: sin)
         let (c, kPe) = latent(x, cos: cos, sin: sin)
         let kv = kv_b_proj(c).reshape([b, t, heads, nope + vDim]).split([nope, vDim], axis: -1)
         let k = Tensor.concat([kv[0], kPe.broadcast(to: [b, t, heads, rope])], axis: -1)
-        let o = Tensor.attention(q: q, k: k, v: kv[1], scale: scale, causal: true)
+        let o = Tensor.attention(q: q, k: k, v: kv[1], scale: scale, causal: true, segments: segments)
         return o_proj(o.reshape([b, t, heads * vDim]))
     }
 }

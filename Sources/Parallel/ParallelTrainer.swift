@@ -54,10 +54,13 @@ public final class ParallelTrainer {
         public var inputs: [Int]
         public var targets: [Int]
         public var firstSequence: Int
-        public init(inputs: [Int], targets: [Int], firstSequence: Int) {
+        /// Rows holding several sequences: each token's position and sequence id.
+        public var packing: (positions: [Int], segments: [Int])?
+        public init(inputs: [Int], targets: [Int], firstSequence: Int, packing: (positions: [Int], segments: [Int])? = nil) {
             self.inputs = inputs
             self.targets = targets
             self.firstSequence = firstSequence
+            self.packing = packing
         }
         /// A pretraining batch: rows of length+1 tokens, each predicting its next token.
         public init(rows tokens: [Int], rows b: Int, length t: Int, firstSequence: Int) {
@@ -147,7 +150,7 @@ public final class ParallelTrainer {
                     input = leaf
                     h = leaf
                 }
-                let (out, reports) = model.runLayers(h, layers: grid.layers, training: training)
+                let (out, reports) = model.runLayers(h, layers: grid.layers, training: training, packing: mb.packing)
                 var aux = Tensor(scalar: 0)
                 for (layer, rep) in reports {
                     if let l = rep.losses {

@@ -113,4 +113,72 @@ public struct PostTrainingData {
         for j in 0..<length where j + 1 < tokens.count && trained[j + 1] { targets[j] = tokens[j + 1] }
         return (inputs, targets, tokens.count > length + 1)
     }
+
+    /// Several conversations per row, without attention across them: rows of `length` tokens
+    /// filled greedily in stream order (a conversation that does not fit starts the next row;
+    /// one longer than a row is cut). Positions restart with each conversation; targets are
+    /// set only inside a conversation, on its trained tokens. Row r is a pure function of the
+    /// stream, so every rank packs the same rows.
+    public final class Packer: @unchecked Sendable {
+        let data: PostTrainingData
+        let seed: UInt64
+        let length: Int
+        /// Row r holds conversations starts[r] ..< starts[r + 1].
+        var starts = [0]
+        let lock = NSLock()
+
+        public init(data: PostTrainingData, seed: UInt64, length: Int) {
+            self.data = data
+            self.seed = seed
+            self.length = length
+        }
+
+        func range(_ r: Int) -> Range<Int> {
+            lock.lock()
+            defer { lock.unlock() }
+            while starts.count <= r + 1 {
+                var g = starts.last!, used = 0
+                repeat {
+                    let n = ChatTemplate.render(data.conversation(g, seed: seed)).tokens.count
+                    if used > 0 && used + n > length + 1 { break }
+                    used += n
+                    g += 1
+                } while used < length + 1
+                starts.append(g)
+            }
+            return starts[r]..<starts[r + 1]
+        }
+
+        /// Rows needed to cover the first `conversations` conversations.
+        public func rows(covering conversations: Int) -> Int {
+            var r = 0
+            while range(r).upperBound < conversations { r += 1 }
+            return r + 1
+        }
+
+        public func row(_ r: Int) -> (inputs: [Int], targets: [Int], positions: [Int], segments: [Int], conversations: Int) {
+            var inputs: [Int] = [], targets: [Int] = [], positions: [Int] = [], segments: [Int] = []
+            let convs = range(r)
+            for (k, g) in convs.enumerated() {
+                let (tokens, trained) = ChatTemplate.render(data.conversation(g, seed: seed))
+                let n = Swift.min(tokens.count, length + 1 - inputs.count)
+                for j in 0..<n where inputs.count < length {
+                    inputs.append(tokens[j])
+                    targets.append(j + 1 < tokens.count && trained[j + 1] ? tokens[j + 1] : ignoreIndex)
+                    positions.append(j)
+                    segments.append(k)
+                }
+            }
+            // Padding: its own segment, no targets.
+            var p = 0
+            while inputs.count < length {
+                inputs.append(ChatTemplate.endOfTurn)
+                targets.append(ignoreIndex)
+                positions.append(p)
+                segments.append(convs.count)
+                p += 1
+            }
+            return (inputs, targets, positions, segments, convs.count)
+        }
+    }
 }

@@ -84,6 +84,8 @@ public struct Recipe: Sendable {
         public var initFrom: String?
         /// SFT: passes over the conversations instead of `steps` (JSONL data).
         public var epochs: Int?
+        /// SFT: several conversations per row, without attention across them.
+        public var packing = false
         /// Held-out problems for answer accuracy and mean reward.
         public var evalSamples = 200
         public var grpo: GRPOSettings?
@@ -248,6 +250,7 @@ public struct Recipe: Sendable {
             try o.finish()
         }
         st.epochs = epochs
+        if kind == "sft" { st.packing = try s.bool("packing", default: false) }
         st.logEvery = try s.int("log_every", default: 10, min: 1)
         st.maxNaNSteps = try s.int("max_nan_steps", default: 5, min: 1)
         st.evalSamples = try s.int("eval_samples", default: 200, min: 1)

@@ -145,8 +145,10 @@ public final class Trainer {
         var stage = stage
         let pretrainData = stage.kind == "pretrain" ? try DataSource.open(stage.data, vocab: model.config.vocabSize) : nil
         let postData = stage.kind == "pretrain" ? nil : try PostTrainingData.open(stage.data, kind: stage.kind)
+        let packer = stage.packing ? PostTrainingData.Packer(data: postData!, seed: recipe.seed, length: stage.seqLen) : nil
         if let epochs = stage.epochs, let n = postData?.count {
-            stage.steps = (epochs * n + stage.batchSize - 1) / stage.batchSize
+            let rows = packer?.rows(covering: epochs * n) ?? epochs * n
+            stage.steps = (rows + stage.batchSize - 1) / stage.batchSize
         }
         let trainer = ParallelTrainer(model: model, grid: grid, adam: stage.adam, clip: Float(stage.clip),
                                       alphas: .init(expert: stage.alphas.expert ?? model.config.auxLossAlpha,
@@ -217,17 +219,27 @@ public final class Trainer {
                 let first = step * stage.batchSize
                 nonisolated(unsafe) var cut = 0
                 r = try trainer.step(batch: { m in
-                    var inputs: [Int] = [], targets: [Int] = []
+                    var inputs: [Int] = [], targets: [Int] = [], positions: [Int] = [], segments: [Int] = []
                     for row in 0..<rowsPerMicro {
                         let g = first + m * rowsPerMicro + row
+                        if let packer {
+                            let x = packer.row(g)
+                            inputs += x.inputs
+                            targets += x.targets
+                            positions += x.positions
+                            segments += x.segments
+                            continue
+                        }
                         let x = PostTrainingData.sftRow(postData!.conversation(g, seed: self.recipe.seed), length: stage.seqLen)
                         inputs += x.inputs
                         targets += x.targets
                         if x.cut { cut += 1 }
                     }
-                    return ParallelTrainer.MicroBatch(inputs: inputs, targets: targets, firstSequence: globalStep * stage.batchSize + m * rowsPerMicro)
+                    return ParallelTrainer.MicroBatch(inputs: inputs, targets: targets, firstSequence: globalStep * stage.batchSize + m * rowsPerMicro,
+                                                      packing: packer == nil ? nil : (positions, segments))
                 }, rows: rowsPerMicro, length: stage.seqLen, lr: lr, step: globalStep)
-                if let n = postData!.count { extra["epoch"] = Double(step * stage.batchSize) / Double(n) }
+                if let n = postData!.count, packer == nil { extra["epoch"] = Double(step * stage.batchSize) / Double(n) }
+                if let packer { extra["conversations"] = packer.range((step + 1) * stage.batchSize - 1).upperBound }
                 extra["truncated_conversations_local"] = cut
             }
             let (ce, balance, aux, gradNorm) = (r.ce, r.balance, r.aux, r.gradNorm)

@@ -42,6 +42,43 @@ import Data
         #expect(row.targets.filter { $0 != ignoreIndex }.count == 6)
     }
 
+    /// A packed row gives each conversation the loss — and the gradient — it has alone: no
+    /// attention across conversations, positions restarting with each.
+    @Test func packedRowsGiveEachConversationItsUnpackedLossAndGradient() throws {
+        let data = try PostTrainingData.open("synthetic:arithmetic-chat", kind: "sft")
+        let length = 96
+        let packer = PostTrainingData.Packer(data: data, seed: 3, length: length)
+        let row = packer.row(0)
+        #expect(row.conversations >= 2)
+        let model = DeepSeekV2ForCausalLM(.tiny, seed: 6)
+        let weight = model.namedParameters().first { $0.0 == "model.layers.1.self_attn.q_b_proj.weight" }!.1
+        func lossAndGrad(_ inputs: [Int], _ targets: [Int], packing: (positions: [Int], segments: [Int])?) -> (Float, [Float]) {
+            weight.zeroGrad()
+            let logits = model.forward(inputs, batch: 1, length: length, packing: packing).logits.reshape([length, 256])
+            // Summed (not averaged) CE, so per-conversation sums add up across the packed row.
+            let n = Float(targets.filter { $0 != ignoreIndex }.count)
+            let loss = logits.crossEntropy(targets: targets) * n
+            loss.backward()
+            return (loss.item, Array(UnsafeBufferPointer(start: weight.grad!.data, count: weight.count)))
+        }
+        let (packedLoss, packedGrad) = lossAndGrad(row.inputs, row.targets, packing: (row.positions, row.segments))
+        var sumLoss: Float = 0, sumGrad = [Float](repeating: 0, count: weight.count)
+        for g in packer.range(0) {
+            let x = PostTrainingData.sftRow(data.conversation(g, seed: 3), length: length)
+            let (l, grad) = lossAndGrad(x.inputs, x.targets, packing: nil)
+            sumLoss += l
+            for i in grad.indices { sumGrad[i] += grad[i] }
+        }
+        #expect(abs(packedLoss - sumLoss) <= 1e-4 * abs(sumLoss), "packed \(packedLoss) vs unpacked \(sumLoss)")
+        let diff = zip(packedGrad, sumGrad).map { ($0 - $1) * ($0 - $1) }.reduce(0, +).squareRoot()
+        let norm = sumGrad.map { $0 * $0 }.reduce(0, +).squareRoot()
+        #expect(norm > 0 && diff <= 1e-4 * norm, "gradient differs by \(diff) of \(norm)")
+        // Without the segment mask the conversations would see each other: the loss changes.
+        let (leaky, _) = lossAndGrad(row.inputs, row.targets, packing: (row.positions, [Int](repeating: 0, count: length)))
+        #expect(abs(leaky - sumLoss) > 3e-4 * abs(sumLoss) && abs(leaky - sumLoss) > 20 * abs(packedLoss - sumLoss),
+                "leaky \(leaky), packed \(packedLoss), unpacked \(sumLoss)")
+    }
+
     @Test func chatAndPromptFilesAreCheckedLineByLine() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dt-post-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
