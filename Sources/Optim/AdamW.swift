@@ -44,19 +44,27 @@ public final class AdamW {
             guard let g = p.tensor.grad else { continue }
             let gc = g.contiguousView
             let w = p.tensor.data, gp = gc.data, mp = m[i].data, vp = v[i].data
-            let decay: Float = decays[i] ? 1 - lr * config.weightDecay : 1
-            let stepSize = lr / c1, invC2 = 1 / c2
-            parallelFor(p.tensor.count, grain: 16_384) { r in
-                for j in r {
-                    let gj = gp[j]
-                    let mj = b1 * mp[j] + (1 - b1) * gj
-                    let vj = b2 * vp[j] + (1 - b2) * gj * gj
-                    mp[j] = mj
-                    vp[j] = vj
-                    w[j] = w[j] * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps)
-                }
-            }
+            let k = AdamWShard.Coefficients(stepSize: lr / c1, invC2: 1 / c2, decay: decays[i] ? 1 - lr * config.weightDecay : 1)
+            AdamW.kernel(k, count: p.tensor.count, weights: w, grad: gp, m: mp, v: vp, scale: 1, b1: b1, b2: b2, eps: eps)
             withExtendedLifetime(gc) {}
+        }
+    }
+
+    /// The update of `count` elements, AdamW's arithmetic element by element (so any split of a
+    /// tensor into shards updates to the same bits); `scale` multiplies the gradient (clipping).
+    @inline(__always)
+    static func kernel(_ k: AdamWShard.Coefficients, count: Int, weights w: UnsafeMutablePointer<Float>, grad g: UnsafePointer<Float>,
+                       m mp: UnsafeMutablePointer<Float>, v vp: UnsafeMutablePointer<Float>, scale: Float, b1: Float, b2: Float, eps: Float) {
+        let decay = k.decay, stepSize = k.stepSize, invC2 = k.invC2
+        parallelFor(count, grain: 16_384) { r in
+            for j in r {
+                let gj = scale == 1 ? g[j] : g[j] * scale
+                let mj = b1 * mp[j] + (1 - b1) * gj
+                let vj = b2 * vp[j] + (1 - b2) * gj * gj
+                mp[j] = mj
+                vp[j] = vj
+                w[j] = w[j] * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps)
+            }
         }
     }
 
@@ -99,38 +107,19 @@ public final class AdamWShard {
         return Coefficients(stepSize: lr / c1, invC2: 1 / c2, decay: 1 - lr * config.weightDecay)
     }
 
-    public struct Coefficients { let stepSize: Float, invC2: Float, decay: Float }
+    public struct Coefficients {
+        let stepSize: Float, invC2: Float, decay: Float
+        /// `decay` is the factor of decaying (matrix) weights; `apply` uses 1 for the others.
+    }
 
     /// Updates shard elements offset..<offset+count, whose parameters are at `w`, with gradient
     /// `g` times `scale` (clipping; 1 leaves it exact) — AdamW's arithmetic, element by element.
     public func apply(_ k: Coefficients, offset: Int, count: Int, weights w: UnsafeMutablePointer<Float>,
                       grad g: UnsafePointer<Float>, scale: Float, decays: Bool) {
-        let b1 = config.beta1, b2 = config.beta2, eps = config.eps
-        let decay: Float = decays ? k.decay : 1, stepSize = k.stepSize, invC2 = k.invC2
         m.withUnsafeMutableBufferPointer { mb in
             v.withUnsafeMutableBufferPointer { vb in
-                let mp = mb.baseAddress! + offset, vp = vb.baseAddress! + offset
-                parallelFor(count, grain: 16_384) { r in
-                    if scale == 1 {
-                        for j in r {
-                            let gj = g[j]
-                            let mj = b1 * mp[j] + (1 - b1) * gj
-                            let vj = b2 * vp[j] + (1 - b2) * gj * gj
-                            mp[j] = mj
-                            vp[j] = vj
-                            w[j] = w[j] * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps)
-                        }
-                    } else {
-                        for j in r {
-                            let gj = g[j] * scale
-                            let mj = b1 * mp[j] + (1 - b1) * gj
-                            let vj = b2 * vp[j] + (1 - b2) * gj * gj
-                            mp[j] = mj
-                            vp[j] = vj
-                            w[j] = w[j] * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps)
-                        }
-                    }
-                }
+                AdamW.kernel(Coefficients(stepSize: k.stepSize, invC2: k.invC2, decay: decays ? k.decay : 1), count: count, weights: w, grad: g,
+                             m: mb.baseAddress! + offset, v: vb.baseAddress! + offset, scale: scale, b1: config.beta1, b2: config.beta2, eps: config.eps)
             }
         }
     }
