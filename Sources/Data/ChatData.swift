@@ -131,3 +131,63 @@ enum JSONLines {
         return obj
     }
 }
+
+/// `deeptrain prepare` on chat JSONL: every file checked line by line, the conversations
+/// written to one `conversations.jsonl` with `chat.json` describing them (count, assistant
+/// tokens, lengths under the byte-level template and the `seq_len` that holds 99% of them), so
+/// an SFT stage can read the directory and a recipe author can size `seq_len`. The directory
+/// appears complete or not at all.
+public enum ChatPrepare {
+    public struct Summary: Codable, Sendable {
+        public var kind = "chat"
+        public var template = "byte-level (docs/grpo.md)"
+        public let conversations: Int
+        public let tokens: Int
+        public let assistant_tokens: Int
+        public let longest: Int
+        public let p99_length: Int
+        public let files: [String]
+    }
+
+    /// True when `path` is JSONL whose first object has "messages".
+    public static func isChat(_ path: String) -> Bool {
+        guard path.hasSuffix(".jsonl"), let lines = try? JSONLines.read(path), let first = lines.first,
+              let obj = try? JSONLines.object(first.1, file: path, line: first.0) else { return false }
+        return obj["messages"] != nil
+    }
+
+    public static func run(inputs: [String], output: String) throws -> Summary {
+        var all: [[ChatMessage]] = []
+        for f in inputs { all += try ChatJSONL.load(f) }
+        let lengths = all.map { ChatTemplate.render($0).tokens.count }.sorted()
+        let trained = all.reduce(0) { $0 + ChatTemplate.render($1).trained.filter { $0 }.count }
+        let summary = Summary(conversations: all.count, tokens: lengths.reduce(0, +), assistant_tokens: trained,
+                              longest: lengths.last ?? 0, p99_length: lengths.isEmpty ? 0 : lengths[Swift.min(lengths.count - 1, lengths.count * 99 / 100)],
+                              files: inputs)
+        let fm = FileManager.default
+        let tmp = output + ".tmp-\(getpid())"
+        try? fm.removeItem(atPath: tmp)
+        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        do {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            var text = Data()
+            for c in all { text += try enc.encode(["messages": c]); text += Data("\n".utf8) }
+            try text.write(to: URL(fileURLWithPath: (tmp as NSString).appendingPathComponent("conversations.jsonl")))
+            enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            try enc.encode(summary).write(to: URL(fileURLWithPath: (tmp as NSString).appendingPathComponent("chat.json")))
+            if fm.fileExists(atPath: output) { try fm.removeItem(atPath: output) }
+            try fm.moveItem(atPath: tmp, toPath: output)
+        } catch {
+            try? fm.removeItem(atPath: tmp)
+            throw DataError(file: output, line: nil, "cannot be written: \(error)")
+        }
+        return summary
+    }
+
+    /// The conversations file of a prepared chat directory, or nil when `dir` is not one.
+    public static func conversations(in dir: String) -> String? {
+        let marker = (dir as NSString).appendingPathComponent("chat.json")
+        return FileManager.default.fileExists(atPath: marker) ? (dir as NSString).appendingPathComponent("conversations.jsonl") : nil
+    }
+}

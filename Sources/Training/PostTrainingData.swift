@@ -27,7 +27,7 @@ public struct PostTrainingData {
             return (Array(xs.dropLast(held)), Array(xs.suffix(held)))
         }
         if kind == "sft" {
-            let (t, h) = try split(ChatJSONL.load(spec))
+            let (t, h) = try split(ChatJSONL.load(ChatPrepare.conversations(in: spec) ?? spec))
             return PostTrainingData(source: .conversations(train: t, heldOut: h), spec: spec)
         }
         let (t, h) = try split(PromptJSONL.load(spec))

@@ -2,6 +2,7 @@ import Foundation
 import Yams
 import DeepSeek
 import Optim
+import Data
 import Parallel
 
 /// A training recipe (DESIGN §3): the model, the layout, checkpointing, and stages run in
@@ -290,16 +291,16 @@ public struct Recipe: Sendable {
             st.grpo = g
         }
         let allowed: [String: String] = ["pretrain": "synthetic:arithmetic or a `deeptrain prepare` directory",
-                                         "sft": "synthetic:arithmetic-chat or a chat .jsonl file",
+                                         "sft": "synthetic:arithmetic-chat, a chat .jsonl file or a directory `deeptrain prepare` made of one",
                                          "grpo": "synthetic:arithmetic-prompts or a prompt .jsonl file"]
         let fits: Bool
         switch kind {
-        case "sft": fits = st.data == "synthetic:arithmetic-chat" || st.data.hasSuffix(".jsonl")
+        case "sft": fits = st.data == "synthetic:arithmetic-chat" || st.data.hasSuffix(".jsonl") || ChatPrepare.conversations(in: st.data) != nil
         case "grpo": fits = st.data == "synthetic:arithmetic-prompts" || st.data.hasSuffix(".jsonl")
         default: fits = !st.data.hasSuffix(".jsonl") && st.data != "synthetic:arithmetic-chat" && st.data != "synthetic:arithmetic-prompts"
         }
         guard fits else { throw s.fail(s.mapping["data"], "data", "is \"\(st.data)\"; a \(kind) stage reads \(allowed[kind]!)") }
-        if epochs != nil && !st.data.hasSuffix(".jsonl") {
+        if epochs != nil && st.data.hasPrefix("synthetic:") {
             throw s.fail(s.mapping["epochs"], "epochs", "needs a chat .jsonl file (the built-in chat data has no end); give steps")
         }
         try s.finish()

@@ -6,8 +6,8 @@ import Training
 struct PrepareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prepare",
-        abstract: "Text files or JSONL ({\"text\": ...}) → tokenizer.json + token shards for training.",
-        discussion: "Files ending in .jsonl are read a JSON object per line; other files are one document each. Without --tokenizer, a byte-level BPE tokenizer is trained on the inputs. The output directory is complete only once index.json is written; a failed run leaves nothing.")
+        abstract: "Text files or JSONL ({\"text\": ...}) → tokenizer.json + token shards for training; chat JSONL → a checked SFT data directory.",
+        discussion: "Files ending in .jsonl are read a JSON object per line; other files are one document each. Without --tokenizer, a byte-level BPE tokenizer is trained on the inputs. The output directory is complete only once index.json is written; a failed run leaves nothing. Chat JSONL ({\"messages\": [...]} per line, docs/grpo.md) is checked line by line and written as conversations.jsonl + chat.json (counts and lengths under the chat template) for an sft stage's data.")
 
     @Argument(help: "Input files.") var inputs: [String]
     @Option(help: "Output directory.") var output: String
@@ -22,6 +22,15 @@ struct PrepareCommand: ParsableCommand {
     }
 
     func run() throws {
+        if inputs.allSatisfy(ChatPrepare.isChat) {
+            let s = try reportingBadInput { try ChatPrepare.run(inputs: inputs, output: output) }
+            print("wrote \(output): \(s.conversations) conversations, \(s.tokens) tokens (\(s.assistant_tokens) trained), "
+                  + "longest \(s.longest), 99% within \(s.p99_length) tokens: seq_len \(s.p99_length) keeps them whole")
+            return
+        }
+        if inputs.contains(where: ChatPrepare.isChat) {
+            throw ValidationError("mix of chat JSONL and text inputs; prepare them separately")
+        }
         var o = Prepare.Options(inputs: inputs, output: output, tokenizer: tokenizer)
         o.vocabSize = vocabSize
         o.eos = eos

@@ -197,6 +197,56 @@ import Data
         }
     }
 
+    /// `prepare` on chat JSONL, and bad post-training data through the CLI: one message naming
+    /// the file and line, exit 1, nothing written.
+    @Test func prepareReadsChatJSONLAndBadDataStopsBeforeAnyWork() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var lines = ""
+        for i in 0..<40 { lines += "{\"messages\": [{\"role\": \"user\", \"content\": \"What is \(i)+1?\"}, {\"role\": \"assistant\", \"content\": \"\(i)+1=\(i + 1)\"}]}\n" }
+        try lines.write(toFile: "\(dir)/chat.jsonl", atomically: true, encoding: .utf8)
+        let ok = try run(Self.binary, ["prepare", "\(dir)/chat.jsonl", "--output", "\(dir)/sftdata"])
+        #expect(ok.status == 0 && ok.stdout.contains("40 conversations"), "\(ok.stdout)\(ok.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/sftdata/chat.json"))) as! [String: Any]
+        #expect(summary["conversations"] as? Int == 40)
+        // An sft stage reads the prepared directory.
+        try """
+        name: prepared
+        model: tiny
+        stages:
+          - kind: sft
+            data: \(dir)/sftdata
+            epochs: 1
+            batch_size: 8
+            seq_len: 40
+            optimizer:
+              lr: 1.0e-3
+        """.write(toFile: "\(dir)/sft.yaml", atomically: true, encoding: .utf8)
+        let trained = try run(Self.binary, ["train", "\(dir)/sft.yaml", "--run-dir", "\(dir)/sftrun"])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        #expect(metrics("\(dir)/sftrun").count == 5)  // ceil(38 training conversations / 8)
+
+        try (lines + "{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}\n").write(toFile: "\(dir)/bad.jsonl", atomically: true, encoding: .utf8)
+        let bad = try run(Self.binary, ["prepare", "\(dir)/bad.jsonl", "--output", "\(dir)/baddata"])
+        #expect(bad.status == 1 && bad.stderr.contains("bad.jsonl:41: messages[0]: unknown role \"robot\""), "\(bad.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/baddata"))
+
+        try "{\"prompt\": \"What is 1+1?\", \"answer\": \"2\"}\n{\"prompt\": \"What is 2+2?\"}\n".write(toFile: "\(dir)/prompts.jsonl", atomically: true, encoding: .utf8)
+        try """
+        name: noanswers
+        model: tiny
+        stages:
+          - kind: grpo
+            data: \(dir)/prompts.jsonl
+            steps: 2
+            optimizer:
+              lr: 1.0e-4
+        """.write(toFile: "\(dir)/grpo.yaml", atomically: true, encoding: .utf8)
+        let noAnswers = try run(Self.binary, ["train", "\(dir)/grpo.yaml", "--run-dir", "\(dir)/grporun"])
+        #expect(noAnswers.status == 1 && noAnswers.stderr.contains("prompts.jsonl:2: has no \"answer\""), "\(noAnswers.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/grporun"))
+    }
+
     @Test func aRewardCommandThatFailsStopsTheStageAfterACheckpoint() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
