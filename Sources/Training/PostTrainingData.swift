@@ -14,6 +14,24 @@ public struct PostTrainingData {
     }
     let source: Source
     public let spec: String
+    let orders = EpochOrders()
+
+    /// Each epoch's permutation, computed once (a JSONL file may hold many conversations).
+    final class EpochOrders: @unchecked Sendable {
+        var cache: [Int: [Int]] = [:]
+        let lock = NSLock()
+        func order(epoch: Int, count n: Int, seed: UInt64) -> [Int] {
+            lock.lock()
+            defer { lock.unlock() }
+            if let o = cache[epoch] { return o }
+            let rng = Philox(seed: seed, purpose: "sft-epoch", UInt64(epoch))
+            let draws = (0..<n).map { rng.uniform(UInt64($0)) }
+            let o = (0..<n).sorted { draws[$0] != draws[$1] ? draws[$0] < draws[$1] : $0 < $1 }
+            if cache.count > 4 { cache.removeAll() }
+            cache[epoch] = o
+            return o
+        }
+    }
 
     /// `synthetic:arithmetic-chat`, `synthetic:arithmetic-prompts` or a JSONL file (`kind` says
     /// which form). JSONL files keep their last 5% (at least one, at most 200) for evaluation.
@@ -47,9 +65,9 @@ public struct PostTrainingData {
     public func conversation(_ g: Int, seed: UInt64) -> [ChatMessage] {
         switch source {
         case .arithmetic(let task): return task.chat(seed: seed, index: UInt64(g))
-        case .conversations(let t, _): return t[Self.shuffled(g, count: t.count, seed: seed)]
+        case .conversations(let t, _): return t[shuffled(g, count: t.count, seed: seed)]
         case .prompts(let t, _):
-            let p = t[Self.shuffled(g, count: t.count, seed: seed)]
+            let p = t[shuffled(g, count: t.count, seed: seed)]
             return [ChatMessage(role: "user", content: p.prompt), ChatMessage(role: "assistant", content: p.answer)]
         }
     }
@@ -58,8 +76,8 @@ public struct PostTrainingData {
     public func prompt(_ g: Int, seed: UInt64) -> PromptWithAnswer {
         switch source {
         case .arithmetic(let task): return task.promptWithAnswer(seed: seed, index: UInt64(g))
-        case .prompts(let t, _): return t[Self.shuffled(g, count: t.count, seed: seed)]
-        case .conversations(let t, _): return Self.promptOf(t[Self.shuffled(g, count: t.count, seed: seed)])
+        case .prompts(let t, _): return t[shuffled(g, count: t.count, seed: seed)]
+        case .conversations(let t, _): return Self.promptOf(t[shuffled(g, count: t.count, seed: seed)])
         }
     }
 
@@ -94,13 +112,8 @@ public struct PostTrainingData {
     }
 
     /// Position g of epoch g / n in a permutation keyed by (seed, epoch).
-    static func shuffled(_ g: Int, count n: Int, seed: UInt64) -> Int {
-        let epoch = g / n, rng = Philox(seed: seed, purpose: "sft-epoch", UInt64(epoch))
-        let order = (0..<n).sorted { a, b in
-            let ua = rng.uniform(UInt64(a)), ub = rng.uniform(UInt64(b))
-            return ua != ub ? ua < ub : a < b
-        }
-        return order[g % n]
+    func shuffled(_ g: Int, count n: Int, seed: UInt64) -> Int {
+        orders.order(epoch: g / n, count: n, seed: seed)[g % n]
     }
 
     /// One SFT row: the conversation rendered, cut or padded to `length`+1 tokens; inputs are the
