@@ -12,11 +12,7 @@ public enum Profiler {
     nonisolated(unsafe) static var backward: [String: (Double, Int)] = [:]
     nonisolated(unsafe) static var last = 0.0
 
-    static func clock() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
+    static func clock() -> Double { now() }
 
     /// Marks the start of a region whose ops should be timed (e.g. the forward pass).
     public static func mark() { last = clock() }
@@ -54,4 +50,12 @@ public enum Profiler {
         lines.append("total".padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%9.1f%9.1f", tf, tb))
         return lines.joined(separator: "\n")
     }
+}
+
+/// Monotonic seconds: the one clock every phase timing, benchmark and progress line reads.
+@inline(__always)
+public func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }

@@ -177,11 +177,7 @@ extension DeepSeekV2ForCausalLM {
     public func generate(prompt: [Int], maxNew: Int, sampler: Sampler = Sampler(), stop: Set<Int> = [],
                          cache kind: CacheKind = .latent) -> GenerationResult {
         let cache = KVCache(config, kind: kind, batch: 1, capacity: prompt.count + maxNew)
-        let clock = { () -> Double in
-            var ts = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &ts)
-            return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-        }
+        let clock = now
         let t0 = clock()
         var logits = decode(prompt, batch: 1, cache: cache)
         let t1 = clock()

@@ -334,13 +334,6 @@ public final class ParallelTrainer {
     }
 }
 
-/// Seconds on a monotonic clock.
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 extension ParallelTrainer {
     /// Everything in one place for a checkpoint or an evaluation: each rank sends the chunks it
     /// owns (values, and with `moments` its AdamW moments) to world rank 0, which writes the

@@ -17,14 +17,6 @@ public enum ProcessStats {
     }
 }
 
-/// Monotonic seconds.
-@inline(__always)
-public func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 /// JSON for benchmark output: sorted keys, so runs diff cleanly.
 public func jsonString<T: Encodable>(_ value: T) -> String {
     let enc = JSONEncoder()
