@@ -17,8 +17,10 @@ public struct CanonicalSum {
         stack.append((leaves, v))
         count += leaves
         while stack.count >= 2 && stack[stack.count - 1].leaves == stack[stack.count - 2].leaves {
-            let b = stack.removeLast(), a = stack.removeLast()
-            stack.append((a.leaves + b.leaves, CanonicalSum.add(a.sum, b.sum)))
+            let b = stack.removeLast()
+            var a = stack.removeLast()
+            CanonicalSum.addInPlace(&a.sum, b.sum)  // a's buffer is ours now: no copy
+            stack.append((a.leaves + b.leaves, a.sum))
         }
     }
 
@@ -29,15 +31,20 @@ public struct CanonicalSum {
         return acc
     }
 
+    /// a + b (older + newer: the order the tree fixes).
     public static func add(_ a: [Float], _ b: [Float]) -> [Float] {
-        precondition(a.count == b.count, "CanonicalSum: \(a.count) vs \(b.count) elements")
         var out = a
-        out.withUnsafeMutableBufferPointer { o in
+        addInPlace(&out, b)
+        return out
+    }
+
+    public static func addInPlace(_ a: inout [Float], _ b: [Float]) {
+        precondition(a.count == b.count, "CanonicalSum: \(a.count) vs \(b.count) elements")
+        a.withUnsafeMutableBufferPointer { o in
             b.withUnsafeBufferPointer { bp in
                 for i in 0..<o.count { o[i] += bp[i] }
             }
         }
-        return out
     }
 }
 

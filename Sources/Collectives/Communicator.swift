@@ -14,6 +14,13 @@ public struct MPIError: Error, CustomStringConvertible {
     }
 }
 
+/// Where each rank's block starts when blocks of `counts` lie back to back (MPI's displs).
+public func displacements(_ counts: [Int]) -> [Int] {
+    var out = [Int](), at = 0
+    for c in counts { out.append(at); at += c }
+    return out
+}
+
 /// Element types the collectives move.
 public protocol MPIScalar {
     static var mpiType: MPI_Datatype { get }
@@ -51,6 +58,13 @@ public final class Communicator: @unchecked Sendable {
     /// True when this process was started by mpirun (Open MPI sets these before main).
     public static var launchedByMPI: Bool {
         ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil || ProcessInfo.processInfo.environment["PMIX_RANK"] != nil
+    }
+
+    /// Threads for this rank when nothing says otherwise: its share of the node's cores (mpirun
+    /// tells each rank how many ranks share the node), at least one.
+    public static var defaultThreads: Int {
+        let local = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "1") ?? 1
+        return Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / Swift.max(local, 1))
     }
 
     /// The world: MPI_COMM_WORLD when launched by mpirun (initialising MPI once), otherwise
@@ -108,11 +122,6 @@ public final class Communicator: @unchecked Sendable {
         try x.withUnsafeMutableBytes { b in
             try Self.check("MPI_Allreduce", MPI_Allreduce(deeptrain_mpi_in_place(), b.baseAddress, n, T.mpiType, deeptrain_mpi_sum(), comm))
         }
-    }
-
-    public func allreduceSum(_ p: UnsafeMutablePointer<Float>, count: Int) throws {
-        guard let comm, count > 0 else { return }
-        try Self.check("MPI_Allreduce", MPI_Allreduce(deeptrain_mpi_in_place(), p, Int32(count), Float.mpiType, deeptrain_mpi_sum(), comm))
     }
 
     public func allreduceMax(_ x: inout [Double]) throws {
@@ -190,8 +199,7 @@ public final class Communicator: @unchecked Sendable {
     public func gatherv<T: MPIScalar>(_ x: [T], root: Int) throws -> [T] {
         guard let comm else { return x }
         let counts = try allgather([Int64(x.count)]).map { Int($0) }
-        var displs = [0]
-        for c in counts.dropLast() { displs.append(displs.last! + c) }
+        let displs = displacements(counts)
         let total = counts.reduce(0, +)
         var out = [T](unsafeUninitializedCapacity: rank == root ? total : 0) { _, n in n = rank == root ? total : 0 }
         try x.withUnsafeBytes { s in

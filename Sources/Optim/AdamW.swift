@@ -107,10 +107,9 @@ public final class AdamWShard {
         return Coefficients(stepSize: lr / c1, invC2: 1 / c2, decay: 1 - lr * config.weightDecay)
     }
 
-    public struct Coefficients {
-        let stepSize: Float, invC2: Float, decay: Float
-        /// `decay` is the factor of decaying (matrix) weights; `apply` uses 1 for the others.
-    }
+    /// One step's bias-corrected step size, 1/(1−β2^t), and the decay factor of decaying
+    /// (matrix) weights (`apply` uses 1 for the others).
+    public struct Coefficients { let stepSize: Float, invC2: Float, decay: Float }
 
     /// Updates shard elements offset..<offset+count, whose parameters are at `w`, with gradient
     /// `g` times `scale` (clipping; 1 leaves it exact) — AdamW's arithmetic, element by element.

@@ -107,7 +107,7 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                 r += 1
             }
         }
-        let sendDispl = prefix(sendRows), recvDispl = prefix(recvRows)
+        let sendDispl = displacements(sendRows), recvDispl = displacements(recvRows)
         let recvX = Storage(uninitialized: Swift.max(totalRecv * d, 1))
         var recvTok = [Int64](repeating: 0, count: Swift.max(totalRecv, 1))
         try comm.alltoallv(UnsafePointer(sendX.data), sendCounts: sendRows.map { $0 * d }, sendDispls: sendDispl.map { $0 * d },
@@ -228,11 +228,5 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                 Communicator.abortJob(code: 3)
             }
         }
-    }
-
-    func prefix(_ c: [Int]) -> [Int] {
-        var out = [0]
-        for x in c.dropLast() { out.append(out.last! + x) }
-        return out
     }
 }

@@ -43,7 +43,7 @@ public final class ParallelTrainer {
         public var rankCapacity: Int?
         public var protectedRouted = 0, protectedReceived = 0
         public var updated = false
-        public var forward = 0.0, backward = 0.0, optimizer = 0.0, communication = 0.0
+        public var forward = 0.0, backward = 0.0, optimizer = 0.0
         /// The objective's `stats`, summed over all micro-batches of the step.
         public var extra: [Double] = []
     }
@@ -64,8 +64,23 @@ public final class ParallelTrainer {
         }
         /// A pretraining batch: rows of length+1 tokens, each predicting its next token.
         public init(rows tokens: [Int], rows b: Int, length t: Int, firstSequence: Int) {
-            self.init(inputs: ParallelTrainer.inputs(tokens, rows: b, length: t), targets: ParallelTrainer.targets(tokens, rows: b, length: t),
-                      firstSequence: firstSequence)
+            let (inputs, targets) = Self.nextToken(tokens, rows: b, length: t)
+            self.init(inputs: inputs, targets: targets, firstSequence: firstSequence)
+        }
+
+        /// Rows of length+1 tokens → the first `length` of each as inputs, the last `length`
+        /// as their next-token targets.
+        public static func nextToken(_ tokens: [Int], rows b: Int, length t: Int) -> (inputs: [Int], targets: [Int]) {
+            precondition(tokens.count == b * (t + 1), "\(tokens.count) tokens for \(b) rows of \(t + 1)")
+            var ids = [Int](), targets = [Int]()
+            ids.reserveCapacity(b * t)
+            targets.reserveCapacity(b * t)
+            for r in 0..<b {
+                let row = tokens[(r * (t + 1))..<((r + 1) * (t + 1))]
+                ids.append(contentsOf: row.dropLast())
+                targets.append(contentsOf: row.dropFirst())
+            }
+            return (ids, targets)
         }
     }
 
@@ -320,18 +335,6 @@ public final class ParallelTrainer {
             v.unpackValues(values, flat)
         }
     }
-
-    public static func inputs(_ tokens: [Int], rows b: Int, length t: Int) -> [Int] {
-        var ids = [Int](repeating: 0, count: b * t)
-        for r in 0..<b { for i in 0..<t { ids[r * t + i] = tokens[r * (t + 1) + i] } }
-        return ids
-    }
-
-    public static func targets(_ tokens: [Int], rows b: Int, length t: Int) -> [Int] {
-        var out = [Int](repeating: 0, count: b * t)
-        for r in 0..<b { for i in 0..<t { out[r * t + i] = tokens[r * (t + 1) + i + 1] } }
-        return out
-    }
 }
 
 extension ParallelTrainer {
@@ -340,44 +343,70 @@ extension ParallelTrainer {
     /// values into its model and returns the full moments per parameter (names = `flat.pieces`).
     /// Other ranks return nil. Serial HDF5 then writes one file from rank 0.
     public func gatherToRoot(moments: Bool) throws -> (m: [Tensor], v: [Tensor])? {
+        let all = try grid.world.gatherv(ownedPayload(moments: moments), root: 0)
+        guard grid.world.rank == 0 else { return nil }
+        let full = moments ? (m: flat.pieces.map { Tensor(zeros: $0.tensor.shape) }, v: flat.pieces.map { Tensor(zeros: $0.tensor.shape) }) : nil
+        all.withUnsafeBufferPointer { b in
+            var at = 0
+            for w in 0..<grid.world.size { at += place(b.baseAddress! + at, from: w, moments: full) }
+        }
+        return full
+    }
+
+    /// Every rank gets every parameter's current value (each rank's owned chunks, all-gathered):
+    /// what sampling needs, since a rank generates with the whole model.
+    public func gatherToAll() throws {
+        guard grid.world.size > 1 else { return }
+        let payload = ownedPayload(moments: false)
+        let counts = try grid.world.allgather([Int64(payload.count)]).map { Int($0) }
+        let displs = displacements(counts)
+        var all = [Float](repeating: 0, count: counts.reduce(0, +))
+        all.withUnsafeMutableBufferPointer { b in
+            (b.baseAddress! + displs[grid.world.rank]).update(from: payload, count: payload.count)
+        }
+        try all.withUnsafeMutableBufferPointer { b in try grid.world.allgatherv(b.baseAddress!, counts: counts, displs: displs) }
+        all.withUnsafeBufferPointer { b in
+            for w in 0..<grid.world.size { _ = place(b.baseAddress! + displs[w], from: w, moments: nil) }
+        }
+    }
+
+    /// This rank's owned chunks in owned order — the dense shard, then the expert shard — each
+    /// as values, followed (with `moments`) by its AdamW m and v.
+    func ownedPayload(moments: Bool) -> [Float] {
         var payload: [Float] = []
         let me = flat.owned(worldRank: grid.world.rank)
         for (vec, ids, opt, group) in [(dense, me.dense, denseOptimizer, grid.dp), (experts, me.expert, expertOptimizer, grid.edp)] {
-            let values = vec.packValues(flat)
-            let lo = vec.shards[group.rank].lowerBound
-            let n = vec.shards[group.rank].count
-            precondition(n == ids.reduce(0) { $0 + flat.chunks[$1].count })
-            payload.append(contentsOf: values[lo..<(lo + n)])
+            let range = vec.shards[group.rank]
+            precondition(range.count == ids.reduce(0) { $0 + flat.chunks[$1].count })
+            payload.append(contentsOf: vec.packValues(flat)[range])
             if moments {
                 payload.append(contentsOf: opt.m)
                 payload.append(contentsOf: opt.v)
             }
         }
-        let all = try grid.world.gatherv(payload, root: 0)
-        guard grid.world.rank == 0 else { return nil }
-        let m = flat.pieces.map { Tensor(zeros: $0.tensor.shape) }, v = flat.pieces.map { Tensor(zeros: $0.tensor.shape) }
+        return payload
+    }
+
+    /// Writes world rank `w`'s payload (laid out as `ownedPayload`) into the model's tensors and
+    /// `moments`; returns the floats it read.
+    func place(_ p: UnsafePointer<Float>, from w: Int, moments: (m: [Tensor], v: [Tensor])?) -> Int {
         var at = 0
-        for w in 0..<grid.world.size {
-            let own = flat.owned(worldRank: w)
-            for ids in [own.dense, own.expert] {
-                let n = ids.reduce(0) { $0 + flat.chunks[$1].count }
-                var rel = 0
-                for id in ids {
-                    let ch = flat.chunks[id]
-                    let dst = flat.pieces[ch.piece].tensor.data + ch.start
-                    all.withUnsafeBufferPointer { b in
-                        dst.update(from: b.baseAddress! + at + rel, count: ch.count)
-                        if moments {
-                            (m[ch.piece].data + ch.start).update(from: b.baseAddress! + at + n + rel, count: ch.count)
-                            (v[ch.piece].data + ch.start).update(from: b.baseAddress! + at + 2 * n + rel, count: ch.count)
-                        }
-                    }
-                    rel += ch.count
+        let own = flat.owned(worldRank: w)
+        for ids in [own.dense, own.expert] {
+            let n = ids.reduce(0) { $0 + flat.chunks[$1].count }
+            var rel = 0
+            for id in ids {
+                let ch = flat.chunks[id]
+                (flat.pieces[ch.piece].tensor.data + ch.start).update(from: p + at + rel, count: ch.count)
+                if let moments {
+                    (moments.m[ch.piece].data + ch.start).update(from: p + at + n + rel, count: ch.count)
+                    (moments.v[ch.piece].data + ch.start).update(from: p + at + 2 * n + rel, count: ch.count)
                 }
-                at += moments ? 3 * n : n
+                rel += ch.count
             }
+            at += moments == nil ? n : 3 * n
         }
-        return moments ? (m, v) : nil
+        return at
     }
 
     /// Restores the optimizer from full per-parameter moments (indexed like `flat.pieces`, as
@@ -395,41 +424,6 @@ extension ParallelTrainer {
                 if into == 0 { opt.m = Array(flatM[shard]) } else { opt.v = Array(flatM[shard]) }
             }
             opt.step = step
-        }
-    }
-}
-
-extension ParallelTrainer {
-    /// Every rank gets every parameter's current value (each rank's owned chunks, all-gathered):
-    /// what sampling needs, since a rank generates with the whole model.
-    public func gatherToAll() throws {
-        guard grid.world.size > 1 else { return }
-        var payload: [Float] = []
-        let me = flat.owned(worldRank: grid.world.rank)
-        for (vec, ids, group) in [(dense, me.dense, grid.dp), (experts, me.expert, grid.edp)] {
-            let values = vec.packValues(flat)
-            let range = vec.shards[group.rank]
-            precondition(range.count == ids.reduce(0) { $0 + flat.chunks[$1].count })
-            payload.append(contentsOf: values[range])
-        }
-        let counts = try grid.world.allgather([Int64(payload.count)]).map { Int($0) }
-        var displs = [0]
-        for c in counts.dropLast() { displs.append(displs.last! + c) }
-        var all = [Float](repeating: 0, count: counts.reduce(0, +))
-        all.withUnsafeMutableBufferPointer { b in
-            (b.baseAddress! + displs[grid.world.rank]).update(from: payload, count: payload.count)
-        }
-        try all.withUnsafeMutableBufferPointer { b in try grid.world.allgatherv(b.baseAddress!, counts: counts, displs: displs) }
-        all.withUnsafeBufferPointer { b in
-            for w in 0..<grid.world.size {
-                var at = displs[w]
-                let own = flat.owned(worldRank: w)
-                for id in own.dense + own.expert {
-                    let ch = flat.chunks[id]
-                    (flat.pieces[ch.piece].tensor.data + ch.start).update(from: b.baseAddress! + at, count: ch.count)
-                    at += ch.count
-                }
-            }
         }
     }
 }

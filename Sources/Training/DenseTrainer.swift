@@ -2,6 +2,7 @@ import Foundation
 import Autograd
 import NN
 import Optim
+import Parallel
 
 /// One optimizer step of a dense LM on a token batch, timed by phase. Shared by the dense demo
 /// and `bench train --model dense`, so the benchmark measures the code that trains.
@@ -27,7 +28,7 @@ public final class DenseTrainer {
     /// `tokens` holds batch·(length+1) ids: each row's inputs are its first `length`, its
     /// targets the next `length` (next-token prediction).
     public func step(rows tokens: [Int], batch b: Int, length t: Int, lr: Float) -> StepResult {
-        let (ids, targets) = DenseTrainer.shift(tokens, batch: b, length: t)
+        let (ids, targets) = ParallelTrainer.MicroBatch.nextToken(tokens, rows: b, length: t)
         let t0 = now()
         let loss = model.loss(ids, targets: targets, batch: b, length: t)
         let t1 = now()
@@ -46,25 +47,12 @@ public final class DenseTrainer {
         var total = 0.0, n = 0
         var start = 0
         while start + per <= tokens.count {
-            let (ids, targets) = DenseTrainer.shift(Array(tokens[start..<(start + per)]), batch: b, length: t)
+            let (ids, targets) = ParallelTrainer.MicroBatch.nextToken(Array(tokens[start..<(start + per)]), rows: b, length: t)
             total += Double(withNoGrad { model.loss(ids, targets: targets, batch: b, length: t).item })
             n += 1
             start += per
         }
         return n == 0 ? .nan : total / Double(n)
-    }
-
-    static func shift(_ tokens: [Int], batch b: Int, length t: Int) -> ([Int], [Int]) {
-        precondition(tokens.count == b * (t + 1), "DenseTrainer: \(tokens.count) tokens for \(b) rows of \(t + 1)")
-        var ids = [Int](), targets = [Int]()
-        ids.reserveCapacity(b * t)
-        targets.reserveCapacity(b * t)
-        for r in 0..<b {
-            let row = tokens[(r * (t + 1))..<((r + 1) * (t + 1))]
-            ids.append(contentsOf: row.dropLast())
-            targets.append(contentsOf: row.dropFirst())
-        }
-        return (ids, targets)
     }
 
     /// Greedy continuation of `prompt` until `stop` or `maxNew` tokens (full forward each token:

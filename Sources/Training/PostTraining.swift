@@ -172,7 +172,7 @@ final class GRPORunner {
     }
 
     /// Samples, scores and prepares generation batch `index`.
-    func generate(index b: Int, globalStep: Int) throws -> Batch {
+    func generate(index b: Int) throws -> Batch {
         try engine.gatherToAll()
         let model = engine.model, g = settings.numGenerations, tc = settings.maxCompletionLength
         let prompts = (0..<settings.promptsPerStep).map { data.prompt(b * settings.promptsPerStep + $0, seed: trainer.recipe.seed) }
@@ -279,7 +279,7 @@ final class GRPORunner {
         let b = step / settings.numIterations
         if batch?.index != b {
             let t0 = now()
-            batch = try generate(index: b, globalStep: globalStep)
+            batch = try generate(index: b)
             batch!.metrics["generation_s"] = now() - t0
         }
         let cur = batch!

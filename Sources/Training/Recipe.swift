@@ -123,7 +123,6 @@ public struct Recipe: Sendable {
         public var kind: String
         public var weight: Double
         public var command: String?
-        public var name: String { kind == "command" ? "command" : kind }
     }
 
     static let stageKinds = ["pretrain", "sft", "grpo"]

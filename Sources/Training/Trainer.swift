@@ -344,7 +344,7 @@ public final class Trainer {
             let b = Swift.min(stage.batchSize, 16)
             for i in 0..<stage.evalBatches {
                 let rows = data.heldOutRows(first: i * b, count: b, length: stage.seqLen + 1)
-                let (ids, targets) = DenseTrainer.shift(rows, batch: b, length: stage.seqLen)
+                let (ids, targets) = ParallelTrainer.MicroBatch.nextToken(rows, rows: b, length: stage.seqLen)
                 let out = model.forward(ids, batch: b, length: stage.seqLen)
                 total += Double(out.logits.reshape([b * stage.seqLen, model.config.vocabSize]).crossEntropy(targets: targets).item)
             }

@@ -61,8 +61,7 @@ struct BenchCommand: ParsableCommand {
         }
 
         func run() throws {
-            let local = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "1") ?? 1
-            let threads = self.threads ?? Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / Swift.max(local, 1))
+            let threads = self.threads ?? Communicator.defaultThreads
             if Communicator.launchedByMPI {
                 // Under mpirun: data parallel over all ranks, one micro-batch each.
                 guard model == "small" else { throw ValidationError("--model dense runs on one process; under mpirun use --model small") }

@@ -60,8 +60,7 @@ struct TrainCommand: ParsableCommand {
         }
         // Each rank's share of the cores unless the recipe fixes it (results depend on the thread
         // count: fix `threads` to compare layouts bit for bit).
-        let local = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "1") ?? 1
-        Threads.set(r.threads ?? Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / Swift.max(local, 1)))
+        Threads.set(r.threads ?? Communicator.defaultThreads)
         let world: Communicator, grid: ProcessGrid
         do {
             world = try Communicator.world()
