@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Modules follow DESIGN §1; dependencies point one way:
-// C shims → Autograd → NN → Optim → (DeepSeek → Collectives → Parallel → Checkpoint) → Data → Training → deeptrain.
+// C shims (and BLASKernel, the start-up kernel choice) → Autograd → NN → Optim → (DeepSeek → Collectives → Parallel → Checkpoint) → Data → Training → deeptrain.
 // Release builds target AVX2/FMA (Haswell and later, every x86 server of the last decade): the
 // fused loops' SIMD16 code and fastExp vectorise only with it (see docs/benchmarks.md).
 #if arch(x86_64)
@@ -27,11 +27,13 @@ let package = Package(
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c"),
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5"),
 
-        .target(name: "Autograd", dependencies: ["CBLAS"], swiftSettings: release),
+        // Chooses OpenBLAS's kernel before main runs (a C constructor), in the binary and the tests.
+        .target(name: "BLASKernel", dependencies: ["CBLAS"]),
+        .target(name: "Autograd", dependencies: ["CBLAS", "BLASKernel"], swiftSettings: release),
         .target(name: "NN", dependencies: ["Autograd"], swiftSettings: release),
         .target(name: "Optim", dependencies: ["Autograd", "NN"], swiftSettings: release),
         .target(name: "DeepSeek", dependencies: ["Autograd", "NN", "Optim", "CBLAS"], swiftSettings: release),
-        .target(name: "Collectives", dependencies: ["CMPI"], swiftSettings: release),
+        .target(name: "Collectives", dependencies: ["CMPI", "BLASKernel"], swiftSettings: release),
         .target(name: "Parallel", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives"], swiftSettings: release),
         .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek", "CHDF5"], swiftSettings: release),
         .target(name: "Data", dependencies: ["Autograd"], swiftSettings: release),

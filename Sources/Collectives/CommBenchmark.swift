@@ -1,5 +1,6 @@
 import Foundation
 import CMPI
+import BLASKernel
 
 /// `deeptrain bench comm` (under mpirun): the communicator's allreduce and all-to-all against
 /// the same raw MPI calls, and the deterministic reduce-scatter + allgather the optimizer uses,
@@ -22,6 +23,7 @@ public enum CommBenchmark {
     }
     public struct Report: Codable, Sendable {
         public var benchmark = "comm"
+        public var blas_kernel = dt_kernel_state_read().kernelName
         public let ranks: Int
         public let mpi: String
         public let repeats: Int
@@ -131,4 +133,9 @@ public enum CommBenchmark {
         return Result(operation: op, floats: n, ms: t * 1e3, raw_ms: raw * 1e3, gb_per_s: gb, raw_gb_per_s: rgb,
                       bus_gb_per_s: gb * bus, ratio: gb / rgb, correct: ok)
     }
+}
+
+extension dt_kernel_state {
+    /// The BLAS kernel in use (this module sits left of Autograd's KernelSelection).
+    var kernelName: String { withUnsafeBytes(of: kernel) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } }
 }

@@ -102,9 +102,19 @@ extension SyntheticArithmetic {
         public init(prompt: String, answer: String) { self.prompt = prompt; self.answer = answer }
     }
 
-    /// Conversation `index` of `synthetic:arithmetic-chat`.
-    public func chat(seed: UInt64, index: UInt64) -> [ChatMessage] {
-        let (a, b) = trainPair(seed: seed &+ 0xC4A7, index: index)
+    /// Conversation `index` of `synthetic:arithmetic-chat`, or of `synthetic:arithmetic-chat-below-100`
+    /// with `sumsBelow: 100`: only sums of at most two digits, so that SFT teaches the turn format
+    /// and leaves three-digit answers in that format for GRPO to learn (docs/grpo.md).
+    public func chat(seed: UInt64, index: UInt64, sumsBelow: Int? = nil) -> [ChatMessage] {
+        var (a, b) = trainPair(seed: seed &+ 0xC4A7, index: index)
+        if let limit = sumsBelow {
+            // A pure function of (seed, index) still: the j-th draw of a sub-stream of this index.
+            var j: UInt64 = 1
+            while a + b >= limit {
+                (a, b) = trainPair(seed: seed &+ 0xC4A8, index: index &* 64 &+ j)
+                j += 1
+            }
+        }
         // The assistant restates the sum before answering ("12+34=46"): it shows its work in the
         // form pretraining taught, and the rewards read the number after the last "=".
         return [ChatMessage(role: "user", content: "What is \(a)+\(b)?"), ChatMessage(role: "assistant", content: "\(a)+\(b)=\(a + b)")]

@@ -8,6 +8,7 @@ import DeepSeek
 public enum DataBenchmark {
     public struct Report: Codable, Sendable {
         public var benchmark = "data"
+        public var blas_kernel = KernelSelection.current.kernel
         public let corpus_bytes: Int
         public let tokenizer_train_s: Double
         public let prepare_tokens_per_s: Double

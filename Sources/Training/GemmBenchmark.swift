@@ -16,6 +16,7 @@ public enum GemmBenchmark {
     public struct Report: Codable, Sendable {
         public var benchmark = "gemm"
         public let blas: String
+        public var blas_kernel = KernelSelection.current.kernel
         public let repeats: Int
         public let results: [Row]
     }
@@ -59,6 +60,17 @@ public enum GemmBenchmark {
         public let fraction_of_peak: Double
     }
 
+    public struct ShapeReport: Codable, Sendable {
+        public var benchmark = "gemm-shapes"
+        public var blas_kernel = KernelSelection.current.kernel
+        public let peak_sgemm_gflops: Double
+        public let results: [ShapeRow]
+        public init(peak_sgemm_gflops: Double, results: [ShapeRow]) {
+            self.peak_sgemm_gflops = peak_sgemm_gflops
+            self.results = results
+        }
+    }
+
     /// Raw sgemm at given (M, N, K, transposes): the shapes a model's layers produce, to see
     /// how far each falls below the square-matrix peak.
     public static func shapes(_ list: [(Int, Int, Int, Bool, Bool)], threads: Int, peak: Double, repeats: Int = 10) -> [ShapeRow] {
@@ -89,7 +101,11 @@ public enum GemmBenchmark {
     }
 
     public static var blasDescription: String {
-        guard let p = openblas_get_config() else { return "unknown" }
-        return String(cString: p) + " core=" + (openblas_get_corename().map { String(cString: $0) } ?? "?")
+        openblasConfig + " core=" + KernelSelection.current.kernel
+    }
+
+    /// OpenBLAS's build line ("OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64").
+    public static var openblasConfig: String {
+        openblas_get_config().map { String(cString: $0) } ?? "unknown"
     }
 }

@@ -15,6 +15,7 @@ public enum GenerateBenchmark {
 
     public struct Report: Codable, Sendable {
         public var benchmark = "generate"
+        public var blas_kernel = KernelSelection.current.kernel
         public let model: String
         public let prompt_tokens: Int
         public let new_tokens: Int

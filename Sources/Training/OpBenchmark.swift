@@ -6,6 +6,7 @@ import Autograd
 public enum OpBenchmark {
     public struct Report: Codable, Sendable {
         public var benchmark = "attention"
+        public var blas_kernel = KernelSelection.current.kernel
         public let batch: Int, length: Int, heads: Int, head_dim_qk: Int, head_dim_v: Int
         public let causal: Bool
         public let forward_ms: Double

@@ -33,7 +33,9 @@ public struct PostTrainingData {
         }
     }
 
-    /// `synthetic:arithmetic-chat`, `synthetic:arithmetic-prompts` or a JSONL file (`kind` says
+    public static let chatBelow100 = "synthetic:arithmetic-chat-below-100"
+
+    /// `synthetic:arithmetic-chat` (or `-below-100`), `synthetic:arithmetic-prompts` or a JSONL file (`kind` says
     /// which form). JSONL files keep their last 5% (at least one, at most 200) for evaluation.
     public static func open(_ spec: String, kind: String) throws -> PostTrainingData {
         if spec.hasPrefix("synthetic:") { return PostTrainingData(source: .arithmetic(SyntheticArithmetic()), spec: spec) }
@@ -64,7 +66,7 @@ public struct PostTrainingData {
     /// Training conversation g: epoch g / count in an order shuffled per (seed, epoch).
     public func conversation(_ g: Int, seed: UInt64) -> [ChatMessage] {
         switch source {
-        case .arithmetic(let task): return task.chat(seed: seed, index: UInt64(g))
+        case .arithmetic(let task): return task.chat(seed: seed, index: UInt64(g), sumsBelow: spec == Self.chatBelow100 ? 100 : nil)
         case .conversations(let t, _): return t[shuffled(g, count: t.count, seed: seed)]
         case .prompts(let t, _):
             let p = t[shuffled(g, count: t.count, seed: seed)]

@@ -10,6 +10,7 @@ import Parallel
 public enum TrainBenchmark {
     public struct Report: Codable, Sendable {
         public var benchmark = "train"
+        public var blas_kernel = KernelSelection.current.kernel
         public let model: String
         public let parameters: Int
         public let batch: Int
@@ -35,7 +36,7 @@ public enum TrainBenchmark {
     public static func dense(config c: DenseDecoderConfig = .bench, batch b: Int = 8, length t: Int = 256,
                              warmup: Int = 2, steps: Int = 5, threads: Int = 2, peak: Double? = nil) -> Report {
         Threads.set(threads)
-        let peakGF = peak ?? GemmBenchmark.peakGFLOPS(threads: threads)
+        let peakGF = peak ?? SgemmPeak.gflops(threads: threads)
         let model = DenseDecoderLM(c, seed: 1)
         let trainer = DenseTrainer(model: model)
         return measure(model: "dense", parameters: model.parameterCount, vocab: c.vocabSize, batch: b, length: t, warmup: warmup,
@@ -48,12 +49,12 @@ public enum TrainBenchmark {
     /// The DeepSeek-V2 `small` preset: balance losses on (expert α from the config), no
     /// dropping, batch 8 × 256, AdamW. With a grid, the batch is split over its data-parallel
     /// ranks (one micro-batch each) and the figures are for the whole job. The MFU's peak is
-    /// the whole machine's: the 2-thread sgemm peak, whatever the split into ranks.
+    /// the job's: ranks × the sgemm peak of one rank's thread count (SgemmPeak).
     public static func moe(config c: DeepSeekV2Config = .small, name: String = "small", batch b: Int = 8, length t: Int = 256,
                            warmup: Int = 2, steps: Int = 5, threads: Int = 2, peak: Double? = nil, grid: ProcessGrid? = nil) -> Report {
         Threads.set(threads)
         let ranks = grid?.world.size ?? 1
-        let peakGF = peak ?? GemmBenchmark.peakGFLOPS(threads: threads * ranks)  // callers under mpirun pass the job's peak
+        let peakGF = peak ?? SgemmPeak.gflops(threads: threads) * Double(ranks)  // callers under mpirun pass the job's peak
         let model = DeepSeekV2ForCausalLM(c, seed: 1, positions: t)
         let trainer = MoETrainer(model: model, grid: grid)
         var report = measure(model: name, parameters: model.parameterCount, vocab: c.vocabSize, batch: b, length: t, warmup: warmup,

@@ -169,7 +169,9 @@ public final class Trainer {
         let grpo = stage.kind == "grpo" ? try GRPORunner(trainer: self, engine: trainer, stage: stage, data: postData!, rewards: rewards) : nil
         let schedule = stage.lrSchedule()
         let flopsPerToken = ModelPlan(model.config, sequenceLength: stage.seqLen).flops_per_token
-        let peak = 200e9  // nominal 2-thread sgemm peak of the reference machine (docs/benchmarks.md)
+        // MFU's denominator: ranks × the sgemm peak measured here at a rank's thread count and
+        // with the kernel in use (SgemmPeak: cached per machine, `deeptrain env --measure`).
+        let peak = try SgemmPeak.job(world: grid.world, threads: Threads.count) * 1e9
         let stageStart = now()
         var nanRun = 0, nanTotal = 0
         var summary = StageSummary(name: stage.name, kind: stage.kind, steps: stage.steps, seconds: 0, samples: 0)
@@ -348,7 +350,7 @@ public final class Trainer {
                 let out = model.forward(ids, batch: b, length: stage.seqLen)
                 total += Double(out.logits.reshape([b * stage.seqLen, model.config.vocabSize]).crossEntropy(targets: targets).item)
             }
-            let acc = data.exactMatch(model: model, samples: 200)
+            let acc = data.exactMatch(model: model, samples: stage.evalSamples)
             return (total / Double(stage.evalBatches), acc?.0, acc?.1 ?? 0)
         }
     }

@@ -20,8 +20,14 @@ struct BenchCommand: ParsableCommand {
         @Option(parsing: .upToNextOption,
                 help: "Instead of square sizes, raw sgemm at shapes MxNxK[:TA][:TB] (e.g. 2048x256x256:N:T).")
         var shapes: [String] = []
+        @Flag(help: "Run the square sizes once per OpenBLAS kernel this CPU can execute, each in a child process (OPENBLAS_CORETYPE), and compare them with the kernel in use.")
+        var kernels = false
 
         func run() throws {
+            if kernels {
+                print(jsonString(try KernelComparison.run(sizes: sizes, threads: threads, repeats: repeats)))
+                return
+            }
             if shapes.isEmpty {
                 print(jsonString(GemmBenchmark.run(sizes: sizes, threads: threads, repeats: repeats)))
                 return
@@ -37,7 +43,8 @@ struct BenchCommand: ParsableCommand {
             }
             for t in threads {
                 let peak = GemmBenchmark.peakGFLOPS(threads: t)
-                print(jsonString(GemmBenchmark.shapes(parsed, threads: t, peak: peak, repeats: repeats)))
+                print(jsonString(GemmBenchmark.ShapeReport(peak_sgemm_gflops: peak,
+                                                           results: GemmBenchmark.shapes(parsed, threads: t, peak: peak, repeats: repeats))))
             }
         }
     }
@@ -69,12 +76,9 @@ struct BenchCommand: ParsableCommand {
                 guard batch % world.size == 0 else { throw ValidationError("--batch \(batch) must be divisible by the \(world.size) ranks") }
                 let grid = try ProcessGrid(layout: Layout(dp: world.size, ep: 1, pp: 1, microbatches: world.size), world: world,
                                            layers: DeepSeekV2Config.small.numHiddenLayers)
-                // The job's peak: every rank's sgemm peak at its thread count, measured together.
                 Threads.set(threads)
-                try world.barrier()
-                var peak = [GemmBenchmark.peakGFLOPS(threads: threads)]
-                try world.allreduceSum(&peak)
-                let r = TrainBenchmark.moe(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads, peak: peak[0], grid: grid)
+                let peak = try SgemmPeak.job(world: world, threads: threads)
+                let r = TrainBenchmark.moe(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads, peak: peak, grid: grid)
                 if world.rank == 0 { print(jsonString(r)) }
             } else if model == "small" {
                 print(jsonString(TrainBenchmark.moe(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads)))

@@ -9,7 +9,7 @@ struct DeepTrain: ParsableCommand {
         subcommands: [TrainCommand.self, DemoCommand.self, PlanCommand.self, ForwardCommand.self, GenerateCommand.self, ConvertCommand.self, InspectCommand.self, TokenizeCommand.self, PrepareCommand.self, EvalCommand.self, PlotCommand.self, BenchCommand.self, EnvCommand.self])
 
     static func main() {
-        settleBLASThreads()
+        // OpenBLAS's kernel and OPENBLAS_THREAD_TIMEOUT are settled before main (Sources/BLASKernel).
         keepFreedMemory()
         do {
             var command = try parseAsRoot()
@@ -19,11 +19,6 @@ struct DeepTrain: ParsableCommand {
         }
     }
 
-    /// OpenBLAS's idle worker threads spin (sched_yield) for 2^28 cycles after each call by
-    /// default, taking the second core from our own fused loops that run between GEMMs; with
-    /// OPENBLAS_THREAD_TIMEOUT=4 they sleep almost at once (measured: ~10% of a dense training
-    /// step, docs/benchmarks.md). OpenBLAS reads the variable when the library loads, before
-    /// main, so the process re-executes itself once with it set. A value the user set is kept.
     /// The step allocates and frees the same large buffers every time (flat gradients, receive
     /// buffers of the collectives, activations). glibc serves blocks above 32 MB with fresh
     /// mmaps and returns them on free, so each step would fault every page in again; keeping
@@ -33,13 +28,6 @@ struct DeepTrain: ParsableCommand {
         _ = glibcMallopt(-4, 0)  // M_MMAP_MAX: no mmap'd blocks
         _ = glibcMallopt(-1, Int32.max)  // M_TRIM_THRESHOLD: never give the heap's top back
         #endif
-    }
-
-    static func settleBLASThreads() {
-        guard getenv("OPENBLAS_THREAD_TIMEOUT") == nil else { return }
-        setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1)
-        execv("/proc/self/exe", CommandLine.unsafeArgv)
-        // execv returns only on failure: carry on with the default.
     }
 }
 

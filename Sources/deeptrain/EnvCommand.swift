@@ -1,21 +1,46 @@
 import ArgumentParser
+import Autograd
 import CHDF5
 import CMPI
+import Collectives
 import Training
 
-/// Prints the versions of the C libraries DeepTrain links, to check an installation.
+/// The machine as DeepTrain sees it: CPU and features, the BLAS kernel in use and why, the
+/// cached sgemm peak that MFU divides by, and the versions of the linked C libraries.
 struct EnvCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "env", abstract: "Versions of the linked MPI, BLAS and HDF5.")
+    static let configuration = CommandConfiguration(
+        commandName: "env",
+        abstract: "CPU, BLAS kernel (and why it was chosen), sgemm peak, and the linked MPI, BLAS and HDF5.",
+        discussion: "The sgemm peak is measured once per machine, kernel and thread count and cached in \(SgemmPeak.cacheFile); --measure measures it again.")
+
+    @Flag(help: "Measure the sgemm peak again (1 thread and all cores) and replace the cached figures.")
+    var measure = false
 
     func run() throws {
         var buf = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING))
         var len: Int32 = 0
         MPI_Get_library_version(&buf, &len)
-        let mpi = String(decoding: buf.prefix(Int(len)).map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "?"
+        // The length Open MPI returns counts the terminating NUL.
+        let mpi = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "?"
         var maj: UInt32 = 0, min: UInt32 = 0, rel: UInt32 = 0
         H5get_libversion(&maj, &min, &rel)
-        print("mpi:  \(mpi)")
-        print("blas: \(GemmBenchmark.blasDescription)")
-        print("hdf5: \(maj).\(min).\(rel)")
+        let k = KernelSelection.current
+        print("cpu:      \(k.cpu.isEmpty ? "?" : k.cpu) (\(k.vendor), family \(k.family), model \(k.model))")
+        print("features: \(k.features.joined(separator: " "))")
+        print("blas:     \(GemmBenchmark.openblasConfig)")
+        print("kernel:   \(k.kernel)" + (k.userSet ? " (OPENBLAS_CORETYPE from the environment)" : " (OpenBLAS's own choice: \(k.openblasChoice))"))
+        print("why:      \(k.reason)")
+        var threads = [1, Communicator.defaultThreads]
+        threads = Array(Set(threads)).sorted()
+        let peaks = threads.map { t -> String in
+            // Without --measure, only what is cached: a first training run or bench measures it.
+            guard let e = measure ? SgemmPeak.measure(threads: t) : SgemmPeak.cached(threads: t) else {
+                return "\(t) thread\(t == 1 ? "" : "s") not measured yet (deeptrain env --measure)"
+            }
+            return String(format: "%d thread%@ %.0f GFLOP/s (measured %@)", t, t == 1 ? "" : "s", e.gflops, e.measured_at)
+        }
+        print("peak:     sgemm 2048², " + peaks.joined(separator: ", ") + "; cache \(SgemmPeak.cacheFile)")
+        print("mpi:      \(mpi)")
+        print("hdf5:     \(maj).\(min).\(rel)")
     }
 }

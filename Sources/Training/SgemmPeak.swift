@@ -1,0 +1,78 @@
+import Foundation
+import Autograd
+import Collectives
+
+/// The machine's sgemm peak that MFU divides by (DESIGN §7): measured on this machine with the
+/// kernel in use and a given thread count, once, then cached per machine — keyed by CPU, kernel,
+/// OpenBLAS build and threads, so another kernel or a changed library is measured anew.
+/// `deeptrain env --measure` measures again. Cache: `$DEEPTRAIN_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/deeptrain`, else `~/.cache/deeptrain`, file `sgemm-peak.json`.
+public enum SgemmPeak {
+    public struct Entry: Codable, Sendable, Equatable {
+        public let cpu: String
+        public let kernel: String
+        public let openblas: String
+        public let threads: Int
+        public let gflops: Double
+        public let measured_at: String
+    }
+
+    public static var cacheFile: String {
+        let env = ProcessInfo.processInfo.environment
+        let dir = env["DEEPTRAIN_CACHE_DIR"] ?? ((env["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/deeptrain")
+        return dir + "/sgemm-peak.json"
+    }
+
+    static func key(threads: Int) -> (String, String, String, Int) {
+        let k = KernelSelection.current
+        return (k.cpu, k.kernel, GemmBenchmark.openblasConfig, threads)
+    }
+
+    static func load() -> [Entry] {
+        guard let data = FileManager.default.contents(atPath: cacheFile),
+              let entries = try? JSONDecoder().decode([Entry].self, from: data) else { return [] }
+        return entries
+    }
+
+    public static func cached(threads: Int) -> Entry? {
+        let (cpu, kernel, openblas, t) = key(threads: threads)
+        return load().last { $0.cpu == cpu && $0.kernel == kernel && $0.openblas == openblas && $0.threads == t }
+    }
+
+    /// The peak at `threads`: the cached figure, or a measurement (about 1–3 s) that is cached.
+    public static func gflops(threads: Int) -> Double {
+        if let e = cached(threads: threads) { return e.gflops }
+        return measure(threads: threads).gflops
+    }
+
+    /// Measures now (2048², best of 10) and replaces the cached figure. A cache that cannot be
+    /// written is only a cost: the next run measures again.
+    @discardableResult
+    public static func measure(threads: Int) -> Entry {
+        let (cpu, kernel, openblas, t) = key(threads: threads)
+        let g = GemmBenchmark.peakGFLOPS(threads: threads)
+        let e = Entry(cpu: cpu, kernel: kernel, openblas: openblas, threads: t, gflops: g,
+                      measured_at: ISO8601DateFormatter().string(from: Date()))
+        var entries = load().filter { !($0.cpu == cpu && $0.kernel == kernel && $0.openblas == openblas && $0.threads == t) }
+        entries.append(e)
+        let dir = (cacheFile as NSString).deletingLastPathComponent
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        if (try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil,
+           let data = try? enc.encode(entries) {
+            // Atomic: ranks or runs reading it meanwhile see the old or the new file.
+            let tmp = cacheFile + ".tmp.\(getpid())"
+            if FileManager.default.createFile(atPath: tmp, contents: data) { rename(tmp, cacheFile) }
+        }
+        return e
+    }
+
+    /// The peak of a job: ranks × one rank's peak at `threads`. Rank 0 reads the cache or
+    /// measures while the other ranks wait (ranks measuring at once would share the cores and
+    /// each see a fraction), then every rank gets the same figure.
+    public static func job(world: Communicator, threads: Int) throws -> Double {
+        var g = [world.rank == 0 ? gflops(threads: threads) : 0]
+        try world.broadcast(&g, root: 0)
+        return g[0] * Double(world.size)
+    }
+}
