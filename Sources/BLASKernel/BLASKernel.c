@@ -17,6 +17,7 @@
 // OpenBLAS's own entry points, declared here so that this target needs no include path
 // (the CBLAS module links the library). Enum values are CBLAS's.
 extern char *openblas_get_corename(void);
+extern char *openblas_get_config(void);
 extern void openblas_set_num_threads(int);
 extern int openblas_get_num_threads(void);
 extern void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda,
@@ -246,6 +247,13 @@ static void firstStart(const dt_cpu *cpu, const char *core, char **argv, bool ne
     char features[32];
     featureSummary(cpu, features, sizeof features);
     copy(state.openblas_choice, sizeof state.openblas_choice, core);
+    const char *config = openblas_get_config();
+    if (!config || !strstr(config, "DYNAMIC_ARCH")) {
+        // An OpenBLAS built for one kernel ignores OPENBLAS_CORETYPE: nothing to choose.
+        snprintf(state.reason, sizeof state.reason, "OpenBLAS is built for one kernel (no DYNAMIC_ARCH): %s kept", core);
+        if (needRestart) restart(argv);
+        return;
+    }
     const char *best = dt_kernel_to_select(cpu, core);
     if (best) {
         setenv("OPENBLAS_CORETYPE", best, 1);

@@ -102,22 +102,16 @@ extension SyntheticArithmetic {
         public init(prompt: String, answer: String) { self.prompt = prompt; self.answer = answer }
     }
 
-    /// Conversation `index` of `synthetic:arithmetic-chat`, or of `synthetic:arithmetic-chat-below-100`
-    /// with `sumsBelow: 100`: only sums of at most two digits, so that SFT teaches the turn format
-    /// and leaves three-digit answers in that format for GRPO to learn (docs/grpo.md).
-    public func chat(seed: UInt64, index: UInt64, sumsBelow: Int? = nil) -> [ChatMessage] {
-        var (a, b) = trainPair(seed: seed &+ 0xC4A7, index: index)
-        if let limit = sumsBelow {
-            // A pure function of (seed, index) still: the j-th draw of a sub-stream of this index.
-            var j: UInt64 = 1
-            while a + b >= limit {
-                (a, b) = trainPair(seed: seed &+ 0xC4A8, index: index &* 64 &+ j)
-                j += 1
-            }
-        }
-        // The assistant restates the sum before answering ("12+34=46"): it shows its work in the
-        // form pretraining taught, and the rewards read the number after the last "=".
-        return [ChatMessage(role: "user", content: "What is \(a)+\(b)?"), ChatMessage(role: "assistant", content: "\(a)+\(b)=\(a + b)")]
+    /// Conversation `index` of `synthetic:arithmetic-chat`. With `offByOne`, the conversations
+    /// of `synthetic:arithmetic-chat-off-by-one`: demonstrations from a sloppy annotator whose
+    /// answer is one too large in that fraction of them (a draw keyed by the index), the
+    /// restated operands always right. SFT on them learns the turn format and the habit; a
+    /// verifiable reward can then correct the habit (the demo's GRPO stage, docs/grpo.md).
+    public func chat(seed: UInt64, index: UInt64, offByOne: Float = 0) -> [ChatMessage] {
+        let (a, b) = trainPair(seed: seed &+ 0xC4A7, index: index)
+        let sloppy = offByOne > 0 && Philox(seed: seed, purpose: "chat-off-by-one").uniform(index) < offByOne
+        let sum = a + b + (sloppy ? 1 : 0)
+        return [ChatMessage(role: "user", content: "What is \(a)+\(b)?"), ChatMessage(role: "assistant", content: "\(a)+\(b)=\(sum)")]
     }
 
     /// Prompt `index` of `synthetic:arithmetic-prompts`, with the answer a reward checks.

@@ -19,7 +19,7 @@ public enum DataSource {
                                   message: "synthetic:arithmetic is byte-level and needs vocab_size ≥ 256 (the model has \(vocab))")
             }
             return .arithmetic(SyntheticArithmetic())
-        case "synthetic:arithmetic-chat", "synthetic:arithmetic-chat-below-100", "synthetic:arithmetic-prompts":
+        case "synthetic:arithmetic-chat", "synthetic:arithmetic-chat-off-by-one", "synthetic:arithmetic-prompts":
             throw RecipeError(file: "recipe", line: nil, column: nil, path: "data",
                               message: "\(spec) is \(spec.contains("chat") ? "SFT chat data" : "GRPO prompt data"); a pretrain stage reads synthetic:arithmetic or a `deeptrain prepare` directory (sft and grpo stages read chat and prompt data)")
         default:

@@ -33,9 +33,14 @@ public struct PostTrainingData {
         }
     }
 
-    public static let chatBelow100 = "synthetic:arithmetic-chat-below-100"
+    public static let chatOffByOne = "synthetic:arithmetic-chat-off-by-one"
+    /// The sloppy annotator's rate: well above one half, so that the habit is what greedy
+    /// decoding picks after SFT with a margin that random weight noise does not cross (at 0.6
+    /// the shuffled-reward control wandered by ±10 points), while sampling still finds the
+    /// right answer often enough to reward.
+    public static let offByOneFraction: Float = 0.8
 
-    /// `synthetic:arithmetic-chat` (or `-below-100`), `synthetic:arithmetic-prompts` or a JSONL file (`kind` says
+    /// `synthetic:arithmetic-chat` (or `-off-by-one`), `synthetic:arithmetic-prompts` or a JSONL file (`kind` says
     /// which form). JSONL files keep their last 5% (at least one, at most 200) for evaluation.
     public static func open(_ spec: String, kind: String) throws -> PostTrainingData {
         if spec.hasPrefix("synthetic:") { return PostTrainingData(source: .arithmetic(SyntheticArithmetic()), spec: spec) }
@@ -66,7 +71,7 @@ public struct PostTrainingData {
     /// Training conversation g: epoch g / count in an order shuffled per (seed, epoch).
     public func conversation(_ g: Int, seed: UInt64) -> [ChatMessage] {
         switch source {
-        case .arithmetic(let task): return task.chat(seed: seed, index: UInt64(g), sumsBelow: spec == Self.chatBelow100 ? 100 : nil)
+        case .arithmetic(let task): return task.chat(seed: seed, index: UInt64(g), offByOne: spec == Self.chatOffByOne ? Self.offByOneFraction : 0)
         case .conversations(let t, _): return t[shuffled(g, count: t.count, seed: seed)]
         case .prompts(let t, _):
             let p = t[shuffled(g, count: t.count, seed: seed)]

@@ -290,11 +290,11 @@ public struct Recipe: Sendable {
             st.grpo = g
         }
         let allowed: [String: String] = ["pretrain": "synthetic:arithmetic or a `deeptrain prepare` directory",
-                                         "sft": "synthetic:arithmetic-chat, synthetic:arithmetic-chat-below-100, a chat .jsonl file or a directory `deeptrain prepare` made of one",
+                                         "sft": "synthetic:arithmetic-chat, synthetic:arithmetic-chat-off-by-one, a chat .jsonl file or a directory `deeptrain prepare` made of one",
                                          "grpo": "synthetic:arithmetic-prompts or a prompt .jsonl file"]
         let fits: Bool
         switch kind {
-        case "sft": fits = st.data == "synthetic:arithmetic-chat" || st.data == "synthetic:arithmetic-chat-below-100" || st.data.hasSuffix(".jsonl") || ChatPrepare.conversations(in: st.data) != nil
+        case "sft": fits = st.data == "synthetic:arithmetic-chat" || st.data == "synthetic:arithmetic-chat-off-by-one" || st.data.hasSuffix(".jsonl") || ChatPrepare.conversations(in: st.data) != nil
         case "grpo": fits = st.data == "synthetic:arithmetic-prompts" || st.data.hasSuffix(".jsonl")
         default: fits = !st.data.hasSuffix(".jsonl") && !st.data.hasPrefix("synthetic:arithmetic-chat") && st.data != "synthetic:arithmetic-prompts"
         }

@@ -92,7 +92,11 @@ public struct CommandReward: RewardFunction {
         let readers = [Thread { out = output.fileHandleForReading.readDataToEndOfFile() },
                        Thread { err = errors.fileHandleForReading.readDataToEndOfFile() }]
         readers.forEach { $0.start() }
-        input.fileHandleForWriting.write(text)
+        // A command that exits without reading (e.g. on an error) closes the pipe first: the
+        // write then fails with EPIPE (SIGPIPE is ignored, see DeepTrain.main) and the
+        // command's exit status below tells what happened. Found on a slow kernel, where the
+        // command had exited before the write began.
+        try? input.fileHandleForWriting.write(contentsOf: text)
         try? input.fileHandleForWriting.close()
         let deadline = Date().addingTimeInterval(timeout)
         while p.isRunning && Date() < deadline { usleep(2000) }

@@ -11,6 +11,9 @@ struct DeepTrain: ParsableCommand {
     static func main() {
         // OpenBLAS's kernel and OPENBLAS_THREAD_TIMEOUT are settled before main (Sources/BLASKernel).
         keepFreedMemory()
+        // Writing to a reward command that already exited must be an error, not the end of
+        // the rank (the default action of SIGPIPE).
+        signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot()
             try command.run()

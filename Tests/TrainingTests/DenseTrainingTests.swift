@@ -64,4 +64,24 @@ import Testing
         #expect(held.contains(task.promptWithAnswer(seed: 1, index: 3, heldOut: true).prompt))
         #expect(task.chat(seed: 1, index: 9) == task.chat(seed: 1, index: 9))
     }
+
+    /// The demo's SFT data: training pairs only, deterministic, the operands restated right and
+    /// the sum one too large in about 80% of the conversations.
+    @Test func offByOneChatIsASloppyAnnotator() {
+        let task = SyntheticArithmetic()
+        let held = Set(task.heldOutPairs.map { "What is \($0.0)+\($0.1)?" })
+        var sloppy = 0
+        for i in 0..<2000 {
+            let c = task.chat(seed: 3, index: UInt64(i), offByOne: 0.8)
+            #expect(c == task.chat(seed: 3, index: UInt64(i), offByOne: 0.8))
+            #expect(c[0] == task.chat(seed: 3, index: UInt64(i))[0] && !held.contains(c[0].content))
+            let parts = c[0].content.dropFirst(8).dropLast().split(separator: "+").compactMap { Int($0) }
+            let answer = c[1].content.split(separator: "=")
+            #expect(answer.count == 2 && answer[0] == "\(parts[0])+\(parts[1])")
+            let off = Int(answer[1])! - (parts[0] + parts[1])
+            #expect(off == 0 || off == 1)
+            sloppy += off
+        }
+        #expect(sloppy > 1530 && sloppy < 1670, "\(sloppy) of 2000 answers off by one")
+    }
 }
