@@ -39,7 +39,7 @@ public enum KernelComparison {
 
     public static func run(sizes: [Int], threads: [Int], repeats: Int) throws -> Report {
         let k = KernelSelection.current
-        var rows: [Row] = [], failed: [String: String] = [:]
+        var rows: [Row] = [], mine: [Row] = [], failed: [String: String] = [:]
         // The kernel in use runs as a child too, so that every figure comes from a fresh process.
         let inUse = "in use (\(k.kernel))"
         for name in [inUse] + KernelSelection.candidates() {
@@ -55,24 +55,21 @@ public enum KernelComparison {
                 failed[name] = message
             case .success(let report):
                 for r in report.results {
-                    rows.append(Row(requested: name == inUse ? k.kernel : name, ran: report.blas_kernel, n: r.n, threads: r.threads,
-                                    sgemm_gflops: r.sgemm_gflops))
+                    let row = Row(requested: name == inUse ? k.kernel : name, ran: report.blas_kernel, n: r.n, threads: r.threads,
+                                  sgemm_gflops: r.sgemm_gflops)
+                    if name == inUse { mine.append(row) } else { rows.append(row) }
                 }
             }
         }
-        let inUseCount = sizes.count * threads.count
         var summary: [Summary] = []
-        if rows.count >= inUseCount {
-            let mine = rows.prefix(inUseCount), others = rows.dropFirst(inUseCount)
-            for m in mine {
-                let same = others.filter { $0.n == m.n && $0.threads == m.threads } + [m]
-                let best = same.max { $0.sgemm_gflops < $1.sgemm_gflops }!
-                summary.append(Summary(n: m.n, threads: m.threads, in_use_gflops: m.sgemm_gflops, fastest_kernel: best.ran,
-                                       fastest_gflops: best.sgemm_gflops, in_use_over_fastest: m.sgemm_gflops / best.sgemm_gflops))
-            }
+        for m in mine {
+            let same = rows.filter { $0.n == m.n && $0.threads == m.threads } + [m]
+            let best = same.max { $0.sgemm_gflops < $1.sgemm_gflops }!
+            summary.append(Summary(n: m.n, threads: m.threads, in_use_gflops: m.sgemm_gflops, fastest_kernel: best.ran,
+                                   fastest_gflops: best.sgemm_gflops, in_use_over_fastest: m.sgemm_gflops / best.sgemm_gflops))
         }
         return Report(cpu: k.cpu, features: k.features, blas_kernel: k.kernel, openblas_choice: k.openblasChoice, reason: k.reason,
-                      repeats: repeats, results: rows, failed: failed, summary: summary)
+                      repeats: repeats, results: mine + rows, failed: failed, summary: summary)
     }
 
     enum Outcome { case success(GemmBenchmark.Report), failure(String) }
