@@ -43,8 +43,6 @@ public struct KernelSelection: Sendable, Codable {
         }
     }
 
-    public static var cpuFeatureBits: UInt32 { dt_cpu_read().features }
-
     /// The selection's decision for a CPU with these features, without running anything.
     public static func decision(vendor: Int32, features: UInt32, current: String) -> String? {
         var c = dt_cpu()

@@ -15,6 +15,11 @@ public enum SgemmPeak {
         public let threads: Int
         public let gflops: Double
         public let measured_at: String
+
+        /// Whether this figure was measured with the same CPU, kernel, OpenBLAS build and threads.
+        func matches(_ key: (String, String, String, Int)) -> Bool {
+            cpu == key.0 && kernel == key.1 && openblas == key.2 && threads == key.3
+        }
     }
 
     public static var cacheFile: String {
@@ -35,8 +40,8 @@ public enum SgemmPeak {
     }
 
     public static func cached(threads: Int) -> Entry? {
-        let (cpu, kernel, openblas, t) = key(threads: threads)
-        return load().last { $0.cpu == cpu && $0.kernel == kernel && $0.openblas == openblas && $0.threads == t }
+        let k = key(threads: threads)
+        return load().last { $0.matches(k) }
     }
 
     /// The peak at `threads`: the cached figure, or a measurement (about 1–3 s) that is cached.
@@ -53,7 +58,7 @@ public enum SgemmPeak {
         let g = GemmBenchmark.peakGFLOPS(threads: threads)
         let e = Entry(cpu: cpu, kernel: kernel, openblas: openblas, threads: t, gflops: g,
                       measured_at: ISO8601DateFormatter().string(from: Date()))
-        var entries = load().filter { !($0.cpu == cpu && $0.kernel == kernel && $0.openblas == openblas && $0.threads == t) }
+        var entries = load().filter { !$0.matches((cpu, kernel, openblas, t)) }
         entries.append(e)
         let dir = (cacheFile as NSString).deletingLastPathComponent
         let enc = JSONEncoder()
