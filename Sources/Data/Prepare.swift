@@ -52,9 +52,9 @@ public enum Prepare {
         for p in o.inputs where !FileManager.default.fileExists(atPath: p) {
             throw TokenizerError(source: p, message: "does not exist")
         }
-        let tok: BPETokenizer
+        let tok: Tokenizer
         if let t = o.tokenizer {
-            tok = try BPETokenizer(path: t)
+            tok = try Tokenizer(path: t)
         } else {
             var texts: [String] = []
             var bytes = 0
@@ -64,7 +64,7 @@ public enum Prepare {
                     if bytes < 8 << 20 { texts.append(t); bytes += t.utf8.count }
                 }
             }
-            tok = try BPETokenizer.train(texts: texts, vocabSize: o.vocabSize, specialTokens: [o.eos])
+            tok = try Tokenizer.train(texts: texts, vocabSize: o.vocabSize, specialTokens: [o.eos])
         }
         guard let eos = tok.id(of: o.eos) else {
             throw TokenizerError(source: o.tokenizer ?? "tokenizer", message: "has no end-of-sequence token \"\(o.eos)\" (give --eos)")

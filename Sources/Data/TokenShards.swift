@@ -23,7 +23,7 @@ public struct ShardIndex: Codable, Sendable {
 /// Writes shards while documents stream in.
 public final class ShardWriter {
     public let dir: String
-    let tokenizer: BPETokenizer
+    let tokenizer: Tokenizer
     let eos: Int
     let shardTokens: Int
     var buffer: [UInt32] = []
@@ -33,7 +33,7 @@ public final class ShardWriter {
     /// Tokens so far, written or buffered.
     public var tokens: Int { flushed + buffer.count }
 
-    public init(dir: String, tokenizer: BPETokenizer, eos: Int, shardTokens: Int = 1 << 24) throws {
+    public init(dir: String, tokenizer: Tokenizer, eos: Int, shardTokens: Int = 1 << 24) throws {
         self.dir = dir
         self.tokenizer = tokenizer
         self.eos = eos

@@ -41,7 +41,7 @@ public enum DataBenchmark {
         try (lines.joined(separator: "\n") + "\n").write(toFile: corpus, atomically: true, encoding: .utf8)
 
         let t0 = Date()
-        let tok = try BPETokenizer.train(texts: Array(lines.prefix(2000)), vocabSize: 512, specialTokens: ["<|eos|>"])
+        let tok = try Tokenizer.train(texts: Array(lines.prefix(2000)), vocabSize: 512, specialTokens: ["<|eos|>"])
         let trainS = Date().timeIntervalSince(t0)
         let tokPath = (dir as NSString).appendingPathComponent("tok.json")
         try tok.save(tokPath)

@@ -11,8 +11,8 @@ struct TokenizeCommand: ParsableCommand {
     @Flag(help: "Read a JSON array of ids and print the text.") var decode = false
 
     func run() throws {
-        let tok: BPETokenizer
-        do { tok = try BPETokenizer(path: tokenizer) } catch let e as TokenizerError { fail(e.description) }
+        let tok: Tokenizer
+        do { tok = try Tokenizer(path: tokenizer) } catch let e as TokenizerError { fail(e.description) }
         let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
         if decode {
             guard let ids = (try? JSONSerialization.jsonObject(with: Data(input.utf8))) as? [Int] else {

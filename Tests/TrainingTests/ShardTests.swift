@@ -23,7 +23,7 @@ import Testing
         let loader = try ShardLoader(dir: "\(dir)/out")
         #expect(loader.tokenCount == index.tokens)
         // The stream decodes back to the documents joined by EOS.
-        let tok = try BPETokenizer(path: "\(dir)/out/tokenizer.json")
+        let tok = try Tokenizer(path: "\(dir)/out/tokenizer.json")
         let all = (0..<loader.tokenCount).map { loader.token($0) }
         #expect(all.filter { $0 == index.eos_id }.count == 301)
         #expect(tok.decode(Array(all.prefix(while: { $0 != index.eos_id }))) == "document 0: abc ")

@@ -1,0 +1,119 @@
+import Foundation
+
+/// A tokenizer error: names the file (or "text") and what was expected.
+public struct TokenizerError: Error, CustomStringConvertible {
+    public let source: String
+    public let message: String
+    public init(source: String, message: String) {
+        self.source = source
+        self.message = message
+    }
+    public var description: String { "\(source): \(message)" }
+}
+
+/// A Hugging Face `tokenizers` pipeline for BPE models, read from tokenizer.json:
+/// added tokens → normalizer → pre-tokenizer → BPE model → post-processor, and for decoding
+/// ids → tokens → decoder. Each step is its own type (Normalizer, PreTokenizer, BPEModel,
+/// PostProcessor, Decoder, AddedTokenMatcher) with the meaning tokenizers gives it.
+public final class Tokenizer: Sendable {
+    let model: BPEModel
+    let normalizer: Normalizer?
+    let preTokenizer: PreTokenizer?
+    let postProcessor: PostProcessor?
+    let decoder: Decoder?
+    public let added: [AddedToken]
+    let rawMatcher: AddedTokenMatcher
+    let normalizedMatcher: AddedTokenMatcher
+    let addedById: [Int: AddedToken]
+    let addedByContent: [String: AddedToken]
+    /// The tokenizer.json this was read from, written back unchanged by `save`.
+    let json: Data
+
+    init(model: BPEModel, normalizer: Normalizer?, preTokenizer: PreTokenizer?, postProcessor: PostProcessor?,
+         decoder: Decoder?, added: [AddedToken], json: Data) {
+        self.model = model
+        self.normalizer = normalizer
+        self.preTokenizer = preTokenizer
+        self.postProcessor = postProcessor
+        self.decoder = decoder
+        self.added = added
+        rawMatcher = AddedTokenMatcher(added.filter { !$0.normalized }, normalizer: nil)
+        normalizedMatcher = AddedTokenMatcher(added.filter(\.normalized), normalizer: normalizer)
+        var byId: [Int: AddedToken] = [:], byContent: [String: AddedToken] = [:]
+        for a in added {
+            byId[a.id] = a
+            byContent[a.content] = a
+        }
+        addedById = byId
+        addedByContent = byContent
+        self.json = json
+    }
+
+    /// Ids up to the largest one the vocabulary or the added tokens use.
+    public var vocabularySize: Int { max(model.maxId, added.map(\.id).max() ?? -1) + 1 }
+
+    public func id(of token: String) -> Int? { addedByContent[token]?.id ?? model.vocab[token] }
+    public func token(of id: Int) -> String? { addedById[id]?.content ?? model.idToToken[id] }
+    public func isSpecial(_ id: Int) -> Bool { addedById[id]?.special ?? false }
+
+    // MARK: encoding
+
+    /// The ids `tokenizers` gives for `text` (`add_special_tokens` adds the post-processor's tokens).
+    public func encode(_ text: String, addSpecialTokens: Bool = false) -> [Int] {
+        var ids: [Int] = []
+        walk(text) { piece, added in
+            if let added { ids.append(added) } else { for id in model.tokenize(piece.text) { ids.append(Int(id)) } }
+        }
+        if addSpecialTokens, let postProcessor { ids = postProcessor.apply(ids) }
+        return ids
+    }
+
+    /// The pieces the model sees for `text` (added tokens left out): what BPE training counts.
+    func modelPieces(_ text: String) -> [[UInt32]] {
+        var out: [[UInt32]] = []
+        walk(text) { piece, added in if added == nil { out.append(piece.text) } }
+        return out
+    }
+
+    /// Runs the steps before the model: `visit` gets each pre-tokenized piece, or an added token's id.
+    private func walk(_ text: String, _ visit: (Piece, Int?) -> Void) {
+        let scalars = [UInt32](scalarsOf: text)
+        let none = Piece(text: [], atStart: false)
+        for seg in rawMatcher.split(scalars) {
+            switch seg {
+            case .token(let id): visit(none, id)
+            case .text(let r):
+                var t = Array(scalars[r])
+                if let normalizer { t = normalizer.apply(t) }
+                for inner in normalizedMatcher.split(t) {
+                    switch inner {
+                    case .token(let id): visit(none, id)
+                    case .text(let r2):
+                        guard !r2.isEmpty else { continue }
+                        let piece = Piece(text: Array(t[r2]), atStart: r.lowerBound == 0 && r2.lowerBound == 0)
+                        for p in preTokenizer?.apply([piece]) ?? [piece] { visit(p, nil) }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: decoding
+
+    /// Text for `ids` as `tokenizers`' `decode` gives it; unknown ids are skipped.
+    public func decode(_ ids: [Int], skipSpecial: Bool = false) -> String {
+        var tokens: [String] = []
+        tokens.reserveCapacity(ids.count)
+        for id in ids {
+            if let a = addedById[id] {
+                if skipSpecial && a.special { continue }
+                tokens.append(a.content)
+            } else if let t = model.idToToken[id] {
+                if skipSpecial, let a = addedByContent[t], a.special { continue }
+                tokens.append(t)
+            }
+        }
+        guard let decoder else { return tokens.joined(separator: " ") }
+        return decoder.apply(tokens).joined()
+    }
+}
