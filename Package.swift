@@ -52,6 +52,7 @@ let package = Package(
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "Checkpoint", "NN", "Autograd"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "DeepSeek", "Autograd"]),
         .testTarget(name: "ParallelTests", dependencies: ["Parallel", "Collectives", "DeepSeek", "Autograd"]),
+        .testTarget(name: "DataTests", dependencies: ["Data"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd", "Checkpoint"]),
     ]
 )

@@ -5,12 +5,13 @@ import Collectives
 import DeepSeek
 import Parallel
 import Training
+import Data
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print JSON.",
-        subcommands: [Gemm.self, Train.self, Attention.self, Generate.self, DataThroughput.self, Comm.self])
+        subcommands: [Gemm.self, Train.self, Attention.self, Generate.self, DataThroughput.self, Tokenize.self, Comm.self])
 
     struct Gemm: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "GFLOP/s of raw cblas_sgemm and of Tensor.matmul.")
@@ -133,6 +134,27 @@ struct BenchCommand: ParsableCommand {
 
         func run() throws {
             print(jsonString(try DataBenchmark.run(megabytes: megabytes)))
+        }
+    }
+
+    struct Tokenize: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Tokens/s of encoding a text file with a tokenizer.json, on one thread.",
+            discussion: "e.g. deeptrain bench tokenize --tokenizer Tests/Fixtures/tokenizers/deepseek --corpus Tests/Fixtures/tokenizers/corpus.txt")
+        @Option(help: "A tokenizer.json, or a directory holding one.") var tokenizer: String
+        @Option(help: "A UTF-8 text file, encoded as one text.") var corpus: String
+        @Option(help: "Timed repetitions after the first (cold) encode; the best is reported.") var repeats = 20
+
+        func validate() throws {
+            guard repeats > 0 else { throw ValidationError("--repeats must be positive") }
+        }
+
+        func run() throws {
+            do {
+                print(jsonString(try TokenizeBenchmark.run(tokenizer: tokenizer, corpus: corpus, repeats: repeats)))
+            } catch let e as TokenizerError {
+                fail(e.description)
+            }
         }
     }
 }

@@ -60,8 +60,8 @@ struct AddedTokenMatcher: Sendable {
             i = stop
             let t = e.token
             if t.singleWord {
-                let startOK = start == 0 || !CharacterClass.isWord(text[start - 1])
-                let stopOK = stop == n || !CharacterClass.isWord(text[stop])
+                let startOK = start == 0 || !CharacterClass.isRustWord(text[start - 1])
+                let stopOK = stop == n || !CharacterClass.isRustWord(text[stop])
                 if !startOK || !stopOK { continue }
             }
             if t.lstrip {

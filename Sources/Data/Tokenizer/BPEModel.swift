@@ -128,10 +128,11 @@ final class BPEModel: @unchecked Sendable {
     }
 
     private func merge(_ symbols: inout [Int32]) {
+        if symbols.count > 48 { mergeLong(&symbols); return }
         while symbols.count > 1 {
             var best = UInt64.max, at = -1
             for i in 0..<(symbols.count - 1) {
-                if let m = merges[UInt64(UInt32(bitPattern: symbols[i])) << 32 | UInt64(UInt32(bitPattern: symbols[i + 1]))], m < best {
+                if let m = merges[pairKey(symbols[i], symbols[i + 1])], m < best {
                     best = m
                     at = i
                 }
@@ -140,5 +141,83 @@ final class BPEModel: @unchecked Sendable {
             symbols[at] = Int32(truncatingIfNeeded: best & 0xFFFF_FFFF)
             symbols.remove(at: at + 1)
         }
+    }
+
+    @inline(__always) private func pairKey(_ a: Int32, _ b: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
+    }
+
+    /// The same merges for a long piece (text without a pre-tokenizer is one piece): symbols in a
+    /// linked list and candidate pairs in a heap ordered by (rank, position), as tokenizers
+    /// does, so the work grows as n log n rather than n².
+    private func mergeLong(_ symbols: inout [Int32]) {
+        let n = symbols.count
+        var next = Array(1...n), prev = Array(-1..<(n - 1))
+        next[n - 1] = -1
+        var alive = [Bool](repeating: true, count: n)
+        // Entries: rank << 32 | position, smallest first; the merged id is looked up again.
+        var heap = MinHeap()
+        for i in 0..<(n - 1) {
+            if let m = merges[pairKey(symbols[i], symbols[i + 1])] { heap.push((m >> 32) << 32 | UInt64(i)) }
+        }
+        while let top = heap.pop() {
+            let pos = Int(top & 0xFFFF_FFFF), rank = top >> 32
+            guard alive[pos], next[pos] >= 0 else { continue }
+            let right = next[pos]
+            // A stale entry: the pair at this position has changed since it was queued.
+            guard let m = merges[pairKey(symbols[pos], symbols[right])], m >> 32 == rank else { continue }
+            symbols[pos] = Int32(truncatingIfNeeded: m & 0xFFFF_FFFF)
+            alive[right] = false
+            next[pos] = next[right]
+            if next[right] >= 0 { prev[next[right]] = pos }
+            if prev[pos] >= 0, let pm = merges[pairKey(symbols[prev[pos]], symbols[pos])] {
+                heap.push((pm >> 32) << 32 | UInt64(prev[pos]))
+            }
+            if next[pos] >= 0, let nm = merges[pairKey(symbols[pos], symbols[next[pos]])] {
+                heap.push((nm >> 32) << 32 | UInt64(pos))
+            }
+        }
+        var out: [Int32] = []
+        var i = 0
+        while i >= 0 {
+            out.append(symbols[i])
+            i = next[i]
+        }
+        symbols = out
+    }
+}
+
+/// A binary min-heap of packed (rank, position) keys.
+struct MinHeap {
+    private var items: [UInt64] = []
+
+    mutating func push(_ v: UInt64) {
+        items.append(v)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if items[parent] <= items[i] { break }
+            items.swapAt(parent, i)
+            i = parent
+        }
+    }
+
+    mutating func pop() -> UInt64? {
+        guard let first = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < items.count && items[l] < items[m] { m = l }
+                if r < items.count && items[r] < items[m] { m = r }
+                if m == i { break }
+                items.swapAt(i, m)
+                i = m
+            }
+        }
+        return first
     }
 }

@@ -79,7 +79,8 @@ indirect enum PreTokenizer: Sendable {
         return out
     }
 
-    static let wordsOrSymbols: TokenRegex = try! TokenRegex(#"\w+|[^\w\s]+"#)
+    /// Whitespace's pattern, which tokenizers compiles with Rust's regex crate.
+    static let wordsOrSymbols: TokenRegex = try! TokenRegex(#"\w+|[^\w\s]+"#, rustWord: true)
 
     /// Rust's `char::is_numeric`: Nd, Nl and No.
     static func isNumeric(_ c: UInt32) -> Bool {

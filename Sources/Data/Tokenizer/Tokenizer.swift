@@ -26,6 +26,9 @@ public final class Tokenizer: Sendable {
     let normalizedMatcher: AddedTokenMatcher
     let addedById: [Int: AddedToken]
     let addedByContent: [String: AddedToken]
+    /// What decoding shows for an added token: its content, normalized when the token is
+    /// matched normalized (so a byte-level decoder can undo the normalizer's mapping).
+    let addedDecoding: [Int: String]
     /// The tokenizer.json this was read from, written back unchanged by `save`.
     let json: Data
 
@@ -46,6 +49,11 @@ public final class Tokenizer: Sendable {
         }
         addedById = byId
         addedByContent = byContent
+        var shown: [Int: String] = [:]
+        for a in added {
+            shown[a.id] = a.normalized && normalizer != nil ? normalizer!.apply([UInt32](scalarsOf: a.content)).string : a.content
+        }
+        addedDecoding = shown
         self.json = json
     }
 
@@ -107,7 +115,7 @@ public final class Tokenizer: Sendable {
         for id in ids {
             if let a = addedById[id] {
                 if skipSpecial && a.special { continue }
-                tokens.append(a.content)
+                tokens.append(addedDecoding[id] ?? a.content)
             } else if let t = model.idToToken[id] {
                 if skipSpecial, let a = addedByContent[t], a.special { continue }
                 tokens.append(t)

@@ -6,7 +6,9 @@ struct CharacterClass: Sendable {
     enum Item: Sendable {
         case range(UInt32, UInt32)
         case categories(UInt32)            // bit i = GeneralCategoryBits index i
-        case whitespace, digit, word
+        case whitespace, digit, word, alphabetic
+        /// `\w` as Rust's regex crate means it (Alphabetic, marks, Nd, Pc), for the patterns tokenizers compiles with it.
+        case rustWord
         case inverted(CharacterClass)      // \S, \P{..}, [^..] nested in a class
         case nested(CharacterClass)
     }
@@ -55,6 +57,8 @@ struct CharacterClass: Sendable {
             case .whitespace: if CharacterClass.isWhitespace(c) { return true }
             case .digit: if CharacterClass.categoryBit(c) & GeneralCategoryBits.nd != 0 { return true }
             case .word: if CharacterClass.isWord(c) { return true }
+            case .rustWord: if CharacterClass.isRustWord(c) { return true }
+            case .alphabetic: if CharacterClass.isAlphabetic(c) { return true }
             case .inverted(let cls): if !cls.contains(c) { return true }
             case .nested(let cls): if cls.contains(c) { return true }
             }
@@ -80,7 +84,19 @@ struct CharacterClass: Sendable {
         if c < 128 {
             return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95
         }
-        return categoryBit(c) & (GeneralCategoryBits.letter | GeneralCategoryBits.mark | GeneralCategoryBits.nd | GeneralCategoryBits.pc) != 0
+        return categoryBit(c) & (GeneralCategoryBits.letter | GeneralCategoryBits.mark | GeneralCategoryBits.number | GeneralCategoryBits.pc) != 0
+    }
+
+    /// Rust regex's `\w` (tokenizers' Whitespace pre-tokenizer and `single_word` checks use it).
+    static func isRustWord(_ c: UInt32) -> Bool {
+        if c < 128 { return isWord(c) }
+        if isAlphabetic(c) { return true }
+        return categoryBit(c) & (GeneralCategoryBits.mark | GeneralCategoryBits.nd | GeneralCategoryBits.pc) != 0 || c == 0x200C || c == 0x200D
+    }
+
+    static func isAlphabetic(_ c: UInt32) -> Bool {
+        if c < 128 { return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) }
+        return Unicode.Scalar(c)?.properties.isAlphabetic ?? false
     }
 
     static func categoryBit(_ c: UInt32) -> UInt32 {

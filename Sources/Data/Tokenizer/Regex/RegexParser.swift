@@ -27,9 +27,12 @@ struct RegexParser {
     let chars: [UInt32]
     var at = 0
     var fold = false
+    /// `\w` with Rust regex's meaning instead of Oniguruma's.
+    let rustWord: Bool
 
-    init(_ pattern: String) {
+    init(_ pattern: String, rustWord: Bool = false) {
         self.pattern = pattern
+        self.rustWord = rustWord
         chars = pattern.unicodeScalars.map(\.value)
     }
 
@@ -222,8 +225,8 @@ struct RegexParser {
         case 0x53: at += 1; return (.whitespace, true)    // \S
         case 0x64: at += 1; return (.digit, false)        // \d
         case 0x44: at += 1; return (.digit, true)         // \D
-        case 0x77: at += 1; return (.word, false)         // \w
-        case 0x57: at += 1; return (.word, true)          // \W
+        case 0x77: at += 1; return (rustWord ? .rustWord : .word, false)         // \w
+        case 0x57: at += 1; return (rustWord ? .rustWord : .word, true)          // \W
         case 0x68, 0x48:                                  // \h \H: hex digits in Ruby syntax
             at += 1
             return (.nested(CharacterClass(items: [.range(48, 57), .range(65, 70), .range(97, 102)])), c == 0x48)
@@ -349,8 +352,8 @@ struct RegexParser {
         while let d = peek(k), d != 0x3A { name.unicodeScalars.append(Unicode.Scalar(d)!); k += 1 }
         guard peek(k) == 0x3A, peek(k + 1) == 0x5D else { return nil }
         let items: [String: CharacterClass.Item] = [
-            "alpha": .categories(GeneralCategoryBits.letter | GeneralCategoryBits.mark),
-            "digit": .digit, "alnum": .categories(GeneralCategoryBits.letter | GeneralCategoryBits.mark | GeneralCategoryBits.nd),
+            "alpha": .alphabetic,
+            "digit": .digit, "alnum": .nested(CharacterClass(items: [.alphabetic, .digit])),
             "space": .whitespace, "upper": .categories(1), "lower": .categories(2),
             "punct": .categories(GeneralCategoryBits.punctuation), "word": .word,
             "xdigit": .nested(CharacterClass(items: [.range(48, 57), .range(65, 70), .range(97, 102)])),

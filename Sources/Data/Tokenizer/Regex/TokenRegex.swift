@@ -22,9 +22,11 @@ public struct TokenRegex: Sendable {
     /// The scalars a match can start with, when that is known: the search skips other starts.
     let firstSet: CharacterClass?
 
-    public init(_ pattern: String) throws(RegexError) {
+    /// `rustWord`: `\w` as Rust's regex crate means it, for the few patterns tokenizers
+    /// compiles with that crate instead of Oniguruma.
+    public init(_ pattern: String, rustWord: Bool = false) throws(RegexError) {
         self.pattern = pattern
-        var parser = RegexParser(pattern)
+        var parser = RegexParser(pattern, rustWord: rustWord)
         let tree = try parser.parse()
         var compiler = RegexCompiler(pattern: pattern)
         try compiler.compileProgram(tree)

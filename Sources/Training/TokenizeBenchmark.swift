@@ -1,0 +1,47 @@
+import Foundation
+import Autograd
+import Data
+
+/// `deeptrain bench tokenize`: encoding speed of a tokenizer.json on a text file, on one
+/// thread, the way Hugging Face `tokenizers`' `encode(text)` is measured against it
+/// (docs/data.md): the whole file as one text; the first encode on a fresh tokenizer (an empty
+/// word cache) and the best of the repeats after it.
+public enum TokenizeBenchmark {
+    public struct Report: Codable, Sendable {
+        public var benchmark = "tokenize"
+        public var blas_kernel = KernelSelection.current.kernel
+        public let tokenizer: String
+        public let corpus: String
+        public let corpus_bytes: Int
+        public let tokens: Int
+        public let load_s: Double
+        public let cold_tokens_per_s: Double
+        public let tokens_per_s: Double
+        public let megabytes_per_s: Double
+        public let repeats: Int
+        public let decode_round_trip: Bool
+    }
+
+    public static func run(tokenizer path: String, corpus: String, repeats: Int) throws -> Report {
+        guard let text = try? String(contentsOfFile: corpus, encoding: .utf8) else {
+            throw TokenizerError(source: corpus, message: "cannot be read as UTF-8 text")
+        }
+        let t0 = Date()
+        let tok = try Tokenizer(path: path)
+        let load = Date().timeIntervalSince(t0)
+        let t1 = Date()
+        let ids = tok.encode(text)
+        let cold = Date().timeIntervalSince(t1)
+        var best = Double.infinity
+        for _ in 0..<repeats {
+            let t = Date()
+            let again = tok.encode(text)
+            best = min(best, Date().timeIntervalSince(t))
+            precondition(again.count == ids.count)
+        }
+        return Report(tokenizer: path, corpus: corpus, corpus_bytes: text.utf8.count, tokens: ids.count, load_s: load,
+                      cold_tokens_per_s: Double(ids.count) / cold, tokens_per_s: Double(ids.count) / best,
+                      megabytes_per_s: Double(text.utf8.count) / best / 1e6, repeats: repeats,
+                      decode_round_trip: tok.decode(ids) == text)
+    }
+}
