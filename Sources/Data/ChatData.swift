@@ -25,7 +25,7 @@ public struct DataError: Error, CustomStringConvertible {
 /// The newline that closes a turn is its end-of-turn token — the same byte that ends each
 /// pretraining example — so a model learns to stop. SFT puts loss on assistant content and its
 /// end-of-turn byte only; a GRPO prompt ends with "Assistant: " and the completion with "\n".
-public enum ChatTemplate {
+public enum ByteChatFormat {
     public static let endOfTurn = Int(UInt8(ascii: "\n"))
     public static let roles = ["system", "user", "assistant"]
 
@@ -75,7 +75,7 @@ public enum ChatJSONL {
                 guard let d = m as? [String: Any], let role = d["role"] as? String, let content = d["content"] as? String else {
                     throw DataError(file: path, line: n, "messages[\(i)]: expected {\"role\": string, \"content\": string}")
                 }
-                guard ChatTemplate.roles.contains(role) else {
+                guard ByteChatFormat.roles.contains(role) else {
                     throw DataError(file: path, line: n, "messages[\(i)]: unknown role \"\(role)\"; expected system, user or assistant")
                 }
                 if role == "system" && i != 0 {
@@ -159,8 +159,8 @@ public enum ChatPrepare {
     public static func run(inputs: [String], output: String) throws -> Summary {
         var all: [[ChatMessage]] = []
         for f in inputs { all += try ChatJSONL.load(f) }
-        let lengths = all.map { ChatTemplate.render($0).tokens.count }.sorted()
-        let trained = all.reduce(0) { $0 + ChatTemplate.render($1).trained.filter { $0 }.count }
+        let lengths = all.map { ByteChatFormat.render($0).tokens.count }.sorted()
+        let trained = all.reduce(0) { $0 + ByteChatFormat.render($1).trained.filter { $0 }.count }
         let summary = Summary(conversations: all.count, tokens: lengths.reduce(0, +), assistant_tokens: trained,
                               longest: lengths.last ?? 0, p99_length: lengths.isEmpty ? 0 : lengths[Swift.min(lengths.count - 1, lengths.count * 99 / 100)],
                               files: inputs)

@@ -62,7 +62,7 @@ extension Trainer {
             let maxNew = stage.grpo?.maxCompletionLength ?? 16
             var completions: [Completion] = []
             for p in prompts {
-                let r = model.generate(prompt: ChatTemplate.prompt(p.prompt), maxNew: maxNew, stop: [ChatTemplate.endOfTurn])
+                let r = model.generate(prompt: ByteChatFormat.prompt(p.prompt), maxNew: maxNew, stop: [ByteChatFormat.endOfTurn])
                 let text = String(decoding: r.tokens.map { UInt8(clamping: $0) }, as: UTF8.self)
                 completions.append(Completion(prompt: p.prompt, answer: p.answer, completion: text, truncated: r.tokens.count >= maxNew))
             }
@@ -165,7 +165,7 @@ final class GRPORunner {
         var ids: [Int] = []
         for (p, c) in zip(prompts, completions) {
             var row = p + c
-            row += [Int](repeating: ChatTemplate.endOfTurn, count: l - row.count)
+            row += [Int](repeating: ByteChatFormat.endOfTurn, count: l - row.count)
             ids += row
         }
         return ids
@@ -176,7 +176,7 @@ final class GRPORunner {
         try engine.gatherToAll()
         let model = engine.model, g = settings.numGenerations, tc = settings.maxCompletionLength
         let prompts = (0..<settings.promptsPerStep).map { data.prompt(b * settings.promptsPerStep + $0, seed: trainer.recipe.seed) }
-        let promptTokens = prompts.map { ChatTemplate.prompt($0.prompt) }
+        let promptTokens = prompts.map { ByteChatFormat.prompt($0.prompt) }
         let length = promptTokens.map(\.count).max()! + tc
         var completions = [[Int]](repeating: [], count: total), truncated = [Bool](repeating: false, count: total)
         var texts = [String](repeating: "", count: total)
@@ -186,9 +186,9 @@ final class GRPORunner {
             for i in mine {
                 let sampler = Sampler(temperature: Float(settings.temperature), topP: Float(settings.topP),
                                       seed: Philox(seed: sampleSeed, purpose: "grpo-sample", UInt64(b)).uint64(UInt64(i)))
-                let r = model.generate(prompt: promptTokens[i / g], maxNew: tc, sampler: sampler, stop: [ChatTemplate.endOfTurn])
+                let r = model.generate(prompt: promptTokens[i / g], maxNew: tc, sampler: sampler, stop: [ByteChatFormat.endOfTurn])
                 let stopped = r.tokens.count < tc
-                completions[i] = r.tokens + (stopped ? [ChatTemplate.endOfTurn] : [])
+                completions[i] = r.tokens + (stopped ? [ByteChatFormat.endOfTurn] : [])
                 truncated[i] = !stopped
                 texts[i] = String(decoding: r.tokens.map { UInt8(clamping: $0) }, as: UTF8.self)
             }

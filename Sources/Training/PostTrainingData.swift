@@ -127,8 +127,8 @@ public struct PostTrainingData {
     /// first `length`, targets the next token where it is trained (assistant content and its
     /// end-of-turn), −100 elsewhere. Returns whether it was cut.
     public static func sftRow(_ conv: [ChatMessage], length: Int) -> (inputs: [Int], targets: [Int], cut: Bool) {
-        let (tokens, trained) = ChatTemplate.render(conv)
-        var inputs = [Int](repeating: ChatTemplate.endOfTurn, count: length), targets = [Int](repeating: ignoreIndex, count: length)
+        let (tokens, trained) = ByteChatFormat.render(conv)
+        var inputs = [Int](repeating: ByteChatFormat.endOfTurn, count: length), targets = [Int](repeating: ignoreIndex, count: length)
         for j in 0..<Swift.min(length, tokens.count) { inputs[j] = tokens[j] }
         for j in 0..<length where j + 1 < tokens.count && trained[j + 1] { targets[j] = tokens[j + 1] }
         return (inputs, targets, tokens.count > length + 1)
@@ -159,7 +159,7 @@ public struct PostTrainingData {
             while starts.count <= r + 1 {
                 var g = starts.last!, used = 0
                 repeat {
-                    let n = ChatTemplate.render(data.conversation(g, seed: seed)).tokens.count
+                    let n = ByteChatFormat.render(data.conversation(g, seed: seed)).tokens.count
                     if used > 0 && used + n > length + 1 { break }
                     used += n
                     g += 1
@@ -180,7 +180,7 @@ public struct PostTrainingData {
             var inputs: [Int] = [], targets: [Int] = [], positions: [Int] = [], segments: [Int] = []
             let convs = range(r)
             for (k, g) in convs.enumerated() {
-                let (tokens, trained) = ChatTemplate.render(data.conversation(g, seed: seed))
+                let (tokens, trained) = ByteChatFormat.render(data.conversation(g, seed: seed))
                 let n = Swift.min(tokens.count, length + 1 - inputs.count)
                 for j in 0..<n where inputs.count < length {
                     inputs.append(tokens[j])
@@ -192,7 +192,7 @@ public struct PostTrainingData {
             // Padding: its own segment, no targets.
             var p = 0
             while inputs.count < length {
-                inputs.append(ChatTemplate.endOfTurn)
+                inputs.append(ByteChatFormat.endOfTurn)
                 targets.append(ignoreIndex)
                 positions.append(p)
                 segments.append(convs.count)

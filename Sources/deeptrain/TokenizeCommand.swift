@@ -11,6 +11,11 @@ struct TokenizeCommand: ParsableCommand {
             pre-tokenizer, BPE model, then the post-processor's special tokens (unless \
             --no-add-special-tokens). With --jsonl every input line is one text (a JSON string or an \
             object with "text") and every output line its ids.
+
+            With --chat every input line is one conversation, {"messages": [...]} (and optionally \
+            "tools": [...]), rendered with the directory's chat template as transformers' \
+            apply_chat_template renders it; the output line is its ids (apply_chat_template(messages, \
+            tokenize=True)) or, with --render, the rendered text as a JSON string.
             """)
 
     @Option(help: "A Hugging Face tokenizer.json, or a directory holding one.") var tokenizer: String
@@ -20,8 +25,18 @@ struct TokenizeCommand: ParsableCommand {
     @Flag(help: "With --decode: leave special tokens out of the text.") var skipSpecialTokens = false
     @Flag(help: "One text per input line (a JSON string or {\"text\": ...}); one JSON array of ids per output line.")
     var jsonl = false
+    @Flag(help: "One conversation per input line ({\"messages\": [...]}), rendered with the chat template of --tokenizer DIR.")
+    var chat = false
+    @Flag(help: "With --chat: end with the template's assistant header (add_generation_prompt).") var addGenerationPrompt = false
+    @Flag(help: "With --chat: print the rendered text (a JSON string per line) instead of ids.") var render = false
+
+    func validate() throws {
+        if (addGenerationPrompt || render) && !chat { throw ValidationError("--add-generation-prompt and --render go with --chat") }
+        if chat && (decode || jsonl) { throw ValidationError("--chat reads conversations; it does not combine with --decode or --jsonl") }
+    }
 
     func run() throws {
+        if chat { return try runChat() }
         let tok: Tokenizer
         do { tok = try Tokenizer(path: tokenizer) } catch let e as TokenizerError { fail(e.description) }
         let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
@@ -46,6 +61,34 @@ struct TokenizeCommand: ParsableCommand {
                 fail("stdin:\(i + 1): expected a JSON string or an object with a string \"text\"")
             }
             out += Self.json(tok.encode(text, addSpecialTokens: addSpecialTokens)) + "\n"
+        }
+        FileHandle.standardOutput.write(Data(out.utf8))
+    }
+
+    func runChat() throws {
+        let chatTokenizer: ChatTokenizer
+        do { chatTokenizer = try ChatTokenizer(path: tokenizer) } catch let e as TokenizerError { fail(e.description) }
+        guard let template = chatTokenizer.template else {
+            fail("\(tokenizer): has no chat template (expected chat_template.jinja, chat_template.json or tokenizer_config.json's chat_template)")
+        }
+        let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        var out = ""
+        for (i, line) in input.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+        where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            let at = "stdin:\(i + 1)"
+            let value: JinjaValue
+            do { value = try ChatTemplate.json(String(line)) } catch { fail("\(at): not JSON: \(error)") }
+            guard let messages = value["messages"], case .array = messages else {
+                fail("\(at): expected {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}")
+            }
+            do {
+                let text = try chatTokenizer.render(messages, addGenerationPrompt: addGenerationPrompt, tools: value["tools"])
+                out += render ? JinjaValue.string(text).jsonText + "\n"
+                    : Self.json(chatTokenizer.tokenizer.encode(text, addSpecialTokens: false)) + "\n"
+            } catch let e as TemplateError {
+                if e.raised { fail("\(at): the chat template raised: \(e.message)") }
+                fail("\(at): \(template.origin): \(e.description)")
+            }
         }
         FileHandle.standardOutput.write(Data(out.utf8))
     }

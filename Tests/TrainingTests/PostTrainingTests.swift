@@ -17,7 +17,7 @@ import Data
     @Test func sftTrainsOnAssistantTokensOnly() {
         let conv = [ChatMessage(role: "system", content: "Be brief."), ChatMessage(role: "user", content: "What is 2+3?"),
                     ChatMessage(role: "assistant", content: "2+3=5")]
-        let (tokens, trained) = ChatTemplate.render(conv)
+        let (tokens, trained) = ByteChatFormat.render(conv)
         #expect(String(decoding: tokens.map { UInt8($0) }, as: UTF8.self) == "System: Be brief.\nUser: What is 2+3?\nAssistant: 2+3=5\n")
         #expect(trained.filter { $0 }.count == "2+3=5".count + 1)
         #expect(trained.last == true && trained.prefix(tokens.count - 6).allSatisfy { !$0 })

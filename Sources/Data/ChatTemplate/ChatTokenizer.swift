@@ -1,0 +1,118 @@
+import Foundation
+
+/// A model's tokenizer as transformers loads it from a directory: tokenizer.json, the special
+/// tokens of tokenizer_config.json, and the chat template — `chat_template.jinja` (as
+/// transformers 5 saves it), `chat_template.json`, or tokenizer_config.json's `chat_template`
+/// (a string, or a list of named templates of which `default` is used).
+public final class ChatTokenizer: @unchecked Sendable {
+    public let tokenizer: Tokenizer
+    public let template: ChatTemplate?
+    /// `bos_token`, `eos_token`, `pad_token`, `unk_token` as the template sees them.
+    public let specialTokens: [String: String]
+    public let directory: String?
+
+    public init(tokenizer: Tokenizer, template: ChatTemplate?, specialTokens: [String: String], directory: String?) {
+        self.tokenizer = tokenizer
+        self.template = template
+        self.specialTokens = specialTokens
+        self.directory = directory
+    }
+
+    /// Reads a directory (tokenizer.json beside tokenizer_config.json and an optional template
+    /// file) or a lone tokenizer.json (no template, no special-token names).
+    public convenience init(path: String) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw TokenizerError(source: path, message: "does not exist (expected a tokenizer.json or a directory holding one)")
+        }
+        guard isDir.boolValue else {
+            try self.init(tokenizer: Tokenizer(path: path), template: nil, specialTokens: [:], directory: nil)
+            return
+        }
+        let tok = try Tokenizer(path: path)
+        let configPath = (path as NSString).appendingPathComponent("tokenizer_config.json")
+        var config: [String: Any] = [:]
+        if let data = FileManager.default.contents(atPath: configPath) {
+            guard let c = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                throw TokenizerError(source: configPath, message: "is not a JSON object")
+            }
+            config = c
+        }
+        var specials: [String: String] = [:]
+        for key in ["bos_token", "eos_token", "pad_token", "unk_token", "sep_token", "cls_token", "mask_token"] {
+            if let s = config[key] as? String { specials[key] = s }
+            else if let o = config[key] as? [String: Any], let s = o["content"] as? String { specials[key] = s }
+        }
+        var template: ChatTemplate? = nil
+        let jinjaPath = (path as NSString).appendingPathComponent("chat_template.jinja")
+        let jsonPath = (path as NSString).appendingPathComponent("chat_template.json")
+        if let data = FileManager.default.contents(atPath: jinjaPath) {
+            template = try ChatTemplate(source: String(decoding: data, as: UTF8.self), origin: jinjaPath)
+        } else if let data = FileManager.default.contents(atPath: jsonPath) {
+            guard let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let s = o["chat_template"] as? String else {
+                throw TokenizerError(source: jsonPath, message: "expected an object with a string chat_template")
+            }
+            template = try ChatTemplate(source: s, origin: "\(jsonPath) (chat_template)")
+        } else if let raw = config["chat_template"] {
+            if let s = raw as? String {
+                template = try ChatTemplate(source: s, origin: "\(configPath) (chat_template)")
+            } else if let list = raw as? [[String: Any]] {
+                let named = list.compactMap { d -> (String, String)? in
+                    guard let n = d["name"] as? String, let t = d["template"] as? String else { return nil }
+                    return (n, t)
+                }
+                guard named.count == list.count else {
+                    throw TokenizerError(source: configPath, message: "chat_template: expected a string or a list of {\"name\", \"template\"}")
+                }
+                guard let d = named.first(where: { $0.0 == "default" }) else {
+                    throw TokenizerError(source: configPath, message: "chat_template: the list has no template named \"default\" (names: \(named.map(\.0).joined(separator: ", ")))")
+                }
+                template = try ChatTemplate(source: d.1, origin: "\(configPath) (chat_template \"default\")")
+            } else if !(raw is NSNull) {
+                throw TokenizerError(source: configPath, message: "chat_template: expected a string or a list of {\"name\", \"template\"}")
+            }
+        }
+        self.init(tokenizer: tok, template: template, specialTokens: specials, directory: path)
+    }
+
+    public var eosToken: String? { specialTokens["eos_token"] }
+    public var eosId: Int? { eosToken.flatMap { tokenizer.id(of: $0) } }
+
+    /// The text `apply_chat_template(messages, tokenize=False)` gives.
+    public func render(_ messages: JinjaValue, addGenerationPrompt: Bool, tools: JinjaValue? = nil) throws -> String {
+        guard let template else {
+            throw TokenizerError(source: directory ?? "tokenizer", message: "has no chat template (expected chat_template.jinja or tokenizer_config.json's chat_template)")
+        }
+        var vars: [String: JinjaValue] = [:]
+        for (k, v) in specialTokens { vars[k] = .string(v) }
+        if let tools { vars["tools"] = tools }
+        return try template.render(messages: try Self.normalized(messages), addGenerationPrompt: addGenerationPrompt, variables: vars)
+    }
+
+    static let reasoningFields = ["reasoning_content", "thinking", "reasoning"]
+
+    /// What transformers 5 hands the template: messages without their null-valued keys (so a
+    /// template's `is defined` sees `"content": null` as missing), and a message's reasoning
+    /// also under `thinking` and `reasoning_content`.
+    static func normalized(_ messages: JinjaValue) throws -> JinjaValue {
+        guard case .array(let list) = messages else { throw TemplateError("messages must be a list of objects", line: 0) }
+        if list.isEmpty { throw TemplateError("cannot apply the chat template to an empty conversation", line: 0) }
+        return .array(try list.enumerated().map { i, m in
+            guard case .object(let o) = m else { throw TemplateError("messages[\(i)] must be an object with role and content", line: 0) }
+            var kept = JinjaObject()
+            for (k, v) in o.pairs { if case .none = v { continue }; kept[k] = v }
+            guard let reasoning = reasoningFields.lazy.compactMap({ kept[$0] }).first else { return .object(kept) }
+            var aliased = JinjaObject()
+            aliased["thinking"] = reasoning
+            for (k, v) in kept.pairs { aliased[k] = v }
+            aliased["reasoning_content"] = reasoning
+            return .object(aliased)
+        })
+    }
+
+    /// The ids `apply_chat_template(messages, tokenize=True)` gives: the rendered text encoded
+    /// without the post-processor's special tokens (the template writes them).
+    public func applyChatTemplate(_ messages: JinjaValue, addGenerationPrompt: Bool, tools: JinjaValue? = nil) throws -> [Int] {
+        tokenizer.encode(try render(messages, addGenerationPrompt: addGenerationPrompt, tools: tools), addSpecialTokens: false)
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+
+/// JSON in and out of templates with Python's meaning: objects keep their key order (Python's
+/// `json.loads`), and `tojson` writes what `json.dumps(x, ensure_ascii=False)` writes.
+enum JinjaJSON {
+    struct ParseError: Error, CustomStringConvertible {
+        let offset: Int
+        let message: String
+        var description: String { "\(message) at character \(offset)" }
+    }
+
+    static func parse(_ text: String) throws -> JinjaValue {
+        var p = Parser(Array(text.utf8))
+        p.skip()
+        let v = try p.value()
+        p.skip()
+        guard p.at == p.bytes.count else { throw ParseError(offset: p.at, message: "extra text after the JSON value") }
+        return v
+    }
+
+    struct Parser {
+        let bytes: [UInt8]
+        var at = 0
+        init(_ b: [UInt8]) { bytes = b }
+
+        mutating func skip() { while at < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[at]) { at += 1 } }
+
+        func fail(_ m: String) -> ParseError { ParseError(offset: at, message: m) }
+
+        mutating func literal(_ word: String, _ v: JinjaValue) throws -> JinjaValue {
+            let w = Array(word.utf8)
+            guard at + w.count <= bytes.count, Array(bytes[at..<(at + w.count)]) == w else { throw fail("unexpected character") }
+            at += w.count
+            return v
+        }
+
+        mutating func value() throws -> JinjaValue {
+            guard at < bytes.count else { throw fail("unexpected end of JSON") }
+            switch bytes[at] {
+            case 0x7B: // {
+                at += 1
+                var o = JinjaObject()
+                skip()
+                if at < bytes.count && bytes[at] == 0x7D { at += 1; return .object(o) }
+                while true {
+                    skip()
+                    guard at < bytes.count, bytes[at] == 0x22 else { throw fail("expected a string key") }
+                    let k = try string()
+                    skip()
+                    guard at < bytes.count, bytes[at] == 0x3A else { throw fail("expected ':'") }
+                    at += 1
+                    skip()
+                    o[k] = try value()
+                    skip()
+                    guard at < bytes.count else { throw fail("unterminated object") }
+                    if bytes[at] == 0x2C { at += 1; continue }
+                    if bytes[at] == 0x7D { at += 1; return .object(o) }
+                    throw fail("expected ',' or '}'")
+                }
+            case 0x5B: // [
+                at += 1
+                var a: [JinjaValue] = []
+                skip()
+                if at < bytes.count && bytes[at] == 0x5D { at += 1; return .array(a) }
+                while true {
+                    skip()
+                    a.append(try value())
+                    skip()
+                    guard at < bytes.count else { throw fail("unterminated array") }
+                    if bytes[at] == 0x2C { at += 1; continue }
+                    if bytes[at] == 0x5D { at += 1; return .array(a) }
+                    throw fail("expected ',' or ']'")
+                }
+            case 0x22: return .string(try string())
+            case 0x74: return try literal("true", .bool(true))
+            case 0x66: return try literal("false", .bool(false))
+            case 0x6E: return try literal("null", .none)
+            default: return try number()
+            }
+        }
+
+        mutating func number() throws -> JinjaValue {
+            let start = at
+            var isFloat = false
+            if at < bytes.count && bytes[at] == 0x2D { at += 1 }
+            while at < bytes.count {
+                let c = bytes[at]
+                if c >= 0x30 && c <= 0x39 { at += 1 } else if c == 0x2E || c == 0x65 || c == 0x45 || c == 0x2B || c == 0x2D { isFloat = true; at += 1 } else { break }
+            }
+            let s = String(decoding: bytes[start..<at], as: UTF8.self)
+            if !isFloat, let i = Int(s) { return .int(i) }
+            guard let d = Double(s), !s.isEmpty else { at = start; throw fail("unexpected character") }
+            return .double(d)
+        }
+
+        mutating func string() throws -> String {
+            at += 1
+            var out = [UInt8]()
+            while true {
+                guard at < bytes.count else { throw fail("unterminated string") }
+                let c = bytes[at]
+                at += 1
+                if c == 0x22 { break }
+                if c != 0x5C { out.append(c); continue }
+                guard at < bytes.count else { throw fail("unterminated string") }
+                let e = bytes[at]
+                at += 1
+                switch e {
+                case 0x22: out.append(0x22)
+                case 0x5C: out.append(0x5C)
+                case 0x2F: out.append(0x2F)
+                case 0x62: out.append(8)
+                case 0x66: out.append(12)
+                case 0x6E: out.append(10)
+                case 0x72: out.append(13)
+                case 0x74: out.append(9)
+                case 0x75:
+                    var code = try hex4()
+                    if code >= 0xD800 && code < 0xDC00, at + 1 < bytes.count, bytes[at] == 0x5C, bytes[at + 1] == 0x75 {
+                        at += 2
+                        let low = try hex4()
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    out += Array(String(Character(Unicode.Scalar(code) ?? "\u{FFFD}")).utf8)
+                default: throw fail("bad escape")
+                }
+            }
+            return String(decoding: out, as: UTF8.self)
+        }
+
+        mutating func hex4() throws -> UInt32 {
+            guard at + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[at..<(at + 4)], as: UTF8.self), radix: 16) else {
+                throw fail("bad \\u escape")
+            }
+            at += 4
+            return v
+        }
+    }
+
+    /// `json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=sortKeys)`.
+    static func dump(_ v: JinjaValue, indent: String? = nil, sortKeys: Bool = false, level: Int = 0) throws -> String {
+        func pad(_ l: Int) -> String { indent.map { "\n" + String(repeating: $0, count: l) } ?? "" }
+        let itemSep = indent == nil ? ", " : ","
+        switch v {
+        case .undefined(let name): throw TemplateError("\(name) is undefined and cannot be written as JSON", line: 0)
+        case .none: return "null"
+        case .bool(let b): return b ? "true" : "false"
+        case .int(let i): return String(i)
+        case .double(let d):
+            if d.isNaN { return "NaN" }
+            if d.isInfinite { return d > 0 ? "Infinity" : "-Infinity" }
+            return JinjaValue.pythonFloat(d)
+        case .string(let s): return quote(s)
+        case .array(let a), .tuple(let a):
+            if a.isEmpty { return "[]" }
+            return "[" + pad(level + 1) + (try a.map { try dump($0, indent: indent, sortKeys: sortKeys, level: level + 1) })
+                .joined(separator: itemSep + pad(level + 1)) + pad(level) + "]"
+        case .object(let o):
+            if o.count == 0 { return "{}" }
+            let pairs = sortKeys ? o.pairs.sorted { $0.0 < $1.0 } : o.pairs
+            return "{" + pad(level + 1) + (try pairs.map { quote($0.0) + ": " + (try dump($0.1, indent: indent, sortKeys: sortKeys, level: level + 1)) })
+                .joined(separator: itemSep + pad(level + 1)) + pad(level) + "}"
+        case .namespace(let n): return try dump(.object(n.object), indent: indent, sortKeys: sortKeys, level: level)
+        case .function(let f): throw TemplateError("Object of type function (\(f.name)) is not JSON serializable", line: 0)
+        }
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            default:
+                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out + "\""
+    }
+}
