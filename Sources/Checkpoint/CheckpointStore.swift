@@ -8,7 +8,10 @@ import DeepSeek
 ///   names and layouts;
 /// - `/state`: attributes `format` ("deeptrain-checkpoint"), `format_version`, `stage`, `step`,
 ///   `tokens`, `config` (the model's config.json) and `recipe` (the resolved recipe, when a
-///   recipe wrote it).
+///   recipe wrote it);
+/// - `/tokenizer/<file>`: the tokenizer files that came with the model (tokenizer.json,
+///   tokenizer_config.json, chat_template.jinja, ...) as uint8 datasets, so a checkpoint
+///   converted back to a Hugging Face directory carries them.
 ///
 /// Written atomically: to `<path>.tmp`, flushed, fsynced, renamed. The optimizer, RNG and data
 /// sections come with the trainer (pretraining issue).
@@ -52,7 +55,7 @@ public enum CheckpointStore {
     }
 
     public static func save(_ model: DeepSeekV2ForCausalLM, state: State = State(), optimizer: OptimizerState? = nil,
-                            to path: String) throws {
+                            tokenizerFiles: [(String, Data)] = [], to path: String) throws {
         let tmp = path + ".tmp"
         try? FileManager.default.removeItem(atPath: tmp)
         do {
@@ -77,6 +80,10 @@ public enum CheckpointStore {
                 try f.setAttribute("/state", "global_step", int: Int64(state.globalStep))
                 // The RNG is counter-based: (seed, purpose, step, index) restores every stream.
                 try f.setAttribute("/state", "rng_seed", int: Int64(state.seed))
+                if !tokenizerFiles.isEmpty {
+                    try f.createGroup("/tokenizer")
+                    for (name, data) in tokenizerFiles { try f.write("/tokenizer/\(name)", bytes: Array(data)) }
+                }
                 if let o = optimizer {
                     try f.createGroup("/optimizer")
                     try f.createGroup("/optimizer/exp_avg")
@@ -149,6 +156,14 @@ public enum CheckpointStore {
                           globalStep: Int((try? f.intAttribute("/state", "global_step")) ?? 0),
                           seed: Int((try? f.intAttribute("/state", "rng_seed")) ?? 0))
         return (model, state)
+    }
+
+    /// The tokenizer files stored with the model (empty for a checkpoint without them).
+    public static func tokenizerFiles(_ path: String) throws -> [(String, Data)] {
+        let f = try HDF5File.open(path)
+        defer { try? f.close() }
+        guard f.exists("/tokenizer") else { return [] }
+        return try f.list("/tokenizer").sorted().map { ($0, Data(try f.readBytes("/tokenizer/\($0)"))) }
     }
 
     /// The AdamW state for the parameters `names` (shapes from `like`), or nil when the file

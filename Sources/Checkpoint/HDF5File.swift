@@ -83,6 +83,22 @@ public final class HDF5File {
         try values.withUnsafeBytes { try writeRaw(name, shape: shape, type: deeptrain_h5t_native_int64(), bytes: $0.baseAddress!) }
     }
 
+    /// A file's bytes as a uint8 dataset (tokenizer files travel inside checkpoints this way:
+    /// attributes are limited to 64 KiB, a tokenizer.json is megabytes).
+    public func write(_ name: String, bytes: [UInt8]) throws {
+        let b = bytes.isEmpty ? [UInt8(0)] : bytes
+        try b.withUnsafeBytes { try writeRaw(name, shape: [b.count], type: deeptrain_h5t_native_uint8(), bytes: $0.baseAddress!) }
+        try setAttribute(name, "length", int: Int64(bytes.count))
+    }
+
+    public func readBytes(_ name: String) throws -> [UInt8] {
+        let s = try shape(name)
+        var v = [UInt8](repeating: 0, count: s.reduce(1, *))
+        try v.withUnsafeMutableBytes { try readRaw(name, type: deeptrain_h5t_native_uint8(), into: $0.baseAddress!) }
+        let length = Int((try? intAttribute(name, "length")) ?? Int64(v.count))
+        return Array(v.prefix(length))
+    }
+
     func writeRaw(_ name: String, shape: [Int], type: hid_t, bytes: UnsafeRawPointer) throws {
         var dims = shape.map { hsize_t($0) }
         let space = shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil)

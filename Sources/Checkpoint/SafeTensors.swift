@@ -125,10 +125,19 @@ public struct SafeTensorsFile {
         return (values, e.shape)
     }
 
-    /// One tensor to write: float32 data or int64 values.
+    /// One tensor to write: float32 data, float32 data stored as bfloat16, or int64 values.
     public enum Item {
         case float(Tensor)
+        case bfloat16(Tensor)
         case int64([Int], shape: [Int])
+    }
+
+    /// bfloat16 by round-to-nearest-even, as PyTorch's `tensor.to(torch.bfloat16)` rounds (NaN stays NaN).
+    public static func bfloat16Bits(_ x: Float) -> UInt16 {
+        let b = x.bitPattern
+        if x.isNaN { return UInt16(b >> 16) | 0x40 }
+        let rounding = 0x7FFF + ((b >> 16) & 1)
+        return UInt16((b &+ rounding) >> 16)
     }
 
     /// Writes tensors (sorted by name) atomically: to `path.tmp`, then renamed.
@@ -141,6 +150,7 @@ public struct SafeTensorsFile {
             let (dtype, shape, bytes): (String, [Int], Int)
             switch item {
             case .float(let t): (dtype, shape, bytes) = ("F32", t.shape, t.count * 4)
+            case .bfloat16(let t): (dtype, shape, bytes) = ("BF16", t.shape, t.count * 2)
             case .int64(let v, let s): (dtype, shape, bytes) = ("I64", s, v.count * 8)
             }
             header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]]
@@ -157,6 +167,11 @@ public struct SafeTensorsFile {
                 let c = t.isContiguous ? t : t.clone()
                 var le = [UInt32](repeating: 0, count: c.count)
                 for i in 0..<c.count { le[i] = c.data[i].bitPattern.littleEndian }
+                le.withUnsafeBytes { out.append(contentsOf: $0) }
+            case .bfloat16(let t):
+                let c = t.isContiguous ? t : t.clone()
+                var le = [UInt16](repeating: 0, count: c.count)
+                for i in 0..<c.count { le[i] = bfloat16Bits(c.data[i]).littleEndian }
                 le.withUnsafeBytes { out.append(contentsOf: $0) }
             case .int64(let v, _):
                 let le = v.map { Int64($0).littleEndian }

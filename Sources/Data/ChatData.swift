@@ -62,52 +62,73 @@ public enum ByteChatFormat {
 /// Chat JSONL: one conversation per line, `{"messages": [{"role": ..., "content": ...}, ...]}`,
 /// roles system (first only), user, assistant; at least one assistant turn.
 public enum ChatJSONL {
-    public static func load(_ path: String) throws -> [[ChatMessage]] {
+    public static func load(_ path: String) throws -> [[ChatMessage]] { try loadNumbered(path).map(\.0) }
+
+    /// Conversations with their line numbers. With a model's chat template (`allowAnyRole`)
+    /// any role the template knows may appear (tool, ipython...); the built-in byte format
+    /// takes system (first only), user and assistant.
+    public static func loadNumbered(_ path: String, allowAnyRole: Bool = false) throws -> [([ChatMessage], Int)] {
         let lines = try JSONLines.read(path)
-        var out: [[ChatMessage]] = []
+        var out: [([ChatMessage], Int)] = []
         for (n, line) in lines {
             let obj = try JSONLines.object(line, file: path, line: n)
             guard let messages = obj["messages"] as? [Any] else {
                 throw DataError(file: path, line: n, "expected {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}")
             }
-            var conv: [ChatMessage] = []
-            for (i, m) in messages.enumerated() {
-                guard let d = m as? [String: Any], let role = d["role"] as? String, let content = d["content"] as? String else {
-                    throw DataError(file: path, line: n, "messages[\(i)]: expected {\"role\": string, \"content\": string}")
-                }
-                guard ByteChatFormat.roles.contains(role) else {
-                    throw DataError(file: path, line: n, "messages[\(i)]: unknown role \"\(role)\"; expected system, user or assistant")
-                }
-                if role == "system" && i != 0 {
-                    throw DataError(file: path, line: n, "messages[\(i)]: a system message may only come first")
-                }
-                conv.append(ChatMessage(role: role, content: content))
-            }
-            guard conv.contains(where: { $0.role == "assistant" }) else {
+            out.append((try parse(messages, file: path, line: n, allowAnyRole: allowAnyRole), n))
+            guard out.last!.0.contains(where: { $0.role == "assistant" }) else {
                 throw DataError(file: path, line: n, "has no assistant message: nothing to train on")
             }
-            out.append(conv)
         }
         guard !out.isEmpty else { throw DataError(file: path, line: nil, "holds no conversations") }
         return out
+    }
+
+    static func parse(_ messages: [Any], file: String, line n: Int, allowAnyRole: Bool) throws -> [ChatMessage] {
+        var conv: [ChatMessage] = []
+        for (i, m) in messages.enumerated() {
+            guard let d = m as? [String: Any], let role = d["role"] as? String, let content = d["content"] as? String else {
+                throw DataError(file: file, line: n, "messages[\(i)]: expected {\"role\": string, \"content\": string}")
+            }
+            if !allowAnyRole {
+                guard ByteChatFormat.roles.contains(role) else {
+                    throw DataError(file: file, line: n, "messages[\(i)]: unknown role \"\(role)\"; expected system, user or assistant")
+                }
+                if role == "system" && i != 0 {
+                    throw DataError(file: file, line: n, "messages[\(i)]: a system message may only come first")
+                }
+            }
+            conv.append(ChatMessage(role: role, content: content))
+        }
+        return conv
     }
 }
 
 /// Prompt JSONL for GRPO: `{"prompt": "...", "answer": "..."}` per line (the answer is what
 /// the exact-answer reward compares with; numbers may be given as JSON numbers).
 public enum PromptJSONL {
-    public static func load(_ path: String) throws -> [PromptWithAnswer] {
-        var out: [PromptWithAnswer] = []
+    public static func load(_ path: String) throws -> [PromptWithAnswer] { try loadNumbered(path).map(\.0) }
+
+    /// `{"prompt": "..." or [messages...], "answer": ...}` per line, with line numbers.
+    public static func loadNumbered(_ path: String) throws -> [(PromptWithAnswer, Int)] {
+        var out: [(PromptWithAnswer, Int)] = []
         for (n, line) in try JSONLines.read(path) {
             let obj = try JSONLines.object(line, file: path, line: n)
-            guard let prompt = obj["prompt"] as? String else {
-                throw DataError(file: path, line: n, "expected a \"prompt\" string")
-            }
             let answer: String
             if let a = obj["answer"] as? String { answer = a } else if let a = obj["answer"] as? NSNumber { answer = a.stringValue } else {
                 throw DataError(file: path, line: n, "has no \"answer\"; GRPO prompts need the answer their rewards check")
             }
-            out.append(PromptWithAnswer(prompt: prompt, answer: answer))
+            if let prompt = obj["prompt"] as? String {
+                out.append((PromptWithAnswer(prompt: prompt, answer: answer), n))
+            } else if let list = obj["prompt"] as? [Any] {
+                let messages = try ChatJSONL.parse(list, file: path, line: n, allowAnyRole: true)
+                guard let user = messages.last(where: { $0.role == "user" }) else {
+                    throw DataError(file: path, line: n, "prompt: the messages have no user turn")
+                }
+                out.append((PromptWithAnswer(prompt: user.content, answer: answer, messages: messages), n))
+            } else {
+                throw DataError(file: path, line: n, "expected a \"prompt\": a string or a list of {\"role\", \"content\"} messages")
+            }
         }
         guard !out.isEmpty else { throw DataError(file: path, line: nil, "holds no prompts") }
         return out

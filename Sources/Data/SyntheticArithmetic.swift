@@ -97,9 +97,17 @@ extension SyntheticArithmetic {
     }
 
     public struct PromptWithAnswer: Codable, Sendable, Equatable {
+        /// The prompt's text (its last user message when given as messages).
         public let prompt: String
         public let answer: String
-        public init(prompt: String, answer: String) { self.prompt = prompt; self.answer = answer }
+        /// The prompt as a conversation, when the data gave one (`"prompt": [messages...]`).
+        public var messages: [ChatMessage]? = nil
+        public init(prompt: String, answer: String, messages: [ChatMessage]? = nil) {
+            self.prompt = prompt
+            self.answer = answer
+            self.messages = messages
+        }
+        public var conversation: [ChatMessage] { messages ?? [ChatMessage(role: "user", content: prompt)] }
     }
 
     /// Conversation `index` of `synthetic:arithmetic-chat`. With `offByOne`, the conversations

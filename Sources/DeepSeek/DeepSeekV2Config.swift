@@ -354,7 +354,28 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
     public func jsonData() -> Data {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try! enc.encode(self)
+        return Self.floatsWithPoint(try! enc.encode(self))
+    }
+
+    /// The config's float fields. JSONEncoder writes 1.0 as `1`, and transformers 5 validates
+    /// config.json strictly: `"routed_scaling_factor": 1` is refused as an int.
+    static let floatKeys: Set<String> = [
+        "routed_scaling_factor", "aux_loss_alpha", "initializer_range", "rms_norm_eps", "rope_theta", "factor",
+        "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "attention_dropout",
+    ]
+
+    static func floatsWithPoint(_ data: Data) -> Data {
+        let lines = String(decoding: data, as: UTF8.self).components(separatedBy: "\n").map { line -> String in
+            guard let colon = line.range(of: "\" : "), let keyStart = line.firstIndex(of: "\"") else { return line }
+            let key = String(line[line.index(after: keyStart)..<colon.lowerBound])
+            guard floatKeys.contains(key) else { return line }
+            var value = String(line[colon.upperBound...])
+            let comma = value.hasSuffix(",")
+            if comma { value.removeLast() }
+            guard Int(value) != nil else { return line }
+            return String(line[..<colon.upperBound]) + value + ".0" + (comma ? "," : "")
+        }
+        return Data(lines.joined(separator: "\n").utf8)
     }
 }
 

@@ -50,7 +50,7 @@ extension Trainer {
                 let part = convs[start..<Swift.min(start + 16, convs.count)]
                 var inputs: [Int] = [], targets: [Int] = []
                 for c in part {
-                    let r = PostTrainingData.sftRow(c, length: length)
+                    let r = PostTrainingData.sftRow(c, length: length, pad: data.format.pad)
                     inputs += r.inputs
                     targets += r.targets
                 }
@@ -61,10 +61,13 @@ extension Trainer {
             let prompts = data.heldOutPrompts(stage.evalSamples)
             let maxNew = stage.grpo?.maxCompletionLength ?? 16
             var completions: [Completion] = []
-            for p in prompts {
-                let r = model.generate(prompt: ByteChatFormat.prompt(p.prompt), maxNew: maxNew, stop: [ByteChatFormat.endOfTurn])
-                let text = String(decoding: r.tokens.map { UInt8(clamping: $0) }, as: UTF8.self)
-                completions.append(Completion(prompt: p.prompt, answer: p.answer, completion: text, truncated: r.tokens.count >= maxNew))
+            let room = model.rotary.cos.shape[0] - maxNew
+            for (p, all) in prompts {
+                // A prompt longer than the tables allow keeps its end (the assistant header).
+                let tokens = all.count > room ? Array(all.suffix(Swift.max(room, 1))) : all
+                let r = model.generate(prompt: tokens, maxNew: maxNew, stop: Set(data.format.stop))
+                completions.append(Completion(prompt: p.prompt, answer: p.answer, completion: data.format.text(r.tokens),
+                                              truncated: r.tokens.count >= maxNew))
             }
             let exact = (try? ExactAnswerReward().score(completions)) ?? []
             var reward = [Double](repeating: 0, count: completions.count)
@@ -165,7 +168,7 @@ final class GRPORunner {
         var ids: [Int] = []
         for (p, c) in zip(prompts, completions) {
             var row = p + c
-            row += [Int](repeating: ByteChatFormat.endOfTurn, count: l - row.count)
+            row += [Int](repeating: data.format.pad, count: l - row.count)
             ids += row
         }
         return ids
@@ -176,7 +179,12 @@ final class GRPORunner {
         try engine.gatherToAll()
         let model = engine.model, g = settings.numGenerations, tc = settings.maxCompletionLength
         let prompts = (0..<settings.promptsPerStep).map { data.prompt(b * settings.promptsPerStep + $0, seed: trainer.recipe.seed) }
-        let promptTokens = prompts.map { ByteChatFormat.prompt($0.prompt) }
+        // A prompt longer than the rotary tables allow keeps its end (the assistant header).
+        let room = Swift.max(model.rotary.cos.shape[0] - tc, 1)
+        let promptTokens = (0..<settings.promptsPerStep).map { i -> [Int] in
+            let t = data.promptTokens(b * settings.promptsPerStep + i, seed: trainer.recipe.seed)
+            return t.count > room ? Array(t.suffix(room)) : t
+        }
         let length = promptTokens.map(\.count).max()! + tc
         var completions = [[Int]](repeating: [], count: total), truncated = [Bool](repeating: false, count: total)
         var texts = [String](repeating: "", count: total)
@@ -186,11 +194,12 @@ final class GRPORunner {
             for i in mine {
                 let sampler = Sampler(temperature: Float(settings.temperature), topP: Float(settings.topP),
                                       seed: Philox(seed: sampleSeed, purpose: "grpo-sample", UInt64(b)).uint64(UInt64(i)))
-                let r = model.generate(prompt: promptTokens[i / g], maxNew: tc, sampler: sampler, stop: [ByteChatFormat.endOfTurn])
+                let stop = data.format.stop
+                let r = model.generate(prompt: promptTokens[i / g], maxNew: tc, sampler: sampler, stop: Set(stop))
                 let stopped = r.tokens.count < tc
-                completions[i] = r.tokens + (stopped ? [ByteChatFormat.endOfTurn] : [])
+                completions[i] = r.tokens + (stopped && !stop.isEmpty ? [stop[0]] : [])
                 truncated[i] = !stopped
-                texts[i] = String(decoding: r.tokens.map { UInt8(clamping: $0) }, as: UTF8.self)
+                texts[i] = data.format.text(r.tokens)
             }
         }
         // Scores of this rank's completions, per reward function; then everyone's.

@@ -7,13 +7,15 @@ import Data
 /// evaluation. Item g of the global stream is a pure function of (seed, g): the order does not
 /// depend on the layout or on restarts.
 public struct PostTrainingData {
+    public typealias Rendered = (tokens: [Int], trained: [Bool])
     enum Source {
         case arithmetic(SyntheticArithmetic)
-        case conversations(train: [[ChatMessage]], heldOut: [[ChatMessage]])
-        case prompts(train: [PromptWithAnswer], heldOut: [PromptWithAnswer])
+        case conversations(train: [[ChatMessage]], heldOut: [[ChatMessage]], trainRendered: [Rendered], heldRendered: [Rendered])
+        case prompts(train: [PromptWithAnswer], heldOut: [PromptWithAnswer], trainTokens: [[Int]], heldTokens: [[Int]])
     }
     let source: Source
     public let spec: String
+    public let format: ChatFormat
     let orders = EpochOrders()
 
     /// Each epoch's permutation, computed once (a JSONL file may hold many conversations).
@@ -40,31 +42,74 @@ public struct PostTrainingData {
     /// right answer often enough to reward.
     public static let offByOneFraction: Float = 0.8
 
-    /// `synthetic:arithmetic-chat` (or `-off-by-one`), `synthetic:arithmetic-prompts` or a JSONL file (`kind` says
-    /// which form). JSONL files keep their last 5% (at least one, at most 200) for evaluation.
-    public static func open(_ spec: String, kind: String) throws -> PostTrainingData {
-        if spec.hasPrefix("synthetic:") { return PostTrainingData(source: .arithmetic(SyntheticArithmetic()), spec: spec) }
-        func split<T>(_ xs: [T]) throws -> ([T], [T]) {
-            let held = Swift.min(200, Swift.max(1, xs.count / 20))
+    /// `synthetic:arithmetic-chat` (or `-off-by-one`), `synthetic:arithmetic-prompts` or a JSONL
+    /// file (`kind` says which form). Every item of a file is trained on; evaluation data is
+    /// `evalData` (a file of the same form) or, when `evalFraction` is given, that fraction of
+    /// the file's last items. Every item is rendered with `format` up front, so a conversation
+    /// the template rejects stops the stage before it starts, naming its line.
+    public static func open(_ spec: String, kind: String, format: ChatFormat = .bytes, evalData: String? = nil,
+                            evalFraction: Double? = nil) throws -> PostTrainingData {
+        if spec.hasPrefix("synthetic:") {
+            guard !format.isTemplate else {
+                throw DataError(file: spec, line: nil, "built-in data uses the built-in byte format; a tokenizer needs a JSONL file")
+            }
+            return PostTrainingData(source: .arithmetic(SyntheticArithmetic()), spec: spec, format: format)
+        }
+        func split<T>(_ xs: [(T, Int)], _ extra: [(T, Int)]?) throws -> ([(T, Int)], [(T, Int)]) {
+            if let extra { return (xs, extra) }
+            guard let f = evalFraction, f > 0 else { return (xs, []) }
+            let held = Swift.max(1, Int((Double(xs.count) * f).rounded()))
             guard xs.count > held else {
-                throw DataError(file: spec, line: nil, "has \(xs.count) item(s); needs at least 2 (the last 5% are held out for evaluation)")
+                throw DataError(file: spec, line: nil, "has \(xs.count) item(s); eval_fraction \(f) would leave none to train on")
             }
             return (Array(xs.dropLast(held)), Array(xs.suffix(held)))
         }
-        if kind == "sft" {
-            let (t, h) = try split(ChatJSONL.load(ChatPrepare.conversations(in: spec) ?? spec))
-            return PostTrainingData(source: .conversations(train: t, heldOut: h), spec: spec)
+        func rendered(_ items: [([ChatMessage], Int)], file: String) throws -> [Rendered] {
+            try items.map { conv, line in
+                do { return try format.render(conv) } catch let e as TemplateError {
+                    throw DataError(file: file, line: line, e.raised ? "the chat template raised: \(e.message)" : "chat template: \(e.description)")
+                }
+            }
         }
-        let (t, h) = try split(PromptJSONL.load(spec))
-        return PostTrainingData(source: .prompts(train: t, heldOut: h), spec: spec)
+        if kind == "sft" {
+            let path = ChatPrepare.conversations(in: spec) ?? spec
+            let all = try ChatJSONL.loadNumbered(path, allowAnyRole: format.isTemplate)
+            let extra = try evalData.map { try ChatJSONL.loadNumbered(ChatPrepare.conversations(in: $0) ?? $0, allowAnyRole: format.isTemplate) }
+            let (t, h) = try split(all, extra)
+            return PostTrainingData(source: .conversations(train: t.map(\.0), heldOut: h.map(\.0), trainRendered: try rendered(t, file: path),
+                                                          heldRendered: try rendered(h, file: evalData ?? path)),
+                                    spec: spec, format: format)
+        }
+        func tokens(_ items: [(PromptWithAnswer, Int)], file: String) throws -> [[Int]] {
+            try items.map { p, line in
+                do { return try format.prompt(p) } catch let e as TemplateError {
+                    throw DataError(file: file, line: line, e.raised ? "the chat template raised: \(e.message)" : "chat template: \(e.description)")
+                }
+            }
+        }
+        let all = try PromptJSONL.loadNumbered(spec)
+        let extra = try evalData.map { try PromptJSONL.loadNumbered($0) }
+        let (t, h) = try split(all, extra)
+        return PostTrainingData(source: .prompts(train: t.map(\.0), heldOut: h.map(\.0), trainTokens: try tokens(t, file: spec),
+                                                 heldTokens: try tokens(h, file: evalData ?? spec)),
+                                spec: spec, format: format)
     }
 
     /// Training conversations in one pass (nil: endless).
     public var count: Int? {
         switch source {
         case .arithmetic: return nil
-        case .conversations(let t, _): return t.count
-        case .prompts(let t, _): return t.count
+        case .conversations(let t, _, _, _): return t.count
+        case .prompts(let t, _, _, _): return t.count
+        }
+    }
+
+    /// Whether there is anything held out to evaluate on.
+    public var hasHeldOut: Bool {
+        switch source {
+        case .arithmetic: return true
+        case .conversations(_, let h, _, _): return !h.isEmpty
+        case .prompts(_, let h, _, _): return !h.isEmpty
         }
     }
 
@@ -72,10 +117,18 @@ public struct PostTrainingData {
     public func conversation(_ g: Int, seed: UInt64) -> [ChatMessage] {
         switch source {
         case .arithmetic(let task): return task.chat(seed: seed, index: UInt64(g), offByOne: spec == Self.chatOffByOne ? Self.offByOneFraction : 0)
-        case .conversations(let t, _): return t[shuffled(g, count: t.count, seed: seed)]
-        case .prompts(let t, _):
+        case .conversations(let t, _, _, _): return t[shuffled(g, count: t.count, seed: seed)]
+        case .prompts(let t, _, _, _):
             let p = t[shuffled(g, count: t.count, seed: seed)]
-            return [ChatMessage(role: "user", content: p.prompt), ChatMessage(role: "assistant", content: p.answer)]
+            return p.conversation + [ChatMessage(role: "assistant", content: p.answer)]
+        }
+    }
+
+    /// Training conversation g as tokens with its trained mask.
+    public func renderedConversation(_ g: Int, seed: UInt64) -> Rendered {
+        switch source {
+        case .conversations(let t, _, let r, _): return r[shuffled(g, count: t.count, seed: seed)]
+        default: return ByteChatFormat.render(conversation(g, seed: seed))
         }
     }
 
@@ -83,31 +136,44 @@ public struct PostTrainingData {
     public func prompt(_ g: Int, seed: UInt64) -> PromptWithAnswer {
         switch source {
         case .arithmetic(let task): return task.promptWithAnswer(seed: seed, index: UInt64(g))
-        case .prompts(let t, _): return t[shuffled(g, count: t.count, seed: seed)]
-        case .conversations(let t, _): return Self.promptOf(t[shuffled(g, count: t.count, seed: seed)])
+        case .prompts(let t, _, _, _): return t[shuffled(g, count: t.count, seed: seed)]
+        case .conversations(let t, _, _, _): return Self.promptOf(t[shuffled(g, count: t.count, seed: seed)])
         }
     }
 
-    /// Held-out prompts with answers (accuracy and reward) — for the arithmetic task, the sums
-    /// no stage ever trains on.
-    public func heldOutPrompts(_ n: Int) -> [PromptWithAnswer] {
+    /// Training prompt g's tokens (with the assistant header the completion follows).
+    public func promptTokens(_ g: Int, seed: UInt64) -> [Int] {
         switch source {
-        case .arithmetic(let task): return (0..<n).map { task.promptWithAnswer(seed: 0, index: UInt64($0), heldOut: true) }
-        case .prompts(_, let h): return Array(h.prefix(n))
-        case .conversations(_, let h): return h.prefix(n).map(Self.promptOf)
+        case .prompts(let t, _, let tokens, _): return tokens[shuffled(g, count: t.count, seed: seed)]
+        default: return (try? format.prompt(prompt(g, seed: seed))) ?? ByteChatFormat.prompt(prompt(g, seed: seed).prompt)
         }
     }
 
-    /// Held-out conversations (the loss on their assistant tokens).
-    public func heldOutConversations(_ n: Int) -> [[ChatMessage]] {
+    /// Held-out prompts with answers and their tokens (accuracy and reward) — for the arithmetic
+    /// task, the sums no stage ever trains on.
+    public func heldOutPrompts(_ n: Int) -> [(PromptWithAnswer, [Int])] {
+        switch source {
+        case .arithmetic(let task):
+            return (0..<n).map { let p = task.promptWithAnswer(seed: 0, index: UInt64($0), heldOut: true); return (p, ByteChatFormat.prompt(p.prompt)) }
+        case .prompts(_, let h, _, let tokens): return Array(zip(h, tokens).prefix(n))
+        case .conversations(_, let h, _, _):
+            return h.prefix(n).compactMap { c in
+                let p = Self.promptOf(c)
+                return (try? format.prompt(p)).map { (p, $0) }
+            }
+        }
+    }
+
+    /// Held-out conversations as tokens with their trained masks (the loss on assistant tokens).
+    public func heldOutConversations(_ n: Int) -> [Rendered] {
         switch source {
         case .arithmetic(let task):
             return task.heldOutPairs.prefix(n).map { a, b in
-                [ChatMessage(role: "user", content: "What is \(a)+\(b)?"), ChatMessage(role: "assistant", content: "\(a)+\(b)=\(a + b)")]
+                ByteChatFormat.render([ChatMessage(role: "user", content: "What is \(a)+\(b)?"), ChatMessage(role: "assistant", content: "\(a)+\(b)=\(a + b)")])
             }
-        case .conversations(_, let h): return Array(h.prefix(n))
-        case .prompts:
-            return heldOutPrompts(n).map { [ChatMessage(role: "user", content: $0.prompt), ChatMessage(role: "assistant", content: $0.answer)] }
+        case .conversations(_, _, _, let h): return Array(h.prefix(n))
+        case .prompts(_, let h, _, _):
+            return h.prefix(n).compactMap { try? format.render($0.conversation + [ChatMessage(role: "assistant", content: $0.answer)]) }
         }
     }
 
@@ -115,7 +181,7 @@ public struct PostTrainingData {
     static func promptOf(_ c: [ChatMessage]) -> PromptWithAnswer {
         let last = c.lastIndex { $0.role == "assistant" }!
         let user = c[..<last].last { $0.role == "user" }?.content ?? ""
-        return PromptWithAnswer(prompt: user, answer: c[last].content)
+        return PromptWithAnswer(prompt: user, answer: c[last].content, messages: Array(c[..<last]))
     }
 
     /// Position g of epoch g / n in a permutation keyed by (seed, epoch).
@@ -123,12 +189,12 @@ public struct PostTrainingData {
         orders.order(epoch: g / n, count: n, seed: seed)[g % n]
     }
 
-    /// One SFT row: the conversation rendered, cut or padded to `length`+1 tokens; inputs are the
-    /// first `length`, targets the next token where it is trained (assistant content and its
-    /// end-of-turn), −100 elsewhere. Returns whether it was cut.
-    public static func sftRow(_ conv: [ChatMessage], length: Int) -> (inputs: [Int], targets: [Int], cut: Bool) {
-        let (tokens, trained) = ByteChatFormat.render(conv)
-        var inputs = [Int](repeating: ByteChatFormat.endOfTurn, count: length), targets = [Int](repeating: ignoreIndex, count: length)
+    /// One SFT row: the conversation's tokens cut or padded to `length`+1; inputs are the first
+    /// `length`, targets the next token where it is trained, −100 elsewhere. Returns whether it
+    /// was cut.
+    public static func sftRow(_ r: Rendered, length: Int, pad: Int) -> (inputs: [Int], targets: [Int], cut: Bool) {
+        let (tokens, trained) = r
+        var inputs = [Int](repeating: pad, count: length), targets = [Int](repeating: ignoreIndex, count: length)
         for j in 0..<Swift.min(length, tokens.count) { inputs[j] = tokens[j] }
         for j in 0..<length where j + 1 < tokens.count && trained[j + 1] { targets[j] = tokens[j + 1] }
         return (inputs, targets, tokens.count > length + 1)
@@ -159,7 +225,7 @@ public struct PostTrainingData {
             while starts.count <= r + 1 {
                 var g = starts.last!, used = 0
                 repeat {
-                    let n = ByteChatFormat.render(data.conversation(g, seed: seed)).tokens.count
+                    let n = data.renderedConversation(g, seed: seed).tokens.count
                     if used > 0 && used + n > length + 1 { break }
                     used += n
                     g += 1
@@ -180,7 +246,7 @@ public struct PostTrainingData {
             var inputs: [Int] = [], targets: [Int] = [], positions: [Int] = [], segments: [Int] = []
             let convs = range(r)
             for (k, g) in convs.enumerated() {
-                let (tokens, trained) = ByteChatFormat.render(data.conversation(g, seed: seed))
+                let (tokens, trained) = data.renderedConversation(g, seed: seed)
                 let n = Swift.min(tokens.count, length + 1 - inputs.count)
                 for j in 0..<n where inputs.count < length {
                     inputs.append(tokens[j])
@@ -192,7 +258,7 @@ public struct PostTrainingData {
             // Padding: its own segment, no targets.
             var p = 0
             while inputs.count < length {
-                inputs.append(ByteChatFormat.endOfTurn)
+                inputs.append(data.format.pad)
                 targets.append(ignoreIndex)
                 positions.append(p)
                 segments.append(convs.count)

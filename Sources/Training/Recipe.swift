@@ -15,6 +15,10 @@ public struct Recipe: Sendable {
     public var parallel: Parallel
     public var checkpoint: CheckpointSpec
     public var threads: Int?
+    /// A tokenizer.json or a directory with tokenizer files and a chat template: post-training
+    /// stages then render conversations with it (otherwise with the model directory's, or the
+    /// built-in byte format).
+    public var tokenizer: String?
     public var stages: [Stage]
     /// The recipe as YAML after `--set` overrides, written to the run directory and checkpoints.
     public var resolvedYAML: String
@@ -30,7 +34,12 @@ public struct Recipe: Sendable {
             if DeepSeekV2Config.presetNames.contains(source) {
                 base = try DeepSeekV2Config.preset(source)
             } else {
-                let p = source.hasPrefix("/") ? source : (dir as NSString).appendingPathComponent(source)
+                var p = source.hasPrefix("/") ? source : (dir as NSString).appendingPathComponent(source)
+                var isDir: ObjCBool = false
+                // A Hugging Face model directory: its config.json (and, in the trainer, its weights).
+                if FileManager.default.fileExists(atPath: p, isDirectory: &isDir), isDir.boolValue {
+                    p = (p as NSString).appendingPathComponent("config.json")
+                }
                 base = try DeepSeekV2Config.load(p)
             }
             let overrides = try JSONSerialization.jsonObject(with: Data(overridesJSON.utf8)) as? [String: Any] ?? [:]
@@ -83,6 +92,10 @@ public struct Recipe: Sendable {
         public var logEvery: Int
         public var maxNaNSteps: Int
         public var initFrom: String?
+        /// Post-training evaluation data: a file of the stage's form, or a fraction of the
+        /// training file's last items (neither: no held-out evaluation).
+        public var evalData: String?
+        public var evalFraction: Double?
         /// SFT: passes over the conversations instead of `steps` (JSONL data).
         public var epochs: Int?
         /// SFT: several conversations per row, without attention across them.
@@ -156,13 +169,14 @@ public struct Recipe: Sendable {
         }
         let top = try YAMLObject(file: file, path: "", node: root)
         var r = Recipe(name: "", seed: 0, model: ModelSpec(source: "", overridesJSON: "{}"), parallel: Parallel(),
-                       checkpoint: CheckpointSpec(), threads: nil, stages: [], resolvedYAML: "")
+                       checkpoint: CheckpointSpec(), threads: nil, tokenizer: nil, stages: [], resolvedYAML: "")
         r.name = try top.string("name")
         guard !r.name.isEmpty, r.name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
             throw top.fail(top.mapping["name"], "name", "is \"\(r.name)\"; expected letters, digits, - _ . (it names the run directory)")
         }
         r.seed = UInt64(try top.int("seed", default: 0, min: 0))
         r.threads = try top.optionalInt("threads", min: 1)
+        r.tokenizer = try top.optionalString("tokenizer")
         let modelNode = top.raw("model")
         switch modelNode {
         case .some(.scalar(let s)):
@@ -254,6 +268,14 @@ public struct Recipe: Sendable {
         st.logEvery = try s.int("log_every", default: 10, min: 1)
         st.maxNaNSteps = try s.int("max_nan_steps", default: 5, min: 1)
         st.evalSamples = try s.int("eval_samples", default: 200, min: 1)
+        if kind != "pretrain" {
+            st.evalData = try s.optionalString("eval_data")
+            st.evalFraction = try s.optionalDouble("eval_fraction", min: 0, exclusiveMin: true)
+            if let f = st.evalFraction, f >= 1 { throw s.fail(s.mapping["eval_fraction"], "eval_fraction", "is \(f); expected a fraction below 1") }
+            if st.evalData != nil && st.evalFraction != nil {
+                throw s.fail(s.mapping["eval_fraction"], "eval_fraction", "goes with a training file; eval_data already names the evaluation data")
+            }
+        }
         if kind == "grpo" {
             var g = GRPOSettings()
             if let o = try s.object("grpo") {

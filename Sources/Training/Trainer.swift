@@ -27,6 +27,10 @@ public final class Trainer {
     let recipeDir: String
     let progress: (String) -> Void
     let isTerminal: Bool
+    /// The tokenizer post-training renders with (a tokenizer.json or a model directory).
+    var tokenizerSource: String?
+    /// The tokenizer files that came with the model; every checkpoint carries them.
+    var tokenizerFiles: [(String, Data)] = []
 
     public enum Outcome: Equatable { case finished, stopped }
 
@@ -57,7 +61,9 @@ public final class Trainer {
         let g = try grid ?? ProcessGrid(layout: Layout(dp: 1, ep: 1, pp: 1, microbatches: recipe.parallel.microbatches), world: .solo,
                                         layers: recipe.model.config(relativeTo: (recipePath as NSString).deletingLastPathComponent).numHiddenLayers)
         self.grid = g
-        recipeDir = (recipePath as NSString).deletingLastPathComponent
+        let dir = (recipePath as NSString).deletingLastPathComponent
+        recipeDir = dir
+        tokenizerSource = recipe.tokenizer.map { $0.hasPrefix("/") ? $0 : (dir as NSString).appendingPathComponent($0) }
         runDirectory = g.world.rank == 0
             ? try RunDirectory(path: runDir, checkpointDir: recipe.checkpoint.dir, resolvedRecipe: recipe.resolvedYAML, fresh: fresh) : nil
         self.progress = progress
@@ -91,7 +97,11 @@ public final class Trainer {
         var startStage = 0, startStep = 0, globalStep = 0, tokens = 0
         var model: DeepSeekV2ForCausalLM
         var optimizerState: CheckpointStore.OptimizerState? = nil
-        let positions = recipe.stages.map { $0.grpo.map { _ in 128 } ?? $0.seqLen }.max()! + 1
+        // Rotary tables long enough for training rows and for generation (a chat template's
+        // prompt plus the completion, in evaluation and GRPO).
+        let positions = Swift.min(config.maxPositionEmbeddings, recipe.stages.map {
+            $0.kind == "pretrain" ? $0.seqLen : Swift.max($0.seqLen, recipe.tokenizer == nil && !$0.data.hasSuffix(".jsonl") ? 128 : 512)
+        }.max()! + 1)
         if let resume {
             let (m, state) = try CheckpointStore.load(resume, positions: positions)
             guard m.config == config else {
@@ -106,15 +116,44 @@ public final class Trainer {
             optimizerState = try CheckpointStore.loadOptimizer(resume, names: named.map(\.0), like: named.map(\.1))
             try runDirectory?.truncateMetrics(afterGlobalStep: globalStep)
             log("resumed from \(resume): stage \(recipe.stages[startStage].name), step \(startStep)")
+            tokenizerFiles = try CheckpointStore.tokenizerFiles(resume)
+        } else if let dir = hfDirectory(recipe.model.source), FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("model.safetensors")) || FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("model.safetensors.index.json")) {
+            // `model:` names a Hugging Face directory with weights: training starts from them.
+            model = try HFDirectory.load(dir, positions: positions)
+            tokenizerFiles = HFDirectory.tokenizerFiles(dir)
+            tokenizerSource = tokenizerSource ?? (tokenizerFiles.contains { $0.0 == "tokenizer.json" } ? dir : nil)
+            log("model weights from \(dir)")
         } else {
             model = DeepSeekV2ForCausalLM(config, seed: recipe.seed, positions: positions)
+            if let dir = hfDirectory(recipe.model.source), FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("tokenizer.json")) {
+                tokenizerFiles = HFDirectory.tokenizerFiles(dir)
+                tokenizerSource = tokenizerSource ?? dir
+            }
+        }
+        if let t = recipe.tokenizer.flatMap({ _ in tokenizerSource }) {
+            // The recipe's own tokenizer is the one the checkpoints carry.
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: t, isDirectory: &isDir) {
+                tokenizerFiles = isDir.boolValue ? HFDirectory.tokenizerFiles(t) : [("tokenizer.json", FileManager.default.contents(atPath: t) ?? Data())]
+            }
         }
         for si in startStage..<recipe.stages.count {
             let stage = recipe.stages[si]
             if si > startStage || resume == nil, let initPath = stage.initFrom {
-                let (m, _) = try CheckpointStore.load(initPath.hasPrefix("/") ? initPath : (recipeDir as NSString).appendingPathComponent(initPath),
-                                                      positions: positions)
-                guard m.config == config else { throw CheckpointError(initPath, "holds a different model than the recipe's") }
+                let path = initPath.hasPrefix("/") ? initPath : (recipeDir as NSString).appendingPathComponent(initPath)
+                let m: DeepSeekV2ForCausalLM
+                if let dir = hfDirectory(initPath) {
+                    // A Hugging Face model directory: its weights, and its tokenizer for the stages.
+                    m = try HFDirectory.load(dir, positions: positions)
+                    let files = HFDirectory.tokenizerFiles(dir)
+                    if !files.isEmpty { tokenizerFiles = files }
+                    if tokenizerSource == nil || recipe.tokenizer == nil, files.contains(where: { $0.0 == "tokenizer.json" }) { tokenizerSource = dir }
+                } else {
+                    m = try CheckpointStore.load(path, positions: positions).0
+                    let files = try CheckpointStore.tokenizerFiles(path)
+                    if !files.isEmpty { tokenizerFiles = files }
+                }
+                guard m.config == config else { throw CheckpointError(initPath, "holds a different model than the recipe's (its config.json differs)") }
                 model = m
             }
             let outcome = try runStage(stage, index: si, model: model, from: si == startStage ? startStep : 0,
@@ -127,6 +166,31 @@ public final class Trainer {
                               outDir: (run.path as NSString).appendingPathComponent("plots"))
         }
         return .finished
+    }
+
+    /// `spec` (relative to the recipe) as a directory path, when it is one.
+    func hfDirectory(_ spec: String) -> String? {
+        let p = spec.hasPrefix("/") ? spec : (recipeDir as NSString).appendingPathComponent(spec)
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: p, isDirectory: &isDir) && isDir.boolValue ? p : nil
+    }
+
+    /// How a post-training stage turns conversations into tokens: the recipe's `tokenizer:`,
+    /// else the model directory's tokenizer, else the built-in byte format. A tokenizer needs a
+    /// chat template and must fit the model's vocabulary.
+    func chatFormat(vocab: Int) throws -> ChatFormat {
+        guard let source = tokenizerSource else { return .bytes }
+        let t = try ChatTokenizer(path: source)
+        guard t.template != nil else {
+            throw TokenizerError(source: source, message: "has no chat template (chat_template.jinja or tokenizer_config.json's chat_template): post-training needs one to render conversations")
+        }
+        guard t.tokenizer.vocabularySize <= vocab else {
+            throw TokenizerError(source: source, message: "has \(t.tokenizer.vocabularySize) token ids, more than the model's vocab_size \(vocab): the model cannot embed them")
+        }
+        guard t.eosId != nil else {
+            throw TokenizerError(source: source, message: "names no eos_token in tokenizer_config.json (or it is not in the vocabulary): completions would never stop")
+        }
+        return .template(t)
     }
 
     func log(_ s: String) {
@@ -144,7 +208,21 @@ public final class Trainer {
         }
         var stage = stage
         let pretrainData = stage.kind == "pretrain" ? try DataSource.open(stage.data, vocab: model.config.vocabSize) : nil
-        let postData = stage.kind == "pretrain" ? nil : try PostTrainingData.open(stage.data, kind: stage.kind)
+        // Data paths are relative to the recipe when a file is there, else to the working directory.
+        func resolve(_ p: String) -> String {
+            if p.hasPrefix("/") || p.hasPrefix("synthetic:") { return p }
+            let r = (recipeDir as NSString).appendingPathComponent(p)
+            return FileManager.default.fileExists(atPath: r) ? r : p
+        }
+        let postData = stage.kind == "pretrain" ? nil
+            : try PostTrainingData.open(resolve(stage.data), kind: stage.kind,
+                                        format: try chatFormat(vocab: model.config.vocabSize),
+                                        evalData: stage.evalData.map(resolve), evalFraction: stage.evalFraction)
+        if let postData, postData.format.isTemplate { log("stage \(stage.name): conversations rendered with the chat template of \(tokenizerSource!)") }
+        if let postData, !postData.hasHeldOut, stage.evalEvery > 0 {
+            log("stage \(stage.name): no eval_data or eval_fraction, so no held-out evaluation")
+            stage.evalEvery = 0
+        }
         let packer = stage.packing ? PostTrainingData.Packer(data: postData!, seed: recipe.seed, length: stage.seqLen) : nil
         if let epochs = stage.epochs, let n = postData?.count {
             let rows = packer?.rows(covering: epochs * n) ?? epochs * n
@@ -232,7 +310,8 @@ public final class Trainer {
                             segments += x.segments
                             continue
                         }
-                        let x = PostTrainingData.sftRow(postData!.conversation(g, seed: self.recipe.seed), length: stage.seqLen)
+                        let x = PostTrainingData.sftRow(postData!.renderedConversation(g, seed: self.recipe.seed), length: stage.seqLen,
+                                                        pad: postData!.format.pad)
                         inputs += x.inputs
                         targets += x.targets
                         if x.cut { cut += 1 }
@@ -333,7 +412,7 @@ public final class Trainer {
         let state = CheckpointStore.State(stage: stage.name, step: done ? 0 : step, tokens: tokens, recipe: recipe.resolvedYAML,
                                           stageIndex: done ? index + 1 : index, globalStep: globalStep, seed: Int(recipe.seed))
         let opt = moments.map { CheckpointStore.OptimizerState(step: trainer.optimizerStep, names: trainer.flat.pieces.map(\.name), m: $0.m, v: $0.v) }
-        try CheckpointStore.save(model, state: state, optimizer: opt, to: file)
+        try CheckpointStore.save(model, state: state, optimizer: opt, tokenizerFiles: tokenizerFiles, to: file)
         try run.publish(file, keep: recipe.checkpoint.keep)
         run.logLine("checkpoint \(file)")
     }

@@ -8,24 +8,42 @@ struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "convert",
         abstract: "Hugging Face directory (config.json + safetensors) ⇄ DeepTrain HDF5 checkpoint.",
-        discussion: "The direction follows the source: a directory becomes an .h5 checkpoint, an .h5 checkpoint becomes a directory. Tensors are copied bit for bit.")
+        discussion: """
+            The direction follows the source: a directory becomes an .h5 checkpoint, an .h5 checkpoint \
+            becomes a directory. Weights are read as F32, BF16 or F16 (one model.safetensors, or shards \
+            listed in model.safetensors.index.json) and kept as float32 in the checkpoint; a directory is \
+            written in --dtype, sharded at --max-shard-size with an index, as save_pretrained writes it. \
+            The tokenizer files that came with the model (tokenizer.json, tokenizer_config.json, \
+            chat_template.jinja, special_tokens_map.json, generation_config.json, ...) travel inside \
+            the checkpoint and come out again beside the weights.
+            """)
 
     @Argument(help: "Source: a Hugging Face model directory or a DeepTrain .h5 checkpoint.") var source: String
     @Argument(help: "Destination: an .h5 path, or a directory.") var destination: String
+    @Option(help: "When writing a directory: the largest shard, e.g. 5GB, 500MB, 2GiB or bytes.") var maxShardSize = "5GB"
+    @Option(help: "When writing a directory: the weights' dtype, f32 or bf16.") var dtype = "f32"
 
     func run() throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else { fail("\(source): does not exist") }
+        guard let shardBytes = HFDirectory.parseSize(maxShardSize) else {
+            fail("--max-shard-size \(maxShardSize): expected a size such as 5GB, 500MB, 2GiB or a number of bytes")
+        }
+        guard let type = HFDirectory.DType(rawValue: dtype.lowercased()) else { fail("--dtype \(dtype): expected f32 or bf16") }
         try reportingBadInput {
             if isDir.boolValue {
                 guard destination.hasSuffix(".h5") else { fail("\(destination): converting a directory needs an .h5 destination") }
                 let model = try HFDirectory.load(source, positions: 1)
-                try CheckpointStore.save(model, to: destination)
+                let files = HFDirectory.tokenizerFiles(source)
+                try CheckpointStore.save(model, tokenizerFiles: files, to: destination)
+                print("wrote \(destination) (tokenizer files: \(files.isEmpty ? "none" : files.map(\.0).joined(separator: ", ")))")
             } else {
                 let (model, _) = try CheckpointStore.load(source, positions: 1)
-                try HFDirectory.save(model, to: destination)
+                let files = try CheckpointStore.tokenizerFiles(source)
+                try HFDirectory.save(model, to: destination, shardBytes: shardBytes, dtype: type, tokenizerFiles: files)
+                let shards = ((try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? []).filter { $0.hasSuffix(".safetensors") }.count
+                print("wrote \(destination) (\(shards) safetensors file\(shards == 1 ? "" : "s"), \(type.rawValue), tokenizer files: \(files.isEmpty ? "none" : files.map(\.0).joined(separator: ", ")))")
             }
         }
-        print("wrote \(destination)")
     }
 }

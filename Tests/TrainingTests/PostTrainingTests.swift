@@ -22,7 +22,7 @@ import Data
         #expect(trained.filter { $0 }.count == "2+3=5".count + 1)
         #expect(trained.last == true && trained.prefix(tokens.count - 6).allSatisfy { !$0 })
         let length = 64
-        let row = PostTrainingData.sftRow(conv, length: length)
+        let row = PostTrainingData.sftRow(ByteChatFormat.render(conv), length: length, pad: ByteChatFormat.endOfTurn)
         let model = DeepSeekV2ForCausalLM(.tiny, seed: 2)
         let (loss, manual) = withNoGrad { () -> (Float, Double) in
             let logits = model.forward(row.inputs, batch: 1, length: length).logits.reshape([length, 256])
@@ -37,7 +37,7 @@ import Data
         #expect(abs(Double(loss) - manual) < 1e-5)
         // Changing what the user said before the answer changes the inputs, not which positions
         // are trained: the targets outside the answer stay ignored.
-        let other = PostTrainingData.sftRow([conv[0], ChatMessage(role: "user", content: "What is 7+1?"), conv[2]], length: length)
+        let other = PostTrainingData.sftRow(ByteChatFormat.render([conv[0], ChatMessage(role: "user", content: "What is 7+1?"), conv[2]]), length: length, pad: ByteChatFormat.endOfTurn)
         #expect(zip(row.targets, other.targets).allSatisfy { ($0 == ignoreIndex) == ($1 == ignoreIndex) })
         #expect(row.targets.filter { $0 != ignoreIndex }.count == 6)
     }
@@ -64,7 +64,7 @@ import Data
         let (packedLoss, packedGrad) = lossAndGrad(row.inputs, row.targets, packing: (row.positions, row.segments))
         var sumLoss: Float = 0, sumGrad = [Float](repeating: 0, count: weight.count)
         for g in packer.range(0) {
-            let x = PostTrainingData.sftRow(data.conversation(g, seed: 3), length: length)
+            let x = PostTrainingData.sftRow(data.renderedConversation(g, seed: 3), length: length, pad: ByteChatFormat.endOfTurn)
             let (l, grad) = lossAndGrad(x.inputs, x.targets, packing: nil)
             sumLoss += l
             for i in grad.indices { sumGrad[i] += grad[i] }
