@@ -4,7 +4,7 @@
 SWIFT ?= swift
 BIN := .build/release/deeptrain
 
-.PHONY: all deps build run test bench clean
+.PHONY: all deps build run test bench clean finetune-hf
 
 all: build
 
@@ -25,6 +25,19 @@ run: build
 test: deps
 	$(SWIFT) build -c release
 	$(SWIFT) test -c release --no-parallel
+
+# Fine-tuning a Hugging Face model directory (docs/finetuning.md): a stand-in for a downloaded
+# model is made first (tokenizer + chat template by prepare, a small pretrained model written as
+# a Hugging Face directory by convert), then recipes/finetune-hf.yaml fine-tunes it (SFT, then
+# GRPO with a reward command), convert hands the result back, and generate --chat answers.
+finetune-hf: build
+	$(BIN) prepare recipes/data/pretrain.jsonl --output runs/finetune-hf-corpus --vocab-size 512 \
+	  --eos '<|im_end|>' --special-token '<|im_start|>' --chat-template recipes/data/chat_template.jinja
+	$(BIN) train recipes/finetune-hf-base.yaml --run-dir runs/finetune-hf-base
+	$(BIN) convert runs/finetune-hf-base/checkpoints/step-00000600.h5 runs/finetune-hf-base/hf --dtype bf16 --max-shard-size 300KB
+	$(BIN) train recipes/finetune-hf.yaml --run-dir runs/finetune-hf
+	$(BIN) convert runs/finetune-hf/checkpoints/$$(basename $$(cat runs/finetune-hf/checkpoints/latest)) runs/finetune-hf/hf --dtype bf16
+	$(BIN) generate --checkpoint runs/finetune-hf/hf --chat --prompt 'What is seven plus five?' --max-new-tokens 24
 
 bench: build
 	$(BIN) bench gemm

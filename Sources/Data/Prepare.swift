@@ -11,6 +11,12 @@ public enum Prepare {
         public var vocabSize = 4096
         public var eos = "<|eos|>"
         public var shardTokens = 1 << 24
+        /// More special tokens for a trained tokenizer (a chat template's markers).
+        public var specialTokens: [String] = []
+        /// A chat template (Jinja) to ship beside the tokenizer: the output then is a tokenizer
+        /// directory as transformers reads it (chat_template.jinja, tokenizer_config.json).
+        public var chatTemplate: String? = nil
+        public var bos: String? = nil
         public init(inputs: [String], output: String, tokenizer: String? = nil) {
             self.inputs = inputs
             self.output = output
@@ -64,7 +70,19 @@ public enum Prepare {
                     if bytes < 8 << 20 { texts.append(t); bytes += t.utf8.count }
                 }
             }
-            tok = try Tokenizer.train(texts: texts, vocabSize: o.vocabSize, specialTokens: [o.eos])
+            var specials = [o.eos] + o.specialTokens
+            if let b = o.bos, !specials.contains(b) { specials.append(b) }
+            var seen = Set<String>()
+            tok = try Tokenizer.train(texts: texts, vocabSize: o.vocabSize, specialTokens: specials.filter { seen.insert($0).inserted })
+        }
+        var templateText: String? = nil
+        if let t = o.chatTemplate {
+            guard let data = FileManager.default.contents(atPath: t) else { throw TokenizerError(source: t, message: "cannot be read") }
+            templateText = String(decoding: data, as: UTF8.self)
+            _ = try ChatTemplate(source: templateText!, origin: t)   // a syntax error stops here, before any output
+            if let b = o.bos, tok.id(of: b) == nil {
+                throw TokenizerError(source: o.tokenizer ?? "tokenizer", message: "has no bos token \"\(b)\"")
+            }
         }
         guard let eos = tok.id(of: o.eos) else {
             throw TokenizerError(source: o.tokenizer ?? "tokenizer", message: "has no end-of-sequence token \"\(o.eos)\" (give --eos)")
@@ -81,6 +99,14 @@ public enum Prepare {
                 progress(i + 1, w.documents, w.tokens)
             }
             let index = try w.finish()
+            if let templateText {
+                try Data(templateText.utf8).write(to: URL(fileURLWithPath: (tmpDir as NSString).appendingPathComponent("chat_template.jinja")))
+                var config: [String: Any] = ["eos_token": o.eos, "tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": false,
+                                             "model_max_length": 1_000_000]
+                if let b = o.bos { config["bos_token"] = b }
+                try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+                    .write(to: URL(fileURLWithPath: (tmpDir as NSString).appendingPathComponent("tokenizer_config.json")))
+            }
             try? FileManager.default.removeItem(atPath: o.output)
             try FileManager.default.moveItem(atPath: tmpDir, toPath: o.output)
             return index

@@ -35,6 +35,8 @@ public struct Recipe: Sendable {
                 base = try DeepSeekV2Config.preset(source)
             } else {
                 var p = source.hasPrefix("/") ? source : (dir as NSString).appendingPathComponent(source)
+                // Relative to the recipe, else to the working directory.
+                if !FileManager.default.fileExists(atPath: p) && FileManager.default.fileExists(atPath: source) { p = source }
                 var isDir: ObjCBool = false
                 // A Hugging Face model directory: its config.json (and, in the trainer, its weights).
                 if FileManager.default.fileExists(atPath: p, isDirectory: &isDir), isDir.boolValue {

@@ -63,7 +63,10 @@ public final class Trainer {
         self.grid = g
         let dir = (recipePath as NSString).deletingLastPathComponent
         recipeDir = dir
-        tokenizerSource = recipe.tokenizer.map { $0.hasPrefix("/") ? $0 : (dir as NSString).appendingPathComponent($0) }
+        tokenizerSource = recipe.tokenizer.map { t in
+            let r = t.hasPrefix("/") ? t : (dir as NSString).appendingPathComponent(t)
+            return FileManager.default.fileExists(atPath: r) ? r : t
+        }
         runDirectory = g.world.rank == 0
             ? try RunDirectory(path: runDir, checkpointDir: recipe.checkpoint.dir, resolvedRecipe: recipe.resolvedYAML, fresh: fresh) : nil
         self.progress = progress
@@ -99,9 +102,9 @@ public final class Trainer {
         var optimizerState: CheckpointStore.OptimizerState? = nil
         // Rotary tables long enough for training rows and for generation (a chat template's
         // prompt plus the completion, in evaluation and GRPO).
-        let positions = Swift.min(config.maxPositionEmbeddings, recipe.stages.map {
+        let positions = recipe.stages.map {
             $0.kind == "pretrain" ? $0.seqLen : Swift.max($0.seqLen, recipe.tokenizer == nil && !$0.data.hasSuffix(".jsonl") ? 128 : 512)
-        }.max()! + 1)
+        }.max()! + 1
         if let resume {
             let (m, state) = try CheckpointStore.load(resume, positions: positions)
             guard m.config == config else {
@@ -140,7 +143,7 @@ public final class Trainer {
         for si in startStage..<recipe.stages.count {
             let stage = recipe.stages[si]
             if si > startStage || resume == nil, let initPath = stage.initFrom {
-                let path = initPath.hasPrefix("/") ? initPath : (recipeDir as NSString).appendingPathComponent(initPath)
+                let path = resolvePath(initPath)
                 let m: DeepSeekV2ForCausalLM
                 if let dir = hfDirectory(initPath) {
                     // A Hugging Face model directory: its weights, and its tokenizer for the stages.
@@ -168,9 +171,17 @@ public final class Trainer {
         return .finished
     }
 
-    /// `spec` (relative to the recipe) as a directory path, when it is one.
+    /// A path of the recipe: relative to the recipe's directory when something is there, else
+    /// to the working directory.
+    func resolvePath(_ p: String) -> String {
+        if p.hasPrefix("/") || p.hasPrefix("synthetic:") { return p }
+        let r = (recipeDir as NSString).appendingPathComponent(p)
+        return FileManager.default.fileExists(atPath: r) ? r : p
+    }
+
+    /// `spec` (see `resolvePath`) as a directory path, when it is one.
     func hfDirectory(_ spec: String) -> String? {
-        let p = spec.hasPrefix("/") ? spec : (recipeDir as NSString).appendingPathComponent(spec)
+        let p = resolvePath(spec)
         var isDir: ObjCBool = false
         return FileManager.default.fileExists(atPath: p, isDirectory: &isDir) && isDir.boolValue ? p : nil
     }
@@ -178,8 +189,47 @@ public final class Trainer {
     /// How a post-training stage turns conversations into tokens: the recipe's `tokenizer:`,
     /// else the model directory's tokenizer, else the built-in byte format. A tokenizer needs a
     /// chat template and must fit the model's vocabulary.
-    func chatFormat(vocab: Int) throws -> ChatFormat {
-        guard let source = tokenizerSource else { return .bytes }
+    func chatFormat(vocab: Int, stage: Int) throws -> ChatFormat {
+        try Self.chatFormat(recipe: recipe, recipeDir: recipeDir, stage: stage, vocab: vocab)
+    }
+
+    /// The tokenizer stage `stage` renders with: the recipe's `tokenizer:`, else the last model
+    /// directory (`model:`, then the stages' `init:`) that holds a tokenizer.json.
+    static func tokenizerSource(recipe: Recipe, recipeDir: String, stage: Int) -> String? {
+        func resolve(_ p: String) -> String {
+            if p.hasPrefix("/") { return p }
+            let r = (recipeDir as NSString).appendingPathComponent(p)
+            return FileManager.default.fileExists(atPath: r) ? r : p
+        }
+        if let t = recipe.tokenizer { return resolve(t) }
+        let candidates = [recipe.model.source] + recipe.stages.prefix(stage + 1).compactMap(\.initFrom)
+        return candidates.map(resolve).last { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent("tokenizer.json")) }
+    }
+
+    /// What a stage will read, checked before anything is written (`deeptrain train` calls it
+    /// for every stage, so bad data or a tokenizer that does not fit leaves no run directory).
+    public static func checkData(recipe: Recipe, recipePath: String, stage i: Int, vocab: Int) throws {
+        let dir = (recipePath as NSString).deletingLastPathComponent
+        let s = recipe.stages[i]
+        func resolve(_ p: String) -> String {
+            if p.hasPrefix("/") || p.hasPrefix("synthetic:") { return p }
+            let r = (dir as NSString).appendingPathComponent(p)
+            return FileManager.default.fileExists(atPath: r) ? r : p
+        }
+        if s.kind == "pretrain" {
+            _ = try DataSource.open(resolve(s.data), vocab: vocab)
+            return
+        }
+        let format = try chatFormat(recipe: recipe, recipeDir: dir, stage: i, vocab: vocab)
+        if !format.isTemplate && vocab < 256 {
+            throw RecipeError(file: recipePath, line: nil, column: nil, path: "stages[\(i)].data",
+                              message: "\(s.kind) stages use the byte-level chat template (docs/grpo.md) and need vocab_size ≥ 256, or a tokenizer with a chat template")
+        }
+        _ = try PostTrainingData.open(resolve(s.data), kind: s.kind, format: format, evalData: s.evalData.map(resolve), evalFraction: s.evalFraction)
+    }
+
+    static func chatFormat(recipe: Recipe, recipeDir: String, stage: Int, vocab: Int) throws -> ChatFormat {
+        guard let source = tokenizerSource(recipe: recipe, recipeDir: recipeDir, stage: stage) else { return .bytes }
         let t = try ChatTokenizer(path: source)
         guard t.template != nil else {
             throw TokenizerError(source: source, message: "has no chat template (chat_template.jinja or tokenizer_config.json's chat_template): post-training needs one to render conversations")
@@ -207,18 +257,15 @@ public final class Trainer {
                               message: "is \(stage.batchSize), not divisible by parallel.microbatches = \(micro)")
         }
         var stage = stage
-        let pretrainData = stage.kind == "pretrain" ? try DataSource.open(stage.data, vocab: model.config.vocabSize) : nil
-        // Data paths are relative to the recipe when a file is there, else to the working directory.
-        func resolve(_ p: String) -> String {
-            if p.hasPrefix("/") || p.hasPrefix("synthetic:") { return p }
-            let r = (recipeDir as NSString).appendingPathComponent(p)
-            return FileManager.default.fileExists(atPath: r) ? r : p
-        }
+        let pretrainData = stage.kind == "pretrain" ? try DataSource.open(resolvePath(stage.data), vocab: model.config.vocabSize) : nil
+        let resolve = resolvePath
         let postData = stage.kind == "pretrain" ? nil
             : try PostTrainingData.open(resolve(stage.data), kind: stage.kind,
-                                        format: try chatFormat(vocab: model.config.vocabSize),
+                                        format: try chatFormat(vocab: model.config.vocabSize, stage: si),
                                         evalData: stage.evalData.map(resolve), evalFraction: stage.evalFraction)
-        if let postData, postData.format.isTemplate { log("stage \(stage.name): conversations rendered with the chat template of \(tokenizerSource!)") }
+        if let postData, postData.format.isTemplate {
+            log("stage \(stage.name): conversations rendered with the chat template of \(Self.tokenizerSource(recipe: recipe, recipeDir: recipeDir, stage: si)!)")
+        }
         if let postData, !postData.hasHeldOut, stage.evalEvery > 0 {
             log("stage \(stage.name): no eval_data or eval_fraction, so no held-out evaluation")
             stage.evalEvery = 0

@@ -3,6 +3,7 @@ import Foundation
 import DeepSeek
 import Checkpoint
 import Training
+import Data
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,8 +19,24 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(help: "Comma-separated stop token ids.") var stop: String?
     @Option(help: "latent (MLA's compressed cache) or full (decompressed per-head K/V).") var cache: CacheKind = .latent
+    @Flag(help: "Treat --prompt as a user message: render it with the chat template (add_generation_prompt), stop at the eos token, print the answer's text.")
+    var chat = false
+    @Option(help: "The tokenizer for --chat (default: the model directory's, or the one stored in the checkpoint).") var tokenizer: String?
+
+    /// The chat tokenizer for --chat: --tokenizer, the model directory's files, or /tokenizer of the checkpoint.
+    func chatTokenizer() throws -> ChatTokenizer {
+        if let tokenizer { return try ChatTokenizer(path: tokenizer) }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir), isDir.boolValue { return try ChatTokenizer(path: checkpoint) }
+        let files = try CheckpointStore.tokenizerFiles(checkpoint)
+        guard !files.isEmpty else {
+            throw TokenizerError(source: checkpoint, message: "carries no tokenizer files; give --tokenizer DIR for --chat")
+        }
+        return try ChatTokenizer(files: Dictionary(files, uniquingKeysWith: { a, _ in a }), directory: "\(checkpoint)/tokenizer")
+    }
 
     func run() throws {
+        if chat { return try runChat() }
         let ids: [Int]
         if let promptIds {
             let parsed = promptIds.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -48,6 +65,33 @@ struct GenerateCommand: ParsableCommand {
         let tps = Double(r.tokens.count) / Swift.max(r.decodeSeconds, 1e-9)
         FileHandle.standardError.write(Data(String(format: "%d tokens, %.1f tokens/s decode, cache %d bytes/token (%@, float32)\n",
                                                    r.tokens.count, tps, r.cacheBytesPerToken, cache.rawValue).utf8))
+    }
+
+    func runChat() throws {
+        guard let prompt, promptIds == nil else { throw ValidationError("--chat takes --prompt TEXT (the user's message)") }
+        let tok = try reportingBadInput { try chatTokenizer() }
+        guard tok.template != nil, let eos = tok.eosId else {
+            fail("\(tokenizer ?? checkpoint): --chat needs a chat template and an eos_token (tokenizer_config.json)")
+        }
+        let ids: [Int]
+        do {
+            ids = try tok.applyChatTemplate(.array([.object(JinjaObject([("role", .string("user")), ("content", .string(prompt))]))]),
+                                            addGenerationPrompt: true)
+        } catch let e as TemplateError {
+            fail(e.raised ? "the chat template raised: \(e.message)" : "chat template: \(e.description)")
+        }
+        let model = try loadModel(checkpoint, positions: ids.count + maxNewTokens)
+        guard tok.tokenizer.vocabularySize <= model.config.vocabSize else {
+            fail("the tokenizer has \(tok.tokenizer.vocabularySize) ids, more than the model's vocab_size \(model.config.vocabSize)")
+        }
+        let stops = Set((stop ?? "").split(separator: ",").compactMap { Int($0) }).union([eos])
+        let r = model.generate(prompt: ids, maxNew: maxNewTokens, sampler: Sampler(temperature: temperature, topP: topP, seed: seed),
+                               stop: stops, cache: cache)
+        print(tok.tokenizer.decode(r.tokens, skipSpecial: true))
+        let tps = Double(r.tokens.count) / Swift.max(r.decodeSeconds, 1e-9)
+        FileHandle.standardError.write(Data(String(format: "%d tokens%@, %.1f tokens/s decode, cache %d bytes/token (%@, float32)\n",
+                                                   r.tokens.count, r.tokens.count < maxNewTokens ? " (stopped at eos)" : "", tps,
+                                                   r.cacheBytesPerToken, cache.rawValue).utf8))
     }
 }
 

@@ -15,6 +15,11 @@ struct PrepareCommand: ParsableCommand {
     @Option(help: "Vocabulary size of a trained tokenizer.") var vocabSize = 4096
     @Option(help: "End-of-sequence token placed between documents.") var eos = "<|eos|>"
     @Option(help: "Tokens per shard file.") var shardTokens = 1 << 24
+    @Option(help: "A chat template (.jinja) to ship beside the tokenizer, with a tokenizer_config.json naming --eos (and --bos): the output directory is then a tokenizer as transformers loads it.")
+    var chatTemplate: String?
+    @Option(help: "Beginning-of-sequence token for tokenizer_config.json (trained as a special token).") var bos: String?
+    @Option(help: "A special token for the trained tokenizer (repeat for several), e.g. a chat template's <|im_start|>.")
+    var specialToken: [String] = []
 
     func validate() throws {
         guard !inputs.isEmpty else { throw ValidationError("give at least one input file") }
@@ -35,6 +40,9 @@ struct PrepareCommand: ParsableCommand {
         o.vocabSize = vocabSize
         o.eos = eos
         o.shardTokens = shardTokens
+        o.specialTokens = specialToken
+        o.chatTemplate = chatTemplate
+        o.bos = bos
         let start = Date()
         let tty = isatty(2) != 0
         do {

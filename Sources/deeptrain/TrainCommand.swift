@@ -84,16 +84,8 @@ struct TrainCommand: ParsableCommand {
         // Check everything that can be checked before the run directory is created, so bad
         // input leaves nothing behind.
         do {
-            for (i, s) in r.stages.enumerated() {
-                if s.kind != "pretrain" {
-                    guard config.vocabSize >= 256 else {
-                        throw RecipeError(file: recipe, line: nil, column: nil, path: "stages[\(i)].data",
-                                          message: "\(s.kind) stages use the byte-level chat template (docs/grpo.md) and need vocab_size ≥ 256")
-                    }
-                    _ = try PostTrainingData.open(s.data, kind: s.kind)
-                    continue
-                }
-                do { _ = try DataSource.open(s.data, vocab: config.vocabSize) } catch let e as RecipeError {
+            for i in r.stages.indices {
+                do { try Trainer.checkData(recipe: r, recipePath: recipe, stage: i, vocab: config.vocabSize) } catch let e as RecipeError {
                     throw RecipeError(file: recipe, line: nil, column: nil, path: "stages[\(i)].data", message: e.message)
                 }
             }
@@ -103,7 +95,9 @@ struct TrainCommand: ParsableCommand {
                     throw CheckpointError(resumePath, "holds a different model than the recipe's (its config.json differs); resume with the recipe that wrote it")
                 }
             }
-        } catch let e as RecipeError { fail(e.description) } catch let e as CheckpointError { fail(e.description) } catch let e as DataError { fail(e.description) }
+        } catch let e as RecipeError { fail(e.description) } catch let e as CheckpointError { fail(e.description) } catch let e as DataError {
+            fail(e.description)
+        } catch let e as TokenizerError { fail(e.description) }
         do {
             let trainer = try reportingBadInput { try Trainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil, grid: grid) { line in
                 if line.hasPrefix("\u{1B}") { print(line, terminator: ""); fflush(nil) } else { print(line); fflush(nil) }

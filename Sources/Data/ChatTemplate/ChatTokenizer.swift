@@ -29,10 +29,23 @@ public final class ChatTokenizer: @unchecked Sendable {
             try self.init(tokenizer: Tokenizer(path: path), template: nil, specialTokens: [:], directory: nil)
             return
         }
-        let tok = try Tokenizer(path: path)
-        let configPath = (path as NSString).appendingPathComponent("tokenizer_config.json")
+        var files: [String: Data] = [:]
+        for name in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json"] {
+            if let d = FileManager.default.contents(atPath: (path as NSString).appendingPathComponent(name)) { files[name] = d }
+        }
+        guard files["tokenizer.json"] != nil else { throw TokenizerError(source: path, message: "is a directory without tokenizer.json") }
+        try self.init(files: files, directory: path)
+    }
+
+    /// The same from the files' contents (a checkpoint carries them in /tokenizer); `directory`
+    /// names where they came from in messages.
+    public convenience init(files: [String: Data], directory path: String) throws {
+        func at(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+        guard let json = files["tokenizer.json"] else { throw TokenizerError(source: path, message: "has no tokenizer.json") }
+        let tok = try Tokenizer(json: json, source: at("tokenizer.json"))
+        let configPath = at("tokenizer_config.json")
         var config: [String: Any] = [:]
-        if let data = FileManager.default.contents(atPath: configPath) {
+        if let data = files["tokenizer_config.json"] {
             guard let c = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
                 throw TokenizerError(source: configPath, message: "is not a JSON object")
             }
@@ -44,11 +57,10 @@ public final class ChatTokenizer: @unchecked Sendable {
             else if let o = config[key] as? [String: Any], let s = o["content"] as? String { specials[key] = s }
         }
         var template: ChatTemplate? = nil
-        let jinjaPath = (path as NSString).appendingPathComponent("chat_template.jinja")
-        let jsonPath = (path as NSString).appendingPathComponent("chat_template.json")
-        if let data = FileManager.default.contents(atPath: jinjaPath) {
+        let jinjaPath = at("chat_template.jinja"), jsonPath = at("chat_template.json")
+        if let data = files["chat_template.jinja"] {
             template = try ChatTemplate(source: String(decoding: data, as: UTF8.self), origin: jinjaPath)
-        } else if let data = FileManager.default.contents(atPath: jsonPath) {
+        } else if let data = files["chat_template.json"] {
             guard let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let s = o["chat_template"] as? String else {
                 throw TokenizerError(source: jsonPath, message: "expected an object with a string chat_template")
             }
