@@ -56,11 +56,17 @@ public final class ParallelTrainer {
         public var firstSequence: Int
         /// Rows holding several sequences: each token's position and sequence id.
         public var packing: (positions: [Int], segments: [Int])?
-        public init(inputs: [Int], targets: [Int], firstSequence: Int, packing: (positions: [Int], segments: [Int])? = nil) {
+        /// This micro-batch's share of the step's trained tokens: its loss counts with that
+        /// weight, so the step's loss is the mean over all its trained tokens (SFT rows carry
+        /// different numbers of them). nil: every micro-batch counts alike.
+        public var weight: Double?
+        public init(inputs: [Int], targets: [Int], firstSequence: Int, packing: (positions: [Int], segments: [Int])? = nil,
+                    weight: Double? = nil) {
             self.inputs = inputs
             self.targets = targets
             self.firstSequence = firstSequence
             self.packing = packing
+            self.weight = weight
         }
         /// A pretraining batch: rows of length+1 tokens, each predicting its next token.
         public init(rows tokens: [Int], rows b: Int, length t: Int, firstSequence: Int) {
@@ -191,8 +197,14 @@ public final class ParallelTrainer {
                         loss = l + aux * scale
                     } else {
                         let ce = logits.reshape([b * t, c.vocabSize]).crossEntropy(targets: mb.targets)
-                        stats[m * perMicro] = Double(ce.item)
-                        loss = (ce + aux) * scale
+                        if let w = mb.weight {
+                            // Logged as w·M·ce so the step's mean over micro-batches is Σ w·ce.
+                            stats[m * perMicro] = Double(ce.item) * w / Double(scale)
+                            loss = ce * Float(w) + aux * scale
+                        } else {
+                            stats[m * perMicro] = Double(ce.item)
+                            loss = (ce + aux) * scale
+                        }
                     }
                     if !loss.item.isFinite { stats[m * perMicro + 1] = 1 }
                     f.loss = loss

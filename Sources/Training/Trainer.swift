@@ -102,8 +102,10 @@ public final class Trainer {
         var optimizerState: CheckpointStore.OptimizerState? = nil
         // Rotary tables long enough for training rows and for generation (a chat template's
         // prompt plus the completion, in evaluation and GRPO).
-        let positions = recipe.stages.map {
-            $0.kind == "pretrain" ? $0.seqLen : Swift.max($0.seqLen, recipe.tokenizer == nil && !$0.data.hasSuffix(".jsonl") ? 128 : 512)
+        let positions = recipe.stages.indices.map { i -> Int in
+            let s = recipe.stages[i]
+            if s.kind == "pretrain" { return s.seqLen }
+            return Swift.max(s.seqLen, Self.tokenizerSource(recipe: recipe, recipeDir: recipeDir, stage: i) == nil ? 128 : 512)
         }.max()! + 1
         if let resume {
             let (m, state) = try CheckpointStore.load(resume, positions: positions)
@@ -345,6 +347,16 @@ public final class Trainer {
                 // SFT: conversation g of the stage's stream is sequence g of its steps.
                 let first = step * stage.batchSize
                 nonisolated(unsafe) var cut = 0
+                // With a chat template, the step's loss is the mean over all its trained tokens
+                // (TRL's): every rank counts the whole step's, so each micro-batch knows its share.
+                var stepTrained = 0
+                let weighted = postData!.format.isTemplate && packer == nil
+                if weighted {
+                    for g in first..<(first + stage.batchSize) {
+                        stepTrained += PostTrainingData.sftRow(postData!.renderedConversation(g, seed: recipe.seed), length: stage.seqLen,
+                                                               pad: postData!.format.pad).targets.filter { $0 != ignoreIndex }.count
+                    }
+                }
                 r = try trainer.step(batch: { m in
                     var inputs: [Int] = [], targets: [Int] = [], positions: [Int] = [], segments: [Int] = []
                     for row in 0..<rowsPerMicro {
@@ -363,8 +375,10 @@ public final class Trainer {
                         targets += x.targets
                         if x.cut { cut += 1 }
                     }
+                    let trainedHere = targets.filter { $0 != ignoreIndex }.count
                     return ParallelTrainer.MicroBatch(inputs: inputs, targets: targets, firstSequence: globalStep * stage.batchSize + m * rowsPerMicro,
-                                                      packing: packer == nil ? nil : (positions, segments))
+                                                      packing: packer == nil ? nil : (positions, segments),
+                                                      weight: weighted ? Double(trainedHere) / Double(Swift.max(stepTrained, 1)) : nil)
                 }, rows: rowsPerMicro, length: stage.seqLen, lr: lr, step: globalStep)
                 if let n = postData!.count, packer == nil { extra["epoch"] = Double(step * stage.batchSize) / Double(n) }
                 if let packer { extra["conversations"] = packer.range((step + 1) * stage.batchSize - 1).upperBound }

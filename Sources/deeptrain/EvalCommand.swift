@@ -4,6 +4,7 @@ import Autograd
 import DeepSeek
 import Checkpoint
 import Training
+import Data
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,8 +17,48 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Held-out batches of 16 sequences for the loss.") var batches = 4
     @Option(help: "Held-out problems for exact match.") var samples = 200
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "--data is a chat JSONL: the loss on its assistant tokens under the chat template, and how often greedy decoding of each last assistant turn gives its text exactly.")
+    var chat = false
+    @Option(help: "The tokenizer for --chat (default: the model directory's, or the one stored in the checkpoint).") var tokenizer: String?
+
+    func runChat() throws {
+        let tok = try reportingBadInput { try loadChatTokenizer(checkpoint: checkpoint, tokenizer: tokenizer) }
+        guard tok.template != nil, tok.eosId != nil else { fail("\(tokenizer ?? checkpoint): --chat needs a chat template and an eos_token") }
+        let spec = self.data
+        let data = try reportingBadInput { try PostTrainingData.open(spec, kind: "sft", format: .template(tok)) }
+        let model = try loadModel(checkpoint, positions: 512 + 32)
+        guard tok.tokenizer.vocabularySize <= model.config.vocabSize else {
+            fail("the tokenizer has \(tok.tokenizer.vocabularySize) ids, more than the model's vocab_size \(model.config.vocabSize)")
+        }
+        let n = Swift.min(samples, data.count ?? 0)
+        let (loss, exact, tokens) = withNoGrad { () -> (Double, Double, Int) in
+            var nll = 0.0, count = 0, hits = 0
+            for g in 0..<n {
+                let r = PostTrainingData.sftRow(data.renderedConversation(g, seed: 0), length: seqLen, pad: data.format.pad)
+                let k = r.targets.filter { $0 != -100 }.count
+                guard k > 0 else { continue }
+                let out = model.forward(r.inputs, batch: 1, length: seqLen)
+                nll += Double(out.logits.reshape([seqLen, model.config.vocabSize]).crossEntropy(targets: r.targets).item) * Double(k)
+                count += k
+                let p = data.prompt(g, seed: 0)
+                if let ids = try? data.format.prompt(p) {
+                    let gen = model.generate(prompt: ids, maxNew: 32, stop: Set(data.format.stop))
+                    if data.format.text(gen.tokens).trimmingCharacters(in: .whitespacesAndNewlines) == p.answer.trimmingCharacters(in: .whitespacesAndNewlines) { hits += 1 }
+                }
+            }
+            return (nll / Double(Swift.max(count, 1)), Double(hits) / Double(Swift.max(n, 1)), count)
+        }
+        if json {
+            let d: [String: Any] = ["checkpoint": checkpoint, "data": data.spec, "assistant_loss": loss, "assistant_tokens": tokens,
+                                    "exact_match": exact, "conversations": n]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: d, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
+        } else {
+            print(String(format: "assistant-token loss %.4f nats/token over %d tokens, exact match %.1f%% of %d conversations", loss, tokens, 100 * exact, n))
+        }
+    }
 
     func run() throws {
+        if chat { return try runChat() }
         let model = try loadModel(checkpoint, positions: seqLen + 8)
         let source: DataSource
         do { source = try DataSource.open(data, vocab: model.config.vocabSize) } catch let e as RecipeError { fail("--data: \(e.message)") }

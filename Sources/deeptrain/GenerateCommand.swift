@@ -23,18 +23,6 @@ struct GenerateCommand: ParsableCommand {
     var chat = false
     @Option(help: "The tokenizer for --chat (default: the model directory's, or the one stored in the checkpoint).") var tokenizer: String?
 
-    /// The chat tokenizer for --chat: --tokenizer, the model directory's files, or /tokenizer of the checkpoint.
-    func chatTokenizer() throws -> ChatTokenizer {
-        if let tokenizer { return try ChatTokenizer(path: tokenizer) }
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir), isDir.boolValue { return try ChatTokenizer(path: checkpoint) }
-        let files = try CheckpointStore.tokenizerFiles(checkpoint)
-        guard !files.isEmpty else {
-            throw TokenizerError(source: checkpoint, message: "carries no tokenizer files; give --tokenizer DIR for --chat")
-        }
-        return try ChatTokenizer(files: Dictionary(files, uniquingKeysWith: { a, _ in a }), directory: "\(checkpoint)/tokenizer")
-    }
-
     func run() throws {
         if chat { return try runChat() }
         let ids: [Int]
@@ -69,7 +57,7 @@ struct GenerateCommand: ParsableCommand {
 
     func runChat() throws {
         guard let prompt, promptIds == nil else { throw ValidationError("--chat takes --prompt TEXT (the user's message)") }
-        let tok = try reportingBadInput { try chatTokenizer() }
+        let tok = try reportingBadInput { try loadChatTokenizer(checkpoint: checkpoint, tokenizer: tokenizer) }
         guard tok.template != nil, let eos = tok.eosId else {
             fail("\(tokenizer ?? checkpoint): --chat needs a chat template and an eos_token (tokenizer_config.json)")
         }

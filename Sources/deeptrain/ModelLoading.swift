@@ -21,6 +21,19 @@ func loadModel(_ spec: String, positions: Int, seed: UInt64 = 0) throws -> DeepS
     }
 }
 
+/// The chat tokenizer of `--chat`: `--tokenizer`, the model directory's files, or the files a
+/// checkpoint carries (/tokenizer).
+func loadChatTokenizer(checkpoint: String, tokenizer: String?) throws -> ChatTokenizer {
+    if let tokenizer { return try ChatTokenizer(path: tokenizer) }
+    var isDir: ObjCBool = false
+    if FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir), isDir.boolValue { return try ChatTokenizer(path: checkpoint) }
+    let files = try CheckpointStore.tokenizerFiles(checkpoint)
+    guard !files.isEmpty else {
+        throw TokenizerError(source: checkpoint, message: "carries no tokenizer files; give --tokenizer DIR for --chat")
+    }
+    return try ChatTokenizer(files: Dictionary(files, uniquingKeysWith: { a, _ in a }), directory: "\(checkpoint)/tokenizer")
+}
+
 /// Bad input ends the command with one line on stderr and exit code 1 (DESIGN §2).
 func fail(_ message: String) -> Never {
     // Under mpirun every rank finds the same bad input: one of them says so.

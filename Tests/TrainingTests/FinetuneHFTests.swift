@@ -78,6 +78,11 @@ import Testing
         (code, out, err) = try run(["generate", "--checkpoint", "\(t)/ft-hf", "--chat", "--prompt", "What is two plus three?", "--max-new-tokens", "16"])
         #expect(code == 0, "\(err)")
         #expect(!out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty && !out.contains("<|im_end|>") && err.contains("tokens"), "\(out) \(err)")
+
+        (code, out, err) = try run(["eval", "\(t)/ft-hf", "--chat", "--data", "recipes/data/chat.jsonl", "--samples", "8", "--json"])
+        #expect(code == 0, "\(err)")
+        let e = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]
+        #expect((e?["assistant_loss"] as? Double).map { $0.isFinite && $0 > 0 } == true && e?["conversations"] as? Int == 8, "\(out)")
     }
 
     /// The model directory's vocabulary must hold the tokenizer's ids; nothing is written otherwise.
