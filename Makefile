@@ -21,9 +21,10 @@ run: build
 	launch/local.sh 2 recipes/demo.yaml --run-dir runs/demo
 
 # The whole suite, in release. Suites run one after another: they share BLAS's thread pool.
-# The CLI tests run the release binary, so it is built first.
+# The CLI tests run .build/release/deeptrain, which `swift test -c release` builds (with
+# testing enabled) along with the tests: a separate `swift build` first would compile every
+# module a second time (about 3 minutes here) for a binary the test build replaces.
 test: deps
-	$(SWIFT) build -c release
 	$(SWIFT) test -c release --no-parallel
 
 # Fine-tuning a Hugging Face model directory (docs/finetuning.md): a stand-in for a downloaded

@@ -4,7 +4,7 @@ import Testing
 /// The parallel layers under the real mpirun, through launch/local.sh, on the tiny MoE
 /// pretraining recipe: parity across layouts, resume at another layout, dropping and balance
 /// under real expert parallelism, a failing rank, an impossible layout, and the collectives.
-/// Needs `swift build -c release` first (`make test` does it).
+/// Runs .build/release/deeptrain, which `swift test -c release` builds (`make test`).
 @Suite(.serialized) struct MultiRankTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let binary = root.appendingPathComponent(".build/release/deeptrain").path

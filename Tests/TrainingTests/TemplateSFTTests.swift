@@ -88,6 +88,25 @@ import Testing
         }
     }
 
+    /// A template that renders an assistant turn to nothing: the chat line is named, nothing trains.
+    @Test func anAssistantTurnThatRendersToNoTokensIsNamed() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dt-notok-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: "\(Self.fixtures)/chatml/tokenizer.json", toPath: "\(dir)/tokenizer.json")
+        let template = "{% for m in messages %}{% if m.role != 'assistant' %}{{ m.content }}{% endif %}{% endfor %}{% if add_generation_prompt %}A:{% endif %}"
+        let config: [String: Any] = ["eos_token": "<|im_end|>", "chat_template": template]
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: "\(dir)/tokenizer_config.json"))
+        let path = try write([Self.conversations[2], Self.conversations[1]])
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try PostTrainingData.open(path, kind: "sft", format: .template(try ChatTokenizer(path: dir)))
+            Issue.record("trained on an assistant turn with no tokens")
+        } catch let e as DataError {
+            #expect(e.description.contains("\(path):1") && e.description.contains("renders to no tokens"), "\(e)")
+        }
+    }
+
     /// GRPO prompts as text or as messages, rendered with add_generation_prompt; completions
     /// decode to text without the eos token.
     @Test func grpoPromptsUseTheTemplate() throws {

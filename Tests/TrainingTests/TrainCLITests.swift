@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// End-to-end runs of the real `deeptrain` binary: exact resume after SIGKILL, a kill during a
-/// checkpoint write, and bad input. Needs `swift build -c release` first (`make test` does it).
+/// checkpoint write, and bad input. Runs .build/release/deeptrain, which `swift test -c release` builds (`make test`).
 @Suite(.serialized) struct TrainCLITests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let binary = root.appendingPathComponent(".build/release/deeptrain").path
