@@ -29,10 +29,10 @@ extension Trainer {
     /// other stages.
     func rewardFunctions(_ stage: Recipe.Stage) throws -> [(RewardFunction, Double)] {
         let specs = stage.grpo?.rewards ?? Recipe.GRPOSettings().rewards
-        return specs.map { spec in
+        return try specs.map { spec in
             switch spec.kind {
             case "exact": return (ExactAnswerReward(), spec.weight)
-            case "format": return (AnswerFormatReward(), spec.weight)
+            case "format": return (AnswerFormatReward(pattern: try spec.pattern.map { try TokenRegex($0) }), spec.weight)
             default: return (CommandReward(name: "command", command: spec.command!), spec.weight)
             }
         }

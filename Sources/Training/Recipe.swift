@@ -138,6 +138,9 @@ public struct Recipe: Sendable {
         public var kind: String
         public var weight: Double
         public var command: String?
+        /// format: a regex (Oniguruma syntax, as tokenizers' patterns) the completion must match
+        /// from its first character, as Python's `re.match` (TRL's format rewards).
+        public var pattern: String? = nil
     }
 
     static let stageKinds = ["pretrain", "sft", "grpo"]
@@ -298,8 +301,14 @@ public struct Recipe: Sendable {
                     for (i, n) in list.enumerated() {
                         let r = try YAMLObject(file: o.file, path: "\(o.path).rewards[\(i)]", node: n)
                         let k = try r.string("kind", allowed: ["exact", "format", "command"])
-                        let spec = RewardSpec(kind: k, weight: try r.double("weight", default: 1.0),
+                        var spec = RewardSpec(kind: k, weight: try r.double("weight", default: 1.0),
                                               command: k == "command" ? try r.string("command") : nil)
+                        if k == "format", let p = try r.optionalString("pattern") {
+                            do { _ = try TokenRegex(p) } catch {
+                                throw r.fail(r.mapping["pattern"], "pattern", "is not a regular expression this engine takes: \(error)")
+                            }
+                            spec.pattern = p
+                        }
                         try r.finish()
                         g.rewards.append(spec)
                     }

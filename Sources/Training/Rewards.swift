@@ -43,10 +43,16 @@ public struct ExactAnswerReward: RewardFunction {
 /// answer is one.
 public struct AnswerFormatReward: RewardFunction {
     public var name: String { "format" }
-    public init() {}
+    /// With a pattern: 1 when the (untruncated) completion matches it from its first character.
+    public let pattern: TokenRegex?
+    public init(pattern: TokenRegex? = nil) { self.pattern = pattern }
     public func score(_ batch: [Completion]) throws -> [Double] {
         batch.map { c in
             let t = c.completion
+            if let pattern {
+                guard !c.truncated, let m = pattern.firstMatch(in: [UInt32](t.unicodeScalars.map(\.value))) else { return 0 }
+                return m.lowerBound == 0 ? 1 : 0
+            }
             guard !c.truncated, !t.isEmpty, t == t.trimmingCharacters(in: .whitespacesAndNewlines) else { return 0 }
             if Double(c.answer) != nil {
                 let a = finalAnswer(t)

@@ -268,6 +268,11 @@ public final class Trainer {
         if let postData, postData.format.isTemplate {
             log("stage \(stage.name): conversations rendered with the chat template of \(Self.tokenizerSource(recipe: recipe, recipeDir: recipeDir, stage: si)!)")
         }
+        if let postData, stage.kind == "sft", let n = postData.count, !stage.packing {
+            // Cut, never dropped: say up front how many conversations do not fit a row.
+            let long = (0..<n).filter { postData.renderedConversation($0, seed: recipe.seed).tokens.count > stage.seqLen + 1 }.count
+            if long > 0 { log("stage \(stage.name): \(long) of \(n) conversations are longer than seq_len + 1 = \(stage.seqLen + 1) tokens and are cut (truncated_conversations_local counts them per step)") }
+        }
         if let postData, !postData.hasHeldOut, stage.evalEvery > 0 {
             log("stage \(stage.name): no eval_data or eval_fraction, so no held-out evaluation")
             stage.evalEvery = 0

@@ -107,6 +107,15 @@ import Testing
         }
     }
 
+    /// The format reward with a recipe's pattern: a match from the first character, untruncated.
+    @Test func formatRewardTakesAPattern() throws {
+        let r = AnswerFormatReward(pattern: try TokenRegex(#"[A-Z][a-z]+ plus [a-z]+ is [0-9]+\.$"#))
+        let c = ["Seven plus five is 12.", "seven plus five is 12.", "So: Seven plus five is 12.", "Seven plus five is 12. More"]
+        let batch = c.map { Completion(prompt: "p", answer: "12", completion: $0, truncated: false) }
+            + [Completion(prompt: "p", answer: "12", completion: c[0], truncated: true)]
+        #expect(try r.score(batch) == [1, 0, 0, 0, 0])
+    }
+
     /// GRPO prompts as text or as messages, rendered with add_generation_prompt; completions
     /// decode to text without the eos token.
     @Test func grpoPromptsUseTheTemplate() throws {
