@@ -64,11 +64,10 @@ public struct PostTrainingData {
             }
             return (Array(xs.dropLast(held)), Array(xs.suffix(held)))
         }
-        func rendered(_ items: [([ChatMessage], Int)], file: String) throws -> [Rendered] {
-            try items.map { conv, line in
-                do { return try format.render(conv) } catch let e as TemplateError {
-                    throw DataError(file: file, line: line, e.raised ? "the chat template raised: \(e.message)" : "chat template: \(e.description)")
-                }
+        // Every item rendered up front; a template failure names the item's file and line.
+        func render<T, R>(_ items: [(T, Int)], file: String, _ f: (T) throws -> R) throws -> [R] {
+            try items.map { item, line in
+                do { return try f(item) } catch let e as TemplateError { throw DataError(file: file, line: line, e.report) }
             }
         }
         if kind == "sft" {
@@ -76,22 +75,15 @@ public struct PostTrainingData {
             let all = try ChatJSONL.loadNumbered(path, allowAnyRole: format.isTemplate)
             let extra = try evalData.map { try ChatJSONL.loadNumbered(ChatPrepare.conversations(in: $0) ?? $0, allowAnyRole: format.isTemplate) }
             let (t, h) = try split(all, extra)
-            return PostTrainingData(source: .conversations(train: t.map(\.0), heldOut: h.map(\.0), trainRendered: try rendered(t, file: path),
-                                                          heldRendered: try rendered(h, file: evalData ?? path)),
+            return PostTrainingData(source: .conversations(train: t.map(\.0), heldOut: h.map(\.0), trainRendered: try render(t, file: path, format.render),
+                                                          heldRendered: try render(h, file: evalData ?? path, format.render)),
                                     spec: spec, format: format)
-        }
-        func tokens(_ items: [(PromptWithAnswer, Int)], file: String) throws -> [[Int]] {
-            try items.map { p, line in
-                do { return try format.prompt(p) } catch let e as TemplateError {
-                    throw DataError(file: file, line: line, e.raised ? "the chat template raised: \(e.message)" : "chat template: \(e.description)")
-                }
-            }
         }
         let all = try PromptJSONL.loadNumbered(spec)
         let extra = try evalData.map { try PromptJSONL.loadNumbered($0) }
         let (t, h) = try split(all, extra)
-        return PostTrainingData(source: .prompts(train: t.map(\.0), heldOut: h.map(\.0), trainTokens: try tokens(t, file: spec),
-                                                 heldTokens: try tokens(h, file: evalData ?? spec)),
+        return PostTrainingData(source: .prompts(train: t.map(\.0), heldOut: h.map(\.0), trainTokens: try render(t, file: spec, format.prompt),
+                                                 heldTokens: try render(h, file: evalData ?? spec, format.prompt)),
                                 spec: spec, format: format)
     }
 

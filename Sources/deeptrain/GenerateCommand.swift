@@ -66,7 +66,7 @@ struct GenerateCommand: ParsableCommand {
             ids = try tok.applyChatTemplate(.array([.object(JinjaObject([("role", .string("user")), ("content", .string(prompt))]))]),
                                             addGenerationPrompt: true)
         } catch let e as TemplateError {
-            fail(e.raised ? "the chat template raised: \(e.message)" : "chat template: \(e.description)")
+            fail(e.report)
         }
         let model = try loadModel(checkpoint, positions: ids.count + maxNewTokens)
         guard tok.tokenizer.vocabularySize <= model.config.vocabSize else {

@@ -12,6 +12,9 @@ public struct TemplateError: Error, CustomStringConvertible, Sendable {
         self.raised = raised
     }
     public var description: String { raised ? message : (line > 0 ? "line \(line): \(message)" : message) }
+    /// How commands and data errors report it: a template's own `raise_exception` message, or
+    /// the failure with its template line.
+    public var report: String { raised ? "the chat template raised: \(message)" : "chat template: \(description)" }
 }
 
 /// Keys in insertion order, as Python dicts keep them (a message's keys come out of `tojson`
