@@ -129,10 +129,18 @@ public enum ExpertKernel {
     public static func forward(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, gate: UnsafePointer<Float>,
                                up: UnsafePointer<Float>, down: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>,
                                u: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        activations(m: m, dim: d, inter: inter, x: x, gate: gate, up: up, h: h, u: u, a: a)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(d), Int32(inter), 1, a, Int32(inter), down, Int32(inter), 0, y, Int32(d))
+    }
+
+    /// H, U and A of `forward`, without Y: what a deferred weight gradient recomputes.
+    @inline(__always)
+    public static func activations(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, gate: UnsafePointer<Float>,
+                                   up: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>,
+                                   a: UnsafeMutablePointer<Float>) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d), 1, x, Int32(d), gate, Int32(d), 0, h, Int32(inter))
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d), 1, x, Int32(d), up, Int32(d), 0, u, Int32(inter))
         for j in 0..<(m * inter) { a[j] = h[j] * fastSigmoid(h[j]) * u[j] }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(d), Int32(inter), 1, a, Int32(inter), down, Int32(inter), 0, y, Int32(d))
     }
 
     /// From gY [m, D] (the output gradient already times the gate weight): the weight gradients
@@ -143,18 +151,40 @@ public enum ExpertKernel {
                                 gate: UnsafePointer<Float>, up: UnsafePointer<Float>, down: UnsafePointer<Float>,
                                 scratch: UnsafeMutablePointer<Float>, dGate: UnsafeMutablePointer<Float>,
                                 dUp: UnsafeMutablePointer<Float>, dDown: UnsafeMutablePointer<Float>, gx: UnsafeMutablePointer<Float>) {
+        hiddenGradients(m: m, dim: d, inter: inter, h: h, u: u, gy: gy, down: down, scratch: scratch)
+        weightGradients(m: m, dim: d, inter: inter, x: x, a: a, gy: gy, scratch: scratch, dGate: dGate, dUp: dUp, dDown: dDown)
+        inputGradient(m: m, dim: d, inter: inter, scratch: scratch, gate: gate, up: up, gx: gx)
+    }
+
+    /// gA = gY·D, then gH and gU through SwiGLU, into `scratch` (gA, gH, gU: 3·m·I floats).
+    @inline(__always)
+    public static func hiddenGradients(m: Int, dim d: Int, inter: Int, h: UnsafePointer<Float>, u: UnsafePointer<Float>,
+                                       gy: UnsafePointer<Float>, down: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let gA = scratch, gH = gA + m * inter, gU = gH + m * inter
-        // dD = gYᵀ·A ; gA = gY·D
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(inter), Int32(m), 1, gy, Int32(d), a, Int32(inter), 0, dDown, Int32(inter))
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(inter), Int32(d), 1, gy, Int32(d), down, Int32(inter), 0, gA, Int32(inter))
         for j in 0..<(m * inter) {
             let hj = h[j], s = fastSigmoid(hj)
             gU[j] = gA[j] * hj * s
             gH[j] = gA[j] * u[j] * s * (1 + hj * (1 - s))
         }
-        // dG = gHᵀ·X, dU = gUᵀ·X ; gX = gH·G + gU·U
+    }
+
+    /// dD = gYᵀ·A, dG = gHᵀ·X, dU = gUᵀ·X (written, not added), from `hiddenGradients`' scratch.
+    @inline(__always)
+    public static func weightGradients(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, a: UnsafePointer<Float>,
+                                       gy: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>, dGate: UnsafeMutablePointer<Float>,
+                                       dUp: UnsafeMutablePointer<Float>, dDown: UnsafeMutablePointer<Float>) {
+        let gH = scratch + m * inter, gU = gH + m * inter
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(inter), Int32(m), 1, gy, Int32(d), a, Int32(inter), 0, dDown, Int32(inter))
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m), 1, gH, Int32(inter), x, Int32(d), 0, dGate, Int32(d))
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m), 1, gU, Int32(inter), x, Int32(d), 0, dUp, Int32(d))
+    }
+
+    /// gX = gH·G + gU·U, from `hiddenGradients`' scratch.
+    @inline(__always)
+    public static func inputGradient(m: Int, dim d: Int, inter: Int, scratch: UnsafeMutablePointer<Float>,
+                                     gate: UnsafePointer<Float>, up: UnsafePointer<Float>, gx: UnsafeMutablePointer<Float>) {
+        let gH = scratch + m * inter, gU = gH + m * inter
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter), 1, gH, Int32(inter), gate, Int32(d), 0, gx, Int32(d))
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter), 1, gU, Int32(inter), up, Int32(d), 1, gx, Int32(d))
     }

@@ -12,9 +12,19 @@ import DeepSeek
 /// Why the numbers do not depend on ep: the owner runs each (source micro-batch, expert)
 /// segment — the micro-batch's tokens for that expert, in token order — through the same
 /// `ExpertKernel` GEMM chain as the one-process op, and the source combines the results in the
-/// same (expert, token) order. The weight gradients of each segment are kept per global
-/// micro-batch (`gradients`), so the trainer sums them in the canonical tree like every other
-/// gradient, instead of in arrival order.
+/// same (expert, token) order. The weight gradients are summed over micro-batches in the
+/// canonical tree like every other gradient, not in arrival order.
+///
+/// Why the weight gradients wait for the end of the step: the group's micro-batches are
+/// contiguous per source (source s holds leaves s·K ..< (s+1)·K of the group's block), but the
+/// owner meets them j-major, every source's j-th micro-batch in the same backward; and a
+/// pairwise tree over M leaves computed as they come holds log M partial sums, each as large as
+/// the rank's experts. So the backward computes input gradients only and keeps each segment's
+/// rows (received inputs and output gradients: rows·D floats, activation-sized); after the last
+/// backward, `weightGradients` runs the tree one expert at a time over its leaves in global
+/// order, recomputing the segments' activations and hidden gradients (3 of their 9 GEMMs) — the
+/// same kernel calls, so the same bits — with partial sums the size of one expert. With a single
+/// leaf there is no tree: the backward writes the gradients directly.
 public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     public let comm: Communicator
     let experts: Int
@@ -25,8 +35,21 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     /// down of expert 0, then expert 1, ...).
     let layerOffset: [Int: Int]
     let flatCount: Int
-    /// Per global micro-batch, the flat gradient of this rank's experts.
-    public private(set) var gradients: [Int: Tensor] = [:]
+    /// Micro-batches in the step's expert-gradient tree (the ep group's), set by `resetStep`.
+    var leaves = 1
+    /// With one leaf: the flat gradient of this rank's experts (gate, up, down of each, layers
+    /// at `layerOffset`), written by the backward.
+    var direct: [Float]?
+    /// One layer's backward of one step j: each source's micro-batch and its segments' rows.
+    struct Kept {
+        let layer: Int
+        let experts: StackedExperts
+        let micros: [Int]
+        let x: Storage, gy: Storage
+        /// [source][local expert]: first row in `x`/`gy` and row count.
+        let start: [[Int]], rows: [[Int]]
+    }
+    var kept: [Kept] = []
 
     /// Per layer: the most rows one micro-batch sent this rank, and the rank's capacity per
     /// micro-batch (nil without dropping).
@@ -43,11 +66,66 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         self.flatCount = flatCount
     }
 
-    public func resetStep() {
-        gradients = [:]
+    /// A new step whose expert-gradient tree has `leaves` micro-batches (ep × micro-batches per
+    /// rank).
+    public func resetStep(leaves: Int = 1) {
+        self.leaves = leaves
+        direct = nil
+        kept = []
         load = [:]
         protectedRouted = 0
         protectedReceived = 0
+    }
+
+    /// The step's flat expert gradient, summed over its micro-batches in the canonical tree.
+    public func weightGradients() -> [Float] {
+        if let direct { return direct }
+        var out = [Float](repeating: 0, count: flatCount)
+        if kept.isEmpty { return out }
+        let byLayer = Dictionary(grouping: kept, by: \.layer)
+        kept = []
+        let tasks = byLayer.keys.sorted().flatMap { l in (0..<local).map { (layer: l, j: $0) } }
+        let cost = tasks.map { t in byLayer[t.layer]!.reduce(0) { $0 + $1.rows.reduce(0) { $0 + $1[t.j] } } }
+        out.withUnsafeMutableBufferPointer { op in
+            let o = op.baseAddress!
+            parallelTasks(cost) { i in
+                let (layer, j) = tasks[i]
+                expertTree(byLayer[layer]!, layer: layer, expert: j, into: o)
+            }
+        }
+        return out
+    }
+
+    /// One local expert's gradient over the step's leaves of one layer, in global micro-batch
+    /// order, as a pairwise tree whose partial sums are this expert's size.
+    func expertTree(_ recs: [Kept], layer: Int, expert j: Int, into out: UnsafeMutablePointer<Float>) {
+        let st = recs[0].experts, d = st.gate.shape[2], inter = st.gate.shape[1], per = inter * d
+        var order: [(micro: Int, r: Int, s: Int)] = []
+        for (r, k) in recs.enumerated() { for (s, m) in k.micros.enumerated() { order.append((m, r, s)) } }
+        order.sort { $0.micro < $1.micro }
+        let most = order.map { recs[$0.r].rows[$0.s][j] }.max() ?? 0
+        let work = Storage(uninitialized: Swift.max(most * 6 * inter, 1))
+        let ex = comm.rank * local + j
+        let gp = st.gate.data + ex * per, upp = st.up.data + ex * per, dnp = st.down.data + ex * per
+        var sum = CanonicalSum()
+        for leaf in order {
+            let k = recs[leaf.r], m = k.rows[leaf.s][j], at = k.start[leaf.s][j]
+            var g = [Float](repeating: 0, count: 3 * per)
+            if m > 0 {
+                let h = work.data, u = h + m * inter, a = u + m * inter, scratch = a + m * inter
+                let x = k.x.data + at * d, gy = k.gy.data + at * d
+                ExpertKernel.activations(m: m, dim: d, inter: inter, x: x, gate: gp, up: upp, h: h, u: u, a: a)
+                ExpertKernel.hiddenGradients(m: m, dim: d, inter: inter, h: h, u: u, gy: gy, down: dnp, scratch: scratch)
+                g.withUnsafeMutableBufferPointer { gb in
+                    let slot = gb.baseAddress!
+                    ExpertKernel.weightGradients(m: m, dim: d, inter: inter, x: x, a: a, gy: gy, scratch: scratch,
+                                                 dGate: slot, dUp: slot + per, dDown: slot + 2 * per)
+                }
+            }
+            sum.push(g)
+        }
+        if let r = sum.result() { (out + layerOffset[layer]! + j * 3 * per).update(from: r, count: 3 * per) }
+        withExtendedLifetime(work) {}
     }
 
     public var localExperts: Range<Int> { (comm.rank * local)..<((comm.rank + 1) * local) }
@@ -190,24 +268,33 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                 let gYr = Storage(uninitialized: Swift.max(totalRecv * d, 1))
                 try comm.alltoallv(UnsafePointer(gY.data), sendCounts: sendRows.map { $0 * d }, sendDispls: sendDispl.map { $0 * d },
                                    gYr.data, recvCounts: recvRows.map { $0 * d }, recvDispls: recvDispl.map { $0 * d })
-                // Owner: each segment's weight gradients go to its source micro-batch's slot.
+                // Owner: input gradients now; weight gradients directly with a single leaf,
+                // else from the kept rows at the end of the step (`weightGradients`).
                 let base = layerOffset[layer]!
-                for s in 0..<p where gradients[sourceMicro[s]] == nil {
-                    gradients[sourceMicro[s]] = Tensor(zeros: [flatCount])
-                }
+                if leaves == 1 && direct == nil { direct = [Float](repeating: 0, count: flatCount) }
                 let gx = Storage(uninitialized: Swift.max(totalRecv * d, 1))
                 let scratch = Storage(uninitialized: Swift.max(totalRecv * 3 * inter, 1))
-                let slotPointers = (0..<p).map { gradients[sourceMicro[$0]]!.data }
-                parallelTasks(segments.map(\.rows)) { i in
-                    let sg = segments[i]
-                    if sg.rows == 0 { return }
-                    let ex = first + sg.j
-                    let slot = slotPointers[sg.s] + base + sg.j * 3 * per
-                    ExpertKernel.backward(m: sg.rows, dim: d, inter: inter, x: recvX.data + sg.start * d, h: hs.data + sg.start * inter,
-                                          u: us.data + sg.start * inter, a: asx.data + sg.start * inter, gy: gYr.data + sg.start * d,
-                                          gate: gp + ex * per, up: upp + ex * per, down: dnp + ex * per,
-                                          scratch: scratch.data + sg.start * 3 * inter,
-                                          dGate: slot, dUp: slot + per, dDown: slot + 2 * per, gx: gx.data + sg.start * d)
+                func run(_ slots: UnsafeMutablePointer<Float>?) {
+                    parallelTasks(segments.map(\.rows)) { i in
+                        let sg = segments[i]
+                        if sg.rows == 0 { return }
+                        let ex = first + sg.j, m = sg.rows, sc = scratch.data + sg.start * 3 * inter
+                        ExpertKernel.hiddenGradients(m: m, dim: d, inter: inter, h: hs.data + sg.start * inter, u: us.data + sg.start * inter,
+                                                     gy: gYr.data + sg.start * d, down: dnp + ex * per, scratch: sc)
+                        if let slots {
+                            let slot = slots + base + sg.j * 3 * per
+                            ExpertKernel.weightGradients(m: m, dim: d, inter: inter, x: recvX.data + sg.start * d, a: asx.data + sg.start * inter,
+                                                         gy: gYr.data + sg.start * d, scratch: sc, dGate: slot, dUp: slot + per, dDown: slot + 2 * per)
+                        }
+                        ExpertKernel.inputGradient(m: m, dim: d, inter: inter, scratch: sc, gate: gp + ex * per, up: upp + ex * per,
+                                                   gx: gx.data + sg.start * d)
+                    }
+                }
+                if leaves == 1 {
+                    direct!.withUnsafeMutableBufferPointer { run($0.baseAddress!) }
+                } else {
+                    run(nil)
+                    kept.append(Kept(layer: layer, experts: st, micros: sourceMicro, x: recvX, gy: gYr, start: segStart, rows: segRows))
                 }
                 let gxBack = Storage(uninitialized: Swift.max(totalSend * d, 1))
                 try comm.alltoallv(UnsafePointer(gx.data), sendCounts: recvRows.map { $0 * d }, sendDispls: recvDispl.map { $0 * d },

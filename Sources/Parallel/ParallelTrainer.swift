@@ -136,7 +136,7 @@ public final class ParallelTrainer {
         let c = model.config, lay = grid.layout, total = lay.microbatches
         let layers = c.numHiddenLayers, e = c.nRoutedExperts, dim = c.hiddenSize
         var r = StepResult()
-        executor?.resetStep()
+        executor?.resetStep(leaves: lay.ep * grid.micros.count)
         // Per global micro-batch: ce, non-finite flag, dropped, assigned; per (micro, layer) the
         // three balance losses; per (layer, expert) micro-batch 0's load; protected counts.
         let perMicro = 4, base3 = total * perMicro, baseLoad = base3 + total * layers * 3, baseProt = baseLoad + layers * e
@@ -241,18 +241,14 @@ public final class ParallelTrainer {
             }
         }
         for s in sends { try s.wait() }
+        // The experts' weight gradients, summed over the group's micro-batches (ExpertParallel).
+        let t1 = now()
+        let expertLocal = executor?.weightGradients() ?? [Float](repeating: 0, count: experts.count)
+        r.backward += now() - t1
 
         // Gradients: the rank's node of the canonical tree, then across its group.
         let t2 = now()
         let denseLocal = denseSum.result() ?? [Float](repeating: 0, count: dense.count)
-        var expertSum = CanonicalSum()
-        if let executor {
-            for m in executor.gradients.keys.sorted() {
-                let g = executor.gradients[m]!
-                expertSum.push(Array(UnsafeBufferPointer(start: g.data, count: g.count)))
-            }
-        }
-        let expertLocal = expertSum.result() ?? [Float](repeating: 0, count: experts.count)
         let gDense = try grid.dp.reduceScatterCanonical(denseLocal, shards: dense.shards)
         let gExpert = try grid.edp.reduceScatterCanonical(expertLocal, shards: experts.shards)
 

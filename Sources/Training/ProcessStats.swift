@@ -4,6 +4,8 @@ import Foundation
 public enum ProcessStats {
     /// Peak resident set size (VmHWM).
     public static var peakRSS: Int { field("VmHWM") }
+    /// `peakRSS` in MiB, as metrics.jsonl and the benchmarks print it.
+    public static var peakRSSMiB: Double { Double(peakRSS) / 1_048_576 }
     /// Current resident set size (VmRSS).
     public static var currentRSS: Int { field("VmRSS") }
 

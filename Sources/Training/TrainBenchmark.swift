@@ -31,6 +31,8 @@ public enum TrainBenchmark {
         public let peak_rss_mb: Double
         /// Peak RSS after the last timed step minus after the first: 0 when activations are freed.
         public let peak_rss_growth_mb: Double
+        /// Each rank's peak RSS (world rank order) under mpirun; `peak_rss_mb` is rank 0's.
+        public var rank_peak_rss_mb: [Double]?
     }
 
     public static func dense(config c: DenseDecoderConfig = .bench, batch b: Int = 8, length t: Int = 256,
@@ -64,6 +66,7 @@ public enum TrainBenchmark {
             return (r.forward, r.backward, r.optimizer)
         }
         report.ranks = ranks
+        if let grid { report.rank_peak_rss_mb = try? grid.world.allgather([ProcessStats.peakRSSMiB]) }
         return report
     }
 

@@ -390,6 +390,8 @@ public final class Trainer {
                 extra["truncated_conversations_local"] = cut
             }
             let (ce, balance, aux, gradNorm) = (r.ce, r.balance, r.aux, r.gradNorm)
+            // Measured, not estimated: each rank's peak resident memory so far (VmHWM).
+            let rss = try grid.world.allgather([ProcessStats.peakRSSMiB])
             if r.updated {
                 nanRun = 0
             } else {
@@ -409,7 +411,7 @@ public final class Trainer {
                 "mfu": tps * flopsPerToken / peak, "elapsed_s": elapsed, "aux_expert": aux.0, "aux_device": aux.1,
                 "aux_comm": aux.2, "drop_fraction": r.dropFraction,
                 "expert_load": r.expertLoad, "nan_skipped": nanTotal, "ranks": grid.world.size,
-                "rank_load": r.rankLoad, "forward_s": r.forward, "backward_s": r.backward, "optimizer_s": r.optimizer,
+                "rank_load": r.rankLoad, "peak_rss_mb": rss.max() ?? 0, "rank_peak_rss_mb": rss, "forward_s": r.forward, "backward_s": r.backward, "optimizer_s": r.optimizer,
             ]
             for (k, v) in extra { m[k] = v }
             if let cap = r.rankCapacity {
