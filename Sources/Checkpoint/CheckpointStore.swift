@@ -68,22 +68,7 @@ public enum CheckpointStore {
                     try f.flush()
                     usleep(UInt32(ms) * 1000)
                 }
-                try f.createGroup("/state")
-                try f.setAttribute("/state", "format", string: format)
-                try f.setAttribute("/state", "format_version", int: version)
-                try f.setAttribute("/state", "stage", string: state.stage)
-                try f.setAttribute("/state", "step", int: Int64(state.step))
-                try f.setAttribute("/state", "tokens", int: Int64(state.tokens))
-                try f.setAttribute("/state", "config", string: String(decoding: model.config.jsonData(), as: UTF8.self))
-                try f.setAttribute("/state", "recipe", string: state.recipe)
-                try f.setAttribute("/state", "stage_index", int: Int64(state.stageIndex))
-                try f.setAttribute("/state", "global_step", int: Int64(state.globalStep))
-                // The RNG is counter-based: (seed, purpose, step, index) restores every stream.
-                try f.setAttribute("/state", "rng_seed", int: Int64(state.seed))
-                if !tokenizerFiles.isEmpty {
-                    try f.createGroup("/tokenizer")
-                    for (name, data) in tokenizerFiles { try f.write("/tokenizer/\(name)", bytes: Array(data)) }
-                }
+                try writeState(f, config: model.config, state: state, tokenizerFiles: tokenizerFiles)
                 if let o = optimizer {
                     try f.createGroup("/optimizer")
                     try f.createGroup("/optimizer/exp_avg")
@@ -108,6 +93,138 @@ public enum CheckpointStore {
         }
     }
 
+    /// `/state` and `/tokenizer`: everything but the tensors.
+    static func writeState(_ f: HDF5File, config: DeepSeekV2Config, state: State, tokenizerFiles: [(String, Data)]) throws {
+        try f.createGroup("/state")
+        try f.setAttribute("/state", "format", string: format)
+        try f.setAttribute("/state", "format_version", int: version)
+        try f.setAttribute("/state", "stage", string: state.stage)
+        try f.setAttribute("/state", "step", int: Int64(state.step))
+        try f.setAttribute("/state", "tokens", int: Int64(state.tokens))
+        try f.setAttribute("/state", "config", string: String(decoding: config.jsonData(), as: UTF8.self))
+        try f.setAttribute("/state", "recipe", string: state.recipe)
+        try f.setAttribute("/state", "stage_index", int: Int64(state.stageIndex))
+        try f.setAttribute("/state", "global_step", int: Int64(state.globalStep))
+        // The RNG is counter-based: (seed, purpose, step, index) restores every stream.
+        try f.setAttribute("/state", "rng_seed", int: Int64(state.seed))
+        if !tokenizerFiles.isEmpty {
+            try f.createGroup("/tokenizer")
+            for (name, data) in tokenizerFiles { try f.write("/tokenizer/\(name)", bytes: Array(data)) }
+        }
+    }
+
+    // MARK: written by every rank, without a gather
+
+    /// Elements `range` of parameter `name` that one rank holds: its values, and its AdamW
+    /// moments when the checkpoint has them.
+    public struct Slice {
+        public let name: String
+        public let range: Range<Int>
+        public let values: UnsafeMutablePointer<Float>
+        public let m: UnsafeMutablePointer<Float>?, v: UnsafeMutablePointer<Float>?
+        public init(name: String, range: Range<Int>, values: UnsafeMutablePointer<Float>,
+                    m: UnsafeMutablePointer<Float>?, v: UnsafeMutablePointer<Float>?) {
+            self.name = name
+            self.range = range
+            self.values = values
+            self.m = m
+            self.v = v
+        }
+    }
+
+    /// First part of a checkpoint written by many ranks: rank 0 creates `<path>.tmp` with the
+    /// state, the tokenizer and every dataset at its full shape (same names and layout as
+    /// `save`), and no elements yet. Returns the temporary path.
+    public static func begin(_ path: String, config: DeepSeekV2Config, parameters: [(name: String, shape: [Int])],
+                             state: State, optimizerStep: Int?, tokenizerFiles: [(String, Data)]) throws -> String {
+        let tmp = path + ".tmp"
+        try? FileManager.default.removeItem(atPath: tmp)
+        let f = try HDF5File.create(tmp)
+        do {
+            try f.createGroup("/model")
+            for p in parameters { try f.createFloats("/model/\(p.name)", shape: p.shape) }
+            try writeState(f, config: config, state: state, tokenizerFiles: tokenizerFiles)
+            if let step = optimizerStep {
+                try f.createGroup("/optimizer")
+                try f.createGroup("/optimizer/exp_avg")
+                try f.createGroup("/optimizer/exp_avg_sq")
+                try f.setAttribute("/optimizer", "step", int: Int64(step))
+                for p in parameters {
+                    try f.createFloats("/optimizer/exp_avg/\(p.name)", shape: p.shape)
+                    try f.createFloats("/optimizer/exp_avg_sq/\(p.name)", shape: p.shape)
+                }
+            }
+            try f.close()
+        } catch {
+            try? f.close()
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw error
+        }
+        return tmp
+    }
+
+    /// One rank's turn: opens the temporary file, writes its slices (values, and moments where
+    /// given) straight from its own memory, closes it. Serial HDF5: one rank at a time.
+    public static func write(_ slices: [Slice], into tmp: String) throws {
+        let f = try HDF5File.openForWriting(tmp)
+        do {
+            for s in slices {
+                try f.writeFloats("/model/\(s.name)", range: s.range, from: s.values)
+                if let m = s.m { try f.writeFloats("/optimizer/exp_avg/\(s.name)", range: s.range, from: m) }
+                if let v = s.v { try f.writeFloats("/optimizer/exp_avg_sq/\(s.name)", range: s.range, from: v) }
+            }
+            // Fault injection for the crash-safety test: a pause mid-write to kill the process in.
+            if let ms = ProcessInfo.processInfo.environment["DEEPTRAIN_FAULT_CHECKPOINT_PAUSE_MS"].flatMap({ Int($0) }) {
+                try f.flush()
+                usleep(UInt32(ms) * 1000)
+            }
+        } catch {
+            try? f.close()
+            throw error
+        }
+        try f.close()
+    }
+
+    /// Last part, on rank 0 after every rank's turn: fsync, then rename into place.
+    public static func commit(_ tmp: String, to path: String) throws {
+        do {
+            try fsyncFile(tmp)
+            guard rename(tmp, path) == 0 else { throw CheckpointError(path, "cannot rename \(tmp) into place (errno \(errno))") }
+        } catch {
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw error
+        }
+    }
+
+    /// Checks that `path` has AdamW moments of the given parameters at their shapes (metadata
+    /// only) and returns its optimizer step, or nil when it has none (a converted model).
+    public static func optimizerStep(_ path: String, parameters: [(name: String, shape: [Int])]) throws -> Int? {
+        let f = try HDF5File.open(path)
+        defer { try? f.close() }
+        guard f.exists("/optimizer") else { return nil }
+        for p in parameters {
+            for group in ["exp_avg", "exp_avg_sq"] {
+                let d = "/optimizer/\(group)/\(p.name)"
+                guard f.exists(d) else { throw CheckpointError(path, "has no \(d)") }
+                let s = try f.shape(d)
+                guard s == p.shape else { throw CheckpointError(path, "\(d) has shape \(s); expected \(p.shape)") }
+            }
+        }
+        return Int(try f.intAttribute("/optimizer", "step"))
+    }
+
+    /// Reads only these slices' moments (and, with `values`, their values): what one rank of a
+    /// resumed job needs of the optimizer state, whatever layout wrote the file.
+    public static func read(_ slices: [Slice], from path: String, values: Bool) throws {
+        let f = try HDF5File.open(path)
+        defer { try? f.close() }
+        for s in slices {
+            if values { try f.readFloats("/model/\(s.name)", range: s.range, into: s.values) }
+            if let m = s.m { try f.readFloats("/optimizer/exp_avg/\(s.name)", range: s.range, into: m) }
+            if let v = s.v { try f.readFloats("/optimizer/exp_avg_sq/\(s.name)", range: s.range, into: v) }
+        }
+    }
+
     /// The model config stored in a checkpoint, without reading its tensors.
     public static func readConfig(_ path: String) throws -> DeepSeekV2Config {
         let f = try HDF5File.open(path)
@@ -126,36 +243,94 @@ public enum CheckpointStore {
 
     /// Reads the config, builds the model and fills every parameter from `/model`.
     public static func load(_ path: String, positions: Int? = nil) throws -> (DeepSeekV2ForCausalLM, State) {
-        let f = try HDF5File.open(path)
-        defer { try? f.close() }
-        let fmt = (try? f.stringAttribute("/state", "format")) ?? ""
-        guard fmt == format else {
-            throw CheckpointError(path, "is an HDF5 file but not a DeepTrain checkpoint (no /state@format = \"\(format)\")")
+        let r = try Reader(path)
+        defer { r.close() }
+        let model = DeepSeekV2ForCausalLM(r.config, seed: 0, positions: positions)
+        let named = model.namedParameters()
+        try r.check(named.map { ($0.0, $0.1.shape) })
+        for (name, p) in named { p.copy(from: try r.tensor(name)) }
+        return (model, r.state)
+    }
+
+    /// An opened checkpoint whose format, version and config were checked; tensors are read one
+    /// at a time (a conversion streams them).
+    public final class Reader {
+        public let path: String
+        public let config: DeepSeekV2Config
+        public let state: State
+        let f: HDF5File
+
+        public init(_ path: String) throws {
+            self.path = path
+            let f = try HDF5File.open(path)
+            do {
+                let fmt = (try? f.stringAttribute("/state", "format")) ?? ""
+                guard fmt == format else {
+                    throw CheckpointError(path, "is an HDF5 file but not a DeepTrain checkpoint (no /state@format = \"\(format)\")")
+                }
+                let v = try f.intAttribute("/state", "format_version")
+                guard v == version else { throw CheckpointError(path, "has format version \(v); this build reads version \(version)") }
+                let configJSON = try f.stringAttribute("/state", "config")
+                do {
+                    config = try JSONDecoder().decode(DeepSeekV2Config.self, from: Data(configJSON.utf8))
+                    try config.validate(source: "\(path)/state@config")
+                } catch {
+                    throw CheckpointError(path, "its /state@config is not a valid model config: \(error)")
+                }
+                state = State(stage: try f.stringAttribute("/state", "stage"), step: Int(try f.intAttribute("/state", "step")),
+                              tokens: Int(try f.intAttribute("/state", "tokens")), recipe: try f.stringAttribute("/state", "recipe"),
+                              stageIndex: Int((try? f.intAttribute("/state", "stage_index")) ?? 0),
+                              globalStep: Int((try? f.intAttribute("/state", "global_step")) ?? 0),
+                              seed: Int((try? f.intAttribute("/state", "rng_seed")) ?? 0))
+            } catch {
+                try? f.close()
+                throw error
+            }
+            self.f = f
         }
-        let v = try f.intAttribute("/state", "format_version")
-        guard v == version else { throw CheckpointError(path, "has format version \(v); this build reads version \(version)") }
-        let configJSON = try f.stringAttribute("/state", "config")
-        let config: DeepSeekV2Config
+
+        /// Every parameter the config needs is present at its shape.
+        public func check(_ parameters: [(name: String, shape: [Int])]) throws {
+            let stored = Set(try f.list("/model"))
+            for (name, shape) in parameters {
+                guard stored.contains(name) else { throw CheckpointError(path, "has no /model/\(name), which its config needs") }
+                let s = try f.shape("/model/\(name)")
+                guard s == shape else { throw CheckpointError(path, "/model/\(name) has shape \(s); its config expects \(shape)") }
+            }
+        }
+
+        public func tensor(_ name: String) throws -> Tensor { try f.readTensor("/model/\(name)") }
+
+        public func close() { try? f.close() }
+    }
+
+    /// A converted model's checkpoint (no optimizer), its tensors taken one at a time from
+    /// `tensor(name)`: memory for one tensor, not the model. Atomic like `save`.
+    public static func save(config: DeepSeekV2Config, parameters: [(name: String, shape: [Int])], tokenizerFiles: [(String, Data)],
+                            to path: String, tensor: (String) throws -> Tensor) throws {
+        let tmp = path + ".tmp"
+        try? FileManager.default.removeItem(atPath: tmp)
         do {
-            config = try JSONDecoder().decode(DeepSeekV2Config.self, from: Data(configJSON.utf8))
-            try config.validate(source: "\(path)/state@config")
+            let f = try HDF5File.create(tmp)
+            do {
+                try f.createGroup("/model")
+                for p in parameters {
+                    let t = try tensor(p.name)
+                    guard t.shape == p.shape else { throw CheckpointError(path, "tensor \(p.name) came with shape \(t.shape); expected \(p.shape)") }
+                    try f.write("/model/\(p.name)", t)
+                }
+                try writeState(f, config: config, state: State(), tokenizerFiles: tokenizerFiles)
+                try f.flush()
+            } catch {
+                try? f.close()
+                throw error
+            }
+            try f.close()
+            try commit(tmp, to: path)
         } catch {
-            throw CheckpointError(path, "its /state@config is not a valid model config: \(error)")
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw error
         }
-        let model = DeepSeekV2ForCausalLM(config, seed: 0, positions: positions)
-        let stored = Set(try f.list("/model"))
-        for (name, p) in model.namedParameters() {
-            guard stored.contains(name) else { throw CheckpointError(path, "has no /model/\(name), which its config needs") }
-            let s = try f.shape("/model/\(name)")
-            guard s == p.shape else { throw CheckpointError(path, "/model/\(name) has shape \(s); its config expects \(p.shape)") }
-            p.copy(from: try f.readTensor("/model/\(name)"))
-        }
-        let state = State(stage: try f.stringAttribute("/state", "stage"), step: Int(try f.intAttribute("/state", "step")),
-                          tokens: Int(try f.intAttribute("/state", "tokens")), recipe: try f.stringAttribute("/state", "recipe"),
-                          stageIndex: Int((try? f.intAttribute("/state", "stage_index")) ?? 0),
-                          globalStep: Int((try? f.intAttribute("/state", "global_step")) ?? 0),
-                          seed: Int((try? f.intAttribute("/state", "rng_seed")) ?? 0))
-        return (model, state)
     }
 
     /// The tokenizer files stored with the model (empty for a checkpoint without them).
@@ -164,26 +339,6 @@ public enum CheckpointStore {
         defer { try? f.close() }
         guard f.exists("/tokenizer") else { return [] }
         return try f.list("/tokenizer").sorted().map { ($0, Data(try f.readBytes("/tokenizer/\($0)"))) }
-    }
-
-    /// The AdamW state for the parameters `names` (shapes from `like`), or nil when the file
-    /// has none (a converted model).
-    public static func loadOptimizer(_ path: String, names: [String], like: [Tensor]) throws -> OptimizerState? {
-        let f = try HDF5File.open(path)
-        defer { try? f.close() }
-        guard f.exists("/optimizer") else { return nil }
-        var m: [Tensor] = [], v: [Tensor] = []
-        for (n, p) in zip(names, like) {
-            for (group, into) in [("exp_avg", 0), ("exp_avg_sq", 1)] {
-                let dpath = "/optimizer/\(group)/\(n)"
-                guard f.exists(dpath) else { throw CheckpointError(path, "has no \(dpath)") }
-                let s = try f.shape(dpath)
-                guard s == p.shape else { throw CheckpointError(path, "\(dpath) has shape \(s); expected \(p.shape)") }
-                let t = try f.readTensor(dpath)
-                if into == 0 { m.append(t) } else { v.append(t) }
-            }
-        }
-        return OptimizerState(step: Int(try f.intAttribute("/optimizer", "step")), names: names, m: m, v: v)
     }
 }
 

@@ -38,6 +38,15 @@ public final class HDF5File {
         return HDF5File(path: path, id: id)
     }
 
+    /// An existing file opened to write more into (a checkpoint's ranks take turns this way).
+    public static func openForWriting(_ path: String) throws -> HDF5File {
+        _ = quiet
+        guard FileManager.default.fileExists(atPath: path) else { throw CheckpointError(path, "does not exist") }
+        let id = H5Fopen(path, deeptrain_h5f_acc_rdwr(), defaultPL)
+        guard id >= 0 else { throw CheckpointError(path, "cannot be opened for writing") }
+        return HDF5File(path: path, id: id)
+    }
+
     public func close() throws {
         guard H5Fclose(id) >= 0 else { throw CheckpointError(path, "could not be closed cleanly") }
     }
@@ -110,6 +119,77 @@ public final class HDF5File {
         guard H5Dwrite(ds, type, hid_t(H5S_ALL), hid_t(H5S_ALL), HDF5File.defaultPL, bytes) >= 0 else {
             throw CheckpointError(path, "cannot write dataset \(name)")
         }
+    }
+
+    /// A float32 dataset of `shape` whose elements are written later, in slices.
+    public func createFloats(_ name: String, shape: [Int]) throws {
+        var dims = shape.map { hsize_t($0) }
+        let space = H5Screate_simple(Int32(dims.count), &dims, nil)
+        guard space >= 0 else { throw CheckpointError(path, "cannot make a dataspace for \(name) \(shape)") }
+        defer { H5Sclose(space) }
+        let ds = H5Dcreate2(id, name, deeptrain_h5t_native_float(), space, HDF5File.defaultPL, HDF5File.defaultPL, HDF5File.defaultPL)
+        guard ds >= 0 else { throw CheckpointError(path, "cannot create dataset \(name)") }
+        H5Dclose(ds)
+    }
+
+    /// Elements `range` of a float32 dataset, in row-major order, from `values`.
+    public func writeFloats(_ name: String, range: Range<Int>, from values: UnsafePointer<Float>) throws {
+        try slice(name, range) { ds, mem, file in
+            H5Dwrite(ds, deeptrain_h5t_native_float(), mem, file, HDF5File.defaultPL, values) >= 0
+        } failure: { "cannot write elements \(range) of \(name)" }
+    }
+
+    /// Elements `range` of a float32 dataset, in row-major order, into `buffer`.
+    public func readFloats(_ name: String, range: Range<Int>, into buffer: UnsafeMutablePointer<Float>) throws {
+        try slice(name, range) { ds, mem, file in
+            H5Dread(ds, deeptrain_h5t_native_float(), mem, file, HDF5File.defaultPL, buffer) >= 0
+        } failure: { "cannot read elements \(range) of \(name): truncated or corrupt" }
+    }
+
+    /// Opens `name`, selects the flat element range in its dataspace (as a union of hyperslabs:
+    /// a partial row, whole rows, a partial row, recursively) and runs `io` on it.
+    func slice(_ name: String, _ range: Range<Int>, _ io: (hid_t, hid_t, hid_t) -> Bool, failure: () -> String) throws {
+        let ds = H5Dopen2(id, name, HDF5File.defaultPL)
+        guard ds >= 0 else { throw CheckpointError(path, "has no dataset \(name)") }
+        defer { H5Dclose(ds) }
+        let shape = try self.shape(name)
+        let total = shape.reduce(1, *)
+        guard range.lowerBound >= 0, range.upperBound <= total else {
+            throw CheckpointError(path, "\(name) has \(total) elements; elements \(range) were asked for")
+        }
+        if range.isEmpty { return }
+        let file = H5Dget_space(ds)
+        defer { H5Sclose(file) }
+        var n = [hsize_t(range.count)]
+        let mem = H5Screate_simple(1, &n, nil)
+        defer { H5Sclose(mem) }
+        var first = true, ok = true
+        func add(_ start: [Int], _ count: [Int]) {
+            var st = start.map { hsize_t($0) }, ct = count.map { hsize_t($0) }
+            if H5Sselect_hyperslab(file, first ? H5S_SELECT_SET : H5S_SELECT_OR, &st, nil, &ct, nil) < 0 { ok = false }
+            first = false
+        }
+        let dims = shape.isEmpty ? [1] : shape
+        func select(_ prefix: [Int], _ d: ArraySlice<Int>, _ lo: Int, _ hi: Int) {
+            if lo >= hi { return }
+            let ones = [Int](repeating: 1, count: prefix.count)
+            if d.count == 1 { add(prefix + [lo], ones + [hi - lo]); return }
+            let inner = d.dropFirst().reduce(1, *), rest = Array(d.dropFirst())
+            var a = lo
+            if a % inner != 0 {
+                let r = a / inner, end = Swift.min(hi, (r + 1) * inner)
+                select(prefix + [r], d.dropFirst(), a - r * inner, end - r * inner)
+                a = end
+            }
+            let whole = hi / inner * inner
+            if a < whole {
+                add(prefix + [a / inner] + [Int](repeating: 0, count: rest.count), ones + [(whole - a) / inner] + rest)
+                a = whole
+            }
+            if a < hi { select(prefix + [a / inner], d.dropFirst(), 0, hi - a) }
+        }
+        select([], dims[...], range.lowerBound, range.upperBound)
+        guard ok, io(ds, mem, file) else { throw CheckpointError(path, failure()) }
     }
 
     public func shape(_ name: String) throws -> [Int] {

@@ -9,39 +9,64 @@ public enum HFDirectory {
     /// must be present with its shape; a tensor the model does not have is an error too (it
     /// would mean a different architecture), except rotary caches some exports include.
     public static func load(_ dir: String, positions: Int? = nil) throws -> DeepSeekV2ForCausalLM {
-        let configPath = (dir as NSString).appendingPathComponent("config.json")
-        let config = try DeepSeekV2Config.load(configPath)
-        let files = try weightFiles(dir)
-        var location: [String: SafeTensorsFile] = [:]
-        for f in files {
-            let st = try SafeTensorsFile(path: f)
-            for n in st.names { location[n] = st }
-        }
-        // The index promises where each tensor is; a promise the shard does not keep is corruption.
-        if let map = try indexMap(dir) {
-            for (name, file) in map.sorted(by: { $0.key < $1.key }) where location[name]?.path != (dir as NSString).appendingPathComponent(file) {
-                throw CheckpointError((dir as NSString).appendingPathComponent(file),
-                                      "does not hold tensor \"\(name)\", which model.safetensors.index.json places there")
-            }
-        }
-        let model = DeepSeekV2ForCausalLM(config, seed: 0, positions: positions)
-        var seen = Set<String>()
-        for (name, p) in model.namedParameters() {
-            guard let file = location[name] else {
-                throw CheckpointError(dir, "no weights file holds tensor \"\(name)\", which the config.json's model needs (looked in \(files.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")))")
-            }
-            let t = try file.tensor(name)
-            guard t.shape == p.shape else {
-                throw CheckpointError(file.path, "tensor \"\(name)\" has shape \(t.shape); the config.json's model expects \(p.shape)")
-            }
-            p.copy(from: t)
-            seen.insert(name)
-        }
-        let extra = location.keys.filter { !seen.contains($0) && !$0.hasSuffix("rotary_emb.inv_freq") }.sorted()
-        if let first = extra.first {
-            throw CheckpointError(location[first]!.path, "has \(extra.count) tensor(s) this model does not use, e.g. \"\(first)\": the weights do not match config.json")
-        }
+        let w = try Weights(dir)
+        let model = DeepSeekV2ForCausalLM(w.config, seed: 0, positions: positions)
+        let named = model.namedParameters()
+        try w.check(named.map { ($0.0, $0.1.shape) })
+        for (name, p) in named { p.copy(from: try w.tensor(name)) }
         return model
+    }
+
+    /// A directory's config and weight files, opened and cross-checked (index against shards),
+    /// tensors read one at a time.
+    public struct Weights {
+        public let dir: String
+        public let config: DeepSeekV2Config
+        let files: [String]
+        let location: [String: SafeTensorsFile]
+
+        public init(_ dir: String) throws {
+            self.dir = dir
+            config = try DeepSeekV2Config.load((dir as NSString).appendingPathComponent("config.json"))
+            files = try weightFiles(dir)
+            var location: [String: SafeTensorsFile] = [:]
+            for f in files {
+                let st = try SafeTensorsFile(path: f)
+                for n in st.names { location[n] = st }
+            }
+            // The index promises where each tensor is; a promise the shard does not keep is corruption.
+            if let map = try indexMap(dir) {
+                for (name, file) in map.sorted(by: { $0.key < $1.key }) where location[name]?.path != (dir as NSString).appendingPathComponent(file) {
+                    throw CheckpointError((dir as NSString).appendingPathComponent(file),
+                                          "does not hold tensor \"\(name)\", which model.safetensors.index.json places there")
+                }
+            }
+            self.location = location
+        }
+
+        /// Every parameter present at its shape, and no tensor the model lacks (rotary caches aside).
+        public func check(_ parameters: [(name: String, shape: [Int])]) throws {
+            for (name, shape) in parameters {
+                guard let file = location[name] else {
+                    throw CheckpointError(dir, "no weights file holds tensor \"\(name)\", which the config.json's model needs (looked in \(files.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")))")
+                }
+                let s = try file.entry(name).shape
+                guard s == shape else {
+                    throw CheckpointError(file.path, "tensor \"\(name)\" has shape \(s); the config.json's model expects \(shape)")
+                }
+            }
+            let known = Set(parameters.map(\.name))
+            let extra = location.keys.filter { !known.contains($0) && !$0.hasSuffix("rotary_emb.inv_freq") }.sorted()
+            if let first = extra.first {
+                throw CheckpointError(location[first]!.path, "has \(extra.count) tensor(s) this model does not use, e.g. \"\(first)\": the weights do not match config.json")
+            }
+        }
+
+        /// One tensor as float32 (its mapped pages released afterwards).
+        public func tensor(_ name: String) throws -> Tensor {
+            guard let file = location[name] else { throw CheckpointError(dir, "no weights file holds tensor \"\(name)\"") }
+            return try file.tensor(name)
+        }
     }
 
     public enum DType: String, Sendable, CaseIterable {
@@ -69,40 +94,56 @@ public enum HFDirectory {
     /// index last.
     public static func save(_ model: DeepSeekV2ForCausalLM, to dir: String, shardBytes: Int = 5_000_000_000, dtype: DType = .f32,
                             tokenizerFiles: [(String, Data)] = []) throws {
+        let named = Dictionary(model.namedParameters(), uniquingKeysWith: { a, _ in a })
+        try save(config: model.config, parameters: model.namedParameters().map { ($0.0, $0.1.shape) }, to: dir, shardBytes: shardBytes,
+                 dtype: dtype, tokenizerFiles: tokenizerFiles) { named[$0]! }
+    }
+
+    /// `save` from a source of tensors, one at a time (`tensor(name)`, in canonical order within
+    /// each shard): a conversion holds one tensor, not the model.
+    public static func save(config: DeepSeekV2Config, parameters: [(name: String, shape: [Int])], to dir: String,
+                            shardBytes: Int = 5_000_000_000, dtype: DType = .f32, tokenizerFiles: [(String, Data)] = [],
+                            tensor: (String) throws -> Tensor) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try atomicWrite(model.config.jsonData(), to: (dir as NSString).appendingPathComponent("config.json"))
+        try atomicWrite(config.jsonData(), to: (dir as NSString).appendingPathComponent("config.json"))
         for (name, data) in tokenizerFiles { try atomicWrite(data, to: (dir as NSString).appendingPathComponent(name)) }
-        var shards: [[(String, Tensor)]] = [[]]
+        var shards: [[(name: String, shape: [Int])]] = [[]]
         var size = 0
-        for (name, p) in model.namedParameters() {
-            let bytes = p.count * dtype.bytes
+        for p in parameters {
+            let bytes = p.shape.reduce(1, *) * dtype.bytes
             if size > 0 && size + bytes > shardBytes {
                 shards.append([])
                 size = 0
             }
-            shards[shards.count - 1].append((name, p))
+            shards[shards.count - 1].append(p)
             size += bytes
         }
-        func item(_ t: Tensor) -> SafeTensorsFile.Item { dtype == .bf16 ? .bfloat16(t) : .float(t) }
+        let code = dtype == .bf16 ? "BF16" : "F32"
+        func write(_ file: String, _ shard: [(name: String, shape: [Int])]) throws {
+            try SafeTensorsFile.write((dir as NSString).appendingPathComponent(file),
+                                      shard.map { SafeTensorsFile.Planned(name: $0.name, dtype: code, shape: $0.shape) },
+                                      metadata: ["format": "pt"]) { name in
+                let t = try tensor(name)
+                return dtype == .bf16 ? .bfloat16(t) : .float(t)
+            }
+        }
         // A previous export's files must not survive next to this one.
         let old = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter {
             $0 == "model.safetensors" || $0 == "model.safetensors.index.json" || ($0.hasPrefix("model-") && $0.hasSuffix(".safetensors"))
         }
         for f in old { try? FileManager.default.removeItem(atPath: (dir as NSString).appendingPathComponent(f)) }
         if shards.count == 1 {
-            try SafeTensorsFile.write((dir as NSString).appendingPathComponent("model.safetensors"),
-                                      shards[0].map { ($0.0, item($0.1)) }, metadata: ["format": "pt"])
+            try write("model.safetensors", shards[0])
             return
         }
         var weightMap: [String: String] = [:]
         var total = 0
         for (i, shard) in shards.enumerated() {
             let file = String(format: "model-%05d-of-%05d.safetensors", i + 1, shards.count)
-            try SafeTensorsFile.write((dir as NSString).appendingPathComponent(file), shard.map { ($0.0, item($0.1)) },
-                                      metadata: ["format": "pt"])
-            for (n, t) in shard {
-                weightMap[n] = file
-                total += t.count * dtype.bytes
+            try write(file, shard)
+            for p in shard {
+                weightMap[p.name] = file
+                total += p.shape.reduce(1, *) * dtype.bytes
             }
         }
         let index: [String: Any] = ["metadata": ["total_size": total], "weight_map": weightMap]

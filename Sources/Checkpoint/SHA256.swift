@@ -79,8 +79,16 @@ import Autograd
 /// The weights digest: SHA-256 over every parameter in name order — its name, its shape and
 /// its float32 values (little-endian). Equal digests mean bit-identical weights.
 public func weightsDigest(_ named: [(String, Tensor)]) -> String {
+    let byName = Dictionary(named, uniquingKeysWith: { a, _ in a })
+    return try! weightsDigest(names: named.map(\.0)) { byName[$0]! }
+}
+
+/// `weightsDigest` over tensors read one at a time (`tensor(name)`): a large checkpoint's
+/// digest in the memory of one tensor.
+public func weightsDigest(names: [String], tensor: (String) throws -> Tensor) throws -> String {
     var s = SHA256()
-    for (name, t) in named.sorted(by: { $0.0 < $1.0 }) {
+    for name in names.sorted() {
+        let t = try tensor(name)
         s.update(Array(name.utf8))
         s.update(Array(t.shape.map { "\($0)" }.joined(separator: ",").utf8))
         let c = t.isContiguous ? t : t.clone()

@@ -100,7 +100,20 @@ public struct SafeTensorsFile {
         guard ["F32", "BF16", "F16", "F64"].contains(e.dtype) else {
             throw CheckpointError(path, "tensor \"\(name)\" is \(e.dtype); expected a float dtype (F32, F16, BF16)")
         }
+        release(e.range)
         return out
+    }
+
+    /// Hands the mapped pages of a tensor already copied out back to the kernel: a mapped file's
+    /// pages count as resident once read, so a conversion streaming a large model tensor by
+    /// tensor would otherwise grow to the size of the file.
+    func release(_ range: Range<Int>) {
+        let page = Int(getpagesize())
+        data.withUnsafeBytes { raw in
+            let start = Int(bitPattern: raw.baseAddress!) + dataStart + range.lowerBound
+            let lo = (start + page - 1) / page * page, hi = (start + range.count) / page * page
+            if hi > lo { _ = madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED) }
+        }
     }
 
     /// An integer tensor (I64 or I32) as row-major values and its shape.
@@ -142,58 +155,97 @@ public struct SafeTensorsFile {
 
     /// Writes tensors (sorted by name) atomically: to `path.tmp`, then renamed.
     public static func write(_ path: String, _ items: [(String, Item)], metadata: [String: String] = [:]) throws {
+        let byName = Dictionary(items, uniquingKeysWith: { a, _ in a })
+        try write(path, items.map { (name, item) -> Planned in
+            switch item {
+            case .float(let t): return Planned(name: name, dtype: "F32", shape: t.shape)
+            case .bfloat16(let t): return Planned(name: name, dtype: "BF16", shape: t.shape)
+            case .int64(_, let s): return Planned(name: name, dtype: "I64", shape: s)
+            }
+        }, metadata: metadata) { byName[$0]! }
+    }
+
+    /// A tensor of a file being written: its header entry, before its values exist.
+    public struct Planned {
+        public let name: String, dtype: String, shape: [Int]
+        public init(name: String, dtype: String, shape: [Int]) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+        }
+    }
+
+    /// Streams a file: the header from `planned`, then each tensor's bytes as `item(name)` makes
+    /// it, one at a time (memory: one tensor, not the file). Atomic like `atomicWrite`.
+    public static func write(_ path: String, _ planned: [Planned], metadata: [String: String] = [:],
+                             item: (String) throws -> Item) throws {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
-        let sorted = items.sorted { $0.0 < $1.0 }
-        for (name, item) in sorted {
-            let (dtype, shape, bytes): (String, [Int], Int)
-            switch item {
-            case .float(let t): (dtype, shape, bytes) = ("F32", t.shape, t.count * 4)
-            case .bfloat16(let t): (dtype, shape, bytes) = ("BF16", t.shape, t.count * 2)
-            case .int64(let v, let s): (dtype, shape, bytes) = ("I64", s, v.count * 8)
-            }
-            header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]]
+        let sorted = planned.sorted { $0.name < $1.name }
+        for p in sorted {
+            let bytes = p.shape.reduce(1, *) * sizes[p.dtype]!
+            header[p.name] = ["dtype": p.dtype, "shape": p.shape, "data_offsets": [offset, offset + bytes]]
             offset += bytes
         }
         var headerData = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while (8 + headerData.count) % 8 != 0 { headerData.append(0x20) }  // pad with spaces
-        var out = Data(capacity: 8 + headerData.count + offset)
-        withUnsafeBytes(of: UInt64(headerData.count).littleEndian) { out.append(contentsOf: $0) }
-        out.append(headerData)
-        for (_, item) in sorted {
-            switch item {
-            case .float(let t):
-                let c = t.isContiguous ? t : t.clone()
-                var le = [UInt32](repeating: 0, count: c.count)
-                for i in 0..<c.count { le[i] = c.data[i].bitPattern.littleEndian }
-                le.withUnsafeBytes { out.append(contentsOf: $0) }
-            case .bfloat16(let t):
-                let c = t.isContiguous ? t : t.clone()
-                var le = [UInt16](repeating: 0, count: c.count)
-                for i in 0..<c.count { le[i] = bfloat16Bits(c.data[i]).littleEndian }
-                le.withUnsafeBytes { out.append(contentsOf: $0) }
-            case .int64(let v, _):
-                let le = v.map { Int64($0).littleEndian }
-                le.withUnsafeBytes { out.append(contentsOf: $0) }
+        var head = Data()
+        withUnsafeBytes(of: UInt64(headerData.count).littleEndian) { head.append(contentsOf: $0) }
+        head.append(headerData)
+        try atomicWrite(to: path) { h in
+            try h.write(contentsOf: head)
+            for p in sorted {
+                // Each tensor's little-endian bytes go to the file without a further copy.
+                func put(_ b: UnsafeRawBufferPointer) throws {
+                    guard b.count == p.shape.reduce(1, *) * sizes[p.dtype]! else {
+                        throw CheckpointError(path, "tensor \"\(p.name)\" came as \(b.count) bytes; its header entry says \(p.dtype) \(p.shape)")
+                    }
+                    guard let base = b.baseAddress else { return }
+                    try h.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: b.count, deallocator: .none))
+                }
+                switch try item(p.name) {
+                case .float(let t):
+                    let c = t.isContiguous ? t : t.clone()
+                    var le = [UInt32](repeating: 0, count: c.count)
+                    for i in 0..<c.count { le[i] = c.data[i].bitPattern.littleEndian }
+                    try le.withUnsafeBytes(put)
+                case .bfloat16(let t):
+                    let c = t.isContiguous ? t : t.clone()
+                    var le = [UInt16](repeating: 0, count: c.count)
+                    for i in 0..<c.count { le[i] = bfloat16Bits(c.data[i]).littleEndian }
+                    try le.withUnsafeBytes(put)
+                case .int64(let v, _):
+                    let le = v.map { Int64($0).littleEndian }
+                    try le.withUnsafeBytes(put)
+                }
             }
         }
-        try atomicWrite(out, to: path)
     }
 }
 
 /// Writes `data` to `path.tmp`, fsyncs it, and renames it over `path`: a crash leaves either
 /// the old file or the new one, never half of one.
 public func atomicWrite(_ data: Data, to path: String) throws {
+    try atomicWrite(to: path) { try $0.write(contentsOf: data) }
+}
+
+/// `atomicWrite` with the contents written by `body` piece by piece.
+public func atomicWrite(to path: String, _ body: (FileHandle) throws -> Void) throws {
     let tmp = path + ".tmp"
     guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
         throw CheckpointError(path, "cannot create \(tmp)")
     }
     do {
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
-        try h.write(contentsOf: data)
-        try h.synchronize()
-        try h.close()
+        do {
+            try body(h)
+            try h.synchronize()
+            try h.close()
+        } catch {
+            try? h.close()
+            throw error
+        }
         if rename(tmp, path) != 0 { throw CheckpointError(path, "cannot rename \(tmp) into place (errno \(errno))") }
     } catch {
         try? FileManager.default.removeItem(atPath: tmp)

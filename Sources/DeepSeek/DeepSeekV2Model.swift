@@ -74,6 +74,14 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
     public let lm_head: Linear
     public let rotary: RotaryTables
 
+    /// The parameters' Hugging Face names and shapes, in canonical order, without their
+    /// weight-sized memory: what a streaming conversion checks files against.
+    public static func parameterShapes(_ c: DeepSeekV2Config) -> [(name: String, shape: [Int])] {
+        ParameterShapes.$only.withValue(true) {
+            DeepSeekV2ForCausalLM(c, seed: 0, positions: 1).namedParameters().map { ($0.0, $0.1.shape) }
+        }
+    }
+
     public init(_ c: DeepSeekV2Config, seed: UInt64, positions: Int? = nil) {
         config = c
         model = DeepSeekV2Body(c)

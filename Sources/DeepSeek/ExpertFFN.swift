@@ -17,16 +17,33 @@ public final class StackedExperts: Module, @unchecked Sendable {
         up = parameter([e, i, d])
         down = parameter([e, d, i])
         var v: [(String, Tensor)] = []
-        for t in [gate, up, down] { t.grad = Tensor(zeros: t.shape) }
         for ex in 0..<e {
             for (name, t) in [("gate_proj", gate), ("up_proj", up), ("down_proj", down)] {
                 let per = t.shape[1] * t.shape[2]
                 let w = Tensor(storage: t.storage, shape: [t.shape[1], t.shape[2]], offset: ex * per, requiresGrad: true)
-                w.grad = Tensor(storage: t.grad!.storage, shape: [t.shape[1], t.shape[2]], offset: ex * per)
                 v.append(("\(ex).\(name).weight", w))
             }
         }
         views = v
+    }
+
+    /// The stacked gradient buffers, zeroed, with the per-expert views' gradients looking into
+    /// them: made at the first fused backward, not with the weights (a trainer whose executor
+    /// computes the experts' gradients itself never needs these weight-sized buffers).
+    public func ensureGradients() {
+        guard gate.grad == nil else { return }
+        for t in [gate, up, down] { t.grad = Tensor(zeros: t.shape) }
+        for (i, (_, w)) in views.enumerated() {
+            let t = [gate, up, down][i % 3], per = t.shape[1] * t.shape[2]
+            w.grad = Tensor(storage: t.grad!.storage, shape: [t.shape[1], t.shape[2]], offset: (i / 3) * per)
+        }
+    }
+
+    /// Drops the stacked gradient buffers (and the views into them), should a fused backward
+    /// have made them: a trainer whose executor computes the experts' gradients does not use them.
+    public func releaseGradients() {
+        for t in [gate, up, down] { t.grad = nil }
+        for (_, v) in views { v.grad = nil }
     }
 
     override public func customParameters(prefix: String) -> [(String, Tensor)]? {
@@ -77,6 +94,7 @@ extension Tensor {
             }
         }
         return record(out, inputs: [x, weights, g, u, dn]) { gOut in
+            experts.ensureGradients()
             let gc = gOut.contiguousNoGrad()
             let go = gc.data
             let dx = Tensor(zeros: [n, d]), dw = Tensor(zeros: weights.shape)

@@ -69,6 +69,7 @@ open class Module: @unchecked Sendable {
     /// ones/zeros. Each tensor draws from its own stream keyed by its name, so the values do not
     /// depend on the order of construction or on how the model is split across ranks.
     public func initialize(seed: UInt64, std: Float = 0.02) {
+        if ParameterShapes.only { return }
         for (name, p) in namedParameters() where p.rank >= 2 {
             Philox(seed: seed, purpose: "init", fnv(name)).fillNormal(p, std: std)
         }
@@ -88,8 +89,15 @@ public func fnv(_ s: String) -> UInt64 {
 }
 
 /// A parameter tensor: zeros that require gradients (filled by `initialize` or by loading).
+/// Building a model only to learn its parameters' names and shapes (streaming conversion):
+/// inside `ParameterShapes.$only.withValue(true) { ... }` parameters get memory that is never
+/// written — so never resident — and `initialize` draws nothing.
+public enum ParameterShapes {
+    @TaskLocal public static var only = false
+}
+
 public func parameter(_ shape: [Int], fill: Float = 0) -> Tensor {
-    let t = Tensor(repeating: fill, shape: shape)
+    let t = ParameterShapes.only ? Tensor(uninitialized: shape) : Tensor(repeating: fill, shape: shape)
     t.requiresGrad = true
     return t
 }

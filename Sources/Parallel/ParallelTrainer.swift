@@ -111,6 +111,8 @@ public final class ParallelTrainer {
             let l = flat.pieces[i].expert!.layer
             if offsets[l] == nil { offsets[l] = off }
         }
+        // The executor keeps the experts' gradients (ExpertParallel): their stacked buffers go.
+        for layer in model.model.layers { layer.moe?.experts.releaseGradients() }
         executor = offsets.isEmpty ? nil : ExpertParallel(comm: grid.ep, experts: c.nRoutedExperts, layerOffset: offsets, flatCount: experts.count)
         self.clip = clip
         self.alphas = alphas
@@ -346,26 +348,52 @@ public final class ParallelTrainer {
 }
 
 extension ParallelTrainer {
-    /// Everything in one place for a checkpoint or an evaluation: each rank sends the chunks it
-    /// owns (values, and with `moments` its AdamW moments) to world rank 0, which writes the
-    /// values into its model and returns the full moments per parameter (names = `flat.pieces`).
-    /// Other ranks return nil. Serial HDF5 then writes one file from rank 0.
-    public func gatherToRoot(moments: Bool) throws -> (m: [Tensor], v: [Tensor])? {
-        let all = try grid.world.gatherv(ownedPayload(moments: moments), root: 0)
-        guard grid.world.rank == 0 else { return nil }
-        let full = moments ? (m: flat.pieces.map { Tensor(zeros: $0.tensor.shape) }, v: flat.pieces.map { Tensor(zeros: $0.tensor.shape) }) : nil
+    /// A run of consecutive elements of one parameter this rank owns (consecutive owned chunks
+    /// merged): the piece, its element range, and where those elements sit in the rank's
+    /// optimizer shard (`expert`: the expert shard, else the dense one).
+    public struct OwnedRun: Sendable {
+        public let piece: Int
+        public let range: Range<Int>
+        public let expert: Bool
+        public let shardOffset: Int
+    }
+
+    /// This rank's owned runs, dense shard then expert shard, in chunk order: what it writes to
+    /// a checkpoint and reads back on resume.
+    public func ownedRuns() -> [OwnedRun] {
+        var runs: [OwnedRun] = []
+        for (vec, isExpert) in [(dense, false), (experts, true)] {
+            var at = 0
+            for id in vec.ownedChunks {
+                let ch = flat.chunks[id]
+                if let last = runs.last, last.expert == isExpert, last.piece == ch.piece, last.range.upperBound == ch.start {
+                    runs[runs.count - 1] = OwnedRun(piece: ch.piece, range: last.range.lowerBound..<(ch.start + ch.count),
+                                                    expert: isExpert, shardOffset: last.shardOffset)
+                } else {
+                    runs.append(OwnedRun(piece: ch.piece, range: ch.start..<(ch.start + ch.count), expert: isExpert, shardOffset: at))
+                }
+                at += ch.count
+            }
+        }
+        return runs
+    }
+
+    /// The whole model on world rank 0 for an evaluation: each rank sends the chunks it owns,
+    /// rank 0 writes them into its model. (Checkpoints need no gather: ShardedCheckpoint.)
+    public func gatherToRoot() throws {
+        let all = try grid.world.gatherv(ownedPayload(), root: 0)
+        guard grid.world.rank == 0 else { return }
         all.withUnsafeBufferPointer { b in
             var at = 0
-            for w in 0..<grid.world.size { at += place(b.baseAddress! + at, from: w, moments: full) }
+            for w in 0..<grid.world.size { at += place(b.baseAddress! + at, from: w) }
         }
-        return full
     }
 
     /// Every rank gets every parameter's current value (each rank's owned chunks, all-gathered):
     /// what sampling needs, since a rank generates with the whole model.
     public func gatherToAll() throws {
         guard grid.world.size > 1 else { return }
-        let payload = ownedPayload(moments: false)
+        let payload = ownedPayload()
         let counts = try grid.world.allgather([Int64(payload.count)]).map { Int($0) }
         let displs = displacements(counts)
         var all = [Float](repeating: 0, count: counts.reduce(0, +))
@@ -374,64 +402,32 @@ extension ParallelTrainer {
         }
         try all.withUnsafeMutableBufferPointer { b in try grid.world.allgatherv(b.baseAddress!, counts: counts, displs: displs) }
         all.withUnsafeBufferPointer { b in
-            for w in 0..<grid.world.size { _ = place(b.baseAddress! + displs[w], from: w, moments: nil) }
+            for w in 0..<grid.world.size { _ = place(b.baseAddress! + displs[w], from: w) }
         }
     }
 
-    /// This rank's owned chunks in owned order — the dense shard, then the expert shard — each
-    /// as values, followed (with `moments`) by its AdamW m and v.
-    func ownedPayload(moments: Bool) -> [Float] {
-        var payload: [Float] = []
+    /// This rank's owned chunks' values in owned order: the dense shard, then the expert shard.
+    func ownedPayload() -> [Float] {
         let me = flat.owned(worldRank: grid.world.rank)
-        for (vec, ids, opt, group) in [(dense, me.dense, denseOptimizer, grid.dp), (experts, me.expert, expertOptimizer, grid.edp)] {
-            let range = vec.shards[group.rank]
-            precondition(range.count == ids.reduce(0) { $0 + flat.chunks[$1].count })
-            payload.append(contentsOf: vec.packValues(flat)[range])
-            if moments {
-                payload.append(contentsOf: opt.m)
-                payload.append(contentsOf: opt.v)
-            }
+        var payload: [Float] = []
+        payload.reserveCapacity((me.dense + me.expert).reduce(0) { $0 + flat.chunks[$1].count })
+        for id in me.dense + me.expert {
+            let ch = flat.chunks[id]
+            payload.append(contentsOf: UnsafeBufferPointer(start: flat.pieces[ch.piece].tensor.data + ch.start, count: ch.count))
         }
         return payload
     }
 
-    /// Writes world rank `w`'s payload (laid out as `ownedPayload`) into the model's tensors and
-    /// `moments`; returns the floats it read.
-    func place(_ p: UnsafePointer<Float>, from w: Int, moments: (m: [Tensor], v: [Tensor])?) -> Int {
+    /// Writes world rank `w`'s payload (laid out as `ownedPayload`) into the model's tensors;
+    /// returns the floats it read.
+    func place(_ p: UnsafePointer<Float>, from w: Int) -> Int {
         var at = 0
         let own = flat.owned(worldRank: w)
-        for ids in [own.dense, own.expert] {
-            let n = ids.reduce(0) { $0 + flat.chunks[$1].count }
-            var rel = 0
-            for id in ids {
-                let ch = flat.chunks[id]
-                (flat.pieces[ch.piece].tensor.data + ch.start).update(from: p + at + rel, count: ch.count)
-                if let moments {
-                    (moments.m[ch.piece].data + ch.start).update(from: p + at + n + rel, count: ch.count)
-                    (moments.v[ch.piece].data + ch.start).update(from: p + at + 2 * n + rel, count: ch.count)
-                }
-                rel += ch.count
-            }
-            at += moments == nil ? n : 3 * n
+        for id in own.dense + own.expert {
+            let ch = flat.chunks[id]
+            (flat.pieces[ch.piece].tensor.data + ch.start).update(from: p + at, count: ch.count)
+            at += ch.count
         }
         return at
-    }
-
-    /// Restores the optimizer from full per-parameter moments (indexed like `flat.pieces`, as
-    /// a checkpoint holds them, whatever layout wrote it): each rank keeps its shard.
-    public func loadMoments(step: Int, m: [Tensor], v: [Tensor]) {
-        for (vec, opt, group) in [(dense, denseOptimizer, grid.dp), (experts, expertOptimizer, grid.edp)] {
-            let shard = vec.shards[group.rank]
-            for (full, into) in [(m, 0), (v, 1)] {
-                var flatM = [Float](repeating: 0, count: vec.count)
-                flatM.withUnsafeMutableBufferPointer { o in
-                    for (i, off) in zip(vec.pieces, vec.offsets) {
-                        (o.baseAddress! + off).update(from: full[i].data, count: full[i].count)
-                    }
-                }
-                if into == 0 { opt.m = Array(flatM[shard]) } else { opt.v = Array(flatM[shard]) }
-            }
-            opt.step = step
-        }
     }
 }

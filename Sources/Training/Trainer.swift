@@ -99,7 +99,8 @@ public final class Trainer {
         let config = try recipe.model.config(relativeTo: recipeDir)
         var startStage = 0, startStep = 0, globalStep = 0, tokens = 0
         var model: DeepSeekV2ForCausalLM
-        var optimizerState: CheckpointStore.OptimizerState? = nil
+        // Where the optimizer state comes from on resume: each rank reads its own moments there.
+        var momentsFrom: String? = nil
         // Rotary tables long enough for training rows and for generation (a chat template's
         // prompt plus the completion, in evaluation and GRPO).
         let positions = recipe.stages.indices.map { i -> Int in
@@ -118,7 +119,9 @@ public final class Trainer {
             globalStep = state.globalStep
             tokens = state.tokens
             let named = model.namedParameters()
-            optimizerState = try CheckpointStore.loadOptimizer(resume, names: named.map(\.0), like: named.map(\.1))
+            // Checked now (metadata only), read per rank when the stage's optimizer exists.
+            _ = try CheckpointStore.optimizerStep(resume, parameters: named.map { ($0.0, $0.1.shape) })
+            momentsFrom = resume
             try runDirectory?.truncateMetrics(afterGlobalStep: globalStep)
             log("resumed from \(resume): stage \(recipe.stages[startStage].name), step \(startStep)")
             tokenizerFiles = try CheckpointStore.tokenizerFiles(resume)
@@ -162,7 +165,7 @@ public final class Trainer {
                 model = m
             }
             let outcome = try runStage(stage, index: si, model: model, from: si == startStage ? startStep : 0,
-                                       optimizer: si == startStage ? optimizerState : nil, globalStep: &globalStep, tokens: &tokens)
+                                       momentsFrom: si == startStage ? momentsFrom : nil, globalStep: &globalStep, tokens: &tokens)
             if outcome == .stopped { return .stopped }
         }
         if isRoot {
@@ -252,7 +255,7 @@ public final class Trainer {
     }
 
     func runStage(_ stage: Recipe.Stage, index si: Int, model: DeepSeekV2ForCausalLM, from startStep: Int,
-                  optimizer saved: CheckpointStore.OptimizerState?, globalStep: inout Int, tokens: inout Int) throws -> Outcome {
+                  momentsFrom: String?, globalStep: inout Int, tokens: inout Int) throws -> Outcome {
         let micro = recipe.parallel.microbatches
         guard stage.batchSize % micro == 0 || stage.kind == "grpo" else {
             throw RecipeError(file: "recipe", line: nil, column: nil, path: "stages[\(si)].batch_size",
@@ -287,8 +290,8 @@ public final class Trainer {
                                                     device: stage.alphas.device, communication: stage.alphas.communication),
                                       dropping: stage.capacityFactor.map { TokenDropping(capacityFactor: $0, neverDropFraction: stage.neverDropFraction) },
                                       seed: recipe.seed)
-        if let saved {
-            trainer.loadMoments(step: saved.step, m: saved.m, v: saved.v)
+        if let momentsFrom {
+            try ShardedCheckpoint.loadMoments(momentsFrom, trainer: trainer)
         }
         let rewards = try rewardFunctions(stage)
         let evaluate: () -> Evaluation = { [self] in
@@ -308,7 +311,7 @@ public final class Trainer {
         var nanRun = 0, nanTotal = 0
         var summary = StageSummary(name: stage.name, kind: stage.kind, steps: stage.steps, seconds: 0, samples: 0)
         if stage.evalEvery > 0 && startStep == 0 {
-            _ = try trainer.gatherToRoot(moments: false)
+            try trainer.gatherToRoot()
             if isRoot {
                 let e = evaluate()
                 (summary.lossBefore, summary.accuracyBefore, summary.rewardBefore, summary.samples) = (e.loss, e.accuracy, e.reward, e.samples)
@@ -420,7 +423,7 @@ public final class Trainer {
                 m["never_dropped_received"] = r.protectedReceived
             }
             if stage.evalEvery > 0 && (step % stage.evalEvery == 0 || step == stage.steps) {
-                _ = try trainer.gatherToRoot(moments: false)
+                try trainer.gatherToRoot()
             }
             if stage.evalEvery > 0 && (step % stage.evalEvery == 0 || step == stage.steps) && isRoot {
                 let e = evaluate()
@@ -474,13 +477,12 @@ public final class Trainer {
                         globalStep: Int, tokens: Int) throws {
         // A finished stage is recorded as the next stage's step 0, so resuming starts there.
         let done = step == stage.steps && index + 1 < recipe.stages.count
-        let moments = try trainer.gatherToRoot(moments: !done)
-        guard isRoot else { return }
-        let file = (run.checkpoints as NSString).appendingPathComponent(String(format: "step-%08d.h5", globalStep))
+        let file = try grid.world.broadcast(isRoot ? (run.checkpoints as NSString).appendingPathComponent(String(format: "step-%08d.h5", globalStep)) : "",
+                                            root: 0)
         let state = CheckpointStore.State(stage: stage.name, step: done ? 0 : step, tokens: tokens, recipe: recipe.resolvedYAML,
                                           stageIndex: done ? index + 1 : index, globalStep: globalStep, seed: Int(recipe.seed))
-        let opt = moments.map { CheckpointStore.OptimizerState(step: trainer.optimizerStep, names: trainer.flat.pieces.map(\.name), m: $0.m, v: $0.v) }
-        try CheckpointStore.save(model, state: state, optimizer: opt, tokenizerFiles: tokenizerFiles, to: file)
+        try ShardedCheckpoint.save(file, world: grid.world, trainer: trainer, state: state, moments: !done, tokenizerFiles: tokenizerFiles)
+        guard isRoot else { return }
         try run.publish(file, keep: recipe.checkpoint.keep)
         run.logLine("checkpoint \(file)")
     }

@@ -33,14 +33,22 @@ struct ConvertCommand: ParsableCommand {
         try reportingBadInput {
             if isDir.boolValue {
                 guard destination.hasSuffix(".h5") else { fail("\(destination): converting a directory needs an .h5 destination") }
-                let model = try HFDirectory.load(source, positions: 1)
+                // Tensor by tensor: memory for the largest tensor, not the model.
+                let weights = try HFDirectory.Weights(source)
+                let parameters = DeepSeekV2ForCausalLM.parameterShapes(weights.config)
+                try weights.check(parameters)
                 let files = HFDirectory.tokenizerFiles(source)
-                try CheckpointStore.save(model, tokenizerFiles: files, to: destination)
+                try CheckpointStore.save(config: weights.config, parameters: parameters, tokenizerFiles: files, to: destination,
+                                         tensor: weights.tensor)
                 print("wrote \(destination) (tokenizer files: \(files.isEmpty ? "none" : files.map(\.0).joined(separator: ", ")))")
             } else {
-                let (model, _) = try CheckpointStore.load(source, positions: 1)
+                let reader = try CheckpointStore.Reader(source)
+                defer { reader.close() }
+                let parameters = DeepSeekV2ForCausalLM.parameterShapes(reader.config)
+                try reader.check(parameters)
                 let files = try CheckpointStore.tokenizerFiles(source)
-                try HFDirectory.save(model, to: destination, shardBytes: shardBytes, dtype: type, tokenizerFiles: files)
+                try HFDirectory.save(config: reader.config, parameters: parameters, to: destination, shardBytes: shardBytes, dtype: type,
+                                     tokenizerFiles: files, tensor: reader.tensor)
                 let shards = ((try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? []).filter { $0.hasSuffix(".safetensors") }.count
                 print("wrote \(destination) (\(shards) safetensors file\(shards == 1 ? "" : "s"), \(type.rawValue), tokenizer files: \(files.isEmpty ? "none" : files.map(\.0).joined(separator: ", ")))")
             }

@@ -3,6 +3,7 @@ import Foundation
 import DeepSeek
 import Checkpoint
 import Training
+import Autograd
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,19 +16,31 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) else { fail("\(checkpoint): does not exist") }
-        let (model, state) = try reportingBadInput { () -> (DeepSeekV2ForCausalLM, CheckpointStore.State) in
-            if isDir.boolValue { return (try HFDirectory.load(checkpoint, positions: 1), CheckpointStore.State()) }
-            return try CheckpointStore.load(checkpoint, positions: 1)
+        // Tensor by tensor: a checkpoint of any size in the memory of its largest tensor.
+        try reportingBadInput {
+            let config: DeepSeekV2Config, state: CheckpointStore.State, tensor: (String) throws -> Tensor
+            var reader: CheckpointStore.Reader? = nil
+            defer { reader?.close() }
+            if isDir.boolValue {
+                let w = try HFDirectory.Weights(checkpoint)
+                (config, state, tensor) = (w.config, CheckpointStore.State(), w.tensor)
+                try w.check(DeepSeekV2ForCausalLM.parameterShapes(config))
+            } else {
+                let r = try CheckpointStore.Reader(checkpoint)
+                reader = r
+                (config, state, tensor) = (r.config, r.state, r.tensor)
+                try r.check(DeepSeekV2ForCausalLM.parameterShapes(config))
+            }
+            let shapes = DeepSeekV2ForCausalLM.parameterShapes(config)
+            print("checkpoint   \(checkpoint)")
+            if !isDir.boolValue {
+                print("stage        \(state.stage.isEmpty ? "-" : state.stage) (index \(state.stageIndex)), step \(state.step), global step \(state.globalStep), tokens \(state.tokens)")
+            }
+            let c = config
+            print("model        \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), \(c.numAttentionHeads) heads, \(c.nSharedExperts) shared + \(c.nRoutedExperts) routed experts, vocab \(c.vocabSize)")
+            print("parameters   \(shapes.reduce(0) { $0 + $1.shape.reduce(1, *) }) in \(shapes.count) tensors")
+            print("digest       sha256:\(try weightsDigest(names: shapes.map(\.name), tensor: tensor))")
+            if tensors { for p in shapes { print("  \(p.name) \(p.shape)") } }
         }
-        let named = model.namedParameters()
-        print("checkpoint   \(checkpoint)")
-        if !isDir.boolValue {
-            print("stage        \(state.stage.isEmpty ? "-" : state.stage) (index \(state.stageIndex)), step \(state.step), global step \(state.globalStep), tokens \(state.tokens)")
-        }
-        let c = model.config
-        print("model        \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), \(c.numAttentionHeads) heads, \(c.nSharedExperts) shared + \(c.nRoutedExperts) routed experts, vocab \(c.vocabSize)")
-        print("parameters   \(model.parameterCount) in \(named.count) tensors")
-        print("digest       sha256:\(weightsDigest(named))")
-        if tensors { for (n, t) in named { print("  \(n) \(t.shape)") } }
     }
 }

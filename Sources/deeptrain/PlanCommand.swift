@@ -70,6 +70,7 @@ struct PlanCommand: ParsableCommand {
           layout                dp \(dp) × pp \(pp) = \(dp * pp) ranks, ep \(ep) inside dp
           memory per rank       \(gib(p.memory_per_rank.total_bytes)): weights \(gib(p.memory_per_rank.weights_bytes)), \
         gradients \(gib(p.memory_per_rank.gradients_bytes)), AdamW (ZeRO-1) \(gib(p.memory_per_rank.optimizer_bytes)); activations not included
+          not yet sharded       + \(gib(p.memory_per_rank.replicated_weights_bytes)): this version builds every weight on every rank         (measured peak per rank: rank_peak_rss_mb in metrics.jsonl)
           all-to-all per step   \(gib(p.all_to_all_bytes_per_step_per_rank)) per rank (micro-batch \(microBatch) × \(microbatches))
         """)
     }

@@ -111,3 +111,40 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["hf"])
     }
 }
+
+/// What ranks write and read of a checkpoint without a gather: element ranges of a dataset, cut
+/// across rows anywhere, land exactly where a whole-tensor write puts them.
+@Suite struct CheckpointSliceTests {
+    @Test func flatRangesOfMatricesAndVectorsWriteAndReadInPlace() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dt-slices-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/s.h5"
+        let matrix = Tensor((0..<(7 * 5)).map { Float($0) + 0.5 }, shape: [7, 5])
+        let vector = Tensor((0..<9).map { -Float($0) }, shape: [9])
+        let f = try HDF5File.create(path)
+        try f.createFloats("/m", shape: [7, 5])
+        try f.createFloats("/v", shape: [9])
+        try f.close()
+        // Ranges as ZeRO shards cut them: mid-row starts and ends, whole rows, a single element.
+        let cuts: [(String, Tensor, [Range<Int>])] = [("/m", matrix, [0..<3, 3..<4, 4..<17, 17..<20, 20..<35]),
+                                                     ("/v", vector, [0..<4, 4..<9])]
+        for (name, t, ranges) in cuts {
+            for r in ranges.reversed() {  // any order: each rank takes its turn
+                let w = try HDF5File.openForWriting(path)
+                try w.writeFloats(name, range: r, from: t.data + r.lowerBound)
+                try w.close()
+            }
+        }
+        let back = try HDF5File.open(path)
+        defer { try? back.close() }
+        #expect(try back.readTensor("/m").values == matrix.values)
+        #expect(try back.readTensor("/v").values == vector.values)
+        var part = [Float](repeating: 0, count: 11)
+        try part.withUnsafeMutableBufferPointer { try back.readFloats("/m", range: 12..<23, into: $0.baseAddress!) }
+        #expect(part == Array(matrix.values[12..<23]))
+        #expect(throws: CheckpointError.self) {
+            try part.withUnsafeMutableBufferPointer { try back.readFloats("/m", range: 30..<41, into: $0.baseAddress!) }
+        }
+    }
+}

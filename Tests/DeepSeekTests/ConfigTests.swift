@@ -77,4 +77,19 @@ import Testing
         for name in DeepSeekV2Config.presetNames { try DeepSeekV2Config.preset(name).validate() }
         #expect(throws: ConfigError.self) { try DeepSeekV2Config.preset("v3") }
     }
+
+    /// The names and shapes a streaming conversion checks files against are the built model's,
+    /// in its order, without building its weights.
+    @Test func parameterShapesAreTheModelsWithoutItsWeights() throws {
+        var wide = DeepSeekV2Config.tiny
+        wide.qLoraRank = nil
+        wide.nSharedExperts = 2
+        for c in [DeepSeekV2Config.tiny, .small, wide] {
+            let built = DeepSeekV2ForCausalLM(c, seed: 1).namedParameters().map { "\($0.0) \($0.1.shape)" }
+            #expect(DeepSeekV2ForCausalLM.parameterShapes(c).map { "\($0.name) \($0.shape)" } == built)
+        }
+        // Outside the shapes-only scope, parameters are initialised as before.
+        let m = DeepSeekV2ForCausalLM(.tiny, seed: 1)
+        #expect(m.lm_head.weight.values.contains { $0 != 0 })
+    }
 }

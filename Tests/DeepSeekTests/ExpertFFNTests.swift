@@ -51,6 +51,9 @@ import Testing
                                    "mlp.experts.1.gate_proj.weight", "mlp.experts.1.up_proj.weight", "mlp.experts.1.down_proj.weight"])
         named[3].1.copy(from: Tensor(repeating: 7, shape: [4, 3]))
         #expect(s.gate.values[12...].allSatisfy { $0 == 7 } && s.gate.values[..<12].allSatisfy { $0 == 0 })
+        // Gradient buffers come with the first fused backward (or ensureGradients), as views too.
+        #expect(s.gate.grad == nil && named[3].1.grad == nil)
+        s.ensureGradients()
         s.gate.grad!.fill(1)
         #expect(named[3].1.grad!.values.allSatisfy { $0 == 1 })
     }

@@ -65,7 +65,7 @@ import Testing
     /// The fields that must repeat bit for bit (timing fields excluded).
     func deterministic(_ m: [String: Any]) -> String {
         var d = m
-        for k in ["tokens_per_s", "mfu", "elapsed_s", "forward_s", "backward_s", "optimizer_s"] { d.removeValue(forKey: k) }
+        for k in ["tokens_per_s", "mfu", "elapsed_s", "forward_s", "backward_s", "optimizer_s", "peak_rss_mb", "rank_peak_rss_mb"] { d.removeValue(forKey: k) }
         return String(decoding: try! JSONSerialization.data(withJSONObject: d, options: [.sortedKeys]), as: UTF8.self)
     }
 
