@@ -8,11 +8,14 @@ import Foundation
 public final class Storage: @unchecked Sendable {
     public let count: Int
     public let data: UnsafeMutablePointer<Float>
+    /// Pages mapped for `lazyZeroed`: unmapped on release, never pooled.
+    let mappedBytes: Int
 
     /// Uninitialised memory: callers that read before writing must use `zeroed`.
     public init(uninitialized count: Int) {
         self.count = count
         data = BufferPool.shared.take(count)
+        mappedBytes = 0
     }
 
     public convenience init(zeroed count: Int) {
@@ -20,7 +23,26 @@ public final class Storage: @unchecked Sendable {
         data.initialize(repeating: 0, count: count)
     }
 
-    deinit { BufferPool.shared.give(data, count) }
+    /// Zeros that cost no memory until written: fresh anonymous pages (the kernel's zero page
+    /// until touched). Parameters are made this way, so a rank that never touches another
+    /// stage's layers or another ep block's experts never holds them (a small buffer is simply
+    /// zeroed).
+    public init(lazyZeroed count: Int) {
+        self.count = count
+        let bytes = count * 4
+        if bytes >= 1 << 20, let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED {
+            data = p.bindMemory(to: Float.self, capacity: count)
+            mappedBytes = bytes
+        } else {
+            data = BufferPool.shared.take(count)
+            data.initialize(repeating: 0, count: count)
+            mappedBytes = 0
+        }
+    }
+
+    deinit {
+        if mappedBytes > 0 { munmap(UnsafeMutableRawPointer(data), mappedBytes) } else { BufferPool.shared.give(data, count) }
+    }
 }
 
 /// Freed buffers kept by exact size for the next allocation of that size.

@@ -242,13 +242,15 @@ public enum CheckpointStore {
     }
 
     /// Reads the config, builds the model and fills every parameter from `/model`.
-    public static func load(_ path: String, positions: Int? = nil) throws -> (DeepSeekV2ForCausalLM, State) {
+    /// With `holds`, only the parameters it accepts are read (a rank's part); the others stay
+    /// untouched zeros.
+    public static func load(_ path: String, positions: Int? = nil, holds: ((String) -> Bool)? = nil) throws -> (DeepSeekV2ForCausalLM, State) {
         let r = try Reader(path)
         defer { r.close() }
-        let model = DeepSeekV2ForCausalLM(r.config, seed: 0, positions: positions)
+        let model = DeepSeekV2ForCausalLM(r.config, seed: 0, positions: positions, holds: { _ in false })
         let named = model.namedParameters()
         try r.check(named.map { ($0.0, $0.1.shape) })
-        for (name, p) in named { p.copy(from: try r.tensor(name)) }
+        for (name, p) in named where holds?(name) ?? true { p.copy(from: try r.tensor(name)) }
         return (model, r.state)
     }
 

@@ -8,12 +8,13 @@ public enum HFDirectory {
     /// Reads the config and builds the model with the directory's weights. Every parameter
     /// must be present with its shape; a tensor the model does not have is an error too (it
     /// would mean a different architecture), except rotary caches some exports include.
-    public static func load(_ dir: String, positions: Int? = nil) throws -> DeepSeekV2ForCausalLM {
+    /// With `holds`, only the parameters it accepts are read (a rank's part).
+    public static func load(_ dir: String, positions: Int? = nil, holds: ((String) -> Bool)? = nil) throws -> DeepSeekV2ForCausalLM {
         let w = try Weights(dir)
-        let model = DeepSeekV2ForCausalLM(w.config, seed: 0, positions: positions)
+        let model = DeepSeekV2ForCausalLM(w.config, seed: 0, positions: positions, holds: { _ in false })
         let named = model.namedParameters()
         try w.check(named.map { ($0.0, $0.1.shape) })
-        for (name, p) in named { p.copy(from: try w.tensor(name)) }
+        for (name, p) in named where holds?(name) ?? true { p.copy(from: try w.tensor(name)) }
         return model
     }
 

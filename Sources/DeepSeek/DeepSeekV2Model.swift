@@ -82,13 +82,15 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
         }
     }
 
-    public init(_ c: DeepSeekV2Config, seed: UInt64, positions: Int? = nil) {
+    /// `holds`: the parameters this rank keeps (`ProcessGrid.holds`); the others are never
+    /// initialised or touched, so they cost no memory (lazily zeroed pages).
+    public init(_ c: DeepSeekV2Config, seed: UInt64, positions: Int? = nil, holds: ((String) -> Bool)? = nil) {
         config = c
         model = DeepSeekV2Body(c)
         lm_head = Linear(c.hiddenSize, c.vocabSize)
         rotary = RotaryTables(config: c, positions: positions ?? Swift.min(c.maxPositionEmbeddings, 4096))
         super.init()
-        initialize(seed: seed, std: Float(c.initializerRange))
+        initialize(seed: seed, std: Float(c.initializerRange), holds: holds)
     }
 
     /// ids: B·T token ids (row-major) at positions start..<start+T.

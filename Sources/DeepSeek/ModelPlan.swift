@@ -32,10 +32,6 @@ public struct ModelPlan: Codable, Sendable {
         public let gradients_bytes: Double
         public let optimizer_bytes: Double
         public let total_bytes: Double
-        /// What this version allocates per rank beyond `total_bytes`: it still builds every
-        /// weight of the model on every rank (other stages' and ep blocks' unused), so its
-        /// measured peak (`rank_peak_rss_mb`) is at least total + this, plus activations.
-        public let replicated_weights_bytes: Double
     }
 
     public init(_ c: DeepSeekV2Config, sequenceLength t: Int, dp: Int = 1, ep: Int = 1, pp: Int = 1,
@@ -78,8 +74,7 @@ public struct ModelPlan: Codable, Sendable {
         let onRank = nonExpert + expertShare
         let moments = 8 * (nonExpert / Double(dp) + expertShare / Double(Swift.max(dp / ep, 1)))
         memory_per_rank = Memory(parameters_on_rank: Int(onRank), weights_bytes: 4 * onRank, gradients_bytes: 4 * onRank,
-                                 optimizer_bytes: moments, total_bytes: 8 * onRank + moments,
-                                 replicated_weights_bytes: 4 * (Double(total_parameters) - onRank))
+                                 optimizer_bytes: moments, total_bytes: 8 * onRank + moments)
         // Dispatch and combine, forward and backward: 4 transfers of every routed copy of a
         // token's hidden state (fp32); the share (ep−1)/ep leaves the rank.
         let tokensPerRank = Double(microBatch * microbatches * t)

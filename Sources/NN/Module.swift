@@ -68,9 +68,11 @@ open class Module: @unchecked Sendable {
     /// weights) from normal(0, std); vectors (norm weights, biases) keep their constructed
     /// ones/zeros. Each tensor draws from its own stream keyed by its name, so the values do not
     /// depend on the order of construction or on how the model is split across ranks.
-    public func initialize(seed: UInt64, std: Float = 0.02) {
+    /// `holds`: only the parameters a rank keeps (a pipeline stage's, an ep block's experts);
+    /// the others stay lazily zeroed, costing nothing.
+    public func initialize(seed: UInt64, std: Float = 0.02, holds: ((String) -> Bool)? = nil) {
         if ParameterShapes.only { return }
-        for (name, p) in namedParameters() where p.rank >= 2 {
+        for (name, p) in namedParameters() where p.rank >= 2 && holds?(name) ?? true {
             Philox(seed: seed, purpose: "init", fnv(name)).fillNormal(p, std: std)
         }
     }
@@ -97,7 +99,10 @@ public enum ParameterShapes {
 }
 
 public func parameter(_ shape: [Int], fill: Float = 0) -> Tensor {
-    let t = ParameterShapes.only ? Tensor(uninitialized: shape) : Tensor(repeating: fill, shape: shape)
+    // Zero-filled parameters (matrices, before `initialize`) take lazily zeroed pages: memory
+    // only where a rank writes them.
+    let t = ParameterShapes.only ? Tensor(uninitialized: shape)
+        : fill == 0 ? Tensor(storage: Storage(lazyZeroed: shape.reduce(1, *)), shape: shape) : Tensor(repeating: fill, shape: shape)
     t.requiresGrad = true
     return t
 }

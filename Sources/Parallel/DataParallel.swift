@@ -34,12 +34,7 @@ public struct FlatLayout {
     public init(_ named: [(String, Tensor)], partition: StagePartition, layout: Layout, experts: Int) {
         var p: [Piece] = [], c: [Chunk] = [], first: [Int] = []
         for (name, t) in named {
-            var ex: (Int, Int)? = nil
-            if let r = name.range(of: ".mlp.experts.") {
-                let layer = Int(name.dropFirst("model.layers.".count).prefix { $0.isNumber })!
-                let index = Int(name[r.upperBound...].prefix { $0.isNumber })!
-                ex = (layer, index)
-            }
+            let ex = FlatLayout.expert(of: name)
             first.append(c.count)
             var s = 0
             while s < t.count {
@@ -53,6 +48,14 @@ public struct FlatLayout {
         firstChunk = first
         self.layout = layout
         expertsPerRank = Swift.max(experts / layout.ep, 1)
+    }
+
+    /// (layer, expert) of a routed expert's weight, from its Hugging Face name.
+    public static func expert(of name: String) -> (layer: Int, index: Int)? {
+        guard let r = name.range(of: ".mlp.experts.") else { return nil }
+        let layer = Int(name.dropFirst("model.layers.".count).prefix { $0.isNumber })!
+        let index = Int(name[r.upperBound...].prefix { $0.isNumber })!
+        return (layer, index)
     }
 
     func chunks(ofPieces ps: [Int]) -> [Int] {

@@ -118,4 +118,20 @@ public final class ProcessGrid: @unchecked Sendable {
         return (dpRank * n)..<((dpRank + 1) * n)
     }
     public var layers: Range<Int> { partition.layers[stage] }
+
+    /// Whether this rank keeps parameter `name` of a model with `experts` routed experts: its
+    /// stage's parameters, of the routed experts only its ep block's. What a rank builds,
+    /// initialises and loads; the rest of the model is never touched there.
+    public func holds(experts: Int) -> (String) -> Bool {
+        ProcessGrid.holds(partition: partition, stage: stage, block: epRank, ep: layout.ep, experts: experts)
+    }
+
+    /// `holds` of the rank at (stage, ep block) of a layout.
+    public static func holds(partition: StagePartition, stage: Int, block: Int, ep: Int, experts: Int) -> (String) -> Bool {
+        let per = Swift.max(experts / ep, 1)
+        return { name in
+            guard partition.stage(of: name) == stage else { return false }
+            return FlatLayout.expert(of: name).map { $0.index / per == block } ?? true
+        }
+    }
 }

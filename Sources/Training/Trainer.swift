@@ -108,8 +108,10 @@ public final class Trainer {
             if s.kind == "pretrain" { return s.seqLen }
             return Swift.max(s.seqLen, Self.tokenizerSource(recipe: recipe, recipeDir: recipeDir, stage: i) == nil ? 128 : 512)
         }.max()! + 1
+        // A rank builds, initialises and loads only its part: its stage, its ep block's experts.
+        let holds = grid.holds(experts: config.nRoutedExperts)
         if let resume {
-            let (m, state) = try CheckpointStore.load(resume, positions: positions)
+            let (m, state) = try CheckpointStore.load(resume, positions: positions, holds: holds)
             guard m.config == config else {
                 throw CheckpointError(resume, "holds a different model than the recipe's (its config.json differs)")
             }
@@ -127,12 +129,12 @@ public final class Trainer {
             tokenizerFiles = try CheckpointStore.tokenizerFiles(resume)
         } else if let dir = hfDirectory(recipe.model.source), FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("model.safetensors")) || FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("model.safetensors.index.json")) {
             // `model:` names a Hugging Face directory with weights: training starts from them.
-            model = try HFDirectory.load(dir, positions: positions)
+            model = try HFDirectory.load(dir, positions: positions, holds: holds)
             tokenizerFiles = HFDirectory.tokenizerFiles(dir)
             tokenizerSource = tokenizerSource ?? (tokenizerFiles.contains { $0.0 == "tokenizer.json" } ? dir : nil)
             log("model weights from \(dir)")
         } else {
-            model = DeepSeekV2ForCausalLM(config, seed: recipe.seed, positions: positions)
+            model = DeepSeekV2ForCausalLM(config, seed: recipe.seed, positions: positions, holds: holds)
             if let dir = hfDirectory(recipe.model.source), FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("tokenizer.json")) {
                 tokenizerFiles = HFDirectory.tokenizerFiles(dir)
                 tokenizerSource = tokenizerSource ?? dir
@@ -152,12 +154,12 @@ public final class Trainer {
                 let m: DeepSeekV2ForCausalLM
                 if let dir = hfDirectory(initPath) {
                     // A Hugging Face model directory: its weights, and its tokenizer for the stages.
-                    m = try HFDirectory.load(dir, positions: positions)
+                    m = try HFDirectory.load(dir, positions: positions, holds: holds)
                     let files = HFDirectory.tokenizerFiles(dir)
                     if !files.isEmpty { tokenizerFiles = files }
                     if tokenizerSource == nil || recipe.tokenizer == nil, files.contains(where: { $0.0 == "tokenizer.json" }) { tokenizerSource = dir }
                 } else {
-                    m = try CheckpointStore.load(path, positions: positions).0
+                    m = try CheckpointStore.load(path, positions: positions, holds: holds).0
                     let files = try CheckpointStore.tokenizerFiles(path)
                     if !files.isEmpty { tokenizerFiles = files }
                 }

@@ -10,9 +10,9 @@ struct PlanCommand: ParsableCommand {
 
     @Option(help: "A preset (tiny, small, v2-lite, v2) or a path to a Hugging Face config.json.") var model: String?
     @Option(help: "A recipe: its model, parallel layout, sequence length and micro-batches.") var recipe: String?
-    @Option(help: "Data-parallel ranks.") var dp = 1
-    @Option(help: "Expert-parallel ranks (divides dp).") var ep = 1
-    @Option(help: "Pipeline stages.") var pp = 1
+    @Option(help: "Data-parallel ranks (with --recipe: overrides the recipe's).") var dp: Int?
+    @Option(help: "Expert-parallel ranks, dividing dp (with --recipe: overrides the recipe's).") var ep: Int?
+    @Option(help: "Pipeline stages (with --recipe: overrides the recipe's).") var pp: Int?
     @Option(help: "Sequence length for FLOPs and traffic (default: the model's original context, at most 4096).") var seq: Int?
     @Option(help: "Sequences per micro-batch.") var microBatch = 1
     @Option(help: "Micro-batches per step.") var microbatches = 1
@@ -25,10 +25,11 @@ struct PlanCommand: ParsableCommand {
             if let recipe {
                 let r = try Recipe.load(recipe)
                 config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
-                (dp, ep, pp, microbatches) = (r.parallel.layout(world: r.parallel.pp).dp, r.parallel.ep, r.parallel.pp, r.parallel.microbatches)
+                let stages = pp ?? r.parallel.pp
+                (dp, ep, pp, microbatches) = (dp ?? r.parallel.layout(world: stages).dp, ep ?? r.parallel.ep, stages, r.parallel.microbatches)
                 let s = r.stages[0]
                 seq = seq ?? s.seqLen
-                microBatch = Swift.max(1, s.batchSize / Swift.max(dp * microbatches, 1))
+                microBatch = Swift.max(1, s.batchSize / Swift.max(dp! * microbatches, 1))
                 label = "\(r.model.source) (recipe \(r.name))"
             } else if let model {
                 config = model.hasSuffix(".json") ? try DeepSeekV2Config.load(model) : try DeepSeekV2Config.preset(model)
@@ -42,6 +43,7 @@ struct PlanCommand: ParsableCommand {
             FileHandle.standardError.write(Data("error: \(e)\n".utf8))
             throw ExitCode(1)
         }
+        let (dp, ep, pp) = (self.dp ?? 1, self.ep ?? 1, self.pp ?? 1)
         guard dp >= 1, ep >= 1, pp >= 1, dp % ep == 0 else {
             throw ValidationError("--dp, --ep, --pp must be positive and --ep must divide --dp (got dp \(dp), ep \(ep))")
         }
@@ -69,8 +71,8 @@ struct PlanCommand: ParsableCommand {
         (\(String(format: "%.1f", Double(p.mha_cache_bytes_per_token_bf16) / Double(p.kv_cache_bytes_per_token_bf16)))× smaller)
           layout                dp \(dp) × pp \(pp) = \(dp * pp) ranks, ep \(ep) inside dp
           memory per rank       \(gib(p.memory_per_rank.total_bytes)): weights \(gib(p.memory_per_rank.weights_bytes)), \
-        gradients \(gib(p.memory_per_rank.gradients_bytes)), AdamW (ZeRO-1) \(gib(p.memory_per_rank.optimizer_bytes)); activations not included
-          not yet sharded       + \(gib(p.memory_per_rank.replicated_weights_bytes)): this version builds every weight on every rank         (measured peak per rank: rank_peak_rss_mb in metrics.jsonl)
+        gradients \(gib(p.memory_per_rank.gradients_bytes)), AdamW (ZeRO-1) \(gib(p.memory_per_rank.optimizer_bytes)); activations and buffers not included \
+        (measured: rank_peak_rss_mb in metrics.jsonl)
           all-to-all per step   \(gib(p.all_to_all_bytes_per_step_per_rank)) per rank (micro-batch \(microBatch) × \(microbatches))
         """)
     }

@@ -187,4 +187,29 @@ import Parallel
         #expect(want.contains { $0 != 0 })
         #expect(bits(ep.weightGradients()) == bits(want))
     }
+
+    /// A rank keeps its stage's parameters and, of the routed experts, its ep block's; a model
+    /// built for it initialises only those, and every chunk of the layout lies in what its
+    /// owner keeps (so checkpoints and updates never read another rank's part).
+    @Test func aRankHoldsItsStageAndItsExpertsOnly() {
+        let c = DeepSeekV2Config.tiny
+        let partition = StagePartition(layers: 3, stages: 2)
+        let holds = ProcessGrid.holds(partition: partition, stage: 1, block: 1, ep: 2, experts: c.nRoutedExperts)
+        #expect(holds("model.layers.2.mlp.experts.7.up_proj.weight") && !holds("model.layers.2.mlp.experts.3.up_proj.weight"))
+        #expect(holds("lm_head.weight") && holds("model.layers.2.mlp.gate.weight") && !holds("model.embed_tokens.weight"))
+        let model = DeepSeekV2ForCausalLM(c, seed: 1, holds: holds)
+        for (name, t) in model.namedParameters() where t.rank >= 2 {
+            #expect(t.values.contains { $0 != 0 } == holds(name), "\(name)")
+        }
+        for (dp, ep, pp) in [(1, 1, 1), (4, 4, 1), (2, 1, 2), (2, 2, 2)] {
+            let layout = Layout(dp: dp, ep: ep, pp: pp, microbatches: 4)
+            let part = StagePartition(layers: 3, stages: pp)
+            let flat = FlatLayout(model.namedParameters(), partition: part, layout: layout, experts: c.nRoutedExperts)
+            for w in 0..<layout.world {
+                let h = ProcessGrid.holds(partition: part, stage: w / dp, block: (w % dp) % ep, ep: ep, experts: c.nRoutedExperts)
+                let o = flat.owned(worldRank: w)
+                #expect((o.dense + o.expert).allSatisfy { h(flat.pieces[flat.chunks[$0].piece].name) }, "layout \(layout) rank \(w)")
+            }
+        }
+    }
 }
