@@ -117,6 +117,34 @@ import Testing
         }
     }
 
+    /// recipes/sharded-1b.yaml made small (experts 256 wide: 38M of its 43M parameters): at
+    /// (dp 4, ep 4) a rank holds a quarter of the experts, so its measured peak is well under
+    /// half the serial run's; it checkpoints and resumes at another layout.
+    @Test func aShardedModelHoldsItsPartOnlyAndResumes() throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let recipe = Self.root.appendingPathComponent("recipes/sharded-1b.yaml").path
+        let small = ["--set", "model.overrides.moe_intermediate_size=256", "--set", "stages.0.steps=2"]
+        var peak: [String: [Double]] = [:]
+        for (ranks, ep) in [(1, 1), (4, 4)] {
+            let dir = "\(base)/ranks\(ranks)"
+            let r = try run(Self.launcher, ["\(ranks)", recipe, "--run-dir", dir, "--set", "parallel.ep=\(ep)"] + small)
+            #expect(r.status == 0, "\(ranks) ranks: \(r.stderr)")
+            peak["\(ranks)"] = metrics(dir).last?["rank_peak_rss_mb"] as? [Double] ?? []
+        }
+        let serial = peak["1"]?.first ?? 0, sharded = peak["4"] ?? []
+        #expect(sharded.count == 4 && serial > 0)
+        for (rank, mb) in sharded.enumerated() {
+            #expect(mb < 0.5 * serial, "rank \(rank): \(mb) MB at (dp 4, ep 4) against \(serial) MB serial")
+        }
+        // The (4, 4) checkpoint resumes on 2 ranks at ep 2 and continues.
+        let dir = "\(base)/ranks4"
+        let r = try run(Self.launcher, ["2", recipe, "--run-dir", dir, "--set", "parallel.ep=2", "--resume", "auto"] + small
+                        + ["--set", "stages.0.steps=3"])
+        #expect(r.status == 0 && r.stdout.contains("resumed from"), "\(r.stderr)")
+        #expect(metrics(dir).last?["step"] as? Int == 3)
+    }
+
     @Test func tokenDroppingAndBalanceLossesUnderRealExpertParallelism() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
