@@ -10,10 +10,9 @@ public final class HDF5File {
     let id: hid_t
     static let defaultPL = hid_t(H5P_DEFAULT)
 
-    static let quiet: Void = {
-        // HDF5 prints its own error stack by default; we report errors ourselves.
-        H5Eset_auto2(hid_t(H5E_DEFAULT), nil, nil)
-    }()
+    /// HDF5 prints its own error stack by default; we report errors ourselves. Set on every
+    /// open: a thread-safe libhdf5 keeps the setting per thread.
+    static var quiet: Void { H5Eset_auto2(hid_t(H5E_DEFAULT), nil, nil) }
 
     private init(path: String, id: hid_t) {
         self.path = path
