@@ -48,8 +48,13 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         let x: Storage, gy: Storage
         /// [source][local expert]: first row in `x`/`gy` and row count.
         let start: [[Int]], rows: [[Int]]
+        /// Within the cache budget: A (rows·I) and the hidden gradients (gA, gH, gU: 3·rows·I)
+        /// the backward computed, so the weight gradients need no recompute.
+        let a: Storage?, hidden: Storage?
     }
     var kept: [Kept] = []
+    /// Bytes of A and hidden gradients a step may keep instead of recomputing them, and used.
+    var cacheBudget = 0, cacheUsed = 0
 
     /// Per layer: the most rows one micro-batch sent this rank, and the rank's capacity per
     /// micro-batch (nil without dropping).
@@ -68,8 +73,12 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
 
     /// A new step whose expert-gradient tree has `leaves` micro-batches (ep × micro-batches per
     /// rank).
-    public func resetStep(leaves: Int = 1) {
+    /// `cacheBytes`: how much of the segments' activations and hidden gradients the step may
+    /// keep to skip their recompute (the same values either way: same bits).
+    public func resetStep(leaves: Int = 1, cacheBytes: Int = 0) {
         self.leaves = leaves
+        cacheBudget = cacheBytes
+        cacheUsed = 0
         direct = nil
         kept = []
         load = [:]
@@ -111,7 +120,15 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         for leaf in order {
             let k = recs[leaf.r], m = k.rows[leaf.s][j], at = k.start[leaf.s][j]
             var g = [Float](repeating: 0, count: 3 * per)
-            if m > 0 {
+            if m > 0, let ka = k.a, let kh = k.hidden {
+                // Kept by the backward: the weight gradients only.
+                g.withUnsafeMutableBufferPointer { gb in
+                    let slot = gb.baseAddress!
+                    ExpertKernel.weightGradients(m: m, dim: d, inter: inter, x: k.x.data + at * d, a: ka.data + at * inter,
+                                                 gy: k.gy.data + at * d, scratch: kh.data + at * 3 * inter,
+                                                 dGate: slot, dUp: slot + per, dDown: slot + 2 * per)
+                }
+            } else if m > 0 {
                 let h = work.data, u = h + m * inter, a = u + m * inter, scratch = a + m * inter
                 let x = k.x.data + at * d, gy = k.gy.data + at * d
                 ExpertKernel.activations(m: m, dim: d, inter: inter, x: x, gate: gp, up: upp, h: h, u: u, a: a)
@@ -294,7 +311,11 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                     direct!.withUnsafeMutableBufferPointer { run($0.baseAddress!) }
                 } else {
                     run(nil)
-                    kept.append(Kept(layer: layer, experts: st, micros: sourceMicro, x: recvX, gy: gYr, start: segStart, rows: segRows))
+                    let bytes = totalRecv * 4 * inter * 4
+                    let cache = cacheUsed + bytes <= cacheBudget
+                    if cache { cacheUsed += bytes }
+                    kept.append(Kept(layer: layer, experts: st, micros: sourceMicro, x: recvX, gy: gYr, start: segStart, rows: segRows,
+                                     a: cache ? asx : nil, hidden: cache ? scratch : nil))
                 }
                 let gxBack = Storage(uninitialized: Swift.max(totalSend * d, 1))
                 try comm.alltoallv(UnsafePointer(gx.data), sendCounts: recvRows.map { $0 * d }, sendDispls: recvDispl.map { $0 * d },
