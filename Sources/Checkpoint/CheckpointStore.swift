@@ -40,57 +40,13 @@ public enum CheckpointStore {
         }
     }
 
-    /// AdamW moments under the parameters' names, and its step count.
-    public struct OptimizerState {
-        public var step: Int
-        public var names: [String]
-        public var m: [Tensor]
-        public var v: [Tensor]
-        public init(step: Int, names: [String], m: [Tensor], v: [Tensor]) {
-            self.step = step
-            self.names = names
-            self.m = m
-            self.v = v
-        }
-    }
-
-    public static func save(_ model: DeepSeekV2ForCausalLM, state: State = State(), optimizer: OptimizerState? = nil,
-                            tokenizerFiles: [(String, Data)] = [], to path: String) throws {
-        let tmp = path + ".tmp"
-        try? FileManager.default.removeItem(atPath: tmp)
-        do {
-            let f = try HDF5File.create(tmp)
-            do {
-                try f.createGroup("/model")
-                for (name, p) in model.namedParameters() { try f.write("/model/\(name)", p) }
-                // Fault injection for the crash-safety test: a pause mid-write to kill the process in.
-                if let ms = ProcessInfo.processInfo.environment["DEEPTRAIN_FAULT_CHECKPOINT_PAUSE_MS"].flatMap({ Int($0) }) {
-                    try f.flush()
-                    usleep(UInt32(ms) * 1000)
-                }
-                try writeState(f, config: model.config, state: state, tokenizerFiles: tokenizerFiles)
-                if let o = optimizer {
-                    try f.createGroup("/optimizer")
-                    try f.createGroup("/optimizer/exp_avg")
-                    try f.createGroup("/optimizer/exp_avg_sq")
-                    try f.setAttribute("/optimizer", "step", int: Int64(o.step))
-                    for (i, n) in o.names.enumerated() {
-                        try f.write("/optimizer/exp_avg/\(n)", o.m[i])
-                        try f.write("/optimizer/exp_avg_sq/\(n)", o.v[i])
-                    }
-                }
-                try f.flush()
-            } catch {
-                try? f.close()
-                throw error
-            }
-            try f.close()
-            try fsyncFile(tmp)
-            guard rename(tmp, path) == 0 else { throw CheckpointError(path, "cannot rename \(tmp) into place (errno \(errno))") }
-        } catch {
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw error
-        }
+    /// A whole model in one process (tests, tools). Training writes through `begin` / `write`
+    /// / `commit`, every rank its own part with its optimizer state.
+    public static func save(_ model: DeepSeekV2ForCausalLM, state: State = State(), tokenizerFiles: [(String, Data)] = [],
+                            to path: String) throws {
+        let named = Dictionary(model.namedParameters(), uniquingKeysWith: { a, _ in a })
+        try save(config: model.config, parameters: model.namedParameters().map { ($0.0, $0.1.shape) }, state: state,
+                 tokenizerFiles: tokenizerFiles, to: path) { named[$0]! }
     }
 
     /// `/state` and `/tokenizer`: everything but the tensors.
@@ -306,10 +262,10 @@ public enum CheckpointStore {
         public func close() { try? f.close() }
     }
 
-    /// A converted model's checkpoint (no optimizer), its tensors taken one at a time from
+    /// A checkpoint without optimizer state (a converted model), its tensors taken one at a time from
     /// `tensor(name)`: memory for one tensor, not the model. Atomic like `save`.
-    public static func save(config: DeepSeekV2Config, parameters: [(name: String, shape: [Int])], tokenizerFiles: [(String, Data)],
-                            to path: String, tensor: (String) throws -> Tensor) throws {
+    public static func save(config: DeepSeekV2Config, parameters: [(name: String, shape: [Int])], state: State = State(),
+                            tokenizerFiles: [(String, Data)], to path: String, tensor: (String) throws -> Tensor) throws {
         let tmp = path + ".tmp"
         try? FileManager.default.removeItem(atPath: tmp)
         do {
@@ -321,7 +277,7 @@ public enum CheckpointStore {
                     guard t.shape == p.shape else { throw CheckpointError(path, "tensor \(p.name) came with shape \(t.shape); expected \(p.shape)") }
                     try f.write("/model/\(p.name)", t)
                 }
-                try writeState(f, config: config, state: State(), tokenizerFiles: tokenizerFiles)
+                try writeState(f, config: config, state: state, tokenizerFiles: tokenizerFiles)
                 try f.flush()
             } catch {
                 try? f.close()
