@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autograd"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "Checkpoint", "NN", "Autograd"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "DeepSeek", "Autograd"]),
-        .testTarget(name: "ParallelTests", dependencies: ["Parallel", "Collectives", "DeepSeek", "Autograd"]),
+        .testTarget(name: "ParallelTests", dependencies: ["Parallel", "Collectives", "DeepSeek", "Optim", "Autograd"]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd", "Checkpoint"]),
     ]

@@ -45,6 +45,23 @@ public final class Storage: @unchecked Sendable {
     }
 }
 
+/// What the tensors of this process hold, counted over buffers of at least 64 KiB (the
+/// pooled sizes, rounded to their size class; parameters mapped with `lazyZeroed` are not
+/// counted): how `deeptrain plan`'s activation estimate is checked against the code.
+public enum TensorMemory {
+    /// Bytes in live buffers now.
+    public static var liveBytes: Int { BufferPool.shared.counters.live }
+    /// The most live bytes at once since the last `resetPeak()`.
+    public static var peakBytes: Int { BufferPool.shared.counters.peak }
+    /// Freed bytes the pool keeps for reuse (resident, not live).
+    public static var pooledBytes: Int { BufferPool.shared.counters.pooled }
+    public static func resetPeak() { BufferPool.shared.resetPeak() }
+    /// The bytes a buffer of `floats` takes: pooled sizes are rounded up to their size class.
+    public static func bufferBytes(floats: Int) -> Int {
+        4 * (floats >= BufferPool.shared.minPooled ? BufferPool.sizeClass(floats) : floats)
+    }
+}
+
 /// Freed buffers kept by exact size for the next allocation of that size.
 ///
 /// A training step allocates and frees the same activation sizes every step. Returning large
@@ -61,7 +78,20 @@ final class BufferPool: @unchecked Sendable {
     let capacityBytes = 2 << 30
     private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
     private var pooledBytes = 0
+    /// Bytes of pooled-size buffers in use (size classes), and their peak since `resetPeak`.
+    private var liveBytes = 0, peakLiveBytes = 0
+    /// The most bytes ever live at once: what the pool may keep resident (live + pooled).
+    private var highWater = 0
     private let lock = NSLock()
+
+    var counters: (live: Int, peak: Int, pooled: Int) {
+        lock.lock(); defer { lock.unlock() }
+        return (liveBytes, peakLiveBytes, pooledBytes)
+    }
+
+    func resetPeak() {
+        lock.lock(); peakLiveBytes = liveBytes; lock.unlock()
+    }
 
     /// Pooled sizes are rounded up to a size class (4 per power of two, ≤ 25% slack), so that
     /// buffers whose sizes vary a little from step to step — an expert's share of the tokens —
@@ -76,12 +106,27 @@ final class BufferPool: @unchecked Sendable {
         let count = requested >= minPooled ? BufferPool.sizeClass(requested) : requested
         if requested >= minPooled {
             lock.lock()
+            liveBytes += count * 4
+            peakLiveBytes = Swift.max(peakLiveBytes, liveBytes)
+            highWater = Swift.max(highWater, liveBytes)
             if let p = free[count]?.popLast() {
+                if free[count]!.isEmpty { free[count] = nil }  // only non-empty lists: eviction picks by key
                 pooledBytes -= count * 4
                 lock.unlock()
                 return p
             }
+            // A miss: the pooled blocks of other sizes are not what the steps need (the experts'
+            // row counts change with the routing), so keep live + pooled within the most ever
+            // live at once. Otherwise the pool grows step after step towards its capacity.
+            var evicted: [UnsafeMutablePointer<Float>] = []
+            while liveBytes + pooledBytes > highWater, let size = free.keys.max() {
+                let p = free[size]!.removeLast()
+                if free[size]!.isEmpty { free[size] = nil }
+                pooledBytes -= size * 4
+                evicted.append(p)
+            }
             lock.unlock()
+            for p in evicted { UnsafeMutableRawPointer(p).deallocate() }
         }
         // 64-byte alignment keeps AVX-512 loads in BLAS and our loops on one cache line.
         let raw = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * 4, alignment: 64)
@@ -92,6 +137,7 @@ final class BufferPool: @unchecked Sendable {
         let count = requested >= minPooled ? BufferPool.sizeClass(requested) : requested
         if requested >= minPooled {
             lock.lock()
+            liveBytes -= count * 4
             if pooledBytes + count * 4 <= capacityBytes {
                 free[count, default: []].append(p)
                 pooledBytes += count * 4

@@ -1,3 +1,4 @@
+import Glibc
 /// Sums of many equal-length vectors in one fixed binary tree over their global index, so the
 /// bits of the result do not depend on how the vectors were spread over ranks (DESIGN §6).
 ///
@@ -87,6 +88,12 @@ extension Communicator {
                 acc = stack[i].slot
             }
             if acc != 0 { base.update(from: base + acc * mine, count: mine) }
+            // The other ranks' pieces are spent: give their pages back now. removeLast keeps the
+            // capacity, and a copy of the shard would cost a shard more at the step's peak.
+            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+            let lo = (Int(bitPattern: base + mine) + page - 1) / page * page
+            let hi = Int(bitPattern: base + mine * size) / page * page
+            if hi > lo { _ = madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED) }
         }
         recv.removeLast(recv.count - mine)
         return recv

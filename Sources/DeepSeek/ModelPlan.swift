@@ -1,5 +1,6 @@
-/// Parameter, FLOP, cache and memory arithmetic for a configuration and a parallel layout:
-/// what `deeptrain plan` prints, computed from the config alone (no weights are built).
+/// Parameter, FLOP, cache and traffic arithmetic for a configuration and a parallel layout:
+/// what `deeptrain plan` prints, computed from the config alone (no weights are built). A
+/// rank's memory is `MemoryPlan` (Parallel), which knows the trainer's buffers.
 public struct ModelPlan: Codable, Sendable {
     public let total_parameters: Int
     /// Parameters a token passes through, embedding excluded (lm_head, router, shared and
@@ -16,22 +17,12 @@ public struct ModelPlan: Codable, Sendable {
     /// A standard multi-head cache of the same heads: 2·H·d_v values per token per layer.
     public let mha_cache_bytes_per_token_bf16: Int
     public let layout: Layout
-    public let memory_per_rank: Memory
     public let all_to_all_bytes_per_step_per_rank: Double
 
     public struct Layout: Codable, Sendable {
         public let dp: Int, ep: Int, pp: Int
+        /// Sequences per micro-batch; micro-batches per step over all ranks.
         public let micro_batch: Int, microbatches: Int
-    }
-
-    /// fp32 weights and gradients, AdamW moments sharded over data-parallel replicas (ZeRO-1);
-    /// activations are not included.
-    public struct Memory: Codable, Sendable {
-        public let parameters_on_rank: Int
-        public let weights_bytes: Double
-        public let gradients_bytes: Double
-        public let optimizer_bytes: Double
-        public let total_bytes: Double
     }
 
     public init(_ c: DeepSeekV2Config, sequenceLength t: Int, dp: Int = 1, ep: Int = 1, pp: Int = 1,
@@ -66,18 +57,10 @@ public struct ModelPlan: Codable, Sendable {
         mha_cache_bytes_per_token_bf16 = c.numHiddenLayers * 2 * h * c.vHeadDim * 2
         layout = Layout(dp: dp, ep: ep, pp: pp, micro_batch: microBatch, microbatches: microbatches)
 
-        // A pipeline stage holds 1/pp of the layers (the embedding and head on the end stages,
-        // counted here as an even share); experts are split over ep; ZeRO-1 shards the moments
-        // over the replicas of each tensor (dp for dense, dp/ep for experts).
-        let nonExpert = Double(total_parameters - routed) / Double(pp)
-        let expertShare = Double(routed) / Double(pp * ep)
-        let onRank = nonExpert + expertShare
-        let moments = 8 * (nonExpert / Double(dp) + expertShare / Double(Swift.max(dp / ep, 1)))
-        memory_per_rank = Memory(parameters_on_rank: Int(onRank), weights_bytes: 4 * onRank, gradients_bytes: 4 * onRank,
-                                 optimizer_bytes: moments, total_bytes: 8 * onRank + moments)
         // Dispatch and combine, forward and backward: 4 transfers of every routed copy of a
         // token's hidden state (fp32); the share (ep−1)/ep leaves the rank.
-        let tokensPerRank = Double(microBatch * microbatches * t)
+        // `microbatches` are over all ranks: a rank of a stage runs microbatches/dp of them.
+        let tokensPerRank = Double(microBatch * Swift.max(microbatches / dp, 1) * t)
         let layersOnRank = Double(moeLayers) / Double(pp)
         all_to_all_bytes_per_step_per_rank = ep == 1 ? 0 :
             4 * tokensPerRank * Double(c.numExpertsPerTok) * Double(d) * 4 * layersOnRank * Double(ep - 1) / Double(ep)

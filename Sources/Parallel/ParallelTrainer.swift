@@ -247,14 +247,19 @@ public final class ParallelTrainer {
         for s in sends { try s.wait() }
         // The experts' weight gradients, summed over the group's micro-batches (ExpertParallel).
         let t1 = now()
-        let expertLocal = executor?.weightGradients() ?? [Float](repeating: 0, count: experts.count)
+        var expertLocal = executor?.weightGradients() ?? [Float](repeating: 0, count: experts.count)
         r.backward += now() - t1
 
         // Gradients: the rank's node of the canonical tree, then across its group.
         let t2 = now()
-        let denseLocal = denseSum.result() ?? [Float](repeating: 0, count: dense.count)
+        var denseLocal = denseSum.result() ?? [Float](repeating: 0, count: dense.count)
+        denseSum = CanonicalSum()
+        // Each full vector is dropped once its shard is summed: a rank holds at most one full
+        // gradient vector and one receive buffer at a time (what `plan` counts).
         let gDense = try grid.dp.reduceScatterCanonical(denseLocal, shards: dense.shards)
+        denseLocal = []
         let gExpert = try grid.edp.reduceScatterCanonical(expertLocal, shards: experts.shards)
+        expertLocal = []
 
         // Statistics (one contributor per entry, so MPI's sum is exact) and load maxima.
         if let executor {

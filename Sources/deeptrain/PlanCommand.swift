@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import DeepSeek
+import Parallel
 import Training
 
 struct PlanCommand: ParsableCommand {
@@ -10,12 +11,14 @@ struct PlanCommand: ParsableCommand {
 
     @Option(help: "A preset (tiny, small, v2-lite, v2) or a path to a Hugging Face config.json.") var model: String?
     @Option(help: "A recipe: its model, parallel layout, sequence length and micro-batches.") var recipe: String?
+    @Option(name: .customLong("set"), help: "With --recipe: override a recipe key, as for train (repeatable).") var overrides: [String] = []
     @Option(help: "Data-parallel ranks (with --recipe: overrides the recipe's).") var dp: Int?
     @Option(help: "Expert-parallel ranks, dividing dp (with --recipe: overrides the recipe's).") var ep: Int?
     @Option(help: "Pipeline stages (with --recipe: overrides the recipe's).") var pp: Int?
     @Option(help: "Sequence length for FLOPs and traffic (default: the model's original context, at most 4096).") var seq: Int?
-    @Option(help: "Sequences per micro-batch.") var microBatch = 1
-    @Option(help: "Micro-batches per step.") var microbatches = 1
+    @Option(help: "Sequences per micro-batch (with --recipe: the stage's batch_size / parallel.microbatches).") var microBatch = 1
+    @Option(help: "Micro-batches per step, over all ranks (with --recipe: parallel.microbatches).") var microbatches = 1
+    @Option(help: "With --recipe: the stage (index) whose batch and sequence length to plan for.") var stage = 0
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     mutating func run() throws {
@@ -23,14 +26,22 @@ struct PlanCommand: ParsableCommand {
         var label = model ?? ""
         do {
             if let recipe {
-                let r = try Recipe.load(recipe)
+                let r = try Recipe.load(recipe, overrides: overrides)
                 config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
                 let stages = pp ?? r.parallel.pp
-                (dp, ep, pp, microbatches) = (dp ?? r.parallel.layout(world: stages).dp, ep ?? r.parallel.ep, stages, r.parallel.microbatches)
-                let s = r.stages[0]
+                let e = ep ?? r.parallel.ep
+                // A recipe's dp of 0 means world / pp, which only mpirun knows: plan for the
+                // smallest data-parallel size its ep allows unless --dp says otherwise.
+                (dp, ep, pp, microbatches) = (dp ?? (r.parallel.dp > 0 ? r.parallel.dp : e), e, stages, r.parallel.microbatches)
+                guard r.stages.indices.contains(stage) else {
+                    throw ValidationError("--stage \(stage): the recipe has stages 0..<\(r.stages.count)")
+                }
+                let s = r.stages[stage]
                 seq = seq ?? s.seqLen
-                microBatch = Swift.max(1, s.batchSize / Swift.max(dp! * microbatches, 1))
+                microBatch = Swift.max(1, s.batchSize / Swift.max(microbatches, 1))
                 label = "\(r.model.source) (recipe \(r.name))"
+            } else if !overrides.isEmpty {
+                throw ValidationError("--set overrides a recipe key: give --recipe RECIPE.yaml")
             } else if let model {
                 config = model.hasSuffix(".json") ? try DeepSeekV2Config.load(model) : try DeepSeekV2Config.preset(model)
             } else {
@@ -55,12 +66,18 @@ struct PlanCommand: ParsableCommand {
         }
         let t = seq ?? Swift.min(config.ropeScaling?.originalMaxPositionEmbeddings ?? config.maxPositionEmbeddings, 4096)
         let p = ModelPlan(config, sequenceLength: t, dp: dp, ep: ep, pp: pp, microBatch: microBatch, microbatches: microbatches)
+        let memory = MemoryPlan(config, layout: Layout(dp: dp, ep: ep, pp: pp, microbatches: microbatches), rows: microBatch, length: t)
         if json {
-            print(jsonString(p))
+            print(jsonString(PlanReport(plan: p, memory: memory)))
             return
         }
         func b(_ n: Int) -> String { String(format: "%.2fB", Double(n) / 1e9) }
         func gib(_ x: Double) -> String { String(format: "%.2f GiB", x / 1_073_741_824) }
+        let stageLines = memory.ranks.map { r in
+            "    stage \(r.stage) (layers \(r.layers.first ?? 0)-\(r.layers.last ?? 0)) \(gib(r.total_bytes)): weights \(gib(r.weights_bytes)), "
+                + "gradients \(gib(r.gradients_bytes)), AdamW (ZeRO-1) \(gib(r.optimizer_bytes)), activations \(gib(r.activations_bytes)), "
+                + "pipeline buffers \(gib(r.communication_bytes)), runtime \(gib(r.runtime_bytes))"
+        }.joined(separator: "\n")
         print("""
         model \(label): \(config.numHiddenLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, \
         \(config.nSharedExperts) shared + \(config.nRoutedExperts) routed experts (top-\(config.numExpertsPerTok))
@@ -70,10 +87,21 @@ struct PlanCommand: ParsableCommand {
         \(p.kv_cache_bytes_per_token_bf16) bytes in bf16, against \(p.mha_cache_bytes_per_token_bf16) for standard MHA \
         (\(String(format: "%.1f", Double(p.mha_cache_bytes_per_token_bf16) / Double(p.kv_cache_bytes_per_token_bf16)))× smaller)
           layout                dp \(dp) × pp \(pp) = \(dp * pp) ranks, ep \(ep) inside dp
-          memory per rank       \(gib(p.memory_per_rank.total_bytes)): weights \(gib(p.memory_per_rank.weights_bytes)), \
-        gradients \(gib(p.memory_per_rank.gradients_bytes)), AdamW (ZeRO-1) \(gib(p.memory_per_rank.optimizer_bytes)); activations and buffers not included \
-        (measured: rank_peak_rss_mb in metrics.jsonl)
-          all-to-all per step   \(gib(p.all_to_all_bytes_per_step_per_rank)) per rank (micro-batch \(microBatch) × \(microbatches))
+          memory per rank       \(gib(memory.peak_bytes)) at the peak of a training step (measured: rank_peak_rss_mb in metrics.jsonl)
+        \(stageLines)
+          all-to-all per step   \(gib(p.all_to_all_bytes_per_step_per_rank)) per rank (\(microBatch) sequences × \(Swift.max(microbatches / dp, 1)) micro-batches)
         """)
+    }
+}
+
+/// `plan --json`: the model's figures and, under `memory_per_rank`, the rank's peak memory.
+struct PlanReport: Encodable {
+    let plan: ModelPlan
+    let memory: MemoryPlan
+    enum Keys: String, CodingKey { case memory_per_rank }
+    func encode(to encoder: Encoder) throws {
+        try plan.encode(to: encoder)
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(memory, forKey: .memory_per_rank)
     }
 }

@@ -45,6 +45,9 @@ struct TrainCommand: ParsableCommand {
             let p = ModelPlan(config, sequenceLength: r.stages.map(\.seqLen).max() ?? 1, dp: layout.dp, ep: layout.ep,
                               pp: layout.pp, microBatch: Swift.max(1, r.stages[0].batchSize / Swift.max(layout.microbatches, 1)),
                               microbatches: layout.microbatches)
+            let first = r.stages[0]
+            let memory = MemoryPlan(config, layout: layout, rows: Swift.max(1, first.batchSize / Swift.max(layout.microbatches, 1)),
+                                    length: first.seqLen)
             func count(_ n: Int) -> String {
                 n >= 1_000_000_000 ? String(format: "%.2fB", Double(n) / 1e9) : n >= 1_000_000 ? String(format: "%.1fM", Double(n) / 1e6)
                     : String(format: "%.1fK", Double(n) / 1e3)
@@ -52,7 +55,7 @@ struct TrainCommand: ParsableCommand {
             print("recipe \(r.name): \(r.stages.count) stage(s), model \(r.model.source), "
                   + "\(count(p.total_parameters)) parameters (\(count(p.activated_parameters)) activated)")
             print("  layout: dp \(layout.dp) × pp \(layout.pp) = \(layout.world) ranks, ep \(layout.ep); "
-                  + String(format: "%.1f GiB per rank for weights, gradients and AdamW (ZeRO-1)", p.memory_per_rank.total_bytes / 1_073_741_824))
+                  + String(format: "peak memory %.2f GiB per rank (deeptrain plan --recipe for its parts)", memory.peak_bytes / 1_073_741_824))
             for s in r.stages {
                 print("  \(s.name): \(s.kind) on \(s.data), \(s.steps) steps × \(s.batchSize) × \(s.seqLen) tokens, lr \(s.lr) (\(s.schedule))")
             }

@@ -119,7 +119,8 @@ import Testing
 
     /// recipes/sharded-1b.yaml made small (experts 256 wide: 38M of its 43M parameters): at
     /// (dp 4, ep 4) a rank holds a quarter of the experts, so its measured peak is well under
-    /// half the serial run's; it checkpoints and resumes at another layout.
+    /// half the serial run's, and `plan`'s estimate is within 20% of every rank's measured peak
+    /// at both layouts; it checkpoints and resumes at another layout.
     @Test func aShardedModelHoldsItsPartOnlyAndResumes() throws {
         let base = tempDir()
         defer { try? FileManager.default.removeItem(atPath: base) }
@@ -130,7 +131,15 @@ import Testing
             let dir = "\(base)/ranks\(ranks)"
             let r = try run(Self.launcher, ["\(ranks)", recipe, "--run-dir", dir, "--set", "parallel.ep=\(ep)"] + small)
             #expect(r.status == 0, "\(ranks) ranks: \(r.stderr)")
-            peak["\(ranks)"] = metrics(dir).last?["rank_peak_rss_mb"] as? [Double] ?? []
+            let measured = metrics(dir).last?["rank_peak_rss_mb"] as? [Double] ?? []
+            peak["\(ranks)"] = measured
+            let p = try run(Self.binary, ["plan", "--recipe", recipe, "--dp", "\(ranks)", "--ep", "\(ep)", "--json"] + small)
+            let plan = try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as? [String: Any]
+            let estimate = ((plan?["memory_per_rank"] as? [String: Any])?["peak_bytes"] as? Double ?? 0) / 1_048_576
+            #expect(measured.count == ranks)
+            for (rank, mb) in measured.enumerated() {
+                #expect(abs(estimate / mb - 1) <= 0.2, "\(ranks) ranks, rank \(rank): plan says \(estimate) MB, measured \(mb) MB")
+            }
         }
         let serial = peak["1"]?.first ?? 0, sharded = peak["4"] ?? []
         #expect(sharded.count == 4 && serial > 0)

@@ -2,6 +2,7 @@ import Testing
 import Autograd
 import Collectives
 import DeepSeek
+import Optim
 import Parallel
 
 /// The pieces of the parallel layers that need no MPI: the canonical sum, layout checks, the
@@ -211,5 +212,37 @@ import Parallel
                 #expect((o.dense + o.expert).allSatisfy { h(flat.pieces[flat.chunks[$0].piece].name) }, "layout \(layout) rank \(w)")
             }
         }
+    }
+}
+
+/// `MemoryPlan`'s activation term against the buffers a real step makes: the tiny model (its
+/// buffers all of pooled size at 1024 tokens) through ParallelTrainer on one process, two
+/// micro-batches (so the experts keep their rows), the peak of live tensor bytes during the
+/// second step over those live before it.
+@Suite(.serialized) struct MemoryPlanTests {
+    @Test func theActivationEstimateMatchesTheBuffersOfAStep() throws {
+        let c = DeepSeekV2Config.tiny
+        let rows = 16, t = 64, micros = 2
+        let model = DeepSeekV2ForCausalLM(c, seed: 3, positions: t)
+        let layout = Layout(dp: 1, ep: 1, pp: 1, microbatches: micros)
+        let grid = try ProcessGrid(layout: layout, world: .solo, layers: c.numHiddenLayers)
+        let trainer = ParallelTrainer(model: model, grid: grid, adam: AdamW.Config(), clip: 1,
+                                      alphas: .init(expert: c.auxLossAlpha, device: 0, communication: 0), dropping: nil, seed: 0)
+        let tokens = (0..<(rows * micros * (t + 1))).map { ($0 * 7919) % c.vocabSize }
+        func step(_ i: Int) throws {
+            _ = try trainer.step(batch: { m in
+                ParallelTrainer.MicroBatch(rows: Array(tokens[(m * rows * (t + 1))..<((m + 1) * rows * (t + 1))]), rows: rows, length: t,
+                                           firstSequence: m * rows)
+            }, rows: rows, length: t, lr: 1e-3, step: i)
+        }
+        try step(0)
+        let before = TensorMemory.liveBytes
+        TensorMemory.resetPeak()
+        try step(1)
+        let measured = Double(TensorMemory.peakBytes - before)
+        let plan = MemoryPlan(c, layout: layout, rows: rows, length: t).ranks[0]
+        #expect(measured > 0)
+        #expect(abs(plan.activations_bytes / measured - 1) <= 0.2,
+                "plan: \(plan.activations_bytes / 1_048_576) MiB of activations, measured \(measured / 1_048_576) MiB")
     }
 }

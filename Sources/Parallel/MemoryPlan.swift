@@ -1,0 +1,148 @@
+import Autograd
+import DeepSeek
+import NN
+
+/// The peak memory of one rank of a layout, from the config and the buffers the trainer makes:
+/// what `deeptrain plan` prints per rank. Every term names the allocation it stands for, so a
+/// change to the trainer that moves the peak shows here (the ratio test and the table in
+/// docs/parallelism.md hold it to the measured peak RSS).
+///
+/// Phases of a step on a rank (ParallelTrainer.step): the forward/backward of its micro-batches
+/// (activations of those in flight, plus the experts' kept rows), then the experts' weight
+/// gradients (one full vector of the rank's experts), then the reduce-scatters (a full vector
+/// and its receive buffer at a time), then AdamW and the allgather of values. Freed activation
+/// blocks stay in the buffer pool for the next step, so the activation peak is resident in every
+/// phase, and the peak is the sum of the persistent terms, the activations and the largest
+/// gradient phase.
+public struct MemoryPlan: Codable, Sendable {
+    public struct Rank: Codable, Sendable {
+        public let stage: Int
+        public let layers: [Int]
+        public let parameters_on_rank: Int
+        public let weights_bytes: Double
+        /// The dense parameters' autograd gradients plus the largest gradient phase.
+        public let gradients_bytes: Double
+        /// AdamW's two moments of this rank's ZeRO-1 shards.
+        public let optimizer_bytes: Double
+        /// One micro-batch's tape times the micro-batches in flight (1F1B), the experts' kept
+        /// rows of the whole step and their cached activations.
+        public let activations_bytes: Double
+        /// Pipeline sends and receives in flight.
+        public let communication_bytes: Double
+        /// The process without a model: Swift runtime, MPI, OpenBLAS (measured, see `runtimeBytes`).
+        public let runtime_bytes: Double
+        public let total_bytes: Double
+    }
+
+    /// One entry per pipeline stage: the ranks of a stage hold the same (ep blocks are equal).
+    public let ranks: [Rank]
+    /// The largest rank's total.
+    public let peak_bytes: Double
+
+    /// Resident memory of `deeptrain train` before it builds a model: 39 MB alone, 44-45 MB per
+    /// rank under mpirun (tiny preset, 1 step of 1 × 8 tokens, VmHWM; docs/parallelism.md).
+    public static func runtimeBytes(world: Int) -> Double { world > 1 ? 45 * 1_048_576 : 39 * 1_048_576 }
+
+    /// `rows` sequences of `length` tokens per micro-batch; `layout.microbatches` over all ranks.
+    public init(_ c: DeepSeekV2Config, layout: Layout, rows: Int, length t: Int) {
+        let partition = StagePartition(layers: c.numHiddenLayers, stages: layout.pp)
+        let shapes = DeepSeekV2ForCausalLM.parameterShapes(c)
+        let (dp, ep, pp) = (layout.dp, layout.ep, layout.pp)
+        let edp = Swift.max(dp / ep, 1)
+        let micros = Swift.max(layout.microbatches / dp, 1)
+        let tokens = rows * t
+        var out: [Rank] = []
+        for s in 0..<pp {
+            let holds = ProcessGrid.holds(partition: partition, stage: s, block: 0, ep: ep, experts: c.nRoutedExperts)
+            var dense = 0, expert = 0
+            for (name, shape) in shapes where holds(name) {
+                let n = shape.reduce(1, *)
+                if FlatLayout.expert(of: name) != nil { expert += n } else { dense += n }
+            }
+            let layers = Array(partition.layers[s])
+            let (pd, pe) = (Double(dense), Double(expert))
+            let weights = 4 * (pd + pe)
+            let moments = 8 * ((pd / Double(dp)).rounded(.up) + (pe / Double(edp)).rounded(.up))
+
+            // Dense gradients: the parameters' own (.grad) all step, the canonical sum's partial
+            // sums during the backward (one packed copy per pending tree level, plus the leaf
+            // being pushed), then the summed vector and its receive buffer.
+            let levels = (0..<micros).map { ($0).nonzeroBitCount + 1 }.max() ?? 1
+            let backwardPhase = 4 * pd * Double(levels + (micros > 1 ? 1 : 0))
+            let denseReduce = 4 * pe + 4 * pd * (dp > 1 ? 2 : 1)
+            let expertReduce = 4 * pe * (edp > 1 ? 2 : 1)
+            let gradients = 4 * pd + Swift.max(backwardPhase, denseReduce, expertReduce)
+
+            // Activations: one micro-batch's tape, times those in flight on this stage.
+            let inFlight = Swift.min(pp - s, micros)
+            let widths = MemoryPlan.tapeWidths(c, layers: layers, first: s == 0, last: s == pp - 1, length: t)
+            let tape = MemoryPlan.tapeBytes(widths, tokens: tokens) * Double(inFlight)
+                + MemoryPlan.tapeBytes(MemoryPlan.backwardWidths(c, layers: layers, length: t), tokens: tokens)
+            // Kept until the step's end for the experts' weight gradients: each routed row's
+            // input and output gradient, on the rank that owns its expert (on average as many
+            // rows as the rank routes); their activations cached within the trainer's budget.
+            let moe = layers.filter { c.isMoELayer($0) }.count
+            let routedRows = Double(tokens * micros * c.numExpertsPerTok * moe)
+            let kept = 4 * routedRows * 2 * Double(c.hiddenSize)
+            let budget = Swift.max(Double(8 << 20), 0.4 * (pd + pe))
+            let cached = Swift.min(budget, 4 * routedRows * 4 * Double(c.moeIntermediateSize))
+            let activations = tape + kept + (moe > 0 && micros * ep > 1 ? cached : 0)
+
+            let sends = pp > 1 ? 4 * Double(tokens * c.hiddenSize) * Double(inFlight) * 2 : 0
+            let runtime = MemoryPlan.runtimeBytes(world: dp * pp)
+            out.append(Rank(stage: s, layers: layers, parameters_on_rank: dense + expert, weights_bytes: weights,
+                            gradients_bytes: gradients, optimizer_bytes: moments, activations_bytes: activations,
+                            communication_bytes: sends, runtime_bytes: runtime,
+                            total_bytes: weights + gradients + moments + activations + sends + runtime))
+        }
+        ranks = out
+        peak_bytes = out.map(\.total_bytes).max() ?? 0
+    }
+
+    /// The buffers the autograd tape holds between a micro-batch's forward and its backward,
+    /// as floats per token, op by op as the model files make them (views — reshape, split,
+    /// broadcast — hold nothing): each op's output, kept for its consumer's backward.
+    public static func tapeWidths(_ c: DeepSeekV2Config, layers: [Int], first: Bool, last: Bool, length t: Int) -> [Int] {
+        let d = c.hiddenSize, h = c.numAttentionHeads, rope = c.qkRopeHeadDim, qk = c.qHeadDim
+        // MultiHeadLatentAttention: input norm; queries (q_a and its norm, q_b; rope; concat);
+        // latent (kv_a, its norm, rope); kv_b; key concat; a contiguous copy of v; the softmax
+        // probabilities (t keys per query and head); the heads' output; o_proj; the residual;
+        // the post-attention norm.
+        var attention = [d] + (c.qLoraRank.map { [$0, $0] } ?? []) + [h * qk, h * rope, h * qk]
+        attention += [c.kvLoraRank + rope, c.kvLoraRank, rope, h * (c.qkNopeHeadDim + c.vHeadDim), h * qk, h * c.vHeadDim]
+        attention += [h * t, h * c.vHeadDim, d, d, d]
+        // DeepSeekMoE: router logits and scores; per routed row (k per token) the expert
+        // executor's send, receive, gate, up, activation, output and returned rows; the combined
+        // output; the shared experts (gate, up, SwiGLU, down); their sum; the residual.
+        let k = c.numExpertsPerTok, inter = c.moeIntermediateSize, shared = c.nSharedExperts * inter
+        var moe = [c.nRoutedExperts, c.nRoutedExperts] + [Int](repeating: k * d, count: 4) + [Int](repeating: k * inter, count: 3) + [d]
+        if shared > 0 { moe += [shared, shared, shared, d, d] }
+        moe.append(d)
+        let mlp = [c.intermediateSize, c.intermediateSize, c.intermediateSize, d, d]
+        var widths = first ? [d] : []
+        for l in layers { widths += attention + (c.isMoELayer(l) ? moe : mlp) }
+        // Final norm, logits, and cross-entropy's probabilities.
+        if last { widths += [d, c.vocabSize, c.vocabSize] }
+        return widths
+    }
+
+    /// The gradients one layer's backward makes while the tape is still whole (the largest
+    /// layer of the stage): for attention the probabilities' gradient and those of q, k, v and
+    /// the heads' output; for an MoE layer the expert executor's output-gradient, received,
+    /// input-gradient and returned rows and its hidden gradients; the layer's input gradient and
+    /// the residual stream's.
+    public static func backwardWidths(_ c: DeepSeekV2Config, layers: [Int], length t: Int) -> [Int] {
+        let d = c.hiddenSize, h = c.numAttentionHeads, k = c.numExpertsPerTok
+        let attention = [h * t, h * c.qHeadDim, h * c.qHeadDim, h * c.vHeadDim, h * c.vHeadDim, d, d]
+        let moe = [Int](repeating: k * d, count: 4) + [3 * k * c.moeIntermediateSize, d, d]
+        let mlp = [c.intermediateSize, c.intermediateSize, c.intermediateSize, d, d]
+        let sizes = layers.map { c.isMoELayer($0) ? moe : mlp } + (layers.isEmpty ? [] : [attention])
+        return sizes.max { $0.reduce(0, +) < $1.reduce(0, +) } ?? []
+    }
+
+    /// Bytes of the tape's buffers for `tokens` tokens, each rounded up to the buffer pool's
+    /// size class as the pool allocates it.
+    public static func tapeBytes(_ widths: [Int], tokens: Int) -> Double {
+        widths.reduce(0) { $0 + Double(TensorMemory.bufferBytes(floats: $1 * tokens)) }
+    }
+}
