@@ -11,4 +11,12 @@ static inline hid_t deeptrain_h5t_c_s1(void) { return H5T_C_S1; }
 static inline unsigned deeptrain_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
 static inline unsigned deeptrain_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline unsigned deeptrain_h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }
+// File access for writing: no sieve buffer, so every raw-data write reaches write(2) inside
+// H5Dwrite and a full disk fails the call that wrote (buffered, the failure surfaces at close,
+// where HDF5 1.10 can lose it and leave holes that read as zeros). The caller closes the list.
+static inline hid_t deeptrain_h5p_write_access(void) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0) H5Pset_sieve_buf_size(fapl, 0);
+    return fapl;
+}
 #endif

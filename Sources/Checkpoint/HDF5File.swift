@@ -21,7 +21,9 @@ public final class HDF5File {
 
     public static func create(_ path: String) throws -> HDF5File {
         _ = quiet
-        let id = H5Fcreate(path, deeptrain_h5f_acc_trunc(), defaultPL, defaultPL)
+        let fapl = deeptrain_h5p_write_access()
+        defer { if fapl >= 0 { H5Pclose(fapl) } }
+        let id = H5Fcreate(path, deeptrain_h5f_acc_trunc(), defaultPL, fapl >= 0 ? fapl : defaultPL)
         guard id >= 0 else { throw CheckpointError(path, "cannot be created as an HDF5 file") }
         return HDF5File(path: path, id: id)
     }
@@ -41,7 +43,9 @@ public final class HDF5File {
     public static func openForWriting(_ path: String) throws -> HDF5File {
         _ = quiet
         guard FileManager.default.fileExists(atPath: path) else { throw CheckpointError(path, "does not exist") }
-        let id = H5Fopen(path, deeptrain_h5f_acc_rdwr(), defaultPL)
+        let fapl = deeptrain_h5p_write_access()
+        defer { if fapl >= 0 { H5Pclose(fapl) } }
+        let id = H5Fopen(path, deeptrain_h5f_acc_rdwr(), fapl >= 0 ? fapl : defaultPL)
         guard id >= 0 else { throw CheckpointError(path, "cannot be opened for writing") }
         return HDF5File(path: path, id: id)
     }
@@ -56,7 +60,7 @@ public final class HDF5File {
 
     public func createGroup(_ name: String) throws {
         let g = H5Gcreate2(id, name, HDF5File.defaultPL, HDF5File.defaultPL, HDF5File.defaultPL)
-        guard g >= 0 else { throw CheckpointError(path, "cannot create group \(name)") }
+        guard g >= 0 else { throw CheckpointError(path, "cannot create group \(name)" + writeFailureReason()) }
         H5Gclose(g)
     }
 
@@ -113,10 +117,10 @@ public final class HDF5File {
         guard space >= 0 else { throw CheckpointError(path, "cannot make a dataspace for \(name) \(shape)") }
         defer { H5Sclose(space) }
         let ds = H5Dcreate2(id, name, type, space, HDF5File.defaultPL, HDF5File.defaultPL, HDF5File.defaultPL)
-        guard ds >= 0 else { throw CheckpointError(path, "cannot create dataset \(name)") }
+        guard ds >= 0 else { throw CheckpointError(path, "cannot create dataset \(name)" + writeFailureReason()) }
         defer { H5Dclose(ds) }
         guard H5Dwrite(ds, type, hid_t(H5S_ALL), hid_t(H5S_ALL), HDF5File.defaultPL, bytes) >= 0 else {
-            throw CheckpointError(path, "cannot write dataset \(name)")
+            throw CheckpointError(path, "cannot write dataset \(name)" + writeFailureReason())
         }
     }
 
@@ -127,7 +131,7 @@ public final class HDF5File {
         guard space >= 0 else { throw CheckpointError(path, "cannot make a dataspace for \(name) \(shape)") }
         defer { H5Sclose(space) }
         let ds = H5Dcreate2(id, name, deeptrain_h5t_native_float(), space, HDF5File.defaultPL, HDF5File.defaultPL, HDF5File.defaultPL)
-        guard ds >= 0 else { throw CheckpointError(path, "cannot create dataset \(name)") }
+        guard ds >= 0 else { throw CheckpointError(path, "cannot create dataset \(name)" + writeFailureReason()) }
         H5Dclose(ds)
     }
 
@@ -135,7 +139,7 @@ public final class HDF5File {
     public func writeFloats(_ name: String, range: Range<Int>, from values: UnsafePointer<Float>) throws {
         try slice(name, range) { ds, mem, file in
             H5Dwrite(ds, deeptrain_h5t_native_float(), mem, file, HDF5File.defaultPL, values) >= 0
-        } failure: { "cannot write elements \(range) of \(name)" }
+        } failure: { "cannot write elements \(range) of \(name)" + writeFailureReason() }
     }
 
     /// Elements `range` of a float32 dataset, in row-major order, into `buffer`.
@@ -147,6 +151,23 @@ public final class HDF5File {
 
     /// Opens `name`, selects the flat element range in its dataspace (as a union of hyperslabs:
     /// a partial row, whole rows, a partial row, recursively) and runs `io` on it.
+    /// Why a write may have failed, as far as the system says: the error of the last system
+    /// call, and the file system's free space when it is nearly full (a full disk is the usual
+    /// cause; HDF5's own error stack is silenced).
+    func writeFailureReason() -> String {
+        // Only errors a write makes: errno may be left over from an unrelated earlier call.
+        let code = errno
+        var parts: [String] = []
+        if [ENOSPC, EDQUOT, EIO, EFBIG, EROFS].contains(code) { parts.append(String(cString: strerror(code))) }
+        var fs = statvfs()
+        let dir = (path as NSString).deletingLastPathComponent
+        if statvfs(dir.isEmpty ? "." : dir, &fs) == 0 {
+            let free = Double(fs.f_bavail) * Double(fs.f_frsize)
+            if free < Double(1 << 30) { parts.append(String(format: "%.0f MiB free on its file system", free / 1_048_576)) }
+        }
+        return parts.isEmpty ? "" : " (" + parts.joined(separator: "; ") + ")"
+    }
+
     func slice(_ name: String, _ range: Range<Int>, _ io: (hid_t, hid_t, hid_t) -> Bool, failure: () -> String) throws {
         let ds = H5Dopen2(id, name, HDF5File.defaultPL)
         guard ds >= 0 else { throw CheckpointError(path, "has no dataset \(name)") }
@@ -240,11 +261,11 @@ public final class HDF5File {
         let space = H5Screate(H5S_SCALAR)
         defer { H5Sclose(space) }
         let attr = H5Acreate2(obj, name, type, space, HDF5File.defaultPL, HDF5File.defaultPL)
-        guard attr >= 0 else { throw CheckpointError(path, "cannot create attribute \(object)@\(name)") }
+        guard attr >= 0 else { throw CheckpointError(path, "cannot create attribute \(object)@\(name)" + writeFailureReason()) }
         defer { H5Aclose(attr) }
         let padded = bytes.isEmpty ? [UInt8(0)] : bytes
         guard padded.withUnsafeBytes({ H5Awrite(attr, type, $0.baseAddress!) }) >= 0 else {
-            throw CheckpointError(path, "cannot write attribute \(object)@\(name)")
+            throw CheckpointError(path, "cannot write attribute \(object)@\(name)" + writeFailureReason())
         }
     }
 
@@ -255,11 +276,11 @@ public final class HDF5File {
         let space = H5Screate(H5S_SCALAR)
         defer { H5Sclose(space) }
         let attr = H5Acreate2(obj, name, deeptrain_h5t_native_int64(), space, HDF5File.defaultPL, HDF5File.defaultPL)
-        guard attr >= 0 else { throw CheckpointError(path, "cannot create attribute \(object)@\(name)") }
+        guard attr >= 0 else { throw CheckpointError(path, "cannot create attribute \(object)@\(name)" + writeFailureReason()) }
         defer { H5Aclose(attr) }
         var v = int
         guard H5Awrite(attr, deeptrain_h5t_native_int64(), &v) >= 0 else {
-            throw CheckpointError(path, "cannot write attribute \(object)@\(name)")
+            throw CheckpointError(path, "cannot write attribute \(object)@\(name)" + writeFailureReason())
         }
     }
 

@@ -74,7 +74,13 @@ public final class RunDirectory {
     /// Points `latest` at `file` (atomically) and deletes all but the newest `keep` checkpoints.
     public func publish(_ file: String, keep: Int) throws {
         let tmp = latestPath + ".tmp"
-        try ((file as NSString).lastPathComponent + "\n").write(toFile: tmp, atomically: false, encoding: .utf8)
+        do {
+            try ((file as NSString).lastPathComponent + "\n").write(toFile: tmp, atomically: false, encoding: .utf8)
+        } catch {
+            try? FileManager.default.removeItem(atPath: tmp)
+            let reason = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription ?? error.localizedDescription
+            throw RecipeError(file: latestPath, line: nil, column: nil, path: "", message: "cannot point it at \((file as NSString).lastPathComponent): \(reason)")
+        }
         guard rename(tmp, latestPath) == 0 else { throw RecipeError(file: latestPath, line: nil, column: nil, path: "", message: "cannot update") }
         let all = ((try? FileManager.default.contentsOfDirectory(atPath: checkpoints)) ?? [])
             .filter { $0.hasPrefix("step-") && $0.hasSuffix(".h5") }.sorted()
