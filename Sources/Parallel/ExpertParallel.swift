@@ -75,6 +75,11 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     /// rank).
     /// `cacheBytes`: how much of the segments' activations and hidden gradients the step may
     /// keep to skip their recompute (the same values either way: same bits).
+    /// Bytes of activations the backward may keep for the deferred weight gradients instead of
+    /// recomputing them: a tenth of the rank's parameter bytes (at least 8 MiB), so memory still
+    /// does not grow with the micro-batches.
+    public static func cacheBudget(parameterFloats n: Int) -> Int { Swift.max(8 << 20, n * 4 / 10) }
+
     public func resetStep(leaves: Int = 1, cacheBytes: Int = 0) {
         self.leaves = leaves
         cacheBudget = cacheBytes

@@ -74,7 +74,7 @@ public struct MemoryPlan: Codable, Sendable {
             let gradients = 4 * pd + Swift.max(backwardPhase, denseReduce, expertReduce)
 
             // Activations: one micro-batch's tape, times those in flight on this stage.
-            let inFlight = Swift.min(pp - s, micros)
+            let inFlight = PipelineSchedule.mostInFlight(stage: s, stages: pp, micros: micros)
             let widths = MemoryPlan.tapeWidths(c, layers: layers, first: s == 0, last: s == pp - 1, length: t)
             let tape = MemoryPlan.tapeBytes(widths, tokens: tokens) * Double(inFlight)
                 + MemoryPlan.tapeBytes(MemoryPlan.backwardWidths(c, layers: layers, length: t), tokens: tokens)
@@ -84,7 +84,7 @@ public struct MemoryPlan: Codable, Sendable {
             let moe = layers.filter { c.isMoELayer($0) }.count
             let routedRows = Double(tokens * micros * c.numExpertsPerTok * moe)
             let kept = 4 * routedRows * 2 * Double(c.hiddenSize)
-            let budget = Swift.max(Double(8 << 20), 0.4 * (pd + pe))
+            let budget = Double(ExpertParallel.cacheBudget(parameterFloats: dense + expert))
             let cached = Swift.min(budget, 4 * routedRows * 4 * Double(c.moeIntermediateSize))
             let activations = tape + kept + (moe > 0 && micros * ep > 1 ? cached : 0)
 

@@ -138,9 +138,8 @@ public final class ParallelTrainer {
         let c = model.config, lay = grid.layout, total = lay.microbatches
         let layers = c.numHiddenLayers, e = c.nRoutedExperts, dim = c.hiddenSize
         var r = StepResult()
-        // Activations kept instead of recomputed: at most a tenth of the rank's parameter
-        // bytes (or 8 MiB), so memory still does not grow with the micro-batches.
-        executor?.resetStep(leaves: lay.ep * grid.micros.count, cacheBytes: Swift.max(8 << 20, (dense.count + experts.count) * 4 / 10))
+        executor?.resetStep(leaves: lay.ep * grid.micros.count,
+                            cacheBytes: ExpertParallel.cacheBudget(parameterFloats: dense.count + experts.count))
         // Per global micro-batch: ce, non-finite flag, dropped, assigned; per (micro, layer) the
         // three balance losses; per (layer, expert) micro-batch 0's load; protected counts.
         let perMicro = 4, base3 = total * perMicro, baseLoad = base3 + total * layers * 3, baseProt = baseLoad + layers * e

@@ -10,6 +10,9 @@ public enum PipelineSchedule {
         }
     }
 
+    /// The most micro-batches whose activations stage `s` holds at once under `oneFOneB`.
+    public static func mostInFlight(stage s: Int, stages p: Int, micros n: Int) -> Int { Swift.min(p - s, n) }
+
     /// The ops of `stage` (of `stages`) over `micros` local micro-batches, in order.
     public static func oneFOneB(stage s: Int, stages p: Int, micros n: Int) -> [Op] {
         let warmup = Swift.min(p - 1 - s, n)

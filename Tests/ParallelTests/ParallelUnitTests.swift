@@ -96,6 +96,7 @@ import Parallel
                     }
                     #expect(forwards == Array(0..<n) && backwards == Array(0..<n))
                     #expect(most <= min(p - s, n))
+                    #expect(most == PipelineSchedule.mostInFlight(stage: s, stages: p, micros: n))  // what plan counts
                 }
             }
         }
