@@ -31,6 +31,9 @@ public final class Storage: @unchecked Sendable {
         self.count = count
         let bytes = count * 4
         if bytes >= 1 << 20, let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED {
+            // No transparent huge pages (on machines where they are "always"): a 2 MiB page
+            // faulted in by this rank's experts would bring its neighbours' into memory too.
+            madvise(p, bytes, MADV_NOHUGEPAGE)
             data = p.bindMemory(to: Float.self, capacity: count)
             mappedBytes = bytes
         } else {
@@ -38,6 +41,20 @@ public final class Storage: @unchecked Sendable {
             data.initialize(repeating: 0, count: count)
             mappedBytes = 0
         }
+    }
+
+    /// Made by `lazyZeroed` as its own mapping (pages resident only once touched).
+    public var isMapped: Bool { mappedBytes > 0 }
+
+    /// Resident bytes of the whole pages inside `p ..< p + count` (mincore): how much of a
+    /// lazily mapped parameter this process has touched.
+    public static func residentBytes(_ p: UnsafeMutablePointer<Float>, count: Int) -> Int {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = (Int(bitPattern: p) + page - 1) / page * page, hi = (Int(bitPattern: p) + count * 4) / page * page
+        guard hi > lo else { return 0 }
+        var vec = [UInt8](repeating: 0, count: (hi - lo) / page)
+        guard mincore(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, &vec) == 0 else { return 0 }
+        return vec.reduce(0) { $0 + Int($1 & 1) } * page
     }
 
     deinit {

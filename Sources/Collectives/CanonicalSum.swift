@@ -63,7 +63,7 @@ extension Communicator {
             try recv.withUnsafeMutableBufferPointer { r in
                 try alltoallv(s.baseAddress!, sendCounts: shards.map(\.count), sendDispls: shards.map(\.lowerBound),
                               r.baseAddress!, recvCounts: Array(repeating: mine, count: size),
-                              recvDispls: (0..<size).map { $0 * mine })
+                              recvDispls: (0..<size).map { $0 * mine }, agreed: true)
             }
         }
         // The same tree as CanonicalSum over the ranks' pieces, in place in the receive buffer.

@@ -97,7 +97,7 @@ public enum CommBenchmark {
             let (a2a, a2aRaw) = try timed({
                 try send.withUnsafeBufferPointer { s in
                     try recv.withUnsafeMutableBufferPointer { r in
-                        try world.alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: displs, r.baseAddress!, recvCounts: counts, recvDispls: displs)
+                        try world.alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: displs, r.baseAddress!, recvCounts: counts, recvDispls: displs, agreed: true)
                     }
                 }
             }, {

@@ -166,15 +166,18 @@ public final class Communicator: @unchecked Sendable {
 
     /// Rank r's block for rank q (`sendCounts[q]` elements at `sendDispls[q]`) lands in q's
     /// `recv` at `recvDispls[r]`. One process: a copy.
+    /// `agreed`: every rank passes the same counts (shards known to all, the benchmark), so
+    /// equal blocks can take MPI_Alltoall, which Open MPI implements with better algorithms than
+    /// the v-variant. Without it a rank cannot know the others' counts: one rank taking
+    /// MPI_Alltoall while another takes MPI_Alltoallv would hang them both (an expert exchange
+    /// in which a rank sends and receives nothing while the others do).
     public func alltoallv<T: MPIScalar>(_ send: UnsafePointer<T>, sendCounts: [Int], sendDispls: [Int],
-                                        _ recv: UnsafeMutablePointer<T>, recvCounts: [Int], recvDispls: [Int]) throws {
+                                        _ recv: UnsafeMutablePointer<T>, recvCounts: [Int], recvDispls: [Int], agreed: Bool = false) throws {
         guard let comm else {
             if sendCounts[0] > 0 { (recv + recvDispls[0]).update(from: send + sendDispls[0], count: sendCounts[0]) }
             return
         }
-        // Equal blocks at regular places (the benchmark, balanced experts): MPI_Alltoall, which
-        // Open MPI implements with better algorithms than the v-variant.
-        if let c = sendCounts.first, sendCounts.allSatisfy({ $0 == c }), recvCounts.allSatisfy({ $0 == c }),
+        if agreed, let c = sendCounts.first, sendCounts.allSatisfy({ $0 == c }), recvCounts.allSatisfy({ $0 == c }),
            sendDispls.enumerated().allSatisfy({ $0.element == $0.offset * c }), recvDispls.enumerated().allSatisfy({ $0.element == $0.offset * c }) {
             try Self.check("MPI_Alltoall", MPI_Alltoall(send, Int32(c), T.mpiType, recv, Int32(c), T.mpiType, comm))
             return

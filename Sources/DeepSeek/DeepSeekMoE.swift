@@ -27,9 +27,11 @@ public struct MoETraining: Sendable {
 /// Computes Σ over each token's kept assignments of w · SwiGLU_e(x) — the contract of
 /// `Tensor.expertFFN` — possibly on other ranks. `x` [N, D] (N = B·T tokens of one micro-batch),
 /// `weights` [N·K], `assignments[e]` the (token, slot) pairs of expert e in token order.
+/// `training` is nil in evaluation and decoding (no gradients, nothing dropped); `layer` is the
+/// decoder layer.
 public protocol ExpertExecutor: AnyObject, Sendable {
     func run(_ x: Tensor, weights: Tensor, experts: StackedExperts, assignments: [[(token: Int, slot: Int)]],
-             length: Int, plan: TokenDropping.Plan?, training: MoETraining) -> Tensor
+             length: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int) -> Tensor
 }
 
 /// What one MoE layer reports for a batch.
@@ -59,8 +61,9 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
         shared_experts = c.nSharedExperts > 0 ? SwiGLU(dim: c.hiddenSize, hidden: c.moeIntermediateSize * c.nSharedExperts) : nil
     }
 
-    /// x [B, T, D] → ([B, T, D], report).
-    public func callAsFunction(_ x: Tensor, training: MoETraining?) -> (Tensor, MoELayerReport) {
+    /// x [B, T, D] → ([B, T, D], report). `executor` runs the routed experts of an evaluation
+    /// or decode elsewhere (a training step's comes in `training`); `layer` names this layer to it.
+    public func callAsFunction(_ x: Tensor, training: MoETraining?, executor: ExpertExecutor? = nil, layer: Int = 0) -> (Tensor, MoELayerReport) {
         let b = x.shape[0], t = x.shape[1], dim = x.shape[2], n = b * t
         let c = config, k = c.numExpertsPerTok, e = c.nRoutedExperts
         let flat = x.reshape([n, dim])
@@ -91,8 +94,9 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
         }
         let w = routing.weights.reshape([n * k])
         var out: Tensor
-        if let training, let executor = training.executor {
-            out = executor.run(flat, weights: w, experts: experts, assignments: assignments, length: t, plan: plan, training: training)
+        if let executor = training?.executor ?? executor {
+            out = executor.run(flat, weights: w, experts: experts, assignments: assignments, length: t, plan: plan,
+                               training: training, layer: training?.layer ?? layer)
         } else {
             out = Tensor.expertFFN(flat, weights: w, experts: experts, assignments: assignments)
         }

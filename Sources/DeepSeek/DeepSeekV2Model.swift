@@ -25,11 +25,13 @@ public final class DeepSeekV2DecoderLayer: Module, @unchecked Sendable {
         }
     }
 
-    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor, training: MoETraining?, segments: [Int]? = nil) -> (Tensor, MoELayerReport?) {
+    /// `experts`/`index`: where an evaluation's routed experts run (ExpertExecutor), and this layer's index.
+    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor, training: MoETraining?, segments: [Int]? = nil,
+                               experts: ExpertExecutor? = nil, index: Int = 0) -> (Tensor, MoELayerReport?) {
         let h = x + self_attn(input_layernorm(x), cos: cos, sin: sin, segments: segments)
         let normed = post_attention_layernorm(h)
         if let moe {
-            let (y, report) = moe(normed, training: training)
+            let (y, report) = moe(normed, training: training, executor: experts, layer: index)
             return (h + y, report)
         }
         return (h + denseMLP!(normed), nil)
@@ -112,8 +114,10 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
 
     /// Decoder layers `layers` over hidden states h [B, T, D] at positions start..<start+T (a
     /// pipeline stage runs its own range; the whole model runs all of them).
+    /// `experts`: where the routed experts of a forward without `training` run (the grid's
+    /// all-to-all in a sharded evaluation); nil: here.
     public func runLayers(_ x: Tensor, layers: Range<Int>, start: Int = 0, training: MoETraining? = nil,
-                          packing: (positions: [Int], segments: [Int])? = nil,
+                          packing: (positions: [Int], segments: [Int])? = nil, experts: ExpertExecutor? = nil,
                           each: (Tensor) -> Void = { _ in }) -> (Tensor, [(Int, MoELayerReport)]) {
         let t = x.shape[1]
         var cos = rotary.cos.slice(axis: 0, start..<(start + t)), sin = rotary.sin.slice(axis: 0, start..<(start + t))
@@ -127,7 +131,8 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
             var training = training
             training?.seed ^= UInt64(i) &* 0x9E37_79B9  // per-layer never-drop draw
             training?.layer = i
-            let (out, report) = model.layers[i](h, cos: cos, sin: sin, training: training, segments: packing?.segments)
+            let (out, report) = model.layers[i](h, cos: cos, sin: sin, training: training, segments: packing?.segments,
+                                                experts: experts, index: i)
             h = out
             each(h)
             if let report { reports.append((i, report)) }

@@ -21,11 +21,17 @@ public final class KVCache {
     var second: [Tensor]
     let firstRow: Int, secondRow: Int
 
-    public init(_ c: DeepSeekV2Config, kind: CacheKind, batch: Int, capacity: Int) {
+    /// The layers this cache serves: all of them, or a pipeline stage's.
+    public let layers: Range<Int>
+
+    /// `layers`: a pipeline stage's range (the others get no memory); nil: every layer.
+    public init(_ c: DeepSeekV2Config, kind: CacheKind, batch: Int, capacity: Int, layers: Range<Int>? = nil) {
         self.kind = kind
         self.batch = batch
         self.capacity = capacity
         let l = c.numHiddenLayers, h = c.numAttentionHeads
+        let served = layers ?? 0..<l
+        self.layers = served
         switch kind {
         case .latent:
             firstRow = c.kvLoraRank
@@ -35,12 +41,12 @@ public final class KVCache {
             secondRow = h * c.vHeadDim
         }
         let (w1, w2) = (firstRow, secondRow)
-        first = (0..<l).map { _ in Tensor(zeros: [batch, capacity, w1]) }
-        second = (0..<l).map { _ in Tensor(zeros: [batch, capacity, w2]) }
+        first = (0..<l).map { served.contains($0) ? Tensor(zeros: [batch, capacity, w1]) : Tensor(zeros: [1, 1, 1]) }
+        second = (0..<l).map { served.contains($0) ? Tensor(zeros: [batch, capacity, w2]) : Tensor(zeros: [1, 1, 1]) }
     }
 
     /// Bytes the cache holds per token (all layers, float32 as stored here).
-    public var bytesPerToken: Int { first.count * (firstRow + secondRow) * 4 }
+    public var bytesPerToken: Int { layers.count * (firstRow + secondRow) * 4 }
 
     /// Writes `rows` [B, Tn, width] at positions length..<length+Tn of layer `l`'s tensor.
     func append(_ t: Tensor, into store: Tensor, width: Int) {
@@ -52,7 +58,8 @@ public final class KVCache {
 
     func view(_ store: Tensor, upTo n: Int) -> Tensor { store.slice(axis: 1, 0..<n) }
 
-    func advance(_ n: Int) { length += n }
+    /// Moves past `n` tokens once every served layer has appended them.
+    public func advance(_ n: Int) { length += n }
 }
 
 extension MultiHeadLatentAttention {
@@ -103,20 +110,32 @@ extension MultiHeadLatentAttention {
 extension DeepSeekV2ForCausalLM {
     /// Feeds `ids` (B·Tn) at the cache's current position and returns logits [B, Tn, V].
     public func decode(_ ids: [Int], batch b: Int, cache: KVCache) -> Tensor {
-        let tn = ids.count / b, start = cache.length
+        let tn = ids.count / b
+        return withNoGrad {
+            let h = decodeLayers(model.embed_tokens(ids, shape: [b, tn]), layers: 0..<model.layers.count, cache: cache)
+            cache.advance(tn)
+            return lm_head(model.norm(h))
+        }
+    }
+
+    /// Decoder layers `layers` over h [B, Tn, D] at the cache's position: a pipeline stage's
+    /// share of `decode` (the caller advances the cache). `experts` runs the routed experts
+    /// elsewhere (the grid's all-to-all); nil: here.
+    public func decodeLayers(_ x: Tensor, layers: Range<Int>, cache: KVCache, experts: ExpertExecutor? = nil) -> Tensor {
+        let tn = x.shape[1], start = cache.length
         guard start + tn <= cache.capacity, start + tn <= rotary.cos.shape[0] else {
             shapeFailure("decode", "position \(start + tn) exceeds the cache (\(cache.capacity)) or the rotary tables (\(rotary.cos.shape[0]))")
         }
         return withNoGrad {
             let cos = rotary.cos.slice(axis: 0, start..<(start + tn)), sin = rotary.sin.slice(axis: 0, start..<(start + tn))
-            var h = model.embed_tokens(ids, shape: [b, tn])
-            for (l, layer) in model.layers.enumerated() {
+            var h = x
+            for l in layers {
+                let layer = model.layers[l]
                 h = h + layer.self_attn.decode(layer.input_layernorm(h), cos: cos, sin: sin, cache: cache, layer: l)
                 let normed = layer.post_attention_layernorm(h)
-                if let moe = layer.moe { h = h + moe(normed, training: nil).0 } else { h = h + layer.denseMLP!(normed) }
+                if let moe = layer.moe { h = h + moe(normed, training: nil, executor: experts, layer: l).0 } else { h = h + layer.denseMLP!(normed) }
             }
-            cache.advance(tn)
-            return lm_head(model.norm(h))
+            return h
         }
     }
 }

@@ -153,19 +153,29 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     public var localExperts: Range<Int> { (comm.rank * local)..<((comm.rank + 1) * local) }
 
     public func run(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
-                    length t: Int, plan: TokenDropping.Plan?, training: MoETraining) -> Tensor {
+                    length t: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int) -> Tensor {
         do {
-            return try exchange(x, weights: weights, experts: st, assignments: assignments, length: t, plan: plan, training: training)
+            return try exchange(x, weights: weights, experts: st, assignments: assignments, length: t, plan: plan,
+                                training: training, layer: layer)
         } catch {
-            FileHandle.standardError.write(Data("error: rank \(comm.rank) of the ep group, layer \(training.layer): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("error: rank \(comm.rank) of the ep group, layer \(layer): \(error)\n".utf8))
             Communicator.abortJob(code: 3)
         }
     }
 
+    /// Takes part in layer `layer`'s exchange with no tokens of its own: in a sharded decode, a
+    /// rank whose sequences are all finished still runs its experts for the others'.
+    public func serve(experts st: StackedExperts, layer: Int) {
+        let d = st.gate.shape[2]
+        _ = withNoGrad {
+            run(Tensor(zeros: [1, d]), weights: Tensor(zeros: [1]), experts: st, assignments: [[(token: Int, slot: Int)]](repeating: [], count: experts),
+                length: 1, plan: nil, training: nil, layer: layer)
+        }
+    }
+
     func exchange(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
-                  length t: Int, plan: TokenDropping.Plan?, training: MoETraining) throws -> Tensor {
+                  length t: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int) throws -> Tensor {
         let n = x.shape[0], d = x.shape[1], inter = st.gate.shape[1], p = comm.size, el = local, per = inter * d
-        let layer = training.layer
         let xc = x.contiguousNoGrad(), wc = weights.contiguousNoGrad()
         let xp = xc.data
 
@@ -175,7 +185,7 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         var sendRows = [Int](repeating: 0, count: p)
         for q in 0..<p {
             header[q * (4 + el)] = Int64(micro)
-            header[q * (4 + el) + 1] = Int64(training.sequenceOffset)
+            header[q * (4 + el) + 1] = Int64(training?.sequenceOffset ?? 0)
             header[q * (4 + el) + 2] = Int64(plan.map { $0.capacity * groupsPerRank } ?? -1)
             header[q * (4 + el) + 3] = Int64(n / t)
             for j in 0..<el {
@@ -219,7 +229,7 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
             }
         }
         // Never-dropped sequences: the sources count what they routed, the owners what arrived.
-        if let dropping = training.dropping, plan != nil {
+        if let training, let dropping = training.dropping, plan != nil {
             let k = weights.count / n
             let mine = dropping.neverDropped(seed: training.seed, step: training.step, first: training.sequenceOffset, count: n / t)
             protectedRouted += (0..<(n * k)).filter { mine[$0 / k / t] }.count

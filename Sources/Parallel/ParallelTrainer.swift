@@ -384,56 +384,33 @@ extension ParallelTrainer {
         return runs
     }
 
-    /// The whole model on world rank 0 for an evaluation: each rank sends the chunks it owns,
-    /// rank 0 writes them into its model. (Checkpoints need no gather: ShardedCheckpoint.)
-    public func gatherToRoot() throws {
-        let all = try grid.world.gatherv(ownedPayload(), root: 0)
-        guard grid.world.rank == 0 else { return }
-        all.withUnsafeBufferPointer { b in
+    /// Resident bytes of the parameters this rank does not hold (those mapped lazily, all but
+    /// the smallest; mincore): zero unless something materialised another rank's weights.
+    public func foreignResidentBytes() -> Int {
+        let held = Set(dense.pieces + experts.pieces)
+        return flat.pieces.indices.reduce(0) { sum, i in
+            let t = flat.pieces[i].tensor
+            return held.contains(i) || !t.storage.isMapped ? sum : sum + Storage.residentBytes(t.data, count: t.count)
+        }
+    }
+
+    /// The values of every parameter this rank holds — its stage's dense weights, then its ep
+    /// block's experts — packed: a frozen copy of the rank's part (GRPO's reference model).
+    public func heldValues() -> [Float] { dense.packValues(flat) + experts.packValues(flat) }
+
+    /// Exchanges the held parameters' values with `values` (packed as `heldValues`): run a
+    /// forward with other weights of the same part, then swap back.
+    public func swapHeld(_ values: inout [Float]) {
+        precondition(values.count == dense.count + experts.count, "\(values.count) values for \(dense.count + experts.count) held")
+        values.withUnsafeMutableBufferPointer { b in
             var at = 0
-            for w in 0..<grid.world.size { at += place(b.baseAddress! + at, from: w) }
+            for vec in [dense, experts] {
+                for i in vec.pieces {
+                    let t = flat.pieces[i].tensor, p = t.data, q = b.baseAddress! + at
+                    for k in 0..<t.count { let x = p[k]; p[k] = q[k]; q[k] = x }
+                    at += t.count
+                }
+            }
         }
-    }
-
-    /// Every rank gets every parameter's current value (each rank's owned chunks, all-gathered):
-    /// what sampling needs, since a rank generates with the whole model.
-    public func gatherToAll() throws {
-        guard grid.world.size > 1 else { return }
-        let payload = ownedPayload()
-        let counts = try grid.world.allgather([Int64(payload.count)]).map { Int($0) }
-        let displs = displacements(counts)
-        var all = [Float](repeating: 0, count: counts.reduce(0, +))
-        all.withUnsafeMutableBufferPointer { b in
-            (b.baseAddress! + displs[grid.world.rank]).update(from: payload, count: payload.count)
-        }
-        try all.withUnsafeMutableBufferPointer { b in try grid.world.allgatherv(b.baseAddress!, counts: counts, displs: displs) }
-        all.withUnsafeBufferPointer { b in
-            for w in 0..<grid.world.size { _ = place(b.baseAddress! + displs[w], from: w) }
-        }
-    }
-
-    /// This rank's owned chunks' values in owned order: the dense shard, then the expert shard.
-    func ownedPayload() -> [Float] {
-        let me = flat.owned(worldRank: grid.world.rank)
-        var payload: [Float] = []
-        payload.reserveCapacity((me.dense + me.expert).reduce(0) { $0 + flat.chunks[$1].count })
-        for id in me.dense + me.expert {
-            let ch = flat.chunks[id]
-            payload.append(contentsOf: UnsafeBufferPointer(start: flat.pieces[ch.piece].tensor.data + ch.start, count: ch.count))
-        }
-        return payload
-    }
-
-    /// Writes world rank `w`'s payload (laid out as `ownedPayload`) into the model's tensors;
-    /// returns the floats it read.
-    func place(_ p: UnsafePointer<Float>, from w: Int) -> Int {
-        var at = 0
-        let own = flat.owned(worldRank: w)
-        for id in own.dense + own.expert {
-            let ch = flat.chunks[id]
-            (flat.pieces[ch.piece].tensor.data + ch.start).update(from: p + at, count: ch.count)
-            at += ch.count
-        }
-        return at
     }
 }

@@ -73,20 +73,29 @@ public enum DataSource {
         }
     }
 
-    /// Greedy exact-match accuracy on held-out problems: (accuracy, samples).
-    public func exactMatch(model: DeepSeekV2ForCausalLM, samples: Int) -> (Double, Int)? {
+    /// Held-out problems for the exact-match accuracy: each prompt's tokens, its answer's
+    /// text, the stop token and how many tokens the answer may take; nil: no such problems.
+    public func exactMatchProblems(samples: Int) -> (problems: [(prompt: [Int], answer: String)], stop: Int, maxNew: Int)? {
         switch self {
         case .arithmetic(let task):
-            let pairs = Array(task.heldOutPairs.prefix(samples))
-            var correct = 0
-            for (a, b) in pairs {
-                let prompt = Array(SyntheticArithmetic.prompt(a, b).utf8).map(Int.init)
-                let r = model.generate(prompt: [SyntheticArithmetic.eos] + prompt, maxNew: 5, stop: [SyntheticArithmetic.eos])
-                if String(decoding: r.tokens.map { UInt8(clamping: $0) }, as: UTF8.self) == String(a + b) { correct += 1 }
+            let problems = task.heldOutPairs.prefix(samples).map { a, b in
+                ([SyntheticArithmetic.eos] + Array(SyntheticArithmetic.prompt(a, b).utf8).map(Int.init), String(a + b))
             }
-            return (Double(correct) / Double(Swift.max(pairs.count, 1)), pairs.count)
+            return (problems, SyntheticArithmetic.eos, 5)
         case .shards:
             return nil
         }
+    }
+
+    /// Whether a completion's tokens (bytes) spell `answer`.
+    public static func matches(_ tokens: [Int], _ answer: String) -> Bool {
+        String(decoding: tokens.map { UInt8(clamping: $0) }, as: UTF8.self) == answer
+    }
+
+    /// Greedy exact-match accuracy on held-out problems, in this process: (accuracy, samples).
+    public func exactMatch(model: DeepSeekV2ForCausalLM, samples: Int) -> (Double, Int)? {
+        guard let (problems, stop, maxNew) = exactMatchProblems(samples: samples) else { return nil }
+        let correct = problems.filter { p in DataSource.matches(model.generate(prompt: p.prompt, maxNew: maxNew, stop: [stop]).tokens, p.answer) }.count
+        return (Double(correct) / Double(Swift.max(problems.count, 1)), problems.count)
     }
 }

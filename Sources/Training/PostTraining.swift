@@ -6,20 +6,6 @@ import Data
 import Collectives
 import Parallel
 
-/// A stage's held-out numbers: loss, and for chat stages answer accuracy and mean reward.
-struct Evaluation {
-    var loss: Double
-    var accuracy: Double?
-    var reward: Double?
-    var samples: Int
-
-    var line: String {
-        String(format: "held-out loss %.4f", loss)
-            + (accuracy.map { String(format: "  exact match %.1f%% of %d", 100 * $0, samples) } ?? "")
-            + (reward.map { String(format: "  mean reward %.3f", $0) } ?? "")
-    }
-}
-
 /// GRPO stopped because a reward function failed on some rank (after the current step's
 /// weights were left untouched): the trainer writes a checkpoint, then reports it.
 struct RewardStop: Error { let message: String }
@@ -37,50 +23,6 @@ extension Trainer {
             }
         }
     }
-
-    /// Held-out answer loss (assistant tokens of held-out conversations) and, by greedy
-    /// completion of `eval_samples` held-out prompts, exact-answer accuracy and mean reward.
-    func evaluateChat(model: DeepSeekV2ForCausalLM, data: PostTrainingData, stage: Recipe.Stage,
-                      rewards: [(RewardFunction, Double)]) -> Evaluation {
-        withNoGrad {
-            let length = stage.kind == "grpo" ? 48 : stage.seqLen
-            let convs = data.heldOutConversations(64)
-            var total = 0.0, batches = 0
-            for start in stride(from: 0, to: convs.count, by: 16) {
-                let part = convs[start..<Swift.min(start + 16, convs.count)]
-                var inputs: [Int] = [], targets: [Int] = []
-                for c in part {
-                    let r = PostTrainingData.sftRow(c, length: length, pad: data.format.pad)
-                    inputs += r.inputs
-                    targets += r.targets
-                }
-                let out = model.forward(inputs, batch: part.count, length: length)
-                total += Double(out.logits.reshape([part.count * length, model.config.vocabSize]).crossEntropy(targets: targets).item)
-                batches += 1
-            }
-            let prompts = data.heldOutPrompts(stage.evalSamples)
-            let maxNew = stage.grpo?.maxCompletionLength ?? 16
-            var completions: [Completion] = []
-            let room = model.rotary.cos.shape[0] - maxNew
-            for (p, all) in prompts {
-                // A prompt longer than the tables allow keeps its end (the assistant header).
-                let tokens = all.count > room ? Array(all.suffix(Swift.max(room, 1))) : all
-                let r = model.generate(prompt: tokens, maxNew: maxNew, stop: Set(data.format.stop))
-                completions.append(Completion(prompt: p.prompt, answer: p.answer, completion: data.format.text(r.tokens),
-                                              truncated: r.tokens.count >= maxNew))
-            }
-            let exact = (try? ExactAnswerReward().score(completions)) ?? []
-            var reward = [Double](repeating: 0, count: completions.count)
-            for (f, w) in rewards {
-                // An external command may fail here too: evaluation then reports the rule-based part.
-                guard let s = try? f.score(completions) else { continue }
-                for i in reward.indices { reward[i] += w * s[i] }
-            }
-            let n = Double(Swift.max(completions.count, 1))
-            return Evaluation(loss: total / Double(Swift.max(batches, 1)), accuracy: exact.reduce(0, +) / n,
-                              reward: reward.reduce(0, +) / n, samples: completions.count)
-        }
-    }
 }
 
 /// The GRPO stage's steps (DESIGN §10, TRL's GRPOTrainer): every `num_iterations` optimizer
@@ -89,9 +31,11 @@ extension Trainer {
 /// each step then minimises the clipped objective with the KL to the stage's initial weights.
 ///
 /// Completion i of generation batch b is sampled with a counter RNG keyed by (seed, b, i), and
-/// the global micro-batches split the completions, so each rank samples its own micro-batches'
-/// completions and the results do not depend on the layout. Rewards are all-gathered so that
-/// every group's advantages come from its whole group wherever its completions were sampled.
+/// the global micro-batches split the completions, so each data-parallel position samples its
+/// own micro-batches' completions — through its pipeline stages and the experts' all-to-all
+/// (ShardedInference), no rank holding another's weights — and the results do not depend on the
+/// layout. Rewards are all-gathered so that every group's advantages come from its whole group
+/// wherever its completions were sampled.
 final class GRPORunner {
     unowned let trainer: Trainer
     let engine: ParallelTrainer
@@ -100,7 +44,9 @@ final class GRPORunner {
     let data: PostTrainingData
     let rewards: [(RewardFunction, Double)]
     let objective: GRPOObjective
-    let reference: DeepSeekV2ForCausalLM?
+    let inference: ShardedInference
+    /// The frozen reference: the stage's initial values of this rank's part (`heldValues`).
+    var reference: [Float]?
     let total: Int, rows: Int
 
     /// The current generation batch (every completion's slot; this rank fills its own).
@@ -134,16 +80,8 @@ final class GRPORunner {
         rows = total / micro
         objective = GRPOObjective(lossType: settings.lossType, beta: settings.beta, epsilonLow: settings.epsilon,
                                   epsilonHigh: settings.epsilonHigh, maxCompletionLength: settings.maxCompletionLength)
-        if settings.beta != 0 {
-            // The frozen reference: the stage's initial weights (all of them, on every rank).
-            try engine.gatherToAll()
-            let model = engine.model
-            let ref = DeepSeekV2ForCausalLM(model.config, seed: 0, positions: model.rotary.cos.shape[0])
-            for ((_, a), (_, b)) in zip(ref.namedParameters(), model.namedParameters()) { a.copy(from: b) }
-            reference = ref
-        } else {
-            reference = nil
-        }
+        inference = ShardedInference(engine)
+        reference = settings.beta != 0 ? engine.heldValues() : nil
     }
 
     var grid: ProcessGrid { engine.grid }
@@ -176,7 +114,6 @@ final class GRPORunner {
 
     /// Samples, scores and prepares generation batch `index`.
     func generate(index b: Int) throws -> Batch {
-        try engine.gatherToAll()
         let model = engine.model, g = settings.numGenerations, tc = settings.maxCompletionLength
         let prompts = (0..<settings.promptsPerStep).map { data.prompt(b * settings.promptsPerStep + $0, seed: trainer.recipe.seed) }
         // A prompt longer than the rotary tables allow keeps its end (the assistant header).
@@ -190,22 +127,24 @@ final class GRPORunner {
         var texts = [String](repeating: "", count: total)
         let mine = grid.micros.flatMap { ($0 * rows)..<(($0 + 1) * rows) }
         let sampleSeed = trainer.recipe.seed ^ 0x6772_706F  // "grpo"
-        withNoGrad {
-            for i in mine {
-                let sampler = Sampler(temperature: Float(settings.temperature), topP: Float(settings.topP),
-                                      seed: Philox(seed: sampleSeed, purpose: "grpo-sample", UInt64(b)).uint64(UInt64(i)))
-                let stop = data.format.stop
-                let r = model.generate(prompt: promptTokens[i / g], maxNew: tc, sampler: sampler, stop: Set(stop))
-                let stopped = r.tokens.count < tc
-                completions[i] = r.tokens + (stopped && !stop.isEmpty ? [stop[0]] : [])
-                truncated[i] = !stopped
-                texts[i] = data.format.text(r.tokens)
-            }
+        let stop = data.format.stop
+        let requests = mine.map { i in
+            ShardedInference.Request(prompt: promptTokens[i / g], maxNew: tc,
+                                     sampler: Sampler(temperature: Float(settings.temperature), topP: Float(settings.topP),
+                                                      seed: Philox(seed: sampleSeed, purpose: "grpo-sample", UInt64(b)).uint64(UInt64(i))),
+                                     stop: Set(stop))
         }
-        // Scores of this rank's completions, per reward function; then everyone's.
+        for (i, tokens) in zip(mine, try inference.generate(requests)) {
+            let stopped = tokens.count < tc
+            completions[i] = tokens + (stopped && !stop.isEmpty ? [stop[0]] : [])
+            truncated[i] = !stopped
+            texts[i] = data.format.text(tokens)
+        }
+        // Scores of this position's completions, per reward function (on its first stage: every
+        // stage has the completions, one scores them); then everyone's.
         let k = rewards.count
         var table = [Double](repeating: 0, count: total * (k + 3) + 1)
-        do {
+        if grid.isFirstStage { do {
             let batch = mine.map { Completion(prompt: prompts[$0 / g].prompt, answer: prompts[$0 / g].answer, completion: texts[$0], truncated: truncated[$0]) }
             for (fi, (f, _)) in rewards.enumerated() {
                 let s = try f.score(batch)
@@ -218,11 +157,8 @@ final class GRPORunner {
         for i in mine {
             table[i * (k + 3) + k] = Double(completions[i].count)
             table[i * (k + 3) + k + 1] = truncated[i] ? 1 : 0
-            table[i * (k + 3) + k + 2] = 1  // sampled here (each completion on exactly one rank of a stage)
-        }
-        // Pipeline stages of the same data-parallel position sample the same completions:
-        // only the first stage's contribute.
-        if !grid.isFirstStage { table = table.enumerated().map { $0.offset == total * (k + 3) ? $0.element : 0 } }
+            table[i * (k + 3) + k + 2] = 1  // sampled here (each completion on exactly one position)
+        } }
         try grid.world.allreduceSum(&table)
         if table[total * (k + 3)] != 0 {
             throw RewardStop(message: "a reward function failed during generation batch \(b) (the rank's message is above)")
@@ -244,26 +180,32 @@ final class GRPORunner {
         }
         var out = Batch(index: b, length: length, prompts: (0..<total).map { promptTokens[$0 / g] }, completions: completions,
                         mask: mask, advantages: adv, old: nil, ref: nil, tokens: tokens, metrics: [:])
-        // π_old (for μ > 1) and the reference, for this rank's completions, without gradients.
+        // π_old (for μ > 1) and the reference, for this position's completions, without
+        // gradients, through the stages (the reference: the frozen values swapped in).
         if settings.numIterations > 1 || reference != nil {
             var old = [[Float]](repeating: [], count: total), ref = [[Float]](repeating: [], count: total)
-            withNoGrad {
-                for m in grid.micros {
-                    let range = (m * rows)..<((m + 1) * rows)
-                    let ids = rowsOf(out.prompts[range], out.completions[range], length: length)
-                    for (model, into) in [(settings.numIterations > 1 ? engine.model : nil, 0), (reference, 1)] {
-                        guard let model else { continue }
-                        let lp = logps(model.forward(ids, batch: rows, length: length).logits, prompts: out.prompts[range],
-                                       completions: out.completions[range], length: length).contiguousNoGrad()
-                        for (j, i) in range.enumerated() {
-                            let row = Array(UnsafeBufferPointer(start: lp.data + j * tc, count: tc))
-                            if into == 0 { old[i] = row } else { ref[i] = row }
-                        }
-                    }
+            let micros = Array(grid.micros)
+            let batches = micros.map { m in
+                let range = (m * rows)..<((m + 1) * rows)
+                return ShardedInference.Batch(ids: rowsOf(out.prompts[range], out.completions[range], length: length), rows: rows, length: length)
+            }
+            func logps(into table: inout [[Float]]) throws {
+                try inference.forward(batches) { j, logits in
+                    let range = (micros[j] * rows)..<((micros[j] + 1) * rows)
+                    let lp = self.logps(logits, prompts: out.prompts[range], completions: out.completions[range], length: length).contiguousNoGrad()
+                    for (r, i) in range.enumerated() { table[i] = Array(UnsafeBufferPointer(start: lp.data + r * tc, count: tc)) }
                 }
             }
-            if settings.numIterations > 1 { out.old = old }
-            if reference != nil { out.ref = ref }
+            if settings.numIterations > 1 {
+                try logps(into: &old)
+                out.old = old
+            }
+            if reference != nil {
+                engine.swapHeld(&reference!)
+                defer { engine.swapHeld(&reference!) }
+                try logps(into: &ref)
+                out.ref = ref
+            }
         }
         let n = Double(total)
         let mean = reward.reduce(0, +) / n

@@ -296,12 +296,11 @@ public final class Trainer {
             try ShardedCheckpoint.loadMoments(momentsFrom, trainer: trainer)
         }
         let rewards = try rewardFunctions(stage)
-        let evaluate: () -> Evaluation = { [self] in
-            if let pretrainData {
-                let (l, acc, n) = self.evaluate(model: model, data: pretrainData, stage: stage)
-                return Evaluation(loss: l, accuracy: acc, reward: nil, samples: n)
-            }
-            return self.evaluateChat(model: model, data: postData!, stage: stage, rewards: rewards)
+        // Evaluation runs on the sharded model, every rank taking part (Evaluation.swift).
+        let inference = ShardedInference(trainer)
+        let evaluate: () throws -> Evaluation = { [self] in
+            if let pretrainData { return try self.evaluate(inference, data: pretrainData, stage: stage) }
+            return try self.evaluateChat(inference, data: postData!, stage: stage, rewards: rewards)
         }
         let grpo = stage.kind == "grpo" ? try GRPORunner(trainer: self, engine: trainer, stage: stage, data: postData!, rewards: rewards) : nil
         let schedule = stage.lrSchedule()
@@ -313,9 +312,8 @@ public final class Trainer {
         var nanRun = 0, nanTotal = 0
         var summary = StageSummary(name: stage.name, kind: stage.kind, steps: stage.steps, seconds: 0, samples: 0)
         if stage.evalEvery > 0 && startStep == 0 {
-            try trainer.gatherToRoot()
+            let e = try evaluate()
             if isRoot {
-                let e = evaluate()
                 (summary.lossBefore, summary.accuracyBefore, summary.rewardBefore, summary.samples) = (e.loss, e.accuracy, e.reward, e.samples)
                 log("before training: " + e.line)
             }
@@ -425,16 +423,17 @@ public final class Trainer {
                 m["never_dropped_received"] = r.protectedReceived
             }
             if stage.evalEvery > 0 && (step % stage.evalEvery == 0 || step == stage.steps) {
-                try trainer.gatherToRoot()
+                let e = try evaluate()
+                if isRoot {
+                    m["eval_loss"] = e.loss
+                    if let acc = e.accuracy { m["eval_exact_match"] = acc; m["eval_samples"] = e.samples }
+                    if let rw = e.reward { m["eval_reward"] = rw }
+                    (summary.lossAfter, summary.accuracyAfter, summary.rewardAfter, summary.samples) = (e.loss, e.accuracy, e.reward, e.samples)
+                    log("step \(step)/\(stage.steps)  " + e.line)
+                }
             }
-            if stage.evalEvery > 0 && (step % stage.evalEvery == 0 || step == stage.steps) && isRoot {
-                let e = evaluate()
-                m["eval_loss"] = e.loss
-                if let acc = e.accuracy { m["eval_exact_match"] = acc; m["eval_samples"] = e.samples }
-                if let rw = e.reward { m["eval_reward"] = rw }
-                (summary.lossAfter, summary.accuracyAfter, summary.rewardAfter, summary.samples) = (e.loss, e.accuracy, e.reward, e.samples)
-                log("step \(step)/\(stage.steps)  " + e.line)
-            }
+            // Measured after the step's evaluation too: other ranks' weights this rank touched (mincore).
+            m["rank_foreign_weights_mb"] = try grid.world.allgather([Double(trainer.foreignResidentBytes()) / 1_048_576])
             runDirectory?.writeMetrics(m)
             if nanRun >= stage.maxNaNSteps {
                 throw Failure(description: "stage \(stage.name): \(nanRun) steps in a row with a non-finite loss or gradient (max_nan_steps = \(stage.maxNaNSteps)); lower optimizer.lr or check the data", exitCode: 3)
@@ -487,23 +486,6 @@ public final class Trainer {
         guard isRoot else { return }
         try run.publish(file, keep: recipe.checkpoint.keep)
         run.logLine("checkpoint \(file)")
-    }
-
-    /// Held-out loss over `eval.batches` batches, and exact-match accuracy where the data
-    /// has checkable answers.
-    func evaluate(model: DeepSeekV2ForCausalLM, data: DataSource, stage: Recipe.Stage) -> (Double, Double?, Int) {
-        withNoGrad {
-            var total = 0.0
-            let b = Swift.min(stage.batchSize, 16)
-            for i in 0..<stage.evalBatches {
-                let rows = data.heldOutRows(first: i * b, count: b, length: stage.seqLen + 1)
-                let (ids, targets) = ParallelTrainer.MicroBatch.nextToken(rows, rows: b, length: stage.seqLen)
-                let out = model.forward(ids, batch: b, length: stage.seqLen)
-                total += Double(out.logits.reshape([b * stage.seqLen, model.config.vocabSize]).crossEntropy(targets: targets).item)
-            }
-            let acc = data.exactMatch(model: model, samples: stage.evalSamples)
-            return (total / Double(stage.evalBatches), acc?.0, acc?.1 ?? 0)
-        }
     }
 }
 

@@ -37,6 +37,20 @@ import Testing
         #expect(abs(u.reduce(0, +) / Float(u.count) - 0.5) < 0.01)
     }
 
+    /// What `rank_foreign_weights_mb` is built on: a lazily mapped parameter costs nothing until
+    /// written, and mincore sees exactly the pages written.
+    @Test func lazilyMappedStorageIsResidentOnlyWhereWritten() {
+        let s = Storage(lazyZeroed: 1 << 20)  // 4 MiB
+        #expect(s.isMapped)
+        #expect(Storage.residentBytes(s.data, count: s.count) == 0)
+        s.data[0] = 1
+        s.data[s.count - 1] = 2
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        #expect(Storage.residentBytes(s.data, count: s.count) == 2 * page)
+        #expect(Storage.residentBytes(s.data + 1024 * 64, count: 1024 * 128) == 0)
+        #expect(!Storage(lazyZeroed: 1000).isMapped)
+    }
+
     @Test func viewsShareStorage() {
         let a = Tensor((0..<6).map(Float.init), shape: [2, 3])
         let t = a.transposed()

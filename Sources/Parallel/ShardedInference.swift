@@ -1,0 +1,189 @@
+import Foundation
+import Autograd
+import Collectives
+import DeepSeek
+
+/// Evaluation and sampling of a model sharded over the grid, with no rank holding another's
+/// weights: hidden states travel the pipeline stages as in training, the routed experts run
+/// where they live through the ep group's all-to-all, and the last stage owns the head.
+///
+/// Every rank of the world calls these together (they are collectives). Each data-parallel
+/// position brings its own work — the same list on each of its stages — and with ep > 1 a
+/// position that runs out first keeps serving its experts to the others
+/// (`ExpertParallel.serve`) until the last position is done; with ep = 1 positions do not wait
+/// for each other.
+///
+/// Why the results do not depend on the layout: a batch or a request is computed whole by one
+/// position, through the same kernels as in one process (the owner of an expert runs each
+/// source's rows as its own segment, as `Tensor.expertFFN` does), so a greedy completion has
+/// the same tokens at every layout.
+public final class ShardedInference {
+    public let grid: ProcessGrid
+    public let model: DeepSeekV2ForCausalLM
+    /// The ep group's all-to-all; nil with ep = 1 (a rank then holds its stage's experts).
+    let experts: ExpertParallel?
+
+    public init(grid: ProcessGrid, model: DeepSeekV2ForCausalLM, experts: ExpertParallel?) {
+        self.grid = grid
+        self.model = model
+        self.experts = grid.ep.size > 1 ? experts : nil
+    }
+
+    public convenience init(_ trainer: ParallelTrainer) {
+        self.init(grid: trainer.grid, model: trainer.model, experts: trainer.executor)
+    }
+
+    // Tags of the messages between stages (no step is in flight when these run).
+    static let hiddenTag = 30_001, tokenTag = 30_002
+
+    /// One round without work of its own: the stage's MoE layers' exchanges, for the others.
+    func serve() {
+        guard let experts else { return }
+        for l in grid.layers {
+            if let moe = model.model.layers[l].moe { experts.serve(experts: moe.experts, layer: l) }
+        }
+    }
+
+    /// The most of `n` over the world's ranks: how many rounds everyone runs. Without the
+    /// experts' all-to-all no position waits for another: each runs its own `n`.
+    func rounds(_ n: Int) throws -> Int {
+        guard experts != nil else { return n }
+        var x = [Double(n)]
+        try grid.world.allreduceMax(&x)
+        return Int(x[0])
+    }
+
+    /// `rows` sequences of `length` token ids (row-major).
+    public struct Batch {
+        public var ids: [Int]
+        public var rows: Int
+        public var length: Int
+        public init(ids: [Int], rows: Int, length: Int) {
+            self.ids = ids
+            self.rows = rows
+            self.length = length
+        }
+    }
+
+    /// A forward without gradients of this position's batches (ids matter on the first stage;
+    /// rows and length everywhere); on the last stage `consume(i, logits [rows, length, V])`
+    /// for batch i.
+    public func forward(_ batches: [Batch], consume: (Int, Tensor) throws -> Void) throws {
+        let n = try rounds(batches.count), dim = model.config.hiddenSize
+        var sends: [Communicator.Request] = []
+        try withNoGrad {
+            for i in 0..<n {
+                guard i < batches.count else { serve(); continue }
+                let b = batches[i]
+                var h: Tensor
+                if grid.isFirstStage {
+                    h = model.model.embed_tokens(b.ids, shape: [b.rows, b.length])
+                } else {
+                    h = Tensor(try grid.world.recv(count: b.rows * b.length * dim, from: grid.worldRank(stage: grid.stage - 1), tag: Self.hiddenTag),
+                               shape: [b.rows, b.length, dim])
+                }
+                h = model.runLayers(h, layers: grid.layers, experts: experts).0
+                if grid.isLastStage {
+                    try consume(i, model.lm_head(model.model.norm(h)))
+                } else {
+                    sends.append(try send(h))
+                }
+            }
+        }
+        for s in sends { try s.wait() }
+    }
+
+    func send(_ h: Tensor) throws -> Communicator.Request {
+        let c = h.contiguousNoGrad()
+        return try grid.world.isend(Array(UnsafeBufferPointer(start: c.data, count: c.count)),
+                                    to: grid.worldRank(stage: grid.stage + 1), tag: Self.hiddenTag)
+    }
+
+    /// A prompt to complete: up to `maxNew` tokens drawn by `sampler`, ending at any of `stop`
+    /// (not included), as `DeepSeekV2ForCausalLM.generate` does.
+    public struct Request {
+        public var prompt: [Int]
+        public var maxNew: Int
+        public var sampler: Sampler
+        public var stop: Set<Int>
+        public init(prompt: [Int], maxNew: Int, sampler: Sampler = Sampler(), stop: Set<Int> = []) {
+            self.prompt = prompt
+            self.maxNew = maxNew
+            self.sampler = sampler
+            self.stop = stop
+        }
+    }
+
+    /// Completes this position's requests one after the other, each with a KV cache of the
+    /// stage's layers only. Each tick feeds one request's prompt or its last token through the
+    /// stages; the last stage samples and sends the token to the position's other stages, so
+    /// every stage returns the completions.
+    public func generate(_ requests: [Request], cache kind: CacheKind = .latent) throws -> [[Int]] {
+        var out = [[Int]](repeating: [], count: requests.count)
+        let pp = grid.layout.pp, v = model.config.vocabSize, dim = model.config.hiddenSize
+        let last = grid.worldRank(stage: pp - 1)
+        var current = 0, step = 0
+        var cache: KVCache?
+        var input: [Int] = []
+        var sends: [Communicator.Request] = []
+        try withNoGrad {
+            while true {
+                while current < requests.count && requests[current].maxNew <= 0 { current += 1 }
+                let active = current < requests.count
+                if experts != nil {
+                    // Whether anyone is still decoding: a finished position serves the others' experts.
+                    var any = [active ? 1.0 : 0.0]
+                    try grid.world.allreduceMax(&any)
+                    if any[0] == 0 { break }
+                } else if !active {
+                    break
+                }
+                guard active else { serve(); continue }
+                let req = requests[current]
+                if cache == nil {
+                    cache = KVCache(model.config, kind: kind, batch: 1, capacity: req.prompt.count + req.maxNew, layers: grid.layers)
+                    input = req.prompt
+                }
+                let tn = step == 0 ? req.prompt.count : 1
+                var h: Tensor
+                if grid.isFirstStage {
+                    h = model.model.embed_tokens(input, shape: [1, tn])
+                } else {
+                    h = Tensor(try grid.world.recv(count: tn * dim, from: grid.worldRank(stage: grid.stage - 1), tag: Self.hiddenTag),
+                               shape: [1, tn, dim])
+                }
+                h = model.decodeLayers(h, layers: grid.layers, cache: cache!, experts: experts)
+                cache!.advance(tn)
+                let token: Int, finished: Bool
+                if grid.isLastStage {
+                    let logits = model.lm_head(model.model.norm(h))
+                    token = req.sampler.sample(Array(logits.values.suffix(v)), step: step)
+                    finished = req.stop.contains(token) || step + 1 == req.maxNew
+                    for s in 0..<(pp - 1) {
+                        sends.append(try grid.world.isend([Float(token), finished ? 1 : 0], to: grid.worldRank(stage: s), tag: Self.tokenTag))
+                    }
+                } else {
+                    sends.append(try send(h))
+                    let m = try grid.world.recv(count: 2, from: last, tag: Self.tokenTag)
+                    token = Int(m[0])
+                    finished = m[1] != 0
+                }
+                if !req.stop.contains(token) { out[current].append(token) }
+                if finished {
+                    current += 1
+                    step = 0
+                    cache = nil
+                } else {
+                    step += 1
+                    input = [token]
+                }
+                if sends.count > 64 {
+                    for s in sends { try s.wait() }
+                    sends = []
+                }
+            }
+        }
+        for s in sends { try s.wait() }
+        return out
+    }
+}
