@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Modules follow DESIGN §1; dependencies point one way:
-// C shims (and BLASKernel, the start-up kernel choice) → Autograd → NN → Optim → (DeepSeek → Collectives → Parallel → Checkpoint) → Data → Training → deeptrain.
+// C shims (and BLASKernel, the start-up kernel choice) → Autograd → NN → Optim → (DeepSeek → Collectives → Parallel → Checkpoint) → Data → Training → Benchmarks → deeptrain.
 // Release builds target AVX2/FMA (Haswell and later, every x86 server of the last decade): the
 // fused loops' SIMD16 code and fastExp vectorise only with it (see docs/benchmarks.md).
 #if arch(x86_64)
@@ -38,10 +38,13 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek", "CHDF5"], swiftSettings: release),
         .target(name: "Data", dependencies: ["Autograd"], swiftSettings: release),
         .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives", "Parallel", "Checkpoint", "Data", "CBLAS", "Yams"], swiftSettings: release),
+        // The `bench` commands' measurements: the trainer does not carry its benchmarks.
+        .target(name: "Benchmarks", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives", "Parallel", "Data", "Training",
+                                                   "CBLAS", "CMPI", "BLASKernel"], swiftSettings: release),
         .executableTarget(
             name: "deeptrain",
             dependencies: [
-                "Training", "DeepSeek", "Collectives", "Parallel", "Checkpoint", "Data", "Autograd", "CBLAS", "CMPI", "CHDF5",
+                "Training", "Benchmarks", "DeepSeek", "Collectives", "Parallel", "Checkpoint", "Data", "Autograd", "CBLAS", "CMPI", "CHDF5",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: release),

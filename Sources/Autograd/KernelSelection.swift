@@ -1,4 +1,5 @@
 import BLASKernel
+import CBLAS
 
 /// Which OpenBLAS kernel this process computes with, and why: the CPU as CPUID describes it,
 /// OpenBLAS's own choice, and what the start-up selection (Sources/BLASKernel, before main) did
@@ -14,6 +15,11 @@ public struct KernelSelection: Sendable, Codable {
     public let reason: String
     public let userSet: Bool
     public let fellBack: Bool
+
+    /// OpenBLAS's build line ("OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64").
+    public static var openblasConfig: String {
+        openblas_get_config().map { String(cString: $0) } ?? "unknown"
+    }
 
     public static let current: KernelSelection = {
         let c = dt_cpu_read(), s = dt_kernel_state_read()

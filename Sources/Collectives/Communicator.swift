@@ -40,7 +40,8 @@ extension Int: MPIScalar { public static var mpiType: MPI_Datatype { deeptrain_m
 /// do not matter (statistics, flags) or where one rank contributes each element. Gradients go
 /// through `DeterministicReduce`, which sums in a fixed order.
 public final class Communicator: @unchecked Sendable {
-    let comm: MPI_Comm?
+    // `package`: the benchmarks time raw MPI calls on the same communicator.
+    package let comm: MPI_Comm?
     public let rank: Int
     public let size: Int
 
@@ -48,6 +49,16 @@ public final class Communicator: @unchecked Sendable {
         self.comm = comm
         self.rank = rank
         self.size = size
+    }
+
+    /// The MPI library's version line ("Open MPI v4.1.4, package: ..."); needs no MPI_Init.
+    public static var libraryVersion: String {
+        var buf = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING))
+        var len: Int32 = 0
+        MPI_Get_library_version(&buf, &len)
+        // The length Open MPI returns counts the terminating NUL: read up to it.
+        let text = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return text.split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "?"
     }
 
     /// A communicator of one process, without MPI.

@@ -140,11 +140,7 @@ public final class ParallelTrainer {
         var r = StepResult()
         executor?.resetStep(leaves: lay.ep * grid.micros.count,
                             cacheBytes: ExpertParallel.cacheBudget(parameterFloats: dense.count + experts.count))
-        // Per global micro-batch: ce, non-finite flag, dropped, assigned; per (micro, layer) the
-        // three balance losses; per (layer, expert) micro-batch 0's load; protected counts.
-        let perMicro = 4, base3 = total * perMicro, baseLoad = base3 + total * layers * 3, baseProt = baseLoad + layers * e
-        let baseExtra = baseProt + 2
-        var stats = [Double](repeating: 0, count: baseExtra + total * extraStats)
+        var stats = StepStatistics(microbatches: total, layers: layers, experts: e, extra: extraStats)
         var inflight: [Int: InFlight] = [:]
         var sends: [Communicator.Request] = []
         var denseSum = CanonicalSum()
@@ -179,15 +175,15 @@ public final class ParallelTrainer {
                 for (layer, rep) in reports {
                     if let l = rep.losses {
                         aux = aux + l.expert + l.device + l.communication
-                        let at = base3 + (m * layers + layer) * 3
-                        stats[at] = Double(l.expert.item)
-                        stats[at + 1] = Double(l.device.item)
-                        stats[at + 2] = Double(l.communication.item)
+                        stats.micros[m].balance[layer] = (Double(l.expert.item), Double(l.device.item), Double(l.communication.item))
                     }
-                    if let d = rep.drop { stats[m * perMicro + 2] += Double(d.dropped); stats[m * perMicro + 3] += Double(d.kept.count) }
-                    if m == 0 { for (i, x) in rep.expertLoad.enumerated() { stats[baseLoad + layer * e + i] = x } }
+                    if let d = rep.drop {
+                        stats.micros[m].dropped += d.dropped
+                        stats.micros[m].assigned += d.kept.count
+                    }
+                    if m == 0 { stats.firstLoad[layer] = rep.expertLoad }
                 }
-                if !aux.item.isFinite { stats[m * perMicro + 1] = 1 }
+                if !aux.item.isFinite { stats.micros[m].nonFinite = true }
                 var f = InFlight(input: input)
                 if grid.isLastStage {
                     let logits = model.lm_head(model.model.norm(out))
@@ -195,21 +191,21 @@ public final class ParallelTrainer {
                     if let objective {
                         let (l, extra) = objective(logits, m)
                         precondition(extra.count == extraStats)
-                        for (i, x) in extra.enumerated() { stats[baseExtra + m * extraStats + i] = x }
-                        stats[m * perMicro] = Double(l.item)
+                        stats.micros[m].extra = extra
+                        stats.micros[m].loss = Double(l.item)
                         loss = l + aux * scale
                     } else {
                         let ce = logits.reshape([b * t, c.vocabSize]).crossEntropy(targets: mb.targets)
                         if let w = mb.weight {
                             // Logged as w·M·ce so the step's mean over micro-batches is Σ w·ce.
-                            stats[m * perMicro] = Double(ce.item) * w / Double(scale)
+                            stats.micros[m].loss = Double(ce.item) * w / Double(scale)
                             loss = ce * Float(w) + aux * scale
                         } else {
-                            stats[m * perMicro] = Double(ce.item)
+                            stats.micros[m].loss = Double(ce.item)
                             loss = (ce + aux) * scale
                         }
                     }
-                    if !loss.item.isFinite { stats[m * perMicro + 1] = 1 }
+                    if !loss.item.isFinite { stats.micros[m].nonFinite = true }
                     f.loss = loss
                 } else {
                     let oc = out.contiguousNoGrad()
@@ -262,10 +258,10 @@ public final class ParallelTrainer {
 
         // Statistics (one contributor per entry, so MPI's sum is exact) and load maxima.
         if let executor {
-            stats[baseProt] = Double(executor.protectedRouted)
-            stats[baseProt + 1] = Double(executor.protectedReceived)
+            stats.protectedRouted = executor.protectedRouted
+            stats.protectedReceived = executor.protectedReceived
         }
-        try grid.world.allreduceSum(&stats)
+        try stats.sum(over: grid.world)
         let ep = lay.ep
         var loadMax = [Double](repeating: 0, count: layers * ep + layers)
         if let executor {
@@ -298,30 +294,29 @@ public final class ParallelTrainer {
 
         var finite = norm.isFinite
         r.extra = [Double](repeating: 0, count: extraStats)
-        for m in 0..<total {
-            for i in 0..<extraStats { r.extra[i] += stats[baseExtra + m * extraStats + i] }
+        for mb in stats.micros {
+            for i in 0..<extraStats { r.extra[i] += mb.extra[i] }
             // With an objective, `ce` is its value (already a share of the step's total).
-            r.ce += objective == nil ? stats[m * perMicro] / Double(total) : stats[m * perMicro]
-            if stats[m * perMicro + 1] != 0 { finite = false }
-            r.dropped += Int(stats[m * perMicro + 2])
-            r.assigned += Int(stats[m * perMicro + 3])
+            r.ce += objective == nil ? mb.loss / Double(total) : mb.loss
+            if mb.nonFinite { finite = false }
+            r.dropped += mb.dropped
+            r.assigned += mb.assigned
             var bal = 0.0
-            for l in 0..<layers {
-                let at = base3 + (m * layers + l) * 3
-                r.aux.expert += stats[at] / Double(total)
-                r.aux.device += stats[at + 1] / Double(total)
-                r.aux.communication += stats[at + 2] / Double(total)
-                bal += stats[at] + stats[at + 1] + stats[at + 2]
+            for b in mb.balance {
+                r.aux.expert += b.expert / Double(total)
+                r.aux.device += b.device / Double(total)
+                r.aux.communication += b.communication / Double(total)
+                bal += b.expert + b.device + b.communication
             }
             r.balance += bal / Double(total)
         }
         for l in 0..<layers where c.isMoELayer(l) {
-            r.expertLoad.append((0..<e).map { stats[baseLoad + l * e + $0] })
+            r.expertLoad.append(stats.firstLoad[l])
             r.rankLoad.append((0..<ep).map { Int(loadMax[l * ep + $0]) })
             if loadMax[layers * ep + l] >= 0 && dropping != nil { r.rankCapacity = Int(loadMax[layers * ep + l]) }
         }
-        r.protectedRouted = Int(stats[baseProt])
-        r.protectedReceived = Int(stats[baseProt + 1])
+        r.protectedRouted = stats.protectedRouted
+        r.protectedReceived = stats.protectedReceived
 
         if finite {
             let s: Float = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1

@@ -5,6 +5,7 @@ import Collectives
 import DeepSeek
 import Parallel
 import Training
+import Benchmarks
 import Data
 
 struct BenchCommand: ParsableCommand {
@@ -43,7 +44,7 @@ struct BenchCommand: ParsableCommand {
                 return (dims[0], dims[1], dims[2], parts.count > 1 && parts[1] == "T", parts.count > 2 && parts[2] == "T")
             }
             for t in threads {
-                let peak = GemmBenchmark.peakGFLOPS(threads: t)
+                let peak = SgemmPeak.sgemmGFLOPS(threads: t)
                 print(jsonString(GemmBenchmark.ShapeReport(peak_sgemm_gflops: peak,
                                                            results: GemmBenchmark.shapes(parsed, threads: t, peak: peak, repeats: repeats))))
             }

@@ -17,17 +17,13 @@ struct EnvCommand: ParsableCommand {
     var measure = false
 
     func run() throws {
-        var buf = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING))
-        var len: Int32 = 0
-        MPI_Get_library_version(&buf, &len)
-        // The length Open MPI returns counts the terminating NUL.
-        let mpi = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "?"
+        let mpi = Communicator.libraryVersion
         var maj: UInt32 = 0, min: UInt32 = 0, rel: UInt32 = 0
         H5get_libversion(&maj, &min, &rel)
         let k = KernelSelection.current
         print("cpu:      \(k.cpu.isEmpty ? "?" : k.cpu) (\(k.vendor), family \(k.family), model \(k.model))")
         print("features: \(k.features.joined(separator: " "))")
-        print("blas:     \(GemmBenchmark.openblasConfig)")
+        print("blas:     \(KernelSelection.openblasConfig)")
         print("kernel:   \(k.kernel)" + (k.userSet ? " (OPENBLAS_CORETYPE from the environment)" : " (OpenBLAS's own choice: \(k.openblasChoice))"))
         print("why:      \(k.reason)")
         var threads = [1, Communicator.defaultThreads]

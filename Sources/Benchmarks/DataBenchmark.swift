@@ -1,4 +1,5 @@
 import Foundation
+import Training
 import Autograd
 import Data
 import DeepSeek

@@ -93,19 +93,7 @@ public enum GemmBenchmark {
         }
     }
 
-    /// The machine's sgemm peak as DESIGN §7 defines it for MFU: 2048², 2 threads, best of 10
-    /// (best-of, because other tenants of a shared machine only ever slow a run down).
-    public static func peakGFLOPS(threads: Int = 2) -> Double {
-        let r = run(sizes: [2048], threads: [threads], repeats: 10)
-        return r.results[0].sgemm_gflops
-    }
-
     public static var blasDescription: String {
-        openblasConfig + " core=" + KernelSelection.current.kernel
-    }
-
-    /// OpenBLAS's build line ("OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64").
-    public static var openblasConfig: String {
-        openblas_get_config().map { String(cString: $0) } ?? "unknown"
+        KernelSelection.openblasConfig + " core=" + KernelSelection.current.kernel
     }
 }

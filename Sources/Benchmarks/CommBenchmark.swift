@@ -1,5 +1,6 @@
 import Foundation
 import CMPI
+import Collectives
 import BLASKernel
 
 /// `deeptrain bench comm` (under mpirun): the communicator's allreduce and all-to-all against
@@ -121,11 +122,7 @@ public enum CommBenchmark {
                    bus_gb_per_s: r.bus_gb_per_s, ratio: r.ratio, correct: b == 0)
         }
         guard world.rank == 0 else { return nil }
-        var buf = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING))
-        var len: Int32 = 0
-        MPI_Get_library_version(&buf, &len)
-        let mpi = String(decoding: buf.prefix(Int(len)).map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "?"
-        return Report(ranks: p, mpi: mpi, repeats: repeats, results: checked)
+        return Report(ranks: p, mpi: Communicator.libraryVersion, repeats: repeats, results: checked)
     }
 
     static func result(_ op: String, _ n: Int, _ t: Double, _ raw: Double, _ bytes: Double, bus: Double, _ ok: Bool) -> Result {
