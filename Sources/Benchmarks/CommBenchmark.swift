@@ -4,8 +4,8 @@ import Collectives
 import BLASKernel
 
 /// `deeptrain bench comm` (under mpirun): the communicator's allreduce and all-to-all against
-/// the same raw MPI calls, and the deterministic reduce-scatter + allgather the optimizer uses,
-/// at given sizes. Bandwidths are algorithmic (bytes of the vector per second) plus the bus
+/// the same raw MPI calls, and the deterministic reduce-scatter + allgather the optimizer uses
+/// against raw MPI_Reduce_scatter_block + MPI_Allgather of the same bytes, at given sizes. Bandwidths are algorithmic (bytes of the vector per second) plus the bus
 /// bandwidth convention of nccl-tests (allreduce × 2(p−1)/p, all-to-all × (p−1)/p), so figures
 /// at different rank counts compare.
 public enum CommBenchmark {
@@ -82,12 +82,28 @@ public enum CommBenchmark {
             for (i, v) in zip(shards[world.rank], mine) { z[i] = v }
             try world.allgatherShards(&z, shards: shards)
             let zok = z.allSatisfy { $0 == Float(p * (p + 1) / 2) }
-            let (rs, _) = try timed({
+            // Against the raw pair the same bytes take without fixed order: MPI_Reduce_scatter_block
+            // into the rank's block, then MPI_Allgather in place (equal blocks: n divisible by p).
+            // Both sides copy their shard back into the vector; values grow by p per call, finite
+            // over the repeats.
+            var w = [Float](repeating: 1e-6, count: n), block = [Float](repeating: 0, count: per)
+            let me = shards[world.rank]
+            let (rs, rsRaw) = try timed({
                 let mine = try world.reduceScatterCanonical(z, shards: shards)
-                for (i, v) in zip(shards[world.rank], mine) { z[i] = v * 1e-3 }
+                z.withUnsafeMutableBufferPointer { zb in mine.withUnsafeBufferPointer { (zb.baseAddress! + me.lowerBound).update(from: $0.baseAddress!, count: me.count) } }
                 try world.allgatherShards(&z, shards: shards)
-            }, {})
-            results.append(result("reduce_scatter+allgather (canonical)", n, rs, raw, bytes, bus: 2 * Double(p - 1) / Double(p), zok))
+            }, {
+                if let comm = world.comm, n % p == 0 {
+                    w.withUnsafeMutableBufferPointer { wb in
+                        block.withUnsafeMutableBufferPointer { bb in
+                            _ = MPI_Reduce_scatter_block(wb.baseAddress, bb.baseAddress, Int32(per), deeptrain_mpi_float(), deeptrain_mpi_sum(), comm)
+                            (wb.baseAddress! + me.lowerBound).update(from: bb.baseAddress!, count: per)
+                            _ = MPI_Allgather(deeptrain_mpi_in_place(), 0, deeptrain_mpi_float(), wb.baseAddress, Int32(per), deeptrain_mpi_float(), comm)
+                        }
+                    }
+                }
+            })
+            results.append(result("reduce_scatter+allgather (canonical)", n, rs, n % p == 0 ? rsRaw : raw, bytes, bus: 2 * Double(p - 1) / Double(p), zok))
 
             // All-to-all: n floats per rank, n/p to each peer; block q holds q + 1000·rank.
             var send = [Float](repeating: 0, count: per * p)

@@ -89,11 +89,12 @@ extension Communicator {
             }
             if acc != 0 { base.update(from: base + acc * mine, count: mine) }
             // The other ranks' pieces are spent: give their pages back now. removeLast keeps the
-            // capacity, and a copy of the shard would cost a shard more at the step's peak.
+            // capacity, and a copy of the shard would cost a shard more at the step's peak. Below
+            // 16 MiB the pages are not worth the system call and the faults of the next use.
             let page = Int(sysconf(Int32(_SC_PAGESIZE)))
             let lo = (Int(bitPattern: base + mine) + page - 1) / page * page
             let hi = Int(bitPattern: base + mine * size) / page * page
-            if hi > lo { _ = madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED) }
+            if hi - lo >= 16 << 20 { _ = madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED) }
         }
         recv.removeLast(recv.count - mine)
         return recv
