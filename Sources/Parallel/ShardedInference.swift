@@ -20,13 +20,19 @@ import DeepSeek
 public final class ShardedInference {
     public let grid: ProcessGrid
     public let model: DeepSeekV2ForCausalLM
-    /// The ep group's all-to-all; nil with ep = 1 (a rank then holds its stage's experts).
+    /// The ep group's all-to-all; nil with ep = 1 (a rank then holds its stage's experts) and
+    /// on a stage without MoE layers.
     let experts: ExpertParallel?
+    /// Whether positions wait for each other: with ep > 1 on a model with routed experts. A
+    /// fact of the whole layout, not of the rank — a stage without MoE layers has no executor
+    /// but must take part in the same "still decoding?" reductions as the others.
+    let lockstep: Bool
 
     public init(grid: ProcessGrid, model: DeepSeekV2ForCausalLM, experts: ExpertParallel?) {
         self.grid = grid
         self.model = model
         self.experts = grid.ep.size > 1 ? experts : nil
+        lockstep = grid.layout.ep > 1 && model.config.nRoutedExperts > 0 && grid.world.size > 1
     }
 
     public convenience init(_ trainer: ParallelTrainer) {
@@ -47,7 +53,7 @@ public final class ShardedInference {
     /// The most of `n` over the world's ranks: how many rounds everyone runs. Without the
     /// experts' all-to-all no position waits for another: each runs its own `n`.
     func rounds(_ n: Int) throws -> Int {
-        guard experts != nil else { return n }
+        guard lockstep else { return n }
         var x = [Double(n)]
         try grid.world.allreduceMax(&x)
         return Int(x[0])
@@ -130,7 +136,7 @@ public final class ShardedInference {
             while true {
                 while current < requests.count && requests[current].maxNew <= 0 { current += 1 }
                 let active = current < requests.count
-                if experts != nil {
+                if lockstep {
                     // Whether anyone is still decoding: a finished position serves the others' experts.
                     var any = [active ? 1.0 : 0.0]
                     try grid.world.allreduceMax(&any)
