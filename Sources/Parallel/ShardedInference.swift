@@ -120,6 +120,13 @@ public final class ShardedInference {
         }
     }
 
+    /// `prompt` cut to leave room for `maxNew` tokens in the rotary tables: a longer prompt keeps
+    /// its end (the assistant header).
+    public func fitted(_ prompt: [Int], maxNew: Int) -> [Int] {
+        let room = Swift.max(model.rotary.cos.shape[0] - maxNew, 1)
+        return prompt.count > room ? Array(prompt.suffix(room)) : prompt
+    }
+
     /// Completes this position's requests one after the other, each with a KV cache of the
     /// stage's layers only. Each tick feeds one request's prompt or its last token through the
     /// stages; the last stage samples and sends the token to the position's other stages, so

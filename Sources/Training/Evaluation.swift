@@ -24,12 +24,10 @@ struct Evaluation {
 /// experts' all-to-all; each result has one contributor, so the world's sum gathers them
 /// exactly and the totals are summed in batch order — the same numbers at every layout.
 extension Trainer {
-    /// One held-out batch: `rows` sequences of `length` ids and their targets (−100: none).
+    /// One held-out batch and its targets (−100: none).
     struct HeldOutBatch {
-        var ids: [Int]
+        var batch: ShardedInference.Batch
         var targets: [Int]
-        var rows: Int
-        var length: Int
     }
 
     /// The batches' cross-entropies, on every rank, in batch order.
@@ -37,9 +35,9 @@ extension Trainer {
         let dp = grid.layout.dp, mine = Array(stride(from: grid.dpRank, to: batches.count, by: dp))
         let vocab = inference.model.config.vocabSize
         var losses = [Double](repeating: 0, count: batches.count)
-        try inference.forward(mine.map { ShardedInference.Batch(ids: batches[$0].ids, rows: batches[$0].rows, length: batches[$0].length) }) { j, logits in
+        try inference.forward(mine.map { batches[$0].batch }) { j, logits in
             let b = batches[mine[j]]
-            losses[mine[j]] = Double(logits.reshape([b.rows * b.length, vocab]).crossEntropy(targets: b.targets).item)
+            losses[mine[j]] = Double(logits.reshape([b.batch.rows * b.batch.length, vocab]).crossEntropy(targets: b.targets).item)
         }
         try grid.world.allreduceSum(&losses)
         return losses
@@ -69,7 +67,7 @@ extension Trainer {
         let batches = (0..<stage.evalBatches).map { i in
             let (ids, targets) = ParallelTrainer.MicroBatch.nextToken(data.heldOutRows(first: i * b, count: b, length: stage.seqLen + 1),
                                                                      rows: b, length: stage.seqLen)
-            return HeldOutBatch(ids: ids, targets: targets, rows: b, length: stage.seqLen)
+            return HeldOutBatch(batch: .init(ids: ids, rows: b, length: stage.seqLen), targets: targets)
         }
         let losses = try heldOutLosses(inference, batches)
         let loss = losses.reduce(0, +) / Double(stage.evalBatches)
@@ -86,7 +84,6 @@ extension Trainer {
     /// mean reward.
     func evaluateChat(_ inference: ShardedInference, data: PostTrainingData, stage: Recipe.Stage,
                       rewards: [(RewardFunction, Double)]) throws -> Evaluation {
-        let model = inference.model
         let length = stage.kind == "grpo" ? 48 : stage.seqLen
         let convs = data.heldOutConversations(64)
         let batches = stride(from: 0, to: convs.count, by: 16).map { start in
@@ -97,14 +94,12 @@ extension Trainer {
                 ids += r.inputs
                 targets += r.targets
             }
-            return HeldOutBatch(ids: ids, targets: targets, rows: part.count, length: length)
+            return HeldOutBatch(batch: .init(ids: ids, rows: part.count, length: length), targets: targets)
         }
         let losses = try heldOutLosses(inference, batches)
         let prompts = data.heldOutPrompts(stage.evalSamples)
         let maxNew = stage.grpo?.maxCompletionLength ?? 16
-        let room = model.rotary.cos.shape[0] - maxNew
-        // A prompt longer than the tables allow keeps its end (the assistant header).
-        let tokens = prompts.map { $0.1.count > room ? Array($0.1.suffix(Swift.max(room, 1))) : $0.1 }
+        let tokens = prompts.map { inference.fitted($0.1, maxNew: maxNew) }
         let generated = try greedyCompletions(inference, tokens, maxNew: maxNew, stop: Set(data.format.stop))
         let completions = zip(prompts, generated).map { p, g in
             Completion(prompt: p.0.prompt, answer: p.0.answer, completion: data.format.text(g), truncated: g.count >= maxNew)

@@ -114,13 +114,10 @@ final class GRPORunner {
 
     /// Samples, scores and prepares generation batch `index`.
     func generate(index b: Int) throws -> Batch {
-        let model = engine.model, g = settings.numGenerations, tc = settings.maxCompletionLength
+        let g = settings.numGenerations, tc = settings.maxCompletionLength
         let prompts = (0..<settings.promptsPerStep).map { data.prompt(b * settings.promptsPerStep + $0, seed: trainer.recipe.seed) }
-        // A prompt longer than the rotary tables allow keeps its end (the assistant header).
-        let room = Swift.max(model.rotary.cos.shape[0] - tc, 1)
-        let promptTokens = (0..<settings.promptsPerStep).map { i -> [Int] in
-            let t = data.promptTokens(b * settings.promptsPerStep + i, seed: trainer.recipe.seed)
-            return t.count > room ? Array(t.suffix(room)) : t
+        let promptTokens = (0..<settings.promptsPerStep).map { i in
+            inference.fitted(data.promptTokens(b * settings.promptsPerStep + i, seed: trainer.recipe.seed), maxNew: tc)
         }
         let length = promptTokens.map(\.count).max()! + tc
         var completions = [[Int]](repeating: [], count: total), truncated = [Bool](repeating: false, count: total)
