@@ -28,8 +28,12 @@ public enum CheckpointStore {
         public var stageIndex: Int
         public var globalStep: Int
         public var seed: Int
+        /// V3's router biases (`e_score_correction_bias`, Hugging Face name → values): buffers
+        /// that aux-loss-free balancing moves, kept as `/state/router_bias/<name>`.
+        public var routerBiases: [String: [Float]]
         public init(stage: String = "", step: Int = 0, tokens: Int = 0, recipe: String = "", stageIndex: Int = 0,
-                    globalStep: Int = 0, seed: Int = 0) {
+                    globalStep: Int = 0, seed: Int = 0, routerBiases: [String: [Float]] = [:]) {
+            self.routerBiases = routerBiases
             self.stage = stage
             self.step = step
             self.tokens = tokens
@@ -44,6 +48,8 @@ public enum CheckpointStore {
     /// / `commit`, every rank its own part with its optimizer state.
     public static func save(_ model: DeepSeekV2ForCausalLM, state: State = State(), tokenizerFiles: [(String, Data)] = [],
                             to path: String) throws {
+        var state = state
+        state.routerBiases = model.routerBiasValues
         let named = Dictionary(model.namedParameters(), uniquingKeysWith: { a, _ in a })
         try save(config: model.config, parameters: model.namedParameters().map { ($0.0, $0.1.shape) }, state: state,
                  tokenizerFiles: tokenizerFiles, to: path) { named[$0]! }
@@ -63,6 +69,12 @@ public enum CheckpointStore {
         try f.setAttribute("/state", "global_step", int: Int64(state.globalStep))
         // The RNG is counter-based: (seed, purpose, step, index) restores every stream.
         try f.setAttribute("/state", "rng_seed", int: Int64(state.seed))
+        if !state.routerBiases.isEmpty {
+            try f.createGroup("/state/router_bias")
+            for (name, v) in state.routerBiases.sorted(by: { $0.key < $1.key }) {
+                try f.write("/state/router_bias/\(name)", Tensor(v, shape: [v.count]))
+            }
+        }
         if !tokenizerFiles.isEmpty {
             try f.createGroup("/tokenizer")
             for (name, data) in tokenizerFiles { try f.write("/tokenizer/\(name)", bytes: Array(data)) }
@@ -207,6 +219,7 @@ public enum CheckpointStore {
         let named = model.namedParameters()
         try r.check(named.map { ($0.0, $0.1.shape) })
         for (name, p) in named where holds?(name) ?? true { p.copy(from: try r.tensor(name)) }
+        model.setRouterBiases(r.state.routerBiases)
         return (model, r.state)
     }
 
@@ -235,11 +248,23 @@ public enum CheckpointStore {
                 } catch {
                     throw CheckpointError(path, "its /state@config is not a valid model config: \(error)")
                 }
-                state = State(stage: try f.stringAttribute("/state", "stage"), step: Int(try f.intAttribute("/state", "step")),
+                var st = State(stage: try f.stringAttribute("/state", "stage"), step: Int(try f.intAttribute("/state", "step")),
                               tokens: Int(try f.intAttribute("/state", "tokens")), recipe: try f.stringAttribute("/state", "recipe"),
                               stageIndex: Int((try? f.intAttribute("/state", "stage_index")) ?? 0),
                               globalStep: Int((try? f.intAttribute("/state", "global_step")) ?? 0),
                               seed: Int((try? f.intAttribute("/state", "rng_seed")) ?? 0))
+                if f.exists("/state/router_bias") {
+                    for name in try f.list("/state/router_bias") {
+                        st.routerBiases[name] = try f.readTensor("/state/router_bias/\(name)").values
+                    }
+                }
+                let wanted = DeepSeekV2ForCausalLM.bufferShapes(config)
+                for (name, shape) in wanted {
+                    if let v = st.routerBiases[name], v.count != shape[0] {
+                        throw CheckpointError(path, "/state/router_bias/\(name) has \(v.count) values; its config expects \(shape[0])")
+                    }
+                }
+                state = st
             } catch {
                 try? f.close()
                 throw error

@@ -15,6 +15,7 @@ public enum HFDirectory {
         let named = model.namedParameters()
         try w.check(named.map { ($0.0, $0.1.shape) })
         for (name, p) in named where holds?(name) ?? true { p.copy(from: try w.tensor(name)) }
+        model.setRouterBiases(try w.routerBiases())
         return model
     }
 
@@ -23,12 +24,15 @@ public enum HFDirectory {
     public struct Weights {
         public let dir: String
         public let config: DeepSeekV2Config
+        /// The config promised MTP depths whose tensors the files do not have (transformers
+        /// saves V3 without its MTP module): the model is read with MTP off.
+        public let droppedMTP: Bool
         let files: [String]
         let location: [String: SafeTensorsFile]
 
         public init(_ dir: String) throws {
             self.dir = dir
-            config = try DeepSeekV2Config.load((dir as NSString).appendingPathComponent("config.json"))
+            var config = try DeepSeekV2Config.load((dir as NSString).appendingPathComponent("config.json"))
             files = try weightFiles(dir)
             var location: [String: SafeTensorsFile] = [:]
             for f in files {
@@ -43,6 +47,18 @@ public enum HFDirectory {
                 }
             }
             self.location = location
+            droppedMTP = config.numNextnPredictLayers > 0 && location["model.layers.\(config.numHiddenLayers).eh_proj.weight"] == nil
+            if droppedMTP { config.numNextnPredictLayers = 0 }
+            self.config = config
+        }
+
+        /// The V3 router biases the files hold (name → values); a missing one reads as zeros.
+        public func routerBiases() throws -> [String: [Float]] {
+            var out: [String: [Float]] = [:]
+            for (name, _) in DeepSeekV2ForCausalLM.bufferShapes(config) where location[name] != nil {
+                out[name] = try tensor(name).values
+            }
+            return out
         }
 
         /// Every parameter present at its shape, and no tensor the model lacks (rotary caches aside).
@@ -56,7 +72,20 @@ public enum HFDirectory {
                     throw CheckpointError(file.path, "tensor \"\(name)\" has shape \(s); the config.json's model expects \(shape)")
                 }
             }
-            let known = Set(parameters.map(\.name))
+            // Buffers and the release's copies of shared tensors beside the MTP depths are allowed.
+            for (name, shape) in DeepSeekV2ForCausalLM.bufferShapes(config) {
+                if let file = location[name], try file.entry(name).shape != shape {
+                    throw CheckpointError(file.path, "tensor \"\(name)\" has shape \(try file.entry(name).shape); the config.json's model expects \(shape)")
+                }
+            }
+            let copies = DeepSeekV2ForCausalLM.sharedCopies(config)
+            let shapes = Dictionary(parameters.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
+            for (copy, of) in copies {
+                if let file = location[copy], let want = shapes[of], try file.entry(copy).shape != want {
+                    throw CheckpointError(file.path, "tensor \"\(copy)\" (a copy of \(of)) has shape \(try file.entry(copy).shape); expected \(want)")
+                }
+            }
+            let known = Set(parameters.map(\.name) + DeepSeekV2ForCausalLM.bufferShapes(config).map(\.name) + copies.map(\.copy))
             let extra = location.keys.filter { !known.contains($0) && !$0.hasSuffix("rotary_emb.inv_freq") }.sorted()
             if let first = extra.first {
                 throw CheckpointError(location[first]!.path, "has \(extra.count) tensor(s) this model does not use, e.g. \"\(first)\": the weights do not match config.json")
@@ -97,14 +126,29 @@ public enum HFDirectory {
                             tokenizerFiles: [(String, Data)] = []) throws {
         let named = Dictionary(model.namedParameters(), uniquingKeysWith: { a, _ in a })
         try save(config: model.config, parameters: model.namedParameters().map { ($0.0, $0.1.shape) }, to: dir, shardBytes: shardBytes,
-                 dtype: dtype, tokenizerFiles: tokenizerFiles) { named[$0]! }
+                 dtype: dtype, tokenizerFiles: tokenizerFiles, routerBiases: model.routerBiasValues) { named[$0]! }
     }
 
     /// `save` from a source of tensors, one at a time (`tensor(name)`, in canonical order within
-    /// each shard): a conversion holds one tensor, not the model.
+    /// each shard): a conversion holds one tensor, not the model. V3's router biases go in as
+    /// float32 (transformers keeps them so), zeros where `routerBiases` lacks one, and each MTP
+    /// depth gets the release's copies of the embedding and head.
     public static func save(config: DeepSeekV2Config, parameters: [(name: String, shape: [Int])], to dir: String,
                             shardBytes: Int = 5_000_000_000, dtype: DType = .f32, tokenizerFiles: [(String, Data)] = [],
-                            tensor: (String) throws -> Tensor) throws {
+                            routerBiases: [String: [Float]] = [:], tensor source: (String) throws -> Tensor) throws {
+        let copies = Dictionary(DeepSeekV2ForCausalLM.sharedCopies(config).map { ($0.copy, $0.of) }, uniquingKeysWith: { a, _ in a })
+        let shapes = Dictionary(parameters.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
+        let buffers = DeepSeekV2ForCausalLM.bufferShapes(config)
+        let bufferNames = Set(buffers.map(\.name))
+        let parameters = parameters + DeepSeekV2ForCausalLM.sharedCopies(config).compactMap { c in shapes[c.of].map { (c.copy, $0) } } + buffers
+        func tensor(_ name: String) throws -> Tensor {
+            if let of = copies[name] { return try source(of) }
+            if bufferNames.contains(name) {
+                let n = buffers.first { $0.name == name }!.shape[0]
+                return Tensor(routerBiases[name] ?? [Float](repeating: 0, count: n), shape: [n])
+            }
+            return try source(name)
+        }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try atomicWrite(config.jsonData(), to: (dir as NSString).appendingPathComponent("config.json"))
         for (name, data) in tokenizerFiles { try atomicWrite(data, to: (dir as NSString).appendingPathComponent(name)) }
@@ -122,10 +166,10 @@ public enum HFDirectory {
         let code = dtype == .bf16 ? "BF16" : "F32"
         func write(_ file: String, _ shard: [(name: String, shape: [Int])]) throws {
             try SafeTensorsFile.write((dir as NSString).appendingPathComponent(file),
-                                      shard.map { SafeTensorsFile.Planned(name: $0.name, dtype: code, shape: $0.shape) },
+                                      shard.map { SafeTensorsFile.Planned(name: $0.name, dtype: bufferNames.contains($0.name) ? "F32" : code, shape: $0.shape) },
                                       metadata: ["format": "pt"]) { name in
                 let t = try tensor(name)
-                return dtype == .bf16 ? .bfloat16(t) : .float(t)
+                return dtype == .bf16 && !bufferNames.contains(name) ? .bfloat16(t) : .float(t)
             }
         }
         // A previous export's files must not survive next to this one.
@@ -144,7 +188,7 @@ public enum HFDirectory {
             try write(file, shard)
             for p in shard {
                 weightMap[p.name] = file
-                total += p.shape.reduce(1, *) * dtype.bytes
+                total += p.shape.reduce(1, *) * (bufferNames.contains(p.name) ? 4 : dtype.bytes)
             }
         }
         let index: [String: Any] = ["metadata": ["total_size": total], "weight_map": weightMap]

@@ -55,7 +55,7 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
 
     public init(_ c: DeepSeekV2Config) {
         config = c
-        gate = RouterGate(experts: c.nRoutedExperts, hidden: c.hiddenSize)
+        gate = RouterGate(experts: c.nRoutedExperts, hidden: c.hiddenSize, bias: c.topkMethod == "noaux_tc")
         experts = StackedExperts(experts: c.nRoutedExperts, hidden: c.hiddenSize, intermediate: c.moeIntermediateSize)
         // DeepSeek's code: one MLP of width moe_intermediate_size × n_shared_experts.
         shared_experts = c.nSharedExperts > 0 ? SwiGLU(dim: c.hiddenSize, hidden: c.moeIntermediateSize * c.nSharedExperts) : nil
@@ -72,13 +72,14 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
         var losses: BalanceLosses? = nil
         var plan: TokenDropping.Plan? = nil
         if let training {
-            let m = c.topkMethod == "group_limited_greedy" ? c.topkGroup : Swift.min(k, c.nGroup)
-            losses = BalanceLosses.compute(scores: routing.scores, experts: routing.experts, batch: b, length: t, k: k,
+            let m = c.topkMethod == "greedy" ? Swift.min(k, c.nGroup) : c.topkGroup
+            let affinities = routing.affinities
+            losses = BalanceLosses.compute(scores: affinities, experts: routing.experts, batch: b, length: t, k: k,
                                            devices: c.nGroup, devicesPerToken: m, alphas: training.alphas)
             if let dropping = training.dropping {
                 let sequences = dropping.neverDropped(seed: training.seed, step: training.step, first: training.sequenceOffset, count: b)
                 let protected = (0..<n).map { sequences[$0 / t] }
-                plan = dropping.plan(affinity: routing.scores.values, experts: routing.experts, k: k, numExperts: e,
+                plan = dropping.plan(affinity: affinities.values, experts: routing.experts, k: k, numExperts: e,
                                      devices: c.nGroup, protected: protected)
             }
         }

@@ -64,9 +64,13 @@ public struct RopeScaling: Codable, Sendable, Equatable {
     }
 }
 
-/// The DeepSeek-V2 configuration, with the keys and meanings of the Hugging Face
-/// `config.json` of DeepSeek-V2 and V2-Lite (DESIGN §9).
+/// The DeepSeek configuration, with the keys and meanings of the Hugging Face `config.json`
+/// of DeepSeek-V2, V2-Lite (`model_type: deepseek_v2`) and V3 (`deepseek_v3`) (DESIGN §9).
+/// V3 changes the router (sigmoid scores, `noaux_tc` selection with a per-expert bias,
+/// weights scaled after normalising) and adds multi-token prediction modules.
 public struct DeepSeekV2Config: Codable, Sendable, Equatable {
+    /// `deepseek_v2` or `deepseek_v3`.
+    public var modelType: String
     public var vocabSize: Int
     public var hiddenSize: Int
     /// Width of the dense MLPs (the first `firstKDenseReplace` layers).
@@ -103,6 +107,12 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
     public var ropeScaling: RopeScaling?
     public var attentionBias: Bool
     public var tieWordEmbeddings: Bool
+    /// Whether the checkpoint stores the rope dimensions as interleaved pairs (DeepSeek's
+    /// layout; V2 always, V3's `rope_interleave`, default true) or in rotate-half order.
+    public var ropeInterleave: Bool
+    /// Multi-token-prediction modules (`num_nextn_predict_layers`, V3: 1), stored as layers
+    /// num_hidden_layers ..< num_hidden_layers + this. 0: none.
+    public var numNextnPredictLayers: Int
 
     enum CodingKeys: String, CodingKey {
         case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
@@ -119,7 +129,8 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         case initializerRange = "initializer_range", rmsNormEps = "rms_norm_eps", ropeTheta = "rope_theta"
         case ropeScaling = "rope_scaling", ropeParameters = "rope_parameters"
         case attentionBias = "attention_bias", tieWordEmbeddings = "tie_word_embeddings"
-        case modelType = "model_type"
+        case modelType = "model_type", ropeInterleave = "rope_interleave"
+        case numNextnPredictLayers = "num_nextn_predict_layers", numMtpLayers = "num_mtp_layers"
     }
 
     public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, moeIntermediateSize: Int, numHiddenLayers: Int,
@@ -127,7 +138,11 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
                 kvLoraRank: Int, qLoraRank: Int?, qkRopeHeadDim: Int, vHeadDim: Int, qkNopeHeadDim: Int,
                 topkMethod: String, nGroup: Int, topkGroup: Int, numExpertsPerTok: Int, moeLayerFreq: Int = 1,
                 firstKDenseReplace: Int, normTopkProb: Bool, auxLossAlpha: Double, maxPositionEmbeddings: Int,
-                ropeTheta: Double = 10_000, ropeScaling: RopeScaling?, rmsNormEps: Double = 1e-6) {
+                ropeTheta: Double = 10_000, ropeScaling: RopeScaling?, rmsNormEps: Double = 1e-6,
+                modelType: String = "deepseek_v2", numNextnPredictLayers: Int = 0) {
+        self.modelType = modelType
+        self.ropeInterleave = true
+        self.numNextnPredictLayers = numNextnPredictLayers
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize
@@ -149,7 +164,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         self.moeLayerFreq = moeLayerFreq
         self.firstKDenseReplace = firstKDenseReplace
         self.normTopkProb = normTopkProb
-        self.scoringFunc = "softmax"
+        self.scoringFunc = modelType == "deepseek_v3" ? "sigmoid" : "softmax"
         self.auxLossAlpha = auxLossAlpha
         self.seqAux = true
         self.hiddenAct = "silu"
@@ -166,6 +181,11 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         func req<T: Decodable>(_ k: CodingKeys) throws -> T { try c.decode(T.self, forKey: k) }
         func opt<T: Decodable>(_ k: CodingKeys, _ d: T) throws -> T { try c.decodeIfPresent(T.self, forKey: k) ?? d }
+        modelType = try opt(.modelType, "deepseek_v2")
+        guard modelType == "deepseek_v2" || modelType == "deepseek_v3" else {
+            throw ConfigError(key: "model_type", "is \"\(modelType)\"; expected \"deepseek_v2\" or \"deepseek_v3\"")
+        }
+        let v3 = modelType == "deepseek_v3"
         vocabSize = try req(.vocabSize)
         hiddenSize = try req(.hiddenSize)
         intermediateSize = try req(.intermediateSize)
@@ -183,14 +203,15 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         qkRopeHeadDim = try req(.qkRopeHeadDim)
         vHeadDim = try req(.vHeadDim)
         qkNopeHeadDim = try req(.qkNopeHeadDim)
-        topkMethod = try opt(.topkMethod, "greedy")
+        // transformers' V3 config has no topk_method or scoring_func: V3 implies noaux_tc + sigmoid.
+        topkMethod = try opt(.topkMethod, v3 ? "noaux_tc" : "greedy")
         nGroup = try c.decodeIfPresent(Int.self, forKey: .nGroup) ?? 1
         topkGroup = try c.decodeIfPresent(Int.self, forKey: .topkGroup) ?? 1
         numExpertsPerTok = try c.decodeIfPresent(Int.self, forKey: .numExpertsPerTok) ?? 0
         moeLayerFreq = try opt(.moeLayerFreq, 1)
         firstKDenseReplace = try opt(.firstKDenseReplace, 0)
         normTopkProb = try opt(.normTopkProb, false)
-        scoringFunc = try opt(.scoringFunc, "softmax")
+        scoringFunc = try opt(.scoringFunc, v3 ? "sigmoid" : "softmax")
         auxLossAlpha = try opt(.auxLossAlpha, 0.001)
         seqAux = try opt(.seqAux, true)
         hiddenAct = try opt(.hiddenAct, "silu")
@@ -199,6 +220,9 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         rmsNormEps = try opt(.rmsNormEps, 1e-6)
         attentionBias = try opt(.attentionBias, false)
         tieWordEmbeddings = try opt(.tieWordEmbeddings, false)
+        ropeInterleave = try opt(.ropeInterleave, true)
+        numNextnPredictLayers = try c.decodeIfPresent(Int.self, forKey: .numNextnPredictLayers)
+            ?? c.decodeIfPresent(Int.self, forKey: .numMtpLayers) ?? 0
         // DeepSeek's release: rope_theta and rope_scaling at the top level. transformers 5:
         // rope_parameters with rope_type and rope_theta inside.
         if let params = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters) {
@@ -208,9 +232,6 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         } else {
             ropeTheta = try opt(.ropeTheta, 10_000)
             ropeScaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling)
-        }
-        if let model = try c.decodeIfPresent(String.self, forKey: .modelType), model != "deepseek_v2" {
-            throw ConfigError(key: "model_type", "is \"\(model)\"; expected \"deepseek_v2\"")
         }
     }
 
@@ -226,7 +247,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode("deepseek_v2", forKey: .modelType)
+        try c.encode(modelType, forKey: .modelType)
         try c.encode(vocabSize, forKey: .vocabSize)
         try c.encode(hiddenSize, forKey: .hiddenSize)
         try c.encode(intermediateSize, forKey: .intermediateSize)
@@ -260,11 +281,19 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         try c.encode(ropeScaling, forKey: .ropeScaling)
         try c.encode(attentionBias, forKey: .attentionBias)
         try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        if isV3 {
+            try c.encode(ropeInterleave, forKey: .ropeInterleave)
+            try c.encode(numNextnPredictLayers, forKey: .numNextnPredictLayers)
+        }
     }
 
     // MARK: derived
 
     public var qHeadDim: Int { qkNopeHeadDim + qkRopeHeadDim }
+    public var isV3: Bool { modelType == "deepseek_v3" }
+    /// V3's gate multiplies by routed_scaling_factor after normalising; V2's code only when it
+    /// does not normalise.
+    public var scalesAfterNormalising: Bool { isV3 }
     public var hasMoE: Bool { nRoutedExperts > 0 }
 
     /// Whether decoder layer `l` uses DeepSeekMoE (otherwise a dense SwiGLU MLP).
@@ -293,7 +322,11 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         for (k, v) in positive where v <= 0 { try fail(k, "is \(v); expected a positive integer") }
         if let q = qLoraRank, q <= 0 { try fail("q_lora_rank", "is \(q); expected a positive integer or null (plain q_proj)") }
         if qkRopeHeadDim % 2 != 0 { try fail("qk_rope_head_dim", "is \(qkRopeHeadDim); rotary embedding needs an even size") }
-        if scoringFunc != "softmax" { try fail("scoring_func", "is \"\(scoringFunc)\"; allowed: \"softmax\"") }
+        if scoringFunc != "softmax" && scoringFunc != "sigmoid" {
+            try fail("scoring_func", "is \"\(scoringFunc)\"; allowed: \"softmax\" (V2), \"sigmoid\" (V3)")
+        }
+        if numNextnPredictLayers < 0 { try fail("num_nextn_predict_layers", "is \(numNextnPredictLayers); expected 0 or more") }
+        if !isV3 && !ropeInterleave { try fail("rope_interleave", "is false; DeepSeek-V2 stores rope dimensions interleaved (allowed: true)") }
         if hiddenAct != "silu" { try fail("hidden_act", "is \"\(hiddenAct)\"; allowed: \"silu\"") }
         if attentionBias { try fail("attention_bias", "is true; DeepSeek-V2 has no attention biases (allowed: false)") }
         if tieWordEmbeddings { try fail("tie_word_embeddings", "is true; allowed: false (DeepSeek-V2 unties lm_head)") }
@@ -316,6 +349,12 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         switch topkMethod {
         case "greedy":
             break
+        case "noaux_tc":
+            if scoringFunc != "sigmoid" { try fail("scoring_func", "is \"\(scoringFunc)\"; topk_method \"noaux_tc\" needs \"sigmoid\"") }
+            if nRoutedExperts / nGroup < 2 {
+                try fail("n_group", "is \(nGroup); noaux_tc ranks groups by their two best experts, so each group needs at least 2 of the \(nRoutedExperts) experts")
+            }
+            fallthrough
         case "group_limited_greedy":
             if topkGroup < 1 || topkGroup > nGroup { try fail("topk_group", "is \(topkGroup); expected 1...\(nGroup) (n_group)") }
             let reachable = topkGroup * (nRoutedExperts / nGroup)
@@ -323,7 +362,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
                 try fail("num_experts_per_tok", "is \(numExpertsPerTok), more than the \(reachable) experts in topk_group = \(topkGroup) of \(nGroup) groups")
             }
         default:
-            try fail("topk_method", "is \"\(topkMethod)\"; allowed: \"greedy\", \"group_limited_greedy\"")
+            try fail("topk_method", "is \"\(topkMethod)\"; allowed: \"greedy\", \"group_limited_greedy\" (V2), \"noaux_tc\" (V3)")
         }
     }
 

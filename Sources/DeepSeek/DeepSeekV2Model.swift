@@ -2,7 +2,8 @@ import Autograd
 import NN
 
 /// A decoder layer: pre-norm MLA and a dense SwiGLU or DeepSeekMoE feed-forward, with residuals.
-public final class DeepSeekV2DecoderLayer: Module, @unchecked Sendable {
+/// Not final: an MTP depth (`MTPLayer`) is a decoder block with its input projection beside it.
+public class DeepSeekV2DecoderLayer: Module, @unchecked Sendable {
     public let input_layernorm: RMSNorm
     public let self_attn: MultiHeadLatentAttention
     public let post_attention_layernorm: RMSNorm
@@ -56,6 +57,8 @@ public struct DeepSeekV2Output {
     public let logits: Tensor
     /// hidden[0] = embeddings, hidden[l + 1] = after layer l, last = after the final norm.
     public let hidden: [Tensor]
+    /// The hidden states after the final norm, [B, T, D] (what the MTP depths start from).
+    public let normed: Tensor
     /// (layer index, report) for every MoE layer.
     public let moe: [(Int, MoELayerReport)]
 
@@ -75,6 +78,50 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
     public let model: DeepSeekV2Body
     public let lm_head: Linear
     public let rotary: RotaryTables
+    /// V3's multi-token-prediction depths (`num_nextn_predict_layers`), named
+    /// `model.layers.<num_hidden_layers + k − 1>.*`; nil when there are none.
+    public let mtp: MultiTokenPrediction?
+
+    /// Each V3 router's bias (`e_score_correction_bias`) with its Hugging Face name, MTP depths
+    /// included: buffers that checkpoints keep and aux-loss-free balancing moves.
+    public var routerBiases: [(name: String, bias: Tensor)] {
+        var out: [(String, Tensor)] = []
+        for (i, l) in model.layers.enumerated() {
+            if let b = l.moe?.gate.bias { out.append(("model.layers.\(i).mlp.gate.e_score_correction_bias", b)) }
+        }
+        for (k, l) in (mtp?.depths ?? []).enumerated() {
+            if let b = l.moe?.gate.bias { out.append(("model.layers.\(mtp!.layerIndex(depth: k + 1)).mlp.gate.e_score_correction_bias", b)) }
+        }
+        return out
+    }
+
+    /// The names and shapes of `routerBiases` a config's model has.
+    public static func bufferShapes(_ c: DeepSeekV2Config) -> [(name: String, shape: [Int])] {
+        guard c.topkMethod == "noaux_tc" else { return [] }
+        let layers = (0..<c.numHiddenLayers).filter { c.isMoELayer($0) }
+            + (0..<c.numNextnPredictLayers).map { c.numHiddenLayers + $0 }.filter { c.isMoELayer($0) }
+        return layers.map { ("model.layers.\($0).mlp.gate.e_score_correction_bias", [c.nRoutedExperts]) }
+    }
+
+    /// Copies of shared tensors that DeepSeek's release stores beside each MTP depth
+    /// (`model.layers.<L>.embed_tokens.weight`, `.shared_head.head.weight`): (copy, shared).
+    public static func sharedCopies(_ c: DeepSeekV2Config) -> [(copy: String, of: String)] {
+        (0..<c.numNextnPredictLayers).flatMap { k in
+            [("model.layers.\(c.numHiddenLayers + k).embed_tokens.weight", "model.embed_tokens.weight"),
+             ("model.layers.\(c.numHiddenLayers + k).shared_head.head.weight", "lm_head.weight")]
+        }
+    }
+
+    /// Sets the router biases from `values` (name → E floats); names it lacks keep theirs.
+    public func setRouterBiases(_ values: [String: [Float]]) {
+        for (name, b) in routerBiases {
+            if let v = values[name], v.count == b.count { for i in v.indices { b.data[i] = v[i] } }
+        }
+    }
+
+    public var routerBiasValues: [String: [Float]] {
+        Dictionary(uniqueKeysWithValues: routerBiases.map { ($0.name, $0.bias.values) })
+    }
 
     /// The parameters' Hugging Face names and shapes, in canonical order, without their
     /// weight-sized memory: what a streaming conversion checks files against.
@@ -91,6 +138,7 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
         model = DeepSeekV2Body(c)
         lm_head = Linear(c.hiddenSize, c.vocabSize)
         rotary = RotaryTables(config: c, positions: positions ?? Swift.min(c.maxPositionEmbeddings, 4096))
+        mtp = c.numNextnPredictLayers > 0 ? MultiTokenPrediction(c, depth: c.numNextnPredictLayers) : nil
         super.init()
         initialize(seed: seed, std: Float(c.initializerRange), holds: holds)
     }
@@ -109,7 +157,7 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
         }
         h = model.norm(out)
         if keepHidden { hidden.append(h) }
-        return DeepSeekV2Output(logits: lm_head(h), hidden: hidden, moe: reports)
+        return DeepSeekV2Output(logits: lm_head(h), hidden: hidden, normed: h, moe: reports)
     }
 
     /// Decoder layers `layers` over hidden states h [B, T, D] at positions start..<start+T (a

@@ -16,8 +16,12 @@ public final class MultiHeadLatentAttention: Module, @unchecked Sendable {
     public let o_proj: Linear
     let heads, nope, rope, vDim, kvLora: Int
     let scale: Float
+    /// Rope dimensions stored as interleaved pairs (DeepSeek's checkpoints) or rotate-half (V3 with
+    /// `rope_interleave: false`).
+    let interleaved: Bool
 
     public init(_ c: DeepSeekV2Config) {
+        interleaved = c.ropeInterleave
         heads = c.numAttentionHeads
         nope = c.qkNopeHeadDim
         rope = c.qkRopeHeadDim
@@ -48,7 +52,7 @@ public final class MultiHeadLatentAttention: Module, @unchecked Sendable {
         let q: Tensor
         if let q_proj { q = q_proj(x) } else { q = q_b_proj!(q_a_layernorm!(q_a_proj!(x))) }
         let parts = q.reshape([b, t, heads, nope + rope]).split([nope, rope], axis: -1)
-        let qPe = Self.rotate(parts[1], cos: cos, sin: sin)
+        let qPe = rotate(parts[1], cos: cos, sin: sin)
         return Tensor.concat([parts[0], qPe], axis: -1)
     }
 
@@ -57,16 +61,16 @@ public final class MultiHeadLatentAttention: Module, @unchecked Sendable {
         let b = x.shape[0], t = x.shape[1]
         let parts = kv_a_proj_with_mqa(x).split([kvLora, rope], axis: -1)
         let c = kv_a_layernorm(parts[0])
-        let kPe = Self.rotate(parts[1].reshape([b, t, 1, rope]), cos: cos, sin: sin)
+        let kPe = rotate(parts[1].reshape([b, t, 1, rope]), cos: cos, sin: sin)
         return (c, kPe)
     }
 
     /// RoPE on [B, T, h, rope] with tables per position [T, rope/2], or per token [B·T, rope/2]
     /// (packed rows, whose positions restart with each sequence).
-    static func rotate(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
+    func rotate(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
         let b = x.shape[0], t = x.shape[1]
-        if cos.shape[0] == t { return x.rotaryEmbedding(cos: cos, sin: sin, interleaved: true) }
-        return x.reshape([1, b * t, x.shape[2], x.shape[3]]).rotaryEmbedding(cos: cos, sin: sin, interleaved: true).reshape(x.shape)
+        if cos.shape[0] == t { return x.rotaryEmbedding(cos: cos, sin: sin, interleaved: interleaved) }
+        return x.reshape([1, b * t, x.shape[2], x.shape[3]]).rotaryEmbedding(cos: cos, sin: sin, interleaved: interleaved).reshape(x.shape)
     }
 
     /// x [B, T, hidden] at positions given by the rows of `cos`/`sin` → [B, T, hidden];

@@ -72,7 +72,8 @@ public struct StagePartition: Sendable, Equatable {
         if name.hasPrefix("model.layers.") {
             let rest = name.dropFirst("model.layers.".count)
             let layer = Int(rest.prefix { $0.isNumber })!
-            return layers.firstIndex { $0.contains(layer) }!
+            // MTP depths (layers past the decoder) sit with the head, on the last stage.
+            return layers.firstIndex { $0.contains(layer) } ?? stages - 1
         }
         return stages - 1  // model.norm, lm_head
     }

@@ -38,8 +38,10 @@ struct ConvertCommand: ParsableCommand {
                 let parameters = DeepSeekV2ForCausalLM.parameterShapes(weights.config)
                 try weights.check(parameters)
                 let files = HFDirectory.tokenizerFiles(source)
-                try CheckpointStore.save(config: weights.config, parameters: parameters, tokenizerFiles: files, to: destination,
-                                         tensor: weights.tensor)
+                try CheckpointStore.save(config: weights.config, parameters: parameters,
+                                         state: CheckpointStore.State(routerBiases: try weights.routerBiases()),
+                                         tokenizerFiles: files, to: destination, tensor: weights.tensor)
+                if weights.droppedMTP { print("note: config.json promises MTP depths but the files hold none: converted with MTP off") }
                 print("wrote \(destination) (tokenizer files: \(files.isEmpty ? "none" : files.map(\.0).joined(separator: ", ")))")
             } else {
                 let reader = try CheckpointStore.Reader(source)
@@ -48,7 +50,7 @@ struct ConvertCommand: ParsableCommand {
                 try reader.check(parameters)
                 let files = try CheckpointStore.tokenizerFiles(source)
                 try HFDirectory.save(config: reader.config, parameters: parameters, to: destination, shardBytes: shardBytes, dtype: type,
-                                     tokenizerFiles: files, tensor: reader.tensor)
+                                     tokenizerFiles: files, routerBiases: reader.state.routerBiases, tensor: reader.tensor)
                 let shards = ((try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? []).filter { $0.hasSuffix(".safetensors") }.count
                 print("wrote \(destination) (\(shards) safetensors file\(shards == 1 ? "" : "s"), \(type.rawValue), tokenizer files: \(files.isEmpty ? "none" : files.map(\.0).joined(separator: ", ")))")
             }

@@ -10,7 +10,7 @@ import Testing
     }
 
     /// A valid config.json with `overrides` replacing or adding keys (NSNull for null).
-    func base(_ overrides: [String: Any] = [:]) -> String {
+    func base(_ overrides: [String: Any] = [:], removing: [String] = []) -> String {
         var d: [String: Any] = [
             "model_type": "deepseek_v2", "vocab_size": 100, "hidden_size": 32, "intermediate_size": 64,
             "moe_intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
@@ -21,6 +21,7 @@ import Testing
             "torch_dtype": "bfloat16", "architectures": ["DeepseekV2ForCausalLM"],
         ]
         for (k, v) in overrides { d[k] = v }
+        for k in removing { d[k] = nil }
         return String(decoding: try! JSONSerialization.data(withJSONObject: d), as: UTF8.self)
     }
 
@@ -47,20 +48,46 @@ import Testing
     }
 
     @Test func unsupportedValuesNameTheKeyAndTheAllowedValues() {
-        let unknown = rejection(["topk_method": "noaux_tc"])
-        #expect(unknown.contains("topk_method") && unknown.contains("group_limited_greedy"), "\(unknown)")
+        let unknown = rejection(["topk_method": "greedy_v9"])
+        #expect(unknown.contains("topk_method") && unknown.contains("group_limited_greedy") && unknown.contains("noaux_tc"), "\(unknown)")
+        let noaux = rejection(["topk_method": "noaux_tc"])
+        #expect(noaux.contains("scoring_func") && noaux.contains("sigmoid"), "\(noaux)")
         let tooMany = rejection(["num_experts_per_tok": 5])
         #expect(tooMany.contains("num_experts_per_tok") && tooMany.contains("topk_group"), "\(tooMany)")
         let kv = rejection(["kv_lora_rank": 0])
         #expect(kv.contains("kv_lora_rank") && kv.contains("positive"), "\(kv)")
-        let scoring = rejection(["scoring_func": "sigmoid"])
-        #expect(scoring.contains("scoring_func") && scoring.contains("softmax"), "\(scoring)")
+        let scoring = rejection(["scoring_func": "tanh"])
+        #expect(scoring.contains("scoring_func") && scoring.contains("softmax") && scoring.contains("sigmoid"), "\(scoring)")
+        let interleave = rejection(["rope_interleave": false])
+        #expect(interleave.contains("rope_interleave"), "\(interleave)")
         let groups = rejection(["n_group": 3])
         #expect(groups.contains("n_group"), "\(groups)")
         let missing = rejection(["hidden_size": NSNull()])
         #expect(missing.contains("hidden_size"), "\(missing)")
         let other = rejection(["model_type": "llama"])
         #expect(other.contains("model_type") && other.contains("deepseek_v2"), "\(other)")
+    }
+
+    /// V3's keys as DeepSeek's release writes them and as transformers 5 does (no topk_method or
+    /// scoring_func: V3 implies noaux_tc and sigmoid; rope_parameters; num_mtp_layers).
+    @Test func v3ConfigsInBothStylesReadTheSame() throws {
+        let yarn: [String: Any] = ["factor": 40, "original_max_position_embeddings": 4096, "beta_fast": 32, "beta_slow": 1,
+                                   "mscale": 1.0, "mscale_all_dim": 1.0]
+        let v3: [String: Any] = ["model_type": "deepseek_v3", "n_group": 4, "topk_group": 2, "norm_topk_prob": true,
+                                 "routed_scaling_factor": 2.5]
+        let release = try DeepSeekV2Config.load(write(base(v3.merging([
+            "topk_method": "noaux_tc", "scoring_func": "sigmoid", "num_nextn_predict_layers": 1, "rope_theta": 10000,
+            "rope_scaling": yarn.merging(["type": "yarn"]) { a, _ in a }, "ep_size": 1,
+        ]) { _, b in b })))
+        let t5d = v3.merging(["num_mtp_layers": 1, "rope_interleave": true, "head_dim": 8, "qk_head_dim": 16,
+                              "rope_parameters": yarn.merging(["rope_type": "yarn", "rope_theta": 10000]) { a, _ in a }]) { _, b in b }
+        let t5 = try DeepSeekV2Config.load(write(base(t5d, removing: ["topk_method"])))
+        #expect(release == t5)
+        #expect(release.isV3 && release.topkMethod == "noaux_tc" && release.scoringFunc == "sigmoid")
+        #expect(release.numNextnPredictLayers == 1 && release.ropeInterleave)
+        // Written back, a V3 config says so.
+        let back = try JSONDecoder().decode(DeepSeekV2Config.self, from: release.jsonData())
+        #expect(back == release)
     }
 
     @Test func malformedJSONNamesTheFile() {
@@ -75,7 +102,7 @@ import Testing
 
     @Test func presetsValidate() throws {
         for name in DeepSeekV2Config.presetNames { try DeepSeekV2Config.preset(name).validate() }
-        #expect(throws: ConfigError.self) { try DeepSeekV2Config.preset("v3") }
+        #expect(throws: ConfigError.self) { try DeepSeekV2Config.preset("v4") }
     }
 
     /// The names and shapes a streaming conversion checks files against are the built model's,

@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+@testable import DeepSeek
+@testable import Checkpoint
+@testable import Autograd
+
+/// DeepSeek-V3 against transformers' `DeepseekV3ForCausalLM` (tools/golden_deepseek_v3.py):
+/// models saved by `save_pretrained` with a non-zero `e_score_correction_bias`, compared on
+/// logits, hidden states, routing, loss and every parameter's gradient; and DeepSeek's release
+/// layout with its MTP module as layer num_hidden_layers.
+@Suite(.serialized) struct GoldenV3Tests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/deepseek_v3").path
+    static let cases = ["interleave_yarn_norm", "plain_q_half_rope"]
+
+    func maxAbs(_ a: Tensor, _ b: Tensor) -> Double {
+        zip(a.values, b.values).map { abs(Double($0) - Double($1)) }.max() ?? 0
+    }
+
+    func temporary(_ tag: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("dt-v3-\(tag)-\(getpid())").path
+    }
+
+    @Test(arguments: cases)
+    func matchesTransformers(_ name: String) throws {
+        let dir = "\(Self.root)/\(name)"
+        let model = try HFDirectory.load(dir, positions: 64)
+        #expect(model.config.isV3 && model.config.topkMethod == "noaux_tc" && model.mtp == nil)
+        #expect(model.routerBiases.count == 2 && model.routerBiases.allSatisfy { $0.bias.values.contains { $0 != 0 } })
+        let expected = try SafeTensorsFile(path: "\(dir)/expected.safetensors")
+        let (ids, shape) = try SafeTensorsFile(path: "\(dir)/input.safetensors").integers("input_ids")
+        let b = shape[0], t = shape[1]
+        let out = model.forward(ids, batch: b, length: t, keepHidden: true)
+
+        let logitsErr = maxAbs(out.logits, try expected.tensor("logits"))
+        #expect(logitsErr <= 1e-4, "\(name): logits max|Δ| \(logitsErr)")
+        for (i, h) in out.hidden.enumerated() {
+            let err = maxAbs(h, try expected.tensor("hidden.\(i)"))
+            #expect(err <= 1e-4, "\(name): hidden.\(i) max|Δ| \(err)")
+        }
+        var biasMattered = false
+        for (layer, report) in out.moe {
+            let (refIdx, _) = try expected.integers("route.\(layer).topk_idx")
+            let (unbiased, _) = try expected.integers("route.\(layer).unbiased_topk_idx")
+            #expect(report.routing.experts == refIdx, "\(name): layer \(layer) routing differs")
+            biasMattered = biasMattered || refIdx != unbiased
+            let lErr = maxAbs(report.routing.logits, try expected.tensor("route.\(layer).router_logits"))
+            let wErr = maxAbs(report.routing.weights, try expected.tensor("route.\(layer).topk_weight"))
+            #expect(lErr <= 1e-4 && wErr <= 1e-4, "\(name): layer \(layer) router logits \(lErr), weights \(wErr)")
+        }
+        #expect(biasMattered, "\(name): the fixture's bias changes no routing")
+
+        let targets = DeepSeekV2ForCausalLM.shiftedTargets(ids, batch: b, length: t)
+        let loss = out.logits.reshape([b * t, model.config.vocabSize]).crossEntropy(targets: targets)
+        let refLoss = try expected.tensor("loss").item
+        #expect(abs(loss.item - refLoss) <= 1e-5, "\(name): loss \(loss.item) vs \(refLoss)")
+        loss.backward()
+        var worst = 0.0, worstName = ""
+        for (pname, p) in model.namedParameters() {
+            let ref = try expected.tensor("grad.\(pname)").values
+            let g = p.grad?.values ?? [Float](repeating: 0, count: p.count)
+            var diff2 = 0.0, norm2 = 0.0
+            for i in ref.indices {
+                let d = Double(g[i]) - Double(ref[i])
+                diff2 += d * d
+                norm2 += Double(ref[i]) * Double(ref[i])
+            }
+            let rel = norm2 == 0 ? diff2.squareRoot() : (diff2 / norm2).squareRoot()
+            if rel > worst { worst = rel; worstName = pname }
+        }
+        #expect(worst <= 1e-4, "\(name): worst gradient ‖Δ‖/‖ref‖ = \(worst) at \(worstName)")
+    }
+
+    /// transformers writes `num_nextn_predict_layers` (1 by default) but saves no MTP tensors:
+    /// such a directory loads with MTP off.
+    @Test func promisedButAbsentMTPLoadsWithMTPOff() throws {
+        let src = "\(Self.root)/interleave_yarn_norm", dir = temporary("nomtp")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(src)/config.json"))) as! [String: Any]
+        json["num_nextn_predict_layers"] = 1
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: "\(dir)/config.json"))
+        try FileManager.default.copyItem(atPath: "\(src)/model.safetensors", toPath: "\(dir)/model.safetensors")
+        let w = try HFDirectory.Weights(dir)
+        #expect(w.droppedMTP && w.config.numNextnPredictLayers == 0)
+        let model = try HFDirectory.load(dir, positions: 64)
+        #expect(model.mtp == nil)
+    }
+
+    /// DeepSeek's release layout: classic keys, the MTP module as layer 3 with the release's
+    /// copies of the embedding and head. Its tensors load; the main model's outputs are the
+    /// first case's; the MTP loss matches the independent reference.
+    @Test func releaseLayoutLoadsItsMTPModule() throws {
+        let dir = "\(Self.root)/release_mtp"
+        let model = try HFDirectory.load(dir, positions: 64)
+        #expect(model.config.numNextnPredictLayers == 1)
+        let mtp = try #require(model.mtp)
+        let file = try SafeTensorsFile(path: "\(dir)/model.safetensors")
+        #expect(mtp.depths[0].eh_proj.weight.values == (try file.tensor("model.layers.3.eh_proj.weight")).values)
+        #expect(model.routerBiases.map(\.name).contains("model.layers.3.mlp.gate.e_score_correction_bias"))
+        let names = Set(model.namedParameters().map(\.0))
+        for n in ["model.layers.3.enorm.weight", "model.layers.3.hnorm.weight", "model.layers.3.shared_head.norm.weight",
+                  "model.layers.3.self_attn.kv_b_proj.weight", "model.layers.3.mlp.experts.7.down_proj.weight"] {
+            #expect(names.contains(n), "\(n)")
+        }
+        let expected = try SafeTensorsFile(path: "\(dir)/expected.safetensors")
+        let (ids, shape) = try SafeTensorsFile(path: "\(dir)/input.safetensors").integers("input_ids")
+        let out = withNoGrad { model.forward(ids, batch: shape[0], length: shape[1]) }
+        #expect(maxAbs(out.logits, try expected.tensor("logits")) <= 1e-4)
+        let m = try #require(withNoGrad { model.mtpLoss(normed: out.normed, ids: ids, labels: ids, batch: shape[0], length: shape[1]) })
+        let ref = try expected.tensor("mtp_loss").item
+        #expect(abs(m.loss.item - ref) <= 1e-4, "mtp loss \(m.loss.item) vs \(ref)")
+
+        // Saved back: the same tensors (copies and biases included), bit for bit.
+        let out2 = temporary("release-save")
+        defer { try? FileManager.default.removeItem(atPath: out2) }
+        try HFDirectory.save(model, to: out2)
+        let saved = try SafeTensorsFile(path: "\(out2)/model.safetensors")
+        #expect(Set(saved.names) == Set(file.names))
+        for n in file.names {
+            #expect(try saved.tensor(n).values.map(\.bitPattern) == file.tensor(n).values.map(\.bitPattern), "\(n)")
+        }
+        let again = try HFDirectory.load(out2, positions: 64)
+        #expect(again.routerBiasValues == model.routerBiasValues)
+    }
+
+    /// A DeepTrain checkpoint keeps the router biases (/state/router_bias) and gives them back.
+    @Test func checkpointKeepsRouterBiases() throws {
+        let model = try HFDirectory.load("\(Self.root)/interleave_yarn_norm", positions: 64)
+        let path = temporary("bias") + ".h5"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try CheckpointStore.save(model, to: path)
+        let (back, state) = try CheckpointStore.load(path, positions: 64)
+        #expect(state.routerBiases == model.routerBiasValues && !state.routerBiases.isEmpty)
+        #expect(back.routerBiasValues == model.routerBiasValues)
+    }
+}
