@@ -212,10 +212,13 @@ public enum CheckpointStore {
     /// Reads the config, builds the model and fills every parameter from `/model`.
     /// With `holds`, only the parameters it accepts are read (a rank's part); the others stay
     /// untouched zeros.
-    public static func load(_ path: String, positions: Int? = nil, holds: ((String) -> Bool)? = nil) throws -> (DeepSeekV2ForCausalLM, State) {
+    /// `mtp: false` leaves the MTP depths out (inference never runs them).
+    public static func load(_ path: String, positions: Int? = nil, holds: ((String) -> Bool)? = nil, mtp: Bool = true) throws -> (DeepSeekV2ForCausalLM, State) {
         let r = try Reader(path)
         defer { r.close() }
-        let model = DeepSeekV2ForCausalLM(r.config, seed: 0, positions: positions, holds: { _ in false })
+        var config = r.config
+        if !mtp { config.numNextnPredictLayers = 0 }
+        let model = DeepSeekV2ForCausalLM(config, seed: 0, positions: positions, holds: { _ in false })
         let named = model.namedParameters()
         try r.check(named.map { ($0.0, $0.1.shape) })
         for (name, p) in named where holds?(name) ?? true { p.copy(from: try r.tensor(name)) }

@@ -9,8 +9,10 @@ public enum HFDirectory {
     /// must be present with its shape; a tensor the model does not have is an error too (it
     /// would mean a different architecture), except rotary caches some exports include.
     /// With `holds`, only the parameters it accepts are read (a rank's part).
-    public static func load(_ dir: String, positions: Int? = nil, holds: ((String) -> Bool)? = nil) throws -> DeepSeekV2ForCausalLM {
-        let w = try Weights(dir)
+    /// `mtp: false` leaves the MTP depths out (inference never runs them): their tensors are
+    /// neither read nor held.
+    public static func load(_ dir: String, positions: Int? = nil, holds: ((String) -> Bool)? = nil, mtp: Bool = true) throws -> DeepSeekV2ForCausalLM {
+        let w = try Weights(dir, mtp: mtp)
         let model = DeepSeekV2ForCausalLM(w.config, seed: 0, positions: positions, holds: { _ in false })
         let named = model.namedParameters()
         try w.check(named.map { ($0.0, $0.1.shape) })
@@ -27,10 +29,12 @@ public enum HFDirectory {
         /// The config promised MTP depths whose tensors the files do not have (transformers
         /// saves V3 without its MTP module): the model is read with MTP off.
         public let droppedMTP: Bool
+        /// Opened with `mtp: false`: the files' MTP tensors are left unread.
+        let skipsMTP: Bool
         let files: [String]
         let location: [String: SafeTensorsFile]
 
-        public init(_ dir: String) throws {
+        public init(_ dir: String, mtp: Bool = true) throws {
             self.dir = dir
             var config = try DeepSeekV2Config.load((dir as NSString).appendingPathComponent("config.json"))
             files = try weightFiles(dir)
@@ -48,7 +52,8 @@ public enum HFDirectory {
             }
             self.location = location
             droppedMTP = config.numNextnPredictLayers > 0 && location["model.layers.\(config.numHiddenLayers).eh_proj.weight"] == nil
-            if droppedMTP { config.numNextnPredictLayers = 0 }
+            skipsMTP = !mtp && config.numNextnPredictLayers > 0
+            if droppedMTP || skipsMTP { config.numNextnPredictLayers = 0 }
             self.config = config
         }
 
@@ -86,7 +91,11 @@ public enum HFDirectory {
                 }
             }
             let known = Set(parameters.map(\.name) + DeepSeekV2ForCausalLM.bufferShapes(config).map(\.name) + copies.map(\.copy))
-            let extra = location.keys.filter { !known.contains($0) && !$0.hasSuffix("rotary_emb.inv_freq") }.sorted()
+            func isMTP(_ name: String) -> Bool {
+                guard skipsMTP, name.hasPrefix("model.layers."), let l = Int(name.dropFirst("model.layers.".count).prefix { $0.isNumber }) else { return false }
+                return l >= config.numHiddenLayers
+            }
+            let extra = location.keys.filter { !known.contains($0) && !$0.hasSuffix("rotary_emb.inv_freq") && !isMTP($0) }.sorted()
             if let first = extra.first {
                 throw CheckpointError(location[first]!.path, "has \(extra.count) tensor(s) this model does not use, e.g. \"\(first)\": the weights do not match config.json")
             }

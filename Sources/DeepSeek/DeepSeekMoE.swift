@@ -41,6 +41,8 @@ public struct MoELayerReport {
     public let drop: TokenDropping.Plan?
     /// Fraction of the batch's assignments routed to each expert (before dropping).
     public let expertLoad: [Double]
+    /// The batch's assignments per expert (before dropping): what aux-loss-free balancing counts.
+    public let expertCounts: [Int]
 }
 
 /// DeepSeekMoE (DeepSeek-V2 §2.2): shared experts every token passes through, plus fine-grained
@@ -86,7 +88,7 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
 
         // Each expert's kept assignments, in global token order.
         var assignments = [[(token: Int, slot: Int)]](repeating: [], count: e)
-        var counts = [Double](repeating: 0, count: e)
+        var counts = [Int](repeating: 0, count: e)
         for slot in 0..<(n * k) {
             let ex = routing.experts[slot]
             counts[ex] += 1
@@ -103,7 +105,7 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
         }
         if let shared_experts { out = out + shared_experts(flat) }
         let report = MoELayerReport(routing: routing, losses: losses, drop: plan,
-                                    expertLoad: counts.map { $0 / Double(n * k) })
+                                    expertLoad: counts.map { Double($0) / Double(n * k) }, expertCounts: counts)
         return (out.reshape([b, t, dim]), report)
     }
 }

@@ -8,6 +8,10 @@ public struct ModelPlan: Codable, Sendable {
     public let activated_parameters: Int
     public let embedding_parameters: Int
     public let expert_parameters: Int
+    /// V3's multi-token-prediction depths (their blocks, norms and eh_proj; the embedding and
+    /// head they share are not counted again). Not in `total_parameters` or
+    /// `activated_parameters`, as DeepSeek reports V3 (671B / 37B, MTP module aside).
+    public let mtp_parameters: Int
     /// Training FLOPs per token at `sequence_length` (DESIGN §7): 6·N_act + 6·L·H·T·(d_qk + d_v).
     public let flops_per_token: Double
     public let sequence_length: Int
@@ -47,6 +51,10 @@ public struct ModelPlan: Codable, Sendable {
             + moeLayers * (moeAlways + c.numExpertsPerTok * expert)
         embedding_parameters = embedding
         expert_parameters = routed
+        mtp_parameters = (0..<c.numNextnPredictLayers).reduce(0) { sum, k in
+            let block = perLayer + (c.isMoELayer(c.numHiddenLayers + k) ? moeAlways + c.nRoutedExperts * expert : dense)
+            return sum + block + 2 * d + 2 * d * d + d  // enorm, hnorm, eh_proj, shared_head.norm
+        }
         // Matmul parameters per token: activated minus the norm vectors.
         let norms = d + c.numHiddenLayers * 2 * d + c.numHiddenLayers * (c.kvLoraRank + (c.qLoraRank ?? 0))
         flops_per_token = 6 * Double(activated_parameters - norms)

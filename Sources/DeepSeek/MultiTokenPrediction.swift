@@ -59,16 +59,17 @@ public struct MTPOutput {
 
 extension DeepSeekV2ForCausalLM {
     /// The MTP loss of a batch: `normed` [B, T, D] the main model's hidden states after its
-    /// final norm (depth 1's input), `ids` the B·T input tokens, `labels` the per-token labels
-    /// (ids, or ignoreIndex where no loss is wanted). Depth k at position t (t < T − k) reads
-    /// token t + k and predicts label t + k + 1; the block runs over T − k positions.
-    public func mtpLoss(normed: Tensor, ids: [Int], labels: [Int], batch b: Int, length t: Int,
-                        training: MoETraining? = nil) -> MTPOutput? {
+    /// final norm (depth 1's input), `ids` the B·T input tokens, `targets` their next-token
+    /// targets as the main loss has them (targets[t] = token t + 1, or ignoreIndex). Depth k at
+    /// position t (t < T − k) reads token t + k and predicts targets[t + k] (token t + k + 1);
+    /// the block runs over T − k positions. `depth` limits the depths run (nil: all).
+    public func mtpLoss(normed: Tensor, ids: [Int], targets labels: [Int], batch b: Int, length t: Int,
+                        training: MoETraining? = nil, depth: Int? = nil) -> MTPOutput? {
         guard let mtp else { return nil }
         var h = normed
         var losses: [Tensor] = []
         var reports: [(Int, MoELayerReport)] = []
-        for (i, layer) in mtp.depths.enumerated() {
+        for (i, layer) in mtp.depths.prefix(depth ?? mtp.depths.count).enumerated() {
             let k = i + 1, n = t - k
             guard n >= 2 else { break }  // nothing left to predict
             var ahead = [Int](), targets = [Int]()
@@ -77,7 +78,7 @@ extension DeepSeekV2ForCausalLM {
             for r in 0..<b {
                 for p in 0..<n {
                     ahead.append(ids[r * t + p + k])
-                    targets.append(p + k + 1 < t ? labels[r * t + p + k + 1] : ignoreIndex)
+                    targets.append(labels[r * t + p + k])
                 }
             }
             let e = layer.enorm(model.embed_tokens(ahead, shape: [b, n]))

@@ -1,7 +1,7 @@
-/// Named model sizes: the two released DeepSeek-V2 models and two small ones for tests,
-/// demos and benchmarks on a CPU.
+/// Named model sizes: the released DeepSeek-V2, V2-Lite and V3 models and small ones for
+/// tests, demos and benchmarks on a CPU.
 extension DeepSeekV2Config {
-    public static let presetNames = ["tiny", "small", "v2-lite", "v2"]
+    public static let presetNames = ["tiny", "tiny-v3", "small", "v2-lite", "v2", "v3"]
 
     public static func preset(_ name: String) throws -> DeepSeekV2Config {
         switch name {
@@ -9,6 +9,8 @@ extension DeepSeekV2Config {
         case "small": return .small
         case "v2-lite": return .v2Lite
         case "v2": return .v2
+        case "tiny-v3": return .tinyV3
+        case "v3": return .v3
         default:
             throw ConfigError(source: "model", key: "preset", "\"\(name)\" is not a preset; allowed: \(presetNames.joined(separator: ", ")) or a path to config.json")
         }
@@ -50,4 +52,26 @@ extension DeepSeekV2Config {
         topkMethod: "group_limited_greedy", nGroup: 8, topkGroup: 3, numExpertsPerTok: 6,
         firstKDenseReplace: 1, normTopkProb: false, auxLossAlpha: 0.003, maxPositionEmbeddings: 163_840,
         ropeScaling: RopeScaling(factor: 40, originalMaxPositionEmbeddings: 4096))
+
+    /// `tiny` with V3's router and one MTP depth: sigmoid scores, noaux_tc over 2 of 4 groups,
+    /// weights normalised then × 2.5.
+    public static let tinyV3 = DeepSeekV2Config(
+            vocabSize: 256, hiddenSize: 64, intermediateSize: 160, moeIntermediateSize: 48, numHiddenLayers: 3,
+            numAttentionHeads: 4, nSharedExperts: 1, nRoutedExperts: 8, routedScalingFactor: 2.5,
+            kvLoraRank: 32, qLoraRank: 48, qkRopeHeadDim: 8, vHeadDim: 16, qkNopeHeadDim: 16,
+            topkMethod: "noaux_tc", nGroup: 4, topkGroup: 2, numExpertsPerTok: 2,
+            firstKDenseReplace: 1, normTopkProb: true, auxLossAlpha: 0.0001, maxPositionEmbeddings: 128,
+            ropeScaling: RopeScaling(factor: 2, originalMaxPositionEmbeddings: 64, mscale: 1, mscaleAllDim: 1),
+            modelType: "deepseek_v3", numNextnPredictLayers: 1)
+
+    /// DeepSeek-V3 as released (config.json of DeepSeek-V3): 671B total, 37B activated, plus
+    /// one MTP module (layer 61).
+    public static let v3 = DeepSeekV2Config(
+            vocabSize: 129_280, hiddenSize: 7168, intermediateSize: 18_432, moeIntermediateSize: 2048, numHiddenLayers: 61,
+            numAttentionHeads: 128, nSharedExperts: 1, nRoutedExperts: 256, routedScalingFactor: 2.5,
+            kvLoraRank: 512, qLoraRank: 1536, qkRopeHeadDim: 64, vHeadDim: 128, qkNopeHeadDim: 128,
+            topkMethod: "noaux_tc", nGroup: 8, topkGroup: 4, numExpertsPerTok: 8,
+            firstKDenseReplace: 3, normTopkProb: true, auxLossAlpha: 0.001, maxPositionEmbeddings: 163_840,
+            ropeScaling: RopeScaling(factor: 40, originalMaxPositionEmbeddings: 4096, mscale: 1, mscaleAllDim: 1),
+            modelType: "deepseek_v3", numNextnPredictLayers: 1)
 }

@@ -24,10 +24,23 @@ public final class ParallelTrainer {
     public var alphas: BalanceLosses.Alphas
     public var dropping: TokenDropping?
     public let seed: UInt64
+    /// Aux-loss-free balancing's γ (`moe.bias_update_speed`): the V3 router biases move by ±γ
+    /// after each step. 0: they stay.
+    public var biasUpdateSpeed: Float = 0
+    /// MTP depths trained (`mtp.depth`, at most the model's) and λ, the weight of their mean
+    /// cross-entropy in the loss (`mtp.weight`). 0 depths: MTP is not run.
+    public var mtpDepth = 0
+    public var mtpWeight: Float = 0
 
     public struct StepResult: Sendable {
-        public var loss: Double { ce + balance }
+        public var loss: Double { ce + balance + mtpWeight * mtp }
         public var ce = 0.0
+        /// The MTP depths' mean cross-entropy (mean over micro-batches) and its weight λ.
+        public var mtp = 0.0
+        public var mtpWeight = 0.0
+        /// Per MoE layer (decoder layers, then MTP blocks): max / mean of the step's expert
+        /// loads over all ranks (`RouterBias.imbalance`).
+        public var loadImbalance: [Double] = []
         public var balance = 0.0
         /// The three balance losses summed over MoE layers: expert, device, communication.
         public var aux: (expert: Double, device: Double, communication: Double) = (0, 0, 0)
@@ -112,7 +125,7 @@ public final class ParallelTrainer {
             if offsets[l] == nil { offsets[l] = off }
         }
         // The executor keeps the experts' gradients (ExpertParallel): their stacked buffers go.
-        for layer in model.model.layers { layer.moe?.experts.releaseGradients() }
+        for layer in model.model.layers + (model.mtp?.depths ?? []) { layer.moe?.experts.releaseGradients() }
         executor = offsets.isEmpty ? nil : ExpertParallel(comm: grid.ep, experts: c.nRoutedExperts, layerOffset: offsets, flatCount: experts.count)
         self.clip = clip
         self.alphas = alphas
@@ -140,7 +153,8 @@ public final class ParallelTrainer {
         var r = StepResult()
         executor?.resetStep(leaves: lay.ep * grid.micros.count,
                             cacheBytes: ExpertParallel.cacheBudget(parameterFloats: dense.count + experts.count))
-        var stats = StepStatistics(microbatches: total, layers: layers, experts: e, extra: extraStats)
+        let mtpLayers = model.mtp?.depths.count ?? 0
+        var stats = StepStatistics(microbatches: total, layers: layers + mtpLayers, experts: e, extra: extraStats)
         var inflight: [Int: InFlight] = [:]
         var sends: [Communicator.Request] = []
         var denseSum = CanonicalSum()
@@ -170,9 +184,20 @@ public final class ParallelTrainer {
                     input = leaf
                     h = leaf
                 }
-                let (out, reports) = model.runLayers(h, layers: grid.layers, training: training, packing: mb.packing)
+                var (out, reports) = model.runLayers(h, layers: grid.layers, training: training, packing: mb.packing)
+                var normed: Tensor? = nil, mtpLoss: Tensor? = nil
+                if grid.isLastStage {
+                    normed = model.model.norm(out)
+                    if mtpDepth > 0, objective == nil,
+                       let m = model.mtpLoss(normed: normed!, ids: mb.inputs, targets: mb.targets, batch: b, length: t,
+                                             training: training, depth: mtpDepth) {
+                        mtpLoss = m.loss
+                        reports += m.moe
+                    }
+                }
                 var aux = Tensor(scalar: 0)
                 for (layer, rep) in reports {
+                    for (i, n) in rep.expertCounts.enumerated() { stats.counts[layer][i] += Double(n) }
                     if let l = rep.losses {
                         aux = aux + l.expert + l.device + l.communication
                         stats.micros[m].balance[layer] = (Double(l.expert.item), Double(l.device.item), Double(l.communication.item))
@@ -186,8 +211,8 @@ public final class ParallelTrainer {
                 if !aux.item.isFinite { stats.micros[m].nonFinite = true }
                 var f = InFlight(input: input)
                 if grid.isLastStage {
-                    let logits = model.lm_head(model.model.norm(out))
-                    let loss: Tensor
+                    let logits = model.lm_head(normed!)
+                    var loss: Tensor
                     if let objective {
                         let (l, extra) = objective(logits, m)
                         precondition(extra.count == extraStats)
@@ -196,6 +221,8 @@ public final class ParallelTrainer {
                         loss = l + aux * scale
                     } else {
                         let ce = logits.reshape([b * t, c.vocabSize]).crossEntropy(targets: mb.targets)
+                        // The micro-batch's share of the step: its token weight, or 1/M.
+                        let share = mb.weight.map { Float($0) } ?? scale
                         if let w = mb.weight {
                             // Logged as w·M·ce so the step's mean over micro-batches is Σ w·ce.
                             stats.micros[m].loss = Double(ce.item) * w / Double(scale)
@@ -203,6 +230,11 @@ public final class ParallelTrainer {
                         } else {
                             stats.micros[m].loss = Double(ce.item)
                             loss = (ce + aux) * scale
+                        }
+                        if let mtpLoss {
+                            // V3's L = L_main + λ · mean over depths of the MTP cross-entropy.
+                            stats.micros[m].mtp = Double(mtpLoss.item) * Double(share / scale)
+                            loss = loss + mtpLoss * (mtpWeight * share)
                         }
                     }
                     if !loss.item.isFinite { stats.micros[m].nonFinite = true }
@@ -294,7 +326,9 @@ public final class ParallelTrainer {
 
         var finite = norm.isFinite
         r.extra = [Double](repeating: 0, count: extraStats)
+        r.mtpWeight = Double(mtpWeight)
         for mb in stats.micros {
+            r.mtp += mb.mtp / Double(total)
             for i in 0..<extraStats { r.extra[i] += mb.extra[i] }
             // With an objective, `ce` is its value (already a share of the step's total).
             r.ce += objective == nil ? mb.loss / Double(total) : mb.loss
@@ -317,12 +351,23 @@ public final class ParallelTrainer {
         }
         r.protectedRouted = stats.protectedRouted
         r.protectedReceived = stats.protectedReceived
+        // Layers that routed tokens this step (an MTP block the stage does not train routes none).
+        for l in 0..<(layers + mtpLayers) where c.isMoELayer(l) && stats.counts[l].contains(where: { $0 > 0 }) {
+            r.loadImbalance.append(RouterBias.imbalance(stats.counts[l]))
+        }
 
         if finite {
             let s: Float = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1
             try update(dense, optimizer: denseOptimizer, grad: gDense, scale: s, group: grid.dp, lr: lr)
             try update(experts, optimizer: expertOptimizer, grad: gExpert, scale: s, group: grid.edp, lr: lr)
             r.updated = true
+            if biasUpdateSpeed > 0 {
+                // Every rank moves every layer's bias (stages included): the counts are world sums.
+                for (name, bias) in model.routerBiases {
+                    let layer = Int(name.dropFirst("model.layers.".count).prefix { $0.isNumber })!
+                    RouterBias.update(bias, counts: stats.counts[layer], speed: biasUpdateSpeed)
+                }
+            }
         }
         r.optimizer = now() - t2
         return r

@@ -105,6 +105,12 @@ public struct Recipe: Sendable {
         /// Held-out problems for answer accuracy and mean reward.
         public var evalSamples = 200
         public var grpo: GRPOSettings?
+        /// V3 aux-loss-free balancing's γ (`moe.bias_update_speed`; 0: the router biases stay).
+        public var biasUpdateSpeed = 0.0
+        /// MTP depths trained (`mtp.depth`, at most the model's `num_nextn_predict_layers`;
+        /// 0: off) and their loss weight λ (`mtp.weight`).
+        public var mtpDepth = 0
+        public var mtpWeight = 0.3
 
         public func lrSchedule() -> LRSchedule {
             switch schedule {
@@ -261,6 +267,12 @@ public struct Recipe: Sendable {
             st.alphas.communication = try o.double("alpha_comm", default: 0, min: 0)
             st.capacityFactor = try o.optionalDouble("capacity_factor", min: 0, exclusiveMin: true)
             st.neverDropFraction = try o.double("never_drop_fraction", default: 0.1, min: 0, max: 1)
+            st.biasUpdateSpeed = try o.double("bias_update_speed", default: 0, min: 0)
+            try o.finish()
+        }
+        if let o = try s.object("mtp") {
+            st.mtpDepth = try o.int("depth", default: 1, min: 0)
+            st.mtpWeight = try o.double("weight", default: 0.3, min: 0)
             try o.finish()
         }
         if let o = try s.object("eval") {

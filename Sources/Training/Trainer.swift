@@ -292,6 +292,29 @@ public final class Trainer {
                                                     device: stage.alphas.device, communication: stage.alphas.communication),
                                       dropping: stage.capacityFactor.map { TokenDropping(capacityFactor: $0, neverDropFraction: stage.neverDropFraction) },
                                       seed: recipe.seed)
+        func stageError(_ key: String, _ message: String) -> RecipeError {
+            RecipeError(file: "recipe", line: nil, column: nil, path: "stages[\(si)].\(key)", message: message)
+        }
+        if stage.biasUpdateSpeed > 0 {
+            guard model.config.topkMethod == "noaux_tc" else {
+                throw stageError("moe.bias_update_speed", "is \(stage.biasUpdateSpeed), but the model's router has no bias (topk_method is \"\(model.config.topkMethod)\"; aux-loss-free balancing needs V3's \"noaux_tc\")")
+            }
+            trainer.biasUpdateSpeed = Float(stage.biasUpdateSpeed)
+        }
+        if stage.mtpDepth > 0 {
+            let have = model.config.numNextnPredictLayers
+            guard stage.mtpDepth <= have else {
+                throw stageError("mtp.depth", "is \(stage.mtpDepth), but the model has \(have) MTP depth\(have == 1 ? "" : "s") (num_nextn_predict_layers)")
+            }
+            guard grid.layout.pp == 1 else {
+                throw stageError("mtp.depth", "is \(stage.mtpDepth) with parallel.pp = \(grid.layout.pp): MTP reads the embedding, which only the first pipeline stage holds (use pp: 1)")
+            }
+            guard !stage.packing, stage.kind != "grpo" else {
+                throw stageError("mtp.depth", "is \(stage.mtpDepth) in a \(stage.packing ? "packed SFT" : "GRPO") stage; MTP trains pretraining and unpacked SFT stages")
+            }
+            trainer.mtpDepth = stage.mtpDepth
+            trainer.mtpWeight = Float(stage.mtpWeight)
+        }
         if let momentsFrom {
             try ShardedCheckpoint.loadMoments(momentsFrom, trainer: trainer)
         }
@@ -410,13 +433,18 @@ public final class Trainer {
             let elapsed = now() - stageStart
             var m: [String: Any] = [
                 "stage": stage.name, "step": step, "global_step": globalStep, "tokens": tokens, "lr": Double(lr),
-                "loss": ce + balance, "ce": ce, "grad_norm": Double(gradNorm), "tokens_per_s": tps,
+                "loss": r.loss, "ce": ce, "grad_norm": Double(gradNorm), "tokens_per_s": tps,
                 "mfu": tps * flopsPerToken / peak, "elapsed_s": elapsed, "aux_expert": aux.0, "aux_device": aux.1,
                 "aux_comm": aux.2, "drop_fraction": r.dropFraction,
                 "expert_load": r.expertLoad, "nan_skipped": nanTotal, "ranks": grid.world.size,
                 "rank_load": r.rankLoad, "peak_rss_mb": rss.max() ?? 0, "rank_peak_rss_mb": rss, "forward_s": r.forward, "backward_s": r.backward, "optimizer_s": r.optimizer,
             ]
             for (k, v) in extra { m[k] = v }
+            if trainer.mtpDepth > 0 { m["mtp_loss"] = r.mtp }
+            if !r.loadImbalance.isEmpty {
+                m["load_imbalance"] = r.loadImbalance.reduce(0, +) / Double(r.loadImbalance.count)
+                m["load_imbalance_layers"] = r.loadImbalance
+            }
             if let cap = r.rankCapacity {
                 m["rank_capacity"] = cap
                 m["never_dropped_routed"] = r.protectedRouted
@@ -441,8 +469,9 @@ public final class Trainer {
             if step % stage.logEvery == 0 || step == stage.steps {
                 let eta = elapsed / Double(step - startStep) * Double(stage.steps - step)
                 let line = grpo == nil
-                    ? String(format: "step %5d/%d  loss %.4f  ce %.4f  aux %.2e  grad_norm %.3f  lr %.2e  %.0f tok/s  eta %.0fs",
-                             step, stage.steps, ce + balance, ce, aux.0 + aux.1 + aux.2, gradNorm, lr, tps, eta)
+                    ? String(format: "step %5d/%d  loss %.4f  ce %.4f", step, stage.steps, r.loss, ce)
+                        + (trainer.mtpDepth > 0 ? String(format: "  mtp %.4f", r.mtp) : "")
+                        + String(format: "  aux %.2e  grad_norm %.3f  lr %.2e  %.0f tok/s  eta %.0fs", aux.0 + aux.1 + aux.2, gradNorm, lr, tps, eta)
                     : String(format: "step %5d/%d  reward %.3f ± %.3f  kl %.4f  clip %.3f  len %.1f  zero-std groups %.2f  grad_norm %.3f  eta %.0fs",
                              step, stage.steps, m["reward_mean"] as! Double, m["reward_std"] as! Double, m["kl"] as! Double,
                              m["clip_fraction"] as! Double, m["completion_len_mean"] as! Double, m["frac_zero_std_groups"] as! Double,
@@ -481,7 +510,8 @@ public final class Trainer {
         let file = try grid.world.broadcast(isRoot ? (run.checkpoints as NSString).appendingPathComponent(String(format: "step-%08d.h5", globalStep)) : "",
                                             root: 0)
         let state = CheckpointStore.State(stage: stage.name, step: done ? 0 : step, tokens: tokens, recipe: recipe.resolvedYAML,
-                                          stageIndex: done ? index + 1 : index, globalStep: globalStep, seed: Int(recipe.seed))
+                                          stageIndex: done ? index + 1 : index, globalStep: globalStep, seed: Int(recipe.seed),
+                                          routerBiases: model.routerBiasValues)
         try ShardedCheckpoint.save(file, world: grid.world, trainer: trainer, state: state, moments: !done, tokenizerFiles: tokenizerFiles)
         guard isRoot else { return }
         try run.publish(file, keep: recipe.checkpoint.keep)

@@ -116,8 +116,8 @@ struct BenchCommand: ParsableCommand {
 
         func validate() throws {
             guard prompt > 0, newTokens > 0, threads > 0 else { throw ValidationError("--prompt, --new-tokens, --threads must be positive") }
-            guard DeepSeekV2Config.presetNames.contains(model), model != "v2", model != "v2-lite" else {
-                throw ValidationError("--model \(model): expected tiny or small (the released sizes do not fit a CPU benchmark)")
+            guard ["tiny", "tiny-v3", "small"].contains(model) else {
+                throw ValidationError("--model \(model): expected tiny, tiny-v3 or small (the released sizes do not fit a CPU benchmark)")
             }
         }
 

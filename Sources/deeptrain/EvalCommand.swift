@@ -26,7 +26,7 @@ struct EvalCommand: ParsableCommand {
         guard tok.template != nil, tok.eosId != nil else { fail("\(tokenizer ?? checkpoint): --chat needs a chat template and an eos_token") }
         let spec = self.data
         let data = try reportingBadInput { try PostTrainingData.open(spec, kind: "sft", format: .template(tok)) }
-        let model = try loadModel(checkpoint, positions: 512 + 32)
+        let model = try loadModel(checkpoint, positions: 512 + 32, mtp: false)
         guard tok.tokenizer.vocabularySize <= model.config.vocabSize else {
             fail("the tokenizer has \(tok.tokenizer.vocabularySize) ids, more than the model's vocab_size \(model.config.vocabSize)")
         }
@@ -59,7 +59,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         if chat { return try runChat() }
-        let model = try loadModel(checkpoint, positions: seqLen + 8)
+        let model = try loadModel(checkpoint, positions: seqLen + 8, mtp: false)
         let source: DataSource
         do { source = try DataSource.open(data, vocab: model.config.vocabSize) } catch let e as RecipeError { fail("--data: \(e.message)") }
         let (loss, acc) = withNoGrad { () -> (Double, (Double, Int)?) in

@@ -39,7 +39,7 @@ struct GenerateCommand: ParsableCommand {
         }
         guard !ids.isEmpty else { throw ValidationError("the prompt is empty") }
         let stops = Set((stop ?? "").split(separator: ",").compactMap { Int($0) })
-        let model = try loadModel(checkpoint, positions: ids.count + maxNewTokens)
+        let model = try loadModel(checkpoint, positions: ids.count + maxNewTokens, mtp: false)
         if let bad = ids.first(where: { $0 < 0 || $0 >= model.config.vocabSize }) {
             fail("prompt token \(bad) is outside the vocabulary of \(model.config.vocabSize)")
         }
@@ -68,7 +68,7 @@ struct GenerateCommand: ParsableCommand {
         } catch let e as TemplateError {
             fail(e.report)
         }
-        let model = try loadModel(checkpoint, positions: ids.count + maxNewTokens)
+        let model = try loadModel(checkpoint, positions: ids.count + maxNewTokens, mtp: false)
         guard tok.tokenizer.vocabularySize <= model.config.vocabSize else {
             fail("the tokenizer has \(tok.tokenizer.vocabularySize) ids, more than the model's vocab_size \(model.config.vocabSize)")
         }

@@ -9,7 +9,7 @@ struct PlanCommand: ParsableCommand {
         commandName: "plan",
         abstract: "Parameters, FLOPs per token, KV cache per token and memory per rank of a model and layout.")
 
-    @Option(help: "A preset (tiny, small, v2-lite, v2) or a path to a Hugging Face config.json.") var model: String?
+    @Option(help: "A preset (tiny, tiny-v3, small, v2-lite, v2, v3) or a path to a Hugging Face config.json.") var model: String?
     @Option(help: "A recipe: its model, parallel layout, sequence length and micro-batches.") var recipe: String?
     @Option(name: .customLong("set"), help: "With --recipe: override a recipe key, as for train (repeatable).") var overrides: [String] = []
     @Option(help: "Data-parallel ranks (with --recipe: overrides the recipe's).") var dp: Int?
@@ -81,7 +81,8 @@ struct PlanCommand: ParsableCommand {
         print("""
         model \(label): \(config.numHiddenLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, \
         \(config.nSharedExperts) shared + \(config.nRoutedExperts) routed experts (top-\(config.numExpertsPerTok))
-          parameters            \(b(p.total_parameters)) total, \(b(p.activated_parameters)) activated per token (embedding excluded)
+          parameters            \(b(p.total_parameters)) total, \(b(p.activated_parameters)) activated per token (embedding excluded)\
+        \(p.mtp_parameters > 0 ? ", plus \(b(p.mtp_parameters)) in \(config.numNextnPredictLayers) MTP depth\(config.numNextnPredictLayers == 1 ? "" : "s")" : "")
           FLOPs per token       \(String(format: "%.3g", p.flops_per_token)) (training, sequence length \(t))
           KV cache per token    \(p.kv_cache_values_per_token_per_layer) values per layer (kv_lora + qk_rope): \
         \(p.kv_cache_bytes_per_token_bf16) bytes in bf16, against \(p.mha_cache_bytes_per_token_bf16) for standard MHA \

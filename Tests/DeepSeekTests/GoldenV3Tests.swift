@@ -107,9 +107,16 @@ import Testing
         let (ids, shape) = try SafeTensorsFile(path: "\(dir)/input.safetensors").integers("input_ids")
         let out = withNoGrad { model.forward(ids, batch: shape[0], length: shape[1]) }
         #expect(maxAbs(out.logits, try expected.tensor("logits")) <= 1e-4)
-        let m = try #require(withNoGrad { model.mtpLoss(normed: out.normed, ids: ids, labels: ids, batch: shape[0], length: shape[1]) })
+        let m = try #require(withNoGrad { model.mtpLoss(normed: out.normed, ids: ids,
+                                                                        targets: DeepSeekV2ForCausalLM.shiftedTargets(ids, batch: shape[0], length: shape[1]),
+                                                                        batch: shape[0], length: shape[1]) })
         let ref = try expected.tensor("mtp_loss").item
         #expect(abs(m.loss.item - ref) <= 1e-4, "mtp loss \(m.loss.item) vs \(ref)")
+
+        // Inference leaves the MTP depth out, unread; the main model is the same.
+        let lean = try HFDirectory.load(dir, positions: 64, mtp: false)
+        #expect(lean.mtp == nil && lean.config.numNextnPredictLayers == 0)
+        #expect(withNoGrad { lean.forward(ids, batch: shape[0], length: shape[1]) }.logits.values == out.logits.values)
 
         // Saved back: the same tensors (copies and biases included), bit for bit.
         let out2 = temporary("release-save")

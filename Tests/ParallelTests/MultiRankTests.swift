@@ -117,6 +117,25 @@ import Testing
         }
     }
 
+    /// V3's aux-loss-free balancing under real mpirun: the router biases move by world-summed
+    /// integer counts, so after 20 steps they are bit-identical in every layout, and they moved.
+    @Test func v3RouterBiasesAreBitIdenticalAcrossLayouts() throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        var digests: [String: String] = [:]
+        for (dp, ep, pp) in [(1, 1, 1), (2, 1, 1), (2, 2, 1), (1, 1, 2)] {
+            let dir = "\(base)/dp\(dp)-ep\(ep)-pp\(pp)"
+            let r = try train(dp * pp, dp: dp, ep: ep, pp: pp, dir: dir,
+                              extra: ["--set", "model=tiny-v3", "--set", "stages.0.moe.bias_update_speed=0.01", "--set", "checkpoint.every=0"])
+            #expect(r.status == 0, "(\(dp),\(ep),\(pp)): \(r.stderr)")
+            let out = try run(Self.binary, ["inspect", "\(dir)/checkpoints/step-00000020.h5"]).stdout
+            let line = out.split(separator: "\n").first { $0.hasPrefix("router bias") }.map(String.init) ?? "none"
+            #expect(!line.contains("max |b| 0.0 "), "the biases did not move: \(line)")
+            digests["(\(dp),\(ep),\(pp))"] = line
+        }
+        #expect(Set(digests.values).count == 1, "router biases differ between layouts: \(digests)")
+    }
+
     /// recipes/sharded-1b.yaml made small (experts 256 wide: 38M of its 43M parameters): at
     /// (dp 4, ep 4) a rank holds a quarter of the experts, so its measured peak is well under
     /// half the serial run's, and `plan`'s estimate is within 20% of every rank's measured peak
