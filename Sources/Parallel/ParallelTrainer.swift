@@ -295,11 +295,12 @@ public final class ParallelTrainer {
         }
         try stats.sum(over: grid.world)
         let ep = lay.ep
-        var loadMax = [Double](repeating: 0, count: layers * ep + layers)
+        let routed = layers + mtpLayers  // MTP blocks are layers L, L + 1, ...
+        var loadMax = [Double](repeating: 0, count: routed * ep + routed)
         if let executor {
             for (layer, l) in executor.load {
                 loadMax[layer * ep + grid.epRank] = Double(l.rows)
-                loadMax[layers * ep + layer] = Double(l.capacity ?? -1)
+                loadMax[routed * ep + layer] = Double(l.capacity ?? -1)
             }
         }
         try grid.world.allreduceMax(&loadMax)
@@ -344,10 +345,10 @@ public final class ParallelTrainer {
             }
             r.balance += bal / Double(total)
         }
-        for l in 0..<layers where c.isMoELayer(l) {
+        for l in 0..<routed where c.isMoELayer(l) && (l < layers || stats.counts[l].contains { $0 > 0 }) {
             r.expertLoad.append(stats.firstLoad[l])
             r.rankLoad.append((0..<ep).map { Int(loadMax[l * ep + $0]) })
-            if loadMax[layers * ep + l] >= 0 && dropping != nil { r.rankCapacity = Int(loadMax[layers * ep + l]) }
+            if loadMax[routed * ep + l] >= 0 && dropping != nil { r.rankCapacity = Int(loadMax[routed * ep + l]) }
         }
         r.protectedRouted = stats.protectedRouted
         r.protectedReceived = stats.protectedReceived

@@ -134,6 +134,25 @@ import Testing
             digests["(\(dp),\(ep),\(pp))"] = line
         }
         #expect(Set(digests.values).count == 1, "router biases differ between layouts: \(digests)")
+
+        // With the MTP depth trained too (pp 1): its MoE block's experts go through the ep
+        // all-to-all like the decoder's; biases bit-identical, losses within 1e-6.
+        var mtp: [String: String] = [:]
+        for (dp, ep) in [(1, 1), (2, 2)] {
+            let dir = "\(base)/mtp-dp\(dp)-ep\(ep)"
+            let r = try train(dp, dp: dp, ep: ep, pp: 1, dir: dir,
+                              extra: ["--set", "model=tiny-v3", "--set", "stages.0.moe.bias_update_speed=0.01", "--set", "checkpoint.every=0",
+                                      "--set", "stages.0.mtp.depth=1"])
+            #expect(r.status == 0, "MTP (\(dp),\(ep),1): \(r.stderr)")
+            #expect(metrics(dir).allSatisfy { $0["mtp_loss"] != nil })
+            let out = try run(Self.binary, ["inspect", "\(dir)/checkpoints/step-00000020.h5"]).stdout
+            mtp["(\(dp),\(ep),1)"] = out.split(separator: "\n").first { $0.hasPrefix("router bias") }.map(String.init) ?? "none"
+        }
+        #expect(Set(mtp.values).count == 1, "router biases with MTP differ between layouts: \(mtp)")
+        for (x, y) in zip(metrics("\(base)/mtp-dp1-ep1"), metrics("\(base)/mtp-dp2-ep2")) {
+            let lx = x["loss"] as! Double, ly = y["loss"] as! Double
+            #expect(abs(lx - ly) <= 1e-6 * abs(lx), "step \(y["step"]!): \(lx) vs \(ly)")
+        }
     }
 
     /// recipes/sharded-1b.yaml made small (experts 256 wide: 38M of its 43M parameters): at
