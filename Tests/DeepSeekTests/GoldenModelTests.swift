@@ -11,54 +11,12 @@ import Testing
         .appendingPathComponent("Fixtures/deepseek").path
     static let cases = ["qlora_group_limited", "plain_q_greedy_norm"]
 
-    func maxAbs(_ a: Tensor, _ b: Tensor) -> Double {
-        zip(a.values, b.values).map { abs(Double($0) - Double($1)) }.max() ?? 0
-    }
-
     @Test(arguments: cases)
     func matchesReference(_ name: String) throws {
         let dir = "\(Self.root)/\(name)"
         let model = try HFDirectory.load(dir, positions: 64)
-        let expected = try SafeTensorsFile(path: "\(dir)/expected.safetensors")
-        let (ids, shape) = try SafeTensorsFile(path: "\(dir)/input.safetensors").integers("input_ids")
-        let b = shape[0], t = shape[1]
-        let out = model.forward(ids, batch: b, length: t, keepHidden: true)
-
-        let logitsErr = maxAbs(out.logits, try expected.tensor("logits"))
-        #expect(logitsErr <= 1e-4, "\(name): logits max|Δ| \(logitsErr)")
-        for (i, h) in out.hidden.enumerated() {
-            let err = maxAbs(h, try expected.tensor("hidden.\(i)"))
-            #expect(err <= 1e-4, "\(name): hidden.\(i) max|Δ| \(err)")
-        }
+        let out = try GoldenCheck.matches(model, dir: dir, name: name)
         #expect(out.moe.count == 2)
-        for (layer, report) in out.moe {
-            let (refIdx, _) = try expected.integers("route.\(layer).topk_idx")
-            #expect(report.routing.experts == refIdx, "\(name): layer \(layer) routing differs")
-            let lErr = maxAbs(report.routing.logits, try expected.tensor("route.\(layer).router_logits"))
-            let wErr = maxAbs(report.routing.weights, try expected.tensor("route.\(layer).topk_weight"))
-            #expect(lErr <= 1e-4 && wErr <= 1e-4, "\(name): layer \(layer) router logits \(lErr), weights \(wErr)")
-        }
-
-        let targets = DeepSeekV2ForCausalLM.shiftedTargets(ids, batch: b, length: t)
-        let loss = out.logits.reshape([b * t, model.config.vocabSize]).crossEntropy(targets: targets)
-        let refLoss = try expected.tensor("loss").item
-        #expect(abs(loss.item - refLoss) <= 1e-5, "\(name): loss \(loss.item) vs \(refLoss)")
-        loss.backward()
-        var worst = 0.0, worstName = ""
-        for (pname, p) in model.namedParameters() {
-            let ref = try expected.tensor("grad.\(pname)").values
-            let g = p.grad?.values ?? [Float](repeating: 0, count: p.count)
-            var diff2 = 0.0, norm2 = 0.0
-            for i in ref.indices {
-                let d = Double(g[i]) - Double(ref[i])
-                diff2 += d * d
-                norm2 += Double(ref[i]) * Double(ref[i])
-            }
-            let diff = diff2.squareRoot(), norm = norm2.squareRoot()
-            let rel = norm == 0 ? diff : diff / norm
-            if rel > worst { worst = rel; worstName = pname }
-        }
-        #expect(worst <= 1e-4, "\(name): worst gradient ‖Δ‖/‖ref‖ = \(worst) at \(worstName)")
     }
 
     @Test(arguments: cases)

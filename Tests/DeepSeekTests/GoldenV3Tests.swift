@@ -13,9 +13,7 @@ import Testing
         .appendingPathComponent("Fixtures/deepseek_v3").path
     static let cases = ["interleave_yarn_norm", "plain_q_half_rope"]
 
-    func maxAbs(_ a: Tensor, _ b: Tensor) -> Double {
-        zip(a.values, b.values).map { abs(Double($0) - Double($1)) }.max() ?? 0
-    }
+    func maxAbs(_ a: Tensor, _ b: Tensor) -> Double { GoldenCheck.maxAbs(a, b) }
 
     func temporary(_ tag: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("dt-v3-\(tag)-\(getpid())").path
@@ -27,48 +25,15 @@ import Testing
         let model = try HFDirectory.load(dir, positions: 64)
         #expect(model.config.isV3 && model.config.topkMethod == "noaux_tc" && model.mtp == nil)
         #expect(model.routerBiases.count == 2 && model.routerBiases.allSatisfy { $0.bias.values.contains { $0 != 0 } })
+        let out = try GoldenCheck.matches(model, dir: dir, name: name)
+        // The bias changed some tokens' experts: the routing matched is the biased one.
         let expected = try SafeTensorsFile(path: "\(dir)/expected.safetensors")
-        let (ids, shape) = try SafeTensorsFile(path: "\(dir)/input.safetensors").integers("input_ids")
-        let b = shape[0], t = shape[1]
-        let out = model.forward(ids, batch: b, length: t, keepHidden: true)
-
-        let logitsErr = maxAbs(out.logits, try expected.tensor("logits"))
-        #expect(logitsErr <= 1e-4, "\(name): logits max|Δ| \(logitsErr)")
-        for (i, h) in out.hidden.enumerated() {
-            let err = maxAbs(h, try expected.tensor("hidden.\(i)"))
-            #expect(err <= 1e-4, "\(name): hidden.\(i) max|Δ| \(err)")
-        }
         var biasMattered = false
-        for (layer, report) in out.moe {
-            let (refIdx, _) = try expected.integers("route.\(layer).topk_idx")
-            let (unbiased, _) = try expected.integers("route.\(layer).unbiased_topk_idx")
-            #expect(report.routing.experts == refIdx, "\(name): layer \(layer) routing differs")
-            biasMattered = biasMattered || refIdx != unbiased
-            let lErr = maxAbs(report.routing.logits, try expected.tensor("route.\(layer).router_logits"))
-            let wErr = maxAbs(report.routing.weights, try expected.tensor("route.\(layer).topk_weight"))
-            #expect(lErr <= 1e-4 && wErr <= 1e-4, "\(name): layer \(layer) router logits \(lErr), weights \(wErr)")
+        for (layer, _) in out.moe {
+            let biased = try expected.integers("route.\(layer).topk_idx").0, unbiased = try expected.integers("route.\(layer).unbiased_topk_idx").0
+            if biased != unbiased { biasMattered = true }
         }
-        #expect(biasMattered, "\(name): the fixture's bias changes no routing")
-
-        let targets = DeepSeekV2ForCausalLM.shiftedTargets(ids, batch: b, length: t)
-        let loss = out.logits.reshape([b * t, model.config.vocabSize]).crossEntropy(targets: targets)
-        let refLoss = try expected.tensor("loss").item
-        #expect(abs(loss.item - refLoss) <= 1e-5, "\(name): loss \(loss.item) vs \(refLoss)")
-        loss.backward()
-        var worst = 0.0, worstName = ""
-        for (pname, p) in model.namedParameters() {
-            let ref = try expected.tensor("grad.\(pname)").values
-            let g = p.grad?.values ?? [Float](repeating: 0, count: p.count)
-            var diff2 = 0.0, norm2 = 0.0
-            for i in ref.indices {
-                let d = Double(g[i]) - Double(ref[i])
-                diff2 += d * d
-                norm2 += Double(ref[i]) * Double(ref[i])
-            }
-            let rel = norm2 == 0 ? diff2.squareRoot() : (diff2 / norm2).squareRoot()
-            if rel > worst { worst = rel; worstName = pname }
-        }
-        #expect(worst <= 1e-4, "\(name): worst gradient ‖Δ‖/‖ref‖ = \(worst) at \(worstName)")
+        #expect(out.moe.count == 2 && biasMattered, "\(name): the fixture's bias changes no routing")
     }
 
     /// transformers writes `num_nextn_predict_layers` (1 by default) but saves no MTP tensors:

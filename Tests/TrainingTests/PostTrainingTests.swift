@@ -99,24 +99,7 @@ import Data
         }
     }
 
-    struct Run { let status: Int32; let stdout: String; let stderr: String }
-    func run(_ exe: String, _ args: [String]) throws -> Run {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        nonisolated(unsafe) var errData = Data()
-        let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
-        reader.start()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        while !reader.isFinished { usleep(1000) }
-        return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
-    }
+    func run(_ exe: String, _ args: [String]) throws -> CommandRun { try CommandRun(exe, args) }
 
     /// A short pretrain → SFT → GRPO recipe (about 15 s on one process).
     func recipe(_ dir: String, grpo extra: String = "", lr: String = "1.0e-4", steps: Int = 6) -> String {
