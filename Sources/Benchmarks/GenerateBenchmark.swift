@@ -17,6 +17,8 @@ public enum GenerateBenchmark {
         public var benchmark = "generate"
         public var blas_kernel = KernelSelection.current.kernel
         public let model: String
+        /// Sequences decoded together (one forward of [batch, 1] per step).
+        public let batch: Int
         public let prompt_tokens: Int
         public let new_tokens: Int
         public let threads: Int
@@ -26,23 +28,49 @@ public enum GenerateBenchmark {
     }
 
     public static func run(config c: DeepSeekV2Config = .small, name: String = "small", prompt: Int = 64, newTokens: Int = 128,
-                           threads: Int = 2) -> Report {
+                           batch: Int = 1, threads: Int = 2) -> Report {
         Threads.set(threads)
         let model = DeepSeekV2ForCausalLM(c, seed: 1, positions: prompt + newTokens)
-        let ids = (0..<prompt).map { Int(Philox(seed: 2, purpose: "bench-generate").uint64(UInt64($0)) % UInt64(c.vocabSize)) }
-        _ = model.generate(prompt: Array(ids.prefix(8)), maxNew: 4)  // warm up
+        let rng = Philox(seed: 2, purpose: "bench-generate")
+        let ids = (0..<(batch * prompt)).map { Int(rng.uint64(UInt64($0)) % UInt64(c.vocabSize)) }
+        _ = greedy(model, ids, batch: batch, newTokens: 4, kind: .latent)  // warm up
         var rows: [Row] = []
         var outputs: [[Int]] = []
         for kind in CacheKind.allCases {
-            let r = model.generate(prompt: ids, maxNew: newTokens, cache: kind)
+            let r = greedy(model, ids, batch: batch, newTokens: newTokens, kind: kind)
             outputs.append(r.tokens)
-            rows.append(Row(cache: kind.rawValue, prefill_tokens_per_s: Double(prompt) / r.prefillSeconds,
-                            decode_tokens_per_s: Double(r.tokens.count) / r.decodeSeconds,
-                            cache_bytes_per_token: r.cacheBytesPerToken,
-                            cache_bytes_per_token_per_layer: r.cacheBytesPerToken / c.numHiddenLayers))
+            rows.append(Row(cache: kind.rawValue, prefill_tokens_per_s: Double(batch * prompt) / r.prefill,
+                            decode_tokens_per_s: Double(r.tokens.count) / r.decode,
+                            cache_bytes_per_token: r.bytesPerToken,
+                            cache_bytes_per_token_per_layer: r.bytesPerToken / c.numHiddenLayers))
         }
-        return Report(model: name, prompt_tokens: prompt, new_tokens: newTokens, threads: threads, results: rows,
+        return Report(model: name, batch: batch, prompt_tokens: prompt, new_tokens: newTokens, threads: threads, results: rows,
                       latent_over_full_cache_bytes: Double(rows[0].cache_bytes_per_token) / Double(rows[1].cache_bytes_per_token),
                       same_tokens: outputs[0] == outputs[1])
+    }
+
+    /// Greedy decoding of `batch` prompts of equal length at once: one forward of [B, 1] per
+    /// step. Tokens/s counts every row's tokens.
+    static func greedy(_ model: DeepSeekV2ForCausalLM, _ ids: [Int], batch b: Int, newTokens: Int,
+                       kind: CacheKind) -> (tokens: [Int], prefill: Double, decode: Double, bytesPerToken: Int) {
+        let p = ids.count / b, v = model.config.vocabSize
+        let cache = KVCache(model.config, kind: kind, batch: b, capacity: p + newTokens)
+        let t0 = now()
+        var logits = model.decode(ids, batch: b, cache: cache)
+        let t1 = now()
+        var out: [Int] = []
+        for step in 0..<newTokens {
+            let values = logits.contiguous().values, rows = values.count / (b * v)
+            let next = (0..<b).map { r in
+                let base = (r * rows + rows - 1) * v
+                var best = 0
+                for j in 1..<v where values[base + j] > values[base + best] { best = j }
+                return best
+            }
+            out += next
+            if step + 1 == newTokens { break }
+            logits = model.decode(next, batch: b, cache: cache)
+        }
+        return (out, t1 - t0, now() - t1, cache.bytesPerToken)
     }
 }

@@ -83,26 +83,27 @@ extension MultiHeadLatentAttention {
             cache.append(kPe.reshape([b, tn, rope]), into: cache.second[l], width: rope)
             let latents = cache.view(cache.first[l], upTo: s)   // [B, S, kv_lora]
             let ropeKeys = cache.view(cache.second[l], upTo: s) // [B, S, rope]
-            // Query i sits at position s − tn + i and sees keys 0...that position.
-            var maskValues = [Float](repeating: 0, count: tn * s)
-            for i in 0..<tn { for j in (s - tn + i + 1)..<Swift.max(s, s - tn + i + 1) { maskValues[i * s + j] = -1e30 } }
-            let mask = Tensor(maskValues, shape: [tn, s])
-            let w = kv_b_proj.weight  // [H·(nope + v), kv_lora]: per head W_UK rows, then W_UV rows
-            var outs: [Tensor] = []
-            for h in 0..<heads {
-                let base = h * (nope + vDim)
-                let wUK = w.slice(axis: 0, base..<(base + nope))                   // [nope, kv_lora]
-                let wUV = w.slice(axis: 0, (base + nope)..<(base + nope + vDim))   // [v, kv_lora]
-                let qh = q.slice(axis: 2, h..<(h + 1)).reshape([b, tn, nope + rope])
-                let qNope = qh.slice(axis: 2, 0..<nope), qPe = qh.slice(axis: 2, nope..<(nope + rope))
-                // Absorb W_UK into the query: q_nope·(W_UK c) = (W_UKᵀ q_nope)·c.
-                let qLatent = qNope.reshape([b * tn, nope]).matmul(wUK).reshape([b, tn, kvLora])
-                let scores = (qLatent.matmul(latents.transposed()) + qPe.matmul(ropeKeys.transposed())) * scale + mask
-                let p = scores.softmax()
-                // Absorb W_UV into the output: Σ p·(W_UV c) = W_UV (Σ p·c).
-                outs.append(p.matmul(latents).linear(wUV))                         // [B, Tn, v]
+            // Every head attends the same latents: a sequence's H·Tn query rows make one GEMM
+            // against its S cached latents (and one against its rope keys), not H small ones.
+            let w = kv_b_proj.weight.reshape([heads, nope + vDim, kvLora])  // per head W_UK rows, then W_UV rows
+            let wUK = w.slice(axis: 1, 0..<nope)                             // [H, nope, kv_lora]
+            let wUV = w.slice(axis: 1, nope..<(nope + vDim))                 // [H, v, kv_lora]
+            // Absorb W_UK into the query: q_nope·(W_UK c) = (W_UKᵀ q_nope)·c.
+            let qNope = q.slice(axis: 3, 0..<nope).permute([2, 0, 1, 3]).reshape([heads, b * tn, nope])
+            let qLatent = qNope.matmul(wUK).reshape([heads, b, tn, kvLora]).permute([1, 0, 2, 3]).reshape([b, heads * tn, kvLora])
+            let qPe = q.slice(axis: 3, nope..<(nope + rope)).permute([0, 2, 1, 3]).reshape([b, heads * tn, rope])
+            var scores = (qLatent.matmul(latents.transposed()) + qPe.matmul(ropeKeys.transposed())) * scale
+            if tn > 1 {
+                // Query i of each head sits at position s − tn + i and sees keys 0...that position.
+                var maskValues = [Float](repeating: 0, count: heads * tn * s)
+                for h in 0..<heads { for i in 0..<tn { for j in (s - tn + i + 1)..<s { maskValues[(h * tn + i) * s + j] = -1e30 } } }
+                scores = scores + Tensor(maskValues, shape: [heads * tn, s])
             }
-            return o_proj(Tensor.concat(outs, axis: -1))
+            let context = scores.softmax().matmul(latents)                    // [B, H·Tn, kv_lora]
+            // Absorb W_UV into the output: Σ p·(W_UV c) = W_UV (Σ p·c).
+            let perHead = context.reshape([b, heads, tn, kvLora]).permute([1, 0, 2, 3]).reshape([heads, b * tn, kvLora])
+            let o = perHead.matmul(wUV.transposed())                         // [H, B·Tn, v]
+            return o_proj(o.reshape([heads, b, tn, vDim]).permute([1, 2, 0, 3]).reshape([b, tn, heads * vDim]))
         }
     }
 }

@@ -112,10 +112,13 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Model preset.") var model = "small"
         @Option(help: "Prompt tokens.") var prompt = 64
         @Option(help: "Tokens to generate.") var newTokens = 128
+        @Option(help: "Sequences decoded together (greedy, equal-length prompts).") var batch = 1
         @Option(help: "Threads.") var threads = 2
 
         func validate() throws {
-            guard prompt > 0, newTokens > 0, threads > 0 else { throw ValidationError("--prompt, --new-tokens, --threads must be positive") }
+            guard prompt > 0, newTokens > 0, threads > 0, batch > 0 else {
+                throw ValidationError("--prompt, --new-tokens, --batch, --threads must be positive")
+            }
             guard ["tiny", "tiny-v3", "small"].contains(model) else {
                 throw ValidationError("--model \(model): expected tiny, tiny-v3 or small (the released sizes do not fit a CPU benchmark)")
             }
@@ -123,7 +126,7 @@ struct BenchCommand: ParsableCommand {
 
         func run() throws {
             print(jsonString(GenerateBenchmark.run(config: try DeepSeekV2Config.preset(model), name: model, prompt: prompt,
-                                                   newTokens: newTokens, threads: threads)))
+                                                   newTokens: newTokens, batch: batch, threads: threads)))
         }
     }
 
