@@ -78,7 +78,8 @@ public enum HFDirectory {
                 }
             }
             // Buffers and the release's copies of shared tensors beside the MTP depths are allowed.
-            for (name, shape) in DeepSeekV2ForCausalLM.bufferShapes(config) {
+            let buffers = DeepSeekV2ForCausalLM.bufferShapes(config)
+            for (name, shape) in buffers {
                 if let file = location[name], try file.entry(name).shape != shape {
                     throw CheckpointError(file.path, "tensor \"\(name)\" has shape \(try file.entry(name).shape); the config.json's model expects \(shape)")
                 }
@@ -90,9 +91,9 @@ public enum HFDirectory {
                     throw CheckpointError(file.path, "tensor \"\(copy)\" (a copy of \(of)) has shape \(try file.entry(copy).shape); expected \(want)")
                 }
             }
-            let known = Set(parameters.map(\.name) + DeepSeekV2ForCausalLM.bufferShapes(config).map(\.name) + copies.map(\.copy))
+            let known = Set(parameters.map(\.name) + buffers.map(\.name) + copies.map(\.copy))
             func isMTP(_ name: String) -> Bool {
-                guard skipsMTP, name.hasPrefix("model.layers."), let l = Int(name.dropFirst("model.layers.".count).prefix { $0.isNumber }) else { return false }
+                guard skipsMTP, let l = DeepSeekV2ForCausalLM.layerIndex(of: name) else { return false }
                 return l >= config.numHiddenLayers
             }
             let extra = location.keys.filter { !known.contains($0) && !$0.hasSuffix("rotary_emb.inv_freq") && !isMTP($0) }.sorted()
@@ -153,7 +154,7 @@ public enum HFDirectory {
         func tensor(_ name: String) throws -> Tensor {
             if let of = copies[name] { return try source(of) }
             if bufferNames.contains(name) {
-                let n = buffers.first { $0.name == name }!.shape[0]
+                let n = config.nRoutedExperts
                 return Tensor(routerBiases[name] ?? [Float](repeating: 0, count: n), shape: [n])
             }
             return try source(name)

@@ -84,23 +84,28 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
 
     /// Each V3 router's bias (`e_score_correction_bias`) with its Hugging Face name, MTP depths
     /// included: buffers that checkpoints keep and aux-loss-free balancing moves.
-    public var routerBiases: [(name: String, bias: Tensor)] {
-        var out: [(String, Tensor)] = []
-        for (i, l) in model.layers.enumerated() {
-            if let b = l.moe?.gate.bias { out.append(("model.layers.\(i).mlp.gate.e_score_correction_bias", b)) }
+    public var routerBiases: [(layer: Int, name: String, bias: Tensor)] {
+        // MTP depth k is layer num_hidden_layers + k − 1, right after the decoder's.
+        (model.layers + (mtp?.depths ?? [])).enumerated().compactMap { l, layer in
+            layer.moe?.gate.bias.map { (l, Self.routerBiasName(layer: l), $0) }
         }
-        for (k, l) in (mtp?.depths ?? []).enumerated() {
-            if let b = l.moe?.gate.bias { out.append(("model.layers.\(mtp!.layerIndex(depth: k + 1)).mlp.gate.e_score_correction_bias", b)) }
-        }
-        return out
+    }
+
+    /// The Hugging Face name of layer `l`'s router bias.
+    public static func routerBiasName(layer l: Int) -> String { "model.layers.\(l).mlp.gate.e_score_correction_bias" }
+
+    /// The decoder (or MTP) layer a Hugging Face name belongs to (`model.layers.L.…`), nil for
+    /// the embedding, the final norm and the head.
+    public static func layerIndex(of name: String) -> Int? {
+        guard name.hasPrefix("model.layers.") else { return nil }
+        return Int(name.dropFirst("model.layers.".count).prefix { $0.isNumber })
     }
 
     /// The names and shapes of `routerBiases` a config's model has.
     public static func bufferShapes(_ c: DeepSeekV2Config) -> [(name: String, shape: [Int])] {
         guard c.topkMethod == "noaux_tc" else { return [] }
-        let layers = (0..<c.numHiddenLayers).filter { c.isMoELayer($0) }
-            + (0..<c.numNextnPredictLayers).map { c.numHiddenLayers + $0 }.filter { c.isMoELayer($0) }
-        return layers.map { ("model.layers.\($0).mlp.gate.e_score_correction_bias", [c.nRoutedExperts]) }
+        return (0..<(c.numHiddenLayers + c.numNextnPredictLayers)).filter { c.isMoELayer($0) }
+            .map { (routerBiasName(layer: $0), [c.nRoutedExperts]) }
     }
 
     /// Copies of shared tensors that DeepSeek's release stores beside each MTP depth
@@ -114,7 +119,7 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
 
     /// Sets the router biases from `values` (name → E floats); names it lacks keep theirs.
     public func setRouterBiases(_ values: [String: [Float]]) {
-        for (name, b) in routerBiases {
+        for (_, name, b) in routerBiases {
             if let v = values[name], v.count == b.count { for i in v.indices { b.data[i] = v[i] } }
         }
     }

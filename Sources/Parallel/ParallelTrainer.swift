@@ -364,8 +364,7 @@ public final class ParallelTrainer {
             r.updated = true
             if biasUpdateSpeed > 0 {
                 // Every rank moves every layer's bias (stages included): the counts are world sums.
-                for (name, bias) in model.routerBiases {
-                    let layer = Int(name.dropFirst("model.layers.".count).prefix { $0.isNumber })!
+                for (layer, _, bias) in model.routerBiases {
                     RouterBias.update(bias, counts: stats.counts[layer], speed: biasUpdateSpeed)
                 }
             }

@@ -69,9 +69,7 @@ public struct StagePartition: Sendable, Equatable {
     /// The stage that owns the parameter named `name` (Hugging Face naming).
     public func stage(of name: String) -> Int {
         if name.hasPrefix("model.embed_tokens") { return 0 }
-        if name.hasPrefix("model.layers.") {
-            let rest = name.dropFirst("model.layers.".count)
-            let layer = Int(rest.prefix { $0.isNumber })!
+        if let layer = DeepSeekV2ForCausalLM.layerIndex(of: name) {
             // MTP depths (layers past the decoder) sit with the head, on the last stage.
             return layers.firstIndex { $0.contains(layer) } ?? stages - 1
         }

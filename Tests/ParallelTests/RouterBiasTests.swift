@@ -23,7 +23,7 @@ import Optim
         let model = DeepSeekV2ForCausalLM(c, seed: 5, positions: t)
         // Sigmoid scores near 0.5 differ by hundredths: a bias of 0.2 on experts 0 and 1 makes
         // them every token's choice.
-        for (_, b) in model.routerBiases { b.data[0] = 0.2; b.data[1] = 0.2 }
+        for (_, _, b) in model.routerBiases { b.data[0] = 0.2; b.data[1] = 0.2 }
         let grid = try ProcessGrid(layout: Layout(dp: 1, ep: 1, pp: 1, microbatches: micros), world: .solo, layers: c.numHiddenLayers)
         let trainer = ParallelTrainer(model: model, grid: grid, adam: AdamW.Config(), clip: 1,
                                       alphas: .init(expert: 0, device: 0, communication: 0), dropping: nil, seed: 0)
