@@ -27,23 +27,9 @@ extension Tensor {
         let qc = q.contiguousNoGrad(), kc = k.contiguousNoGrad(), vc = v.contiguousNoGrad()
         let out = Tensor(uninitialized: [b, t, h, dv])
         let probs = Storage(uninitialized: b * h * t * s)
-        let shift = s - t
         let qp = qc.data, kp = kc.data, vp = vc.data, op = out.data, pp = probs.data
         let ldq = h * dk, ldv = h * dv
-        // First visible key of each query: 0, or the start of its segment.
-        var first = [Int](repeating: 0, count: b * t)
-        if let segments {
-            guard causal, s == t, segments.count == b * t else {
-                shapeFailure("attention", "segments need causal self-attention and \(b * t) ids, got \(segments.count)")
-            }
-            for bi in 0..<b {
-                for i in 0..<t {
-                    let starts = i == 0 || segments[bi * t + i] != segments[bi * t + i - 1]
-                    first[bi * t + i] = starts ? i : first[bi * t + i - 1]
-                }
-            }
-        }
-        let lo = first
+        let lo = firstVisibleKeys(segments, batch: b, queries: t, keys: s, causal: causal)
 
         parallelHeads(b * h) { bh in
             let bi = bh / h, hi = bh % h
@@ -52,13 +38,7 @@ extension Tensor {
             let V = vp + bi * s * ldv + hi * dv, O = op + bi * t * ldv + hi * dv
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(s), Int32(dk), scale,
                         Q, Int32(ldq), K, Int32(ldq), 0, P, Int32(s))
-            for i in 0..<t {
-                let row = P + i * s
-                let visible = causal ? i + shift + 1 : s, start = lo[bi * t + i]
-                softmaxRow(row + start, row + start, visible - start)
-                if start > 0 { row.update(repeating: 0, count: start) }
-                if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
-            }
+            maskedSoftmax(P, queries: t, keys: s, causal: causal, first: lo, offset: bi * t)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(dv), Int32(s), 1,
                         P, Int32(s), V, Int32(ldv), 0, O, Int32(ldv))
         }
@@ -80,14 +60,7 @@ extension Tensor {
                             P, Int32(s), dO, Int32(ldv), 0, dV, Int32(ldv))
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(s), Int32(dv), 1,
                             dO, Int32(ldv), V, Int32(ldv), 0, dP, Int32(s))
-                for i in 0..<t {
-                    let p = P + i * s, d = dP + i * s
-                    let visible = causal ? i + shift + 1 : s, start = lo[bi * t + i]
-                    let dot = vdot(p + start, d + start, visible - start)
-                    for j in start..<visible { d[j] = p[j] * (d[j] - dot) }
-                    if start > 0 { d.update(repeating: 0, count: start) }
-                    if visible < s { (d + visible).update(repeating: 0, count: s - visible) }
-                }
+                maskedSoftmaxBackward(P, dP, queries: t, keys: s, causal: causal, first: lo, offset: bi * t)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(dk), Int32(s), scale,
                             dP, Int32(s), K, Int32(ldq), 0, dQ, Int32(ldq))
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(dk), Int32(t), scale,
@@ -95,6 +68,47 @@ extension Tensor {
             }
             withExtendedLifetime((qc, kc, vc, probs)) {}
             return [dq, dkT, dvT]
+        }
+    }
+
+    /// The first key each query may see: 0, or with `segments` the start of its segment.
+    static func firstVisibleKeys(_ segments: [Int]?, batch b: Int, queries t: Int, keys s: Int, causal: Bool) -> [Int] {
+        var first = [Int](repeating: 0, count: b * t)
+        guard let segments else { return first }
+        guard causal, s == t, segments.count == b * t else {
+            shapeFailure("attention", "segments need causal self-attention and \(b * t) ids, got \(segments.count)")
+        }
+        for bi in 0..<b {
+            for i in 0..<t {
+                let starts = i == 0 || segments[bi * t + i] != segments[bi * t + i - 1]
+                first[bi * t + i] = starts ? i : first[bi * t + i - 1]
+            }
+        }
+        return first
+    }
+
+    /// Softmax in place over each query's visible keys of the [t, s] scores `P`, zero elsewhere.
+    /// Query i sits at position s − t + i; `first[offset + i]` is its first visible key.
+    static func maskedSoftmax(_ P: UnsafeMutablePointer<Float>, queries t: Int, keys s: Int, causal: Bool, first: [Int], offset: Int) {
+        for i in 0..<t {
+            let row = P + i * s
+            let visible = causal ? i + s - t + 1 : s, start = first[offset + i]
+            softmaxRow(row + start, row + start, visible - start)
+            if start > 0 { row.update(repeating: 0, count: start) }
+            if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
+        }
+    }
+
+    /// dP → dS in place: dS = P ⊙ (dP − rowsum(P ⊙ dP)) over the visible keys, zero elsewhere.
+    static func maskedSoftmaxBackward(_ P: UnsafeMutablePointer<Float>, _ dP: UnsafeMutablePointer<Float>, queries t: Int, keys s: Int,
+                                      causal: Bool, first: [Int], offset: Int) {
+        for i in 0..<t {
+            let p = P + i * s, d = dP + i * s
+            let visible = causal ? i + s - t + 1 : s, start = first[offset + i]
+            let dot = vdot(p + start, d + start, visible - start)
+            for j in start..<visible { d[j] = p[j] * (d[j] - dot) }
+            if start > 0 { d.update(repeating: 0, count: start) }
+            if visible < s { (d + visible).update(repeating: 0, count: s - visible) }
         }
     }
 }

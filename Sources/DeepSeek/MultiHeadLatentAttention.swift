@@ -51,9 +51,7 @@ public final class MultiHeadLatentAttention: Module, @unchecked Sendable {
         let b = x.shape[0], t = x.shape[1]
         let q: Tensor
         if let q_proj { q = q_proj(x) } else { q = q_b_proj!(q_a_layernorm!(q_a_proj!(x))) }
-        let parts = q.reshape([b, t, heads, nope + rope]).split([nope, rope], axis: -1)
-        let qPe = rotate(parts[1], cos: cos, sin: sin)
-        return Tensor.concat([parts[0], qPe], axis: -1)
+        return rotate(q.reshape([b, t, heads, nope + rope]), cos: cos, sin: sin, keep: nope)
     }
 
     /// The latent c_KV (normalised) [B, T, kv_lora] and the rotated shared rope key [B, T, 1, rope].
@@ -65,12 +63,14 @@ public final class MultiHeadLatentAttention: Module, @unchecked Sendable {
         return (c, kPe)
     }
 
-    /// RoPE on [B, T, h, rope] with tables per position [T, rope/2], or per token [B·T, rope/2]
-    /// (packed rows, whose positions restart with each sequence).
-    func rotate(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
+    /// RoPE on the last `rope` dimensions of [B, T, h, keep + rope] (the first `keep` pass
+    /// through), with tables per position [T, rope/2], or per token [B·T, rope/2] (packed rows,
+    /// whose positions restart with each sequence).
+    func rotate(_ x: Tensor, cos: Tensor, sin: Tensor, keep: Int = 0) -> Tensor {
         let b = x.shape[0], t = x.shape[1]
-        if cos.shape[0] == t { return x.rotaryEmbedding(cos: cos, sin: sin, interleaved: interleaved) }
-        return x.reshape([1, b * t, x.shape[2], x.shape[3]]).rotaryEmbedding(cos: cos, sin: sin, interleaved: interleaved).reshape(x.shape)
+        if cos.shape[0] == t { return x.rotaryEmbedding(cos: cos, sin: sin, interleaved: interleaved, keep: keep) }
+        return x.reshape([1, b * t, x.shape[2], x.shape[3]])
+            .rotaryEmbedding(cos: cos, sin: sin, interleaved: interleaved, keep: keep).reshape(x.shape)
     }
 
     /// x [B, T, hidden] at positions given by the rows of `cos`/`sin` → [B, T, hidden];
@@ -79,9 +79,10 @@ public final class MultiHeadLatentAttention: Module, @unchecked Sendable {
         let b = x.shape[0], t = x.shape[1]
         let q = queries(x, cos: cos, sin: sin)
         let (c, kPe) = latent(x, cos: cos, sin: sin)
-        let kv = kv_b_proj(c).reshape([b, t, heads, nope + vDim]).split([nope, vDim], axis: -1)
-        let k = Tensor.concat([kv[0], kPe.broadcast(to: [b, t, heads, rope])], axis: -1)
-        let o = Tensor.attention(q: q, k: k, v: kv[1], scale: scale, causal: true, segments: segments)
+        // Per head [k_nope | v] and the shared rope key go to the kernel as they are: it builds
+        // each head's keys itself, so no per-head key tensor is assembled here.
+        let kv = kv_b_proj(c).reshape([b, t, heads, nope + vDim])
+        let o = Tensor.latentAttention(q: q, kv: kv, kPe: kPe, nope: nope, scale: scale, causal: true, segments: segments)
         return o_proj(o.reshape([b, t, heads * vDim]))
     }
 }

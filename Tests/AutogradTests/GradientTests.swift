@@ -131,6 +131,54 @@ import Testing
         }
     }
 
+    @Test func rotaryKeepingLeadingDimensions() {
+        // MLA's queries: [q_nope | q_pe] with the rope on the last 4 of each head's 7 dimensions.
+        let t = 5, rope = 4
+        let cos = Tensor((0..<(t * rope / 2)).map { Float(Foundation_cos(Double($0) * 0.3)) }, shape: [t, rope / 2])
+        let sin = Tensor((0..<(t * rope / 2)).map { Float(Foundation_sin(Double($0) * 0.3)) }, shape: [t, rope / 2])
+        GradCheck.check("rotary keep 3", [r([2, t, 3, 3 + rope], 92, 1, 0)]) { $0[0].rotaryEmbedding(cos: cos, sin: sin, keep: 3) }
+        GradCheck.check("rotary keep 3 interleaved", [r([2, t, 3, 3 + rope], 93, 1, 0)]) {
+            $0[0].rotaryEmbedding(cos: cos, sin: sin, interleaved: true, keep: 3)
+        }
+    }
+
+    @Test func latentAttention() {
+        // q [B, T, H, nope + rope], kv [B, S, H, nope + v], one shared rope key head [B, S, 1, rope].
+        GradCheck.check("latentAttention causal", [r([2, 4, 3, 7], 120, 1, 0), r([2, 4, 3, 8], 121, 1, 0), r([2, 4, 1, 2], 122, 1, 0)]) {
+            Tensor.latentAttention(q: $0[0], kv: $0[1], kPe: $0[2], nope: 5, scale: 0.4, causal: true)
+        }
+        GradCheck.check("latentAttention decode (T < S)", [r([1, 2, 2, 7], 123, 1, 0), r([1, 5, 2, 8], 124, 1, 0), r([1, 5, 1, 2], 125, 1, 0)]) {
+            Tensor.latentAttention(q: $0[0], kv: $0[1], kPe: $0[2], nope: 5, scale: 0.4, causal: true)
+        }
+        GradCheck.check("latentAttention packed", [r([1, 6, 2, 7], 126, 1, 0), r([1, 6, 2, 8], 127, 1, 0), r([1, 6, 1, 2], 128, 1, 0)]) {
+            Tensor.latentAttention(q: $0[0], kv: $0[1], kPe: $0[2], nope: 5, scale: 0.4, causal: true, segments: [0, 0, 0, 1, 1, 2])
+        }
+    }
+
+    /// The fused kernel against `attention` (golden-tested against PyTorch) on the keys and values
+    /// the model used to assemble with split, broadcast and concat: the same GEMM shapes, so the
+    /// same bits, forward and backward — which is what keeps runs and checkpoints comparable
+    /// across the change.
+    @Test func latentAttentionEqualsAttentionOnAssembledHeads() {
+        let b = 2, t = 16, h = 4, nope = 8, rope = 4, dv = 6
+        let q = r([b, t, h, nope + rope], 130, 1, 0), kv = r([b, t, h, nope + dv], 131, 1, 0), pe = r([b, t, 1, rope], 132, 1, 0)
+        let segments = (0..<(b * t)).map { $0 / 5 }
+        for seg in [nil, segments] {
+            let fused = Tensor.latentAttention(q: q, kv: kv, kPe: pe, nope: nope, scale: 0.3, causal: true, segments: seg)
+            let probe = GradCheck.probe(for: fused)
+            (fused * probe).sum().backward()
+            let fusedGrads = [q, kv, pe].map { $0.grad!.values }
+            for x in [q, kv, pe] { x.grad = nil }
+            let parts = kv.split([nope, dv], axis: -1)
+            let k = Tensor.concat([parts[0], pe.broadcast(to: [b, t, h, rope])], axis: -1)
+            let plain = Tensor.attention(q: q, k: k, v: parts[1], scale: 0.3, causal: true, segments: seg)
+            (plain * probe).sum().backward()
+            #expect(fused.values == plain.values)
+            #expect(fusedGrads == [q, kv, pe].map { $0.grad!.values })
+            for x in [q, kv, pe] { x.grad = nil }
+        }
+    }
+
     @Test func contiguousAndReuse() {
         // A tensor used twice accumulates both gradient paths.
         GradCheck.check("reuse", [r([3, 3], 110, 1, 0)]) { $0[0].matmul($0[0]) + $0[0] * $0[0] }
