@@ -51,14 +51,25 @@ public enum SgemmPeak {
         return measure(threads: threads).gflops
     }
 
-    /// Measures now (2048², best of 10) and replaces the cached figure. A cache that cannot be
-    /// written is only a cost: the next run measures again.
+    /// Below this share of its cores, a measurement ran on a busy machine (other processes took
+    /// cores from it): it is used for the run but not cached. Unloaded, 1 or 2 threads get
+    /// ≥ 0.95 here; beside one other busy process on 2 cores, about 0.5.
+    static let busyShare = 0.85
+
+    /// Measures now (2048², best of 10) and replaces the cached figure, unless the machine was
+    /// busy: a figure measured beside other work would stay in the cache and inflate every later
+    /// MFU, so it is used once, with a warning, and measured again next time. A cache that
+    /// cannot be written is only a cost: the next run measures again.
     @discardableResult
     public static func measure(threads: Int) -> Entry {
         let (cpu, kernel, openblas, t) = key(threads: threads)
-        let g = sgemmGFLOPS(threads: threads)
+        let (g, share) = sgemmMeasurement(threads: threads)
         let e = Entry(cpu: cpu, kernel: kernel, openblas: openblas, threads: t, gflops: g,
                       measured_at: ISO8601DateFormatter().string(from: Date()))
+        guard share >= busyShare else {
+            FileHandle.standardError.write(Data(String(format: "warning: the machine was busy while the sgemm peak was measured (this process got %.0f%% of %d core(s)): %.1f GFLOP/s is used for this run's MFU but not cached; measure again on a quiet machine with `deeptrain env --measure`\n", 100 * share, threads, g).utf8))
+            return e
+        }
         var entries = load().filter { !$0.matches((cpu, kernel, openblas, t)) }
         entries.append(e)
         let dir = (cacheFile as NSString).deletingLastPathComponent
@@ -76,18 +87,36 @@ public enum SgemmPeak {
     /// One measurement, not cached: cblas_sgemm on 2048² matrices at `threads`, best of 10
     /// (best-of, because other tenants of a shared machine only ever slow a run down).
     public static func sgemmGFLOPS(threads: Int, n: Int = 2048, repeats: Int = 10) -> Double {
+        sgemmMeasurement(threads: threads, n: n, repeats: repeats).gflops
+    }
+
+    /// The measurement and the share of `threads` cores this process got meanwhile (its CPU
+    /// time over wall time × threads): well below 1, other processes were running too.
+    static func sgemmMeasurement(threads: Int, n: Int = 2048, repeats: Int = 10) -> (gflops: Double, cpuShare: Double) {
         let saved = Threads.count
         defer { Threads.set(saved) }
         Threads.set(threads)
         let a = Tensor.rand([n, n], rng: Philox(seed: 7, purpose: "bench-gemm")), b = Tensor.rand([n, n], rng: Philox(seed: 8, purpose: "bench-gemm"))
         let c = Tensor(zeros: [n, n])
-        var best = Double.infinity
+        var best = Double.infinity, wall = 0.0, cpu = 0.0
         for i in 0...repeats {
-            let t0 = now()
+            let t0 = now(), c0 = processCPUSeconds()
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a.data, Int32(n), b.data, Int32(n), 0, c.data, Int32(n))
-            if i > 0 { best = Swift.min(best, now() - t0) }  // the first call warms up
+            if i > 0 {  // the first call warms up
+                let dt = now() - t0
+                best = Swift.min(best, dt)
+                wall += dt
+                cpu += processCPUSeconds() - c0
+            }
         }
-        return 2 * Double(n) * Double(n) * Double(n) / best / 1e9
+        return (2 * Double(n) * Double(n) * Double(n) / best / 1e9, cpu / (wall * Double(Swift.max(threads, 1))))
+    }
+
+    /// User + system CPU seconds of every thread of this process.
+    static func processCPUSeconds() -> Double {
+        var u = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+        return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
     }
 
     /// The peak of a job: ranks × one rank's peak at `threads`. Rank 0 reads the cache or

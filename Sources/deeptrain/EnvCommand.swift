@@ -33,7 +33,9 @@ struct EnvCommand: ParsableCommand {
             guard let e = measure ? SgemmPeak.measure(threads: t) : SgemmPeak.cached(threads: t) else {
                 return "\(t) thread\(t == 1 ? "" : "s") not measured yet (deeptrain env --measure)"
             }
-            return String(format: "%d thread%@ %.0f GFLOP/s (measured %@)", t, t == 1 ? "" : "s", e.gflops, e.measured_at)
+            let kept = !measure || SgemmPeak.cached(threads: t) == e
+            return String(format: "%d thread%@ %.0f GFLOP/s (measured %@%@)", t, t == 1 ? "" : "s", e.gflops, e.measured_at,
+                          kept ? "" : "; the machine was busy: not cached")
         }
         print("peak:     sgemm 2048², " + peaks.joined(separator: ", ") + "; cache \(SgemmPeak.cacheFile)")
         print("mpi:      \(mpi)")

@@ -55,6 +55,29 @@ import Testing
         #expect(line(r.stdout, "why:").contains("never overrides it"))
     }
 
+    /// A peak measured while other processes hold the cores would inflate every later MFU if it
+    /// were cached: with a busy shell loop on every core, `env --measure` warns and leaves the
+    /// cache alone.
+    @Test func aPeakMeasuredOnABusyMachineIsNotCached() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("peak-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let spinners = try (0..<ProcessInfo.processInfo.activeProcessorCount).map { _ in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "while :; do :; done"]
+            try p.run()
+            return p
+        }
+        // SIGKILL: the test runner's children may inherit a blocked SIGTERM (terminate() left
+        // these loops running).
+        defer { spinners.forEach { kill($0.processIdentifier, SIGKILL); $0.waitUntilExit() } }
+        let r = try run(["env", "--measure"], env: ["DEEPTRAIN_CACHE_DIR": dir])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("the machine was busy while the sgemm peak was measured"), "\(r.stderr)")
+        #expect(line(r.stdout, "peak:").contains("not cached"), "\(r.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/sgemm-peak.json"))
+    }
+
     @Test func benchmarksNameTheKernel() throws {
         let r = try run(["bench", "attention", "--batch", "1", "--length", "16", "--heads", "2", "--threads", "1"],
                         env: ["OPENBLAS_CORETYPE": "Prescott"])
