@@ -104,12 +104,12 @@ public struct MemoryPlan: Codable, Sendable {
     /// broadcast — hold nothing): each op's output, kept for its consumer's backward.
     public static func tapeWidths(_ c: DeepSeekV2Config, layers: [Int], first: Bool, last: Bool, length t: Int) -> [Int] {
         let d = c.hiddenSize, h = c.numAttentionHeads, rope = c.qkRopeHeadDim, qk = c.qHeadDim
-        // MultiHeadLatentAttention: input norm; queries (q_a and its norm, q_b; rope; concat);
-        // latent (kv_a, its norm, rope); kv_b; key concat; a contiguous copy of v; the softmax
-        // probabilities (t keys per query and head); the heads' output; o_proj; the residual;
-        // the post-attention norm.
-        var attention = [d] + (c.qLoraRank.map { [$0, $0] } ?? []) + [h * qk, h * rope, h * qk]
-        attention += [c.kvLoraRank + rope, c.kvLoraRank, rope, h * (c.qkNopeHeadDim + c.vHeadDim), h * qk, h * c.vHeadDim]
+        // MultiHeadLatentAttention: input norm; queries (q_a and its norm, q_b; rope on its
+        // tail); latent (kv_a, its norm, rope); kv_b; the softmax probabilities (t keys per query
+        // and head; latentAttention assembles no keys and copies no values); the heads' output;
+        // o_proj; the residual; the post-attention norm.
+        var attention = [d] + (c.qLoraRank.map { [$0, $0] } ?? []) + [h * qk, h * qk]
+        attention += [c.kvLoraRank + rope, c.kvLoraRank, rope, h * (c.qkNopeHeadDim + c.vHeadDim)]
         attention += [h * t, h * c.vHeadDim, d, d, d]
         // DeepSeekMoE: router logits and scores; per routed row (k per token) the expert
         // executor's send, receive, gate, up, activation, output and returned rows; the combined
@@ -127,13 +127,13 @@ public struct MemoryPlan: Codable, Sendable {
     }
 
     /// The gradients one layer's backward makes while the tape is still whole (the largest
-    /// layer of the stage): for attention the probabilities' gradient and those of q, k, v and
-    /// the heads' output; for an MoE layer the expert executor's output-gradient, received,
+    /// layer of the stage): for attention the probabilities' gradient and those of q, of
+    /// kv_b's output ([k_nope | v]), of each head's k_pe and of the heads' output; for an MoE layer the expert executor's output-gradient, received,
     /// input-gradient and returned rows and its hidden gradients; the layer's input gradient and
     /// the residual stream's.
     public static func backwardWidths(_ c: DeepSeekV2Config, layers: [Int], length t: Int) -> [Int] {
         let d = c.hiddenSize, h = c.numAttentionHeads, k = c.numExpertsPerTok
-        let attention = [h * t, h * c.qHeadDim, h * c.qHeadDim, h * c.vHeadDim, h * c.vHeadDim, d, d]
+        let attention = [h * t, h * c.qHeadDim, h * (c.qkNopeHeadDim + c.vHeadDim), h * c.qkRopeHeadDim, h * c.vHeadDim, d, d]
         let moe = [Int](repeating: k * d, count: 4) + [3 * k * c.moeIntermediateSize, d, d]
         let mlp = [c.intermediateSize, c.intermediateSize, c.intermediateSize, d, d]
         let sizes = layers.map { c.isMoELayer($0) ? moe : mlp } + (layers.isEmpty ? [] : [attention])
