@@ -38,9 +38,9 @@ public struct PostTrainingData {
     public static let chatOffByOne = "synthetic:arithmetic-chat-off-by-one"
     /// The sloppy annotator's rate: well above one half, so that the habit is what greedy
     /// decoding picks after SFT with a margin that random weight noise does not cross (at 0.6
-    /// the shuffled-reward control wandered by ±10 points), while sampling still finds the
-    /// right answer often enough to reward.
-    public static let offByOneFraction: Float = 0.8
+    /// the shuffled-reward control wandered by ±10 points, at 0.8 by up to +5), while sampling
+    /// still finds the right answer often enough to reward (docs/grpo.md).
+    public static let offByOneFraction: Float = 0.9
 
     /// `synthetic:arithmetic-chat` (or `-off-by-one`), `synthetic:arithmetic-prompts` or a JSONL
     /// file (`kind` says which form). Every item of a file is trained on; evaluation data is

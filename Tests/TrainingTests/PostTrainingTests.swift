@@ -234,7 +234,7 @@ import Data
     /// completions does not: `recipes/demo.yaml` on 2 ranks (its GRPO stage cut to 100 of its
     /// 200 steps to keep the suite short), then that GRPO stage again from the SFT checkpoint
     /// with `grpo.control: shuffle_rewards`. Held-out exact match on 500 sums. The SFT data's
-    /// answers are one too large in 80% of the conversations, so SFT leaves a habit that greedy
+    /// answers are one too large in 90% of the conversations, so SFT leaves a habit that greedy
     /// decoding follows and a verifiable reward corrects: docs/grpo.md gives the gain over seeds
     /// and BLAS kernels; this test asks for +10 points, and of the control at most two
     /// standard errors of its gain.
