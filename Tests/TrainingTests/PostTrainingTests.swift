@@ -269,8 +269,9 @@ import Data
         #expect(r.n >= 500)
         #expect(r.before == s.before)
         #expect(r.after - r.before >= 0.10, "GRPO did not learn: \(r)")
-        // Two standard errors, not one: the shuffled-reward walk moves the habit a little
-        // (+0.2 to +1.2 points seen, docs/grpo.md), and at ~2% accuracy one SE is under a point.
+        // Two standard errors, not one: the shuffled-reward walk moves a few answers either way
+        // (−0.6 to +1.2 points over nine demo runs, docs/grpo.md), and at ~1% accuracy one SE
+        // is about half a point.
         #expect(s.after - s.before <= 2 * se, "shuffled rewards improved the model by more than two standard errors: \(s)")
     }
 
