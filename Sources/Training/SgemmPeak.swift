@@ -48,7 +48,7 @@ public enum SgemmPeak {
     /// The peak at `threads`: the cached figure, or a measurement (about 1–3 s) that is cached.
     public static func gflops(threads: Int) -> Double {
         if let e = cached(threads: threads) { return e.gflops }
-        return measure(threads: threads).gflops
+        return measure(threads: threads).entry.gflops
     }
 
     /// Below this share of its cores, a measurement ran on a busy machine (other processes took
@@ -58,17 +58,17 @@ public enum SgemmPeak {
 
     /// Measures now (2048², best of 10) and replaces the cached figure, unless the machine was
     /// busy: a figure measured beside other work would stay in the cache and inflate every later
-    /// MFU, so it is used once, with a warning, and measured again next time. A cache that
-    /// cannot be written is only a cost: the next run measures again.
+    /// MFU, so it is used once, with a warning, and measured again next time (`busy` says so).
+    /// A cache that cannot be written is only a cost: the next run measures again.
     @discardableResult
-    public static func measure(threads: Int) -> Entry {
+    public static func measure(threads: Int) -> (entry: Entry, busy: Bool) {
         let (cpu, kernel, openblas, t) = key(threads: threads)
         let (g, share) = sgemmMeasurement(threads: threads)
         let e = Entry(cpu: cpu, kernel: kernel, openblas: openblas, threads: t, gflops: g,
                       measured_at: ISO8601DateFormatter().string(from: Date()))
         guard share >= busyShare else {
             FileHandle.standardError.write(Data(String(format: "warning: the machine was busy while the sgemm peak was measured (this process got %.0f%% of %d core(s)): %.1f GFLOP/s is used for this run's MFU but not cached; measure again on a quiet machine with `deeptrain env --measure`\n", 100 * share, threads, g).utf8))
-            return e
+            return (e, true)
         }
         var entries = load().filter { !$0.matches((cpu, kernel, openblas, t)) }
         entries.append(e)
@@ -81,7 +81,7 @@ public enum SgemmPeak {
             let tmp = cacheFile + ".tmp.\(getpid())"
             if FileManager.default.createFile(atPath: tmp, contents: data) { rename(tmp, cacheFile) }
         }
-        return e
+        return (e, false)
     }
 
     /// One measurement, not cached: cblas_sgemm on 2048² matrices at `threads`, best of 10

@@ -30,12 +30,12 @@ struct EnvCommand: ParsableCommand {
         threads = Array(Set(threads)).sorted()
         let peaks = threads.map { t -> String in
             // Without --measure, only what is cached: a first training run or bench measures it.
-            guard let e = measure ? SgemmPeak.measure(threads: t) : SgemmPeak.cached(threads: t) else {
+            let measured = measure ? SgemmPeak.measure(threads: t) : nil
+            guard let e = measured?.entry ?? SgemmPeak.cached(threads: t) else {
                 return "\(t) thread\(t == 1 ? "" : "s") not measured yet (deeptrain env --measure)"
             }
-            let kept = !measure || SgemmPeak.cached(threads: t) == e
             return String(format: "%d thread%@ %.0f GFLOP/s (measured %@%@)", t, t == 1 ? "" : "s", e.gflops, e.measured_at,
-                          kept ? "" : "; the machine was busy: not cached")
+                          measured?.busy == true ? "; the machine was busy: not cached" : "")
         }
         print("peak:     sgemm 2048², " + peaks.joined(separator: ", ") + "; cache \(SgemmPeak.cacheFile)")
         print("mpi:      \(mpi)")
