@@ -98,4 +98,40 @@ def attn_full(q, k, v):
 add("attention_full", {"q": t(1, 3, 2, Dk), "k": t(1, 7, 2, Dk), "v": t(1, 7, 2, Dv)}, attn_full,
     {"scale": scale, "causal": False})
 
+
+# Longer sequences than DeepTrain's causal block (64 queries), so the blocked GEMMs are checked:
+# T = S = 100 (blocks 64, 36), and a cached step's shape with fewer queries than keys
+# (T = 70 at positions 20..89 of S = 90: query i sees keys 0...S − T + i, an explicit mask
+# since PyTorch's is_causal aligns to the top-left).
+def attn_masked(q, k, v):
+    t, s = q.shape[1], k.shape[1]
+    mask = torch.arange(s)[None, :] <= (s - t + torch.arange(t))[:, None]
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, scale=scale)
+    return out.transpose(1, 2)
+
+
+add("attention_long", {"q": t(1, 100, 1, Dk), "k": t(1, 100, 1, Dk), "v": t(1, 100, 1, Dv)}, attn_masked,
+    {"scale": scale, "causal": True})
+add("attention_cached", {"q": t(1, 70, 1, Dk), "k": t(1, 90, 1, Dk), "v": t(1, 90, 1, Dv)}, attn_masked,
+    {"scale": scale, "causal": True})
+
+# MLA's attention from kv_b_proj's per-head [k_nope | v] and the one shared rope key, as
+# transformers' DeepseekV2Attention assembles them: k = [k_nope, k_pe expanded over heads].
+NOPE, ROPE, DV = 4, 2, 3
+
+
+def latent(q, kv, kPe):
+    b, s, h = kv.shape[0], kv.shape[1], kv.shape[2]
+    k = torch.cat([kv[..., :NOPE], kPe.expand(b, s, h, ROPE)], -1)
+    return attn_masked(q, k, kv[..., NOPE:])
+
+
+add("latent_attention", {"q": t(1, 80, 2, NOPE + ROPE), "kv": t(1, 80, 2, NOPE + DV), "kPe": t(1, 80, 1, ROPE)},
+    latent, {"scale": scale, "causal": True, "nope": NOPE})
+
+# SwiGLU's projections and activation, as transformers' LlamaMLP computes act(gate(x)) * up(x)
+add("swiglu_linear", {"x": t(3, 5, 16), "gate": t(24, 16, scale=0.3), "up": t(24, 16, scale=0.3)},
+    lambda x, gate, up: torch.nn.functional.silu(x @ gate.T) * (x @ up.T))
+
 print(json.dumps({"generator": "tools/golden_ops.py", "torch": torch.__version__, "cases": cases}))

@@ -5,8 +5,8 @@ import Foundation
 /// produce, so no permute is needed: each head is a strided matrix with leading dimension H·D).
 /// The query/key head dim may differ from the value head dim (MLA: 192 vs 128).
 ///
-/// Per (batch, head): S = scale·Q·Kᵀ (one GEMM), masked row softmax in place, O = P·V (one
-/// GEMM). P is kept for backward: dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
+/// Per (batch, head): S = scale·Q·Kᵀ, masked row softmax in place, O = P·V (causal: over the
+/// lower blocks only, `CausalBlocks`). P is kept for backward: dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
 /// dQ = scale·dS·K, dK = scale·dSᵀ·Q.
 
 extension Tensor {
@@ -30,17 +30,16 @@ extension Tensor {
         let qp = qc.data, kp = kc.data, vp = vc.data, op = out.data, pp = probs.data
         let ldq = h * dk, ldv = h * dv
         let lo = firstVisibleKeys(segments, batch: b, queries: t, keys: s, causal: causal)
+        let blocks = CausalBlocks(queries: t, keys: s, causal: causal)
 
         parallelHeads(b * h) { bh in
             let bi = bh / h, hi = bh % h
             let P = pp + bh * t * s
             let Q = qp + bi * t * ldq + hi * dk, K = kp + bi * s * ldq + hi * dk
             let V = vp + bi * s * ldv + hi * dv, O = op + bi * t * ldv + hi * dv
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(s), Int32(dk), scale,
-                        Q, Int32(ldq), K, Int32(ldq), 0, P, Int32(s))
+            blocks.scores(Q, ldq: ldq, K, ldk: ldq, dk: dk, scale: scale, P, s: s)
             maskedSoftmax(P, queries: t, keys: s, causal: causal, first: lo, offset: bi * t)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(dv), Int32(s), 1,
-                        P, Int32(s), V, Int32(ldv), 0, O, Int32(ldv))
+            blocks.rowsTimesKeys(P, s: s, V, ldv: ldv, dv: dv, alpha: 1, O, ldo: ldv)
         }
 
         return record(out, inputs: [q, k, v]) { g in
@@ -56,15 +55,11 @@ extension Tensor {
                 let V = vp + bi * s * ldv + hi * dv, dO = gp + bi * t * ldv + hi * dv
                 let dQ = dqp + bi * t * ldq + hi * dk, dK = dkp + bi * s * ldq + hi * dk
                 let dV = dvp + bi * s * ldv + hi * dv
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(dv), Int32(t), 1,
-                            P, Int32(s), dO, Int32(ldv), 0, dV, Int32(ldv))
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(s), Int32(dv), 1,
-                            dO, Int32(ldv), V, Int32(ldv), 0, dP, Int32(s))
+                blocks.keysTimesRows(P, s: s, t: t, dO, ldg: ldv, width: dv, alpha: 1, dV, ldd: ldv)
+                blocks.gradientScores(dO, ldo: ldv, V, ldv: ldv, dv: dv, dP, s: s)
                 maskedSoftmaxBackward(P, dP, queries: t, keys: s, causal: causal, first: lo, offset: bi * t)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(dk), Int32(s), scale,
-                            dP, Int32(s), K, Int32(ldq), 0, dQ, Int32(ldq))
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(dk), Int32(t), scale,
-                            dP, Int32(s), Q, Int32(ldq), 0, dK, Int32(ldq))
+                blocks.rowsTimesKeys(dP, s: s, K, ldv: ldq, dv: dk, alpha: scale, dQ, ldo: ldq)
+                blocks.keysTimesRows(dP, s: s, t: t, Q, ldg: ldq, width: dk, alpha: scale, dK, ldd: ldq)
             }
             withExtendedLifetime((qc, kc, vc, probs)) {}
             return [dq, dkT, dvT]
@@ -113,6 +108,62 @@ extension Tensor {
     }
 }
 
+/// Causal attention needs only the scores on and below the diagonal. The queries go in blocks
+/// of `size` rows: block [r0, r1) sees keys 0 ..< s − t + r1, and key block [j0, j1) is seen
+/// from query row max(0, j0 − (s − t)) on. The kernels' GEMMs run over those ranges only (10/16
+/// of the full products at T = 256); every term they skip is a zero of P or dS.
+struct CausalBlocks {
+    static let size = 64
+    /// Query blocks and how many keys each sees.
+    let queries: [(r0: Int, r1: Int, keys: Int)]
+    /// Key blocks and the first query row that sees any of their keys.
+    let keys: [(j0: Int, j1: Int, from: Int)]
+
+    init(queries t: Int, keys s: Int, causal: Bool) {
+        guard causal else {
+            queries = [(0, t, s)]
+            keys = [(0, s, 0)]
+            return
+        }
+        let n = Self.size
+        queries = stride(from: 0, to: t, by: n).map { r0 in (r0, Swift.min(r0 + n, t), s - t + Swift.min(r0 + n, t)) }
+        keys = stride(from: 0, to: s, by: n).map { j0 in (j0, Swift.min(j0 + n, s), Swift.max(0, j0 - (s - t))) }
+    }
+
+    /// S = scale·Q·Kᵀ into the [t, s] rows of `P` (ld s), the lower blocks only.
+    func scores(_ Q: UnsafePointer<Float>, ldq: Int, _ K: UnsafePointer<Float>, ldk: Int, dk: Int, scale: Float,
+                _ P: UnsafeMutablePointer<Float>, s: Int) {
+        for q in queries {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(q.r1 - q.r0), Int32(q.keys), Int32(dk), scale,
+                        Q + q.r0 * ldq, Int32(ldq), K, Int32(ldk), 0, P + q.r0 * s, Int32(s))
+        }
+    }
+
+    /// O = P·V (also dQ = scale·dS·K): each query block over the keys it sees.
+    func rowsTimesKeys(_ P: UnsafePointer<Float>, s: Int, _ V: UnsafePointer<Float>, ldv: Int, dv: Int, alpha: Float,
+                       _ O: UnsafeMutablePointer<Float>, ldo: Int) {
+        for q in queries {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(q.r1 - q.r0), Int32(dv), Int32(q.keys), alpha,
+                        P + q.r0 * s, Int32(s), V, Int32(ldv), 0, O + q.r0 * ldo, Int32(ldo))
+        }
+    }
+
+    /// dV = Pᵀ·dO (also dK = scale·dSᵀ·Q): each key block over the query rows that see it.
+    func keysTimesRows(_ P: UnsafePointer<Float>, s: Int, t: Int, _ G: UnsafePointer<Float>, ldg: Int, width: Int, alpha: Float,
+                       _ D: UnsafeMutablePointer<Float>, ldd: Int) {
+        for k in keys {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k.j1 - k.j0), Int32(width), Int32(t - k.from), alpha,
+                        P + k.from * s + k.j0, Int32(s), G + k.from * ldg, Int32(ldg), 0, D + k.j0 * ldd, Int32(ldd))
+        }
+    }
+
+    /// dP = dO·Vᵀ into the [t, s] rows of `dP`, the lower blocks only.
+    func gradientScores(_ dO: UnsafePointer<Float>, ldo: Int, _ V: UnsafePointer<Float>, ldv: Int, dv: Int,
+                        _ dP: UnsafeMutablePointer<Float>, s: Int) {
+        scores(dO, ldq: ldo, V, ldk: ldv, dk: dv, scale: 1, dP, s: s)
+    }
+}
+
 /// Runs one closure per (batch, head) pair. Heads are independent GEMM chains, so with
 /// several threads each worker takes a fixed, contiguous share of heads and runs its GEMMs on
 /// one BLAS thread; the result is the same whichever worker runs a head.
@@ -140,7 +191,8 @@ public func parallelTasks(_ cost: [Int], _ body: (Int) -> Void) {
     let n = cost.count
     let workers = Swift.min(Threads.count, n)
     let order = Array(0..<n).sorted { cost[$0] != cost[$1] ? cost[$0] > cost[$1] : $0 < $1 }
-    if workers <= 1 {
+    // A decoding step's experts get a row or two each: waking a worker costs more than the work.
+    if workers <= 1 || cost.reduce(0, +) <= 4 {
         for i in order { body(i) }
         return
     }

@@ -1,10 +1,14 @@
+// @inlinable: the expert kernels (DeepSeek, Parallel) call these per element; without a body
+// to inline across modules each was a call per element and those loops stayed scalar
+// (fastSigmoid alone was 3% of a `small` step).
+
 /// A branch-free exp for the fused kernels' inner loops. libm's expf is a call per element,
 /// which keeps those loops scalar; this one is plain arithmetic that LLVM vectorises.
 /// Range reduction x = n·ln2 + r with ln2 split in two (Cody–Waite), then Cephes' degree-6
 /// polynomial for e^r on |r| ≤ ln2/2: within 2 ulp of the correctly rounded result over the
 /// float range used here (checked against Float64 exp in `FastMathTests`). Inputs below −87.3
 /// return ≈1e-38 (and above 88 return e^88) rather than a subnormal or zero, which no sum or product here can tell apart.
-@inline(__always)
+@inlinable @inline(__always)
 public func fastExp(_ x: Float) -> Float {
     let c = Swift.min(Swift.max(x, -87.3), 88.0)  // keeps 2^n a normal float
     // Round to nearest by the 1.5·2^23 trick (no call, vectorisable).
@@ -23,13 +27,13 @@ public func fastExp(_ x: Float) -> Float {
 }
 
 /// 1 / (1 + e^−x) on `fastExp`.
-@inline(__always)
+@inlinable @inline(__always)
 public func fastSigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 
 // Reductions over float rows with 16 lanes of partial sums: a scalar loop is bound by the
 // latency of one dependent add per element, since LLVM may not reassociate float sums.
 
-@inline(__always)
+@inlinable @inline(__always)
 public func vsum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     var acc = SIMD16<Float>(repeating: 0)
     var j = 0
@@ -43,7 +47,7 @@ public func vsum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     return s
 }
 
-@inline(__always)
+@inlinable @inline(__always)
 public func vdot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
     var acc = SIMD16<Float>(repeating: 0)
     var j = 0
@@ -58,7 +62,7 @@ public func vdot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int)
     return s
 }
 
-@inline(__always)
+@inlinable @inline(__always)
 public func vmax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     var m = -Float.infinity
     var j = 0

@@ -30,6 +30,7 @@ extension Tensor {
         let qp = qc.data, kvp = kvc.data, pep = pc.data, op = out.data, pp = probs.data
         let ldq = h * dk, ldkv = h * (nope + dv), ldo = h * dv
         let lo = firstVisibleKeys(segments, batch: b, queries: t, keys: s, causal: causal)
+        let blocks = CausalBlocks(queries: t, keys: s, causal: causal)
 
         /// Head (bi, hi)'s keys [S, dk] into `K`.
         func assembleKeys(_ K: UnsafeMutablePointer<Float>, _ bi: Int, _ hi: Int) {
@@ -46,11 +47,9 @@ extension Tensor {
             assembleKeys(K, bi, hi)
             let Q = qp + bi * t * ldq + hi * dk
             let V = kvp + bi * s * ldkv + hi * (nope + dv) + nope, O = op + bi * t * ldo + hi * dv
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(s), Int32(dk), scale,
-                        Q, Int32(ldq), K, Int32(dk), 0, P, Int32(s))
+            blocks.scores(Q, ldq: ldq, K, ldk: dk, dk: dk, scale: scale, P, s: s)
             maskedSoftmax(P, queries: t, keys: s, causal: causal, first: lo, offset: bi * t)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(dv), Int32(s), 1,
-                        P, Int32(s), V, Int32(ldkv), 0, O, Int32(ldo))
+            blocks.rowsTimesKeys(P, s: s, V, ldv: ldkv, dv: dv, alpha: 1, O, ldo: ldo)
         }
 
         return record(out, inputs: [q, kv, kPe]) { g in
@@ -69,15 +68,11 @@ extension Tensor {
                 let head = bi * s * ldkv + hi * (nope + dv)
                 let V = kvp + head + nope, dV = dkvp + head + nope, dO = gp + bi * t * ldo + hi * dv
                 let dQ = dqp + bi * t * ldq + hi * dk
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(dv), Int32(t), 1,
-                            P, Int32(s), dO, Int32(ldo), 0, dV, Int32(ldkv))
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(s), Int32(dv), 1,
-                            dO, Int32(ldo), V, Int32(ldkv), 0, dP, Int32(s))
+                blocks.keysTimesRows(P, s: s, t: t, dO, ldg: ldo, width: dv, alpha: 1, dV, ldd: ldkv)
+                blocks.gradientScores(dO, ldo: ldo, V, ldv: ldkv, dv: dv, dP, s: s)
                 maskedSoftmaxBackward(P, dP, queries: t, keys: s, causal: causal, first: lo, offset: bi * t)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(dk), Int32(s), scale,
-                            dP, Int32(s), K, Int32(dk), 0, dQ, Int32(ldq))
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(dk), Int32(t), scale,
-                            dP, Int32(s), Q, Int32(ldq), 0, dK, Int32(dk))
+                blocks.rowsTimesKeys(dP, s: s, K, ldv: dk, dv: dk, alpha: scale, dQ, ldo: ldq)
+                blocks.keysTimesRows(dP, s: s, t: t, Q, ldg: ldq, width: dk, alpha: scale, dK, ldd: dk)
                 let pe = dPeHeads.data + bh * s * rope
                 for j in 0..<s {
                     (dkvp + head + j * ldkv).update(from: dK + j * dk, count: nope)

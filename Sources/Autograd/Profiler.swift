@@ -32,6 +32,48 @@ public enum Profiler {
     public static func reset() {
         forward = [:]
         backward = [:]
+        gemmLock.lock()
+        gemms = [:]
+        gemmLock.unlock()
+    }
+
+    /// The projections' and experts' GEMMs by shape (M × N × K, op(A), op(B)): calls, seconds and
+    /// FLOPs, for their achieved GFLOP/s against raw sgemm at the same shape (`bench gemm
+    /// --shapes`). An expert's token count, which the routing varies, is M or K of its GEMMs
+    /// (`tokens`: 0 or 2): those shapes are keyed with −1 there and reported with the mean.
+    /// Recorded from several threads at once (the experts run on the workers), hence the lock.
+    struct GEMMShape: Hashable { let m, n, k: Int; let ta, tb: Bool }
+    nonisolated(unsafe) static var gemms: [GEMMShape: (seconds: Double, calls: Int, tokens: Int, flops: Double)] = [:]
+    static let gemmLock = NSLock()
+
+    /// Runs `body` (one sgemm of that shape), timing it when profiling.
+    @inline(__always)
+    public static func gemm(_ m: Int, _ n: Int, _ k: Int, transA: Bool, transB: Bool, tokens: Int? = nil, _ body: () -> Void) {
+        guard isEnabled else { return body() }
+        let t0 = clock()
+        body()
+        let dt = clock() - t0
+        let key = GEMMShape(m: tokens == 0 ? -1 : m, n: n, k: tokens == 2 ? -1 : k, ta: transA, tb: transB)
+        gemmLock.lock()
+        let e = gemms[key, default: (0, 0, 0, 0)]
+        gemms[key] = (e.seconds + dt, e.calls + 1, e.tokens + (tokens == 0 ? m : k), e.flops + 2 * Double(m * n * k))
+        gemmLock.unlock()
+    }
+
+    /// A table of the recorded GEMM shapes by total time, per `steps`, with their GFLOP/s.
+    public static func gemmReport(steps: Int = 1) -> String {
+        gemmLock.lock()
+        defer { gemmLock.unlock() }
+        var lines = ["gemm (M×N×K:opA:opB)                 calls/step   ms/step   GFLOP/s"]
+        let per = Double(Swift.max(steps, 1))
+        for (s, e) in gemms.sorted(by: { $0.value.seconds > $1.value.seconds }) {
+            let mean = "~\(e.tokens / Swift.max(e.calls, 1))"
+            let name = "\(s.m >= 0 ? "\(s.m)" : mean)x\(s.n)x\(s.k >= 0 ? "\(s.k)" : mean):\(s.ta ? "T" : "N"):\(s.tb ? "T" : "N")"
+            let gflops = e.flops / e.seconds / 1e9
+            lines.append(name.padding(toLength: 38, withPad: " ", startingAt: 0)
+                         + String(format: "%9.0f%10.1f%10.1f", Double(e.calls) / per, e.seconds * 1e3 / per, gflops))
+        }
+        return lines.joined(separator: "\n")
     }
 
     /// A table of ops by total time, in milliseconds per `steps`.

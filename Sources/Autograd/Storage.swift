@@ -136,7 +136,7 @@ final class BufferPool: @unchecked Sendable {
             // row counts change with the routing), so keep live + pooled within the most ever
             // live at once. Otherwise the pool grows step after step towards its capacity.
             var evicted: [UnsafeMutablePointer<Float>] = []
-            while liveBytes + pooledBytes > highWater, let size = free.keys.max() {
+            while liveBytes + pooledBytes > highWater, let size = free.keys.min() {
                 let p = free[size]!.removeLast()
                 if free[size]!.isEmpty { free[size] = nil }
                 pooledBytes -= size * 4

@@ -92,7 +92,7 @@ public enum TrainBenchmark {
             opt += o
         }
         if Profiler.isEnabled {
-            FileHandle.standardError.write(Data((Profiler.report(steps: steps) + "\n").utf8))
+            FileHandle.standardError.write(Data((Profiler.report(steps: steps) + "\n\n" + Profiler.gemmReport(steps: steps) + "\n").utf8))
         }
         let per = (fwd + bwd + opt) / Double(steps)
         let tps = Double(b * t) / per

@@ -8,6 +8,8 @@ import Glibc
 /// therefore holds exactly one node of the global tree, and adding those nodes across ranks with
 /// the same counter (in rank order) rebuilds the global sum bit for bit.
 public struct CanonicalSum {
+    /// Floats per rank and window of the windowed reduce-scatter and allgather (16 MiB).
+    public static let window = 4 << 20
     private var stack: [(leaves: Int, sum: [Float])] = []
     public private(set) var count = 0
 
@@ -54,50 +56,57 @@ extension Communicator {
     /// the tree); rank q gets back the sum of `shards[q]` (a range of `x`) over the ranks, added
     /// with `CanonicalSum` in rank order. Bandwidth as a ring reduce-scatter: each rank sends
     /// and receives (size−1)/size of the vector.
-    public func reduceScatterCanonical(_ x: [Float], shards: [Range<Int>]) throws -> [Float] {
+    public func reduceScatterCanonical(_ x: [Float], shards: [Range<Int>], window: Int = CanonicalSum.window) throws -> [Float] {
         precondition(shards.count == size)
         if size == 1 { return shards[0] == x.indices ? x : Array(x[shards[0]]) }
         let mine = shards[rank].count
-        var recv = [Float](unsafeUninitializedCapacity: mine * size) { _, n in n = mine * size }
+        var out = [Float](unsafeUninitializedCapacity: mine) { _, n in n = mine }
+        // A window of every shard at a time (the same offsets into each): the receive buffer is
+        // size × window, not the whole vector, and is reused — a full-size buffer had to be
+        // faulted in again every step (its spent pages given back to keep the step's peak down).
+        let win = Swift.max(1, Swift.min(window, shards.map(\.count).max() ?? 1))
+        var recv = [Float](unsafeUninitializedCapacity: win * size) { _, n in n = win * size }
         try x.withUnsafeBufferPointer { s in
             try recv.withUnsafeMutableBufferPointer { r in
-                try alltoallv(s.baseAddress!, sendCounts: shards.map(\.count), sendDispls: shards.map(\.lowerBound),
-                              r.baseAddress!, recvCounts: Array(repeating: mine, count: size),
-                              recvDispls: (0..<size).map { $0 * mine }, agreed: true)
-            }
-        }
-        // The same tree as CanonicalSum over the ranks' pieces, in place in the receive buffer.
-        recv.withUnsafeMutableBufferPointer { r in
-            let base = r.baseAddress!
-            func add(into a: Int, _ b: Int) {
-                let pa = base + a * mine, pb = base + b * mine
-                for i in 0..<mine { pa[i] += pb[i] }
-            }
-            var stack: [(leaves: Int, slot: Int)] = []
-            for q in 0..<size {
-                stack.append((1, q))
-                while stack.count >= 2 && stack[stack.count - 1].leaves == stack[stack.count - 2].leaves {
-                    let b = stack.removeLast(), a = stack.removeLast()
-                    add(into: a.slot, b.slot)
-                    stack.append((a.leaves + b.leaves, a.slot))
+                try out.withUnsafeMutableBufferPointer { o in
+                    let base = r.baseAddress!
+                    for w in stride(from: 0, to: shards.map(\.count).max() ?? 0, by: win) {
+                        let counts = shards.map { Swift.max(0, Swift.min(win, $0.count - w)) }
+                        let n = counts[rank]
+                        try alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: shards.map { $0.lowerBound + Swift.min(w, $0.count) },
+                                      base, recvCounts: Array(repeating: n, count: size), recvDispls: (0..<size).map { $0 * n },
+                                      agreed: true)
+                        Self.canonicalAdd(base, pieces: size, count: n)
+                        (o.baseAddress! + w).update(from: base, count: n)
+                    }
                 }
             }
-            var acc = stack.last!.slot
-            for i in stride(from: stack.count - 2, through: 0, by: -1) {
-                add(into: stack[i].slot, acc)  // older + newer, as CanonicalSum.result
-                acc = stack[i].slot
-            }
-            if acc != 0 { base.update(from: base + acc * mine, count: mine) }
-            // The other ranks' pieces are spent: give their pages back now. removeLast keeps the
-            // capacity, and a copy of the shard would cost a shard more at the step's peak. Below
-            // 16 MiB the pages are not worth the system call and the faults of the next use.
-            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-            let lo = (Int(bitPattern: base + mine) + page - 1) / page * page
-            let hi = Int(bitPattern: base + mine * size) / page * page
-            if hi - lo >= 16 << 20 { _ = madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED) }
         }
-        recv.removeLast(recv.count - mine)
-        return recv
+        return out
+    }
+
+    /// The same tree as CanonicalSum over `pieces` consecutive pieces of `count` at `base`, in
+    /// place: the sum ends in the first piece.
+    static func canonicalAdd(_ base: UnsafeMutablePointer<Float>, pieces: Int, count: Int) {
+        func add(into a: Int, _ b: Int) {
+            let pa = base + a * count, pb = base + b * count
+            for i in 0..<count { pa[i] += pb[i] }
+        }
+        var stack: [(leaves: Int, slot: Int)] = []
+        for q in 0..<pieces {
+            stack.append((1, q))
+            while stack.count >= 2 && stack[stack.count - 1].leaves == stack[stack.count - 2].leaves {
+                let b = stack.removeLast(), a = stack.removeLast()
+                add(into: a.slot, b.slot)
+                stack.append((a.leaves + b.leaves, a.slot))
+            }
+        }
+        var acc = stack.last!.slot
+        for i in stride(from: stack.count - 2, through: 0, by: -1) {
+            add(into: stack[i].slot, acc)  // older + newer, as CanonicalSum.result
+            acc = stack[i].slot
+        }
+        if acc != 0 { base.update(from: base + acc * count, count: count) }
     }
 
     /// The inverse: each rank holds the updated `shards[rank]` of `x`; afterwards all of `x`.

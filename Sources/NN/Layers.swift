@@ -56,7 +56,8 @@ public final class SwiGLU: Module, @unchecked Sendable {
         down_proj = Linear(hidden, dim)
     }
 
+    /// The gate and up projections run as one GEMM with the activation (`swigluLinear`).
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        down_proj(Tensor.swiglu(gate: gate_proj(x), up: up_proj(x)))
+        down_proj(x.swigluLinear(gate: gate_proj.weight, up: up_proj.weight))
     }
 }

@@ -156,12 +156,32 @@ public struct FlatVector {
         }
     }
 
-    public func unpackValues(_ x: [Float], _ f: FlatLayout) {
-        x.withUnsafeBufferPointer { b in
-            for (i, off) in zip(pieces, offsets) {
-                let t = f.pieces[i].tensor
-                t.data.update(from: b.baseAddress! + off, count: t.count)
+    /// Every rank holds its updated shard in the parameters; afterwards all of them hold every
+    /// shard. In windows of the shards (the same offsets into each), packed from and unpacked
+    /// into the parameters through one buffer of `group.size` windows: a packed copy of the
+    /// whole vector cost its size in memory and was faulted in anew every step.
+    public func allgatherValues(_ f: FlatLayout, group: Communicator, window: Int = CanonicalSum.window) throws {
+        let p = group.size, longest = shards.map(\.count).max() ?? 0
+        if p == 1 || longest == 0 { return }
+        let win = Swift.min(window, longest)
+        var buffer = [Float](unsafeUninitializedCapacity: win * p) { _, n in n = win * p }
+        try buffer.withUnsafeMutableBufferPointer { b in
+            let base = b.baseAddress!
+            for w in stride(from: 0, to: longest, by: win) {
+                let ranges = shards.map { ($0.lowerBound + Swift.min(w, $0.count))..<($0.lowerBound + Swift.min(w + win, $0.count)) }
+                copy(ranges[group.rank], f, to: base + group.rank * win)
+                try group.allgatherv(base, counts: ranges.map(\.count), displs: (0..<p).map { $0 * win })
+                for q in 0..<p where q != group.rank { copy(ranges[q], f, from: base + q * win) }
             }
+        }
+    }
+
+    /// Elements `range` of the vector out of (`to`) or into (`from`) the parameters.
+    func copy(_ range: Range<Int>, _ f: FlatLayout, to: UnsafeMutablePointer<Float>? = nil, from: UnsafePointer<Float>? = nil) {
+        for seg in segments(range, f) {
+            let t = f.pieces[seg.piece].tensor.data + seg.inPiece, at = seg.at - range.lowerBound
+            if let to { (to + at).update(from: t, count: seg.count) }
+            if let from { t.update(from: from + at, count: seg.count) }
         }
     }
 }

@@ -38,8 +38,13 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     /// Micro-batches in the step's expert-gradient tree (the ep group's), set by `resetStep`.
     var leaves = 1
     /// With one leaf: the flat gradient of this rank's experts (gate, up, down of each, layers
-    /// at `layerOffset`), written by the backward.
-    var direct: [Float]?
+    /// at `layerOffset`), written by the backward. Kept from step to step: a fresh vector of the
+    /// rank's expert size each step was faulted in and cleared page by page (3% of a `small`
+    /// step); the slots no segment wrote are zeroed in `weightGradients` instead.
+    var direct: [Float] = []
+    /// Whether this step's backward writes `direct`, and the (layer, local expert) slots it wrote.
+    var directActive = false
+    var written: Set<[Int]> = []
     /// One layer's backward of one step j: each source's micro-batch and its segments' rows.
     struct Kept {
         let layer: Int
@@ -84,7 +89,8 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         self.leaves = leaves
         cacheBudget = cacheBytes
         cacheUsed = 0
-        direct = nil
+        directActive = false
+        written = []
         kept = []
         load = [:]
         protectedRouted = 0
@@ -93,7 +99,20 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
 
     /// The step's flat expert gradient, summed over its micro-batches in the canonical tree.
     public func weightGradients() -> [Float] {
-        if let direct { return direct }
+        if directActive {
+            directActive = false
+            // A layer's block runs from its offset to the next layer's; its local experts' slots split it evenly.
+            let starts = layerOffset.values.sorted()
+            direct.withUnsafeMutableBufferPointer { b in
+                for (layer, base) in layerOffset {
+                    let end = starts.first { $0 > base } ?? flatCount, slot = (end - base) / local
+                    for j in 0..<local where !written.contains([layer, j]) {
+                        (b.baseAddress! + base + j * slot).update(repeating: 0, count: slot)
+                    }
+                }
+            }
+            return direct
+        }
         var out = [Float](repeating: 0, count: flatCount)
         if kept.isEmpty { return out }
         let byLayer = Dictionary(grouping: kept, by: \.layer)
@@ -303,7 +322,10 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                 // Owner: input gradients now; weight gradients directly with a single leaf,
                 // else from the kept rows at the end of the step (`weightGradients`).
                 let base = layerOffset[layer]!
-                if leaves == 1 && direct == nil { direct = [Float](repeating: 0, count: flatCount) }
+                if leaves == 1 && !directActive {
+                    if direct.count != flatCount { direct = [Float](repeating: 0, count: flatCount) }
+                    directActive = true
+                }
                 let gx = Storage(uninitialized: Swift.max(totalRecv * d, 1))
                 let scratch = Storage(uninitialized: Swift.max(totalRecv * 3 * inter, 1))
                 func run(_ slots: UnsafeMutablePointer<Float>?) {
@@ -323,7 +345,8 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                     }
                 }
                 if leaves == 1 {
-                    direct!.withUnsafeMutableBufferPointer { run($0.baseAddress!) }
+                    for sg in segments where sg.rows > 0 { written.insert([layer, sg.j]) }
+                    direct.withUnsafeMutableBufferPointer { run($0.baseAddress!) }
                 } else {
                     run(nil)
                     let bytes = totalRecv * 4 * inter * 4

@@ -1,6 +1,7 @@
 import Autograd
 import DeepSeek
 import NN
+import Collectives
 
 /// The peak memory of one rank of a layout, from the config and the buffers the trainer makes:
 /// what `deeptrain plan` prints per rank. Every term names the allocation it stands for, so a
@@ -9,8 +10,9 @@ import NN
 ///
 /// Phases of a step on a rank (ParallelTrainer.step): the forward/backward of its micro-batches
 /// (activations of those in flight, plus the experts' kept rows), then the experts' weight
-/// gradients (one full vector of the rank's experts), then the reduce-scatters (a full vector
-/// and its receive buffer at a time), then AdamW and the allgather of values. Freed activation
+/// gradients (one full vector of the rank's experts), then the reduce-scatters (a full vector,
+/// its reduced shard and a window per rank at a time), then AdamW and the windowed allgather of
+/// values. Freed activation
 /// blocks stay in the buffer pool for the next step, so the activation peak is resident in every
 /// phase, and the peak is the sum of the persistent terms, the activations and the largest
 /// gradient phase.
@@ -66,11 +68,17 @@ public struct MemoryPlan: Codable, Sendable {
 
             // Dense gradients: the parameters' own (.grad) all step, the canonical sum's partial
             // sums during the backward (one packed copy per pending tree level, plus the leaf
-            // being pushed), then the summed vector and its receive buffer.
+            // being pushed), then the summed vector, its reduced shard and the windowed
+            // reduce-scatter's receive buffer (one window per rank of the group).
             let levels = (0..<micros).map { ($0).nonzeroBitCount + 1 }.max() ?? 1
             let backwardPhase = 4 * pd * Double(levels + (micros > 1 ? 1 : 0))
-            let denseReduce = 4 * pe + 4 * pd * (dp > 1 ? 2 : 1)
-            let expertReduce = 4 * pe * (edp > 1 ? 2 : 1)
+            func reduced(_ n: Double, _ parts: Int) -> Double {
+                guard parts > 1 else { return 0 }
+                let shard = (n / Double(parts)).rounded(.up)
+                return 4 * shard + 4 * Swift.min(Double(CanonicalSum.window), shard) * Double(parts)
+            }
+            let denseReduce = 4 * pe + 4 * pd + reduced(pd, dp)
+            let expertReduce = 4 * pe + reduced(pe, edp)
             let gradients = 4 * pd + Swift.max(backwardPhase, denseReduce, expertReduce)
 
             // Activations: one micro-batch's tape, times those in flight on this stage.

@@ -379,17 +379,14 @@ public final class ParallelTrainer {
         let mine = v.shards[group.rank]
         let k = optimizer.begin(lr: lr)
         grad.withUnsafeBufferPointer { g in
-            for seg in v.segments(mine, flat) {
+            let runs = v.segments(mine, flat).map { seg in
                 let piece = flat.pieces[seg.piece]
-                optimizer.apply(k, offset: seg.at - mine.lowerBound, count: seg.count, weights: piece.tensor.data + seg.inPiece,
-                                grad: g.baseAddress! + (seg.at - mine.lowerBound), scale: scale, decays: piece.decays)
+                return AdamWShard.Run(offset: seg.at - mine.lowerBound, count: seg.count, weights: piece.tensor.data + seg.inPiece,
+                                      grad: g.baseAddress! + (seg.at - mine.lowerBound), decays: piece.decays)
             }
+            optimizer.apply(k, runs: runs, scale: scale)
         }
-        if group.size > 1 {
-            var values = v.packValues(flat)
-            try group.allgatherShards(&values, shards: v.shards)
-            v.unpackValues(values, flat)
-        }
+        try v.allgatherValues(flat, group: group)
     }
 }
 

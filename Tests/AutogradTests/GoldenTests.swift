@@ -16,6 +16,7 @@ import Testing
             let eps: Double?
             let scale: Double?
             let causal: Bool?
+            let nope: Int?
         }
         let cases: [Case]
     }
@@ -58,5 +59,14 @@ import Testing
     @Test func attention() {
         run("attention") { i, c in Tensor.attention(q: i["q"]!, k: i["k"]!, v: i["v"]!, scale: Float(c.scale!), causal: c.causal!) }
         run("attention_full") { i, c in Tensor.attention(q: i["q"]!, k: i["k"]!, v: i["v"]!, scale: Float(c.scale!), causal: c.causal!) }
+        // Past one causal block: T = S = 100, and 70 queries at the end of 90 keys (a cached step).
+        run("attention_long") { i, c in Tensor.attention(q: i["q"]!, k: i["k"]!, v: i["v"]!, scale: Float(c.scale!), causal: c.causal!) }
+        run("attention_cached") { i, c in Tensor.attention(q: i["q"]!, k: i["k"]!, v: i["v"]!, scale: Float(c.scale!), causal: c.causal!) }
     }
+    @Test func latentAttention() {
+        run("latent_attention") { i, c in
+            Tensor.latentAttention(q: i["q"]!, kv: i["kv"]!, kPe: i["kPe"]!, nope: c.nope!, scale: Float(c.scale!), causal: c.causal!)
+        }
+    }
+    @Test func swigluLinear() { run("swiglu_linear") { i, _ in i["x"]!.swigluLinear(gate: i["gate"]!, up: i["up"]!) } }
 }

@@ -92,6 +92,16 @@ import Testing
         GradCheck.check("swiglu", [a, r([3, 5], 62, 1, 0)]) { Tensor.swiglu(gate: $0[0], up: $0[1]) }
     }
 
+    @Test func swigluLinear() {
+        // x [B, T, D], gate and up [F, D]: silu(x·Gᵀ) ⊙ (x·Uᵀ) from one GEMM against [G; U].
+        GradCheck.check("swigluLinear", [r([3, 4, 5], 63, 1, 0), r([6, 5], 64, 0.5, 0), r([6, 5], 65, 0.5, 0)]) {
+            $0[0].swigluLinear(gate: $0[1], up: $0[2])
+        }
+        GradCheck.check("swigluLinear transposed input", [r([5, 4], 66, 1, 0), r([6, 5], 67, 0.5, 0), r([6, 5], 68, 0.5, 0)]) {
+            $0[0].transposed().swigluLinear(gate: $0[1], up: $0[2])
+        }
+    }
+
     @Test func softmaxFamily() {
         let a = r([4, 7], 70, 2, 0)
         GradCheck.check("softmax", [a]) { $0[0].softmax() }
@@ -129,6 +139,13 @@ import Testing
         GradCheck.check("attention full, permuted q", [r([1, 2, 3, 6], 106, 1, 0), r([1, 5, 2, 6], 107, 1, 0), r([1, 5, 2, 4], 108, 1, 0)]) {
             Tensor.attention(q: $0[0].transposed(1, 2), k: $0[1], v: $0[2], scale: 0.4, causal: false)
         }
+        // Past one causal block (64 queries): the GEMMs over the lower blocks only.
+        GradCheck.check("attention causal, blocks 64 + 6", [r([1, 70, 1, 3], 109, 1, 0), r([1, 70, 1, 3], 110, 1, 0), r([1, 70, 1, 2], 111, 1, 0)]) {
+            Tensor.attention(q: $0[0], k: $0[1], v: $0[2], scale: 0.4, causal: true)
+        }
+        GradCheck.check("attention blocks, T < S", [r([1, 66, 1, 3], 112, 1, 0), r([1, 80, 1, 3], 113, 1, 0), r([1, 80, 1, 2], 114, 1, 0)]) {
+            Tensor.attention(q: $0[0], k: $0[1], v: $0[2], scale: 0.4, causal: true)
+        }
     }
 
     @Test func rotaryKeepingLeadingDimensions() {
@@ -153,6 +170,9 @@ import Testing
         GradCheck.check("latentAttention packed", [r([1, 6, 2, 7], 126, 1, 0), r([1, 6, 2, 8], 127, 1, 0), r([1, 6, 1, 2], 128, 1, 0)]) {
             Tensor.latentAttention(q: $0[0], kv: $0[1], kPe: $0[2], nope: 5, scale: 0.4, causal: true, segments: [0, 0, 0, 1, 1, 2])
         }
+        GradCheck.check("latentAttention causal, blocks 64 + 6", [r([1, 70, 2, 5], 129, 1, 0), r([1, 70, 2, 6], 133, 1, 0), r([1, 70, 1, 2], 134, 1, 0)]) {
+            Tensor.latentAttention(q: $0[0], kv: $0[1], kPe: $0[2], nope: 3, scale: 0.4, causal: true)
+        }
     }
 
     /// The fused kernel against `attention` (golden-tested against PyTorch) on the keys and values
@@ -160,7 +180,7 @@ import Testing
     /// same bits, forward and backward — which is what keeps runs and checkpoints comparable
     /// across the change.
     @Test func latentAttentionEqualsAttentionOnAssembledHeads() {
-        let b = 2, t = 16, h = 4, nope = 8, rope = 4, dv = 6
+        let b = 2, t = 80, h = 4, nope = 8, rope = 4, dv = 6  // past one causal block
         let q = r([b, t, h, nope + rope], 130, 1, 0), kv = r([b, t, h, nope + dv], 131, 1, 0), pe = r([b, t, 1, rope], 132, 1, 0)
         let segments = (0..<(b * t)).map { $0 / 5 }
         for seg in [nil, segments] {

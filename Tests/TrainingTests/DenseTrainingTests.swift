@@ -11,10 +11,12 @@ import Testing
         o.accuracySamples = 50
         o.logEvery = 1000
         let s = DenseDemo.run(o) { _ in }
-        // The byte unigram entropy of the corpus is ~2.3 nats; learning the digits' structure
-        // takes the model well below it.
+        // The byte unigram entropy of the corpus is ~2.5 nats; learning the digits' structure
+        // takes the model well below it. Over seeds 1234, 1, 2, 3 the final/unigram ratio was
+        // 0.601, 0.560, 0.593, 0.573 (sd 0.018): the bound sits 5 sd above their mean, not
+        // inside their spread as the earlier 0.6 did (which a change of GEMM bits crossed).
         #expect(s.heldout_loss_initial > s.unigram_baseline_nats)
-        #expect(s.heldout_loss_final < 0.6 * s.unigram_baseline_nats,
+        #expect(s.heldout_loss_final < 0.68 * s.unigram_baseline_nats,
                 "held-out \(s.heldout_loss_final) vs unigram \(s.unigram_baseline_nats)")
     }
 
