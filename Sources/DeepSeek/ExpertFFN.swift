@@ -148,7 +148,10 @@ public enum ExpertKernel {
                                up: UnsafePointer<Float>, down: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>,
                                u: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
         activations(m: m, dim: d, inter: inter, x: x, gate: gate, up: up, h: h, u: u, a: a)
-        Profiler.gemm(m, d, inter, transA: false, transB: true, tokens: 0) { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(d), Int32(inter), 1, a, Int32(inter), down, Int32(inter), 0, y, Int32(d)) }
+        Profiler.gemm(m, d, inter, transA: false, transB: true, tokens: 0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(d), Int32(inter),
+                        1, a, Int32(inter), down, Int32(inter), 0, y, Int32(d))
+        }
     }
 
     /// H, U and A of `forward`, without Y: what a deferred weight gradient recomputes.
@@ -156,8 +159,14 @@ public enum ExpertKernel {
     public static func activations(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, gate: UnsafePointer<Float>,
                                    up: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>,
                                    a: UnsafeMutablePointer<Float>) {
-        Profiler.gemm(m, inter, d, transA: false, transB: true, tokens: 0) { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d), 1, x, Int32(d), gate, Int32(d), 0, h, Int32(inter)) }
-        Profiler.gemm(m, inter, d, transA: false, transB: true, tokens: 0) { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d), 1, x, Int32(d), up, Int32(d), 0, u, Int32(inter)) }
+        Profiler.gemm(m, inter, d, transA: false, transB: true, tokens: 0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d),
+                        1, x, Int32(d), gate, Int32(d), 0, h, Int32(inter))
+        }
+        Profiler.gemm(m, inter, d, transA: false, transB: true, tokens: 0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d),
+                        1, x, Int32(d), up, Int32(d), 0, u, Int32(inter))
+        }
         for j in 0..<(m * inter) { a[j] = h[j] * fastSigmoid(h[j]) * u[j] }
     }
 
@@ -179,7 +188,10 @@ public enum ExpertKernel {
     public static func hiddenGradients(m: Int, dim d: Int, inter: Int, h: UnsafePointer<Float>, u: UnsafePointer<Float>,
                                        gy: UnsafePointer<Float>, down: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let gA = scratch, gH = gA + m * inter, gU = gH + m * inter
-        Profiler.gemm(m, inter, d, transA: false, transB: false, tokens: 0) { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(inter), Int32(d), 1, gy, Int32(d), down, Int32(inter), 0, gA, Int32(inter)) }
+        Profiler.gemm(m, inter, d, transA: false, transB: false, tokens: 0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(inter), Int32(d),
+                        1, gy, Int32(d), down, Int32(inter), 0, gA, Int32(inter))
+        }
         for j in 0..<(m * inter) {
             let hj = h[j], s = fastSigmoid(hj)
             gU[j] = gA[j] * hj * s
@@ -193,9 +205,18 @@ public enum ExpertKernel {
                                        gy: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>, dGate: UnsafeMutablePointer<Float>,
                                        dUp: UnsafeMutablePointer<Float>, dDown: UnsafeMutablePointer<Float>) {
         let gH = scratch + m * inter, gU = gH + m * inter
-        Profiler.gemm(d, inter, m, transA: true, transB: false, tokens: 2) { cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(inter), Int32(m), 1, gy, Int32(d), a, Int32(inter), 0, dDown, Int32(inter)) }
-        Profiler.gemm(inter, d, m, transA: true, transB: false, tokens: 2) { cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m), 1, gH, Int32(inter), x, Int32(d), 0, dGate, Int32(d)) }
-        Profiler.gemm(inter, d, m, transA: true, transB: false, tokens: 2) { cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m), 1, gU, Int32(inter), x, Int32(d), 0, dUp, Int32(d)) }
+        Profiler.gemm(d, inter, m, transA: true, transB: false, tokens: 2) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(inter), Int32(m),
+                        1, gy, Int32(d), a, Int32(inter), 0, dDown, Int32(inter))
+        }
+        Profiler.gemm(inter, d, m, transA: true, transB: false, tokens: 2) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m),
+                        1, gH, Int32(inter), x, Int32(d), 0, dGate, Int32(d))
+        }
+        Profiler.gemm(inter, d, m, transA: true, transB: false, tokens: 2) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m),
+                        1, gU, Int32(inter), x, Int32(d), 0, dUp, Int32(d))
+        }
     }
 
     /// gX = gH·G + gU·U, from `hiddenGradients`' scratch.
@@ -203,7 +224,13 @@ public enum ExpertKernel {
     public static func inputGradient(m: Int, dim d: Int, inter: Int, scratch: UnsafeMutablePointer<Float>,
                                      gate: UnsafePointer<Float>, up: UnsafePointer<Float>, gx: UnsafeMutablePointer<Float>) {
         let gH = scratch + m * inter, gU = gH + m * inter
-        Profiler.gemm(m, d, inter, transA: false, transB: false, tokens: 0) { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter), 1, gH, Int32(inter), gate, Int32(d), 0, gx, Int32(d)) }
-        Profiler.gemm(m, d, inter, transA: false, transB: false, tokens: 0) { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter), 1, gU, Int32(inter), up, Int32(d), 1, gx, Int32(d)) }
+        Profiler.gemm(m, d, inter, transA: false, transB: false, tokens: 0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter),
+                        1, gH, Int32(inter), gate, Int32(d), 0, gx, Int32(d))
+        }
+        Profiler.gemm(m, d, inter, transA: false, transB: false, tokens: 0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter),
+                        1, gU, Int32(inter), up, Int32(d), 1, gx, Int32(d))
+        }
     }
 }
