@@ -30,6 +30,19 @@ public func fastExp(_ x: Float) -> Float {
 @inlinable @inline(__always)
 public func fastSigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 
+/// SwiGLU's activation silu(h)·u, the one formula `swiglu`, `swigluLinear` and the experts'
+/// kernels use (so their bits agree).
+@inlinable @inline(__always)
+public func swigluValue(gate h: Float, up u: Float) -> Float { h * fastSigmoid(h) * u }
+
+/// The gradients of silu(h)·u for an output gradient g: d/dh = g·u·s·(1 + h(1 − s)) and
+/// d/du = g·h·s, with s = sigmoid(h).
+@inlinable @inline(__always)
+public func swigluGradients(_ g: Float, gate h: Float, up u: Float) -> (gate: Float, up: Float) {
+    let s = fastSigmoid(h)
+    return (g * u * s * (1 + h * (1 - s)), g * h * s)
+}
+
 // Reductions over float rows with 16 lanes of partial sums: a scalar loop is bound by the
 // latency of one dependent add per element, since LLVM may not reassociate float sums.
 

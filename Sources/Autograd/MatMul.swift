@@ -42,6 +42,19 @@ func sgemm(_ a: BlasMatrix, _ b: BlasMatrix, m: Int, n: Int, k: Int,
                 beta, c, Int32(ldc))
 }
 
+/// C[m×n] = alpha·op(A)·op(B) + beta·C on row-major pointers: one `cblas_sgemm`, which
+/// `DEEPTRAIN_PROFILE=1` times into the profiler's table of GEMMs by shape. `tokens` says which
+/// dimension is an expert's routed token count (0: M, 2: K), so its varying sizes share a row.
+@inline(__always)
+public func profiledGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                         _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, beta: Float = 0,
+                         _ c: UnsafeMutablePointer<Float>, ldc: Int, tokens: Int? = nil) {
+    Profiler.gemm(m, n, k, transA: transA, transB: transB, tokens: tokens) {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
 extension Tensor {
     /// `project`'s split of a wide output at few rows: at most this many rows, blocks of this many columns.
     public static let fewRows = 16, columnBlock = 512
@@ -57,14 +70,10 @@ extension Tensor {
             let blocks = (outF + columnBlock - 1) / columnBlock
             parallelTasks([Int](repeating: 1, count: blocks)) { i in
                 let c0 = i * columnBlock, n = Swift.min(columnBlock, outF - c0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(inF), 1,
-                            x, Int32(inF), w + c0 * inF, Int32(inF), 0, out + c0, Int32(ldo))
+                profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
             }
         } else {
-            Profiler.gemm(rows, outF, inF, transA: false, transB: true) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outF), Int32(inF), 1,
-                            x, Int32(inF), w, Int32(inF), 0, out, Int32(ldo))
-            }
+            profiledGEMM(transA: false, transB: true, m: rows, n: outF, k: inF, x, lda: inF, w, ldb: inF, out, ldc: ldo)
         }
     }
 
@@ -125,18 +134,14 @@ extension Tensor {
             var dx: Tensor? = nil, dw: Tensor? = nil
             if x.requiresGrad {
                 let t = Tensor(uninitialized: x.shape)
-                Profiler.gemm(rows, inF, outF, transA: false, transB: false) {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(inF), Int32(outF), 1,
-                                gc.data, Int32(outF), w.data, Int32(inF), 0, t.data, Int32(inF))
-                }
+                profiledGEMM(transA: false, transB: false, m: rows, n: inF, k: outF, gc.data, lda: outF, w.data, ldb: inF,
+                             t.data, ldc: inF)
                 dx = t
             }
             if weight.requiresGrad {
                 let t = Tensor(uninitialized: weight.shape)
-                Profiler.gemm(outF, inF, rows, transA: true, transB: false) {
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outF), Int32(inF), Int32(rows), 1,
-                                gc.data, Int32(outF), x2.data, Int32(inF), 0, t.data, Int32(inF))
-                }
+                profiledGEMM(transA: true, transB: false, m: outF, n: inF, k: rows, gc.data, lda: outF, x2.data, ldb: inF,
+                             t.data, ldc: inF)
                 dw = t
             }
             return [dx, dw]

@@ -46,9 +46,9 @@ public enum Profiler {
     nonisolated(unsafe) static var gemms: [GEMMShape: (seconds: Double, calls: Int, tokens: Int, flops: Double)] = [:]
     static let gemmLock = NSLock()
 
-    /// Runs `body` (one sgemm of that shape), timing it when profiling.
+    /// Runs `body` (one sgemm of that shape), timing it when profiling (`profiledGEMM`).
     @inline(__always)
-    public static func gemm(_ m: Int, _ n: Int, _ k: Int, transA: Bool, transB: Bool, tokens: Int? = nil, _ body: () -> Void) {
+    static func gemm(_ m: Int, _ n: Int, _ k: Int, transA: Bool, transB: Bool, tokens: Int? = nil, _ body: () -> Void) {
         guard isEnabled else { return body() }
         let t0 = clock()
         body()

@@ -1,5 +1,3 @@
-import CBLAS
-
 /// SwiGLU's two input projections and its activation as one op: silu(x·Gᵀ) ⊙ (x·Uᵀ) for x
 /// [..., D] and weights G, U [F, D] (the Hugging Face layout). The projections share their
 /// input, so they run as one GEMM against [G; U] — [rows, 2F], wider than either, which BLAS
@@ -39,7 +37,7 @@ extension Tensor {
         parallelFor(rows, grain: grain) { r in
             for i in r {
                 let h = hp + i * f2, u = h + f, oi = o + i * f
-                for j in 0..<f { oi[j] = h[j] * fastSigmoid(h[j]) * u[j] }
+                for j in 0..<f { oi[j] = swigluValue(gate: h[j], up: u[j]) }
             }
         }
         return record(out, inputs: [x, gate, up]) { g in
@@ -51,29 +49,19 @@ extension Tensor {
             parallelFor(rows, grain: grain) { r in
                 for i in r {
                     let h = hp + i * f2, u = h + f, gi = gp + i * f, dh = dp + i * f2, du = dh + f
-                    for j in 0..<f {
-                        let a = h[j], s = fastSigmoid(a)
-                        du[j] = gi[j] * a * s
-                        dh[j] = gi[j] * u[j] * s * (1 + a * (1 - s))
-                    }
+                    for j in 0..<f { (dh[j], du[j]) = swigluGradients(gi[j], gate: h[j], up: u[j]) }
                 }
             }
             var dx: Tensor? = nil, dGate: Tensor? = nil, dUp: Tensor? = nil
             if x.requiresGrad {
                 let t = Tensor(uninitialized: x.shape)
-                Profiler.gemm(rows, d, f2, transA: false, transB: false) {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(f2), 1,
-                                dp, Int32(f2), w.data, Int32(d), 0, t.data, Int32(d))
-                }
+                profiledGEMM(transA: false, transB: false, m: rows, n: d, k: f2, dp, lda: f2, w.data, ldb: d, t.data, ldc: d)
                 dx = t
             }
             if gate.requiresGrad || up.requiresGrad {
                 // d[G; U] = d(HU)ᵀ·X in one GEMM; the two gradients are its halves.
                 let dw = Tensor(uninitialized: [f2, d])
-                Profiler.gemm(f2, d, rows, transA: true, transB: false) {
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(f2), Int32(d), Int32(rows), 1,
-                                dp, Int32(f2), xc.data, Int32(d), 0, dw.data, Int32(d))
-                }
+                profiledGEMM(transA: true, transB: false, m: f2, n: d, k: rows, dp, lda: f2, xc.data, ldb: d, dw.data, ldc: d)
                 dGate = Tensor(storage: dw.storage, shape: [f, d], offset: dw.offset)
                 dUp = Tensor(storage: dw.storage, shape: [f, d], offset: dw.offset + f * d)
             }

@@ -39,19 +39,14 @@ extension Tensor {
         let out = Tensor(uninitialized: gate.shape)
         let a = gs.data, b = us.data, o = out.data
         parallelFor(out.count, grain: 8192) { r in
-            for i in r { o[i] = a[i] * fastSigmoid(a[i]) * b[i] }
+            for i in r { o[i] = swigluValue(gate: a[i], up: b[i]) }
         }
         return record(out, inputs: [gate, up]) { g in
             let gc = g.contiguousNoGrad()
             let dg = Tensor(uninitialized: gate.shape), du = Tensor(uninitialized: up.shape)
             let gp = gc.data, pdg = dg.data, pdu = du.data
             parallelFor(out.count, grain: 8192) { r in
-                for i in r {
-                    let x = a[i]
-                    let s = fastSigmoid(x)
-                    pdu[i] = gp[i] * x * s
-                    pdg[i] = gp[i] * b[i] * s * (1 + x * (1 - s))
-                }
+                for i in r { (pdg[i], pdu[i]) = swigluGradients(gp[i], gate: a[i], up: b[i]) }
             }
             return [dg, du]
         }

@@ -64,13 +64,13 @@ extension Communicator {
         // A window of every shard at a time (the same offsets into each): the receive buffer is
         // size × window, not the whole vector, and is reused — a full-size buffer had to be
         // faulted in again every step (its spent pages given back to keep the step's peak down).
-        let win = Swift.max(1, Swift.min(window, shards.map(\.count).max() ?? 1))
+        let longest = shards.map(\.count).max() ?? 0, win = Swift.max(1, Swift.min(window, longest))
         var recv = [Float](unsafeUninitializedCapacity: win * size) { _, n in n = win * size }
         try x.withUnsafeBufferPointer { s in
             try recv.withUnsafeMutableBufferPointer { r in
                 try out.withUnsafeMutableBufferPointer { o in
                     let base = r.baseAddress!
-                    for w in stride(from: 0, to: shards.map(\.count).max() ?? 0, by: win) {
+                    for w in stride(from: 0, to: longest, by: win) {
                         let counts = shards.map { Swift.max(0, Swift.min(win, $0.count - w)) }
                         let n = counts[rank]
                         try alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: shards.map { $0.lowerBound + Swift.min(w, $0.count) },

@@ -1,5 +1,4 @@
 import Autograd
-import CBLAS
 import NN
 
 /// The routed experts of one MoE layer, stored stacked — gate and up [E, I, D], down [E, D, I] —
@@ -148,10 +147,7 @@ public enum ExpertKernel {
                                up: UnsafePointer<Float>, down: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>,
                                u: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
         activations(m: m, dim: d, inter: inter, x: x, gate: gate, up: up, h: h, u: u, a: a)
-        Profiler.gemm(m, d, inter, transA: false, transB: true, tokens: 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(d), Int32(inter),
-                        1, a, Int32(inter), down, Int32(inter), 0, y, Int32(d))
-        }
+        profiledGEMM(transA: false, transB: true, m: m, n: d, k: inter, a, lda: inter, down, ldb: inter, y, ldc: d, tokens: 0)
     }
 
     /// H, U and A of `forward`, without Y: what a deferred weight gradient recomputes.
@@ -159,15 +155,9 @@ public enum ExpertKernel {
     public static func activations(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, gate: UnsafePointer<Float>,
                                    up: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>,
                                    a: UnsafeMutablePointer<Float>) {
-        Profiler.gemm(m, inter, d, transA: false, transB: true, tokens: 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d),
-                        1, x, Int32(d), gate, Int32(d), 0, h, Int32(inter))
-        }
-        Profiler.gemm(m, inter, d, transA: false, transB: true, tokens: 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(inter), Int32(d),
-                        1, x, Int32(d), up, Int32(d), 0, u, Int32(inter))
-        }
-        for j in 0..<(m * inter) { a[j] = h[j] * fastSigmoid(h[j]) * u[j] }
+        profiledGEMM(transA: false, transB: true, m: m, n: inter, k: d, x, lda: d, gate, ldb: d, h, ldc: inter, tokens: 0)
+        profiledGEMM(transA: false, transB: true, m: m, n: inter, k: d, x, lda: d, up, ldb: d, u, ldc: inter, tokens: 0)
+        for j in 0..<(m * inter) { a[j] = swigluValue(gate: h[j], up: u[j]) }
     }
 
     /// From gY [m, D] (the output gradient already times the gate weight): the weight gradients
@@ -188,15 +178,8 @@ public enum ExpertKernel {
     public static func hiddenGradients(m: Int, dim d: Int, inter: Int, h: UnsafePointer<Float>, u: UnsafePointer<Float>,
                                        gy: UnsafePointer<Float>, down: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let gA = scratch, gH = gA + m * inter, gU = gH + m * inter
-        Profiler.gemm(m, inter, d, transA: false, transB: false, tokens: 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(inter), Int32(d),
-                        1, gy, Int32(d), down, Int32(inter), 0, gA, Int32(inter))
-        }
-        for j in 0..<(m * inter) {
-            let hj = h[j], s = fastSigmoid(hj)
-            gU[j] = gA[j] * hj * s
-            gH[j] = gA[j] * u[j] * s * (1 + hj * (1 - s))
-        }
+        profiledGEMM(transA: false, transB: false, m: m, n: inter, k: d, gy, lda: d, down, ldb: inter, gA, ldc: inter, tokens: 0)
+        for j in 0..<(m * inter) { (gH[j], gU[j]) = swigluGradients(gA[j], gate: h[j], up: u[j]) }
     }
 
     /// dD = gYᵀ·A, dG = gHᵀ·X, dU = gUᵀ·X (written, not added), from `hiddenGradients`' scratch.
@@ -205,18 +188,9 @@ public enum ExpertKernel {
                                        gy: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>, dGate: UnsafeMutablePointer<Float>,
                                        dUp: UnsafeMutablePointer<Float>, dDown: UnsafeMutablePointer<Float>) {
         let gH = scratch + m * inter, gU = gH + m * inter
-        Profiler.gemm(d, inter, m, transA: true, transB: false, tokens: 2) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(inter), Int32(m),
-                        1, gy, Int32(d), a, Int32(inter), 0, dDown, Int32(inter))
-        }
-        Profiler.gemm(inter, d, m, transA: true, transB: false, tokens: 2) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m),
-                        1, gH, Int32(inter), x, Int32(d), 0, dGate, Int32(d))
-        }
-        Profiler.gemm(inter, d, m, transA: true, transB: false, tokens: 2) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inter), Int32(d), Int32(m),
-                        1, gU, Int32(inter), x, Int32(d), 0, dUp, Int32(d))
-        }
+        profiledGEMM(transA: true, transB: false, m: d, n: inter, k: m, gy, lda: d, a, ldb: inter, dDown, ldc: inter, tokens: 2)
+        profiledGEMM(transA: true, transB: false, m: inter, n: d, k: m, gH, lda: inter, x, ldb: d, dGate, ldc: d, tokens: 2)
+        profiledGEMM(transA: true, transB: false, m: inter, n: d, k: m, gU, lda: inter, x, ldb: d, dUp, ldc: d, tokens: 2)
     }
 
     /// gX = gH·G + gU·U, from `hiddenGradients`' scratch.
@@ -224,13 +198,8 @@ public enum ExpertKernel {
     public static func inputGradient(m: Int, dim d: Int, inter: Int, scratch: UnsafeMutablePointer<Float>,
                                      gate: UnsafePointer<Float>, up: UnsafePointer<Float>, gx: UnsafeMutablePointer<Float>) {
         let gH = scratch + m * inter, gU = gH + m * inter
-        Profiler.gemm(m, d, inter, transA: false, transB: false, tokens: 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter),
-                        1, gH, Int32(inter), gate, Int32(d), 0, gx, Int32(d))
-        }
-        Profiler.gemm(m, d, inter, transA: false, transB: false, tokens: 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(inter),
-                        1, gU, Int32(inter), up, Int32(d), 1, gx, Int32(d))
-        }
+        profiledGEMM(transA: false, transB: false, m: m, n: d, k: inter, gH, lda: inter, gate, ldb: d, gx, ldc: d, tokens: 0)
+        profiledGEMM(transA: false, transB: false, m: m, n: d, k: inter, gU, lda: inter, up, ldb: d,
+                     beta: 1, gx, ldc: d, tokens: 0)
     }
 }

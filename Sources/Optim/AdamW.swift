@@ -47,27 +47,25 @@ public final class AdamW {
             let i = updated[j], p = parameters[i].tensor
             let k = AdamWShard.Coefficients(stepSize: lr / c1, invC2: 1 / c2, decay: decays[i] ? 1 - lr * config.weightDecay : 1)
             AdamW.kernel(k, count: p.count, weights: p.data, grad: grads[j].data, m: m[i].data, v: v[i].data, scale: 1,
-                         b1: b1, b2: b2, eps: eps, threaded: false)
+                         b1: b1, b2: b2, eps: eps)
         }
         withExtendedLifetime(grads) {}
     }
 
     /// The update of `count` elements, AdamW's arithmetic element by element (so any split of a
     /// tensor into shards updates to the same bits); `scale` multiplies the gradient (clipping).
+    /// Runs on the calling thread: the callers spread whole tensors over the threads.
     @inline(__always)
     static func kernel(_ k: AdamWShard.Coefficients, count: Int, weights w: UnsafeMutablePointer<Float>, grad g: UnsafePointer<Float>,
-                       m mp: UnsafeMutablePointer<Float>, v vp: UnsafeMutablePointer<Float>, scale: Float, b1: Float, b2: Float, eps: Float,
-                       threaded: Bool = true) {
+                       m mp: UnsafeMutablePointer<Float>, v vp: UnsafeMutablePointer<Float>, scale: Float, b1: Float, b2: Float, eps: Float) {
         let decay = k.decay, stepSize = k.stepSize, invC2 = k.invC2
-        parallelFor(count, grain: threaded ? 16_384 : Int.max) { r in
-            for j in r {
-                let gj = scale == 1 ? g[j] : g[j] * scale
-                let mj = b1 * mp[j] + (1 - b1) * gj
-                let vj = b2 * vp[j] + (1 - b2) * gj * gj
-                mp[j] = mj
-                vp[j] = vj
-                w[j] = w[j] * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps)
-            }
+        for j in 0..<count {
+            let gj = scale == 1 ? g[j] : g[j] * scale
+            let mj = b1 * mp[j] + (1 - b1) * gj
+            let vj = b2 * vp[j] + (1 - b2) * gj * gj
+            mp[j] = mj
+            vp[j] = vj
+            w[j] = w[j] * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps)
         }
     }
 
@@ -141,7 +139,7 @@ public final class AdamWShard {
                     let r = runs[i]
                     AdamW.kernel(Coefficients(stepSize: k.stepSize, invC2: k.invC2, decay: r.decays ? k.decay : 1), count: r.count,
                                  weights: r.weights, grad: r.grad, m: mp + r.offset, v: vp + r.offset, scale: scale,
-                                 b1: c.beta1, b2: c.beta2, eps: c.eps, threaded: false)
+                                 b1: c.beta1, b2: c.beta2, eps: c.eps)
                 }
             }
         }
