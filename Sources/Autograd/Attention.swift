@@ -173,6 +173,12 @@ public func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
         for i in 0..<n { body(i, 0) }
         return
     }
+    if SpinningWorker.available {
+        SpinningWorker.run(workers) { w in
+            for i in (n * w / workers)..<(n * (w + 1) / workers) { body(i, w) }
+        }
+        return
+    }
     // Concurrent multi-threaded OpenBLAS calls from two threads serialise on its server and
     // run ~10× slower (measured): drop BLAS to one thread while the workers run.
     openblas_set_num_threads(1)
@@ -191,6 +197,10 @@ public func parallelTasks(_ cost: [Int], _ body: (Int) -> Void) {
     let n = cost.count
     let workers = Swift.min(Threads.count, n)
     let order = Array(0..<n).sorted { cost[$0] != cost[$1] ? cost[$0] > cost[$1] : $0 < $1 }
+    if workers > 1 && SpinningWorker.available {
+        SpinningWorker.run(n) { body(order[$0]) }
+        return
+    }
     // A decoding step's experts get a row or two each: waking a worker costs more than the work.
     if workers <= 1 || cost.reduce(0, +) <= 4 {
         for i in order { body(i) }

@@ -44,7 +44,8 @@ func sgemm(_ a: BlasMatrix, _ b: BlasMatrix, m: Int, n: Int, k: Int,
 
 /// C[m×n] = alpha·op(A)·op(B) + beta·C on row-major pointers: one `cblas_sgemm`, which
 /// `DEEPTRAIN_PROFILE=1` times into the profiler's table of GEMMs by shape. `tokens` says which
-/// dimension is an expert's routed token count (0: M, 2: K), so its varying sizes share a row.
+/// dimension is an expert's routed token count or a cache's length (0: M, 1: N, 2: K), so its
+/// varying sizes share a row.
 @inline(__always)
 public func profiledGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                          _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, beta: Float = 0,
@@ -70,6 +71,15 @@ extension Tensor {
             let blocks = (outF + columnBlock - 1) / columnBlock
             parallelTasks([Int](repeating: 1, count: blocks)) { i in
                 let c0 = i * columnBlock, n = Swift.min(columnBlock, outF - c0)
+                profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
+            }
+        } else if rows <= fewRows && outF >= 128 && SpinningWorker.available {
+            // Decoding: the two halves stream half the weight each, on two cores. At one row
+            // and up to 64³ multiply-adds OpenBLAS's small kernel gives every column the same
+            // bits whatever the split at a multiple of 64 (checked for every x86 kernel it has).
+            let half = (outF / 2 + 63) / 64 * 64
+            SpinningWorker.run(2) { i in
+                let c0 = i * half, n = i == 0 ? half : outF - half
                 profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
             }
         } else {

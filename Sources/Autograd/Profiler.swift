@@ -5,7 +5,7 @@ import Foundation
 /// Switched on by `DEEPTRAIN_PROFILE=1` (or `Profiler.isEnabled = true`). Forward time is
 /// attributed to an op as the time since the previous recorded op finished, so the glue
 /// between ops is counted with the op that follows it; backward time is each op's closure.
-/// Only recorded ops (those whose inputs need gradients) are seen.
+/// Every op is seen, with gradients or without (decoding's ops: `bench generate`).
 public enum Profiler {
     nonisolated(unsafe) public static var isEnabled = ProcessInfo.processInfo.environment["DEEPTRAIN_PROFILE"] == "1"
     nonisolated(unsafe) static var forward: [String: (Double, Int)] = [:]
@@ -40,7 +40,8 @@ public enum Profiler {
     /// The projections' and experts' GEMMs by shape (M × N × K, op(A), op(B)): calls, seconds and
     /// FLOPs, for their achieved GFLOP/s against raw sgemm at the same shape (`bench gemm
     /// --shapes`). An expert's token count, which the routing varies, is M or K of its GEMMs
-    /// (`tokens`: 0 or 2): those shapes are keyed with −1 there and reported with the mean.
+    /// (`tokens`: 0 or 2; a cached sequence length is N or K: 1 or 2): those shapes are keyed
+    /// with −1 there and reported with the mean.
     /// Recorded from several threads at once (the experts run on the workers), hence the lock.
     struct GEMMShape: Hashable { let m, n, k: Int; let ta, tb: Bool }
     nonisolated(unsafe) static var gemms: [GEMMShape: (seconds: Double, calls: Int, tokens: Int, flops: Double)] = [:]
@@ -53,31 +54,31 @@ public enum Profiler {
         let t0 = clock()
         body()
         let dt = clock() - t0
-        let key = GEMMShape(m: tokens == 0 ? -1 : m, n: n, k: tokens == 2 ? -1 : k, ta: transA, tb: transB)
+        let key = GEMMShape(m: tokens == 0 ? -1 : m, n: tokens == 1 ? -1 : n, k: tokens == 2 ? -1 : k, ta: transA, tb: transB)
         gemmLock.lock()
         let e = gemms[key, default: (0, 0, 0, 0)]
-        gemms[key] = (e.seconds + dt, e.calls + 1, e.tokens + (tokens == 0 ? m : k), e.flops + 2 * Double(m * n * k))
+        gemms[key] = (e.seconds + dt, e.calls + 1, e.tokens + [m, n, k][tokens ?? 0], e.flops + 2 * Double(m * n * k))
         gemmLock.unlock()
     }
 
     /// A table of the recorded GEMM shapes by total time, per `steps`, with their GFLOP/s.
-    public static func gemmReport(steps: Int = 1) -> String {
+    public static func gemmReport(steps: Int = 1, digits: Int = 1) -> String {
         gemmLock.lock()
         defer { gemmLock.unlock() }
         var lines = ["gemm (M×N×K:opA:opB)                 calls/step   ms/step   GFLOP/s"]
         let per = Double(Swift.max(steps, 1))
         for (s, e) in gemms.sorted(by: { $0.value.seconds > $1.value.seconds }) {
             let mean = "~\(e.tokens / Swift.max(e.calls, 1))"
-            let name = "\(s.m >= 0 ? "\(s.m)" : mean)x\(s.n)x\(s.k >= 0 ? "\(s.k)" : mean):\(s.ta ? "T" : "N"):\(s.tb ? "T" : "N")"
+            let name = "\(s.m >= 0 ? "\(s.m)" : mean)x\(s.n >= 0 ? "\(s.n)" : mean)x\(s.k >= 0 ? "\(s.k)" : mean):\(s.ta ? "T" : "N"):\(s.tb ? "T" : "N")"
             let gflops = e.flops / e.seconds / 1e9
             lines.append(name.padding(toLength: 38, withPad: " ", startingAt: 0)
-                         + String(format: "%9.0f%10.1f%10.1f", Double(e.calls) / per, e.seconds * 1e3 / per, gflops))
+                         + String(format: "%9.0f%10.\(digits)f%10.1f", Double(e.calls) / per, e.seconds * 1e3 / per, gflops))
         }
         return lines.joined(separator: "\n")
     }
 
     /// A table of ops by total time, in milliseconds per `steps`.
-    public static func report(steps: Int = 1) -> String {
+    public static func report(steps: Int = 1, digits: Int = 1) -> String {
         var lines = ["op                                        fwd ms   bwd ms   calls"]
         let ops = Set(forward.keys).union(backward.keys)
         let rows = ops.map { op -> (String, Double, Double, Int) in
@@ -86,10 +87,10 @@ public enum Profiler {
         }.sorted { $0.1 + $0.2 > $1.1 + $1.2 }
         for r in rows {
             lines.append(r.0.padding(toLength: 40, withPad: " ", startingAt: 0)
-                         + String(format: "%9.1f%9.1f%8d", r.1, r.2, r.3))
+                         + String(format: "%9.\(digits)f%9.\(digits)f%8d", r.1, r.2, r.3))
         }
         let tf = rows.reduce(0) { $0 + $1.1 }, tb = rows.reduce(0) { $0 + $1.2 }
-        lines.append("total".padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%9.1f%9.1f", tf, tb))
+        lines.append("total".padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%9.\(digits)f%9.\(digits)f", tf, tb))
         return lines.joined(separator: "\n")
     }
 }

@@ -8,7 +8,10 @@ public enum GenerateBenchmark {
     public struct Row: Codable, Sendable {
         public let cache: String
         public let prefill_tokens_per_s: Double
+        /// Tokens of the decoding steps (the first new token comes from the prefill's logits).
         public let decode_tokens_per_s: Double
+        /// New tokens over prefill + decoding, the way `tools/bench_pytorch.py` times HF `generate`.
+        public let end_to_end_tokens_per_s: Double
         public let cache_bytes_per_token: Int
         public let cache_bytes_per_token_per_layer: Int
     }
@@ -38,9 +41,14 @@ public enum GenerateBenchmark {
         var outputs: [[Int]] = []
         for kind in CacheKind.allCases {
             let r = greedy(model, ids, batch: batch, newTokens: newTokens, kind: kind)
+            if Profiler.isEnabled {
+                // The decoding steps' ops and GEMMs per token step (prefill excluded).
+                FileHandle.standardError.write(Data("\(kind.rawValue) cache, per decoding step:\n\(Profiler.report(steps: newTokens - 1, digits: 3))\n\n\(Profiler.gemmReport(steps: newTokens - 1, digits: 3))\n\n".utf8))
+            }
             outputs.append(r.tokens)
             rows.append(Row(cache: kind.rawValue, prefill_tokens_per_s: Double(batch * prompt) / r.prefill,
-                            decode_tokens_per_s: Double(r.tokens.count) / r.decode,
+                            decode_tokens_per_s: Double(batch * (newTokens - 1)) / r.decode,
+                            end_to_end_tokens_per_s: Double(r.tokens.count) / (r.prefill + r.decode),
                             cache_bytes_per_token: r.bytesPerToken,
                             cache_bytes_per_token_per_layer: r.bytesPerToken / c.numHiddenLayers))
         }
@@ -55,9 +63,16 @@ public enum GenerateBenchmark {
                        kind: CacheKind) -> (tokens: [Int], prefill: Double, decode: Double, bytesPerToken: Int) {
         let p = ids.count / b, v = model.config.vocabSize
         let cache = KVCache(model.config, kind: kind, batch: b, capacity: p + newTokens)
+        Profiler.reset()
+        Profiler.mark()
         let t0 = now()
         var logits = model.decode(ids, batch: b, cache: cache)
         let t1 = now()
+        if Profiler.isEnabled {
+            FileHandle.standardError.write(Data("\(kind.rawValue) cache, prefill:\n\(Profiler.report(steps: 1, digits: 3))\n\n\(Profiler.gemmReport(steps: 1, digits: 3))\n\n".utf8))
+        }
+        Profiler.reset()
+        Profiler.mark()
         var out: [Int] = []
         for step in 0..<newTokens {
             let values = logits.contiguous().values, rows = values.count / (b * v)

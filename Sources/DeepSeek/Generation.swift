@@ -81,29 +81,10 @@ extension MultiHeadLatentAttention {
         case .latent:
             cache.append(c, into: cache.first[l], width: kvLora)
             cache.append(kPe.reshape([b, tn, rope]), into: cache.second[l], width: rope)
-            let latents = cache.view(cache.first[l], upTo: s)   // [B, S, kv_lora]
-            let ropeKeys = cache.view(cache.second[l], upTo: s) // [B, S, rope]
-            // Every head attends the same latents: a sequence's H·Tn query rows make one GEMM
-            // against its S cached latents (and one against its rope keys), not H small ones.
-            let w = kv_b_proj.weight.reshape([heads, nope + vDim, kvLora])  // per head W_UK rows, then W_UV rows
-            let wUK = w.slice(axis: 1, 0..<nope)                             // [H, nope, kv_lora]
-            let wUV = w.slice(axis: 1, nope..<(nope + vDim))                 // [H, v, kv_lora]
-            // Absorb W_UK into the query: q_nope·(W_UK c) = (W_UKᵀ q_nope)·c.
-            let qNope = q.slice(axis: 3, 0..<nope).permute([2, 0, 1, 3]).reshape([heads, b * tn, nope])
-            let qLatent = qNope.matmul(wUK).reshape([heads, b, tn, kvLora]).permute([1, 0, 2, 3]).reshape([b, heads * tn, kvLora])
-            let qPe = q.slice(axis: 3, nope..<(nope + rope)).permute([0, 2, 1, 3]).reshape([b, heads * tn, rope])
-            var scores = (qLatent.matmul(latents.transposed()) + qPe.matmul(ropeKeys.transposed())) * scale
-            if tn > 1 {
-                // Query i of each head sits at position s − tn + i and sees keys 0...that position.
-                var maskValues = [Float](repeating: 0, count: heads * tn * s)
-                for h in 0..<heads { for i in 0..<tn { for j in (s - tn + i + 1)..<s { maskValues[(h * tn + i) * s + j] = -1e30 } } }
-                scores = scores + Tensor(maskValues, shape: [heads * tn, s])
-            }
-            let context = scores.softmax().matmul(latents)                    // [B, H·Tn, kv_lora]
-            // Absorb W_UV into the output: Σ p·(W_UV c) = W_UV (Σ p·c).
-            let perHead = context.reshape([b, heads, tn, kvLora]).permute([1, 0, 2, 3]).reshape([heads, b * tn, kvLora])
-            let o = perHead.matmul(wUV.transposed())                         // [H, B·Tn, v]
-            return o_proj(o.reshape([heads, b, tn, vDim]).permute([1, 2, 0, 3]).reshape([b, tn, heads * vDim]))
+            // Attends through the absorbed projections: no per-head key or value is built.
+            let o = Tensor.absorbedLatentAttention(q: q, latents: cache.first[l], ropeKeys: cache.second[l], length: s,
+                                                   kvB: kv_b_proj.weight, nope: nope, vDim: vDim, scale: scale)
+            return o_proj(o)
         }
     }
 }
@@ -112,11 +93,11 @@ extension DeepSeekV2ForCausalLM {
     /// Feeds `ids` (B·Tn) at the cache's current position and returns logits [B, Tn, V].
     public func decode(_ ids: [Int], batch b: Int, cache: KVCache) -> Tensor {
         let tn = ids.count / b
-        return withNoGrad {
+        return SpinningWorker.serve { withNoGrad {
             let h = decodeLayers(model.embed_tokens(ids, shape: [b, tn]), layers: 0..<model.layers.count, cache: cache)
             cache.advance(tn)
             return lm_head(model.norm(h))
-        }
+        } }
     }
 
     /// Decoder layers `layers` over h [B, Tn, D] at the cache's position: a pipeline stage's
@@ -127,7 +108,7 @@ extension DeepSeekV2ForCausalLM {
         guard start + tn <= cache.capacity, start + tn <= rotary.cos.shape[0] else {
             shapeFailure("decode", "position \(start + tn) exceeds the cache (\(cache.capacity)) or the rotary tables (\(rotary.cos.shape[0]))")
         }
-        return withNoGrad {
+        return SpinningWorker.serve { withNoGrad {
             let cos = rotary.cos.slice(axis: 0, start..<(start + tn)), sin = rotary.sin.slice(axis: 0, start..<(start + tn))
             var h = x
             for l in layers {
@@ -137,7 +118,7 @@ extension DeepSeekV2ForCausalLM {
                 if let moe = layer.moe { h = h + moe(normed, training: nil, executor: experts, layer: l).0 } else { h = h + layer.denseMLP!(normed) }
             }
             return h
-        }
+        } }
     }
 }
 

@@ -25,6 +25,29 @@ import Testing
         }
     }
 
+    /// Both fixture sequences decoded together (one [2, Tn] forward a step) give each one's full
+    /// forward logits: the decoding ops keep sequences apart.
+    @Test(arguments: GoldenModelTests.cases, CacheKind.allCases)
+    func batchedCachedLogitsEqualFullForward(_ name: String, _ kind: CacheKind) throws {
+        let dir = "\(GoldenModelTests.root)/\(name)"
+        let model = try HFDirectory.load(dir, positions: 64)
+        let (ids, shape) = try SafeTensorsFile(path: "\(dir)/input.safetensors").integers("input_ids")
+        let b = shape[0], t = shape[1], v = model.config.vocabSize, prefill = 5
+        #expect(b == 2)
+        let full = withNoGrad { model.forward(ids, batch: b, length: t).logits.values }
+        let cache = KVCache(model.config, kind: kind, batch: b, capacity: t)
+        let first = model.decode((0..<b).flatMap { ids[($0 * t)..<($0 * t + prefill)] }, batch: b, cache: cache).values
+        var got = [Float](repeating: .nan, count: b * t * v)
+        for r in 0..<b { for i in 0..<prefill { for j in 0..<v { got[(r * t + i) * v + j] = first[(r * prefill + i) * v + j] } } }
+        for i in prefill..<t {
+            let step = model.decode((0..<b).map { ids[$0 * t + i] }, batch: b, cache: cache).values
+            for r in 0..<b { for j in 0..<v { got[(r * t + i) * v + j] = step[r * v + j] } }
+        }
+        var worst: Float = 0
+        for i in 0..<(b * t * v) where !(abs(got[i] - full[i]) <= worst) { worst = abs(got[i] - full[i]) }  // NaN shows
+        #expect(worst <= 1e-4, "\(name) \(kind) batch \(b): max|Δ| \(worst)")
+    }
+
     @Test func latentCacheStoresKvLoraPlusRopePerLayer() {
         let c = DeepSeekV2Config.small
         let latent = KVCache(c, kind: .latent, batch: 1, capacity: 4), full = KVCache(c, kind: .full, batch: 1, capacity: 4)
