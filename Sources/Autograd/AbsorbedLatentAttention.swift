@@ -68,7 +68,7 @@ extension Tensor {
             }
         }
         withExtendedLifetime((qc, cc, kc, wc, scratch)) {}
-        if Profiler.isEnabled { Profiler.recordForward("absorbedLatentAttention") }
+        if Profiler.isEnabled && Profiler.withoutGradients { Profiler.recordForward("absorbedLatentAttention") }
         return out
     }
 }

@@ -5,12 +5,15 @@ import Foundation
 /// Switched on by `DEEPTRAIN_PROFILE=1` (or `Profiler.isEnabled = true`). Forward time is
 /// attributed to an op as the time since the previous recorded op finished, so the glue
 /// between ops is counted with the op that follows it; backward time is each op's closure.
-/// Every op is seen, with gradients or without (decoding's ops: `bench generate`).
+/// Only recorded ops (those whose inputs need gradients) are seen, unless `withoutGradients`
+/// (decoding's ops: `bench generate`); a backward's own ops are never counted as forward.
 public enum Profiler {
     nonisolated(unsafe) public static var isEnabled = ProcessInfo.processInfo.environment["DEEPTRAIN_PROFILE"] == "1"
     nonisolated(unsafe) static var forward: [String: (Double, Int)] = [:]
     nonisolated(unsafe) static var backward: [String: (Double, Int)] = [:]
     nonisolated(unsafe) static var last = 0.0
+    /// Times ops that record no gradient too (set where nothing runs backward: decoding).
+    nonisolated(unsafe) public static var withoutGradients = false
 
     static func clock() -> Double { now() }
 

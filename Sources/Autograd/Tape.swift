@@ -62,8 +62,11 @@ extension Tensor {
     /// `op` names the node for the profiler and error messages (the calling function's name).
     @inline(__always)
     public static func record(_ out: Tensor, inputs: [Tensor], op: String = #function, _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+        guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else {
+            if Profiler.isEnabled && Profiler.withoutGradients { Profiler.recordForward(op) }
+            return out
+        }
         if Profiler.isEnabled { Profiler.recordForward(op) }
-        guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return out }
         out.requiresGrad = true
         out.node = Node(inputs: inputs, op: op, backward: backward)
         return out

@@ -33,6 +33,7 @@ public enum GenerateBenchmark {
     public static func run(config c: DeepSeekV2Config = .small, name: String = "small", prompt: Int = 64, newTokens: Int = 128,
                            batch: Int = 1, threads: Int = 2) -> Report {
         Threads.set(threads)
+        Profiler.withoutGradients = true  // decoding's ops record no gradient
         let model = DeepSeekV2ForCausalLM(c, seed: 1, positions: prompt + newTokens)
         let rng = Philox(seed: 2, purpose: "bench-generate")
         let ids = (0..<(batch * prompt)).map { Int(rng.uint64(UInt64($0)) % UInt64(c.vocabSize)) }

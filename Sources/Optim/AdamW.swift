@@ -59,13 +59,33 @@ public final class AdamW {
     static func kernel(_ k: AdamWShard.Coefficients, count: Int, weights w: UnsafeMutablePointer<Float>, grad g: UnsafePointer<Float>,
                        m mp: UnsafeMutablePointer<Float>, v vp: UnsafeMutablePointer<Float>, scale: Float, b1: Float, b2: Float, eps: Float) {
         let decay = k.decay, stepSize = k.stepSize, invC2 = k.invC2
-        for j in 0..<count {
+        // 16 lanes at a time with the same operations in the same order (IEEE square root and
+        // division are correctly rounded in vector registers too, and Swift fuses no multiply-add):
+        // the same bits as the scalar tail, ~10× faster than a scalar square root and division
+        // per element, which made the update compute-bound (47 ms a step on `small`).
+        typealias V = SIMD16<Float>
+        let rw = UnsafeMutableRawPointer(w), rg = UnsafeRawPointer(g), rm = UnsafeMutableRawPointer(mp), rv = UnsafeMutableRawPointer(vp)
+        var j = 0
+        while j + 16 <= count {
+            let o = j * 4
+            var gj = rg.loadUnaligned(fromByteOffset: o, as: V.self)
+            if scale != 1 { gj = gj * scale }
+            let mj = b1 * rm.loadUnaligned(fromByteOffset: o, as: V.self) + (1 - b1) * gj
+            let vj = b2 * rv.loadUnaligned(fromByteOffset: o, as: V.self) + (1 - b2) * gj * gj
+            rm.storeBytes(of: mj, toByteOffset: o, as: V.self)
+            rv.storeBytes(of: vj, toByteOffset: o, as: V.self)
+            let wj = rw.loadUnaligned(fromByteOffset: o, as: V.self)
+            rw.storeBytes(of: wj * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps), toByteOffset: o, as: V.self)
+            j += 16
+        }
+        while j < count {
             let gj = scale == 1 ? g[j] : g[j] * scale
             let mj = b1 * mp[j] + (1 - b1) * gj
             let vj = b2 * vp[j] + (1 - b2) * gj * gj
             mp[j] = mj
             vp[j] = vj
             w[j] = w[j] * decay - stepSize * mj / ((vj * invC2).squareRoot() + eps)
+            j += 1
         }
     }
 

@@ -37,6 +37,33 @@ import Testing
         #expect(opt.step == 3)
     }
 
+    /// The vectorised update gives the scalar formula's bits element by element (lanes and the
+    /// tail alike), with and without a clipping scale: a run's split into lanes never shows.
+    @Test func vectorisedKernelHasTheScalarBits() {
+        let n = 16 * 40 + 7
+        let rng = Philox(seed: 9, purpose: "adamw-kernel")
+        func values(_ k: UInt64, _ s: Float) -> [Float] { (0..<n).map { (rng.uniform(k * 10_000 + UInt64($0)) - 0.5) * s } }
+        let k = AdamWShard.Coefficients(stepSize: 3e-3, invC2: 1.7, decay: 0.9995)
+        let (b1, b2, eps): (Float, Float, Float) = (0.9, 0.95, 1e-8)
+        for scale: Float in [1, 0.37] {
+            var w = values(1, 2), m = values(2, 0.1), v = values(3, 0.01).map(abs)
+            let g = values(4, 1)
+            var (rw, rm, rv) = (w, m, v)
+            for j in 0..<n {
+                let gj = scale == 1 ? g[j] : g[j] * scale
+                rm[j] = b1 * rm[j] + (1 - b1) * gj
+                rv[j] = b2 * rv[j] + (1 - b2) * gj * gj
+                rw[j] = rw[j] * k.decay - k.stepSize * rm[j] / ((rv[j] * k.invC2).squareRoot() + eps)
+            }
+            w.withUnsafeMutableBufferPointer { wp in m.withUnsafeMutableBufferPointer { mp in v.withUnsafeMutableBufferPointer { vp in
+                AdamW.kernel(k, count: n, weights: wp.baseAddress!, grad: g, m: mp.baseAddress!, v: vp.baseAddress!, scale: scale,
+                             b1: b1, b2: b2, eps: eps)
+            } } }
+            #expect(w.map(\.bitPattern) == rw.map(\.bitPattern), "scale \(scale)")
+            #expect(m.map(\.bitPattern) == rm.map(\.bitPattern) && v.map(\.bitPattern) == rv.map(\.bitPattern))
+        }
+    }
+
     @Test func clipping() {
         let a = Tensor([0, 0], shape: [2], requiresGrad: true), b = Tensor([0], shape: [1], requiresGrad: true)
         a.grad = Tensor([3, 0], shape: [2])
