@@ -228,24 +228,22 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         // Rows to send, destination-major, then expert, then token; token ids alongside.
         let totalSend = sendRows.reduce(0, +), totalRecv = recvRows.reduce(0, +)
         let sendX = Storage(uninitialized: Swift.max(totalSend * d, 1))
-        var sendTok = [Int64](repeating: 0, count: Swift.max(totalSend, 1))
-        var r = 0
-        for ex in 0..<experts {
-            for a in assignments[ex] {
-                (sendX.data + r * d).update(from: xp + a.token * d, count: d)
-                sendTok[r] = Int64(a.token)
-                r += 1
-            }
-        }
+        let rows = SendRows(assignments, tokens: n)
+        var sendTok = rows.token.map { Int64($0) }
+        if sendTok.isEmpty { sendTok = [0] }
+        rows.gather(xp, width: d, into: sendX.data)
         let sendDispl = displacements(sendRows), recvDispl = displacements(recvRows)
-        let recvX = Storage(uninitialized: Swift.max(totalRecv * d, 1))
-        var recvTok = [Int64](repeating: 0, count: Swift.max(totalRecv, 1))
-        try comm.alltoallv(UnsafePointer(sendX.data), sendCounts: sendRows.map { $0 * d }, sendDispls: sendDispl.map { $0 * d },
-                           recvX.data, recvCounts: recvRows.map { $0 * d }, recvDispls: recvDispl.map { $0 * d })
-        try sendTok.withUnsafeBufferPointer { s in
-            try recvTok.withUnsafeMutableBufferPointer { rb in
-                try comm.alltoallv(s.baseAddress!, sendCounts: sendRows, sendDispls: sendDispl,
-                                   rb.baseAddress!, recvCounts: recvRows, recvDispls: recvDispl)
+        // Alone in the group, what arrives is what was sent: no copy through MPI.
+        let recvX = p == 1 ? sendX : Storage(uninitialized: Swift.max(totalRecv * d, 1))
+        var recvTok = p == 1 ? sendTok : [Int64](repeating: 0, count: Swift.max(totalRecv, 1))
+        if p > 1 {
+            try comm.alltoallv(UnsafePointer(sendX.data), sendCounts: sendRows.map { $0 * d }, sendDispls: sendDispl.map { $0 * d },
+                               recvX.data, recvCounts: recvRows.map { $0 * d }, recvDispls: recvDispl.map { $0 * d })
+            try sendTok.withUnsafeBufferPointer { s in
+                try recvTok.withUnsafeMutableBufferPointer { rb in
+                    try comm.alltoallv(s.baseAddress!, sendCounts: sendRows, sendDispls: sendDispl,
+                                       rb.baseAddress!, recvCounts: recvRows, recvDispls: recvDispl)
+                }
             }
         }
         // Never-dropped sequences: the sources count what they routed, the owners what arrived.
@@ -284,19 +282,14 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                                  a: asx.data + sg.start * inter, y: ys.data + sg.start * d)
         }
         // Results back to the sources, in the layout they were sent.
-        let backY = Storage(uninitialized: Swift.max(totalSend * d, 1))
-        try comm.alltoallv(UnsafePointer(ys.data), sendCounts: recvRows.map { $0 * d }, sendDispls: recvDispl.map { $0 * d },
-                           backY.data, recvCounts: sendRows.map { $0 * d }, recvDispls: sendDispl.map { $0 * d })
+        let backY = p == 1 ? ys : Storage(uninitialized: Swift.max(totalSend * d, 1))
+        if p > 1 {
+            try comm.alltoallv(UnsafePointer(ys.data), sendCounts: recvRows.map { $0 * d }, sendDispls: recvDispl.map { $0 * d },
+                               backY.data, recvCounts: sendRows.map { $0 * d }, recvDispls: sendDispl.map { $0 * d })
+        }
         let out = Tensor(zeros: [n, d])
         let o = out.data, wp = wc.data
-        r = 0
-        for ex in 0..<experts {
-            for a in assignments[ex] {
-                let w = wp[a.slot], dst = o + a.token * d, src = backY.data + r * d
-                for j in 0..<d { dst[j] += w * src[j] }
-                r += 1
-            }
-        }
+        rows.combine(backY.data, width: d, weights: wp, into: o)
 
         let myMicro = micro
         return Tensor.record(out, inputs: [x, weights, st.gate, st.up, st.down], op: "expertParallel") { [self] gOut in
@@ -307,19 +300,19 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                 let dwp = dw.data
                 // Source: gate-weight gradients and gY = w·gOut rows, in the send layout.
                 let gY = Storage(uninitialized: Swift.max(totalSend * d, 1))
-                var r = 0
-                for ex in 0..<experts {
-                    for a in assignments[ex] {
-                        let src = go + a.token * d, w = wp[a.slot]
-                        dwp[a.slot] = vdot(src, backY.data + r * d, d)
-                        let dst = gY.data + r * d
+                let gyp = gY.data
+                parallelFor(rows.count, grain: 256) { range in
+                    for r in range {
+                        let src = go + rows.token[r] * d, w = wp[rows.slot[r]], dst = gyp + r * d
+                        dwp[rows.slot[r]] = vdot(src, backY.data + r * d, d)
                         for j in 0..<d { dst[j] = w * src[j] }
-                        r += 1
                     }
                 }
-                let gYr = Storage(uninitialized: Swift.max(totalRecv * d, 1))
-                try comm.alltoallv(UnsafePointer(gY.data), sendCounts: sendRows.map { $0 * d }, sendDispls: sendDispl.map { $0 * d },
-                                   gYr.data, recvCounts: recvRows.map { $0 * d }, recvDispls: recvDispl.map { $0 * d })
+                let gYr = p == 1 ? gY : Storage(uninitialized: Swift.max(totalRecv * d, 1))
+                if p > 1 {
+                    try comm.alltoallv(UnsafePointer(gY.data), sendCounts: sendRows.map { $0 * d }, sendDispls: sendDispl.map { $0 * d },
+                                       gYr.data, recvCounts: recvRows.map { $0 * d }, recvDispls: recvDispl.map { $0 * d })
+                }
                 // Owner: input gradients now; weight gradients directly with a single leaf,
                 // else from the kept rows at the end of the step (`weightGradients`).
                 let base = layerOffset[layer]!
@@ -356,18 +349,12 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                     kept.append(Kept(layer: layer, experts: st, micros: sourceMicro, x: recvX, gy: gYr, start: segStart, rows: segRows,
                                      a: cache ? asx : nil, hidden: cache ? scratch : nil))
                 }
-                let gxBack = Storage(uninitialized: Swift.max(totalSend * d, 1))
-                try comm.alltoallv(UnsafePointer(gx.data), sendCounts: recvRows.map { $0 * d }, sendDispls: recvDispl.map { $0 * d },
-                                   gxBack.data, recvCounts: sendRows.map { $0 * d }, recvDispls: sendDispl.map { $0 * d })
-                let dxp = dx.data
-                r = 0
-                for ex in 0..<experts {
-                    for a in assignments[ex] {
-                        let dst = dxp + a.token * d, src = gxBack.data + r * d
-                        for j in 0..<d { dst[j] += src[j] }
-                        r += 1
-                    }
+                let gxBack = p == 1 ? gx : Storage(uninitialized: Swift.max(totalSend * d, 1))
+                if p > 1 {
+                    try comm.alltoallv(UnsafePointer(gx.data), sendCounts: recvRows.map { $0 * d }, sendDispls: recvDispl.map { $0 * d },
+                                       gxBack.data, recvCounts: sendRows.map { $0 * d }, recvDispls: sendDispl.map { $0 * d })
                 }
+                rows.combine(gxBack.data, width: d, weights: nil, into: dx.data)
                 withExtendedLifetime((xc, wc, gc, sendX, recvX, hs, us, asx, ys, myMicro)) {}
                 return [dx, dw, nil, nil, nil]
             } catch {

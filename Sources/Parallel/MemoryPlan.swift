@@ -83,9 +83,9 @@ public struct MemoryPlan: Codable, Sendable {
 
             // Activations: one micro-batch's tape, times those in flight on this stage.
             let inFlight = PipelineSchedule.mostInFlight(stage: s, stages: pp, micros: micros)
-            let widths = MemoryPlan.tapeWidths(c, layers: layers, first: s == 0, last: s == pp - 1, length: t)
+            let widths = MemoryPlan.tapeWidths(c, layers: layers, first: s == 0, last: s == pp - 1, length: t, ep: ep)
             let tape = MemoryPlan.tapeBytes(widths, tokens: tokens) * Double(inFlight)
-                + MemoryPlan.tapeBytes(MemoryPlan.backwardWidths(c, layers: layers, length: t), tokens: tokens)
+                + MemoryPlan.tapeBytes(MemoryPlan.backwardWidths(c, layers: layers, length: t, ep: ep), tokens: tokens)
             // Kept until the step's end for the experts' weight gradients: each routed row's
             // input and output gradient, on the rank that owns its expert (on average as many
             // rows as the rank routes); their activations cached within the trainer's budget.
@@ -110,7 +110,7 @@ public struct MemoryPlan: Codable, Sendable {
     /// The buffers the autograd tape holds between a micro-batch's forward and its backward,
     /// as floats per token, op by op as the model files make them (views — reshape, split,
     /// broadcast — hold nothing): each op's output, kept for its consumer's backward.
-    public static func tapeWidths(_ c: DeepSeekV2Config, layers: [Int], first: Bool, last: Bool, length t: Int) -> [Int] {
+    public static func tapeWidths(_ c: DeepSeekV2Config, layers: [Int], first: Bool, last: Bool, length t: Int, ep: Int) -> [Int] {
         let d = c.hiddenSize, h = c.numAttentionHeads, rope = c.qkRopeHeadDim, qk = c.qHeadDim
         // MultiHeadLatentAttention: input norm; queries (q_a and its norm, q_b; rope on its
         // tail); latent (kv_a, its norm, rope); kv_b; the softmax probabilities (t keys per query
@@ -120,10 +120,12 @@ public struct MemoryPlan: Codable, Sendable {
         attention += [c.kvLoraRank + rope, c.kvLoraRank, rope, h * (c.qkNopeHeadDim + c.vHeadDim)]
         attention += [h * t, h * c.vHeadDim, d, d, d]
         // DeepSeekMoE: router logits and scores; per routed row (k per token) the expert
-        // executor's send, receive, gate, up, activation, output and returned rows; the combined
-        // output; the shared experts (gate, up, SwiGLU, down); their sum; the residual.
+        // executor's send, receive, gate, up, activation, output and returned rows (alone in its
+        // ep group a rank receives its send buffer and returns its output: no copies); the
+        // combined output; the shared experts (gate, up, SwiGLU, down); their sum; the residual.
         let k = c.numExpertsPerTok, inter = c.moeIntermediateSize, shared = c.nSharedExperts * inter
-        var moe = [c.nRoutedExperts, c.nRoutedExperts] + [Int](repeating: k * d, count: 4) + [Int](repeating: k * inter, count: 3) + [d]
+        let rowCopies = ep > 1 ? 4 : 2
+        var moe = [c.nRoutedExperts, c.nRoutedExperts] + [Int](repeating: k * d, count: rowCopies) + [Int](repeating: k * inter, count: 3) + [d]
         if shared > 0 { moe += [shared, shared, shared, d, d] }
         moe.append(d)
         let mlp = [c.intermediateSize, c.intermediateSize, c.intermediateSize, d, d]
@@ -137,12 +139,13 @@ public struct MemoryPlan: Codable, Sendable {
     /// The gradients one layer's backward makes while the tape is still whole (the largest
     /// layer of the stage): for attention the probabilities' gradient and those of q, of
     /// kv_b's output ([k_nope | v]), of each head's k_pe and of the heads' output; for an MoE layer the expert executor's output-gradient, received,
-    /// input-gradient and returned rows and its hidden gradients; the layer's input gradient and
-    /// the residual stream's.
-    public static func backwardWidths(_ c: DeepSeekV2Config, layers: [Int], length t: Int) -> [Int] {
+    /// input-gradient and returned rows (with ep = 1 it receives its output-gradient rows and
+    /// returns its input-gradient rows: two buffers, not four)
+    /// and its hidden gradients; the layer's input gradient and the residual stream's.
+    public static func backwardWidths(_ c: DeepSeekV2Config, layers: [Int], length t: Int, ep: Int) -> [Int] {
         let d = c.hiddenSize, h = c.numAttentionHeads, k = c.numExpertsPerTok
         let attention = [h * t, h * c.qHeadDim, h * (c.qkNopeHeadDim + c.vHeadDim), h * c.qkRopeHeadDim, h * c.vHeadDim, d, d]
-        let moe = [Int](repeating: k * d, count: 4) + [3 * k * c.moeIntermediateSize, d, d]
+        let moe = [Int](repeating: k * d, count: ep > 1 ? 4 : 2) + [3 * k * c.moeIntermediateSize, d, d]
         let mlp = [c.intermediateSize, c.intermediateSize, c.intermediateSize, d, d]
         let sizes = layers.map { c.isMoELayer($0) ? moe : mlp } + (layers.isEmpty ? [] : [attention])
         return sizes.max { $0.reduce(0, +) < $1.reduce(0, +) } ?? []
