@@ -169,7 +169,7 @@ struct CausalBlocks {
 /// one BLAS thread; the result is the same whichever worker runs a head.
 public func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
     let workers = Swift.min(Threads.count, n)
-    if workers <= 1 {
+    if workers <= 1 || SpinningWorker.inJob {
         for i in 0..<n { body(i, 0) }
         return
     }
@@ -202,7 +202,7 @@ public func parallelTasks(_ cost: [Int], _ body: (Int) -> Void) {
         return
     }
     // A decoding step's experts get a row or two each: waking a worker costs more than the work.
-    if workers <= 1 || cost.reduce(0, +) <= 4 {
+    if workers <= 1 || cost.reduce(0, +) <= 4 || SpinningWorker.inJob {
         for i in order { body(i) }
         return
     }

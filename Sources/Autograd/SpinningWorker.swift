@@ -59,6 +59,10 @@ public final class SpinningWorker: @unchecked Sendable {
         return owner != 0 && owner == UInt(pthread_self()) && !w.busy.load(ordering: .relaxed)
     }
 
+    /// True while a job runs (on either thread): work posted from inside a task runs inline,
+    /// and the thread pools' splits (`parallelTasks`, `parallelHeads`) run serially there too.
+    public static var inJob: Bool { shared.busy.load(ordering: .relaxed) }
+
     /// Runs body(0..<n) over this thread and the worker, each taking the next unclaimed task;
     /// returns when all are done. Outside `serve` (or nested in a task) it runs them in order.
     public static func run(_ n: Int, _ body: (Int) -> Void) {

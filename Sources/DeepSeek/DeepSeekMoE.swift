@@ -100,10 +100,25 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
         if let executor = training?.executor ?? executor {
             out = executor.run(flat, weights: w, experts: experts, assignments: assignments, length: t, plan: plan,
                                training: training, layer: training?.layer ?? layer)
+            if let shared_experts { out = out + shared_experts(flat) }
+        } else if let shared_experts, training == nil, n <= Tensor.fewRows, !GradMode.isEnabled, SpinningWorker.available,
+                  !Profiler.isEnabled {
+            // Decoding: the routed experts on one core while the shared ones run on the other,
+            // each streaming its own weights (one after the other, each split over both cores,
+            // they paid a hand-over per projection). A projection's result does not depend on
+            // the thread that runs it. (Not while profiling: its tables are one thread's.)
+            var routed: Tensor? = nil, common: Tensor? = nil
+            SpinningWorker.run(2) { i in
+                withNoGrad {
+                    if i == 0 { routed = Tensor.expertFFN(flat, weights: w, experts: experts, assignments: assignments) }
+                    else { common = shared_experts(flat) }
+                }
+            }
+            out = routed! + common!
         } else {
             out = Tensor.expertFFN(flat, weights: w, experts: experts, assignments: assignments)
+            if let shared_experts { out = out + shared_experts(flat) }
         }
-        if let shared_experts { out = out + shared_experts(flat) }
         let report = MoELayerReport(routing: routing, losses: losses, drop: plan,
                                     expertLoad: counts.map { Double($0) / Double(n * k) }, expertCounts: counts)
         return (out.reshape([b, t, dim]), report)
