@@ -5,10 +5,11 @@ import CBLAS
 /// W_UV(h)·(Σ p·c), so no per-head key or value is ever built.
 ///
 /// One op for decoding (a step's one query per sequence, or a prefill's several): done with
-/// tensor ops it was ~40 µs a layer of permutes, copies and batched GEMMs, a third of a batch-1
-/// decoding step; here a sequence's heads share their GEMMs against the latents, split over the workers. Inference
-/// only, no backward (training attends through `latentAttention`); `GenerationTests` checks it
-/// against the full forward, token by token and after a prefill.
+/// tensor ops it was ~40 µs a layer of permutes, copies and batched GEMMs, a fifth of a batch-1
+/// decoding step; here a sequence's heads share their GEMMs against the latents, in two groups
+/// at batch 1 (one per core). Inference only, no backward (training attends through
+/// `latentAttention`); `GenerationTests` checks it against the full forward, token by token,
+/// after a prefill and with two sequences at once.
 
 extension Tensor {
     /// `q` [B, Tn, H, nope + rope] (rope applied) for the Tn positions after the first
@@ -31,10 +32,11 @@ extension Tensor {
         let qc = q.contiguousNoGrad(), cc = latents.contiguousNoGrad(), kc = ropeKeys.contiguousNoGrad(), wc = kvB.contiguousNoGrad()
         let out = Tensor(uninitialized: [b, tn, h * vDim])
         // A task is a sequence's group of heads: their rows share one GEMM against the latents
-        // (read once per group, as at V2's sizes the cache is the traffic); one sequence's heads
-        // split into a group per worker so that batch 1 uses both cores.
-        let workers = Swift.max(1, Swift.min(Threads.count, b * h))
-        let groups = Swift.min(h, Swift.max(1, workers / b)), g = (h + groups - 1) / groups
+        // (read once per group, as at V2's sizes the cache is the traffic); a single sequence's
+        // heads make two groups so that batch 1 uses both cores. The grouping does not depend on
+        // the thread count (a group's GEMM shape sets its bits).
+        let groups = b == 1 ? Swift.min(h, 2) : 1, g = (h + groups - 1) / groups
+        let workers = Swift.max(1, Swift.min(Threads.count, b * groups))
         let per = g * tn * (kvLora + s + kvLora)  // W_UKᵀ·q_nope, the scores, Σ p·c: rows (head, query)
         let scratch = Storage(uninitialized: workers * per)
         let qp = qc.data, cp = cc.data, kp = kc.data, wp = wc.data, op = out.data

@@ -73,14 +73,16 @@ extension Tensor {
                 let c0 = i * columnBlock, n = Swift.min(columnBlock, outF - c0)
                 profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
             }
-        } else if rows <= fewRows && outF >= 128 && SpinningWorker.available {
-            // Decoding: the two halves stream half the weight each, on two cores. At one row
-            // and up to 64³ multiply-adds OpenBLAS's small kernel gives every column the same
-            // bits whatever the split at a multiple of 64 (checked for every x86 kernel it has).
+        } else if rows == 1 && outF >= 128 && outF * inF <= 262_144 && SpinningWorker.available {
+            // A decoding step's row: the two halves stream half the weight each, on two cores.
+            // At one row and up to 64³ multiply-adds OpenBLAS's small kernel gives every column
+            // the same bits whatever the split at a multiple of 64 (checked for all 11 x86
+            // kernels it ships), so the split does not show: decoding's bits do not depend on
+            // the thread count. (At several rows a split can change them: not split there.)
             let half = (outF / 2 + 63) / 64 * 64
             SpinningWorker.run(2) { i in
                 let c0 = i * half, n = i == 0 ? half : outF - half
-                profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
+                profiledGEMM(transA: false, transB: true, m: 1, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
             }
         } else {
             profiledGEMM(transA: false, transB: true, m: rows, n: outF, k: inF, x, lda: inF, w, ldb: inF, out, ldc: ldo)
