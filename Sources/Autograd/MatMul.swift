@@ -73,16 +73,16 @@ extension Tensor {
                 let c0 = i * columnBlock, n = Swift.min(columnBlock, outF - c0)
                 profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
             }
-        } else if rows == 1 && outF >= 128 && outF * inF <= 262_144 && SpinningWorker.available {
-            // A decoding step's row: the two halves stream half the weight each, on two cores.
-            // At one row and up to 64³ multiply-adds OpenBLAS's small kernel gives every column
-            // the same bits whatever the split at a multiple of 64 (checked for all 11 x86
-            // kernels it ships), so the split does not show: decoding's bits do not depend on
-            // the thread count. (At several rows a split can change them: not split there.)
+        } else if rows <= fewRows && outF >= 128 {
+            // Decoding's few rows: two halves at a multiple of 64 columns, each streaming half
+            // the weight, on two cores while the decoding worker serves — and one after the
+            // other otherwise, so that the bits do not depend on the thread count (at several
+            // rows a split can change them; at one row and up to 64³ multiply-adds OpenBLAS's
+            // small kernel gives the unsplit call's bits: checked for all 11 x86 kernels).
             let half = (outF / 2 + 63) / 64 * 64
             SpinningWorker.run(2) { i in
                 let c0 = i * half, n = i == 0 ? half : outF - half
-                profiledGEMM(transA: false, transB: true, m: 1, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
+                profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
             }
         } else {
             profiledGEMM(transA: false, transB: true, m: rows, n: outF, k: inF, x, lda: inF, w, ldb: inF, out, ldc: ldo)

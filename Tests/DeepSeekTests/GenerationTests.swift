@@ -48,6 +48,24 @@ import Testing
         #expect(worst <= 1e-4, "\(name) \(kind) batch \(b): max|Δ| \(worst)")
     }
 
+    /// Decoding gives the same bits with one thread as with two (the decoding worker taking
+    /// half of each few-row projection, the experts' and the heads' tasks): the splits are the
+    /// same whichever thread runs them. `small`, so that projections are wide enough to split.
+    @Test(arguments: CacheKind.allCases)
+    func decodingBitsDoNotDependOnTheThreadCount(_ kind: CacheKind) {
+        let model = DeepSeekV2ForCausalLM(.small, seed: 1, positions: 32)
+        let v = model.config.vocabSize, saved = Threads.count
+        func run(threads: Int, batch: Int) -> [UInt32] {
+            Threads.set(threads)
+            defer { Threads.set(saved) }
+            let cache = KVCache(model.config, kind: kind, batch: batch, capacity: 24)
+            var out = model.decode((0..<(batch * 16)).map { ($0 * 37) % v }, batch: batch, cache: cache).values
+            for s in 0..<6 { out += model.decode((0..<batch).map { (s * 11 + $0 * 5) % v }, batch: batch, cache: cache).values }
+            return out.map(\.bitPattern)
+        }
+        for b in [1, 3] { #expect(run(threads: 1, batch: b) == run(threads: 2, batch: b), "\(kind) batch \(b)") }
+    }
+
     @Test func latentCacheStoresKvLoraPlusRopePerLayer() {
         let c = DeepSeekV2Config.small
         let latent = KVCache(c, kind: .latent, batch: 1, capacity: 4), full = KVCache(c, kind: .full, batch: 1, capacity: 4)
