@@ -83,7 +83,7 @@ public final class SpinningWorker: @unchecked Sendable {
             withUnsafeMutablePointer(to: &f) { p in
                 job = UnsafeMutableRawPointer(p)
                 done.store(0, ordering: .relaxed)
-                generation += 1
+                generation = (generation + 1) & ((1 << 23) - 1)  // 23 bits: the claim stays positive
                 claim.store(generation << 40 | n << Self.indexBits, ordering: .sequentiallyConsistent)
                 if sleeping.load(ordering: .sequentiallyConsistent), sleeping.exchange(false, ordering: .sequentiallyConsistent) {
                     wake.signal()
