@@ -50,8 +50,15 @@ extension Tensor {
                 let r = (hi - h0) * tn
                 profiledGEMM(transA: false, transB: false, m: tn, n: kvLora, k: nope, q0 + hi * dk, lda: ldq,
                              wp + hi * (nope + vDim) * kvLora, ldb: kvLora, qLat + r * kvLora, ldc: kvLora)
-                profiledGEMM(transA: false, transB: true, m: tn, n: s, k: rope, alpha: scale, q0 + hi * dk + nope, lda: ldq, kPe, ldb: rope,
-                             scores + r * s, ldc: s, tokens: 1)
+                if tn > 1 {
+                    profiledGEMM(transA: false, transB: true, m: tn, n: s, k: rope, alpha: scale, q0 + hi * dk + nope, lda: ldq,
+                                 kPe, ldb: rope, scores + r * s, ldc: s, tokens: 1)
+                }
+            }
+            if tn == 1 {
+                // One query per head: the group's rope queries sit dk apart, one GEMM for all.
+                profiledGEMM(transA: false, transB: true, m: h1 - h0, n: s, k: rope, alpha: scale, q0 + h0 * dk + nope, lda: dk,
+                             kPe, ldb: rope, scores, ldc: s, tokens: 1)
             }
             // The latent half of the scores for every row of the group at once.
             profiledGEMM(transA: false, transB: true, m: rows, n: s, k: kvLora, alpha: scale, qLat, lda: kvLora, c, ldb: kvLora, beta: 1,
