@@ -61,31 +61,25 @@ extension Tensor {
     public static let fewRows = 16, columnBlock = 512
 
     /// out[r, 0..<outF] = x[r]·Wᵀ for `rows` rows of x [rows, inF] and W [outF, inF], rows of
-    /// `out` `ldo` apart: `linear`'s forward GEMM. A few rows against a wide weight (decoding's
-    /// vocabulary projection) go in column blocks, one BLAS thread each, over the workers:
-    /// OpenBLAS leaves its small-matrix path there and packs the whole weight for one row, 10×
-    /// slower than the same work in blocks (bench gemm: 1×4096×256 207 µs, 1×1024×256 9 µs).
+    /// `out` `ldo` apart: `linear`'s forward GEMM. Decoding's few rows go in column blocks, one
+    /// BLAS thread each, as tasks (on both cores while the decoding worker serves):
+    /// - a wide weight (the vocabulary projection) in blocks of 512: OpenBLAS leaves its
+    ///   small-matrix path there and packs the whole weight for one row, 10× slower than the same
+    ///   work in blocks (bench gemm: 1×4096×256 207 µs, 1×1024×256 9 µs);
+    /// - 128–512 outputs in two halves at a multiple of 64 columns, each streaming half the weight.
+    /// The split is the same whatever the thread count, so the bits do not depend on it (at
+    /// several rows a split can change them; at one row and up to 64³ multiply-adds OpenBLAS's
+    /// small kernel gives the unsplit call's bits: checked for all 11 x86 kernels).
     static func project(_ x: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, weight w: UnsafePointer<Float>,
                         outFeatures outF: Int, into out: UnsafeMutablePointer<Float>, ldo: Int) {
-        if rows <= fewRows && outF > columnBlock {
-            let blocks = (outF + columnBlock - 1) / columnBlock
-            parallelTasks([Int](repeating: 1, count: blocks)) { i in
-                let c0 = i * columnBlock, n = Swift.min(columnBlock, outF - c0)
-                profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
-            }
-        } else if rows <= fewRows && outF >= 128 {
-            // Decoding's few rows: two halves at a multiple of 64 columns, each streaming half
-            // the weight, on two cores while the decoding worker serves — and one after the
-            // other otherwise, so that the bits do not depend on the thread count (at several
-            // rows a split can change them; at one row and up to 64³ multiply-adds OpenBLAS's
-            // small kernel gives the unsplit call's bits: checked for all 11 x86 kernels).
-            let half = (outF / 2 + 63) / 64 * 64
-            SpinningWorker.run(2) { i in
-                let c0 = i * half, n = i == 0 ? half : outF - half
-                profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
-            }
-        } else {
+        guard rows <= fewRows && outF >= 128 else {
             profiledGEMM(transA: false, transB: true, m: rows, n: outF, k: inF, x, lda: inF, w, ldb: inF, out, ldc: ldo)
+            return
+        }
+        let width = outF > columnBlock ? columnBlock : (outF / 2 + 63) / 64 * 64
+        parallelTasks([Int](repeating: 1, count: (outF + width - 1) / width)) { i in
+            let c0 = i * width, n = Swift.min(width, outF - c0)
+            profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
         }
     }
 
