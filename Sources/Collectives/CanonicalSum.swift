@@ -57,43 +57,65 @@ extension Communicator {
     /// with `CanonicalSum` in rank order. Bandwidth as a ring reduce-scatter: each rank sends
     /// and receives (size−1)/size of the vector.
     public func reduceScatterCanonical(_ x: [Float], shards: [Range<Int>], window: Int = CanonicalSum.window) throws -> [Float] {
+        var out: [Float] = []
+        try reduceScatterCanonical(x, shards: shards, into: &out, window: window)
+        return out
+    }
+
+    /// The same into `out`, whose storage is reused when it already has the shard's count: a
+    /// trainer keeps its shards' arrays from step to step (a fresh 44 MB array each step was
+    /// sometimes placed on pages new to the process, slow to touch on our VM: docs/benchmarks.md).
+    public func reduceScatterCanonical(_ x: [Float], shards: [Range<Int>], into out: inout [Float],
+                                       window: Int = CanonicalSum.window) throws {
         precondition(shards.count == size)
-        if size == 1 { return shards[0] == x.indices ? x : Array(x[shards[0]]) }
+        if size == 1 {
+            out = shards[0] == x.indices ? x : Array(x[shards[0]])  // x's storage itself: no copy
+            return
+        }
         let mine = shards[rank].count
-        var out = [Float](unsafeUninitializedCapacity: mine) { _, n in n = mine }
-        // A window of every shard at a time (the same offsets into each): the receive buffer is
-        // size × window, not the whole vector, and is reused — a full-size buffer had to be
-        // faulted in again every step (its spent pages given back to keep the step's peak down).
+        if out.count != mine { out = [Float](unsafeUninitializedCapacity: mine) { _, n in n = mine } }
         let longest = shards.map(\.count).max() ?? 0, win = Swift.max(1, Swift.min(window, longest))
-        var recv = [Float](unsafeUninitializedCapacity: win * size) { _, n in n = win * size }
         try x.withUnsafeBufferPointer { s in
-            try recv.withUnsafeMutableBufferPointer { r in
-                try out.withUnsafeMutableBufferPointer { o in
-                    let base = r.baseAddress!
+            try out.withUnsafeMutableBufferPointer { o in
+                // A window of every shard at a time (the same offsets into each): the receive
+                // buffer is size × window, not the whole vector, and the same one every call.
+                // The rank's own piece is read where it is, not sent to itself.
+                try CollectiveBuffer.shared.withFloats(win * size) { base in
                     for w in stride(from: 0, to: longest, by: win) {
-                        let counts = shards.map { Swift.max(0, Swift.min(win, $0.count - w)) }
-                        let n = counts[rank]
-                        try alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: shards.map { $0.lowerBound + Swift.min(w, $0.count) },
-                                      base, recvCounts: Array(repeating: n, count: size), recvDispls: (0..<size).map { $0 * n },
-                                      agreed: true)
-                        Self.canonicalAdd(base, pieces: size, count: n)
-                        (o.baseAddress! + w).update(from: base, count: n)
+                        let n = Swift.max(0, Swift.min(win, mine - w))
+                        var sendCounts = shards.map { Swift.max(0, Swift.min(win, $0.count - w)) }
+                        var recvCounts = Array(repeating: n, count: size)
+                        sendCounts[rank] = 0
+                        recvCounts[rank] = 0
+                        try alltoallv(s.baseAddress!, sendCounts: sendCounts, sendDispls: shards.map { $0.lowerBound + Swift.min(w, $0.count) },
+                                      base, recvCounts: recvCounts, recvDispls: (0..<size).map { $0 * n })
+                        guard n > 0 else { continue }
+                        let sources = (0..<size).map { q in q == rank ? s.baseAddress! + shards[rank].lowerBound + w : UnsafePointer(base + q * n) }
+                        Self.canonicalAdd(sources, into: o.baseAddress! + w, scratch: base, count: n)
                     }
                 }
             }
         }
-        return out
     }
 
-    /// The same tree as CanonicalSum over `pieces` consecutive pieces of `count` at `base`, in
-    /// place: the sum ends in the first piece.
-    static func canonicalAdd(_ base: UnsafeMutablePointer<Float>, pieces: Int, count: Int) {
+    /// The same tree as CanonicalSum over the pieces `sources` (each `count` long), the sum
+    /// written to `dst`; partial sums of piece q go to `scratch + q × count` (which may be
+    /// piece q's own source: the adds are elementwise).
+    static func canonicalAdd(_ sources: [UnsafePointer<Float>], into dst: UnsafeMutablePointer<Float>,
+                             scratch: UnsafeMutablePointer<Float>, count: Int) {
+        var read = sources
+        let adds = sources.count - 1
+        var done = 0
+        // Piece a (older) + piece b (newer), the order the tree fixes; the last add writes `dst`.
         func add(into a: Int, _ b: Int) {
-            let pa = base + a * count, pb = base + b * count
-            for i in 0..<count { pa[i] += pb[i] }
+            done += 1
+            let out = done == adds ? dst : scratch + a * count
+            let pa = read[a], pb = read[b]
+            for i in 0..<count { out[i] = pa[i] + pb[i] }
+            read[a] = UnsafePointer(out)
         }
         var stack: [(leaves: Int, slot: Int)] = []
-        for q in 0..<pieces {
+        for q in 0..<sources.count {
             stack.append((1, q))
             while stack.count >= 2 && stack[stack.count - 1].leaves == stack[stack.count - 2].leaves {
                 let b = stack.removeLast(), a = stack.removeLast()
@@ -106,7 +128,7 @@ extension Communicator {
             add(into: stack[i].slot, acc)  // older + newer, as CanonicalSum.result
             acc = stack[i].slot
         }
-        if acc != 0 { base.update(from: base + acc * count, count: count) }
+        if adds == 0 { dst.update(from: read[0], count: count) }
     }
 
     /// The inverse: each rank holds the updated `shards[rank]` of `x`; afterwards all of `x`.

@@ -158,15 +158,13 @@ public struct FlatVector {
 
     /// Every rank holds its updated shard in the parameters; afterwards all of them hold every
     /// shard. In windows of the shards (the same offsets into each), packed from and unpacked
-    /// into the parameters through one buffer of `group.size` windows: a packed copy of the
-    /// whole vector cost its size in memory and was faulted in anew every step.
+    /// into the parameters through `CollectiveBuffer` (`group.size` windows): a packed copy of
+    /// the whole vector cost its size in memory and was faulted in anew every step.
     public func allgatherValues(_ f: FlatLayout, group: Communicator, window: Int = CanonicalSum.window) throws {
         let p = group.size, longest = shards.map(\.count).max() ?? 0
         if p == 1 || longest == 0 { return }
         let win = Swift.min(window, longest)
-        var buffer = [Float](unsafeUninitializedCapacity: win * p) { _, n in n = win * p }
-        try buffer.withUnsafeMutableBufferPointer { b in
-            let base = b.baseAddress!
+        try CollectiveBuffer.shared.withFloats(win * p) { base in
             for w in stride(from: 0, to: longest, by: win) {
                 let ranges = shards.map { ($0.lowerBound + Swift.min(w, $0.count))..<($0.lowerBound + Swift.min(w + win, $0.count)) }
                 copy(ranges[group.rank], f, to: base + group.rank * win)

@@ -10,9 +10,9 @@ import Collectives
 ///
 /// Phases of a step on a rank (ParallelTrainer.step): the forward/backward of its micro-batches
 /// (activations of those in flight, plus the experts' kept rows), then the experts' weight
-/// gradients (one full vector of the rank's experts), then the reduce-scatters (a full vector,
-/// its reduced shard and a window per rank at a time), then AdamW and the windowed allgather of
-/// values. Freed activation
+/// gradients (one full vector of the rank's experts), then the reduce-scatters (a full vector and
+/// its reduced shard; a window per rank at a time through the collectives' buffer, which stays
+/// resident), then AdamW and the windowed allgather of values. Freed activation
 /// blocks stay in the buffer pool for the next step, so the activation peak is resident in every
 /// phase, and the peak is the sum of the persistent terms, the activations and the largest
 /// gradient phase.
@@ -29,7 +29,7 @@ public struct MemoryPlan: Codable, Sendable {
         /// One micro-batch's tape times the micro-batches in flight (1F1B), the experts' kept
         /// rows of the whole step and their cached activations.
         public let activations_bytes: Double
-        /// Pipeline sends and receives in flight.
+        /// Pipeline sends and receives in flight, and the collectives' receive buffer.
         public let communication_bytes: Double
         /// The process without a model: Swift runtime, MPI, OpenBLAS (measured, see `runtimeBytes`).
         public let runtime_bytes: Double
@@ -66,20 +66,27 @@ public struct MemoryPlan: Codable, Sendable {
             let weights = 4 * (pd + pe)
             let moments = 8 * ((pd / Double(dp)).rounded(.up) + (pe / Double(edp)).rounded(.up))
 
-            // Dense gradients: the parameters' own (.grad) all step, the canonical sum's partial
-            // sums during the backward (one packed copy per pending tree level, plus the leaf
-            // being pushed), then the summed vector, its reduced shard and the windowed
-            // reduce-scatter's receive buffer (one window per rank of the group).
+            // Gradients: the dense parameters' own (.grad) and the rank's reduced shards (kept
+            // from step to step) all step; the canonical sum's partial sums during the backward
+            // (one packed copy per pending tree level, plus the leaf being pushed), then the
+            // full vectors being reduce-scattered.
             let levels = (0..<micros).map { ($0).nonzeroBitCount + 1 }.max() ?? 1
             let backwardPhase = 4 * pd * Double(levels + (micros > 1 ? 1 : 0))
             func reduced(_ n: Double, _ parts: Int) -> Double {
                 guard parts > 1 else { return 0 }
-                let shard = (n / Double(parts)).rounded(.up)
-                return 4 * shard + 4 * Swift.min(Double(CanonicalSum.window), shard) * Double(parts)
+                return 4 * (n / Double(parts)).rounded(.up)
             }
-            let denseReduce = 4 * pe + 4 * pd + reduced(pd, dp)
-            let expertReduce = 4 * pe + reduced(pe, edp)
-            let gradients = 4 * pd + Swift.max(backwardPhase, denseReduce, expertReduce)
+            let shards = reduced(pd, dp) + reduced(pe, edp)
+            // The windowed reduce-scatters' and allgathers' receive buffer (one window per rank
+            // of the group), kept all run (CollectiveBuffer): the largest any of them needs.
+            func window(_ n: Double, _ parts: Int) -> Double {
+                guard parts > 1 else { return 0 }
+                return 4 * Swift.min(Double(CanonicalSum.window), (n / Double(parts)).rounded(.up)) * Double(parts)
+            }
+            let collectiveBuffer = Swift.max(window(pd, dp), window(pe, edp))
+            let denseReduce = 4 * pe + 4 * pd
+            let expertReduce = 4 * pe
+            let gradients = 4 * pd + shards + Swift.max(backwardPhase, denseReduce, expertReduce)
 
             // Activations: one micro-batch's tape, times those in flight on this stage.
             let inFlight = PipelineSchedule.mostInFlight(stage: s, stages: pp, micros: micros)
@@ -96,7 +103,7 @@ public struct MemoryPlan: Codable, Sendable {
             let cached = Swift.min(budget, 4 * routedRows * 4 * Double(c.moeIntermediateSize))
             let activations = tape + kept + (moe > 0 && micros * ep > 1 ? cached : 0)
 
-            let sends = pp > 1 ? 4 * Double(tokens * c.hiddenSize) * Double(inFlight) * 2 : 0
+            let sends = (pp > 1 ? 4 * Double(tokens * c.hiddenSize) * Double(inFlight) * 2 : 0) + collectiveBuffer
             let runtime = MemoryPlan.runtimeBytes(world: dp * pp)
             out.append(Rank(stage: s, layers: layers, parameters_on_rank: dense + expert, weights_bytes: weights,
                             gradients_bytes: gradients, optimizer_bytes: moments, activations_bytes: activations,

@@ -31,6 +31,9 @@ public final class ParallelTrainer {
     /// cross-entropy in the loss (`mtp.weight`). 0 depths: MTP is not run.
     public var mtpDepth = 0
     public var mtpWeight: Float = 0
+    /// The rank's reduced gradient shards (dense, experts), kept from step to step: see
+    /// `reduceScatterCanonical(_:shards:into:)`.
+    private var gDense: [Float] = [], gExpert: [Float] = []
 
     public struct StepResult: Sendable {
         public var loss: Double { ce + balance + mtpWeight * mtp }
@@ -282,10 +285,10 @@ public final class ParallelTrainer {
         var denseLocal = denseSum.result() ?? [Float](repeating: 0, count: dense.count)
         denseSum = CanonicalSum()
         // Each full vector is dropped once its shard is summed: a rank holds at most one full
-        // gradient vector and one receive buffer at a time (what `plan` counts).
-        let gDense = try grid.dp.reduceScatterCanonical(denseLocal, shards: dense.shards)
+        // gradient vector at a time besides its shards and the receive buffer (what `plan` counts).
+        try grid.dp.reduceScatterCanonical(denseLocal, shards: dense.shards, into: &gDense)
         denseLocal = []
-        let gExpert = try grid.edp.reduceScatterCanonical(expertLocal, shards: experts.shards)
+        try grid.edp.reduceScatterCanonical(expertLocal, shards: experts.shards, into: &gExpert)
         expertLocal = []
 
         // Statistics (one contributor per entry, so MPI's sum is exact) and load maxima.
@@ -369,6 +372,10 @@ public final class ParallelTrainer {
                 }
             }
         }
+        // Alone in its group a rank's "shard" is the gradient vector itself (the expert
+        // executor's, reused next step): holding it would force a copy when it is written again.
+        if grid.dp.size == 1 { gDense = [] }
+        if grid.edp.size == 1 { gExpert = [] }
         r.optimizer = now() - t2
         return r
     }

@@ -59,6 +59,7 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Untimed warm-up steps.") var warmup = 2
         @Option(help: "Timed steps.") var steps = 5
         @Option(help: "Threads for BLAS and fused loops (per rank; default: the rank's share of the cores).") var threads: Int?
+        @Option(help: "Under mpirun: expert-parallel degree (the ranks' experts split over groups of this many; it divides the ranks).") var ep = 1
 
         func validate() throws {
             guard model == "dense" || model == "small" else {
@@ -76,7 +77,8 @@ struct BenchCommand: ParsableCommand {
                 guard model == "small" else { throw ValidationError("--model dense runs on one process; under mpirun use --model small") }
                 let world = try Communicator.world()
                 guard batch % world.size == 0 else { throw ValidationError("--batch \(batch) must be divisible by the \(world.size) ranks") }
-                let grid = try ProcessGrid(layout: Layout(dp: world.size, ep: 1, pp: 1, microbatches: world.size), world: world,
+                guard ep > 0, world.size % ep == 0 else { throw ValidationError("--ep \(ep) must divide the \(world.size) ranks") }
+                let grid = try ProcessGrid(layout: Layout(dp: world.size, ep: ep, pp: 1, microbatches: world.size), world: world,
                                            layers: DeepSeekV2Config.small.numHiddenLayers)
                 Threads.set(threads)
                 let peak = try SgemmPeak.job(world: world, threads: threads)

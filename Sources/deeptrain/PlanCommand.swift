@@ -76,7 +76,7 @@ struct PlanCommand: ParsableCommand {
         let stageLines = memory.ranks.map { r in
             "    stage \(r.stage) (layers \(r.layers.first ?? 0)-\(r.layers.last ?? 0)) \(gib(r.total_bytes)): weights \(gib(r.weights_bytes)), "
                 + "gradients \(gib(r.gradients_bytes)), AdamW (ZeRO-1) \(gib(r.optimizer_bytes)), activations \(gib(r.activations_bytes)), "
-                + "pipeline buffers \(gib(r.communication_bytes)), runtime \(gib(r.runtime_bytes))"
+                + "communication buffers \(gib(r.communication_bytes)), runtime \(gib(r.runtime_bytes))"
         }.joined(separator: "\n")
         print("""
         model \(label): \(config.numHiddenLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, \
