@@ -14,7 +14,7 @@ public final class MTPSharedHead: Module, @unchecked Sendable {
 /// h'_t = eh_proj([enorm(Emb(t_{t+k})); hnorm(h_t)]) (embedding first, as the released weights
 /// use it), and whose output predicts token t+k+1 through `shared_head.norm` and the shared
 /// `lm_head`. Its parameters sit beside the block's, under `model.layers.<L + k − 1>.`.
-public final class MTPLayer: DeepSeekV2DecoderLayer {
+public final class MTPLayer: DeepSeekV2DecoderLayer, @unchecked Sendable {
     public let enorm: RMSNorm
     public let hnorm: RMSNorm
     public let eh_proj: Linear

@@ -415,7 +415,7 @@ public final class Trainer {
                 if let packer { extra["conversations"] = packer.range((step + 1) * stage.batchSize - 1).upperBound }
                 extra["truncated_conversations_local"] = cut
             }
-            let (ce, balance, aux, gradNorm) = (r.ce, r.balance, r.aux, r.gradNorm)
+            let (ce, aux, gradNorm) = (r.ce, r.aux, r.gradNorm)
             // Measured, not estimated: each rank's peak resident memory so far (VmHWM).
             let rss = try grid.world.allgather([ProcessStats.peakRSSMiB])
             if r.updated {
