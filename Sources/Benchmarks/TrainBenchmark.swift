@@ -22,6 +22,11 @@ public enum TrainBenchmark {
         public let steps_timed: Int
         public let tokens_per_s: Double
         public let step_ms: Double
+        /// The fastest, median and slowest timed step: how far this run's steps spread (a
+        /// shared VM's runs vary; compare runs, not single steps).
+        public let step_ms_min: Double
+        public let step_ms_median: Double
+        public let step_ms_max: Double
         public let forward_ms: Double
         public let backward_ms: Double
         public let optimizer_ms: Double
@@ -81,6 +86,7 @@ public enum TrainBenchmark {
         }
         for i in 0..<warmup { _ = step(batch(i)) }
         var fwd = 0.0, bwd = 0.0, opt = 0.0
+        var each: [Double] = []
         Profiler.reset()
         var rssAfterFirst = 0
         for i in 0..<steps {
@@ -90,6 +96,7 @@ public enum TrainBenchmark {
             fwd += f
             bwd += bw
             opt += o
+            each.append((f + bw + o) * 1e3)
         }
         if Profiler.isEnabled {
             FileHandle.standardError.write(Data((Profiler.report(steps: steps) + "\n\n" + Profiler.gemmReport(steps: steps) + "\n").utf8))
@@ -98,10 +105,19 @@ public enum TrainBenchmark {
         let tps = Double(b * t) / per
         let achieved = tps * fpt / 1e9
         return Report(model: model, parameters: parameters, batch: b, sequence_length: t, threads: threads,
-                      steps_timed: steps, tokens_per_s: tps, step_ms: per * 1e3, forward_ms: fwd / Double(steps) * 1e3,
+                      steps_timed: steps, tokens_per_s: tps, step_ms: per * 1e3,
+                      step_ms_min: each.min() ?? 0, step_ms_median: median(each), step_ms_max: each.max() ?? 0,
+                      forward_ms: fwd / Double(steps) * 1e3,
                       backward_ms: bwd / Double(steps) * 1e3, optimizer_ms: opt / Double(steps) * 1e3,
                       flops_per_token: fpt, peak_sgemm_gflops: peak, achieved_gflops: achieved,
                       mfu: achieved / peak, peak_rss_mb: Double(ProcessStats.peakRSS) / 1_048_576,
                       peak_rss_growth_mb: Double(ProcessStats.peakRSS - rssAfterFirst) / 1_048_576)
     }
+}
+
+/// The middle value (the mean of the two middle ones for an even count); 0 for none.
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted(), n = s.count
+    guard n > 0 else { return 0 }
+    return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
 }
