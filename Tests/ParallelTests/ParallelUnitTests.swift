@@ -1,6 +1,6 @@
 import Testing
 import Autograd
-import Collectives
+@testable import Collectives
 import DeepSeek
 import Optim
 import Parallel
@@ -40,6 +40,36 @@ import Parallel
         var six = CanonicalSum()
         for x in v.prefix(6) { six.push(x) }
         #expect(bits(six.result()!) == bits(add(add(add(v[0], v[1]), add(v[2], v[3])), add(v[4], v[5]))))
+    }
+
+    /// The reduce-scatter's add as a rank runs it: the other ranks' pieces in the receive
+    /// buffer (summed there in place), its own piece read where it lies and left as it was, the
+    /// sum written to the shard. For every group size up to 7 and every position of the rank,
+    /// the bits are CanonicalSum's over the pieces in rank order.
+    @Test func reduceScatterAddIsTheCanonicalTreeWhereverTheOwnPieceIs() {
+        let len = 300
+        for n in 1...7 {
+            let v = vectors(n, len)
+            var expected = CanonicalSum()
+            for x in v { expected.push(x) }
+            let want = bits(expected.result()!)
+            for rank in 0..<n {
+                var recv = [Float](repeating: .nan, count: n * len)  // the own slot is never read
+                for q in 0..<n where q != rank { for i in 0..<len { recv[q * len + i] = v[q][i] } }
+                let own = v[rank]
+                var dst = [Float](repeating: 0, count: len)
+                recv.withUnsafeMutableBufferPointer { r in
+                    own.withUnsafeBufferPointer { o in
+                        dst.withUnsafeMutableBufferPointer { d in
+                            let sources = (0..<n).map { q in q == rank ? o.baseAddress! : UnsafePointer(r.baseAddress! + q * len) }
+                            Communicator.canonicalAdd(sources, into: d.baseAddress!, scratch: r.baseAddress!, count: len)
+                        }
+                    }
+                }
+                #expect(bits(dst) == want, "\(n) pieces, own piece \(rank)")
+                #expect(bits(own) == bits(v[rank]))
+            }
+        }
     }
 
     @Test func soloReduceScatterIsTheShard() throws {
