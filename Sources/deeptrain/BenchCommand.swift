@@ -76,8 +76,13 @@ struct BenchCommand: ParsableCommand {
                 // Under mpirun: data parallel over all ranks, one micro-batch each.
                 guard model == "small" else { throw ValidationError("--model dense runs on one process; under mpirun use --model small") }
                 let world = try Communicator.world()
-                guard batch % world.size == 0 else { throw ValidationError("--batch \(batch) must be divisible by the \(world.size) ranks") }
-                guard ep > 0, world.size % ep == 0 else { throw ValidationError("--ep \(ep) must divide the \(world.size) ranks") }
+                let problem = batch % world.size != 0 ? "--batch \(batch) must be divisible by the \(world.size) ranks"
+                    : ep <= 0 || world.size % ep != 0 ? "--ep \(ep) must divide the \(world.size) ranks" : nil
+                if let problem {
+                    // Every rank finds it; one says it.
+                    if world.rank == 0 { throw ValidationError(problem) }
+                    throw ExitCode.validationFailure
+                }
                 let grid = try ProcessGrid(layout: Layout(dp: world.size, ep: ep, pp: 1, microbatches: world.size), world: world,
                                            layers: DeepSeekV2Config.small.numHiddenLayers)
                 Threads.set(threads)

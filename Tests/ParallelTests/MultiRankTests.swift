@@ -306,6 +306,14 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir))
     }
 
+    @Test func benchTrainSaysABadLayoutOnce() throws {
+        var flags = ["--bind-to", "none"]
+        if getuid() == 0 { flags.append("--allow-run-as-root") }
+        let r = try run("/usr/bin/env", ["mpirun", "-np", "2"] + flags + [Self.binary, "bench", "train", "--model", "small", "--steps", "1", "--ep", "3"])
+        #expect(r.status != 0)
+        #expect(r.stderr.components(separatedBy: "--ep 3 must divide the 2 ranks").count == 2, "one message, not one per rank: \(r.stderr)")
+    }
+
     @Test func collectivesMoveTheRightValues() throws {
         let p = Process()
         _ = p
