@@ -193,6 +193,17 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         }
     }
 
+    /// Rows of `d` floats laid out here by `counts`/`displs` (in rows, per rank), moved to
+    /// the ranks' layout `toCounts`/`toDispls`. Alone in the group what arrives is what was
+    /// sent: `src` itself, no copy through MPI.
+    func moveRows(_ src: Storage, width d: Int, _ counts: [Int], _ displs: [Int], to toCounts: [Int], _ toDispls: [Int]) throws -> Storage {
+        guard comm.size > 1 else { return src }
+        let dst = Storage(uninitialized: Swift.max(toCounts.reduce(0, +) * d, 1))
+        try comm.alltoallv(UnsafePointer(src.data), sendCounts: counts.map { $0 * d }, sendDispls: displs.map { $0 * d },
+                           dst.data, recvCounts: toCounts.map { $0 * d }, recvDispls: toDispls.map { $0 * d })
+        return dst
+    }
+
     func exchange(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
                   length t: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int) throws -> Tensor {
         let n = x.shape[0], d = x.shape[1], inter = st.gate.shape[1], p = comm.size, el = local, per = inter * d
@@ -233,12 +244,9 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         if sendTok.isEmpty { sendTok = [0] }
         rows.gather(xp, width: d, into: sendX.data)
         let sendDispl = displacements(sendRows), recvDispl = displacements(recvRows)
-        // Alone in the group, what arrives is what was sent: no copy through MPI.
-        let recvX = p == 1 ? sendX : Storage(uninitialized: Swift.max(totalRecv * d, 1))
+        let recvX = try moveRows(sendX, width: d, sendRows, sendDispl, to: recvRows, recvDispl)
         var recvTok = p == 1 ? sendTok : [Int64](repeating: 0, count: Swift.max(totalRecv, 1))
         if p > 1 {
-            try comm.alltoallv(UnsafePointer(sendX.data), sendCounts: sendRows.map { $0 * d }, sendDispls: sendDispl.map { $0 * d },
-                               recvX.data, recvCounts: recvRows.map { $0 * d }, recvDispls: recvDispl.map { $0 * d })
             try sendTok.withUnsafeBufferPointer { s in
                 try recvTok.withUnsafeMutableBufferPointer { rb in
                     try comm.alltoallv(s.baseAddress!, sendCounts: sendRows, sendDispls: sendDispl,
@@ -282,11 +290,7 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                                  a: asx.data + sg.start * inter, y: ys.data + sg.start * d)
         }
         // Results back to the sources, in the layout they were sent.
-        let backY = p == 1 ? ys : Storage(uninitialized: Swift.max(totalSend * d, 1))
-        if p > 1 {
-            try comm.alltoallv(UnsafePointer(ys.data), sendCounts: recvRows.map { $0 * d }, sendDispls: recvDispl.map { $0 * d },
-                               backY.data, recvCounts: sendRows.map { $0 * d }, recvDispls: sendDispl.map { $0 * d })
-        }
+        let backY = try moveRows(ys, width: d, recvRows, recvDispl, to: sendRows, sendDispl)
         let out = Tensor(zeros: [n, d])
         let o = out.data, wp = wc.data
         rows.combine(backY.data, width: d, weights: wp, into: o)
@@ -308,11 +312,7 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                         for j in 0..<d { dst[j] = w * src[j] }
                     }
                 }
-                let gYr = p == 1 ? gY : Storage(uninitialized: Swift.max(totalRecv * d, 1))
-                if p > 1 {
-                    try comm.alltoallv(UnsafePointer(gY.data), sendCounts: sendRows.map { $0 * d }, sendDispls: sendDispl.map { $0 * d },
-                                       gYr.data, recvCounts: recvRows.map { $0 * d }, recvDispls: recvDispl.map { $0 * d })
-                }
+                let gYr = try moveRows(gY, width: d, sendRows, sendDispl, to: recvRows, recvDispl)
                 // Owner: input gradients now; weight gradients directly with a single leaf,
                 // else from the kept rows at the end of the step (`weightGradients`).
                 let base = layerOffset[layer]!
@@ -349,11 +349,7 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                     kept.append(Kept(layer: layer, experts: st, micros: sourceMicro, x: recvX, gy: gYr, start: segStart, rows: segRows,
                                      a: cache ? asx : nil, hidden: cache ? scratch : nil))
                 }
-                let gxBack = p == 1 ? gx : Storage(uninitialized: Swift.max(totalSend * d, 1))
-                if p > 1 {
-                    try comm.alltoallv(UnsafePointer(gx.data), sendCounts: recvRows.map { $0 * d }, sendDispls: recvDispl.map { $0 * d },
-                                       gxBack.data, recvCounts: sendRows.map { $0 * d }, recvDispls: sendDispl.map { $0 * d })
-                }
+                let gxBack = try moveRows(gx, width: d, recvRows, recvDispl, to: sendRows, sendDispl)
                 rows.combine(gxBack.data, width: d, weights: nil, into: dx.data)
                 withExtendedLifetime((xc, wc, gc, sendX, recvX, hs, us, asx, ys, myMicro)) {}
                 return [dx, dw, nil, nil, nil]

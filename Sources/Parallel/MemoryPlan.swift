@@ -84,9 +84,10 @@ public struct MemoryPlan: Codable, Sendable {
                 return 4 * Swift.min(Double(CanonicalSum.window), (n / Double(parts)).rounded(.up)) * Double(parts)
             }
             let collectiveBuffer = Swift.max(window(pd, dp), window(pe, edp))
-            let denseReduce = 4 * pe + 4 * pd
-            let expertReduce = 4 * pe
-            let gradients = 4 * pd + shards + Swift.max(backwardPhase, denseReduce, expertReduce)
+            // The dense reduce-scatter starts with both full vectors held (the experts' is made
+            // first); the experts' then holds one: the dense one's is the larger phase.
+            let reducePhase = 4 * pe + 4 * pd
+            let gradients = 4 * pd + shards + Swift.max(backwardPhase, reducePhase)
 
             // Activations: one micro-batch's tape, times those in flight on this stage.
             let inFlight = PipelineSchedule.mostInFlight(stage: s, stages: pp, micros: micros)

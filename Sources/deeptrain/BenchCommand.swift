@@ -76,8 +76,12 @@ struct BenchCommand: ParsableCommand {
                 // Under mpirun: data parallel over all ranks, one micro-batch each.
                 guard model == "small" else { throw ValidationError("--model dense runs on one process; under mpirun use --model small") }
                 let world = try Communicator.world()
-                let problem = batch % world.size != 0 ? "--batch \(batch) must be divisible by the \(world.size) ranks"
-                    : ep <= 0 || world.size % ep != 0 ? "--ep \(ep) must divide the \(world.size) ranks" : nil
+                var problem: String? = nil
+                if batch % world.size != 0 {
+                    problem = "--batch \(batch) must be divisible by the \(world.size) ranks"
+                } else if ep <= 0 || world.size % ep != 0 {
+                    problem = "--ep \(ep) must divide the \(world.size) ranks"
+                }
                 if let problem {
                     // Every rank finds it; one says it.
                     if world.rank == 0 { throw ValidationError(problem) }
