@@ -65,6 +65,9 @@ struct BenchCommand: ParsableCommand {
             guard model == "dense" || model == "small" else {
                 throw ValidationError("--model \(model): expected dense or small")
             }
+            guard ep == 1 || Communicator.launchedByMPI else {
+                throw ValidationError("--ep \(ep) splits the experts over ranks: run under mpirun (one process holds them all)")
+            }
             guard batch > 0, length > 0, length <= 256, steps > 0, warmup >= 0, (threads ?? 1) > 0 else {
                 throw ValidationError("--batch, --steps, --threads must be positive, --length in 1...256")
             }

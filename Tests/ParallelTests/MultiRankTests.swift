@@ -312,6 +312,9 @@ import Testing
         let r = try run("/usr/bin/env", ["mpirun", "-np", "2"] + flags + [Self.binary, "bench", "train", "--model", "small", "--steps", "1", "--ep", "3"])
         #expect(r.status != 0)
         #expect(r.stderr.components(separatedBy: "--ep 3 must divide the 2 ranks").count == 2, "one message, not one per rank: \(r.stderr)")
+        // Without mpirun there are no ranks to split the experts over.
+        let alone = try run(Self.binary, ["bench", "train", "--model", "small", "--steps", "1", "--ep", "2"])
+        #expect(alone.status == 64 && alone.stderr.contains("--ep 2 splits the experts over ranks: run under mpirun"), "\(alone.stderr)")
     }
 
     @Test func collectivesMoveTheRightValues() throws {
