@@ -1,7 +1,7 @@
 import Foundation
 
-/// The receive buffer of the windowed collectives (`reduceScatterCanonical`,
-/// `FlatVector.allgatherValues`), kept from call to call.
+/// The receive buffer of the windowed reduce-scatter (`reduceScatterCanonical`), kept from
+/// call to call.
 ///
 /// Why not a fresh array per call: a fresh 32 MB array was sometimes placed on pages new to
 /// the process, and on the VMs we measure on a new page costs ~30 µs to touch (the host backs

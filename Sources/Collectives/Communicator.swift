@@ -249,6 +249,47 @@ public final class Communicator: @unchecked Sendable {
         return r
     }
 
+    /// A run of floats to send to, or receive from, `peer`.
+    public struct Transfer {
+        public let start: UnsafeMutablePointer<Float>
+        public let count: Int
+        public let peer: Int
+        public init(_ start: UnsafeMutablePointer<Float>, count: Int, peer: Int) {
+            self.start = start
+            self.count = count
+            self.peer = peer
+        }
+    }
+
+    /// Every receive and send in flight at once, then waits for all of them: no staging
+    /// buffer (large messages on one node are read straight from the sender's memory). The
+    /// runs must stay valid and untouched until it returns; messages between two ranks match
+    /// in the order each side lists them.
+    public func exchange(sends: [Transfer], receives: [Transfer], tag: Int = Communicator.exchangeTag) throws {
+        guard let comm else { precondition(sends.isEmpty && receives.isEmpty); return }
+        var requests = [MPI_Request?](repeating: deeptrain_mpi_request_null(), count: sends.count + receives.count)
+        try requests.withUnsafeMutableBufferPointer { r in
+            for (i, x) in receives.enumerated() {
+                try Self.check("MPI_Irecv", MPI_Irecv(x.start, Int32(x.count), Float.mpiType, Int32(x.peer), Int32(tag), comm, &r[i]))
+            }
+            for (i, x) in sends.enumerated() {
+                try Self.check("MPI_Isend", MPI_Isend(x.start, Int32(x.count), Float.mpiType, Int32(x.peer), Int32(tag), comm,
+                                                      &r[receives.count + i]))
+            }
+            try Self.check("MPI_Waitall", MPI_Waitall(Int32(r.count), r.baseAddress, deeptrain_mpi_statuses_ignore()))
+        }
+        // A rank's sends complete when the receiver acknowledges them; with many messages some
+        // acknowledgements queue behind a full shared-memory FIFO and go out only when the
+        // receiver next enters MPI. A receiver that returned to its forward pass kept the
+        // sender waiting a whole step (600 ms, measured); the barrier keeps both in MPI until
+        // every acknowledgement is through.
+        try barrier()
+    }
+
+    /// `exchange`'s tag: apart from the pipeline's (2·micro-batch + 0/1), and below 32767, the
+    /// largest tag every MPI must accept.
+    public static let exchangeTag = 32_000
+
     /// Blocking receive of exactly `count` floats from `source` with `tag`.
     public func recv(count: Int, from source: Int, tag: Int) throws -> [Float] {
         guard let comm else { fatalError("recv on a one-process communicator") }

@@ -157,29 +157,27 @@ public struct FlatVector {
     }
 
     /// Every rank holds its updated shard in the parameters; afterwards all of them hold every
-    /// shard. In windows of the shards (the same offsets into each), packed from and unpacked
-    /// into the parameters through `CollectiveBuffer` (`group.size` windows): a packed copy of
-    /// the whole vector cost its size in memory and was faulted in anew every step.
-    public func allgatherValues(_ f: FlatLayout, group: Communicator, window: Int = CanonicalSum.window) throws {
-        let p = group.size, longest = shards.map(\.count).max() ?? 0
-        if p == 1 || longest == 0 { return }
-        let win = Swift.min(window, longest)
-        try CollectiveBuffer.shared.withFloats(win * p) { base in
-            for w in stride(from: 0, to: longest, by: win) {
-                let ranges = shards.map { ($0.lowerBound + Swift.min(w, $0.count))..<($0.lowerBound + Swift.min(w + win, $0.count)) }
-                copy(ranges[group.rank], f, to: base + group.rank * win)
-                try group.allgatherv(base, counts: ranges.map(\.count), displs: (0..<p).map { $0 * win })
-                for q in 0..<p where q != group.rank { copy(ranges[q], f, from: base + q * win) }
+    /// shard. Straight from tensor to tensor: each run of a parameter a rank owns goes to every
+    /// other rank as one message, received where that parameter lives. On one node Open MPI
+    /// moves such a message with a single copy (CMA), where packing into a buffer, the
+    /// allgather and unpacking made three (experts' allgather 15.5 ms a step at dp = 2 on
+    /// `small`: docs/benchmarks.md).
+    public func allgatherValues(_ f: FlatLayout, group: Communicator) throws {
+        let p = group.size
+        if p == 1 { return }
+        var sends: [Communicator.Transfer] = [], receives: [Communicator.Transfer] = []
+        for q in 0..<p {
+            for seg in segments(shards[q], f) {
+                let at = f.pieces[seg.piece].tensor.data + seg.inPiece
+                if q == group.rank {
+                    sends += (0..<p).filter { $0 != q }.map { Communicator.Transfer(at, count: seg.count, peer: $0) }
+                } else {
+                    receives.append(Communicator.Transfer(at, count: seg.count, peer: q))
+                }
             }
         }
-    }
-
-    /// Elements `range` of the vector out of (`to`) or into (`from`) the parameters.
-    func copy(_ range: Range<Int>, _ f: FlatLayout, to: UnsafeMutablePointer<Float>? = nil, from: UnsafePointer<Float>? = nil) {
-        for seg in segments(range, f) {
-            let t = f.pieces[seg.piece].tensor.data + seg.inPiece, at = seg.at - range.lowerBound
-            if let to { (to + at).update(from: t, count: seg.count) }
-            if let from { t.update(from: from + at, count: seg.count) }
-        }
+        // Messages between two ranks match in the order they are posted: both sides list the
+        // owner's runs in the same order.
+        try group.exchange(sends: sends, receives: receives)
     }
 }
