@@ -11,10 +11,18 @@ Presets.swift), `dense` a LlamaForCausalLM of DeepTrain's bench dense decoder (d
 8 heads, SwiGLU 1024, vocab 4096, untied head). Training: batch 8 × 256 random tokens, AdamW
 (lr 1e-4), 2 warm-up steps, then the mean over the timed steps, as `bench train` does; the
 MoE's auxiliary loss is on (aux_loss_alpha 0.003) as in DeepTrain's step. Prints one JSON line.
+
+`--keep-freed-memory` runs PyTorch under the allocator policy `deeptrain` sets for itself (glibc
+never returns freed memory: MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=2^31-1). By default glibc
+maps blocks above 32 MB afresh and unmaps them on free, so every step faults their pages in
+again, which on a VM where a new page is slow to touch costs PyTorch up to a fifth of its step
+(docs/benchmarks.md). The JSON says which policy ran (`keep_freed_memory`).
 """
 import argparse
 import json
+import os
 import platform
+import sys
 import time
 
 import torch
@@ -80,6 +88,7 @@ def train(args):
         "parameters": sum(p.numel() for p in model.parameters()), "tokens_per_s": args.batch * args.length / per,
         "step_ms": per * 1e3, "forward_ms": f / args.steps * 1e3, "backward_ms": b / args.steps * 1e3,
         "optimizer_ms": o / args.steps * 1e3, "cpu": platform.processor() or platform.machine(),
+        "keep_freed_memory": keeps_freed_memory(),
     }))
 
 
@@ -96,7 +105,14 @@ def generate(args):
     new = (out.shape[1] - ids.shape[1]) * args.batch
     print(json.dumps({"benchmark": "pytorch-generate", "model": args.model, "torch": torch.__version__,
                       "threads": torch.get_num_threads(), "batch": args.batch, "prompt": 16, "new_tokens": args.new,
-                      "tokens_per_s": new / dt, "seconds": dt}))
+                      "tokens_per_s": new / dt, "seconds": dt, "keep_freed_memory": keeps_freed_memory()}))
+
+
+KEEP_FREED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "2147483647"}
+
+
+def keeps_freed_memory():
+    return all(os.environ.get(k) == v for k, v in KEEP_FREED.items())
 
 
 def main():
@@ -109,7 +125,11 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--new", type=int, default=128)
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="run under deeptrain's allocator policy (glibc reads it at start: the script restarts itself)")
     args = p.parse_args()
+    if args.keep_freed_memory and not keeps_freed_memory():
+        os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, **KEEP_FREED})
     torch.set_num_threads(args.threads)
     if args.batch is None:
         args.batch = 8 if args.what == "train" else 1
