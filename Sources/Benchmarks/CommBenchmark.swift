@@ -5,7 +5,9 @@ import BLASKernel
 
 /// `deeptrain bench comm` (under mpirun): the communicator's allreduce and all-to-all against
 /// the same raw MPI calls, and the deterministic reduce-scatter + allgather the optimizer uses
-/// against raw MPI_Reduce_scatter_block + MPI_Allgather of the same bytes, at given sizes. Bandwidths are algorithmic (bytes of the vector per second) plus the bus
+/// against raw MPI_Reduce_scatter_block + MPI_Allgather of the same bytes, and the optimizer's
+/// allgather of values (tensor to tensor) against raw MPI_Allgather, at given sizes. Bandwidths
+/// are algorithmic (bytes of the vector per second) plus the bus
 /// bandwidth convention of nccl-tests (allreduce × 2(p−1)/p, all-to-all × (p−1)/p), so figures
 /// at different rank counts compare.
 public enum CommBenchmark {
@@ -104,6 +106,39 @@ public enum CommBenchmark {
                 }
             })
             results.append(result("reduce_scatter+allgather (canonical)", n, rs, n % p == 0 ? rsRaw : raw, bytes, bus: 2 * Double(p - 1) / Double(p), zok))
+
+            // The optimizer's allgather of values (`FlatVector.allgatherValues`): every rank's
+            // shard in runs of 64K floats (a routed expert's weight in `small`), each run sent
+            // to the other ranks and received in place (`Communicator.exchange`), against raw
+            // MPI_Allgather in place of the same bytes. Rank q's shard holds q + 1 beforehand.
+            var u = [Float](repeating: 0, count: n), uRaw = [Float](repeating: 0, count: n)
+            for i in me { u[i] = Float(world.rank + 1) }
+            let run = 65_536
+            let (ag, agRaw) = try timed({
+                try u.withUnsafeMutableBufferPointer { ub in
+                    let base = ub.baseAddress!
+                    var sends: [Communicator.Transfer] = [], receives: [Communicator.Transfer] = []
+                    for q in 0..<p {
+                        for start in stride(from: shards[q].lowerBound, to: shards[q].upperBound, by: run) {
+                            let count = Swift.min(run, shards[q].upperBound - start)
+                            if q == world.rank {
+                                sends += (0..<p).filter { $0 != q }.map { Communicator.Transfer(base + start, count: count, peer: $0) }
+                            } else {
+                                receives.append(Communicator.Transfer(base + start, count: count, peer: q))
+                            }
+                        }
+                    }
+                    try world.exchange(sends: sends, receives: receives)
+                }
+            }, {
+                if let comm = world.comm, n % p == 0 {
+                    _ = uRaw.withUnsafeMutableBufferPointer { b in
+                        MPI_Allgather(deeptrain_mpi_in_place(), 0, deeptrain_mpi_float(), b.baseAddress, Int32(per), deeptrain_mpi_float(), comm)
+                    }
+                }
+            })
+            let uok = (0..<p).allSatisfy { q in shards[q].allSatisfy { u[$0] == Float(q + 1) } }
+            results.append(result("allgather (tensor to tensor)", n, ag, n % p == 0 ? agRaw : raw, bytes, bus: Double(p - 1) / Double(p), uok))
 
             // All-to-all: n floats per rank, n/p to each peer; block q holds q + 1000·rank.
             var send = [Float](repeating: 0, count: per * p)

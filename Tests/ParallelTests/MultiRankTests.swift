@@ -328,7 +328,7 @@ import Testing
             let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
             #expect(report["ranks"] as? Int == n)
             let results = report["results"] as! [[String: Any]]
-            #expect(results.count == 6 && results.allSatisfy { $0["correct"] as? Bool == true }, "\(results)")
+            #expect(results.count == 8 && results.allSatisfy { $0["correct"] as? Bool == true }, "\(results)")
         }
     }
 }
