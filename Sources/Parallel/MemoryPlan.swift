@@ -12,7 +12,7 @@ import Collectives
 /// (activations of those in flight, plus the experts' kept rows), then the experts' weight
 /// gradients (one full vector of the rank's experts), then the reduce-scatters (a full vector and
 /// its reduced shard; a window per rank at a time through the collectives' buffer, which stays
-/// resident), then AdamW and the windowed allgather of values. Freed activation
+/// resident), then AdamW and the allgather of values (tensor to tensor: no buffer). Freed activation
 /// blocks stay in the buffer pool for the next step, so the activation peak is resident in every
 /// phase, and the peak is the sum of the persistent terms, the activations and the largest
 /// gradient phase.
@@ -77,8 +77,8 @@ public struct MemoryPlan: Codable, Sendable {
                 return 4 * (n / Double(parts)).rounded(.up)
             }
             let shards = reduced(pd, dp) + reduced(pe, edp)
-            // The windowed reduce-scatters' and allgathers' receive buffer (one window per rank
-            // of the group), kept all run (CollectiveBuffer): the largest any of them needs.
+            // The windowed reduce-scatters' receive buffer (one window per rank of the group),
+            // kept all run (CollectiveBuffer): the larger of the two needs.
             func window(_ n: Double, _ parts: Int) -> Double {
                 guard parts > 1 else { return 0 }
                 return 4 * Swift.min(Double(CanonicalSum.window), (n / Double(parts)).rounded(.up)) * Double(parts)
