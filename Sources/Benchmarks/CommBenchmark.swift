@@ -109,7 +109,7 @@ public enum CommBenchmark {
 
             // The optimizer's allgather of values (`FlatVector.allgatherValues`): every rank's
             // shard in runs of 64K floats (a routed expert's weight in `small`), each run sent
-            // to the other ranks and received in place (`Communicator.exchange`), against raw
+            // to the other ranks and received in place (`Communicator.allgather(runs:)`), against raw
             // MPI_Allgather in place of the same bytes. Rank q's shard holds q + 1 beforehand.
             var u = [Float](repeating: 0, count: n), uRaw = [Float](repeating: 0, count: n)
             for i in me { u[i] = Float(world.rank + 1) }
@@ -117,18 +117,9 @@ public enum CommBenchmark {
             let (ag, agRaw) = try timed({
                 try u.withUnsafeMutableBufferPointer { ub in
                     let base = ub.baseAddress!
-                    var sends: [Communicator.Transfer] = [], receives: [Communicator.Transfer] = []
-                    for q in 0..<p {
-                        for start in stride(from: shards[q].lowerBound, to: shards[q].upperBound, by: run) {
-                            let count = Swift.min(run, shards[q].upperBound - start)
-                            if q == world.rank {
-                                sends += (0..<p).filter { $0 != q }.map { Communicator.Transfer(base + start, count: count, peer: $0) }
-                            } else {
-                                receives.append(Communicator.Transfer(base + start, count: count, peer: q))
-                            }
-                        }
-                    }
-                    try world.exchange(sends: sends, receives: receives)
+                    try world.allgather(runs: shards.map { shard in
+                        stride(from: shard.lowerBound, to: shard.upperBound, by: run).map { (base + $0, Swift.min(run, shard.upperBound - $0)) }
+                    })
                 }
             }, {
                 if let comm = world.comm, n % p == 0 {

@@ -249,33 +249,35 @@ public final class Communicator: @unchecked Sendable {
         return r
     }
 
-    /// A run of floats to send to, or receive from, `peer`.
-    public struct Transfer {
-        public let start: UnsafeMutablePointer<Float>
-        public let count: Int
-        public let peer: Int
-        public init(_ start: UnsafeMutablePointer<Float>, count: Int, peer: Int) {
-            self.start = start
-            self.count = count
-            self.peer = peer
-        }
-    }
+    /// A run of floats in this process's memory.
+    public typealias Run = (start: UnsafeMutablePointer<Float>, count: Int)
 
-    /// Every receive and send in flight at once, then waits for all of them: no staging
-    /// buffer (large messages on one node are read straight from the sender's memory). The
-    /// runs must stay valid and untouched until it returns; messages between two ranks match
-    /// in the order each side lists them.
-    public func exchange(sends: [Transfer], receives: [Transfer], tag: Int = Communicator.exchangeTag) throws {
-        guard let comm else { precondition(sends.isEmpty && receives.isEmpty); return }
-        var requests = [MPI_Request?](repeating: deeptrain_mpi_request_null(), count: sends.count + receives.count)
+    /// Allgather in place over scattered runs: `runs[q]` lists, where they lie in this rank's
+    /// memory, the runs rank q holds up to date (every rank lists the same runs in the same
+    /// order). Rank q sends each of its runs to every other rank, which receives it in place:
+    /// no staging buffer, and on one node Open MPI moves each large message with a single copy
+    /// (CMA) where packing, `MPI_Allgatherv` and unpacking made three.
+    public func allgather(runs: [[Run]]) throws {
+        precondition(runs.count == size)
+        guard let comm, size > 1 else { return }
+        var requests: [MPI_Request?] = []
+        // Messages between two ranks match in the order they are posted: both sides post the
+        // owner's runs in the order of `runs[owner]`. Receives first, so sends find them.
+        for q in 0..<size where q != rank {
+            for r in runs[q] {
+                var req = deeptrain_mpi_request_null()
+                try Self.check("MPI_Irecv", MPI_Irecv(r.start, Int32(r.count), Float.mpiType, Int32(q), Int32(Self.allgatherTag), comm, &req))
+                requests.append(req)
+            }
+        }
+        for r in runs[rank] {
+            for q in 0..<size where q != rank {
+                var req = deeptrain_mpi_request_null()
+                try Self.check("MPI_Isend", MPI_Isend(r.start, Int32(r.count), Float.mpiType, Int32(q), Int32(Self.allgatherTag), comm, &req))
+                requests.append(req)
+            }
+        }
         try requests.withUnsafeMutableBufferPointer { r in
-            for (i, x) in receives.enumerated() {
-                try Self.check("MPI_Irecv", MPI_Irecv(x.start, Int32(x.count), Float.mpiType, Int32(x.peer), Int32(tag), comm, &r[i]))
-            }
-            for (i, x) in sends.enumerated() {
-                try Self.check("MPI_Isend", MPI_Isend(x.start, Int32(x.count), Float.mpiType, Int32(x.peer), Int32(tag), comm,
-                                                      &r[receives.count + i]))
-            }
             try Self.check("MPI_Waitall", MPI_Waitall(Int32(r.count), r.baseAddress, deeptrain_mpi_statuses_ignore()))
         }
         // A rank's sends complete when the receiver acknowledges them; with many messages some
@@ -286,9 +288,9 @@ public final class Communicator: @unchecked Sendable {
         try barrier()
     }
 
-    /// `exchange`'s tag: apart from the pipeline's (2·micro-batch + 0/1), and below 32767, the
-    /// largest tag every MPI must accept.
-    public static let exchangeTag = 32_000
+    /// `allgather(runs:)`'s tag: apart from the pipeline's (2·micro-batch + 0/1), and below
+    /// 32767, the largest tag every MPI must accept.
+    static let allgatherTag = 32_000
 
     /// Blocking receive of exactly `count` floats from `source` with `tag`.
     public func recv(count: Int, from source: Int, tag: Int) throws -> [Float] {

@@ -157,27 +157,12 @@ public struct FlatVector {
     }
 
     /// Every rank holds its updated shard in the parameters; afterwards all of them hold every
-    /// shard. Straight from tensor to tensor: each run of a parameter a rank owns goes to every
-    /// other rank as one message, received where that parameter lives. On one node Open MPI
-    /// moves such a message with a single copy (CMA), where packing into a buffer, the
-    /// allgather and unpacking made three (experts' allgather 15.5 ms a step at dp = 2 on
-    /// `small`: docs/benchmarks.md).
+    /// shard, straight from tensor to tensor (`Communicator.allgather(runs:)`: each run of a
+    /// parameter a rank owns goes to the others as one message, received where that parameter
+    /// lives; experts' allgather 15.5 → 9 ms a step at dp = 2 on `small`: docs/benchmarks.md).
     public func allgatherValues(_ f: FlatLayout, group: Communicator) throws {
-        let p = group.size
-        if p == 1 { return }
-        var sends: [Communicator.Transfer] = [], receives: [Communicator.Transfer] = []
-        for q in 0..<p {
-            for seg in segments(shards[q], f) {
-                let at = f.pieces[seg.piece].tensor.data + seg.inPiece
-                if q == group.rank {
-                    sends += (0..<p).filter { $0 != q }.map { Communicator.Transfer(at, count: seg.count, peer: $0) }
-                } else {
-                    receives.append(Communicator.Transfer(at, count: seg.count, peer: q))
-                }
-            }
-        }
-        // Messages between two ranks match in the order they are posted: both sides list the
-        // owner's runs in the same order.
-        try group.exchange(sends: sends, receives: receives)
+        try group.allgather(runs: shards.map { shard in
+            segments(shard, f).map { (f.pieces[$0.piece].tensor.data + $0.inPiece, $0.count) }
+        })
     }
 }

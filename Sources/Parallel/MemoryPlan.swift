@@ -11,8 +11,8 @@ import Collectives
 /// Phases of a step on a rank (ParallelTrainer.step): the forward/backward of its micro-batches
 /// (activations of those in flight, plus the experts' kept rows), then the experts' weight
 /// gradients (one full vector of the rank's experts), then the reduce-scatters (a full vector and
-/// its reduced shard; a window per rank at a time through the collectives' buffer, which stays
-/// resident), then AdamW and the allgather of values (tensor to tensor: no buffer). Freed activation
+/// its reduced shard; a window per rank at a time through the reduce-scatter's buffer, which
+/// stays resident), then AdamW and the allgather of values (tensor to tensor: no buffer). Freed activation
 /// blocks stay in the buffer pool for the next step, so the activation peak is resident in every
 /// phase, and the peak is the sum of the persistent terms, the activations and the largest
 /// gradient phase.
@@ -29,7 +29,7 @@ public struct MemoryPlan: Codable, Sendable {
         /// One micro-batch's tape times the micro-batches in flight (1F1B), the experts' kept
         /// rows of the whole step and their cached activations.
         public let activations_bytes: Double
-        /// Pipeline sends and receives in flight, and the collectives' receive buffer.
+        /// Pipeline sends and receives in flight, and the reduce-scatter's receive buffer.
         public let communication_bytes: Double
         /// The process without a model: Swift runtime, MPI, OpenBLAS (measured, see `runtimeBytes`).
         public let runtime_bytes: Double
