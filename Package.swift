@@ -1,8 +1,11 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Modules follow DESIGN §1; dependencies point one way:
-// C shims (and BLASKernel, the start-up kernel choice) → Autograd → NN → Optim → (DeepSeek → Collectives → Parallel → Checkpoint) → Data → Training → Benchmarks → deeptrain.
+// Modules follow docs/design.md; dependencies point one way:
+// C shims (and BLASKernel, the start-up kernel choice) → Autograd → FileFormats → NN → Optim → (DeepSeek → Collectives → Parallel → Checkpoint) → Tokenizers → Jinja → Data → Training → Benchmarks → deeptrain.
+// The targets that parse downloaded files (FileSafety, FileFormats, Tokenizers, Jinja) keep
+// Swift's runtime checks (plain -O): a read past a buffer there must trap, not corrupt memory
+// (docs/security.md). Numeric targets build with -Ounchecked.
 // Release builds target AVX2/FMA (Haswell and later, every x86 server of the last decade): the
 // fused loops' SIMD16 code and fastExp vectorise only with it (see docs/benchmarks.md).
 #if arch(x86_64)
@@ -30,13 +33,17 @@ let package = Package(
         // Chooses OpenBLAS's kernel before main runs (a C constructor), in the binary and the tests.
         .target(name: "BLASKernel", dependencies: ["CBLAS"]),
         .target(name: "Autograd", dependencies: ["CBLAS", "BLASKernel"], swiftSettings: release),
+        .target(name: "FileSafety"),
+        .target(name: "FileFormats", dependencies: ["Autograd", "CHDF5", "FileSafety"]),
+        .target(name: "Tokenizers", dependencies: ["FileSafety"]),
+        .target(name: "Jinja", dependencies: ["Tokenizers", "FileSafety"]),
         .target(name: "NN", dependencies: ["Autograd"], swiftSettings: release),
         .target(name: "Optim", dependencies: ["Autograd", "NN"], swiftSettings: release),
-        .target(name: "DeepSeek", dependencies: ["Autograd", "NN", "Optim", "CBLAS"], swiftSettings: release),
+        .target(name: "DeepSeek", dependencies: ["Autograd", "NN", "Optim", "CBLAS", "FileFormats"], swiftSettings: release),
         .target(name: "Collectives", dependencies: ["CMPI", "BLASKernel"], swiftSettings: release),
         .target(name: "Parallel", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives"], swiftSettings: release),
-        .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek", "CHDF5"], swiftSettings: release),
-        .target(name: "Data", dependencies: ["Autograd"], swiftSettings: release),
+        .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek", "CHDF5", "FileFormats", "FileSafety"], swiftSettings: release),
+        .target(name: "Data", dependencies: ["Autograd", "Tokenizers", "Jinja", "FileSafety"], swiftSettings: release),
         .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives", "Parallel", "Checkpoint", "Data", "CBLAS", "Yams"], swiftSettings: release),
         // The `bench` commands' measurements: the trainer does not carry its benchmarks.
         .target(name: "Benchmarks", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives", "Parallel", "Data", "Training",
@@ -52,10 +59,10 @@ let package = Package(
         .testTarget(name: "AutogradTests", dependencies: ["Autograd"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Autograd"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autograd"]),
-        .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "Checkpoint", "NN", "Autograd"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "DeepSeek", "Autograd"]),
+        .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "Checkpoint", "NN", "Autograd", "FileFormats"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "DeepSeek", "Autograd", "FileFormats", "FileSafety"]),
         .testTarget(name: "ParallelTests", dependencies: ["Parallel", "Collectives", "DeepSeek", "Optim", "Autograd"]),
-        .testTarget(name: "DataTests", dependencies: ["Data"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Jinja", "FileSafety"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd", "Checkpoint"]),
     ]
 )

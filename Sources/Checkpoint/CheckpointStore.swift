@@ -1,4 +1,5 @@
 import Foundation
+@_exported import FileFormats
 import Autograd
 import DeepSeek
 
@@ -158,6 +159,7 @@ public enum CheckpointStore {
         do {
             try fsyncFile(tmp)
             guard rename(tmp, path) == 0 else { throw CheckpointError(path, "cannot rename \(tmp) into place (errno \(errno))") }
+            HDF5Screen.trust(path)
         } catch {
             try? FileManager.default.removeItem(atPath: tmp)
             throw error
@@ -201,7 +203,9 @@ public enum CheckpointStore {
             throw CheckpointError(path, "is an HDF5 file but not a DeepTrain checkpoint (no /state@format = \"\(format)\")")
         }
         do {
-            return try JSONDecoder().decode(DeepSeekV2Config.self, from: Data(try f.stringAttribute("/state", "config").utf8))
+            let config = try JSONDecoder().decode(DeepSeekV2Config.self, from: Data(try f.stringAttribute("/state", "config").utf8))
+            try config.validate(source: "\(path)/state@config")
+            return config
         } catch let e as CheckpointError {
             throw e
         } catch {
@@ -218,9 +222,10 @@ public enum CheckpointStore {
         defer { r.close() }
         var config = r.config
         if !mtp { config.numNextnPredictLayers = 0 }
+        // The file's shapes are checked before the model they describe is allocated.
+        try r.check(DeepSeekV2ForCausalLM.parameterShapes(config))
         let model = DeepSeekV2ForCausalLM(config, seed: 0, positions: positions, holds: { _ in false })
         let named = model.namedParameters()
-        try r.check(named.map { ($0.0, $0.1.shape) })
         for (name, p) in named where holds?(name) ?? true { p.copy(from: try r.tensor(name)) }
         model.setRouterBiases(r.state.routerBiases)
         return (model, r.state)
@@ -317,6 +322,37 @@ public enum CheckpointStore {
             try? FileManager.default.removeItem(atPath: tmp)
             throw error
         }
+    }
+
+    /// What `verify` found: every structure checked and every value read.
+    public struct Verified {
+        public var tensors = 0
+        public var values = 0
+        public var optimizerState = false
+        public var tokenizerFiles: [String] = []
+    }
+
+    /// Reads everything in a checkpoint through the validating reader: the state, the config,
+    /// every parameter and (when present) its AdamW moments, the router biases and the
+    /// tokenizer files. The child process of `HDF5Screen` runs this.
+    public static func verify(_ path: String) throws -> Verified {
+        let r = try Reader(path)
+        defer { r.close() }
+        let parameters = DeepSeekV2ForCausalLM.parameterShapes(r.config)
+        try r.check(parameters)
+        var out = Verified()
+        out.optimizerState = try optimizerStep(path, parameters: parameters) != nil
+        let f = try HDF5File.open(path)
+        defer { try? f.close() }
+        let groups = ["/model"] + (out.optimizerState ? ["/optimizer/exp_avg", "/optimizer/exp_avg_sq"] : [])
+        for group in groups {
+            for (name, _) in parameters {
+                out.values += try f.readTensor("\(group)/\(name)").count
+                out.tensors += 1
+            }
+        }
+        out.tokenizerFiles = try tokenizerFiles(path).map(\.0)
+        return out
     }
 
     /// The tokenizer files stored with the model (empty for a checkpoint without them).

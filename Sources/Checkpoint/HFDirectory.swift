@@ -1,6 +1,7 @@
 import Foundation
 import Autograd
 import DeepSeek
+import FileSafety
 
 /// A Hugging Face model directory: `config.json` plus weights in `model.safetensors` or in
 /// shards listed by `model.safetensors.index.json`, under the DeepSeek-V2 tensor names.
@@ -13,9 +14,10 @@ public enum HFDirectory {
     /// neither read nor held.
     public static func load(_ dir: String, positions: Int? = nil, holds: ((String) -> Bool)? = nil, mtp: Bool = true) throws -> DeepSeekV2ForCausalLM {
         let w = try Weights(dir, mtp: mtp)
+        // The files' shapes are checked before the model they describe is allocated.
+        try w.check(DeepSeekV2ForCausalLM.parameterShapes(w.config))
         let model = DeepSeekV2ForCausalLM(w.config, seed: 0, positions: positions, holds: { _ in false })
         let named = model.namedParameters()
-        try w.check(named.map { ($0.0, $0.1.shape) })
         for (name, p) in named where holds?(name) ?? true { p.copy(from: try w.tensor(name)) }
         model.setRouterBiases(try w.routerBiases())
         return model
@@ -159,9 +161,26 @@ public enum HFDirectory {
             }
             return try source(name)
         }
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // The directory appears whole or not at all: written under a temporary name, renamed at the end.
+        try AtomicDirectory.write(dir, ownsName: writesName) { staging in
+            try saveFiles(config: config, parameters: parameters, to: staging, shardBytes: shardBytes, dtype: dtype,
+                          tokenizerFiles: tokenizerFiles, bufferNames: bufferNames, tensor: tensor)
+        }
+    }
+
+    /// Names a conversion writes: an existing destination holding only these is replaced.
+    static func writesName(_ name: String) -> Bool {
+        name == "config.json" || tokenizerFileNames.contains(name) || name == "model.safetensors.index.json"
+            || (name.hasPrefix("model") && name.hasSuffix(".safetensors"))
+    }
+
+    static func saveFiles(config: DeepSeekV2Config, parameters: [(name: String, shape: [Int])], to dir: String, shardBytes: Int,
+                          dtype: DType, tokenizerFiles: [(String, Data)], bufferNames: Set<String>,
+                          tensor: (String) throws -> Tensor) throws {
         try atomicWrite(config.jsonData(), to: (dir as NSString).appendingPathComponent("config.json"))
-        for (name, data) in tokenizerFiles { try atomicWrite(data, to: (dir as NSString).appendingPathComponent(name)) }
+        for (name, data) in tokenizerFiles where tokenizerFileNames.contains(name) {
+            try atomicWrite(data, to: (dir as NSString).appendingPathComponent(name))
+        }
         var shards: [[(name: String, shape: [Int])]] = [[]]
         var size = 0
         for p in parameters {
@@ -182,11 +201,6 @@ public enum HFDirectory {
                 return dtype == .bf16 && !bufferNames.contains(name) ? .bfloat16(t) : .float(t)
             }
         }
-        // A previous export's files must not survive next to this one.
-        let old = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter {
-            $0 == "model.safetensors" || $0 == "model.safetensors.index.json" || ($0.hasPrefix("model-") && $0.hasSuffix(".safetensors"))
-        }
-        for f in old { try? FileManager.default.removeItem(atPath: (dir as NSString).appendingPathComponent(f)) }
         if shards.count == 1 {
             try write("model.safetensors", shards[0])
             return
@@ -221,12 +235,27 @@ public enum HFDirectory {
 
     static func indexMap(_ dir: String) throws -> [String: String]? {
         let indexPath = (dir as NSString).appendingPathComponent("model.safetensors.index.json")
-        guard let data = FileManager.default.contents(atPath: indexPath) else { return nil }
+        guard FileManager.default.fileExists(atPath: indexPath) else { return nil }
+        let data: Data
+        do { data = try readBoundedFile(indexPath, limit: indexBytes, what: "a safetensors index") } catch let e as BoundedFileError {
+            throw CheckpointError(indexPath, e.message)
+        }
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let map = json["weight_map"] as? [String: String] else {
             throw CheckpointError(indexPath, "is not a safetensors index (expected a \"weight_map\" object of name → file)")
         }
+        // A shard is a file beside the index: a name with a path in it could point anywhere.
+        if let (name, file) = map.first(where: { !isPlainShardName($0.value) }) {
+            throw CheckpointError(indexPath, "places tensor \(quoted(name)) in \(quoted(file)); expected a .safetensors file name in the same directory")
+        }
         return map
+    }
+
+    /// A safetensors index of a published model is about 100 KB (DeepSeek-V3: 9 MB at most).
+    static let indexBytes = 64 << 20
+
+    static func isPlainShardName(_ file: String) -> Bool {
+        !file.contains("/") && !file.contains("\\") && !file.hasPrefix(".") && file.hasSuffix(".safetensors")
     }
 
     static func weightFiles(_ dir: String) throws -> [String] {

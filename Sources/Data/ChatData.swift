@@ -1,4 +1,5 @@
 import Foundation
+import FileSafety
 
 public typealias ChatMessage = SyntheticArithmetic.ChatMessage
 public typealias PromptWithAnswer = SyntheticArithmetic.PromptWithAnswer
@@ -185,22 +186,19 @@ public enum ChatPrepare {
         let summary = Summary(conversations: all.count, tokens: lengths.reduce(0, +), assistant_tokens: trained,
                               longest: lengths.last ?? 0, p99_length: lengths.isEmpty ? 0 : lengths[Swift.min(lengths.count - 1, lengths.count * 99 / 100)],
                               files: inputs)
-        let fm = FileManager.default
-        let tmp = output + ".tmp-\(getpid())"
-        try? fm.removeItem(atPath: tmp)
-        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         do {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            var text = Data()
-            for c in all { text += try enc.encode(["messages": c]); text += Data("\n".utf8) }
-            try text.write(to: URL(fileURLWithPath: (tmp as NSString).appendingPathComponent("conversations.jsonl")))
-            enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-            try enc.encode(summary).write(to: URL(fileURLWithPath: (tmp as NSString).appendingPathComponent("chat.json")))
-            if fm.fileExists(atPath: output) { try fm.removeItem(atPath: output) }
-            try fm.moveItem(atPath: tmp, toPath: output)
+            try AtomicDirectory.write(output, ownsName: { ["conversations.jsonl", "chat.json"].contains($0) }) { tmp in
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                var text = Data()
+                for c in all { text += try enc.encode(["messages": c]); text += Data("\n".utf8) }
+                try text.write(to: URL(fileURLWithPath: (tmp as NSString).appendingPathComponent("conversations.jsonl")))
+                enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+                try enc.encode(summary).write(to: URL(fileURLWithPath: (tmp as NSString).appendingPathComponent("chat.json")))
+            }
+        } catch let e as AtomicDirectoryError {
+            throw DataError(file: output, line: nil, e.message)
         } catch {
-            try? fm.removeItem(atPath: tmp)
             throw DataError(file: output, line: nil, "cannot be written: \(error)")
         }
         return summary

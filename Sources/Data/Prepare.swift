@@ -1,4 +1,7 @@
 import Foundation
+@_exported import Tokenizers
+@_exported import Jinja
+import FileSafety
 
 /// `deeptrain prepare`: text files or JSONL (`{"text": ...}` per line) → tokenizer + token
 /// shards, streaming line by line, reporting progress.
@@ -87,9 +90,8 @@ public enum Prepare {
         guard let eos = tok.id(of: o.eos) else {
             throw TokenizerError(source: o.tokenizer ?? "tokenizer", message: "has no end-of-sequence token \"\(o.eos)\" (give --eos)")
         }
-        let tmpDir = o.output + ".tmp"
-        try? FileManager.default.removeItem(atPath: tmpDir)
-        do {
+        var index: ShardIndex? = nil
+        try AtomicDirectory.write(o.output, ownsName: Self.writesName) { tmpDir in
             let w = try ShardWriter(dir: tmpDir, tokenizer: tok, eos: eos, shardTokens: o.shardTokens)
             for (i, p) in o.inputs.enumerated() {
                 try documents(p) { text in
@@ -98,7 +100,7 @@ public enum Prepare {
                 }
                 progress(i + 1, w.documents, w.tokens)
             }
-            let index = try w.finish()
+            index = try w.finish()
             if let templateText {
                 try Data(templateText.utf8).write(to: URL(fileURLWithPath: (tmpDir as NSString).appendingPathComponent("chat_template.jinja")))
                 var config: [String: Any] = ["eos_token": o.eos, "tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": false,
@@ -107,12 +109,13 @@ public enum Prepare {
                 try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
                     .write(to: URL(fileURLWithPath: (tmpDir as NSString).appendingPathComponent("tokenizer_config.json")))
             }
-            try? FileManager.default.removeItem(atPath: o.output)
-            try FileManager.default.moveItem(atPath: tmpDir, toPath: o.output)
-            return index
-        } catch {
-            try? FileManager.default.removeItem(atPath: tmpDir)
-            throw error
         }
+        return index!
+    }
+
+    /// Names `prepare` writes: an existing output directory holding only these is replaced.
+    static func writesName(_ name: String) -> Bool {
+        ["index.json", "tokenizer.json", "chat_template.jinja", "tokenizer_config.json"].contains(name)
+            || (name.hasPrefix("shard-") && name.hasSuffix(".bin"))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+@_exported import FileFormats
 import Autograd
 
 /// Rotary tables for MLA's decoupled rope dimensions, with YaRN as DeepSeek's code computes

@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
+import FileFormats
 
 @main
 struct DeepTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deeptrain",
         abstract: "Train DeepSeek-V2-style Mixture-of-Experts language models on MPI.",
-        subcommands: [TrainCommand.self, DemoCommand.self, PlanCommand.self, ForwardCommand.self, GenerateCommand.self, ConvertCommand.self, InspectCommand.self, TokenizeCommand.self, PrepareCommand.self, EvalCommand.self, PlotCommand.self, BenchCommand.self, EnvCommand.self])
+        subcommands: [TrainCommand.self, DemoCommand.self, PlanCommand.self, ForwardCommand.self, GenerateCommand.self, ConvertCommand.self, InspectCommand.self, VerifyCommand.self, TokenizeCommand.self, PrepareCommand.self, EvalCommand.self, PlotCommand.self, BenchCommand.self, EnvCommand.self])
 
     static func main() {
         // OpenBLAS's kernel and OPENBLAS_THREAD_TIMEOUT are settled before main (Sources/BLASKernel).
@@ -14,6 +15,8 @@ struct DeepTrain: ParsableCommand {
         // Writing to a reward command that already exited must be an error, not the end of
         // the rank (the default action of SIGPIPE).
         signal(SIGPIPE, SIG_IGN)
+        // An HDF5 file this process did not write is read by a child process first (docs/security.md).
+        HDF5Screen.check = screenInChild
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -4,6 +4,7 @@ import Checkpoint
 import Training
 
 import Data
+import FileSafety
 
 /// Loads a model from a Hugging Face directory (config.json + safetensors) or builds a preset
 /// with random weights; reports bad input as one line and exit code 1. `mtp: false` (generate,
@@ -59,6 +60,12 @@ func reportingBadInput<T>(_ body: () throws -> T) throws -> T {
     } catch let e as TokenizerError {
         fail(e.description)
     } catch let e as DataError {
+        fail(e.description)
+    } catch let e as TemplateError {
+        fail(e.description)
+    } catch let e as BoundedFileError {
+        fail(e.description)
+    } catch let e as AtomicDirectoryError {
         fail(e.description)
     }
 }

@@ -46,11 +46,11 @@ struct PrepareCommand: ParsableCommand {
         let start = Date()
         let tty = isatty(2) != 0
         do {
-            let index = try Prepare.run(o) { files, docs, tokens in
+            let index = try reportingBadInput { try Prepare.run(o) { files, docs, tokens in
                 let line = String(format: "prepare: %d/%d files, %d documents, %d tokens, %.0f tokens/s", files, inputs.count, docs, tokens,
                                   Double(tokens) / Swift.max(Date().timeIntervalSince(start), 1e-6))
                 FileHandle.standardError.write(Data((tty ? "\u{1B}[2K\r" + line : line + "\n").utf8))
-            }
+            } }
             if tty { FileHandle.standardError.write(Data("\n".utf8)) }
             print("wrote \(output): \(index.documents) documents, \(index.tokens) tokens in \(index.shards.count) shard(s), vocabulary \(index.vocab_size)")
         } catch let e as TokenizerError {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Checkpoint
+@testable import FileFormats
 @testable import DeepSeek
 @testable import Autograd
 

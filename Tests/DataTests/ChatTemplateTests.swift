@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Data
+@testable import Tokenizers
+@testable import Jinja
 
 /// Chat templates render and tokenize as transformers' apply_chat_template does
 /// (tools/golden_chat_templates.py): nine published-style templates stored in the three ways

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Data
+@testable import Tokenizers
+@testable import Jinja
 
 /// The regex machine finds what Oniguruma finds (through tokenizers' Split, tools/golden_tokenizers.py):
 /// `$` before `\n` only, lookahead and lookbehind, case-insensitive groups, lazy, possessive and

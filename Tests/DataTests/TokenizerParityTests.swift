@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Data
+@testable import Tokenizers
+@testable import Jinja
 
 /// Ids, special tokens and decoded text equal Hugging Face `tokenizers`' for tokenizers in five
 /// published styles (tools/golden_tokenizers.py), on a 24 kB mixed-language corpus plus texts

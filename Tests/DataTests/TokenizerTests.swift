@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Data
+@testable import Tokenizers
+@testable import Jinja
 
 @Suite struct TokenizerTests {
     @Test func trainingLearnsMergesAndRoundTrips() throws {

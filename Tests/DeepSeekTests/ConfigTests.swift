@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import DeepSeek
+@testable import FileFormats
 
 @Suite struct ConfigTests {
     func write(_ json: String) -> String {

@@ -1,5 +1,6 @@
 import Testing
 @testable import DeepSeek
+@testable import FileFormats
 @testable import Autograd
 
 /// The fused expert op against finite differences, for the input, the gate weights and the

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import DeepSeek
+@testable import FileFormats
 @testable import Checkpoint
 @testable import Autograd
 

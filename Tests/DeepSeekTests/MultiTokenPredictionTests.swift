@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import DeepSeek
+@testable import FileFormats
 @testable import Autograd
 
 /// The MTP loss's gradient against central finite differences: the depth's own weights

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenizers
 
 /// JSON in and out of templates with Python's meaning: objects keep their key order (Python's
 /// `json.loads`), and `tojson` writes what `json.dumps(x, ensure_ascii=False)` writes.

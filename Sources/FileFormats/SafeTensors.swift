@@ -1,5 +1,6 @@
 import Foundation
 import Autograd
+import FileSafety
 
 /// A bad or unreadable file: names the file, what is wrong, and what was expected.
 public struct CheckpointError: Error, CustomStringConvertible, Equatable {
@@ -28,6 +29,7 @@ public struct SafeTensorsFile {
     let data: Data
     let dataStart: Int
 
+    static let maxRank = 16
     static let sizes = ["F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "F64": 8, "U8": 1, "I8": 1, "BOOL": 1]
 
     public init(path: String) throws {
@@ -53,16 +55,22 @@ public struct SafeTensorsFile {
                 metadata = (value as? [String: String]) ?? [:]
                 continue
             }
+            let label = quoted(name)
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
                   let shape = info["shape"] as? [Int], let offs = info["data_offsets"] as? [Int], offs.count == 2 else {
-                throw CheckpointError(path, "header entry \"\(name)\" needs dtype, shape and data_offsets")
+                throw CheckpointError(path, "header entry \(label) needs dtype, shape and data_offsets")
             }
             guard let size = SafeTensorsFile.sizes[dtype] else {
-                throw CheckpointError(path, "tensor \"\(name)\" has dtype \(dtype); supported: F32, F16, BF16, I64, I32")
+                throw CheckpointError(path, "tensor \(label) has dtype \(quoted(dtype)); supported: F32, F16, BF16, I64, I32")
             }
-            let bytes = shape.reduce(1, *) * size
-            guard offs[0] >= 0, offs[1] - offs[0] == bytes, offs[1] <= payload else {
-                throw CheckpointError(path, "tensor \"\(name)\" (\(dtype) \(shape), \(bytes) bytes) has offsets \(offs) outside the \(payload) data bytes: truncated or corrupt")
+            // The byte count is computed with overflow checks: a wrapped product would pass the
+            // size check below and send a read past the mapping.
+            guard shape.count <= SafeTensorsFile.maxRank, let count = checkedProduct(shape),
+                  case let (bytes, overflow) = count.multipliedReportingOverflow(by: size), !overflow else {
+                throw CheckpointError(path, "tensor \(label) has shape \(quoted("\(shape)")): not a valid shape (rank at most \(SafeTensorsFile.maxRank), no negative dimension, at most Int.max bytes)")
+            }
+            guard offs[0] >= 0, offs[1] >= offs[0], offs[1] - offs[0] == bytes, offs[1] <= payload else {
+                throw CheckpointError(path, "tensor \(label) (\(dtype) \(shape), \(bytes) bytes) has offsets \(offs) outside the \(payload) data bytes: truncated or corrupt")
             }
             entries[name] = Entry(dtype: dtype, shape: shape, range: offs[0]..<offs[1])
         }
@@ -72,7 +80,7 @@ public struct SafeTensorsFile {
 
     public var names: [String] { entries.keys.sorted() }
 
-    func entry(_ name: String) throws -> Entry {
+    package func entry(_ name: String) throws -> Entry {
         guard let e = entries[name] else { throw CheckpointError(path, "has no tensor \"\(name)\"") }
         return e
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenizers
 
 /// Renders parsed statements: scopes as Jinja has them (a `for` body has its own; `set` inside
 /// it does not leak out, which is why templates use `namespace`), Python's operators on values,

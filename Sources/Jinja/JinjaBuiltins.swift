@@ -1,4 +1,5 @@
 import Foundation
+import Tokenizers
 
 /// The globals, filters, tests and methods chat templates call, with the meaning Jinja and
 /// Python give them (transformers adds `raise_exception`, `strftime_now` and a `tojson` that is

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenizers
 
 /// A model's tokenizer as transformers loads it from a directory: tokenizer.json, the special
 /// tokens of tokenizer_config.json, and the chat template — `chat_template.jinja` (as

@@ -1,6 +1,7 @@
 import Foundation
 import CHDF5
 import Autograd
+import FileSafety
 
 /// A thin, checked wrapper over the HDF5 C API for what checkpoints need: groups, float32 and
 /// int64 datasets, string and integer attributes. Every failing call becomes a
@@ -34,6 +35,7 @@ public final class HDF5File {
         guard H5Fis_hdf5(path) > 0 else {
             throw CheckpointError(path, "is not an HDF5 file (or its superblock is damaged)")
         }
+        try HDF5Screen.screen(path)
         let id = H5Fopen(path, deeptrain_h5f_acc_rdonly(), defaultPL)
         guard id >= 0 else { throw CheckpointError(path, "cannot be opened: truncated or corrupt HDF5 file") }
         return HDF5File(path: path, id: id)
@@ -73,10 +75,15 @@ public final class HDF5File {
         defer { H5Gclose(g) }
         var info = H5G_info_t()
         guard H5Gget_info(g, &info) >= 0 else { throw CheckpointError(path, "cannot list \(group)") }
+        guard info.nlinks <= HDF5Limits.maxGroupEntries else {
+            throw CheckpointError(path, "group \(group) has \(info.nlinks) entries; at most \(HDF5Limits.maxGroupEntries) are read")
+        }
         var names: [String] = []
         for i in 0..<info.nlinks {
             let n = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, HDF5File.defaultPL)
-            guard n >= 0 else { throw CheckpointError(path, "cannot read the name of entry \(i) of \(group)") }
+            guard n >= 0, n <= HDF5Limits.maxNameBytes else {
+                throw CheckpointError(path, "cannot read the name of entry \(i) of \(group) (length \(n))")
+            }
             var buf = [CChar](repeating: 0, count: Int(n) + 1)
             H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, Int(n) + 1, HDF5File.defaultPL)
             names.append(String(decoding: buf.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self))
@@ -104,11 +111,17 @@ public final class HDF5File {
     }
 
     public func readBytes(_ name: String) throws -> [UInt8] {
-        let s = try shape(name)
-        var v = [UInt8](repeating: 0, count: s.reduce(1, *))
+        let info = try dataset(name, expecting: .bytes)
+        guard info.shape.count == 1, info.count <= HDF5Limits.maxByteDataset else {
+            throw CheckpointError(path, "\(name) has shape \(info.shape); expected one dimension of at most \(HDF5Limits.maxByteDataset) bytes")
+        }
+        var v = [UInt8](repeating: 0, count: info.count)
         try v.withUnsafeMutableBytes { try readRaw(name, type: deeptrain_h5t_native_uint8(), into: $0.baseAddress!) }
-        let length = Int((try? intAttribute(name, "length")) ?? Int64(v.count))
-        return Array(v.prefix(length))
+        let length = exists(name) && H5Aexists_by_name(id, name, "length", HDF5File.defaultPL) > 0 ? try intAttribute(name, "length") : Int64(v.count)
+        guard length >= 0, length <= Int64(v.count) else {
+            throw CheckpointError(path, "\(name)@length is \(length); the dataset holds \(v.count) bytes")
+        }
+        return Array(v.prefix(Int(length)))
     }
 
     func writeRaw(_ name: String, shape: [Int], type: hid_t, bytes: UnsafeRawPointer) throws {
@@ -137,14 +150,14 @@ public final class HDF5File {
 
     /// Elements `range` of a float32 dataset, in row-major order, from `values`.
     public func writeFloats(_ name: String, range: Range<Int>, from values: UnsafePointer<Float>) throws {
-        try slice(name, range) { ds, mem, file in
+        try slice(name, range, reading: false) { ds, mem, file in
             H5Dwrite(ds, deeptrain_h5t_native_float(), mem, file, HDF5File.defaultPL, values) >= 0
         } failure: { "cannot write elements \(range) of \(name)" + writeFailureReason() }
     }
 
     /// Elements `range` of a float32 dataset, in row-major order, into `buffer`.
     public func readFloats(_ name: String, range: Range<Int>, into buffer: UnsafeMutablePointer<Float>) throws {
-        try slice(name, range) { ds, mem, file in
+        try slice(name, range, reading: true) { ds, mem, file in
             H5Dread(ds, deeptrain_h5t_native_float(), mem, file, HDF5File.defaultPL, buffer) >= 0
         } failure: { "cannot read elements \(range) of \(name): truncated or corrupt" }
     }
@@ -168,12 +181,14 @@ public final class HDF5File {
         return parts.isEmpty ? "" : " (" + parts.joined(separator: "; ") + ")"
     }
 
-    func slice(_ name: String, _ range: Range<Int>, _ io: (hid_t, hid_t, hid_t) -> Bool, failure: () -> String) throws {
+    func slice(_ name: String, _ range: Range<Int>, reading: Bool, _ io: (hid_t, hid_t, hid_t) -> Bool, failure: () -> String) throws {
+        // A dataset being written in slices has no storage yet; one being read must have all of it.
+        let info = try dataset(name, expecting: .float32, stored: reading)
         let ds = H5Dopen2(id, name, HDF5File.defaultPL)
         guard ds >= 0 else { throw CheckpointError(path, "has no dataset \(name)") }
         defer { H5Dclose(ds) }
-        let shape = try self.shape(name)
-        let total = shape.reduce(1, *)
+        let shape = info.shape
+        let total = info.count
         guard range.lowerBound >= 0, range.upperBound <= total else {
             throw CheckpointError(path, "\(name) has \(total) elements; elements \(range) were asked for")
         }
@@ -212,31 +227,15 @@ public final class HDF5File {
         guard ok, io(ds, mem, file) else { throw CheckpointError(path, failure()) }
     }
 
-    public func shape(_ name: String) throws -> [Int] {
-        let ds = H5Dopen2(id, name, HDF5File.defaultPL)
-        guard ds >= 0 else { throw CheckpointError(path, "has no dataset \(name)") }
-        defer { H5Dclose(ds) }
-        let space = H5Dget_space(ds)
-        defer { H5Sclose(space) }
-        let rank = Int(H5Sget_simple_extent_ndims(space))
-        guard rank >= 0 else { throw CheckpointError(path, "dataset \(name) has no readable shape") }
-        var dims = [hsize_t](repeating: 0, count: Swift.max(rank, 1))
-        H5Sget_simple_extent_dims(space, &dims, nil)
-        return dims.prefix(rank).map { Int($0) }
-    }
+    /// The dataset's shape, checked (rank and element count bounded, no overflow).
+    public func shape(_ name: String) throws -> [Int] { try dataset(name, expecting: nil).shape }
 
+    /// A float32 dataset read whole, after its type, shape and stored size were checked.
     public func readTensor(_ name: String) throws -> Tensor {
-        let s = try shape(name)
-        let t = Tensor(uninitialized: s)
+        let info = try dataset(name, expecting: .float32)
+        let t = Tensor(uninitialized: info.shape)
         try readRaw(name, type: deeptrain_h5t_native_float(), into: UnsafeMutableRawPointer(t.data))
         return t
-    }
-
-    public func readInt64(_ name: String) throws -> [Int64] {
-        let s = try shape(name)
-        var v = [Int64](repeating: 0, count: s.reduce(1, *))
-        try v.withUnsafeMutableBytes { try readRaw(name, type: deeptrain_h5t_native_int64(), into: $0.baseAddress!) }
-        return v
     }
 
     func readRaw(_ name: String, type: hid_t, into buffer: UnsafeMutableRawPointer) throws {
@@ -285,32 +284,126 @@ public final class HDF5File {
     }
 
     public func stringAttribute(_ object: String, _ name: String) throws -> String {
-        guard H5Aexists_by_name(id, object, name, HDF5File.defaultPL) > 0 else {
-            throw CheckpointError(path, "has no attribute \(object)@\(name)")
-        }
-        let attr = H5Aopen_by_name(id, object, name, HDF5File.defaultPL, HDF5File.defaultPL)
-        guard attr >= 0 else { throw CheckpointError(path, "cannot open attribute \(object)@\(name)") }
+        let attr = try openScalarAttribute(object, name)
         defer { H5Aclose(attr) }
         let type = H5Aget_type(attr)
+        guard type >= 0 else { throw CheckpointError(path, "attribute \(object)@\(name) has no readable type") }
         defer { H5Tclose(type) }
         guard H5Tget_class(type) == H5T_STRING else { throw CheckpointError(path, "attribute \(object)@\(name) is not a string") }
+        // A variable-length string is read as a pointer, not into our buffer: refused.
+        guard H5Tis_variable_str(type) == 0 else {
+            throw CheckpointError(path, "attribute \(object)@\(name) is a variable-length string; DeepTrain writes fixed-length strings")
+        }
         let size = H5Tget_size(type)
+        guard size > 0, size <= HDF5Limits.maxStringAttribute else {
+            throw CheckpointError(path, "attribute \(object)@\(name) is a string of \(size) bytes; at most \(HDF5Limits.maxStringAttribute) are read")
+        }
         var buf = [UInt8](repeating: 0, count: size + 1)
         guard H5Aread(attr, type, &buf) >= 0 else { throw CheckpointError(path, "cannot read attribute \(object)@\(name)") }
         return String(decoding: buf.prefix(while: { $0 != 0 }), as: UTF8.self)
     }
 
     public func intAttribute(_ object: String, _ name: String) throws -> Int64 {
-        guard H5Aexists_by_name(id, object, name, HDF5File.defaultPL) > 0 else {
-            throw CheckpointError(path, "has no attribute \(object)@\(name)")
-        }
-        let attr = H5Aopen_by_name(id, object, name, HDF5File.defaultPL, HDF5File.defaultPL)
-        guard attr >= 0 else { throw CheckpointError(path, "cannot open attribute \(object)@\(name)") }
+        let attr = try openScalarAttribute(object, name)
         defer { H5Aclose(attr) }
+        let type = H5Aget_type(attr)
+        guard type >= 0 else { throw CheckpointError(path, "attribute \(object)@\(name) has no readable type") }
+        defer { H5Tclose(type) }
+        guard H5Tget_class(type) == H5T_INTEGER, H5Tget_size(type) <= 8 else {
+            throw CheckpointError(path, "attribute \(object)@\(name) is not an integer of at most 8 bytes")
+        }
         var v: Int64 = 0
         guard H5Aread(attr, deeptrain_h5t_native_int64(), &v) >= 0 else {
             throw CheckpointError(path, "cannot read attribute \(object)@\(name)")
         }
         return v
     }
+
+    /// Opens an attribute that holds exactly one value: HDF5 reads every element of an
+    /// attribute into the caller's buffer, so an array where a scalar belongs would overflow it.
+    func openScalarAttribute(_ object: String, _ name: String) throws -> hid_t {
+        guard H5Aexists_by_name(id, object, name, HDF5File.defaultPL) > 0 else {
+            throw CheckpointError(path, "has no attribute \(object)@\(name)")
+        }
+        let attr = H5Aopen_by_name(id, object, name, HDF5File.defaultPL, HDF5File.defaultPL)
+        guard attr >= 0 else { throw CheckpointError(path, "cannot open attribute \(object)@\(name)") }
+        let space = H5Aget_space(attr)
+        let points = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1
+        let kind = space >= 0 ? H5Sget_simple_extent_type(space) : H5S_NO_CLASS
+        if space >= 0 { H5Sclose(space) }
+        guard points == 1, kind == H5S_SCALAR || kind == H5S_SIMPLE else {
+            H5Aclose(attr)
+            throw CheckpointError(path, "attribute \(object)@\(name) holds \(points) values; expected one")
+        }
+        return attr
+    }
+
+    // MARK: validation of what a file declares, before any of its bytes are read
+
+    /// The element types DeepTrain's datasets have.
+    enum Element {
+        case float32, bytes
+        var typeClass: H5T_class_t { self == .float32 ? H5T_FLOAT : H5T_INTEGER }
+        var size: Int { self == .float32 ? 4 : 1 }
+        var label: String { self == .float32 ? "float32" : "uint8" }
+    }
+
+    struct DatasetInfo {
+        let shape: [Int]
+        let count: Int
+    }
+
+    /// Checks a dataset's class and element size (when `expecting` is given), its rank, its
+    /// element count (overflow-checked and bounded) and, for reads, that the file stores every
+    /// element (contiguous, uncompressed: what DeepTrain writes) — so a few bytes of header
+    /// cannot make us allocate more than the file holds.
+    func dataset(_ name: String, expecting element: Element?, stored: Bool = true) throws -> DatasetInfo {
+        let ds = H5Dopen2(id, name, HDF5File.defaultPL)
+        guard ds >= 0 else { throw CheckpointError(path, "has no dataset \(name)") }
+        defer { H5Dclose(ds) }
+        let space = H5Dget_space(ds)
+        guard space >= 0 else { throw CheckpointError(path, "dataset \(name) has no readable shape") }
+        defer { H5Sclose(space) }
+        let kind = H5Sget_simple_extent_type(space)
+        guard kind == H5S_SIMPLE || kind == H5S_SCALAR else { throw CheckpointError(path, "dataset \(name) has no elements (null dataspace)") }
+        let rank = Int(H5Sget_simple_extent_ndims(space))
+        guard rank >= 0, rank <= HDF5Limits.maxRank else {
+            throw CheckpointError(path, "dataset \(name) has rank \(rank); at most \(HDF5Limits.maxRank) is read")
+        }
+        var dims = [hsize_t](repeating: 0, count: Swift.max(rank, 1))
+        guard H5Sget_simple_extent_dims(space, &dims, nil) == Int32(rank) else {
+            throw CheckpointError(path, "dataset \(name) has no readable shape")
+        }
+        let shape = try dims.prefix(rank).map { d -> Int in
+            guard d <= UInt64(HDF5Limits.maxElements) else { throw CheckpointError(path, "dataset \(name) has a dimension of \(d)") }
+            return Int(d)
+        }
+        guard let count = checkedProduct(shape), count <= HDF5Limits.maxElements else {
+            throw CheckpointError(path, "dataset \(name) of shape \(shape) has more than \(HDF5Limits.maxElements) elements")
+        }
+        guard let element else { return DatasetInfo(shape: shape, count: count) }
+        let type = H5Dget_type(ds)
+        guard type >= 0 else { throw CheckpointError(path, "dataset \(name) has no readable type") }
+        defer { H5Tclose(type) }
+        guard H5Tget_class(type) == element.typeClass, H5Tget_size(type) == element.size else {
+            throw CheckpointError(path, "dataset \(name) is not \(element.label)")
+        }
+        let bytes = H5Dget_storage_size(ds)
+        guard !stored || bytes == UInt64(count * element.size) else {
+            throw CheckpointError(path, "dataset \(name) of shape \(shape) stores \(bytes) bytes; \(element.label) needs \(count * element.size): truncated or corrupt")
+        }
+        return DatasetInfo(shape: shape, count: count)
+    }
+}
+
+/// What DeepTrain reads from an HDF5 file at most: far above any checkpoint it writes (a
+/// 671B-parameter model's largest tensor has about 2^31 elements), far below what would
+/// exhaust memory on a header's say-so.
+public enum HDF5Limits {
+    public static let maxRank = 8
+    public static let maxElements = 1 << 36
+    public static let maxByteDataset = 1 << 30
+    public static let maxStringAttribute = 64 << 20
+    public static let maxGroupEntries: UInt64 = 10_000_000
+    public static let maxNameBytes = 4096
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenizers
 
 /// A template error: what went wrong and the template line it happened on (1-based; 0 when
 /// not known). `raise_exception` from the template is one, with the template's own message.

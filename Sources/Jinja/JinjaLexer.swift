@@ -1,3 +1,4 @@
+import Tokenizers
 /// Splits a template into text and tag tokens the way Jinja's lexer does with the options
 /// transformers renders chat templates with: newlines normalized to `\n`, one trailing newline
 /// dropped (keep_trailing_newline=False), `trim_blocks` (the newline after a block or comment

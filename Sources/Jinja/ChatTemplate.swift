@@ -1,4 +1,5 @@
 import Foundation
+import Tokenizers
 
 /// A chat template (Jinja) rendered as transformers' `apply_chat_template` renders it.
 public struct ChatTemplate: @unchecked Sendable {

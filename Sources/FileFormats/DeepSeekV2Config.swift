@@ -1,4 +1,5 @@
 import Foundation
+import FileSafety
 
 /// A bad model configuration: names the key, what it holds, and what is allowed.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
@@ -183,7 +184,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         func opt<T: Decodable>(_ k: CodingKeys, _ d: T) throws -> T { try c.decodeIfPresent(T.self, forKey: k) ?? d }
         modelType = try opt(.modelType, "deepseek_v2")
         guard modelType == "deepseek_v2" || modelType == "deepseek_v3" else {
-            throw ConfigError(key: "model_type", "is \"\(modelType)\"; expected \"deepseek_v2\" or \"deepseek_v3\"")
+            throw ConfigError(key: "model_type", "is \(quoted(modelType)); expected \"deepseek_v2\" or \"deepseek_v3\"")
         }
         let v3 = modelType == "deepseek_v3"
         vocabSize = try req(.vocabSize)
@@ -321,17 +322,18 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
                                          ("max_position_embeddings", maxPositionEmbeddings)]
         for (k, v) in positive where v <= 0 { try fail(k, "is \(v); expected a positive integer") }
         if let q = qLoraRank, q <= 0 { try fail("q_lora_rank", "is \(q); expected a positive integer or null (plain q_proj)") }
+        try checkLimits(fail)
         if qkRopeHeadDim % 2 != 0 { try fail("qk_rope_head_dim", "is \(qkRopeHeadDim); rotary embedding needs an even size") }
         if scoringFunc != "softmax" && scoringFunc != "sigmoid" {
-            try fail("scoring_func", "is \"\(scoringFunc)\"; allowed: \"softmax\" (V2), \"sigmoid\" (V3)")
+            try fail("scoring_func", "is \(quoted(scoringFunc)); allowed: \"softmax\" (V2), \"sigmoid\" (V3)")
         }
         if numNextnPredictLayers < 0 { try fail("num_nextn_predict_layers", "is \(numNextnPredictLayers); expected 0 or more") }
         if !isV3 && !ropeInterleave { try fail("rope_interleave", "is false; DeepSeek-V2 stores rope dimensions interleaved (allowed: true)") }
-        if hiddenAct != "silu" { try fail("hidden_act", "is \"\(hiddenAct)\"; allowed: \"silu\"") }
+        if hiddenAct != "silu" { try fail("hidden_act", "is \(quoted(hiddenAct)); allowed: \"silu\"") }
         if attentionBias { try fail("attention_bias", "is true; DeepSeek-V2 has no attention biases (allowed: false)") }
         if tieWordEmbeddings { try fail("tie_word_embeddings", "is true; allowed: false (DeepSeek-V2 unties lm_head)") }
         if let r = ropeScaling {
-            if r.type != "yarn" { try fail("rope_scaling.type", "is \"\(r.type)\"; allowed: \"yarn\" (or no rope_scaling)") }
+            if r.type != "yarn" { try fail("rope_scaling.type", "is \(quoted(r.type)); allowed: \"yarn\" (or no rope_scaling)") }
             if r.factor < 1 { try fail("rope_scaling.factor", "is \(r.factor); expected ≥ 1") }
             if r.originalMaxPositionEmbeddings <= 0 { try fail("rope_scaling.original_max_position_embeddings", "must be positive") }
         }
@@ -350,7 +352,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         case "greedy":
             break
         case "noaux_tc":
-            if scoringFunc != "sigmoid" { try fail("scoring_func", "is \"\(scoringFunc)\"; topk_method \"noaux_tc\" needs \"sigmoid\"") }
+            if scoringFunc != "sigmoid" { try fail("scoring_func", "is \(quoted(scoringFunc)); topk_method \"noaux_tc\" needs \"sigmoid\"") }
             if nRoutedExperts / nGroup < 2 {
                 try fail("n_group", "is \(nGroup); noaux_tc ranks groups by their two best experts, so each group needs at least 2 of the \(nRoutedExperts) experts")
             }
@@ -362,14 +364,49 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
                 try fail("num_experts_per_tok", "is \(numExpertsPerTok), more than the \(reachable) experts in topk_group = \(topkGroup) of \(nGroup) groups")
             }
         default:
-            try fail("topk_method", "is \"\(topkMethod)\"; allowed: \"greedy\", \"group_limited_greedy\" (V2), \"noaux_tc\" (V3)")
+            try fail("topk_method", "is \(quoted(topkMethod)); allowed: \"greedy\", \"group_limited_greedy\" (V2), \"noaux_tc\" (V3)")
+        }
+    }
+
+    /// Every size bounded before anything is allocated from it (`ConfigLimits`), and every
+    /// float finite: a config comes from a download.
+    func checkLimits(_ fail: (String, String) throws -> Never) throws {
+        let sizes: [(String, Int, Int)] = [
+            ("vocab_size", vocabSize, ConfigLimits.vocabSize), ("hidden_size", hiddenSize, ConfigLimits.hiddenSize),
+            ("intermediate_size", intermediateSize, ConfigLimits.intermediateSize),
+            ("moe_intermediate_size", moeIntermediateSize, ConfigLimits.intermediateSize),
+            ("num_hidden_layers", numHiddenLayers, ConfigLimits.layers), ("num_attention_heads", numAttentionHeads, ConfigLimits.heads),
+            ("n_routed_experts", nRoutedExperts, ConfigLimits.experts), ("n_shared_experts", nSharedExperts, ConfigLimits.sharedExperts),
+            ("kv_lora_rank", kvLoraRank, ConfigLimits.loraRank), ("q_lora_rank", qLoraRank ?? 1, ConfigLimits.loraRank),
+            ("qk_rope_head_dim", qkRopeHeadDim, ConfigLimits.headDim), ("qk_nope_head_dim", qkNopeHeadDim, ConfigLimits.headDim),
+            ("v_head_dim", vHeadDim, ConfigLimits.headDim), ("max_position_embeddings", maxPositionEmbeddings, ConfigLimits.positions),
+            ("num_nextn_predict_layers", numNextnPredictLayers, ConfigLimits.mtpDepths), ("moe_layer_freq", moeLayerFreq, ConfigLimits.layers),
+            ("first_k_dense_replace", firstKDenseReplace, ConfigLimits.layers), ("n_group", nGroup, ConfigLimits.experts),
+            ("topk_group", topkGroup, ConfigLimits.experts), ("num_experts_per_tok", numExpertsPerTok, ConfigLimits.experts),
+        ]
+        for (key, value, limit) in sizes where value > limit {
+            try fail(key, "is \(value); DeepTrain reads at most \(limit) (docs/checkpoints.md, \"Limits\")")
+        }
+        let floats: [(String, Double)] = [("routed_scaling_factor", routedScalingFactor), ("aux_loss_alpha", auxLossAlpha),
+                                          ("initializer_range", initializerRange), ("rms_norm_eps", rmsNormEps), ("rope_theta", ropeTheta)]
+        for (key, value) in floats where !value.isFinite { try fail(key, "is \(value); expected a finite number") }
+        if rmsNormEps <= 0 { try fail("rms_norm_eps", "is \(rmsNormEps); expected a positive number") }
+        if ropeTheta <= 0 { try fail("rope_theta", "is \(ropeTheta); expected a positive number") }
+        if let r = ropeScaling {
+            let values = [("factor", r.factor), ("beta_fast", r.betaFast), ("beta_slow", r.betaSlow), ("mscale", r.mscale), ("mscale_all_dim", r.mscaleAllDim)]
+            for (key, value) in values where !value.isFinite { try fail("rope_scaling.\(key)", "is \(value); expected a finite number") }
+            if r.factor > ConfigLimits.ropeFactor { try fail("rope_scaling.factor", "is \(r.factor); at most \(ConfigLimits.ropeFactor)") }
+            if r.originalMaxPositionEmbeddings > ConfigLimits.positions {
+                try fail("rope_scaling.original_max_position_embeddings", "is \(r.originalMaxPositionEmbeddings); at most \(ConfigLimits.positions)")
+            }
         }
     }
 
     /// Reads and validates a Hugging Face `config.json`.
     public static func load(_ path: String) throws -> DeepSeekV2Config {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError(source: path, key: "(file)", "cannot be read")
+        let data: Data
+        do { data = try readBoundedFile(path, limit: ConfigLimits.fileBytes, what: "a config.json") } catch let e as BoundedFileError {
+            throw ConfigError(source: path, key: "(file)", e.message)
         }
         let config: DeepSeekV2Config
         do {
@@ -421,4 +458,25 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
 /// yarn_get_mscale of DeepSeek's code: 0.1·m·ln(factor) + 1 for factor > 1, else 1.
 public func yarnMscale(factor: Double, mscale: Double) -> Double {
     factor <= 1 ? 1 : 0.1 * mscale * Foundation.log(factor) + 1
+}
+
+/// The largest sizes a config may declare: about 16× the largest published DeepSeek model
+/// (V3: vocabulary 129,280, hidden 7,168, 61 layers, 128 heads, 256 routed experts of width
+/// 2,048, dense width 18,432, 163,840 positions). Bounded dimensions keep every parameter and
+/// FLOP count of `deeptrain plan` within Int64, and a downloaded config from asking for more.
+public enum ConfigLimits {
+    public static let vocabSize = 4_194_304
+    public static let hiddenSize = 65_536
+    public static let intermediateSize = 262_144
+    public static let layers = 1_024
+    public static let heads = 1_024
+    public static let experts = 4_096
+    public static let sharedExperts = 64
+    public static let loraRank = 65_536
+    public static let headDim = 4_096
+    public static let positions = 16_777_216
+    public static let mtpDepths = 16
+    public static let ropeFactor = 1_024.0
+    /// config.json itself (a published one is about 2 KB).
+    public static let fileBytes = 1 << 20
 }

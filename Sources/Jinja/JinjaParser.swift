@@ -1,3 +1,4 @@
+import Tokenizers
 /// An expression in a template.
 indirect enum JinjaExpr {
     case literal(JinjaValue)
