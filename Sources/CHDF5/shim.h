@@ -8,6 +8,7 @@ static inline hid_t deeptrain_h5t_native_float(void) { return H5T_NATIVE_FLOAT; 
 static inline hid_t deeptrain_h5t_native_int64(void) { return H5T_NATIVE_INT64; }
 static inline hid_t deeptrain_h5t_native_uint8(void) { return H5T_NATIVE_UINT8; }
 static inline hid_t deeptrain_h5t_c_s1(void) { return H5T_C_S1; }
+static inline hid_t deeptrain_h5p_dataset_create(void) { return H5P_DATASET_CREATE; }
 static inline unsigned deeptrain_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
 static inline unsigned deeptrain_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline unsigned deeptrain_h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }

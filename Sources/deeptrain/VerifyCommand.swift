@@ -21,6 +21,11 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         // This process is the screen: it reads the file itself.
         HDF5Screen.check = nil
+        // Fault injection for the screening test: this process dies as libhdf5 would on a bad file.
+        if let signal = ProcessInfo.processInfo.environment["DEEPTRAIN_FAULT_VERIFY_SIGNAL"].flatMap({ Int32($0) }) {
+            _ = Foundation.signal(signal, SIG_DFL)
+            raise(signal)
+        }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) else { fail("\(checkpoint): does not exist") }
         try reportingBadInput {
@@ -53,6 +58,8 @@ func screenInChild(_ path: String) throws {
     p.standardError = err
     p.standardOutput = FileHandle.nullDevice
     p.standardInput = FileHandle.nullDevice
+    // A crash there is expected of a bad file: no backtrace report, just the signal.
+    p.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"], uniquingKeysWith: { _, new in new })
     do { try p.run() } catch { throw CheckpointError(path, "cannot be checked: the checking process did not start (\(error))") }
     let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     p.waitUntilExit()

@@ -7,11 +7,12 @@ struct CommandRun {
     let stdout: String
     let stderr: String
 
-    init(_ exe: String, _ args: [String]) throws {
+    init(_ exe: String, _ args: [String], environment extra: [String: String] = [:]) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
         p.arguments = args
         p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
+            .merging(extra, uniquingKeysWith: { _, new in new })
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
