@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "Parallel", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives"], swiftSettings: release),
         .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek", "CHDF5", "FileFormats", "FileSafety"], swiftSettings: release),
         .target(name: "Data", dependencies: ["Autograd", "Tokenizers", "Jinja", "FileSafety"], swiftSettings: release),
-        .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives", "Parallel", "Checkpoint", "Data", "CBLAS", "Yams"], swiftSettings: release),
+        .target(name: "Training", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives", "Parallel", "Checkpoint", "Data", "CBLAS", "Yams", "FileSafety"], swiftSettings: release),
         // The `bench` commands' measurements: the trainer does not carry its benchmarks.
         .target(name: "Benchmarks", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives", "Parallel", "Data", "Training",
                                                    "CBLAS", "CMPI", "BLASKernel"], swiftSettings: release),

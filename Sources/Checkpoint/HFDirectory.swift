@@ -124,11 +124,18 @@ public enum HFDirectory {
     ]
 
     /// The tokenizer files present in `dir`, with their bytes.
-    public static func tokenizerFiles(_ dir: String) -> [(String, Data)] {
-        tokenizerFileNames.compactMap { n in
-            FileManager.default.contents(atPath: (dir as NSString).appendingPathComponent(n)).map { (n, $0) }
+    public static func tokenizerFiles(_ dir: String) throws -> [(String, Data)] {
+        try tokenizerFileNames.compactMap { n in
+            let path = (dir as NSString).appendingPathComponent(n)
+            guard FileManager.default.fileExists(atPath: path) else { return nil }
+            do { return (n, try readBoundedFile(path, limit: tokenizerFileBytes, what: "a tokenizer file")) } catch let e as BoundedFileError {
+                throw CheckpointError(path, e.message)
+            }
         }
     }
+
+    /// A tokenizer file carried along (a published tokenizer.json is at most about 20 MB).
+    public static let tokenizerFileBytes = 512 << 20
 
     /// Writes config.json, the weights in `dtype` in shards of at most `shardBytes` (named
     /// model-0000K-of-0000N.safetensors with model.safetensors.index.json when more than one,

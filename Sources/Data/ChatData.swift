@@ -146,7 +146,13 @@ enum JSONLines {
             .filter { !$0.element.allSatisfy(\.isWhitespace) }.map { ($0.offset + 1, $0.element) }
     }
 
+    /// One line of a JSONL file at most (a published SFT conversation is a few KB).
+    static let lineBytes = 64 << 20
+
     static func object(_ line: Substring, file: String, line n: Int) throws -> [String: Any] {
+        guard line.utf8.count <= lineBytes else {
+            throw DataError(file: file, line: n, "is \(line.utf8.count) bytes; a JSONL line may be at most \(lineBytes)")
+        }
         guard let obj = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
             throw DataError(file: file, line: n, "malformed JSON; expected one object per line")
         }

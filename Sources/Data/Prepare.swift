@@ -46,6 +46,9 @@ public enum Prepare {
             start = end < data.endIndex ? data.index(after: end) : end
             lineNo += 1
             if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+            guard line.count <= JSONLines.lineBytes else {
+                throw TokenizerError(source: "\(path):\(lineNo)", message: "is \(line.count) bytes; a JSONL line may be at most \(JSONLines.lineBytes)")
+            }
             guard let obj = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
                 throw TokenizerError(source: "\(path):\(lineNo)", message: "is not a JSON object")
             }
@@ -80,7 +83,10 @@ public enum Prepare {
         }
         var templateText: String? = nil
         if let t = o.chatTemplate {
-            guard let data = FileManager.default.contents(atPath: t) else { throw TokenizerError(source: t, message: "cannot be read") }
+            let data: Data
+            do { data = try readBoundedFile(t, limit: ChatTokenizer.templateBytes, what: "a chat template") } catch let e as BoundedFileError {
+                throw TokenizerError(source: t, message: e.message)
+            }
             templateText = String(decoding: data, as: UTF8.self)
             _ = try ChatTemplate(source: templateText!, origin: t)   // a syntax error stops here, before any output
             if let b = o.bos, tok.id(of: b) == nil {

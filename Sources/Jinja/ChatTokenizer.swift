@@ -1,4 +1,5 @@
 import Foundation
+import FileSafety
 import Tokenizers
 
 /// A model's tokenizer as transformers loads it from a directory: tokenizer.json, the special
@@ -32,7 +33,12 @@ public final class ChatTokenizer: @unchecked Sendable {
         }
         var files: [String: Data] = [:]
         for name in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json"] {
-            if let d = FileManager.default.contents(atPath: (path as NSString).appendingPathComponent(name)) { files[name] = d }
+            let file = (path as NSString).appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: file) else { continue }
+            let limit = name == "tokenizer.json" ? Self.tokenizerBytes : Self.templateBytes
+            do { files[name] = try readBoundedFile(file, limit: limit, what: name) } catch let e as BoundedFileError {
+                throw TokenizerError(source: file, message: e.message)
+            }
         }
         guard files["tokenizer.json"] != nil else { throw TokenizerError(source: path, message: "is a directory without tokenizer.json") }
         try self.init(files: files, directory: path)
@@ -101,6 +107,11 @@ public final class ChatTokenizer: @unchecked Sendable {
         if let tools { vars["tools"] = tools }
         return try template.render(messages: try Self.normalized(messages), addGenerationPrompt: addGenerationPrompt, variables: vars)
     }
+
+    /// A chat template, and the small JSON files beside it (published templates are under 20 KB).
+    public static let templateBytes = 4 << 20
+    /// A tokenizer.json (published ones are at most about 20 MB).
+    public static let tokenizerBytes = 512 << 20
 
     static let reasoningFields = ["reasoning_content", "thinking", "reasoning"]
 

@@ -1,4 +1,5 @@
 import Foundation
+import FileSafety
 import Yams
 import DeepSeek
 import Optim
@@ -183,7 +184,7 @@ public struct Recipe: Sendable {
                        checkpoint: CheckpointSpec(), threads: nil, tokenizer: nil, stages: [], resolvedYAML: "")
         r.name = try top.string("name")
         guard !r.name.isEmpty, r.name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
-            throw top.fail(top.mapping["name"], "name", "is \"\(r.name)\"; expected letters, digits, - _ . (it names the run directory)")
+            throw top.fail(top.mapping["name"], "name", "is \(quoted(r.name)); expected letters, digits, - _ . (it names the run directory)")
         }
         r.seed = UInt64(try top.int("seed", default: 0, min: 0))
         r.threads = try top.optionalInt("threads", min: 1)
@@ -327,7 +328,7 @@ public struct Recipe: Sendable {
                     if g.rewards.isEmpty { throw o.fail(nil, "rewards", "is empty; give at least one reward (kind: exact, format or command)") }
                 }
                 if let c = try o.optionalString("control") {
-                    guard c == "shuffle_rewards" else { throw o.fail(o.mapping["control"], "control", "is \"\(c)\"; the only control is shuffle_rewards") }
+                    guard c == "shuffle_rewards" else { throw o.fail(o.mapping["control"], "control", "is \(quoted(c)); the only control is shuffle_rewards") }
                     g.control = c
                 }
                 try o.finish()
@@ -343,7 +344,7 @@ public struct Recipe: Sendable {
         case "grpo": fits = st.data == "synthetic:arithmetic-prompts" || st.data.hasSuffix(".jsonl")
         default: fits = !st.data.hasSuffix(".jsonl") && !st.data.hasPrefix("synthetic:arithmetic-chat") && st.data != "synthetic:arithmetic-prompts"
         }
-        guard fits else { throw s.fail(s.mapping["data"], "data", "is \"\(st.data)\"; a \(kind) stage reads \(allowed[kind]!)") }
+        guard fits else { throw s.fail(s.mapping["data"], "data", "is \(quoted(st.data)); a \(kind) stage reads \(allowed[kind]!)") }
         if epochs != nil && st.data.hasPrefix("synthetic:") {
             throw s.fail(s.mapping["epochs"], "epochs", "needs a chat .jsonl file (the built-in chat data has no end); give steps")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import FileSafety
 import Yams
 
 /// A recipe problem: the file, the line and column, the key path, and what was expected.
@@ -19,7 +20,8 @@ public struct RecipeError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         let loc = line.map { ":\($0)" + (column.map { ":\($0)" } ?? "") } ?? ""
-        return "\(file)\(loc): \(path.isEmpty ? "" : path + ": ")\(message)"
+        // A key path from a hostile recipe can be megabytes long: quoted in part.
+        return "\(file)\(loc): \(path.isEmpty ? "" : excerpt(path) + ": ")\(message)"
     }
 }
 
@@ -46,7 +48,7 @@ final class YAMLObject {
 
     static func describe(_ n: Node) -> String {
         switch n {
-        case .scalar(let s): return "\"\(s.string)\""
+        case .scalar(let s): return quoted(s.string)
         case .sequence: return "a list"
         case .mapping: return "a mapping"
         case .alias: return "an alias"
@@ -87,7 +89,7 @@ final class YAMLObject {
         }
         guard case .scalar(let s) = v else { throw fail(v, key, "expected a string, got \(YAMLObject.describe(v))") }
         if let allowed, !allowed.contains(s.string) {
-            throw fail(v, key, "is \"\(s.string)\"; expected one of \(allowed.joined(separator: ", "))" + closest(s.string, allowed))
+            throw fail(v, key, "is \(quoted(s.string)); expected one of \(allowed.joined(separator: ", "))" + closest(s.string, allowed))
         }
         return s.string
     }
@@ -229,13 +231,13 @@ func applyOverride(_ root: Node, path: [String], value: Node, file: String, full
         return .mapping(m)
     case .sequence(var s):
         guard let i = Int(head), i >= 0, i < s.count else {
-            throw RecipeError(file: "--set", line: nil, column: nil, path: full, message: "\"\(head)\" is not an index of a list of \(s.count)")
+            throw RecipeError(file: "--set", line: nil, column: nil, path: full, message: "\(quoted(head)) is not an index of a list of \(s.count)")
         }
         var nodes = Array(s)
         nodes[i] = try applyOverride(nodes[i], path: rest, value: value, file: file, full: full)
         s = Node.Sequence(nodes, s.tag, s.style, s.mark)
         return .sequence(s)
     default:
-        throw RecipeError(file: "--set", line: nil, column: nil, path: full, message: "cannot set \"\(head)\" inside a scalar")
+        throw RecipeError(file: "--set", line: nil, column: nil, path: full, message: "cannot set \(quoted(head)) inside a scalar")
     }
 }

@@ -130,13 +130,13 @@ public final class Trainer {
         } else if let dir = hfDirectory(recipe.model.source), FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("model.safetensors")) || FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("model.safetensors.index.json")) {
             // `model:` names a Hugging Face directory with weights: training starts from them.
             model = try HFDirectory.load(dir, positions: positions, holds: holds)
-            tokenizerFiles = HFDirectory.tokenizerFiles(dir)
+            tokenizerFiles = try HFDirectory.tokenizerFiles(dir)
             tokenizerSource = tokenizerSource ?? (tokenizerFiles.contains { $0.0 == "tokenizer.json" } ? dir : nil)
             log("model weights from \(dir)")
         } else {
             model = DeepSeekV2ForCausalLM(config, seed: recipe.seed, positions: positions, holds: holds)
             if let dir = hfDirectory(recipe.model.source), FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("tokenizer.json")) {
-                tokenizerFiles = HFDirectory.tokenizerFiles(dir)
+                tokenizerFiles = try HFDirectory.tokenizerFiles(dir)
                 tokenizerSource = tokenizerSource ?? dir
             }
         }
@@ -144,7 +144,7 @@ public final class Trainer {
             // The recipe's own tokenizer is the one the checkpoints carry.
             var isDir: ObjCBool = false
             if FileManager.default.fileExists(atPath: t, isDirectory: &isDir) {
-                tokenizerFiles = isDir.boolValue ? HFDirectory.tokenizerFiles(t) : [("tokenizer.json", FileManager.default.contents(atPath: t) ?? Data())]
+                tokenizerFiles = isDir.boolValue ? try HFDirectory.tokenizerFiles(t) : [("tokenizer.json", FileManager.default.contents(atPath: t) ?? Data())]
             }
         }
         for si in startStage..<recipe.stages.count {
@@ -155,7 +155,7 @@ public final class Trainer {
                 if let dir = hfDirectory(initPath) {
                     // A Hugging Face model directory: its weights, and its tokenizer for the stages.
                     m = try HFDirectory.load(dir, positions: positions, holds: holds)
-                    let files = HFDirectory.tokenizerFiles(dir)
+                    let files = try HFDirectory.tokenizerFiles(dir)
                     if !files.isEmpty { tokenizerFiles = files }
                     if tokenizerSource == nil || recipe.tokenizer == nil, files.contains(where: { $0.0 == "tokenizer.json" }) { tokenizerSource = dir }
                 } else {

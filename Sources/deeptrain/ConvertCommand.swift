@@ -37,7 +37,7 @@ struct ConvertCommand: ParsableCommand {
                 let weights = try HFDirectory.Weights(source)
                 let parameters = DeepSeekV2ForCausalLM.parameterShapes(weights.config)
                 try weights.check(parameters)
-                let files = HFDirectory.tokenizerFiles(source)
+                let files = try HFDirectory.tokenizerFiles(source)
                 try CheckpointStore.save(config: weights.config, parameters: parameters,
                                          state: CheckpointStore.State(routerBiases: try weights.routerBiases()),
                                          tokenizerFiles: files, to: destination, tensor: weights.tensor)

@@ -42,7 +42,9 @@ func loadChatTokenizer(checkpoint: String, tokenizer: String?) throws -> ChatTok
 func fail(_ message: String) -> Never {
     // Under mpirun every rank finds the same bad input: one of them says so.
     let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap(Int.init) ?? 0
-    if rank == 0 { FileHandle.standardError.write(Data("error: \(message)\n".utf8)) }
+    // Every message quotes values in part; this bounds what any message can grow to.
+    let bounded = message.utf8.count > 4096 ? String(message.prefix(4096)) + "… (message cut)" : message
+    if rank == 0 { FileHandle.standardError.write(Data("error: \(bounded)\n".utf8)) }
     Foundation.exit(1)
 }
 

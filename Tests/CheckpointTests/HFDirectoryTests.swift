@@ -51,7 +51,7 @@ import Testing
             let want = original[name]!.values.map { Float(bitPattern: UInt32(SafeTensorsFile.bfloat16Bits($0)) << 16).bitPattern }
             #expect(p.values.map(\.bitPattern) == want, "\(name)")
         }
-        #expect(HFDirectory.tokenizerFiles("\(dir)/hf").map(\.0) == ["tokenizer.json", "chat_template.jinja"])
+        #expect(try HFDirectory.tokenizerFiles("\(dir)/hf").map(\.0) == ["tokenizer.json", "chat_template.jinja"])
     }
 
     @Test func brokenDirectoriesAreNamed() throws {
