@@ -4,7 +4,7 @@
 SWIFT ?= swift
 BIN := .build/release/deeptrain
 
-.PHONY: all deps build run test bench clean finetune-hf
+.PHONY: all deps build run test bench clean finetune-hf fuzz
 
 all: build
 
@@ -39,6 +39,12 @@ finetune-hf: build
 	$(BIN) train recipes/finetune-hf.yaml --run-dir runs/finetune-hf
 	$(BIN) convert runs/finetune-hf/checkpoints/$$(basename $$(cat runs/finetune-hf/checkpoints/latest)) runs/finetune-hf/hf --dtype bf16
 	$(BIN) generate --checkpoint runs/finetune-hf/hf --chat --prompt 'What is seven plus five?' --max-new-tokens 24
+
+# Fuzzing the file parsers (docs/security.md): each target for FUZZ_SECONDS (default 60), with
+# libFuzzer + AddressSanitizer where the toolchain builds them, else the in-repo mutation driver.
+# `make test` replays every committed input (Tests/FuzzTests).
+fuzz: deps
+	bash scripts/fuzz $(FUZZ_TARGETS)
 
 bench: build
 	$(BIN) bench gemm

@@ -20,6 +20,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "deeptrain", targets: ["deeptrain"]),
+        .executable(name: "deeptrain-fuzz", targets: ["deeptrain-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -55,6 +56,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: release),
+
+        // Fuzzing (docs/security.md): the targets, the driver, and the replay of every committed input.
+        .target(name: "FuzzTargets", dependencies: ["Checkpoint", "Data", "DeepSeek", "Training", "CHDF5"]),
+        .executableTarget(name: "deeptrain-fuzz", dependencies: ["FuzzTargets", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
 
         .testTarget(name: "AutogradTests", dependencies: ["Autograd"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Autograd"]),

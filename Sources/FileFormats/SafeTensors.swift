@@ -39,7 +39,9 @@ public struct SafeTensorsFile {
         }
         data = d
         guard d.count >= 8 else { throw CheckpointError(path, "is \(d.count) bytes: too short for a safetensors header") }
-        let n = d.prefix(8).withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+        // The length is compared as read (UInt64): a value past Int.max must not trap on conversion.
+        let declared = d.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        let n = Int(truncatingIfNeeded: Swift.min(declared, UInt64(Int.max)))
         guard n > 1, n <= d.count - 8, n < 100 << 20 else {
             throw CheckpointError(path, "header length \(n) does not fit a file of \(d.count) bytes: not a safetensors file, or truncated")
         }
