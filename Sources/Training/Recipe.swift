@@ -151,11 +151,17 @@ public struct Recipe: Sendable {
     }
 
     static let stageKinds = ["pretrain", "sft", "grpo"]
+    /// A recipe is a page of YAML; a larger file is a mistake or an attack.
+    static let recipeBytes = 1 << 20
 
     /// Reads `path`, applies `overrides` ("a.b=c"), and checks every key and value.
     public static func load(_ path: String, overrides: [String] = []) throws -> Recipe {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw RecipeError(file: path, line: nil, column: nil, path: "", message: "cannot be read")
+        let data: Data
+        do { data = try readBoundedFile(path, limit: recipeBytes, what: "a recipe") } catch let e as BoundedFileError {
+            throw RecipeError(file: path, line: nil, column: nil, path: "", message: e.message)
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw RecipeError(file: path, line: nil, column: nil, path: "", message: "cannot be read as UTF-8 text")
         }
         return try parse(text, file: path, overrides: overrides)
     }
