@@ -51,14 +51,20 @@ enum JinjaBuiltins {
         guard n.count == args.count, !n.isEmpty, n.count <= 3 else { throw r.error("range() takes 1 to 3 integers") }
         let (start, stop, step) = n.count == 1 ? (0, n[0], 1) : (n[0], n[1], n.count == 3 ? n[2] : 1)
         guard step != 0 else { throw r.error("range() arg 3 must not be zero") }
-        let (span, o) = step > 0 ? stop.subtractingReportingOverflow(start) : start.subtractingReportingOverflow(stop)
-        let magnitude = step == .min ? UInt(Int.max) + 1 : UInt(abs(step))
-        let length = o ? Int.max : (span <= 0 ? 0 : Int(min((UInt(span) - 1) / magnitude + 1, UInt(Int.max))))
-        guard length <= r.limits.maxRangeLength else {
+        // The distance between two Ints always fits in a UInt; so do the numbers made, one
+        // step at a time.
+        let span: UInt = step > 0 ? (stop > start ? UInt(bitPattern: stop &- start) : 0) : (start > stop ? UInt(bitPattern: start &- stop) : 0)
+        let length = span == 0 ? 0 : (span - 1) / step.magnitude + 1
+        guard length <= UInt(r.limits.maxRangeLength) else {
             throw r.limitError("range() of \(length) numbers", r.limits.maxRangeLength, "maxRangeLength")
         }
-        try r.reserveList(length)
-        return .array((0..<length).map { .int(start + $0 * step) })
+        try r.reserveList(Int(length))
+        var out: [JinjaValue] = [], v = start
+        for k in 0..<Int(length) {
+            out.append(.int(v))
+            if k + 1 < Int(length) { v = v &+ step }
+        }
+        return .array(out)
     }
 
     // MARK: filters
