@@ -52,6 +52,11 @@ import Testing
         Self.expectFailure("{{ ('a' * 1000)|replace('a', 'b' * 100000) }}", "JinjaLimits.maxStringBytes")
         Self.expectFailure("{{ ('a' * 1000).replace('', 'b' * 100000) }}", "JinjaLimits.maxStringBytes")
         Self.expectFailure("{{ '{}{}'.format('x' * 10**7, 'y' * 10**7) }}", "JinjaLimits.maxStringBytes")
+        // A million references to one long string: the list is small, its text is not.
+        let big = "{% set big = [('x' * 10**7)] * 1000000 %}"
+        for use in ["{{ big }}", "{{ big ~ '' }}", "{{ big|string|length }}", "{{ 'a'|replace('a', big) }}", "{{ big|join|length }}"] {
+            Self.expectFailure(big + use, "JinjaLimits.maxStringBytes")
+        }
         Self.expectFailure("{{ ('x' * 2000000)|list|length }}", "JinjaLimits.maxListLength")
         Self.expectFailure("{{ [1]|batch(10**9, 'x')|list }}", "JinjaLimits.maxListLength")
         Self.expectFailure("{{ [1]|slice(10**9)|list }}", "JinjaLimits.maxListLength")
@@ -74,6 +79,10 @@ import Testing
         Self.expectFailure("{% macro f(n) %}\n{{ f(n + 1) }}\n{% endmacro %}\n{{ f(0) }}", "JinjaLimits.maxMacroDepth", line: 2)
         // 199 levels of a recursive macro are fine.
         #expect(try Self.render("{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{% else %}done{% endif %}{% endmacro %}{{ f(198) }}") == "done")
+        // Expressions nested as deep as parsing allows, in recursing macros: the render depth
+        // limit is met before the stack runs out.
+        let deep = String(repeating: "[", count: 250) + "f(n - 1)" + String(repeating: "]", count: 250)
+        Self.expectFailure("{% macro f(n) %}{% if n > 0 %}{{ \(deep) }}{% endif %}{% endmacro %}{{ f(100) }}", "JinjaLimits.maxRenderDepth")
         var tight = JinjaLimits()
         tight.maxRenderDepth = 20
         Self.expectFailure("{{ " + String(repeating: "[", count: 30) + "1" + String(repeating: "]", count: 30) + " }}", "JinjaLimits.maxRenderDepth", limits: tight)
@@ -106,8 +115,10 @@ import Testing
         Self.expectParseFailure("x\n{{ f" + String(repeating: "(f", count: n) + String(repeating: ")", count: n) + " }}", line: 2)
         Self.expectParseFailure("x\n" + String(repeating: "{% if true %}", count: n) + String(repeating: "{% endif %}", count: n), line: 2)
         // Nesting well past what templates use parses and renders.
-        #expect(try Self.render("{{ " + String(repeating: "(", count: 200) + "1" + String(repeating: ")", count: 200) + " }}") == "1")
-        #expect(try Self.render(String(repeating: "{% if true %}", count: 100) + "y" + String(repeating: "{% endif %}", count: 100)) == "y")
+        // The deepest input accepted parses and renders without exhausting the stack.
+        #expect(try Self.render("{{ " + String(repeating: "(", count: 255) + "1" + String(repeating: ")", count: 255) + " }}") == "1")
+        #expect(try Self.render("{{ " + String(repeating: "[", count: 254) + "1" + String(repeating: "]", count: 254) + "|length }}") == "1")
+        #expect(try Self.render(String(repeating: "{% if true %}", count: 255) + "y" + String(repeating: "{% endif %}", count: 255)) == "y")
     }
 
     /// Integers are 64-bit (Python's are unbounded): a result that does not fit is an error.

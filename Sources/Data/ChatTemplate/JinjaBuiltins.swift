@@ -21,7 +21,7 @@ enum JinjaBuiltins {
     static func globals(_ r: JinjaInterpreter) -> [String: JinjaFunction] {
         [
             "raise_exception": JinjaFunction(name: "raise_exception") { args, _ in
-                throw TemplateError(args.first?.text ?? "raise_exception", line: r.line, raised: true)
+                throw TemplateError(try r.text(args.first) ?? "raise_exception", line: r.line, raised: true)
             },
             "namespace": JinjaFunction(name: "namespace") { args, kwargs in
                 var o = JinjaObject()
@@ -38,7 +38,7 @@ enum JinjaBuiltins {
                 var tmv = tm()
                 localtime_r(&t, &tmv)
                 var buf = [Int8](repeating: 0, count: 256)
-                let n = strftime(&buf, buf.count, args.first?.text ?? "%Y-%m-%d", &tmv)
+                let n = strftime(&buf, buf.count, try r.text(args.first) ?? "%Y-%m-%d", &tmv)
                 return .string(String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self))
             },
         ]
@@ -96,31 +96,29 @@ enum JinjaBuiltins {
         }
     }
 
-    /// `str(x)` as the string filters take it: an undefined value is ''.
-    static func text(_ v: JinjaValue) -> String { v.text }
 
     static func stringFilter(_ r: JinjaInterpreter, _ name: String, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue? {
         switch name {
         case "trim":
-            if let chars = arg(args, kwargs, 0, "chars"), case .string(let c) = chars { return .string(strip(text(v), Set(c), left: true, right: true)) }
-            return .string(pyStrip(text(v), left: true, right: true))
-        case "upper": return .string(text(v).uppercased())
-        case "lower": return .string(text(v).lowercased())
-        case "capitalize": return .string(capitalize(text(v)))
-        case "title": return .string(title(text(v)))
-        case "string": return .string(text(v))
+            if let chars = arg(args, kwargs, 0, "chars"), case .string(let c) = chars { return .string(strip(try r.text(v), Set(c), left: true, right: true)) }
+            return .string(pyStrip(try r.text(v), left: true, right: true))
+        case "upper": return .string(try r.text(v).uppercased())
+        case "lower": return .string(try r.text(v).lowercased())
+        case "capitalize": return .string(capitalize(try r.text(v)))
+        case "title": return .string(title(try r.text(v)))
+        case "string": return .string(try r.text(v))
         case "escape", "e", "forceescape":
-            return .string(text(v).replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            return .string(try r.text(v).replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
                 .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&#34;").replacingOccurrences(of: "'", with: "&#39;"))
         case "replace":
             guard args.count >= 2 else { throw r.error("replace needs old and new") }
-            return .string(try pyReplace(r, text(v), args[0].text, args[1].text, count: arg(args, kwargs, 2, "count")?.intValue ?? -1))
-        case "wordcount": return .int(text(v).split(whereSeparator: { $0.isWhitespace }).count)
+            return .string(try pyReplace(r, try r.text(v), try r.text(args[0]), try r.text(args[1]), count: arg(args, kwargs, 2, "count")?.intValue ?? -1))
+        case "wordcount": return .int(try r.text(v).split(whereSeparator: { $0.isWhitespace }).count)
         case "indent": return try indent(r, v, args, kwargs)
         case "center":
             let width = arg(args, kwargs, 0, "width")?.intValue ?? 80
-            return .string(try center(r, text(v), width))
-        case "truncate": return try truncate(r, text(v), args, kwargs)
+            return .string(try center(r, try r.text(v), width))
+        case "truncate": return try truncate(r, try r.text(v), args, kwargs)
         default: return nil
         }
     }
@@ -135,10 +133,11 @@ enum JinjaBuiltins {
         let width = arg(args, kwargs, 0, "width") ?? .int(4)
         let first = arg(args, kwargs, 1, "first")?.truthy ?? false
         let blank = arg(args, kwargs, 2, "blank")?.truthy ?? false
-        let padBytes = width.intValue.map { max($0, 0) } ?? width.text.utf8.count
+        let padText = width.intValue == nil ? try r.text(width) : ""
+        let padBytes = width.intValue.map { max($0, 0) } ?? padText.utf8.count
         let lines = s.components(separatedBy: "\n")
-        try r.reserveString(r.product(padBytes, lines.count).addingReportingOverflow(s.utf8.count).partialValue)
-        let pad = width.intValue.map { String(repeating: " ", count: max($0, 0)) } ?? width.text
+        try r.reserveString(r.sum(r.product(padBytes, lines.count), s.utf8.count))
+        let pad = width.intValue.map { String(repeating: " ", count: max($0, 0)) } ?? padText
         return .string(lines.enumerated().map { i, l in
             (i == 0 && !first) || (l.isEmpty && !blank) ? l : pad + l
         }.joined(separator: "\n"))
@@ -159,13 +158,13 @@ enum JinjaBuiltins {
     static func truncate(_ r: JinjaInterpreter, _ s: String, _ args: Args, _ kwargs: KW) throws -> JinjaValue {
         let length = arg(args, kwargs, 0, "length")?.intValue ?? 255
         let killwords = arg(args, kwargs, 1, "killwords")?.truthy ?? false
-        let end = arg(args, kwargs, 2, "end")?.text ?? "..."
+        let end = try r.text(arg(args, kwargs, 2, "end")) ?? "..."
         let leeway = arg(args, kwargs, 3, "leeway")?.intValue ?? 5
         let endCount = end.unicodeScalars.count
         guard length >= endCount else { throw r.error("truncate: expected length >= \(endCount), got \(length)") }
         guard leeway >= 0 else { throw r.error("truncate: expected leeway >= 0, got \(leeway)") }
         let scalars = Array(s.unicodeScalars)
-        if scalars.count <= length.addingReportingOverflow(leeway).partialValue { return .string(s) }
+        if scalars.count <= length || scalars.count - length <= leeway { return .string(s) }
         var kept = String(String.UnicodeScalarView(scalars[0..<(length - endCount)]))
         if !killwords, let space = kept.lastIndex(of: " ") { kept = String(kept[..<space]) }
         return .string(kept + end)
@@ -194,12 +193,12 @@ enum JinjaBuiltins {
         case "map": return try map(r, v, args, kwargs)
         case "sum":
             var total = arg(args, kwargs, 1, "start") ?? .int(0)
-            let attribute = arg(args, kwargs, 0, "attribute")?.text
+            let attribute = try r.text(arg(args, kwargs, 0, "attribute"))
             for x in try r.iterate(v) { total = try r.binary("+", total, try attribute.map { try path(r, x, $0) } ?? x) }
             return total
         case "min", "max":
             let items = try r.iterate(v)
-            let attribute = arg(args, kwargs, 1, "attribute")?.text
+            let attribute = try r.text(arg(args, kwargs, 1, "attribute"))
             let caseSensitive = arg(args, kwargs, 0, "case_sensitive")?.truthy ?? false
             guard var best = items.first else { return .undefined("\(name) of an empty sequence") }
             for x in items.dropFirst() {
@@ -215,15 +214,15 @@ enum JinjaBuiltins {
 
     /// `join(d='', attribute=None)`, its length added up before the string is built.
     static func join(_ r: JinjaInterpreter, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue {
-        let sep = arg(args, kwargs, 0, "d")?.text ?? ""
+        let sep = try r.text(arg(args, kwargs, 0, "d")) ?? ""
         var items = try r.iterate(v)
-        if let a = arg(args, kwargs, 1, "attribute") { items = try items.map { try path(r, $0, a.text) } }
-        return .string(try joined(r, items.map(\.text), sep))
+        if let a = arg(args, kwargs, 1, "attribute") { items = try items.map { try path(r, $0, try r.text(a)) } }
+        return .string(try joined(r, try items.map { try r.text($0) }, sep))
     }
 
     static func joined(_ r: JinjaInterpreter, _ parts: [String], _ sep: String) throws -> String {
         var bytes = r.product(sep.utf8.count, max(parts.count - 1, 0))
-        for p in parts { bytes = bytes.addingReportingOverflow(p.utf8.count).overflow ? .max : bytes + p.utf8.count }
+        for p in parts { bytes = r.sum(bytes, p.utf8.count) }
         try r.reserveString(bytes)
         return parts.joined(separator: sep)
     }
@@ -248,7 +247,7 @@ enum JinjaBuiltins {
     static func sort(_ r: JinjaInterpreter, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue {
         let reverse = arg(args, kwargs, 0, "reverse")?.truthy ?? false
         let caseSensitive = arg(args, kwargs, 1, "case_sensitive")?.truthy ?? false
-        let attribute = arg(args, kwargs, 2, "attribute")?.text
+        let attribute = try r.text(arg(args, kwargs, 2, "attribute"))
         let keyed = try r.iterate(v).map { (try sortKey(r, $0, attribute, caseSensitive), $0) }
         var failure: Error? = nil
         let sorted = keyed.enumerated().sorted { a, b in
@@ -266,7 +265,7 @@ enum JinjaBuiltins {
     /// pairwise) where the values are hashable.
     static func unique(_ r: JinjaInterpreter, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue {
         let caseSensitive = arg(args, kwargs, 0, "case_sensitive")?.truthy ?? false
-        let attribute = arg(args, kwargs, 1, "attribute")?.text
+        let attribute = try r.text(arg(args, kwargs, 1, "attribute"))
         var seen = Set<JinjaKey>(), seenOther: [JinjaValue] = [], out: [JinjaValue] = []
         for x in try r.iterate(v) {
             let k = try sortKey(r, x, attribute, caseSensitive)
@@ -292,11 +291,11 @@ enum JinjaBuiltins {
             var rest = args
             if byAttribute {
                 guard let a = args.first else { throw r.error("\(name) needs an attribute name") }
-                subject = try path(r, x, a.text)
+                subject = try path(r, x, try r.text(a))
                 rest = Array(args.dropFirst())
             }
             let ok: Bool
-            if let t = rest.first { ok = try test(r, t.text, subject, Array(rest.dropFirst())) } else { ok = subject.truthy }
+            if let t = rest.first { ok = try test(r, try r.text(t), subject, Array(rest.dropFirst())) } else { ok = subject.truthy }
             if ok == keep { out.append(x) }
         }
         return .array(out)
@@ -308,13 +307,13 @@ enum JinjaBuiltins {
         let items = try r.iterate(v)
         if let a = kw(kwargs, "attribute") {
             return .array(try items.map { x in
-                let y = try path(r, x, a.text)
+                let y = try path(r, x, try r.text(a))
                 if y.isUndefined, let d = kw(kwargs, "default") { return d }
                 return y
             })
         }
         guard let f = args.first else { throw r.error("map needs a filter name or attribute=") }
-        return .array(try items.map { try filter(r, f.text, $0, Array(args.dropFirst()), kwargs) })
+        return .array(try items.map { try filter(r, try r.text(f), $0, Array(args.dropFirst()), kwargs) })
     }
 
     /// `batch(linecount, fill_with=None)`, as Jinja's loop makes it (0 gives an empty first
@@ -371,7 +370,7 @@ enum JinjaBuiltins {
             throw r.error("bad operand type for abs(): '\(v.typeName)'")
         case "round":
             let precision = arg(args, kwargs, 0, "precision")?.intValue ?? 0
-            let method = arg(args, kwargs, 1, "method")?.text ?? "common"
+            let method = try r.text(arg(args, kwargs, 1, "method")) ?? "common"
             return try round(r, v, precision, method)
         default: return nil
         }
@@ -462,7 +461,7 @@ enum JinjaBuiltins {
         }
         let caseSensitive = arg(args, kwargs, 0, "case_sensitive")?.truthy ?? false
         let byValue: Bool
-        switch arg(args, kwargs, 1, "by")?.text ?? "key" {
+        switch try r.text(arg(args, kwargs, 1, "by")) ?? "key" {
         case "key": byValue = false
         case "value": byValue = true
         default: throw r.error("You can only sort by either \"key\" or \"value\"")
@@ -498,7 +497,7 @@ enum JinjaBuiltins {
             return (i % 2 != 0) == (name == "odd")
         case "divisibleby":
             guard let i = v.intValue, let d = args.first?.intValue, d != 0 else { throw r.error("divisibleby needs integers") }
-            return i % d == 0
+            return d == -1 || i % d == 0
         case "eq", "equalto", "==": return v.equals(args.first ?? .none)
         case "ne", "!=": return !v.equals(args.first ?? .none)
         case "lt", "lessthan", "<": return try r.compare("<", v, args.first ?? .none)
@@ -537,7 +536,7 @@ enum JinjaBuiltins {
                     let options: [String]
                     switch args.first {
                     case .string(let p)?: options = [p]
-                    case .array(let a)?, .tuple(let a)?: options = a.map(\.text)
+                    case .array(let a)?, .tuple(let a)?: options = try a.map { try r.text($0) }
                     default: throw r.error("\(name) needs a string or a tuple of strings")
                     }
                     let scalars = Array(s.unicodeScalars)
@@ -550,7 +549,7 @@ enum JinjaBuiltins {
                 return f { args, kwargs in
                     let sep = arg(args, kwargs, 0, "sep")
                     let maxsplit = arg(args, kwargs, 1, "maxsplit")?.intValue ?? -1
-                    return .array(pySplit(s, sep: sep.flatMap { if case .none = $0 { return nil }; return $0.text }, maxsplit: maxsplit,
+                    return .array(pySplit(s, sep: sep.flatMap { if case .none = $0 { return nil }; return try? r.text($0) }, maxsplit: maxsplit,
                                           fromRight: name == "rsplit").map { .string($0) })
                 }
             case "splitlines": return f { _, _ in .array(s.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map { .string(String($0)) }.dropLast(s.last?.isNewline == true ? 1 : 0)) }
@@ -561,11 +560,11 @@ enum JinjaBuiltins {
             case "replace":
                 return f { args, _ in
                     guard args.count >= 2 else { throw r.error("replace() needs old and new") }
-                    return .string(try pyReplace(r, s, args[0].text, args[1].text, count: args.count > 2 ? args[2].intValue ?? -1 : -1))
+                    return .string(try pyReplace(r, s, try r.text(args[0]), try r.text(args[1]), count: args.count > 2 ? args[2].intValue ?? -1 : -1))
                 }
             case "find", "index", "rfind":
                 return f { args, _ in
-                    let sub = Array((args.first?.text ?? "").unicodeScalars), hay = Array(s.unicodeScalars)
+                    let sub = Array((try r.text(args.first) ?? "").unicodeScalars), hay = Array(s.unicodeScalars)
                     var found = -1
                     if sub.count <= hay.count {
                         let range = Array(0...(hay.count - sub.count))
@@ -574,13 +573,13 @@ enum JinjaBuiltins {
                     if found < 0 && name == "index" { throw r.error("substring not found") }
                     return .int(found)
                 }
-            case "count": return f { args, _ in .int(max(0, s.components(separatedBy: args.first?.text ?? "").count - 1)) }
+            case "count": return f { args, _ in .int(max(0, s.components(separatedBy: try r.text(args.first) ?? "").count - 1)) }
             case "join":
                 return f { args, _ in
                     guard let items = args.first, !(items.isUndefined || { if case .none = items { return true }; return false }()) else {
                         throw r.error("can only join an iterable")
                     }
-                    return .string(try joined(r, try r.iterate(items).map(\.text), s))
+                    return .string(try joined(r, try r.iterate(items).map { try r.text($0) }, s))
                 }
             case "isdigit": return f { _, _ in .bool(!s.isEmpty && s.allSatisfy { $0.isNumber }) }
             case "isspace": return f { _, _ in .bool(!s.isEmpty && s.allSatisfy { $0.isWhitespace }) }
@@ -588,7 +587,7 @@ enum JinjaBuiltins {
                 return f { args, _ in
                     var parts: [String] = [], i = 0, rest = Substring(s)
                     while let open = rest.range(of: "{}") {
-                        parts += [String(rest[..<open.lowerBound]), i < args.count ? args[i].text : ""]
+                        parts += [String(rest[..<open.lowerBound]), try r.text(i < args.count ? args[i] : .string(""))]
                         i += 1
                         rest = rest[open.upperBound...]
                     }
@@ -640,7 +639,7 @@ enum JinjaBuiltins {
     static func pySplit(_ s: String, sep: String?, maxsplit: Int, fromRight: Bool) -> [String] {
         guard let sep else {
             var parts = s.split(whereSeparator: { $0.isWhitespace }).map(String.init)
-            if maxsplit >= 0 && parts.count > maxsplit + 1 {
+            if maxsplit >= 0 && parts.count - 1 > maxsplit {
                 // Rejoining loses the original spacing only in the rare maxsplit case.
                 if fromRight {
                     let head = parts[0..<(parts.count - maxsplit)].joined(separator: " ")
@@ -652,7 +651,7 @@ enum JinjaBuiltins {
             return parts
         }
         var parts = s.components(separatedBy: sep)
-        if maxsplit >= 0 && parts.count > maxsplit + 1 {
+        if maxsplit >= 0 && parts.count - 1 > maxsplit {
             if fromRight {
                 parts = [parts[0..<(parts.count - maxsplit)].joined(separator: sep)] + parts[(parts.count - maxsplit)...]
             } else {
@@ -677,7 +676,7 @@ enum JinjaBuiltins {
             }
         }
         let grow = r.product(starts.count, new.utf8.count)
-        try r.reserveString(grow == .max ? .max : s.utf8.count + grow)
+        try r.reserveString(r.sum(s.utf8.count, grow))
         var out = String.UnicodeScalarView(), at = 0
         for k in starts {
             out.append(contentsOf: hay[at..<k])

@@ -67,7 +67,7 @@ final class JinjaInterpreter {
         case .text(let t): try emit(t, &out)
         case .output(let e, let l):
             line = l
-            try emit(try eval(e, scope).text, &out)
+            try emit(try text(try eval(e, scope)), &out)
         case .ifBlock(let branches, let otherwise, let l):
             for (cond, body) in branches {
                 line = l
@@ -298,7 +298,7 @@ final class JinjaInterpreter {
         case .name(let n): return n
         case .attribute(let b, let n): return describe(b) + "." + n
         case .item(let b, let i):
-            if case .literal(let v) = i { return describe(b) + "[" + v.repr + "]" }
+            if case .literal(let v) = i { return describe(b) + "[" + v.shortRepr + "]" }
             return describe(b) + "[...]"
         default: return "value"
         }
@@ -318,9 +318,9 @@ final class JinjaInterpreter {
 
     /// `x[key]`: an item first, then an attribute.
     func item(_ v: JinjaValue, _ key: JinjaValue, describing base: JinjaExpr) throws -> JinjaValue {
-        let missing = JinjaValue.undefined("\(describe(base))[\(key.repr)]")
+        let missing = JinjaValue.undefined("\(describe(base))[\(key.shortRepr)]")
         switch v {
-        case .undefined(let n): throw error("'\(n)' is undefined (reading [\(key.repr)])")
+        case .undefined(let n): throw error("'\(n)' is undefined (reading [\(key.shortRepr)])")
         case .array(let a), .tuple(let a):
             guard let i = key.intValue else { return missing }
             let k = i < 0 ? a.count + i : i
@@ -438,7 +438,7 @@ extension JinjaInterpreter {
     }
 
     func binary(_ op: String, _ a: JinjaValue, _ b: JinjaValue) throws -> JinjaValue {
-        if op == "~" { return try concatenate(a.text, b.text) }
+        if op == "~" { return try concatenate(try text(a), try text(b)) }
         if let v = try sequence(op, a, b) { return v }
         if case .undefined(let n) = a { throw error("'\(n)' is undefined (used with \(op))") }
         if case .undefined(let n) = b { throw error("'\(n)' is undefined (used with \(op))") }
@@ -557,6 +557,25 @@ extension JinjaInterpreter {
 extension JinjaInterpreter {
     func limitError(_ what: String, _ limit: Int, _ name: String) -> TemplateError {
         error("\(what): passes the sandbox limit of \(limit) (JinjaLimits.\(name))")
+    }
+
+    /// `str(v)`, failing instead of building a text past maxStringBytes (a list of a million
+    /// references to one long string prints as terabytes).
+    func text(_ v: JinjaValue) throws -> String {
+        if case .string(let s) = v { return s }
+        guard let t = v.text(limit: limits.maxStringBytes) else {
+            throw limitError("the text of a \(v.typeName) of more than \(limits.maxStringBytes) bytes", limits.maxStringBytes, "maxStringBytes")
+        }
+        try spend(t.utf8.count)
+        return t
+    }
+
+    func text(_ v: JinjaValue?) throws -> String? { try v.map { try text($0) } }
+
+    /// `a + b`, or Int.max when that overflows (always over any limit).
+    func sum(_ a: Int, _ b: Int) -> Int {
+        let (s, o) = a.addingReportingOverflow(b)
+        return o ? .max : s
     }
 
     /// `a * b`, or Int.max when that overflows (always over any limit).

@@ -155,40 +155,69 @@ public indirect enum JinjaValue: @unchecked Sendable {
     /// Python's `repr(x)` (how lists and dicts print). A namespace met again inside itself
     /// prints as `<Namespace {...}>`, as Python's reprlib guard prints it, so a cycle
     /// (`set ns.a = ns`) ends; a value nested past `reprDepth` prints `...`.
-    var repr: String {
-        var inside: Set<ObjectIdentifier> = []
-        return repr(&inside, depth: 0)
+    var repr: String { repr(limit: .max)! }
+
+    /// `str(x)`, or nil once it would pass `limit` UTF-8 bytes (found before building more).
+    func text(limit: Int) -> String? {
+        if case .string(let s) = self { return s.utf8.count <= limit ? s : nil }
+        return repr(limit: limit)
     }
+
+    /// `repr(x)`, or nil once it would pass `limit` UTF-8 bytes.
+    func repr(limit: Int) -> String? {
+        var out = ""
+        var inside: Set<ObjectIdentifier> = []
+        return write(&out, &inside, depth: 0, limit: limit) ? out : nil
+    }
+
+    /// At most about 200 bytes of `repr(x)`, for error messages.
+    var shortRepr: String { repr(limit: 200) ?? "<a \(typeName) too long to show>" }
 
     /// Deeper than any value a template can store (JinjaLimits.maxValueDepth), for values a
     /// caller hands in: printing stops there instead of exhausting the stack.
     static let reprDepth = 2000
 
-    private func repr(_ inside: inout Set<ObjectIdentifier>, depth: Int) -> String {
-        if depth > JinjaValue.reprDepth { return "..." }
-        func each(_ a: [JinjaValue]) -> [String] { a.map { $0.repr(&inside, depth: depth + 1) } }
+    /// Appends `repr(x)` to `out`; false as soon as `out` passes `limit`.
+    private func write(_ out: inout String, _ inside: inout Set<ObjectIdentifier>, depth: Int, limit: Int) -> Bool {
+        func put(_ s: String) -> Bool { out += s; return out.utf8.count <= limit }
+        func items(_ a: [JinjaValue], _ open: String, _ close: String) -> Bool {
+            guard put(open) else { return false }
+            for (i, x) in a.enumerated() {
+                guard (i == 0 || put(", ")) && x.write(&out, &inside, depth: depth + 1, limit: limit) else { return false }
+            }
+            return put(close)
+        }
+        if depth > JinjaValue.reprDepth { return put("...") }
         switch self {
-        case .undefined: return ""
-        case .none: return "None"
-        case .bool(let b): return b ? "True" : "False"
-        case .int(let i): return String(i)
-        case .double(let d): return JinjaValue.pythonFloat(d)
-        case .string(let s): return JinjaValue.pythonRepr(s)
-        case .array(let a): return "[" + each(a).joined(separator: ", ") + "]"
-        case .tuple(let a): return a.count == 1 ? "(" + each(a)[0] + ",)" : "(" + each(a).joined(separator: ", ") + ")"
-        case .object(let o): return JinjaValue.dictRepr(o, &inside, depth: depth)
+        case .undefined: return true
+        case .none: return put("None")
+        case .bool(let b): return put(b ? "True" : "False")
+        case .int(let i): return put(String(i))
+        case .double(let d): return put(JinjaValue.pythonFloat(d))
+        case .string(let s): return s.utf8.count <= limit && put(JinjaValue.pythonRepr(s))
+        case .array(let a): return items(a, "[", "]")
+        case .tuple(let a): return items(a, "(", a.count == 1 ? ",)" : ")")
+        case .object(let o): return JinjaValue.write(o, &out, &inside, depth: depth, limit: limit)
         case .namespace(let n):
             let id = ObjectIdentifier(n)
-            if inside.contains(id) { return "<Namespace {...}>" }
+            if inside.contains(id) { return put("<Namespace {...}>") }
             inside.insert(id)
             defer { inside.remove(id) }
-            return "<Namespace " + JinjaValue.dictRepr(n.object, &inside, depth: depth) + ">"
-        case .function(let f): return "<function \(f.name)>"
+            return put("<Namespace ") && JinjaValue.write(n.object, &out, &inside, depth: depth, limit: limit) && put(">")
+        case .function(let f): return put("<function \(f.name)>")
         }
     }
 
-    private static func dictRepr(_ o: JinjaObject, _ inside: inout Set<ObjectIdentifier>, depth: Int) -> String {
-        "{" + o.pairs.map { $0.0.repr(&inside, depth: depth + 1) + ": " + $0.1.repr(&inside, depth: depth + 1) }.joined(separator: ", ") + "}"
+    private static func write(_ o: JinjaObject, _ out: inout String, _ inside: inout Set<ObjectIdentifier>, depth: Int, limit: Int) -> Bool {
+        out += "{"
+        for (i, (k, v)) in o.pairs.enumerated() {
+            if i > 0 { out += ", " }
+            guard k.write(&out, &inside, depth: depth + 1, limit: limit) else { return false }
+            out += ": "
+            guard v.write(&out, &inside, depth: depth + 1, limit: limit) else { return false }
+        }
+        out += "}"
+        return out.utf8.count <= limit
     }
 
     static func pythonFloat(_ d: Double) -> String {
