@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 @testable import Data
+// The engine's own target, once it is split out of Data.
+#if canImport(Jinja)
+@testable import Tokenizers
+@testable import Jinja
+#endif
 
 /// The engine against jinja2 itself: each template below was rendered by jinja2 3.1.6 in
 /// `ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)` with transformers'

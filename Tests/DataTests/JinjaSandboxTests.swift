@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 @testable import Data
+// The engine's own target, once it is split out of Data.
+#if canImport(Jinja)
+@testable import Tokenizers
+@testable import Jinja
+#endif
 
 /// Templates written to hurt (the fuzzing pass's findings and their kin), each small: every
 /// one ends in a TemplateError that names the limit (`JinjaLimits.<name>`) and the template

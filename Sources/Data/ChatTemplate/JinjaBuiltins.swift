@@ -468,6 +468,7 @@ enum JinjaBuiltins {
         }
         let reverse = arg(args, kwargs, 2, "reverse")?.truthy ?? false
         let pairs = JinjaValue.array(o.pairs.map { .tuple([$0.0, $0.1]) })
+        // sort's attribute path "0" or "1" is the tuple's key or value.
         return try sort(r, pairs, [.bool(reverse), .bool(caseSensitive), .string(byValue ? "1" : "0")], [])
     }
 
