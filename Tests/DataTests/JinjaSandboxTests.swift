@@ -67,6 +67,13 @@ import Testing
         Self.expectFailure("{{ [1]|slice(10**9)|list }}", "JinjaLimits.maxListLength")
     }
 
+    /// Substring search is linear (a naive search here would take 10**11 steps).
+    @Test func searchesAreLinear() throws {
+        let hay = "{% set hay = 'a' * 10**6 %}{% set needle = 'a' * 10**5 ~ 'b' %}"
+        #expect(try Self.render(hay + "{{ hay.find(needle) }} {{ hay.rfind(needle) }} {{ hay.count(needle) }} {{ needle in hay }} {{ hay.split(needle)|length }} {{ hay.replace(needle, 'x')|length }}")
+                == "-1 -1 0 False 1 1000000")
+    }
+
     @Test func rangesLoopsAndOutputAreBounded() throws {
         Self.expectFailure("{{ range(10**9)|length }}", "JinjaLimits.maxRangeLength")
         Self.expectFailure("{{ range(0 - 9223372036854775807, 9223372036854775807)|length }}", "JinjaLimits.maxRangeLength")

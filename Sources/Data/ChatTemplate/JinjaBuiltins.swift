@@ -549,6 +549,7 @@ enum JinjaBuiltins {
             case "split", "rsplit":
                 return f { args, kwargs in
                     let sep = arg(args, kwargs, 0, "sep")
+                    if case .string("")? = sep { throw r.error("empty separator") }
                     let maxsplit = arg(args, kwargs, 1, "maxsplit")?.intValue ?? -1
                     return .array(pySplit(s, sep: sep.flatMap { if case .none = $0 { return nil }; return try? r.text($0) }, maxsplit: maxsplit,
                                           fromRight: name == "rsplit").map { .string($0) })
@@ -566,15 +567,15 @@ enum JinjaBuiltins {
             case "find", "index", "rfind":
                 return f { args, _ in
                     let sub = Array((try r.text(args.first) ?? "").unicodeScalars), hay = Array(s.unicodeScalars)
-                    var found = -1
-                    if sub.count <= hay.count {
-                        let range = Array(0...(hay.count - sub.count))
-                        for i in (name == "rfind" ? range.reversed() : range) where Array(hay[i..<(i + sub.count)]) == sub { found = i; break }
-                    }
+                    let all = matches(sub, in: hay, firstOnly: name != "rfind")
+                    let found = (name == "rfind" ? all.last : all.first) ?? -1
                     if found < 0 && name == "index" { throw r.error("substring not found") }
                     return .int(found)
                 }
-            case "count": return f { args, _ in .int(max(0, s.components(separatedBy: try r.text(args.first) ?? "").count - 1)) }
+            case "count":
+                return f { args, _ in
+                    .int(disjoint(Array((try r.text(args.first) ?? "").unicodeScalars), in: Array(s.unicodeScalars), limit: .max).count)
+                }
             case "join":
                 return f { args, _ in
                     guard let items = args.first, !(items.isUndefined || { if case .none = items { return true }; return false }()) else {
@@ -651,7 +652,13 @@ enum JinjaBuiltins {
             }
             return parts
         }
-        var parts = s.components(separatedBy: sep)
+        let hay = Array(s.unicodeScalars), needle = Array(sep.unicodeScalars)
+        var parts: [String] = [], at = 0
+        for k in disjoint(needle, in: hay, limit: .max) {
+            parts.append(String(String.UnicodeScalarView(hay[at..<k])))
+            at = k + needle.count
+        }
+        parts.append(String(String.UnicodeScalarView(hay[at...])))
         if maxsplit >= 0 && parts.count - 1 > maxsplit {
             if fromRight {
                 parts = [parts[0..<(parts.count - maxsplit)].joined(separator: sep)] + parts[(parts.count - maxsplit)...]
@@ -662,20 +669,49 @@ enum JinjaBuiltins {
         return parts
     }
 
+    /// Where `needle` starts in `hay`, overlapping matches included (an empty needle matches
+    /// at every position and the end), in linear time (Knuth-Morris-Pratt): a long search
+    /// cannot take the product of the lengths.
+    static func matches(_ needle: [Unicode.Scalar], in hay: [Unicode.Scalar], firstOnly: Bool = false) -> [Int] {
+        if needle.isEmpty { return firstOnly ? [0] : Array(0...hay.count) }
+        var fallback = [0], k = 0
+        for i in 1..<max(needle.count, 1) {
+            while k > 0 && needle[i] != needle[k] { k = fallback[k - 1] }
+            if needle[i] == needle[k] { k += 1 }
+            fallback.append(k)
+        }
+        var found: [Int] = []
+        k = 0
+        for (i, c) in hay.enumerated() {
+            while k > 0 && c != needle[k] { k = fallback[k - 1] }
+            if c == needle[k] { k += 1 }
+            if k == needle.count {
+                found.append(i + 1 - k)
+                if firstOnly { return found }
+                k = fallback[k - 1]
+            }
+        }
+        return found
+    }
+
+    /// Matches that do not overlap, from the left, at most `limit` (as count, replace and split
+    /// take them).
+    static func disjoint(_ needle: [Unicode.Scalar], in hay: [Unicode.Scalar], limit: Int) -> [Int] {
+        var out: [Int] = [], next = 0
+        for k in matches(needle, in: hay) where k >= next {
+            guard out.count < limit else { break }
+            out.append(k)
+            next = k + max(needle.count, 1)
+        }
+        return out
+    }
+
     /// Python's `str.replace(old, new, count)` on code points (an empty `old` matches between
     /// every two), the result's size known before it is built.
     static func pyReplace(_ r: JinjaInterpreter, _ s: String, _ old: String, _ new: String, count: Int) throws -> String {
         let hay = Array(s.unicodeScalars), needle = Array(old.unicodeScalars)
         let limit = count < 0 ? Int.max : count
-        var starts: [Int] = []
-        if needle.isEmpty {
-            starts = Array(0...hay.count).prefix(limit).map { $0 }
-        } else {
-            var i = 0
-            while starts.count < limit, i + needle.count <= hay.count {
-                if hay[i..<(i + needle.count)].elementsEqual(needle) { starts.append(i); i += needle.count } else { i += 1 }
-            }
-        }
+        let starts = disjoint(needle, in: hay, limit: limit)
         let grow = r.product(starts.count, new.utf8.count)
         try r.reserveString(r.sum(s.utf8.count, grow))
         var out = String.UnicodeScalarView(), at = 0

@@ -404,7 +404,7 @@ final class JinjaInterpreter {
         switch container {
         case .string(let s):
             guard case .string(let sub) = x else { throw error("'in <string>' requires string as left operand, not \(x.typeName)") }
-            return sub.isEmpty || s.contains(sub)
+            return !JinjaBuiltins.matches(Array(sub.unicodeScalars), in: Array(s.unicodeScalars), firstOnly: true).isEmpty
         case .array(let a), .tuple(let a): return a.contains { $0.equals(x) }
         case .object(let o):
             guard JinjaKey(x) != nil else { throw error("unhashable type: '\(x.typeName)'") }
