@@ -22,7 +22,17 @@ enum JinjaJSON {
     struct Parser {
         let bytes: [UInt8]
         var at = 0
+        /// Arrays and objects open around the current value: deep input fails instead of
+        /// exhausting the stack.
+        var depth = 0
         init(_ b: [UInt8]) { bytes = b }
+
+        mutating func enter() throws {
+            depth += 1
+            guard depth <= JinjaLimits.default.maxValueDepth else {
+                throw fail("arrays and objects nest deeper than \(JinjaLimits.default.maxValueDepth) levels (JinjaLimits.maxValueDepth)")
+            }
+        }
 
         mutating func skip() { while at < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[at]) { at += 1 } }
 
@@ -40,6 +50,8 @@ enum JinjaJSON {
             switch bytes[at] {
             case 0x7B: // {
                 at += 1
+                try enter()
+                defer { depth -= 1 }
                 var o = JinjaObject()
                 skip()
                 if at < bytes.count && bytes[at] == 0x7D { at += 1; return .object(o) }
@@ -60,6 +72,8 @@ enum JinjaJSON {
                 }
             case 0x5B: // [
                 at += 1
+                try enter()
+                defer { depth -= 1 }
                 var a: [JinjaValue] = []
                 skip()
                 if at < bytes.count && bytes[at] == 0x5D { at += 1; return .array(a) }
@@ -138,32 +152,103 @@ enum JinjaJSON {
         }
     }
 
-    /// `json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=sortKeys)`.
-    static func dump(_ v: JinjaValue, indent: String? = nil, sortKeys: Bool = false, level: Int = 0) throws -> String {
-        func pad(_ l: Int) -> String { indent.map { "\n" + String(repeating: $0, count: l) } ?? "" }
-        let itemSep = indent == nil ? ", " : ","
-        switch v {
-        case .undefined(let name): throw TemplateError("\(name) is undefined and cannot be written as JSON", line: 0)
-        case .none: return "null"
-        case .bool(let b): return b ? "true" : "false"
-        case .int(let i): return String(i)
-        case .double(let d):
-            if d.isNaN { return "NaN" }
-            if d.isInfinite { return d > 0 ? "Infinity" : "-Infinity" }
-            return JinjaValue.pythonFloat(d)
-        case .string(let s): return quote(s)
-        case .array(let a), .tuple(let a):
-            if a.isEmpty { return "[]" }
-            return "[" + pad(level + 1) + (try a.map { try dump($0, indent: indent, sortKeys: sortKeys, level: level + 1) })
-                .joined(separator: itemSep + pad(level + 1)) + pad(level) + "]"
-        case .object(let o):
-            if o.count == 0 { return "{}" }
-            let pairs = sortKeys ? o.pairs.sorted { $0.0 < $1.0 } : o.pairs
-            return "{" + pad(level + 1) + (try pairs.map { quote($0.0) + ": " + (try dump($0.1, indent: indent, sortKeys: sortKeys, level: level + 1)) })
-                .joined(separator: itemSep + pad(level + 1)) + pad(level) + "}"
-        case .namespace(let n): return try dump(.object(n.object), indent: indent, sortKeys: sortKeys, level: level)
-        case .function(let f): throw TemplateError("Object of type function (\(f.name)) is not JSON serializable", line: 0)
+    /// `json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=sortKeys)`, failing (instead of
+    /// allocating) once the text would pass `maxBytes` or the value nests past `maxDepth`.
+    static func dump(_ v: JinjaValue, indent: String? = nil, sortKeys: Bool = false,
+                     maxBytes: Int = .max, maxDepth: Int = JinjaValue.reprDepth) throws -> String {
+        var w = Writer(indent: indent, sortKeys: sortKeys, maxBytes: maxBytes, maxDepth: maxDepth)
+        try w.value(v, level: 0)
+        return w.out
+    }
+
+    struct Writer {
+        let indent: String?
+        let sortKeys: Bool
+        let maxBytes: Int
+        let maxDepth: Int
+        var out = ""
+
+        mutating func append(_ s: String) throws {
+            guard s.utf8.count <= maxBytes - out.utf8.count else {
+                throw TemplateError("tojson: the JSON text would pass \(maxBytes) bytes (JinjaLimits.maxStringBytes)", line: 0)
+            }
+            out += s
         }
+
+        /// A newline and `level` indents (nothing without indent=).
+        mutating func newline(_ level: Int) throws {
+            guard let indent else { return }
+            try append("\n")
+            for _ in 0..<level { try append(indent) }
+        }
+
+        mutating func value(_ v: JinjaValue, level: Int) throws {
+            guard level <= maxDepth else { throw TemplateError("tojson: the value nests deeper than \(maxDepth) levels", line: 0) }
+            switch v {
+            case .undefined: throw TemplateError("Object of type Undefined is not JSON serializable", line: 0)
+            case .none: try append("null")
+            case .bool(let b): try append(b ? "true" : "false")
+            case .int(let i): try append(String(i))
+            case .double(let d): try append(JinjaJSON.number(d))
+            case .string(let s): try append(quote(s))
+            case .array(let a), .tuple(let a):
+                if a.isEmpty { try append("[]"); return }
+                try append("[")
+                for (i, x) in a.enumerated() {
+                    if i > 0 { try append(indent == nil ? ", " : ",") }
+                    try newline(level + 1)
+                    try value(x, level: level + 1)
+                }
+                try newline(level)
+                try append("]")
+            case .object(let o): try object(o, level: level)
+            case .namespace: throw TemplateError("Object of type Namespace is not JSON serializable", line: 0)
+            case .function(let f): throw TemplateError("Object of type function (\(f.name)) is not JSON serializable", line: 0)
+            }
+        }
+
+        mutating func object(_ o: JinjaObject, level: Int) throws {
+            if o.count == 0 { try append("{}"); return }
+            var pairs = try o.pairs.map { (try JinjaJSON.key($0.0), $0.0, $0.1) }
+            if sortKeys { try JinjaJSON.sortByKey(&pairs) }
+            try append("{")
+            for (i, (k, _, x)) in pairs.enumerated() {
+                if i > 0 { try append(indent == nil ? ", " : ",") }
+                try newline(level + 1)
+                try append(quote(k) + ": ")
+                try value(x, level: level + 1)
+            }
+            try newline(level)
+            try append("}")
+        }
+    }
+
+    static func number(_ d: Double) -> String {
+        if d.isNaN { return "NaN" }
+        if d.isInfinite { return d > 0 ? "Infinity" : "-Infinity" }
+        return JinjaValue.pythonFloat(d)
+    }
+
+    /// A dict key as `json.dumps` writes it: strings as they are, numbers, booleans and None
+    /// as their JSON text; other keys are refused.
+    static func key(_ k: JinjaValue) throws -> String {
+        switch k {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .double(let d): return number(d)
+        case .bool(let b): return b ? "true" : "false"
+        case .none: return "null"
+        default: throw TemplateError("keys must be str, int, float, bool or None, not \(k.typeName)", line: 0)
+        }
+    }
+
+    /// sort_keys=True: Python sorts the original keys, so strings and numbers do not mix.
+    static func sortByKey(_ pairs: inout [(String, JinjaValue, JinjaValue)]) throws {
+        var failure: Error? = nil
+        pairs.sort { a, b in
+            do { return try JinjaValue.less(a.1, b.1) } catch { failure = error; return false }
+        }
+        if let failure { throw failure }
     }
 
     static func quote(_ s: String) -> String {

@@ -203,7 +203,13 @@ struct JinjaLexer {
                     while let d = at(e), d.isASCII && d.isNumber { e += 1 }
                 }
                 let s = String(src[pos..<e]).replacingOccurrences(of: "_", with: "")
-                if isFloat { emit(.float(Double(s) ?? 0)) } else { emit(.int(Int(s) ?? 0)) }
+                if isFloat {
+                    emit(.float(Double(s) ?? 0))
+                } else {
+                    // Python's integers are unbounded; here they are 64-bit (docs/data.md).
+                    guard let i = Int(s) else { throw TemplateError("integer literal \(s) does not fit in 64 bits", line: line) }
+                    emit(.int(i))
+                }
                 pos = e
             } else if c == "'" || c == "\"" {
                 emit(.string(try stringLiteral(quote: c)))

@@ -9,13 +9,32 @@ indirect enum JinjaExpr {
     case attribute(JinjaExpr, String)
     case item(JinjaExpr, JinjaExpr)
     case slice(JinjaExpr, JinjaExpr?, JinjaExpr?, JinjaExpr?)
-    case call(JinjaExpr, [JinjaExpr], [(String, JinjaExpr)])
-    case filter(JinjaExpr, String, [JinjaExpr], [(String, JinjaExpr)])
-    case test(JinjaExpr, String, [JinjaExpr], negated: Bool)
+    case call(JinjaExpr, JinjaCallArgs)
+    case filter(JinjaExpr, String, JinjaCallArgs)
+    case test(JinjaExpr, String, JinjaCallArgs, negated: Bool)
     case unary(String, JinjaExpr)
     case binary(String, JinjaExpr, JinjaExpr)
     case compare(JinjaExpr, [(String, JinjaExpr)])
     case conditional(then: JinjaExpr, condition: JinjaExpr, otherwise: JinjaExpr?)
+}
+
+/// A call's arguments as written: `f(a, *rest, key=1, **more)` (Jinja's order: positional
+/// ones, then one `*iterable`, keyword ones, then one `**mapping`).
+struct JinjaCallArgs {
+    var args: [JinjaExpr] = []
+    var kwargs: [(String, JinjaExpr)] = []
+    var star: JinjaExpr? = nil
+    var starStar: JinjaExpr? = nil
+}
+
+/// `{% macro name(params) %}`: whether its body names `varargs` or `kwargs` decides, as in
+/// Jinja, whether extra positional or unknown keyword arguments are accepted.
+struct JinjaMacro {
+    let name: String
+    let params: [(String, JinjaExpr?)]
+    let body: [JinjaNode]
+    let takesVarargs: Bool
+    let takesKwargs: Bool
 }
 
 /// A statement of a template; `line` is where its tag starts, for error messages.
@@ -28,22 +47,33 @@ indirect enum JinjaNode {
     case forLoop(targets: [String], iterable: JinjaExpr, condition: JinjaExpr?, body: [JinjaNode], otherwise: [JinjaNode], line: Int)
     case set(Target, JinjaExpr, line: Int)
     case setBlock(String, [JinjaNode], line: Int)
-    case macro(String, [(String, JinjaExpr?)], [JinjaNode], line: Int)
+    case macro(JinjaMacro, line: Int)
     case breakLoop(line: Int)
     case continueLoop(line: Int)
     case generation([JinjaNode])
 }
 
-/// Parses the token stream into statements, with Jinja's operator precedence.
+/// Parses the token stream into statements, with Jinja's operator precedence. Nesting is
+/// bounded (`JinjaLimits.maxParseDepth`) twice: the parser's own recursion, so that deep input
+/// fails here instead of overflowing the stack, and the depth of each expression tree built
+/// (`a + b + ...` nests without recursing), which bounds evaluating and freeing it.
 struct JinjaParser {
     typealias Token = JinjaLexer.Token
     let tokens: [Token]
+    let maxDepth: Int
     var at = 0
+    /// Parse functions (and blocks) in progress.
+    var depth = 0
+    /// The tree depth of the expression the last parse function returned.
+    var lastDepth = 0
 
-    init(_ tokens: [Token]) { self.tokens = tokens }
+    init(_ tokens: [Token], maxDepth: Int = JinjaLimits.default.maxParseDepth) {
+        self.tokens = tokens
+        self.maxDepth = maxDepth
+    }
 
-    static func parse(_ source: String) throws(TemplateError) -> [JinjaNode] {
-        var p = JinjaParser(try JinjaLexer.tokenize(source))
+    static func parse(_ source: String, limits: JinjaLimits = .default) throws(TemplateError) -> [JinjaNode] {
+        var p = JinjaParser(try JinjaLexer.tokenize(source), maxDepth: limits.maxParseDepth)
         let (nodes, end) = try p.body(until: [])
         if let end { throw TemplateError("unexpected {% \(end) %}", line: p.line) }
         return nodes
@@ -130,7 +160,26 @@ struct JinjaParser {
         }
     }
 
+    func nestingError() -> TemplateError {
+        error("expressions and blocks nest deeper than \(maxDepth) levels (JinjaLimits.maxParseDepth)")
+    }
+
+    /// One more level of parser recursion (the caller undoes it with `defer { depth -= 1 }`).
+    mutating func enter() throws(TemplateError) {
+        depth += 1
+        guard depth <= maxDepth else { throw nestingError() }
+    }
+
+    /// The tree depth of a node over children of these depths.
+    func deeper(_ children: Int...) throws(TemplateError) -> Int {
+        let d = (children.max() ?? 0) + 1
+        guard d <= maxDepth else { throw nestingError() }
+        return d
+    }
+
     mutating func statement(_ keyword: String, line l: Int) throws(TemplateError) -> JinjaNode {
+        try enter()
+        defer { depth -= 1 }
         switch keyword {
         case "if":
             var branches: [(JinjaExpr, [JinjaNode])] = []
@@ -204,10 +253,13 @@ struct JinjaParser {
             }
             try expect(")")
             try expectBlockEnd()
+            let bodyStart = at
             let (nodes, _) = try body(until: ["endmacro"])
+            let names = Set(tokens[bodyStart..<at].compactMap { if case .name(let n) = $0.kind { return n }; return nil })
             if case .name = current { advance() }
             try expectBlockEnd()
-            return .macro(name, params, nodes, line: l)
+            return .macro(JinjaMacro(name: name, params: params, body: nodes, takesVarargs: names.contains("varargs"),
+                                     takesKwargs: names.contains("kwargs")), line: l)
         case "break":
             try expectBlockEnd()
             return .breakLoop(line: l)
@@ -227,42 +279,68 @@ struct JinjaParser {
     // MARK: expressions
 
     mutating func expression() throws(TemplateError) -> JinjaExpr {
+        try enter()
+        defer { depth -= 1 }
         let value = try orExpr()
-        if isName("if") {
-            advance()
-            let condition = try orExpr()
-            var other: JinjaExpr? = nil
-            if isName("else") { advance(); other = try expression() }
-            return .conditional(then: value, condition: condition, otherwise: other)
-        }
-        return value
+        guard isName("if") else { return value }
+        let valueDepth = lastDepth
+        advance()
+        let condition = try orExpr()
+        let conditionDepth = lastDepth
+        var other: JinjaExpr? = nil
+        var otherDepth = 0
+        if isName("else") { advance(); other = try expression(); otherDepth = lastDepth }
+        lastDepth = try deeper(valueDepth, conditionDepth, otherDepth)
+        return .conditional(then: value, condition: condition, otherwise: other)
     }
 
     /// A for loop's iterable: no conditional expression (its `if` filters the loop).
     mutating func ternaryFree() throws(TemplateError) -> JinjaExpr { try orExpr() }
 
-    mutating func orExpr() throws(TemplateError) -> JinjaExpr {
-        var e = try andExpr()
-        while isName("or") { advance(); e = .binary("or", e, try andExpr()) }
+    /// `operand (op operand)*`, nesting to the left as Python does.
+    mutating func leftAssociative(_ op: (JinjaParser) -> String?,
+                                  _ operand: (inout JinjaParser) throws(TemplateError) -> JinjaExpr) throws(TemplateError) -> JinjaExpr {
+        var e = try operand(&self)
+        var d = lastDepth
+        while let o = op(self) {
+            advance()
+            let right = try operand(&self)
+            d = try deeper(d, lastDepth)
+            e = .binary(o, e, right)
+        }
+        lastDepth = d
         return e
+    }
+
+    func anyOp(_ ops: [String]) -> String? {
+        if case .op(let o) = current, ops.contains(o) { return o }
+        return nil
+    }
+
+    mutating func orExpr() throws(TemplateError) -> JinjaExpr {
+        try leftAssociative({ $0.isName("or") ? "or" : nil }) { p throws(TemplateError) in try p.andExpr() }
     }
 
     mutating func andExpr() throws(TemplateError) -> JinjaExpr {
-        var e = try notExpr()
-        while isName("and") { advance(); e = .binary("and", e, try notExpr()) }
-        return e
+        try leftAssociative({ $0.isName("and") ? "and" : nil }) { p throws(TemplateError) in try p.notExpr() }
     }
 
     mutating func notExpr() throws(TemplateError) -> JinjaExpr {
-        if isName("not") { advance(); return .unary("not", try notExpr()) }
-        return try compare()
+        guard isName("not") else { return try compare() }
+        advance()
+        try enter()
+        defer { depth -= 1 }
+        let operand = try notExpr()
+        lastDepth = try deeper(lastDepth)
+        return .unary("not", operand)
     }
 
     mutating func compare() throws(TemplateError) -> JinjaExpr {
         let first = try math1()
+        var depths = [lastDepth]
         var ops: [(String, JinjaExpr)] = []
         while true {
-            if case .op(let o) = current, ["==", "!=", "<", ">", "<=", ">="].contains(o) {
+            if let o = anyOp(["==", "!=", "<", ">", "<=", ">="]) {
                 advance()
                 ops.append((o, try math1()))
             } else if isName("in") {
@@ -274,53 +352,48 @@ struct JinjaParser {
             } else {
                 break
             }
+            depths.append(lastDepth)
         }
-        return ops.isEmpty ? first : .compare(first, ops)
+        if ops.isEmpty { return first }
+        lastDepth = try deeper(depths.max()!)
+        return .compare(first, ops)
     }
 
     mutating func math1() throws(TemplateError) -> JinjaExpr {
-        var e = try concat()
-        while isOp("+") || isOp("-") {
-            guard case .op(let o) = current else { break }
-            advance()
-            e = .binary(o, e, try concat())
-        }
-        return e
+        try leftAssociative({ $0.anyOp(["+", "-"]) }) { p throws(TemplateError) in try p.concat() }
     }
 
     mutating func concat() throws(TemplateError) -> JinjaExpr {
-        var e = try math2()
-        while isOp("~") { advance(); e = .binary("~", e, try math2()) }
-        return e
+        try leftAssociative({ $0.anyOp(["~"]) }) { p throws(TemplateError) in try p.math2() }
     }
 
     mutating func math2() throws(TemplateError) -> JinjaExpr {
-        var e = try power()
-        while isOp("*") || isOp("/") || isOp("//") || isOp("%") {
-            guard case .op(let o) = current else { break }
-            advance()
-            e = .binary(o, e, try power())
-        }
-        return e
+        try leftAssociative({ $0.anyOp(["*", "/", "//", "%"]) }) { p throws(TemplateError) in try p.power() }
     }
 
     mutating func power() throws(TemplateError) -> JinjaExpr {
-        var e = try unary()
-        while isOp("**") { advance(); e = .binary("**", e, try unary()) }
-        return e
+        try leftAssociative({ $0.anyOp(["**"]) }) { p throws(TemplateError) in try p.unary() }
     }
 
     mutating func unary(withFilter: Bool = true) throws(TemplateError) -> JinjaExpr {
         var e: JinjaExpr
-        if isOp("-") { advance(); e = .unary("-", try unary(withFilter: false)) }
-        else if isOp("+") { advance(); e = .unary("+", try unary(withFilter: false)) }
-        else { e = try primary() }
+        if let sign = anyOp(["-", "+"]) {
+            advance()
+            try enter()
+            let operand = try unary(withFilter: false)
+            depth -= 1
+            lastDepth = try deeper(lastDepth)
+            e = .unary(sign, operand)
+        } else {
+            e = try primary()
+        }
         e = try postfix(e)
         if withFilter { e = try filters(e) }
         return e
     }
 
     mutating func primary() throws(TemplateError) -> JinjaExpr {
+        lastDepth = 1
         switch current {
         case .name(let n):
             advance()
@@ -336,49 +409,68 @@ struct JinjaParser {
             return .literal(.string(s))
         case .int(let i): advance(); return .literal(.int(i))
         case .float(let d): advance(); return .literal(.double(d))
-        case .op("("):
-            advance()
-            if isOp(")") { advance(); return .tuple([]) }
-            let first = try expression()
-            if isOp(",") {
-                var items = [first]
-                while isOp(",") {
-                    advance()
-                    if isOp(")") { break }
-                    items.append(try expression())
-                }
-                try expect(")")
-                return .tuple(items)
-            }
-            try expect(")")
-            return first
+        case .op("("): return try parenthesized()
         case .op("["):
             advance()
-            var items: [JinjaExpr] = []
-            while !isOp("]") {
-                items.append(try expression())
-                if isOp(",") { advance() } else { break }
-            }
-            try expect("]")
+            let items = try sequence(until: "]")
             return .list(items)
         case .op("{"):
             advance()
             var pairs: [(JinjaExpr, JinjaExpr)] = []
+            var d = 0
             while !isOp("}") {
                 let k = try expression()
+                d = max(d, lastDepth)
                 try expect(":")
                 pairs.append((k, try expression()))
+                d = max(d, lastDepth)
                 if isOp(",") { advance() } else { break }
             }
             try expect("}")
+            lastDepth = try deeper(d)
             return .dict(pairs)
         default:
             throw error("unexpected \(describe(current)) in an expression")
         }
     }
 
+    /// `(x)` is x; `()`, `(x,)` and `(x, y)` are tuples.
+    mutating func parenthesized() throws(TemplateError) -> JinjaExpr {
+        advance()
+        if isOp(")") { advance(); return .tuple([]) }
+        let first = try expression()
+        guard isOp(",") else { try expect(")"); return first }
+        var d = lastDepth
+        var items = [first]
+        while isOp(",") {
+            advance()
+            if isOp(")") { break }
+            items.append(try expression())
+            d = max(d, lastDepth)
+        }
+        try expect(")")
+        lastDepth = try deeper(d)
+        return .tuple(items)
+    }
+
+    /// Comma-separated expressions up to `close` (consumed); lastDepth is the list's.
+    mutating func sequence(until close: String) throws(TemplateError) -> [JinjaExpr] {
+        var items: [JinjaExpr] = []
+        var d = 0
+        while !isOp(close) {
+            items.append(try expression())
+            d = max(d, lastDepth)
+            if isOp(",") { advance() } else { break }
+        }
+        try expect(close)
+        lastDepth = try deeper(d)
+        return items
+    }
+
+    /// `.name`, `[index]`, `[a:b:c]` and `(args)` after a primary, each one level deeper.
     mutating func postfix(_ base: JinjaExpr) throws(TemplateError) -> JinjaExpr {
         var e = base
+        var d = lastDepth
         while true {
             if isOp(".") {
                 advance()
@@ -387,58 +479,93 @@ struct JinjaParser {
                 case .int(let i): advance(); e = .item(e, .literal(.int(i)))
                 default: throw error("expected an attribute name after '.', found \(describe(current))")
                 }
+                d = try deeper(d, 1)
             } else if isOp("[") {
-                advance()
-                var parts: [JinjaExpr?] = [nil]
-                var sawColon = false
-                while !isOp("]") {
-                    if isOp(":") { advance(); sawColon = true; parts.append(nil); continue }
-                    parts[parts.count - 1] = try expression()
-                }
-                try expect("]")
-                if sawColon {
-                    guard parts.count <= 3 else { throw error("a slice takes at most start:stop:step") }
-                    while parts.count < 3 { parts.append(nil) }
-                    e = .slice(e, parts[0], parts[1], parts[2])
-                } else {
-                    guard let index = parts[0] else { throw error("empty subscript []") }
-                    e = .item(e, index)
-                }
+                e = try subscripted(e, baseDepth: d)
+                d = lastDepth
             } else if isOp("(") {
-                let (args, kwargs) = try callArguments()
-                e = .call(e, args, kwargs)
+                let args = try callArguments()
+                d = try deeper(d, lastDepth)
+                e = .call(e, args)
             } else {
+                lastDepth = d
                 return e
             }
         }
     }
 
-    mutating func callArguments() throws(TemplateError) -> ([JinjaExpr], [(String, JinjaExpr)]) {
+    /// `base[index]` or `base[start:stop:step]`.
+    mutating func subscripted(_ base: JinjaExpr, baseDepth: Int) throws(TemplateError) -> JinjaExpr {
+        advance()
+        var parts: [JinjaExpr?] = [nil]
+        var d = baseDepth
+        var sawColon = false
+        while !isOp("]") {
+            if isOp(":") { advance(); sawColon = true; parts.append(nil); continue }
+            guard parts[parts.count - 1] == nil else { throw error("expected ']' or ':', found \(describe(current))") }
+            parts[parts.count - 1] = try expression()
+            d = max(d, lastDepth)
+        }
+        try expect("]")
+        lastDepth = try deeper(d)
+        if sawColon {
+            guard parts.count <= 3 else { throw error("a slice takes at most start:stop:step") }
+            while parts.count < 3 { parts.append(nil) }
+            return .slice(base, parts[0], parts[1], parts[2])
+        }
+        guard let index = parts[0] else { throw error("empty subscript []") }
+        return .item(base, index)
+    }
+
+    /// `(a, *rest, key=1, **more)`; lastDepth is the deepest argument's.
+    mutating func callArguments() throws(TemplateError) -> JinjaCallArgs {
         try expect("(")
-        var args: [JinjaExpr] = [], kwargs: [(String, JinjaExpr)] = []
+        var call = JinjaCallArgs()
+        var d = 0
         while !isOp(")") {
-            if case .name(let n) = current, tokens[min(at + 1, tokens.count - 1)].kind == .op("=") {
+            if isOp("*") || isOp("**") {
+                let double = isOp("**")
+                advance()
+                let e = try expression()
+                if double {
+                    guard call.starStar == nil else { throw error("a call takes one **mapping, last") }
+                    call.starStar = e
+                } else {
+                    guard call.star == nil, call.starStar == nil, call.kwargs.isEmpty else { throw error("*iterable goes after the positional arguments, once") }
+                    call.star = e
+                }
+            } else if case .name(let n) = current, tokens[min(at + 1, tokens.count - 1)].kind == .op("=") {
+                guard call.starStar == nil else { throw error("**mapping goes after the keyword arguments") }
                 advance(); advance()
-                kwargs.append((n, try expression()))
+                call.kwargs.append((n, try expression()))
             } else {
-                args.append(try expression())
+                guard call.star == nil, call.starStar == nil, call.kwargs.isEmpty else {
+                    throw error("a positional argument after keyword or unpacked arguments")
+                }
+                call.args.append(try expression())
             }
+            d = max(d, lastDepth)
             if isOp(",") { advance() } else { break }
         }
         try expect(")")
-        return (args, kwargs)
+        lastDepth = d
+        return call
     }
 
+    /// `| name(args)` and `is [not] name args` after an operand, each one level deeper.
     mutating func filters(_ base: JinjaExpr) throws(TemplateError) -> JinjaExpr {
         var e = base
+        var d = lastDepth
         while true {
             if isOp("|") {
                 advance()
                 var name = try identifier()
                 while isOp(".") { advance(); name += "." + (try identifier()) }
-                var args: [JinjaExpr] = [], kwargs: [(String, JinjaExpr)] = []
-                if isOp("(") { (args, kwargs) = try callArguments() }
-                e = .filter(e, name, args, kwargs)
+                var args = JinjaCallArgs()
+                lastDepth = 0
+                if isOp("(") { args = try callArguments() }
+                d = try deeper(d, lastDepth)
+                e = .filter(e, name, args)
             } else if isName("is") {
                 advance()
                 var negated = false
@@ -449,18 +576,21 @@ struct JinjaParser {
                 case .op("=="): name = "eq"; advance()
                 default: throw error("expected a test name after 'is', found \(describe(current))")
                 }
-                var args: [JinjaExpr] = []
+                var args = JinjaCallArgs()
+                lastDepth = 0
                 if isOp("(") {
-                    args = try callArguments().0
+                    args = try callArguments()
                 } else {
                     switch current {
-                    case .string, .int, .float: args = [try primary()]
-                    case .name(let n) where !["and", "or", "else", "if", "not", "in", "is"].contains(n): args = [try primary()]
+                    case .string, .int, .float: args.args = [try primary()]
+                    case .name(let n) where !["and", "or", "else", "if", "not", "in", "is"].contains(n): args.args = [try primary()]
                     default: break
                     }
                 }
+                d = try deeper(d, lastDepth)
                 e = .test(e, name, args, negated: negated)
             } else {
+                lastDepth = d
                 return e
             }
         }

@@ -18,29 +18,64 @@ public struct TemplateError: Error, CustomStringConvertible, Sendable {
     public var report: String { raised ? "the chat template raised: \(message)" : "chat template: \(description)" }
 }
 
-/// Keys in insertion order, as Python dicts keep them (a message's keys come out of `tojson`
-/// and `items()` in the order the JSON gave them).
+/// A dict key as Python hashes it: `1`, `1.0` and `True` are one key, a tuple of keys is a
+/// key, and lists, dicts and namespaces are not keys (unhashable).
+enum JinjaKey: Hashable, Sendable {
+    case none
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case tuple([JinjaKey])
+
+    init?(_ v: JinjaValue) {
+        switch v {
+        case .none: self = .none
+        case .bool(let b): self = .int(b ? 1 : 0)
+        case .int(let i): self = .int(i)
+        case .double(let d): if let i = Int(exactly: d) { self = .int(i) } else { self = .double(d) }
+        case .string(let s): self = .string(s)
+        case .tuple(let items):
+            var keys: [JinjaKey] = []
+            for x in items { guard let k = JinjaKey(x) else { return nil }; keys.append(k) }
+            self = .tuple(keys)
+        default: return nil
+        }
+    }
+}
+
+/// A Python dict: keys of any hashable type (`{1: 'a'}` keeps an integer key), in insertion
+/// order (a message's keys come out of `tojson` and `items()` in the order the JSON gave them).
+/// A key keeps its first spelling, as in Python (`{1: 'a', 1.0: 'b'}` is `{1: 'b'}`).
 public struct JinjaObject: Sendable {
-    public private(set) var keys: [String] = []
-    private var values: [String: JinjaValue] = [:]
+    private var order: [JinjaKey] = []
+    private var entries: [JinjaKey: (key: JinjaValue, value: JinjaValue)] = [:]
 
     public init() {}
     public init(_ pairs: [(String, JinjaValue)]) { for (k, v) in pairs { self[k] = v } }
 
     public subscript(key: String) -> JinjaValue? {
-        get { values[key] }
-        set {
-            if let newValue {
-                if values[key] == nil { keys.append(key) }
-                values[key] = newValue
-            } else if values.removeValue(forKey: key) != nil {
-                keys.removeAll { $0 == key }
-            }
+        get { entries[JinjaKey.string(key)]?.value }
+        set { update(.string(key), JinjaValue.string(key), newValue) }
+    }
+
+    /// The value at a key of any type; nil for a missing or unhashable key (setting one is a no-op:
+    /// callers check hashability with `JinjaKey` first).
+    subscript(key: JinjaValue) -> JinjaValue? {
+        get { JinjaKey(key).flatMap { entries[$0]?.value } }
+        set { if let k = JinjaKey(key) { update(k, key, newValue) } }
+    }
+
+    private mutating func update(_ k: JinjaKey, _ spelled: JinjaValue, _ value: JinjaValue?) {
+        if let value {
+            if let old = entries[k] { entries[k] = (old.key, value) } else { order.append(k); entries[k] = (spelled, value) }
+        } else if entries.removeValue(forKey: k) != nil {
+            order.removeAll { $0 == k }
         }
     }
 
-    public var pairs: [(String, JinjaValue)] { keys.map { ($0, values[$0]!) } }
-    public var count: Int { keys.count }
+    public var keys: [JinjaValue] { order.map { entries[$0]!.key } }
+    public var pairs: [(JinjaValue, JinjaValue)] { order.map { entries[$0]! } }
+    public var count: Int { order.count }
 }
 
 /// `namespace(...)`: the one mutable object templates have (to carry state out of a loop).
@@ -71,6 +106,13 @@ public indirect enum JinjaValue: @unchecked Sendable {
     case function(JinjaFunction)
 
     var isUndefined: Bool { if case .undefined = self { return true } else { return false } }
+    var isString: Bool { if case .string = self { return true } else { return false } }
+    var isSequence: Bool {
+        switch self {
+        case .array, .tuple: return true
+        default: return false
+        }
+    }
 
     /// Python truthiness.
     var truthy: Bool {
@@ -88,7 +130,7 @@ public indirect enum JinjaValue: @unchecked Sendable {
 
     var typeName: String {
         switch self {
-        case .undefined: return "undefined"
+        case .undefined: return "Undefined"
         case .none: return "NoneType"
         case .bool: return "bool"
         case .int: return "int"
@@ -111,21 +153,72 @@ public indirect enum JinjaValue: @unchecked Sendable {
         }
     }
 
-    /// Python's `repr(x)` (how lists and dicts print).
-    var repr: String {
-        switch self {
-        case .undefined: return ""
-        case .none: return "None"
-        case .bool(let b): return b ? "True" : "False"
-        case .int(let i): return String(i)
-        case .double(let d): return JinjaValue.pythonFloat(d)
-        case .string(let s): return JinjaValue.pythonRepr(s)
-        case .array(let a): return "[" + a.map(\.repr).joined(separator: ", ") + "]"
-        case .tuple(let a): return a.count == 1 ? "(" + a[0].repr + ",)" : "(" + a.map(\.repr).joined(separator: ", ") + ")"
-        case .object(let o): return "{" + o.pairs.map { JinjaValue.pythonRepr($0.0) + ": " + $0.1.repr }.joined(separator: ", ") + "}"
-        case .namespace(let n): return "<Namespace " + n.object.pairs.map { "\($0.0)=\($0.1.repr)" }.joined(separator: ", ") + ">"
-        case .function(let f): return "<function \(f.name)>"
+    /// Python's `repr(x)` (how lists and dicts print). A namespace met again inside itself
+    /// prints as `<Namespace {...}>`, as Python's reprlib guard prints it, so a cycle
+    /// (`set ns.a = ns`) ends; a value nested past `reprDepth` prints `...`.
+    var repr: String { repr(limit: .max)! }
+
+    /// `str(x)`, or nil once it would pass `limit` UTF-8 bytes (found before building more).
+    func text(limit: Int) -> String? {
+        if case .string(let s) = self { return s.utf8.count <= limit ? s : nil }
+        return repr(limit: limit)
+    }
+
+    /// `repr(x)`, or nil once it would pass `limit` UTF-8 bytes.
+    func repr(limit: Int) -> String? {
+        var out = ""
+        var inside: Set<ObjectIdentifier> = []
+        return write(&out, &inside, depth: 0, limit: limit) ? out : nil
+    }
+
+    /// At most about 200 bytes of `repr(x)`, for error messages.
+    var shortRepr: String { repr(limit: 200) ?? "<a \(typeName) too long to show>" }
+
+    /// Deeper than any value a template can store (JinjaLimits.maxValueDepth), for values a
+    /// caller hands in: printing stops there instead of exhausting the stack.
+    static let reprDepth = 2000
+
+    /// Appends `repr(x)` to `out`; false as soon as `out` passes `limit`.
+    private func write(_ out: inout String, _ inside: inout Set<ObjectIdentifier>, depth: Int, limit: Int) -> Bool {
+        func put(_ s: String) -> Bool { out += s; return out.utf8.count <= limit }
+        func items(_ a: [JinjaValue], _ open: String, _ close: String) -> Bool {
+            guard put(open) else { return false }
+            for (i, x) in a.enumerated() {
+                guard (i == 0 || put(", ")) && x.write(&out, &inside, depth: depth + 1, limit: limit) else { return false }
+            }
+            return put(close)
         }
+        if depth > JinjaValue.reprDepth { return put("...") }
+        switch self {
+        case .undefined: return true
+        case .none: return put("None")
+        case .bool(let b): return put(b ? "True" : "False")
+        case .int(let i): return put(String(i))
+        case .double(let d): return put(JinjaValue.pythonFloat(d))
+        case .string(let s): return s.utf8.count <= limit && put(JinjaValue.pythonRepr(s))
+        case .array(let a): return items(a, "[", "]")
+        case .tuple(let a): return items(a, "(", a.count == 1 ? ",)" : ")")
+        case .object(let o): return JinjaValue.write(o, &out, &inside, depth: depth, limit: limit)
+        case .namespace(let n):
+            let id = ObjectIdentifier(n)
+            if inside.contains(id) { return put("<Namespace {...}>") }
+            inside.insert(id)
+            defer { inside.remove(id) }
+            return put("<Namespace ") && JinjaValue.write(n.object, &out, &inside, depth: depth, limit: limit) && put(">")
+        case .function(let f): return put("<function \(f.name)>")
+        }
+    }
+
+    private static func write(_ o: JinjaObject, _ out: inout String, _ inside: inout Set<ObjectIdentifier>, depth: Int, limit: Int) -> Bool {
+        out += "{"
+        for (i, (k, v)) in o.pairs.enumerated() {
+            if i > 0 { out += ", " }
+            guard k.write(&out, &inside, depth: depth + 1, limit: limit) else { return false }
+            out += ": "
+            guard v.write(&out, &inside, depth: depth + 1, limit: limit) else { return false }
+        }
+        out += "}"
+        return out.utf8.count <= limit
     }
 
     static func pythonFloat(_ d: Double) -> String {
@@ -156,7 +249,7 @@ public indirect enum JinjaValue: @unchecked Sendable {
         return out + String(quote)
     }
 
-    /// Python `==`.
+    /// Python `==` (namespaces are equal only to themselves).
     func equals(_ other: JinjaValue) -> Bool {
         switch (self, other) {
         case (.undefined, .undefined), (.none, .none): return true
@@ -164,11 +257,33 @@ public indirect enum JinjaValue: @unchecked Sendable {
         case (.array(let a), .array(let b)), (.tuple(let a), .tuple(let b)): return a.count == b.count && zip(a, b).allSatisfy { $0.equals($1) }
         case (.object(let a), .object(let b)):
             return a.count == b.count && a.pairs.allSatisfy { k, v in b[k].map { v.equals($0) } ?? false }
+        case (.namespace(let a), .namespace(let b)): return a === b
         default:
+            if let x = intValue, let y = other.intValue { return x == y }
             if let x = number, let y = other.number { return x == y }
             return false
         }
     }
+
+    /// Python's ordering for `<` and sorting: numbers with numbers, strings by code point,
+    /// lists and tuples item by item; -1, 0 or 1. Other pairs are a TypeError in Python.
+    static func order(_ a: JinjaValue, _ b: JinjaValue) throws -> Int {
+        switch (a, b) {
+        case (.string(let x), .string(let y)):
+            let xs = x.unicodeScalars, ys = y.unicodeScalars
+            if xs.elementsEqual(ys) { return 0 }
+            return xs.lexicographicallyPrecedes(ys) ? -1 : 1
+        case (.array(let x), .array(let y)), (.tuple(let x), .tuple(let y)):
+            for (p, q) in zip(x, y) where !p.equals(q) { return try order(p, q) }
+            return x.count < y.count ? -1 : (x.count > y.count ? 1 : 0)
+        default:
+            if let x = a.intValue, let y = b.intValue { return x < y ? -1 : (x > y ? 1 : 0) }
+            if let x = a.number, let y = b.number { return x < y ? -1 : (x > y ? 1 : 0) }
+            throw TemplateError("'<' not supported between instances of '\(a.typeName)' and '\(b.typeName)'", line: 0)
+        }
+    }
+
+    static func less(_ a: JinjaValue, _ b: JinjaValue) throws -> Bool { try order(a, b) < 0 }
 
     /// Numbers (bools count, as in Python) as Double.
     var number: Double? {
