@@ -16,3 +16,18 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     return 0
 }
 #endif
+
+#if LIBFUZZER
+/// SwiftPM links an executable's entry point as `<module>_main`, so libFuzzer's own `main` is
+/// not the one that runs: this one hands control to libFuzzer's driver.
+@_silgen_name("LLVMFuzzerRunDriver")
+func runLibFuzzer(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                  _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+
+@_cdecl("deeptrain_fuzz_main")
+public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    var count = argc
+    var args = argv
+    return runLibFuzzer(&count, &args) { data, size in fuzzOneInput(data, size) }
+}
+#endif
