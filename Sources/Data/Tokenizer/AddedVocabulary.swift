@@ -28,11 +28,11 @@ struct AddedTokenMatcher: Sendable {
     /// Candidates by first scalar, longest first.
     let byFirst: [UInt32: [Entry]]
 
-    init(_ tokens: [AddedToken], normalizer: Normalizer?) {
+    init(_ tokens: [AddedToken], normalizer: Normalizer?) throws(RegexBudgetError) {
         var d: [UInt32: [Entry]] = [:]
         for t in tokens {
             var s = [UInt32](scalarsOf: t.content)
-            if t.normalized, let n = normalizer { s = n.apply(s) }
+            if t.normalized, let n = normalizer { s = try n.apply(s) }
             guard let f = s.first else { continue }
             d[f, default: []].append(Entry(scalars: s, token: t))
         }

@@ -1,0 +1,19 @@
+/// Sizes a tokenizer.json may have. The file is downloaded input: each bound is checked before
+/// the tables it sizes are built, and a file past one is a `TokenizerError` naming the key.
+/// Published files are far below (Llama 3: 9 MB, 128,256 tokens, 280,147 merges, 256 added
+/// tokens; Qwen2: 7 MB, 151,643 tokens; DeepSeek-V3: 8 MB, 128,000 tokens, 818 added tokens;
+/// Gemma 3: 262,144 tokens): each bound is 20 to 60 times the largest.
+enum TokenizerBounds {
+    /// Bytes of tokenizer.json.
+    static let fileBytes = 512 << 20
+    /// Entries of `model.vocab`.
+    static let vocabulary = 1 << 23
+    /// Entries of `model.merges`.
+    static let merges = 1 << 23
+    /// Entries of `added_tokens`.
+    static let addedTokens = 1 << 18
+    /// Token ids lie in 0..<idLimit: ids size embedding tables and index the model's arrays.
+    static let idLimit = 1 << 24
+    /// Characters of a `pattern` (`{"Regex": ...}` or `{"String": ...}`).
+    static let patternLength = RegexLimits.patternLength
+}
