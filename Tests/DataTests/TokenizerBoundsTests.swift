@@ -33,6 +33,14 @@ import Testing
         Self.expectRefused(#"{\#(Self.model), "added_tokens": [{"id": 3, "content": "<s>"}, {"id": 4, "content": "</s>"}]}"#, b,
                            mentions: ["added_tokens", "2 tokens"])
         b = TokenizerBounds()
+        b.addedTokenLength = 3
+        Self.expectRefused(#"{\#(Self.model), "added_tokens": [{"id": 3, "content": "<s>"}, {"id": 4, "content": "</s>"}]}"#, b,
+                           mentions: ["added_tokens[1].content", "4 characters"])
+        b = TokenizerBounds()
+        b.addedTokenCharacters = 6
+        Self.expectRefused(#"{\#(Self.model), "added_tokens": [{"id": 3, "content": "<s>"}, {"id": 4, "content": "</s>"}]}"#, b,
+                           mentions: ["added_tokens", "6 characters"])
+        b = TokenizerBounds()
         b.fileBytes = 10
         Self.expectRefused("{\(Self.model)}", b, mentions: ["bytes", "10"])
         b = TokenizerBounds()

@@ -29,6 +29,23 @@ import Testing
         }
     }
 
+    /// Added tokens match leftmost, then longest; the first of two with the same text wins;
+    /// `lstrip` takes spaces back only to the previous match.
+    @Test func addedTokensLeftmostLongest() throws {
+        let tokens = [AddedToken(content: "ab", id: 10, special: true), AddedToken(content: "abc", id: 11, special: true),
+                      AddedToken(content: "b", id: 12, special: true), AddedToken(content: "abc", id: 13, special: true),
+                      AddedToken(content: " x", id: 14, special: true, lstrip: true)]
+        let m = try AddedTokenMatcher(tokens, normalizer: nil)
+        let text = [UInt32](scalarsOf: "zabcab bab  x x")
+        let segments = m.split(text).map { seg -> String in
+            switch seg {
+            case .token(let id): return "#\(id)"
+            case .text(let r): return Array(text[r]).string
+            }
+        }
+        #expect(segments == ["z", "#11", "#10", " ", "#12", "#10", "#14", "#14"])
+    }
+
     static let model = #""model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#
 
     /// An unsupported component stops with its JSON path and type; a bad file names what is wrong.

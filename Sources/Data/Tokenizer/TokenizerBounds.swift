@@ -12,6 +12,11 @@ public struct TokenizerBounds: Sendable {
     public var merges = 1 << 23
     /// Entries of `added_tokens`.
     public var addedTokens = 1 << 18
+    /// Characters of one added token's `content`: finding added tokens in a text walks at
+    /// most this far from each position (published ones are under 40).
+    public var addedTokenLength = 1_024
+    /// Characters of all added tokens together: the size of the matcher's trie.
+    public var addedTokenCharacters = 1 << 22
     /// Token ids lie in 0..<idLimit: ids size embedding tables and index the model's arrays.
     public var idLimit = 1 << 24
     /// Characters of a `pattern` (`{"Regex": ...}` or `{"String": ...}`); the regex parser's

@@ -152,9 +152,18 @@ struct TokenizerJSONReader {
         guard let v, !(v is NSNull) else { return [] }
         try bound((v as? [Any])?.count, bounds.addedTokens, "added_tokens", "tokens")
         guard let list = v as? [[String: Any]] else { throw fail("added_tokens", "expected a list of objects") }
+        var characters = 0
         return try list.enumerated().map { i, a in
             guard let content = a["content"] as? String, let id = a["id"] as? Int else {
                 throw fail("added_tokens[\(i)]", "needs a string content and an integer id")
+            }
+            let length = content.unicodeScalars.count
+            if length > bounds.addedTokenLength {
+                throw fail("added_tokens[\(i)].content", "is \(length) characters long, more than the \(bounds.addedTokenLength) allowed")
+            }
+            characters += length
+            if characters > bounds.addedTokenCharacters {
+                throw fail("added_tokens", "have more than the \(bounds.addedTokenCharacters) characters allowed in all")
             }
             guard (0..<bounds.idLimit).contains(id) else {
                 throw fail("added_tokens[\(i)].id", "\(id) is outside 0..<\(bounds.idLimit)")

@@ -12,7 +12,7 @@ enum RegexLimits {
     static let stackedQuantifiers = 2
     /// The largest count in `{n,m}`, Oniguruma's own limit (ONIG_MAX_REPEAT_NUM).
     static let repeatCount = 100_000
-    /// Instructions in a compiled program: counted repetitions copy their body, and copies of
-    /// copies multiply.
-    static let programLength = 1 << 20
+    /// Instructions in a compiled program (published patterns compile to a few hundred):
+    /// counted repetitions copy their body, and copies of copies multiply.
+    static let programLength = 1 << 16
 }

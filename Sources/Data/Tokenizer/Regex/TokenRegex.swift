@@ -209,6 +209,10 @@ struct RegexCompiler {
     func error(_ m: String) -> RegexError { RegexError(pattern: pattern, offset: 0, message: m) }
 
     mutating func compileProgram(_ tree: RegexNode) throws(RegexError) {
+        // Refused before anything is emitted: counted repetitions of groups multiply.
+        if Self.length(tree) > RegexLimits.programLength {
+            throw error("the compiled pattern needs more than \(RegexLimits.programLength) instructions (counted repetitions of groups)")
+        }
         try emit(tree)
         program.append(.init(op: .match))
         // Lookaround and atomic bodies run as sub-programs after the main one.
@@ -322,6 +326,26 @@ struct RegexCompiler {
             case .notWordBoundary: kind = 6
             }
             program.append(.init(op: .anchor, a: kind))
+        }
+    }
+
+    /// An upper bound on the instructions `emit` produces for `node` (sub-programs included),
+    /// capped just past the limit so products cannot overflow.
+    static func length(_ node: RegexNode) -> Int {
+        let cap = RegexLimits.programLength + 1
+        switch node {
+        case .empty: return 0
+        case .literal, .set, .any, .anchor: return 1
+        case .sequence(let items): return min(cap, items.reduce(0) { min(cap, $0 + length($1)) })
+        case .alternation(let branches): return min(cap, branches.reduce(2 * branches.count) { min(cap, $0 + length($1)) })
+        case .atomic(let body), .look(let body, _, _): return min(cap, 2 + length(body))
+        case .repeated(let body, let lo, let hi, _, let possessive):
+            switch body {
+            case .literal, .set, .any: return possessive ? 3 : 1
+            default: break
+            }
+            let copies = hi == Int.max ? lo + 1 : hi
+            return min(cap, 4 + copies * (length(body) + 1))
         }
     }
 
