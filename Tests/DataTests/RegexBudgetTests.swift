@@ -32,7 +32,8 @@ import Testing
                 _ = try re.matches(in: [UInt32](scalarsOf: text))
                 Issue.record("\(pattern) on \(text.debugDescription) finished within its budget")
             } catch {
-                #expect(error.pattern == pattern && error.limit == RegexBudget.limit(forLength: text.unicodeScalars.count), "\(error)")
+                #expect(error.pattern == pattern && error.resource == .steps, "\(error)")
+                #expect(error.limit == RegexBudget.limit(forLength: text.unicodeScalars.count), "\(error)")
                 #expect(error.description.contains(pattern.debugDescription), "\(error)")
             }
         }
@@ -48,6 +49,20 @@ import Testing
         var steps = RegexSteps()
         #expect(try re.matches(in: spaces, steps: &steps) == [0..<19_999, 19_999..<20_000])
         #expect(steps.total < 10 * spaces.count, "\(steps.total) steps")
+    }
+
+    /// A pattern that keeps ten backtrack entries per character runs out of stack, not steps:
+    /// memory is bounded as time is.
+    @Test func backtrackStackIsBounded() throws {
+        let re = try TokenRegex("(?:" + String(repeating: "(?:|b)", count: 9) + "a)+")
+        #expect(try re.matches(in: [UInt32](scalarsOf: "aaaa")) == [0..<4])
+        do {
+            _ = try re.matches(in: [UInt32](repeating: 97, count: 60_000))
+            Issue.record("held 600,000 backtrack entries")
+        } catch {
+            #expect(error.resource == .stack && error.limit == RegexBudget.stackLimit(forLength: 60_000), "\(error)")
+            #expect(error.description.contains("backtrack entries"), "\(error)")
+        }
     }
 
     static let model = #""model": {"type": "BPE", "vocab": {"a": 0, "!": 1, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!": 2}, "merges": []}"#

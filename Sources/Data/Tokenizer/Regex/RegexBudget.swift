@@ -4,10 +4,10 @@
 ///
 /// A step is one instruction of the program, one scalar a repetition scans, or one retry after
 /// a failure, so the count bounds the running time. The limit grows with the text: the
-/// published patterns (GPT-2, Llama 3, Qwen2, DeepSeek) take a few dozen steps per scalar on
-/// any text, degenerate runs of one character included, and a long piece must not fail for
-/// being long; a pattern that needs more than `perScalar` steps per scalar on top of `base` is
-/// backtracking, not matching.
+/// published patterns (GPT-2, Llama 3, Qwen2, DeepSeek) take a small constant number of steps
+/// per scalar on any text, degenerate runs of one character included (RegexLinearityTests),
+/// and a long piece must not fail for being long; a pattern that needs more than `perScalar`
+/// steps per scalar on top of `base` is backtracking, not matching.
 public struct RegexBudget: Sendable {
     /// Steps any search may take, however short its text.
     public static let base = 1_000_000
@@ -30,14 +30,19 @@ public struct RegexBudget: Sendable {
 /// A search that went past its `RegexBudget`: the pattern, where it came from (a JSON path in
 /// tokenizer.json, when it came from one) and the length of the text it gave up on.
 public struct RegexBudgetError: Error, CustomStringConvertible, Sendable {
+    /// What ran out: steps (time) or backtrack entries (memory).
+    public enum Resource: Sendable { case steps, stack }
+
     public let pattern: String
     public let origin: String?
+    public let resource: Resource
     public let limit: Int
     public let textLength: Int
 
     public var description: String {
         let at = origin.map { "\($0): " } ?? ""
-        return "\(at)pattern \(RegexError.shown(pattern)) took more than \(limit) regex steps on a text of \(textLength) characters "
+        let what = resource == .steps ? "took more than \(limit) regex steps" : "held more than \(limit) backtrack entries"
+        return "\(at)pattern \(RegexError.shown(pattern)) \(what) on a text of \(textLength) characters "
             + "(catastrophic backtracking: the step budget is \(RegexBudget.base) + \(RegexBudget.perScalar) per character)"
     }
 }

@@ -100,7 +100,9 @@ public struct TokenRegex: Sendable {
     }
 
     func overBudget(_ s: UnsafeBufferPointer<UInt32>, _ m: Machine) -> RegexBudgetError {
-        RegexBudgetError(pattern: pattern, origin: origin, limit: m.limit, textLength: s.count)
+        let steps = m.steps > m.limit
+        return RegexBudgetError(pattern: pattern, origin: origin, resource: steps ? .steps : .stack,
+                                limit: steps ? m.limit : m.stackLimit, textLength: s.count)
     }
 
     /// Runs the program from `pc` at `pos`: the end of the first match found, or nil.
