@@ -30,8 +30,9 @@ public struct RegexBudget: Sendable {
 /// A search that went past its `RegexBudget`: the pattern, where it came from (a JSON path in
 /// tokenizer.json, when it came from one) and the length of the text it gave up on.
 public struct RegexBudgetError: Error, CustomStringConvertible, Sendable {
-    /// What ran out: steps (time) or backtrack entries (memory).
-    public enum Resource: Sendable { case steps, stack }
+    /// What ran out: steps (time), backtrack entries (memory), or positions (the machine
+    /// keeps them in 32 bits).
+    public enum Resource: Sendable { case steps, stack, length }
 
     public let pattern: String
     public let origin: String?
@@ -41,7 +42,11 @@ public struct RegexBudgetError: Error, CustomStringConvertible, Sendable {
 
     public var description: String {
         let at = origin.map { "\($0): " } ?? ""
-        let what = resource == .steps ? "took more than \(limit) regex steps" : "held more than \(limit) backtrack entries"
+        let what = switch resource {
+        case .steps: "took more than \(limit) regex steps"
+        case .stack: "held more than \(limit) backtrack entries"
+        case .length: "cannot search more than \(limit) characters at once"
+        }
         return "\(at)pattern \(RegexError.shown(pattern)) \(what) on a text of \(textLength) characters "
             + "(catastrophic backtracking: the step budget is \(RegexBudget.base) + \(RegexBudget.perScalar) per character)"
     }

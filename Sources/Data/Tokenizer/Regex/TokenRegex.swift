@@ -60,6 +60,7 @@ public struct TokenRegex: Sendable {
 
     /// `matches(in:)`, adding the steps the search took to `steps`.
     public func matches(in text: [UInt32], steps: inout RegexSteps) throws(RegexBudgetError) -> [Range<Int>] {
+        try checkLength(text)
         var out: [Range<Int>] = []
         var m = Machine(length: text.count)
         defer { steps.total += m.steps }
@@ -82,6 +83,7 @@ public struct TokenRegex: Sendable {
 
     /// The leftmost match in `text`, if any.
     public func firstMatch(in text: [UInt32]) throws(RegexBudgetError) -> Range<Int>? {
+        try checkLength(text)
         var m = Machine(length: text.count)
         return try text.withUnsafeBufferPointer { (s) throws(RegexBudgetError) in try search(s, from: 0, &m) }
     }
@@ -97,6 +99,13 @@ public struct TokenRegex: Sendable {
             start += 1
         }
         return nil
+    }
+
+    /// Backtrack entries hold positions in 32 bits.
+    func checkLength(_ text: [UInt32]) throws(RegexBudgetError) {
+        if text.count >= Int(Int32.max) {
+            throw RegexBudgetError(pattern: pattern, origin: origin, resource: .length, limit: Int(Int32.max) - 1, textLength: text.count)
+        }
     }
 
     func overBudget(_ s: UnsafeBufferPointer<UInt32>, _ m: Machine) -> RegexBudgetError {
