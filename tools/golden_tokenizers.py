@@ -15,6 +15,8 @@ Styles (each trained here on the corpus of tools/tokenizer_corpus.py):
   spm-bpe     SentencePiece BPE (Llama 2 style): Prepend + Replace normalizers, no
               pre-tokenizer, byte_fallback and fuse_unk, Replace/ByteFallback/Fuse/Strip decoder
   metaspace   Metaspace pre-tokenizer (prepend_scheme first) and decoder, byte fallback
+metaspace_first.json (tools/golden_metaspace_first.py): Metaspace prepend_scheme "first" after
+normalizers that remove the text's first characters, and after added tokens.
 components.json: single components (each normalizer, pre-tokenizer behaviour, added-token
 flag, post-processor, decoder) on top of a small byte-level model, with tricky texts.
 """

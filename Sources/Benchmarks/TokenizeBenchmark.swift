@@ -30,18 +30,18 @@ public enum TokenizeBenchmark {
         let tok = try Tokenizer(path: path)
         let load = Date().timeIntervalSince(t0)
         let t1 = Date()
-        let ids = tok.encode(text)
+        let ids = try tok.encode(text)
         let cold = Date().timeIntervalSince(t1)
         var best = Double.infinity
         for _ in 0..<repeats {
             let t = Date()
-            let again = tok.encode(text)
+            let again = try tok.encode(text)
             best = min(best, Date().timeIntervalSince(t))
             precondition(again.count == ids.count)
         }
         return Report(tokenizer: path, corpus: corpus, corpus_bytes: text.utf8.count, tokens: ids.count, load_s: load,
                       cold_tokens_per_s: Double(ids.count) / cold, tokens_per_s: Double(ids.count) / best,
                       megabytes_per_s: Double(text.utf8.count) / best / 1e6, repeats: repeats,
-                      decode_round_trip: tok.decode(ids) == text)
+                      decode_round_trip: try tok.decode(ids) == text)
     }
 }

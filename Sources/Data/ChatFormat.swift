@@ -72,10 +72,11 @@ public enum ChatFormat: @unchecked Sendable {
     }
 
     /// A completion's text for the rewards (its stop token left out, special tokens skipped).
-    public func text(_ ids: [Int]) -> String {
+    /// - Throws: the tokenizer's `TokenizerError` when a decoder regex runs past its step budget.
+    public func text(_ ids: [Int]) throws -> String {
         switch self {
         case .bytes: return String(decoding: ids.filter { $0 != ByteChatFormat.endOfTurn }.map { UInt8(clamping: $0) }, as: UTF8.self)
-        case .template(let t): return t.tokenizer.decode(ids.filter { !stop.contains($0) }, skipSpecial: true)
+        case .template(let t): return try t.tokenizer.decode(ids.filter { !stop.contains($0) }, skipSpecial: true)
         }
     }
 }

@@ -42,7 +42,7 @@ public final class ShardWriter {
     }
 
     public func add(_ text: String) throws {
-        buffer += tokenizer.encode(text).map { UInt32($0) }
+        buffer += try tokenizer.encode(text).map { UInt32($0) }
         buffer.append(UInt32(eos))
         documents += 1
         while buffer.count >= shardTokens { try flush(count: shardTokens) }

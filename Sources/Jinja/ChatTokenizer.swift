@@ -137,6 +137,6 @@ public final class ChatTokenizer: @unchecked Sendable {
     /// The ids `apply_chat_template(messages, tokenize=True)` gives: the rendered text encoded
     /// without the post-processor's special tokens (the template writes them).
     public func applyChatTemplate(_ messages: JinjaValue, addGenerationPrompt: Bool, tools: JinjaValue? = nil) throws -> [Int] {
-        tokenizer.encode(try render(messages, addGenerationPrompt: addGenerationPrompt, tools: tools), addSpecialTokens: false)
+        try tokenizer.encode(try render(messages, addGenerationPrompt: addGenerationPrompt, tools: tools), addSpecialTokens: false)
     }
 }

@@ -43,7 +43,7 @@ extension Tokenizer {
         for ch in ByteLevel.byteToScalar.map({ [$0].string }).sorted() { vocab[ch] = vocab.count }
         let probe = try make(byteLevelJSON(vocab: vocab, merges: [], special: added, patterns: patterns), source: "train")
         var counts: [[UInt32]: Int] = [:]
-        for t in texts { for piece in probe.modelPieces(t) { counts[piece, default: 0] += 1 } }
+        for t in texts { for piece in try probe.modelPieces(t) { counts[piece, default: 0] += 1 } }
         var words: [[String]] = [], freq: [Int] = []
         for (w, c) in counts.map({ ($0.key.string, $0.value) }).sorted(by: { $0.0 < $1.0 }) {
             words.append(w.unicodeScalars.map { String(Character($0)) })

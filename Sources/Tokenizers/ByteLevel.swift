@@ -24,7 +24,7 @@ enum ByteLevel {
 
     /// The pre-tokenizer's own split (GPT-2's pattern), used when `use_regex` is true.
     static let gpt2Pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
-    static let gpt2Regex: TokenRegex = try! TokenRegex(gpt2Pattern)
+    static let gpt2Regex: TokenRegex = try! TokenRegex(gpt2Pattern, origin: "the ByteLevel pre-tokenizer's GPT-2 pattern")
 
     /// The UTF-8 bytes of `scalars`, each as its byte-level character.
     static func encode(_ scalars: [UInt32]) -> [UInt32] {

@@ -10,7 +10,7 @@ indirect enum Decoder: Sendable {
     case bpeSuffix(String)
     case sequence([Decoder])
 
-    func apply(_ tokens: [String]) -> [String] {
+    func apply(_ tokens: [String]) throws(RegexBudgetError) -> [String] {
         switch self {
         case .byteLevel: return [ByteLevel.decode(tokens)]
         case .metaspace(let replacement, let scheme):
@@ -26,7 +26,7 @@ indirect enum Decoder: Sendable {
                 return String(out)
             }
         case .replace(let pattern, let content):
-            return tokens.map { pattern.replacingMatches(in: [UInt32](scalarsOf: $0), with: content).string }
+            return try tokens.map { (t) throws(RegexBudgetError) in try pattern.replacingMatches(in: [UInt32](scalarsOf: t), with: content).string }
         case .byteFallback:
             var out: [String] = []
             var pending: [UInt8] = []
@@ -65,7 +65,7 @@ indirect enum Decoder: Sendable {
             return tokens.enumerated().map { i, t in t.replacingOccurrences(of: suffix, with: i == tokens.count - 1 ? "" : " ") }
         case .sequence(let steps):
             var t = tokens
-            for s in steps { t = s.apply(t) }
+            for s in steps { t = try s.apply(t) }
             return t
         }
     }

@@ -1,5 +1,7 @@
-/// A piece of text on its way to the model, and whether it begins the whole input (Metaspace's
-/// `prepend_scheme: first` adds its marker only there).
+/// A piece of text on its way to the model, and whether it begins at offset 0 of the original
+/// text (Metaspace's `prepend_scheme: first` adds its marker only there, as tokenizers decides
+/// by the piece's original offsets: a piece after an added token, or whose leading spaces a
+/// normalizer removed, does not).
 struct Piece {
     var text: [UInt32]
     var atStart: Bool
@@ -20,22 +22,30 @@ indirect enum PreTokenizer: Sendable {
     case punctuation(SplitBehavior)
     case bert
 
-    func apply(_ pieces: [Piece]) -> [Piece] {
+    func apply(_ pieces: [Piece]) throws(RegexBudgetError) -> [Piece] {
+        var steps = RegexSteps()
+        return try apply(pieces, steps: &steps)
+    }
+
+    /// `apply(_:)`, adding the regex machine's steps to `steps`.
+    func apply(_ pieces: [Piece], steps: inout RegexSteps) throws(RegexBudgetError) -> [Piece] {
         switch self {
-        case .sequence(let steps):
+        case .sequence(let stages):
             var p = pieces
-            for s in steps { p = s.apply(p) }
+            for s in stages { p = try s.apply(p, steps: &steps) }
             return p
         case .split(let pattern, let behavior, let invert):
-            return split(pieces, behavior) { t in
-                let found = pattern.pieces(t)
+            return try split(pieces, behavior) { (t) throws(RegexBudgetError) in
+                let found = try pattern.pieces(t, steps: &steps)
                 return invert ? found.map { ($0.0, !$0.1) } : found
             }
         case .byteLevel(let addPrefixSpace, let useRegex):
             var out: [Piece] = []
             for var p in pieces {
                 if addPrefixSpace && p.text.first != 32 { p.text.insert(32, at: 0) }
-                let parts = useRegex ? split([p], .isolated) { SplitPattern.regex(ByteLevel.gpt2Regex).pieces($0) } : [p]
+                let parts = useRegex
+                    ? try split([p], .isolated) { (t) throws(RegexBudgetError) in try SplitPattern.regex(ByteLevel.gpt2Regex).pieces(t, steps: &steps) }
+                    : [p]
                 for var q in parts {
                     q.text = ByteLevel.encode(q.text)
                     out.append(q)
@@ -43,7 +53,7 @@ indirect enum PreTokenizer: Sendable {
             }
             return out
         case .digits(let individual):
-            return split(pieces, individual ? .isolated : .contiguous) { SplitPattern.pieces($0, where: PreTokenizer.isNumeric) }
+            return try split(pieces, individual ? .isolated : .contiguous) { SplitPattern.pieces($0, where: PreTokenizer.isNumeric) }
         case .metaspace(let replacement, let scheme, let doSplit):
             var out: [Piece] = []
             for var p in pieces {
@@ -51,28 +61,29 @@ indirect enum PreTokenizer: Sendable {
                 if p.text.first != replacement && (scheme == .always || (scheme == .first && p.atStart)) {
                     p.text.insert(replacement, at: 0)
                 }
-                out += doSplit ? split([p], .mergedWithNext) { SplitPattern.pieces($0) { $0 == replacement } } : [p]
+                out += doSplit ? try split([p], .mergedWithNext) { SplitPattern.pieces($0) { $0 == replacement } } : [p]
             }
             return out
         case .whitespace:
-            return split(pieces, .removed) { t in
-                SplitPattern.regex(PreTokenizer.wordsOrSymbols).pieces(t).map { ($0.0, !$0.1) }
+            return try split(pieces, .removed) { (t) throws(RegexBudgetError) in
+                try SplitPattern.regex(PreTokenizer.wordsOrSymbols).pieces(t, steps: &steps).map { ($0.0, !$0.1) }
             }
         case .whitespaceSplit:
-            return split(pieces, .removed) { SplitPattern.pieces($0, where: CharacterClass.isWhitespace) }
+            return try split(pieces, .removed) { SplitPattern.pieces($0, where: CharacterClass.isWhitespace) }
         case .punctuation(let behavior):
-            return split(pieces, behavior) { SplitPattern.pieces($0, where: PreTokenizer.isPunctuation) }
+            return try split(pieces, behavior) { SplitPattern.pieces($0, where: PreTokenizer.isPunctuation) }
         case .bert:
-            let ws = split(pieces, .removed) { SplitPattern.pieces($0, where: CharacterClass.isWhitespace) }
-            return split(ws, .isolated) { SplitPattern.pieces($0, where: PreTokenizer.isPunctuation) }
+            let ws = try split(pieces, .removed) { SplitPattern.pieces($0, where: CharacterClass.isWhitespace) }
+            return try split(ws, .isolated) { SplitPattern.pieces($0, where: PreTokenizer.isPunctuation) }
         }
     }
 
     /// Splits every piece; empty results are dropped, as tokenizers drops them.
-    func split(_ pieces: [Piece], _ behavior: SplitBehavior, _ find: ([UInt32]) -> [(Range<Int>, Bool)]) -> [Piece] {
+    func split(_ pieces: [Piece], _ behavior: SplitBehavior,
+               _ find: ([UInt32]) throws(RegexBudgetError) -> [(Range<Int>, Bool)]) throws(RegexBudgetError) -> [Piece] {
         var out: [Piece] = []
         for p in pieces {
-            for r in behavior.apply(find(p.text)) where !r.isEmpty {
+            for r in behavior.apply(try find(p.text)) where !r.isEmpty {
                 out.append(Piece(text: Array(p.text[r]), atStart: p.atStart && r.lowerBound == 0))
             }
         }
@@ -80,7 +91,7 @@ indirect enum PreTokenizer: Sendable {
     }
 
     /// Whitespace's pattern, which tokenizers compiles with Rust's regex crate.
-    static let wordsOrSymbols: TokenRegex = try! TokenRegex(#"\w+|[^\w\s]+"#, rustWord: true)
+    static let wordsOrSymbols: TokenRegex = try! TokenRegex(#"\w+|[^\w\s]+"#, rustWord: true, origin: "the Whitespace pre-tokenizer's pattern")
 
     /// Rust's `char::is_numeric`: Nd, Nl and No.
     static func isNumeric(_ c: UInt32) -> Bool {

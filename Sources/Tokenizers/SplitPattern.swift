@@ -5,24 +5,20 @@ enum SplitPattern: Sendable {
     case regex(TokenRegex)
 
     /// The pieces of `text`, each flagged when it is a match (tokenizers' `find_matches`).
-    func pieces(_ text: [UInt32]) -> [(Range<Int>, Bool)] {
+    func pieces(_ text: [UInt32]) throws(RegexBudgetError) -> [(Range<Int>, Bool)] {
+        var steps = RegexSteps()
+        return try pieces(text, steps: &steps)
+    }
+
+    /// `pieces(_:)`, adding the regex machine's steps to `steps`.
+    func pieces(_ text: [UInt32], steps: inout RegexSteps) throws(RegexBudgetError) -> [(Range<Int>, Bool)] {
         if text.isEmpty { return [(0..<0, false)] }
         let found: [Range<Int>]
         switch self {
-        case .regex(let r): found = r.matches(in: text)
+        case .regex(let r): found = try r.matches(in: text, steps: &steps)
         case .string(let lit):
             if lit.isEmpty { return [(0..<text.count, false)] }
-            var out: [Range<Int>] = []
-            var i = 0
-            while i + lit.count <= text.count {
-                if text[i] == lit[0] && Array(text[i..<(i + lit.count)]) == lit {
-                    out.append(i..<(i + lit.count))
-                    i += lit.count
-                } else {
-                    i += 1
-                }
-            }
-            found = out
+            found = Self.occurrences(of: lit, in: text)
         }
         var out: [(Range<Int>, Bool)] = []
         var prev = 0
@@ -32,6 +28,30 @@ enum SplitPattern: Sendable {
             prev = m.upperBound
         }
         if prev != text.count { out.append((prev..<text.count, false)) }
+        return out
+    }
+
+    /// The leftmost non-overlapping occurrences of `lit` (Knuth-Morris-Pratt: linear in the text
+    /// however the literal repeats itself, as a file's `{"String": "aaaa"}` may).
+    static func occurrences(of lit: [UInt32], in text: [UInt32]) -> [Range<Int>] {
+        // fallback[k]: the length of the longest proper border of lit[0..<k+1].
+        var fallback = [Int](repeating: 0, count: lit.count)
+        var k = 0
+        for i in 1..<max(lit.count, 1) {
+            while k > 0 && lit[i] != lit[k] { k = fallback[k - 1] }
+            if lit[i] == lit[k] { k += 1 }
+            fallback[i] = k
+        }
+        var out: [Range<Int>] = []
+        var matched = 0
+        for (i, c) in text.enumerated() {
+            while matched > 0 && c != lit[matched] { matched = fallback[matched - 1] }
+            if c == lit[matched] { matched += 1 }
+            if matched == lit.count {
+                out.append((i + 1 - lit.count)..<(i + 1))
+                matched = 0   // non-overlapping: the next occurrence starts after this one
+            }
+        }
         return out
     }
 
@@ -49,9 +69,9 @@ enum SplitPattern: Sendable {
         return out
     }
 
-    func replacingMatches(in text: [UInt32], with content: [UInt32]) -> [UInt32] {
+    func replacingMatches(in text: [UInt32], with content: [UInt32]) throws(RegexBudgetError) -> [UInt32] {
         var out: [UInt32] = []
-        for (r, isMatch) in pieces(text) {
+        for (r, isMatch) in try pieces(text) {
             if isMatch { out += content } else { out += text[r] }
         }
         return out

@@ -31,17 +31,30 @@ public final class Tokenizer: Sendable {
     let addedDecoding: [Int: String]
     /// The tokenizer.json this was read from, written back unchanged by `save`.
     let json: Data
+    /// Where it was read from, for errors found while encoding.
+    let source: String
 
+    /// - Throws: a `TokenizerError` when the normalizer's regex runs out of budget on an added token.
     init(model: BPEModel, normalizer: Normalizer?, preTokenizer: PreTokenizer?, postProcessor: PostProcessor?,
-         decoder: Decoder?, added: [AddedToken], json: Data) {
+         decoder: Decoder?, added: [AddedToken], json: Data, source: String) throws(TokenizerError) {
         self.model = model
         self.normalizer = normalizer
         self.preTokenizer = preTokenizer
         self.postProcessor = postProcessor
         self.decoder = decoder
         self.added = added
-        rawMatcher = AddedTokenMatcher(added.filter { !$0.normalized }, normalizer: nil)
-        normalizedMatcher = AddedTokenMatcher(added.filter(\.normalized), normalizer: normalizer)
+        self.source = source
+        do {
+            rawMatcher = try AddedTokenMatcher(added.filter { !$0.normalized }, normalizer: nil)
+            normalizedMatcher = try AddedTokenMatcher(added.filter(\.normalized), normalizer: normalizer)
+            var shown: [Int: String] = [:]
+            for a in added {
+                shown[a.id] = a.normalized && normalizer != nil ? try normalizer!.apply([UInt32](scalarsOf: a.content)).string : a.content
+            }
+            addedDecoding = shown
+        } catch {
+            throw TokenizerError(source: source, message: error.description)
+        }
         var byId: [Int: AddedToken] = [:], byContent: [String: AddedToken] = [:]
         for a in added {
             byId[a.id] = a
@@ -49,11 +62,6 @@ public final class Tokenizer: Sendable {
         }
         addedById = byId
         addedByContent = byContent
-        var shown: [Int: String] = [:]
-        for a in added {
-            shown[a.id] = a.normalized && normalizer != nil ? normalizer!.apply([UInt32](scalarsOf: a.content)).string : a.content
-        }
-        addedDecoding = shown
         self.json = json
     }
 
@@ -67,9 +75,12 @@ public final class Tokenizer: Sendable {
     // MARK: encoding
 
     /// The ids `tokenizers` gives for `text` (`add_special_tokens` adds the post-processor's tokens).
-    public func encode(_ text: String, addSpecialTokens: Bool = false) -> [Int] {
+    /// - Throws: a `TokenizerError` naming this file and the pattern's JSON path when a regex
+    ///   of the file runs past its step budget (`RegexBudget`) on this text.
+    public func encode(_ text: String, addSpecialTokens: Bool = false) throws(TokenizerError) -> [Int] {
         var ids: [Int] = []
-        walk(text) { piece, added in
+        var steps = RegexSteps()
+        try walk(text, steps: &steps) { piece, added in
             if let added { ids.append(added) } else { for id in model.tokenize(piece.text) { ids.append(Int(id)) } }
         }
         if addSpecialTokens, let postProcessor { ids = postProcessor.apply(ids) }
@@ -77,29 +88,41 @@ public final class Tokenizer: Sendable {
     }
 
     /// The pieces the model sees for `text` (added tokens left out): what BPE training counts.
-    func modelPieces(_ text: String) -> [[UInt32]] {
+    func modelPieces(_ text: String) throws(TokenizerError) -> [[UInt32]] {
         var out: [[UInt32]] = []
-        walk(text) { piece, added in if added == nil { out.append(piece.text) } }
+        var steps = RegexSteps()
+        try walk(text, steps: &steps) { piece, added in if added == nil { out.append(piece.text) } }
         return out
     }
 
-    /// Runs the steps before the model: `visit` gets each pre-tokenized piece, or an added token's id.
-    private func walk(_ text: String, _ visit: (Piece, Int?) -> Void) {
-        let scalars = [UInt32](scalarsOf: text)
+    /// Runs the steps before the model: `visit` gets each pre-tokenized piece, or an added
+    /// token's id; `steps` gets the regex machine's steps.
+    func walk(_ text: String, steps: inout RegexSteps, _ visit: (Piece, Int?) -> Void) throws(TokenizerError) {
+        do {
+            try walkPieces([UInt32](scalarsOf: text), steps: &steps, visit)
+        } catch {
+            throw TokenizerError(source: source, message: error.description)
+        }
+    }
+
+    private func walkPieces(_ scalars: [UInt32], steps: inout RegexSteps, _ visit: (Piece, Int?) -> Void) throws(RegexBudgetError) {
         let none = Piece(text: [], atStart: false)
         for seg in rawMatcher.split(scalars) {
             switch seg {
             case .token(let id): visit(none, id)
             case .text(let r):
-                var t = Array(scalars[r])
-                if let normalizer { t = normalizer.apply(t) }
+                var n = NormalizedText(text: Array(scalars[r]), startsAtOrigin: true)
+                if let normalizer { n = try normalizer.normalize(n.text) }
+                let t = n.text
                 for inner in normalizedMatcher.split(t) {
                     switch inner {
                     case .token(let id): visit(none, id)
                     case .text(let r2):
                         guard !r2.isEmpty else { continue }
-                        let piece = Piece(text: Array(t[r2]), atStart: r.lowerBound == 0 && r2.lowerBound == 0)
-                        for p in preTokenizer?.apply([piece]) ?? [piece] { visit(p, nil) }
+                        // Offset 0 of the original: the first raw segment, from its first normalized character.
+                        let atStart = r.lowerBound == 0 && r2.lowerBound == 0 && n.startsAtOrigin
+                        let piece = Piece(text: Array(t[r2]), atStart: atStart)
+                        for p in try preTokenizer?.apply([piece], steps: &steps) ?? [piece] { visit(p, nil) }
                     }
                 }
             }
@@ -109,7 +132,8 @@ public final class Tokenizer: Sendable {
     // MARK: decoding
 
     /// Text for `ids` as `tokenizers`' `decode` gives it; unknown ids are skipped.
-    public func decode(_ ids: [Int], skipSpecial: Bool = false) -> String {
+    /// - Throws: a `TokenizerError` when a decoder's `Replace` regex runs past its step budget.
+    public func decode(_ ids: [Int], skipSpecial: Bool = false) throws(TokenizerError) -> String {
         var tokens: [String] = []
         tokens.reserveCapacity(ids.count)
         for id in ids {
@@ -122,6 +146,10 @@ public final class Tokenizer: Sendable {
             }
         }
         guard let decoder else { return tokens.joined(separator: " ") }
-        return decoder.apply(tokens).joined()
+        do {
+            return try decoder.apply(tokens).joined()
+        } catch {
+            throw TokenizerError(source: source, message: error.description)
+        }
     }
 }

@@ -3,8 +3,8 @@ import Foundation
 /// Reading tokenizer.json: every component is checked against what tokenizers accepts, and one
 /// this pipeline does not implement stops with its JSON path and type.
 extension Tokenizer {
-    /// Reads `path`: a tokenizer.json, or a directory holding one.
-    public convenience init(path: String) throws {
+    /// Reads `path`: a tokenizer.json, or a directory holding one, refusing files past `bounds`.
+    public convenience init(path: String, bounds: TokenizerBounds = .standard) throws {
         var isDir: ObjCBool = false
         var file = path
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
@@ -13,25 +13,32 @@ extension Tokenizer {
                 throw TokenizerError(source: path, message: "is a directory without tokenizer.json")
             }
         }
+        // Refused before reading: the size bound protects memory, not just the parser.
+        if let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int, size > bounds.fileBytes {
+            throw TokenizerError(source: file, message: "is \(size) bytes, more than the \(bounds.fileBytes) a tokenizer.json may have")
+        }
         guard let data = FileManager.default.contents(atPath: file) else {
             throw TokenizerError(source: file, message: "cannot be read")
         }
-        try self.init(json: data, source: file)
+        try self.init(json: data, source: file, bounds: bounds)
     }
 
-    public convenience init(json data: Data, source: String) throws {
+    public convenience init(json data: Data, source: String, bounds: TokenizerBounds = .standard) throws {
+        if data.count > bounds.fileBytes {
+            throw TokenizerError(source: source, message: "is \(data.count) bytes, more than the \(bounds.fileBytes) a tokenizer.json may have")
+        }
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw TokenizerError(source: source, message: "is not a JSON object (expected a Hugging Face tokenizer.json)")
         }
-        let reader = TokenizerJSONReader(source: source)
+        let reader = TokenizerJSONReader(source: source, bounds: bounds)
         let model = try reader.model(json["model"])
         let normalizer = try reader.optional(json["normalizer"]) { try reader.normalizer($0, at: "normalizer") }
         let pre = try reader.optional(json["pre_tokenizer"]) { try reader.preTokenizer($0, at: "pre_tokenizer") }
         let added = try reader.addedTokens(json["added_tokens"])
         let post = try reader.optional(json["post_processor"]) { try reader.postProcessor($0, at: "post_processor") }
         let decoder = try reader.optional(json["decoder"]) { try reader.decoder($0, at: "decoder") }
-        self.init(model: model, normalizer: normalizer, preTokenizer: pre, postProcessor: post, decoder: decoder,
-                  added: added, json: data)
+        try self.init(model: model, normalizer: normalizer, preTokenizer: pre, postProcessor: post, decoder: decoder,
+                      added: added, json: data, source: source)
     }
 
     /// Writes the tokenizer.json this tokenizer was read from (atomically).
@@ -46,6 +53,7 @@ extension Tokenizer {
 
 struct TokenizerJSONReader {
     let source: String
+    let bounds: TokenizerBounds
 
     func fail(_ at: String, _ message: String) -> TokenizerError { TokenizerError(source: source, message: "\(at): \(message)") }
 
@@ -78,15 +86,25 @@ struct TokenizerJSONReader {
         return s.unicodeScalars.first!.value
     }
 
+    /// Refuses a list or object with more than `limit` entries (nil: not a list; the caller says so).
+    func bound(_ count: Int?, _ limit: Int, _ at: String, _ what: String) throws {
+        if let count, count > limit { throw fail(at, "has \(count) \(what), more than the \(limit) allowed") }
+    }
+
     func unsupported(_ kind: String, _ t: String, at: String, _ supported: String) -> TokenizerError {
         fail(at, "\(kind) type \(t) is not supported (supported: \(supported))")
     }
 
     func pattern(_ v: Any?, at: String) throws -> SplitPattern {
         guard let d = v as? [String: Any] else { throw fail(at, "expected {\"String\": ...} or {\"Regex\": ...}") }
+        for key in ["String", "Regex"] {
+            if let p = d[key] as? String, p.unicodeScalars.count > bounds.patternLength {
+                throw fail("\(at).\(key)", "is \(p.unicodeScalars.count) characters long, more than the \(bounds.patternLength) allowed")
+            }
+        }
         if let s = d["String"] as? String { return .string([UInt32](scalarsOf: s)) }
         if let r = d["Regex"] as? String {
-            do { return .regex(try TokenRegex(r)) } catch { throw fail(at, "\(error)") }
+            do { return .regex(try TokenRegex(r, origin: "\(at).Regex")) } catch { throw fail("\(at).Regex", "\(error)") }
         }
         throw fail(at, "expected {\"String\": ...} or {\"Regex\": ...}, got keys \(d.keys.sorted())")
     }
@@ -97,7 +115,12 @@ struct TokenizerJSONReader {
         let d = try object(v, at: "model")
         let t = (d["type"] as? String) ?? "BPE"
         guard t == "BPE" else { throw unsupported("model", t, at: "model.type", "BPE") }
+        try bound((d["vocab"] as? [String: Any])?.count, bounds.vocabulary, "model.vocab", "entries")
+        try bound((d["merges"] as? [Any])?.count, bounds.merges, "model.merges", "merges")
         guard let vocab = d["vocab"] as? [String: Int] else { throw fail("model.vocab", "expected an object of token → id") }
+        if let (token, id) = vocab.first(where: { !(0..<bounds.idLimit).contains($0.value) }) {
+            throw fail("model.vocab", "the id \(id) of \(token.debugDescription) is outside 0..<\(bounds.idLimit)")
+        }
         guard let raw = d["merges"] as? [Any] else { throw fail("model.merges", "expected a list") }
         var merges: [(String, String)] = []
         merges.reserveCapacity(raw.count)
@@ -127,10 +150,23 @@ struct TokenizerJSONReader {
 
     func addedTokens(_ v: Any?) throws -> [AddedToken] {
         guard let v, !(v is NSNull) else { return [] }
+        try bound((v as? [Any])?.count, bounds.addedTokens, "added_tokens", "tokens")
         guard let list = v as? [[String: Any]] else { throw fail("added_tokens", "expected a list of objects") }
+        var characters = 0
         return try list.enumerated().map { i, a in
             guard let content = a["content"] as? String, let id = a["id"] as? Int else {
                 throw fail("added_tokens[\(i)]", "needs a string content and an integer id")
+            }
+            let length = content.unicodeScalars.count
+            if length > bounds.addedTokenLength {
+                throw fail("added_tokens[\(i)].content", "is \(length) characters long, more than the \(bounds.addedTokenLength) allowed")
+            }
+            characters += length
+            if characters > bounds.addedTokenCharacters {
+                throw fail("added_tokens", "have more than the \(bounds.addedTokenCharacters) characters allowed in all")
+            }
+            guard (0..<bounds.idLimit).contains(id) else {
+                throw fail("added_tokens[\(i)].id", "\(id) is outside 0..<\(bounds.idLimit)")
             }
             let special = bool(a, "special", default: false)
             return AddedToken(content: content, id: id, special: special, singleWord: bool(a, "single_word", default: false),

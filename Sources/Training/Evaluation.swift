@@ -101,8 +101,8 @@ extension Trainer {
         let maxNew = stage.grpo?.maxCompletionLength ?? 16
         let tokens = prompts.map { inference.fitted($0.1, maxNew: maxNew) }
         let generated = try greedyCompletions(inference, tokens, maxNew: maxNew, stop: Set(data.format.stop))
-        let completions = zip(prompts, generated).map { p, g in
-            Completion(prompt: p.0.prompt, answer: p.0.answer, completion: data.format.text(g), truncated: g.count >= maxNew)
+        let completions = try zip(prompts, generated).map { p, g in
+            Completion(prompt: p.0.prompt, answer: p.0.answer, completion: try data.format.text(g), truncated: g.count >= maxNew)
         }
         let exact = (try? ExactAnswerReward().score(completions)) ?? []
         let n = Double(Swift.max(completions.count, 1))

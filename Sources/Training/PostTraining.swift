@@ -135,7 +135,7 @@ final class GRPORunner {
             let stopped = tokens.count < tc
             completions[i] = tokens + (stopped && !stop.isEmpty ? [stop[0]] : [])
             truncated[i] = !stopped
-            texts[i] = data.format.text(tokens)
+            texts[i] = try data.format.text(tokens)
         }
         // Scores of this position's completions, per reward function (on its first stage: every
         // stage has the completions, one scores them); then everyone's.

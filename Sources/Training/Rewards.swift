@@ -47,10 +47,10 @@ public struct AnswerFormatReward: RewardFunction {
     public let pattern: TokenRegex?
     public init(pattern: TokenRegex? = nil) { self.pattern = pattern }
     public func score(_ batch: [Completion]) throws -> [Double] {
-        batch.map { c in
+        try batch.map { c in
             let t = c.completion
             if let pattern {
-                guard !c.truncated, let m = pattern.firstMatch(in: [UInt32](t.unicodeScalars.map(\.value))) else { return 0 }
+                guard !c.truncated, let m = try pattern.firstMatch(in: [UInt32](t.unicodeScalars.map(\.value))) else { return 0 }
                 return m.lowerBound == 0 ? 1 : 0
             }
             guard !c.truncated, !t.isEmpty, t == t.trimmingCharacters(in: .whitespacesAndNewlines) else { return 0 }

@@ -31,7 +31,7 @@ struct EvalCommand: ParsableCommand {
             fail("the tokenizer has \(tok.tokenizer.vocabularySize) ids, more than the model's vocab_size \(model.config.vocabSize)")
         }
         let n = Swift.min(samples, data.count ?? 0)
-        let (loss, exact, tokens) = withNoGrad { () -> (Double, Double, Int) in
+        let (loss, exact, tokens) = try withNoGrad { () throws -> (Double, Double, Int) in
             var nll = 0.0, count = 0, hits = 0
             for g in 0..<n {
                 let r = PostTrainingData.sftRow(data.renderedConversation(g, seed: 0), length: seqLen, pad: data.format.pad)
@@ -43,7 +43,7 @@ struct EvalCommand: ParsableCommand {
                 let p = data.prompt(g, seed: 0)
                 if let ids = try? data.format.prompt(p) {
                     let gen = model.generate(prompt: ids, maxNew: 32, stop: Set(data.format.stop))
-                    if data.format.text(gen.tokens).trimmingCharacters(in: .whitespacesAndNewlines) == p.answer.trimmingCharacters(in: .whitespacesAndNewlines) { hits += 1 }
+                    if try reportingBadInput({ try data.format.text(gen.tokens) }).trimmingCharacters(in: .whitespacesAndNewlines) == p.answer.trimmingCharacters(in: .whitespacesAndNewlines) { hits += 1 }
                 }
             }
             return (nll / Double(Swift.max(count, 1)), Double(hits) / Double(Swift.max(n, 1)), count)

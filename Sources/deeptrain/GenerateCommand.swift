@@ -75,7 +75,7 @@ struct GenerateCommand: ParsableCommand {
         let stops = Set((stop ?? "").split(separator: ",").compactMap { Int($0) }).union([eos])
         let r = model.generate(prompt: ids, maxNew: maxNewTokens, sampler: Sampler(temperature: temperature, topP: topP, seed: seed),
                                stop: stops, cache: cache)
-        print(tok.tokenizer.decode(r.tokens, skipSpecial: true))
+        print(try reportingBadInput { try tok.tokenizer.decode(r.tokens, skipSpecial: true) })
         let tps = Double(r.tokens.count) / Swift.max(r.decodeSeconds, 1e-9)
         FileHandle.standardError.write(Data(String(format: "%d tokens%@, %.1f tokens/s decode, cache %d bytes/token (%@, float32)\n",
                                                    r.tokens.count, r.tokens.count < maxNewTokens ? " (stopped at eos)" : "", tps,

@@ -47,11 +47,11 @@ struct TokenizeCommand: ParsableCommand {
             if let bad = ids.first(where: { $0 < 0 || $0 >= tok.vocabularySize }) {
                 fail("stdin: token id \(bad) is outside the vocabulary of \(tok.vocabularySize)")
             }
-            print(tok.decode(ids, skipSpecial: skipSpecialTokens), terminator: "")
+            print(try reportingBadInput { try tok.decode(ids, skipSpecial: skipSpecialTokens) }, terminator: "")
             return
         }
         guard jsonl else {
-            print(Self.json(tok.encode(input, addSpecialTokens: addSpecialTokens)))
+            print(Self.json(try reportingBadInput { try tok.encode(input, addSpecialTokens: addSpecialTokens) }))
             return
         }
         var out = ""
@@ -60,7 +60,7 @@ struct TokenizeCommand: ParsableCommand {
             guard let text = (v as? String) ?? ((v as? [String: Any])?["text"] as? String) else {
                 fail("stdin:\(i + 1): expected a JSON string or an object with a string \"text\"")
             }
-            out += Self.json(tok.encode(text, addSpecialTokens: addSpecialTokens)) + "\n"
+            out += Self.json(try reportingBadInput { try tok.encode(text, addSpecialTokens: addSpecialTokens) }) + "\n"
         }
         FileHandle.standardOutput.write(Data(out.utf8))
     }
@@ -84,7 +84,7 @@ struct TokenizeCommand: ParsableCommand {
             do {
                 let text = try chatTokenizer.render(messages, addGenerationPrompt: addGenerationPrompt, tools: value["tools"])
                 out += render ? JinjaValue.string(text).jsonText + "\n"
-                    : Self.json(chatTokenizer.tokenizer.encode(text, addSpecialTokens: false)) + "\n"
+                    : Self.json(try reportingBadInput { try chatTokenizer.tokenizer.encode(text, addSpecialTokens: false) }) + "\n"
             } catch let e as TemplateError {
                 if e.raised { fail("\(at): the chat template raised: \(e.message)") }
                 fail("\(at): \(template.origin): \(e.description)")

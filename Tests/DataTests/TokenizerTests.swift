@@ -10,8 +10,8 @@ import Testing
         let tok = try Tokenizer.train(texts: texts, vocabSize: 320, specialTokens: ["<eos>"])
         #expect(tok.vocabularySize == 320)
         let sample = "12+34=46\nthe answer is yes<eos>"
-        let ids = tok.encode(sample)
-        #expect(tok.decode(ids) == sample)
+        let ids = try tok.encode(sample)
+        #expect(try tok.decode(ids) == sample)
         #expect(ids.count < sample.utf8.count / 2, "merges compress the training distribution: \(ids.count) ids")
         #expect(ids.last == tok.id(of: "<eos>"))
         // Deterministic.
@@ -29,6 +29,23 @@ import Testing
         } catch {
             Issue.record("unexpected \(error)", sourceLocation: sourceLocation)
         }
+    }
+
+    /// Added tokens match leftmost, then longest; the first of two with the same text wins;
+    /// `lstrip` takes spaces back only to the previous match.
+    @Test func addedTokensLeftmostLongest() throws {
+        let tokens = [AddedToken(content: "ab", id: 10, special: true), AddedToken(content: "abc", id: 11, special: true),
+                      AddedToken(content: "b", id: 12, special: true), AddedToken(content: "abc", id: 13, special: true),
+                      AddedToken(content: " x", id: 14, special: true, lstrip: true)]
+        let m = try AddedTokenMatcher(tokens, normalizer: nil)
+        let text = [UInt32](scalarsOf: "zabcab bab  x x")
+        let segments = m.split(text).map { seg -> String in
+            switch seg {
+            case .token(let id): return "#\(id)"
+            case .text(let r): return Array(text[r]).string
+            }
+        }
+        #expect(segments == ["z", "#11", "#10", " ", "#12", "#10", "#14", "#14"])
     }
 
     static let model = #""model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#

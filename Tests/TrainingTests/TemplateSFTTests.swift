@@ -38,7 +38,7 @@ import Testing
                 let upto = try tok.applyChatTemplate(ChatFormat.messages(Array(conv[...i])), addGenerationPrompt: false)
                 for j in prefix.count..<upto.count { want[j] = true }
                 // The trained span decodes to the assistant's content (plus the template's end-of-turn).
-                #expect(tok.tokenizer.decode(Array(tokens[prefix.count..<upto.count])).contains(m.content), "\(template)")
+                #expect(try tok.tokenizer.decode(Array(tokens[prefix.count..<upto.count])).contains(m.content), "\(template)")
             }
             #expect(trained == want, "\(template)")
             #expect(tokens == (try tok.applyChatTemplate(ChatFormat.messages(conv), addGenerationPrompt: false)))
@@ -125,11 +125,11 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: path) }
         let data = try PostTrainingData.open(path, kind: "grpo", format: .template(tok))
         #expect(data.count == 2)
-        let rendered = (0..<2).map { tok.tokenizer.decode(data.promptTokens($0, seed: 1)) }
+        let rendered = try (0..<2).map { try tok.tokenizer.decode(data.promptTokens($0, seed: 1)) }
         #expect(rendered.contains("<|im_start|>user\nWhat is 2+3?<|im_end|>\n<|im_start|>assistant\n"))
         #expect(rendered.contains("<|im_start|>system\nTerse.<|im_end|>\n<|im_start|>user\n7*6?<|im_end|>\n<|im_start|>assistant\n"))
         let format = ChatFormat.template(tok)
-        let ids = tok.tokenizer.encode("42") + format.stop
-        #expect(format.text(ids) == "42")
+        let ids = try tok.tokenizer.encode("42") + format.stop
+        #expect(try format.text(ids) == "42")
     }
 }

@@ -3,7 +3,14 @@ public struct RegexError: Error, CustomStringConvertible, Sendable {
     public let pattern: String
     public let offset: Int
     public let message: String
-    public var description: String { "pattern \(pattern.debugDescription) at character \(offset): \(message)" }
+    public var description: String { "pattern \(Self.shown(pattern)) at character \(offset): \(message)" }
+
+    /// A pattern quoted for a message: long ones (a hostile file's) cut to their start.
+    static func shown(_ pattern: String) -> String {
+        let cut = 200
+        return pattern.unicodeScalars.count <= cut ? pattern.debugDescription
+            : String(String.UnicodeScalarView(pattern.unicodeScalars.prefix(cut))).debugDescription + "…"
+    }
 }
 
 /// A parsed pattern: the Oniguruma (Ruby syntax) subset that tokenizer.json files use.
@@ -27,6 +34,8 @@ struct RegexParser {
     let chars: [UInt32]
     var at = 0
     var fold = false
+    /// Groups and classes open around `at` (see RegexLimits.nesting).
+    var depth = 0
     /// `\w` with Rust regex's meaning instead of Oniguruma's.
     let rustWord: Bool
 
@@ -45,6 +54,9 @@ struct RegexParser {
     func isChar(_ c: Character, _ k: Int = 0) -> Bool { peek(k) == c.unicodeScalars.first!.value }
 
     mutating func parse() throws(RegexError) -> RegexNode {
+        if chars.count > RegexLimits.patternLength {
+            throw error("the pattern has \(chars.count) characters, more than the \(RegexLimits.patternLength) allowed", at: 0)
+        }
         let node = try parseAlternation()
         if !done { throw error("unbalanced ')'") }
         return node
@@ -96,6 +108,7 @@ struct RegexParser {
 
     mutating func parseQuantifiers(_ atom: RegexNode) throws(RegexError) -> RegexNode {
         var node = atom
+        var stacked = 0
         while let c = peek() {
             var lo = 0, hi = Int.max
             let start = at
@@ -112,6 +125,13 @@ struct RegexParser {
             var greedy = true, possessive = false
             if isChar("?") { greedy = false; at += 1 } else if isChar("+") && c != 0x7B { possessive = true; at += 1 }
             if lo > hi { throw error("{\(lo),\(hi)}: the minimum exceeds the maximum", at: start) }
+            if max(lo, hi == Int.max ? 0 : hi) > RegexLimits.repeatCount {
+                throw error("a repetition count above \(RegexLimits.repeatCount) (Oniguruma's limit)", at: start)
+            }
+            stacked += 1
+            if stacked > RegexLimits.stackedQuantifiers {
+                throw error("more than \(RegexLimits.stackedQuantifiers) quantifiers on one atom", at: start)
+            }
             node = .repeated(node, min: lo, max: hi, greedy: greedy, possessive: possessive)
         }
         return node
@@ -122,7 +142,8 @@ struct RegexParser {
         var k = 1
         func number() -> Int? {
             var v: Int? = nil
-            while let c = peek(k), c >= 0x30 && c <= 0x39 { v = (v ?? 0) * 10 + Int(c - 0x30); k += 1 }
+            // Saturates rather than overflowing: any count past the limit is refused the same way.
+            while let c = peek(k), c >= 0x30 && c <= 0x39 { v = min((v ?? 0) * 10 + Int(c - 0x30), Int(Int32.max)); k += 1 }
             return v
         }
         let a = number()
@@ -150,8 +171,18 @@ struct RegexParser {
         }
     }
 
+    /// Enters a group or class: past `RegexLimits.nesting` levels the pattern is refused.
+    mutating func enter(at open: Int) throws(RegexError) {
+        depth += 1
+        if depth > RegexLimits.nesting {
+            throw error("groups or classes nested more than \(RegexLimits.nesting) deep", at: open)
+        }
+    }
+
     mutating func parseGroup() throws(RegexError) -> RegexNode {
         let open = at
+        try enter(at: open)
+        defer { depth -= 1 }
         at += 1
         var kind = 0 // 0 plain, 1 lookahead, 2 negative lookahead, 3 lookbehind, 4 negative lookbehind, 5 atomic
         let saved = fold
@@ -294,6 +325,8 @@ struct RegexParser {
     /// A bracket class; `at` is just after `[`.
     mutating func parseClass() throws(RegexError) -> CharacterClass {
         let open = at - 1
+        try enter(at: open)
+        defer { depth -= 1 }
         var cls = CharacterClass(foldCase: fold)
         if isChar("^") { cls.negated = true; at += 1 }
         var first = true

@@ -17,6 +17,8 @@ public struct TokenRegex: Sendable {
     struct Backtrack { var pc: Int32; var pos: Int32; var aux: Int32; var kind: UInt8 }
 
     public let pattern: String
+    /// Where the pattern came from (a JSON path in tokenizer.json), for error messages.
+    public let origin: String?
     let program: [Inst]
     let sets: [CharacterClass]
     /// The scalars a match can start with, when that is known: the search skips other starts.
@@ -24,8 +26,9 @@ public struct TokenRegex: Sendable {
 
     /// `rustWord`: `\w` as Rust's regex crate means it, for the few patterns tokenizers
     /// compiles with that crate instead of Oniguruma.
-    public init(_ pattern: String, rustWord: Bool = false) throws(RegexError) {
+    public init(_ pattern: String, rustWord: Bool = false, origin: String? = nil) throws(RegexError) {
         self.pattern = pattern
+        self.origin = origin
         var parser = RegexParser(pattern, rustWord: rustWord)
         let tree = try parser.parse()
         var compiler = RegexCompiler(pattern: pattern)
@@ -36,54 +39,91 @@ public struct TokenRegex: Sendable {
         firstSet = nullable ? nil : first
     }
 
+    /// The backtrack stack and the step count of one search.
+    struct Machine {
+        var stack: [Backtrack] = []
+        var steps = 0
+        let limit: Int
+        let stackLimit: Int
+        init(length: Int) {
+            limit = RegexBudget.limit(forLength: length)
+            stackLimit = RegexBudget.stackLimit(forLength: length)
+        }
+    }
+
     /// The matches in `text` as Oniguruma's search loop yields them: leftmost first; an empty
     /// match right where the previous match ended is skipped.
-    public func matches(in text: [UInt32]) -> [Range<Int>] {
+    public func matches(in text: [UInt32]) throws(RegexBudgetError) -> [Range<Int>] {
+        var steps = RegexSteps()
+        return try matches(in: text, steps: &steps)
+    }
+
+    /// `matches(in:)`, adding the steps the search took to `steps`.
+    public func matches(in text: [UInt32], steps: inout RegexSteps) throws(RegexBudgetError) -> [Range<Int>] {
+        try checkLength(text)
         var out: [Range<Int>] = []
-        var stack: [Backtrack] = []
-        text.withUnsafeBufferPointer { s in
+        var m = Machine(length: text.count)
+        defer { steps.total += m.steps }
+        try text.withUnsafeBufferPointer { (s) throws(RegexBudgetError) in
             var from = 0
             var lastMatchEnd = -1
             while from <= s.count {
-                guard let m = search(s, from: from, stack: &stack) else { break }
-                if m.isEmpty && m.upperBound == lastMatchEnd {
-                    from = m.lowerBound + 1
+                guard let found = try search(s, from: from, &m) else { break }
+                if found.isEmpty && found.upperBound == lastMatchEnd {
+                    from = found.lowerBound + 1
                     continue
                 }
-                out.append(m)
-                from = m.upperBound
-                lastMatchEnd = m.upperBound
+                out.append(found)
+                from = found.upperBound
+                lastMatchEnd = found.upperBound
             }
         }
         return out
     }
 
-    /// Whether the pattern matches somewhere in `text`.
-    public func firstMatch(in text: [UInt32]) -> Range<Int>? {
-        var stack: [Backtrack] = []
-        return text.withUnsafeBufferPointer { search($0, from: 0, stack: &stack) }
+    /// The leftmost match in `text`, if any.
+    public func firstMatch(in text: [UInt32]) throws(RegexBudgetError) -> Range<Int>? {
+        try checkLength(text)
+        var m = Machine(length: text.count)
+        return try text.withUnsafeBufferPointer { (s) throws(RegexBudgetError) in try search(s, from: 0, &m) }
     }
 
-    func search(_ s: UnsafeBufferPointer<UInt32>, from: Int, stack: inout [Backtrack]) -> Range<Int>? {
+    func search(_ s: UnsafeBufferPointer<UInt32>, from: Int, _ m: inout Machine) throws(RegexBudgetError) -> Range<Int>? {
         var start = from
         while start <= s.count {
             if let first = firstSet {
                 while start < s.count && !first.contains(s[start]) { start += 1 }
                 if start >= s.count { return nil }
             }
-            if let end = run(s, pc: 0, at: start, stack: &stack) { return start..<end }
+            if let end = try run(s, pc: 0, at: start, &m) { return start..<end }
             start += 1
         }
         return nil
     }
 
+    /// Backtrack entries hold positions in 32 bits.
+    func checkLength(_ text: [UInt32]) throws(RegexBudgetError) {
+        if text.count >= Int(Int32.max) {
+            throw RegexBudgetError(pattern: pattern, origin: origin, resource: .length, limit: Int(Int32.max) - 1, textLength: text.count)
+        }
+    }
+
+    func overBudget(_ s: UnsafeBufferPointer<UInt32>, _ m: Machine) -> RegexBudgetError {
+        let steps = m.steps > m.limit
+        return RegexBudgetError(pattern: pattern, origin: origin, resource: steps ? .steps : .stack,
+                                limit: steps ? m.limit : m.stackLimit, textLength: s.count)
+    }
+
     /// Runs the program from `pc` at `pos`: the end of the first match found, or nil.
-    func run(_ s: UnsafeBufferPointer<UInt32>, pc startPC: Int, at startPos: Int, stack: inout [Backtrack]) -> Int? {
-        let base = stack.count
+    func run(_ s: UnsafeBufferPointer<UInt32>, pc startPC: Int, at startPos: Int, _ m: inout Machine) throws(RegexBudgetError) -> Int? {
+        let base = m.stack.count
         var pc = startPC, pos = startPos
         let n = s.count
-        return program.withUnsafeBufferPointer { prog -> Int? in
+        return try program.withUnsafeBufferPointer { (prog) throws(RegexBudgetError) -> Int? in
             while true {
+                // Every instruction, retry and scanned scalar is a step (see RegexBudget).
+                m.steps += 1
+                if m.steps > m.limit || m.stack.count > m.stackLimit { throw overBudget(s, m) }
                 let ins = prog[pc]
                 var ok = true
                 switch ins.op {
@@ -96,23 +136,25 @@ public struct TokenRegex: Sendable {
                     var e = pos
                     if ins.op == .repeatLazy {
                         while e < min(minEnd, limit) && set.contains(s[e]) { e += 1 }
-                        if e < minEnd { ok = false; break }
+                        if e < minEnd { ok = false; m.steps += e - pos; break }
                         var far = e
                         while far < limit && set.contains(s[far]) { far += 1 }
-                        if far > e { stack.append(Backtrack(pc: Int32(pc + 1), pos: Int32(e + 1), aux: Int32(far), kind: 2)) }
+                        m.steps += far - pos
+                        if far > e { m.stack.append(Backtrack(pc: Int32(pc + 1), pos: Int32(e + 1), aux: Int32(far), kind: 2)) }
                         pos = e
                         pc += 1
                     } else {
                         while e < limit && set.contains(s[e]) { e += 1 }
+                        m.steps += e - pos
                         if e < minEnd { ok = false; break }
                         if ins.op == .repeatGreedy && e > minEnd {
-                            stack.append(Backtrack(pc: Int32(pc + 1), pos: Int32(e - 1), aux: Int32(minEnd), kind: 1))
+                            m.stack.append(Backtrack(pc: Int32(pc + 1), pos: Int32(e - 1), aux: Int32(minEnd), kind: 1))
                         }
                         pos = e
                         pc += 1
                     }
                 case .split:
-                    stack.append(Backtrack(pc: ins.b, pos: Int32(pos), aux: 0, kind: 0))
+                    m.stack.append(Backtrack(pc: ins.b, pos: Int32(pos), aux: 0, kind: 0))
                     pc = Int(ins.a)
                 case .jump:
                     pc = Int(ins.a)
@@ -124,26 +166,26 @@ public struct TokenRegex: Sendable {
                     var hit = false
                     if behind {
                         let p = pos - Int(ins.c)
-                        if p >= 0, let e = run(s, pc: Int(ins.a), at: p, stack: &stack), e == pos { hit = true }
+                        if p >= 0, let e = try run(s, pc: Int(ins.a), at: p, &m), e == pos { hit = true }
                     } else {
-                        hit = run(s, pc: Int(ins.a), at: pos, stack: &stack) != nil
+                        hit = try run(s, pc: Int(ins.a), at: pos, &m) != nil
                     }
                     if hit != negated { pc += 1 } else { ok = false }
                 case .atomic:
-                    if let e = run(s, pc: Int(ins.a), at: pos, stack: &stack) { pos = e; pc += 1 } else { ok = false }
+                    if let e = try run(s, pc: Int(ins.a), at: pos, &m) { pos = e; pc += 1 } else { ok = false }
                 case .match:
-                    stack.removeSubrange(base...)
+                    m.stack.removeSubrange(base...)
                     return pos
                 }
                 if !ok {
-                    guard stack.count > base else { return nil }
-                    let b = stack.removeLast()
+                    guard m.stack.count > base else { return nil }
+                    let b = m.stack.removeLast()
                     pc = Int(b.pc)
                     pos = Int(b.pos)
                     if b.kind == 1 && b.pos - 1 >= b.aux {
-                        stack.append(Backtrack(pc: b.pc, pos: b.pos - 1, aux: b.aux, kind: 1))
+                        m.stack.append(Backtrack(pc: b.pc, pos: b.pos - 1, aux: b.aux, kind: 1))
                     } else if b.kind == 2 && b.pos + 1 <= b.aux {
-                        stack.append(Backtrack(pc: b.pc, pos: b.pos + 1, aux: b.aux, kind: 2))
+                        m.stack.append(Backtrack(pc: b.pc, pos: b.pos + 1, aux: b.aux, kind: 2))
                     }
                 }
             }
@@ -178,6 +220,10 @@ struct RegexCompiler {
     func error(_ m: String) -> RegexError { RegexError(pattern: pattern, offset: 0, message: m) }
 
     mutating func compileProgram(_ tree: RegexNode) throws(RegexError) {
+        // Refused before anything is emitted: counted repetitions of groups multiply.
+        if Self.length(tree) > RegexLimits.programLength {
+            throw error("the compiled pattern needs more than \(RegexLimits.programLength) instructions (counted repetitions of groups)")
+        }
         try emit(tree)
         program.append(.init(op: .match))
         // Lookaround and atomic bodies run as sub-programs after the main one.
@@ -203,6 +249,10 @@ struct RegexCompiler {
     }
 
     mutating func emit(_ node: RegexNode) throws(RegexError) {
+        // Checked on every node, so a repetition's copies stop as soon as they pass the limit.
+        if program.count > RegexLimits.programLength {
+            throw error("the compiled pattern needs more than \(RegexLimits.programLength) instructions (counted repetitions of groups)")
+        }
         switch node {
         case .empty: break
         case .literal, .set, .any:
@@ -287,6 +337,26 @@ struct RegexCompiler {
             case .notWordBoundary: kind = 6
             }
             program.append(.init(op: .anchor, a: kind))
+        }
+    }
+
+    /// An upper bound on the instructions `emit` produces for `node` (sub-programs included),
+    /// capped just past the limit so products cannot overflow.
+    static func length(_ node: RegexNode) -> Int {
+        let cap = RegexLimits.programLength + 1
+        switch node {
+        case .empty: return 0
+        case .literal, .set, .any, .anchor: return 1
+        case .sequence(let items): return min(cap, items.reduce(0) { min(cap, $0 + length($1)) })
+        case .alternation(let branches): return min(cap, branches.reduce(2 * branches.count) { min(cap, $0 + length($1)) })
+        case .atomic(let body), .look(let body, _, _): return min(cap, 2 + length(body))
+        case .repeated(let body, let lo, let hi, _, let possessive):
+            switch body {
+            case .literal, .set, .any: return possessive ? 3 : 1
+            default: break
+            }
+            let copies = hi == Int.max ? lo + 1 : hi
+            return min(cap, 4 + copies * (length(body) + 1))
         }
     }
 
