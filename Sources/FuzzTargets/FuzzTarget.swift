@@ -86,17 +86,18 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     static func tokenizer(_ input: Data) throws {
         let tok = try Tokenizer(json: input, source: "tokenizer.json")
         let ids = try tok.encode(FuzzTarget.sampleText, addSpecialTokens: true)
-        _ = tok.decode(ids)
-        _ = tok.decode(Array(0..<Swift.min(tok.vocabularySize, 300)), skipSpecial: true)
+        _ = try tok.decode(ids)
+        _ = try tok.decode(Array(0..<Swift.min(tok.vocabularySize, 300)), skipSpecial: true)
     }
 
     static func template(_ input: Data) throws {
         let template = try ChatTemplate(source: String(decoding: input, as: UTF8.self), origin: "chat_template.jinja")
+        // The first failure is the outcome: a hostile template fails on every conversation alike.
         for (messages, tools) in FuzzTarget.conversations {
             for prompt in [false, true] {
                 var variables: [String: JinjaValue] = ["bos_token": .string("<s>"), "eos_token": .string("</s>")]
                 if let tools { variables["tools"] = tools }
-                _ = try? template.render(messages: messages, addGenerationPrompt: prompt, variables: variables)
+                _ = try template.render(messages: messages, addGenerationPrompt: prompt, variables: variables)
             }
         }
     }
@@ -107,11 +108,16 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
 
     static func jsonl(_ input: Data, _ scratch: FuzzScratch) throws {
         let path = try scratch.write(input, as: "data.jsonl")
-        _ = try? ChatJSONL.loadNumbered(path, allowAnyRole: true)
-        _ = try? PromptJSONL.loadNumbered(path)
+        // Both readers run; the chat reader's error, else the prompt reader's, is the outcome.
+        let chat = Result { try ChatJSONL.loadNumbered(path, allowAnyRole: true) }
+        let prompts = Result { try PromptJSONL.loadNumbered(path) }
+        _ = try chat.get()
+        _ = try prompts.get()
     }
 
-    static let sampleText = "Hello, world! 12+34=46\n  東京 🚀 don't  <|im_start|>user\tx\u{0301}"
+    /// Mixed scripts, spaces, digits, an added token's text, and a run that makes a
+    /// backtracking regex such as `(a+)+$` explode.
+    static let sampleText = "Hello, world! 12+34=46\n  東京 🚀 don't  <|im_start|>user\tx\u{0301} " + String(repeating: "a", count: 40) + "!"
 
     static let conversations: [(JinjaValue, JinjaValue?)] = {
         let plain = """

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Data
+@testable import Tokenizers
+@testable import Jinja
 
 /// Metaspace's `prepend_scheme: first` adds the replacement only to a piece that starts at
 /// offset 0 of the original text, as tokenizers decides it (tools/golden_metaspace_first.py):

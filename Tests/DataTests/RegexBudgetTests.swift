@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Data
+@testable import Tokenizers
+@testable import Jinja
 
 /// The regex machine cannot hang: a search past its step budget (RegexBudget) throws, and a
 /// tokenizer reports it as a TokenizerError naming the file and the pattern's JSON path.

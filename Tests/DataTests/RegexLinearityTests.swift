@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Data
+@testable import Tokenizers
+@testable import Jinja
 
 /// The published pre-tokenizer patterns stay linear on long degenerate text: the regex
 /// machine's steps (RegexSteps, not wall-clock time) on 1M characters are at most 12 times

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Data
+@testable import Tokenizers
+@testable import Jinja
 
 /// A tokenizer.json past a bound (file size, vocabulary, merges, added tokens, ids, pattern
 /// length) is a TokenizerError naming the file and the key, found before the tables are built.

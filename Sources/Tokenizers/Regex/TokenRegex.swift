@@ -64,7 +64,9 @@ public struct TokenRegex: Sendable {
         var out: [Range<Int>] = []
         var m = Machine(length: text.count)
         defer { steps.total += m.steps }
-        try text.withUnsafeBufferPointer { (s) throws(RegexBudgetError) in
+        // Plain arrays, indexed with bounds checks: this machine runs on downloaded patterns.
+        do {
+            let s = text
             var from = 0
             var lastMatchEnd = -1
             while from <= s.count {
@@ -85,10 +87,10 @@ public struct TokenRegex: Sendable {
     public func firstMatch(in text: [UInt32]) throws(RegexBudgetError) -> Range<Int>? {
         try checkLength(text)
         var m = Machine(length: text.count)
-        return try text.withUnsafeBufferPointer { (s) throws(RegexBudgetError) in try search(s, from: 0, &m) }
+        return try search(text, from: 0, &m)
     }
 
-    func search(_ s: UnsafeBufferPointer<UInt32>, from: Int, _ m: inout Machine) throws(RegexBudgetError) -> Range<Int>? {
+    func search(_ s: [UInt32], from: Int, _ m: inout Machine) throws(RegexBudgetError) -> Range<Int>? {
         var start = from
         while start <= s.count {
             if let first = firstSet {
@@ -108,18 +110,19 @@ public struct TokenRegex: Sendable {
         }
     }
 
-    func overBudget(_ s: UnsafeBufferPointer<UInt32>, _ m: Machine) -> RegexBudgetError {
+    func overBudget(_ s: [UInt32], _ m: Machine) -> RegexBudgetError {
         let steps = m.steps > m.limit
         return RegexBudgetError(pattern: pattern, origin: origin, resource: steps ? .steps : .stack,
                                 limit: steps ? m.limit : m.stackLimit, textLength: s.count)
     }
 
     /// Runs the program from `pc` at `pos`: the end of the first match found, or nil.
-    func run(_ s: UnsafeBufferPointer<UInt32>, pc startPC: Int, at startPos: Int, _ m: inout Machine) throws(RegexBudgetError) -> Int? {
+    func run(_ s: [UInt32], pc startPC: Int, at startPos: Int, _ m: inout Machine) throws(RegexBudgetError) -> Int? {
         let base = m.stack.count
         var pc = startPC, pos = startPos
         let n = s.count
-        return try program.withUnsafeBufferPointer { (prog) throws(RegexBudgetError) -> Int? in
+        let prog = program
+        do {
             while true {
                 // Every instruction, retry and scanned scalar is a step (see RegexBudget).
                 m.steps += 1
@@ -192,7 +195,7 @@ public struct TokenRegex: Sendable {
         }
     }
 
-    static func anchorHolds(_ kind: Int, _ s: UnsafeBufferPointer<UInt32>, _ pos: Int) -> Bool {
+    static func anchorHolds(_ kind: Int, _ s: [UInt32], _ pos: Int) -> Bool {
         let n = s.count
         switch kind {
         case 0: return pos == 0 || s[pos - 1] == 10
