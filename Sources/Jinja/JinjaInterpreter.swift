@@ -28,6 +28,8 @@ final class JinjaInterpreter {
     var namespaces: [JinjaNamespace] = []
     /// Large arrays whose nesting was measured lately (kept alive, so identity is safe).
     var measured: [(items: [JinjaValue], depth: Int)] = []
+    /// Scopes that hold a macro defined in them (emptied when the render ends).
+    var macroScopes: [Scope] = []
     /// Whether the depth walk in progress met a namespace.
     var walkedNamespace = false
 
@@ -51,6 +53,11 @@ final class JinjaInterpreter {
             for ns in namespaces { ns.object = JinjaObject() }
             namespaces = []
             measured = []
+            // A macro holds the scope it was defined in, which holds the macro; the builtins hold
+            // this interpreter, whose globals hold them: emptied, or every render would leak.
+            for s in macroScopes { s.vars = [:] }
+            macroScopes = []
+            globals.vars = [:]
         }
         var out = ""
         try run(nodes, Scope(parent: globals), &out)
@@ -87,6 +94,7 @@ final class JinjaInterpreter {
             scope.vars[n] = .string(captured)
         case .macro(let m, _):
             scope.vars[m.name] = .function(macro(m, defined: scope))
+            macroScopes.append(scope)
         case .breakLoop(let l): line = l; throw Flow.breakLoop
         case .continueLoop(let l): line = l; throw Flow.continueLoop
         case .generation(let body): try run(body, scope, &out)

@@ -16,6 +16,12 @@ struct ConvertCommand: ParsableCommand {
             The tokenizer files that came with the model (tokenizer.json, tokenizer_config.json, \
             chat_template.jinja, special_tokens_map.json, generation_config.json, ...) travel inside \
             the checkpoint and come out again beside the weights.
+
+            Sources are untrusted (docs/security.md): config.json sizes are bounded and checked \
+            against the tensors' shapes; an .h5 source is first read whole by `deeptrain verify` in \
+            a child process, so a file that crashes libhdf5 is an error here. A directory \
+            destination is written under a temporary name and renamed at the end (an existing one \
+            is replaced only if it holds nothing but model files).
             """)
 
     @Argument(help: "Source: a Hugging Face model directory or a DeepTrain .h5 checkpoint.") var source: String

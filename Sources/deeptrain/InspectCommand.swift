@@ -8,7 +8,8 @@ import Autograd
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Step, stage, config, tensors and a SHA-256 digest of the model weights of a checkpoint.")
+        abstract: "Step, stage, config, tensors and a SHA-256 digest of the model weights of a checkpoint.",
+        discussion: "Never allocates the model: tensors are read one at a time. An .h5 file is first checked by `deeptrain verify` in a child process (docs/security.md).")
 
     @Argument(help: "A DeepTrain .h5 checkpoint or a Hugging Face directory.") var checkpoint: String
     @Flag(help: "List every tensor with its shape.") var tensors = false

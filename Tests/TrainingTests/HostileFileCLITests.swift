@@ -44,4 +44,17 @@ import Testing
         #expect(r.stderr.hasPrefix("error: \(dir)/ck.h5") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["ck.h5"])
     }
+
+    /// Files that make libhdf5 itself read out of bounds (found by libFuzzer with ASan,
+    /// Tests/Fuzz/libhdf5): never read in the test process, only through the CLI, whose
+    /// checking child process contains whatever libhdf5 does with them.
+    @Test func filesThatBreakLibHDF5GetOneMessage() throws {
+        let dir = TrainCLITests.root.appendingPathComponent("Tests/Fuzz/libhdf5").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".h5") }.sorted()
+        #expect(!files.isEmpty)
+        for f in files {
+            let r = try CommandRun(Self.binary, ["inspect", "\(dir)/\(f)"])
+            #expect(r.status == 1 && r.stderr.hasPrefix("error: ") && r.stderr.split(separator: "\n").count == 1, "\(f): \(r.status) \(r.stderr)")
+        }
+    }
 }
