@@ -3,7 +3,7 @@ import Foundation
 import Autograd
 import DeepSeek
 
-/// DeepTrain's checkpoint file (DESIGN §4): one HDF5 file, topology-free.
+/// DeepTrain's checkpoint file (docs/design.md §4): one HDF5 file, topology-free.
 ///
 /// - `/model/<hf name>`: float32 datasets, the logical full tensors under their Hugging Face
 ///   names and layouts;

@@ -1,6 +1,6 @@
 import Glibc
 /// Sums of many equal-length vectors in one fixed binary tree over their global index, so the
-/// bits of the result do not depend on how the vectors were spread over ranks (DESIGN §6).
+/// bits of the result do not depend on how the vectors were spread over ranks (docs/design.md §6.3).
 ///
 /// The tree is the one a binary counter builds: leaves arrive in index order, and whenever the
 /// two newest partial sums cover equally many leaves they are added. For 2^k leaves that is the
