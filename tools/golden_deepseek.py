@@ -13,7 +13,7 @@ Run by hand, not in CI (see tools/golden_ops.py for the venv):
 
 For each case it writes <case>/config.json (Hugging Face keys), <case>/model.safetensors
 (weights under HF names), <case>/input.safetensors (input_ids int64 [B, T]) and
-<case>/expected.safetensors with the tensors of DESIGN §5 (logits, loss, hidden.*, route.*,
+<case>/expected.safetensors with the tensors of docs/design.md §5 (logits, loss, hidden.*, route.*,
 grad.<name>) plus `aux_expert`: V2's sequence-level expert balance loss in training mode.
 """
 import json

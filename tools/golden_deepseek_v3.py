@@ -10,7 +10,7 @@ Run by hand, not in CI (see tools/golden_ops.py for the venv):
 
 Per case, <case>/ holds what save_pretrained wrote (config.json, model.safetensors, ...),
 input.safetensors (input_ids int64 [B, T]) and expected.safetensors with the tensors of
-DESIGN §5: logits, loss, hidden.* (embeddings, after each layer, after the final norm),
+docs/design.md §5: logits, loss, hidden.* (embeddings, after each layer, after the final norm),
 route.<l>.router_logits / topk_idx (sorted by id) / topk_weight (after scaling), and
 grad.<name> under the names the file uses.
 

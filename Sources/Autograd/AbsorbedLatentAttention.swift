@@ -4,10 +4,10 @@ import CBLAS
 /// h's queries meet the cached latents c through W_UK(h)ᵀ·q_nope, and its output leaves through
 /// W_UV(h)·(Σ p·c), so no per-head key or value is ever built.
 ///
-/// One op for decoding (a step's one query per sequence, or a prefill's several): done with
-/// tensor ops it was ~40 µs a layer of permutes, copies and batched GEMMs, a fifth of a batch-1
-/// decoding step; here a sequence's heads share their GEMMs against the latents, in two groups
-/// at batch 1 (one per core). Inference only, no backward (training attends through
+/// One op for decoding (a step's one query per sequence, or a prefill's several): as separate
+/// tensor ops the permutes, copies and small batched GEMMs cost a large share of a batch-1
+/// decoding step (docs/benchmarks.md); here a sequence's heads share their GEMMs against the
+/// latents, in two groups at batch 1 (one per core). Inference only, no backward (training attends through
 /// `latentAttention`); `GenerationTests` checks it against the full forward, token by token,
 /// after a prefill and with two sequences at once.
 

@@ -179,8 +179,9 @@ public func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
         }
         return
     }
-    // Concurrent multi-threaded OpenBLAS calls from two threads serialise on its server and
-    // run ~10× slower (measured): drop BLAS to one thread while the workers run.
+    // Multi-threaded OpenBLAS calls made from two threads at once serialise on its thread
+    // server and run far slower (docs/benchmarks.md): drop BLAS to one thread while the
+    // workers run.
     openblas_set_num_threads(1)
     DispatchQueueConcurrent.run(workers) { w in
         for i in (n * w / workers)..<(n * (w + 1) / workers) { body(i, w) }

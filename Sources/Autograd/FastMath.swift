@@ -1,6 +1,5 @@
 // @inlinable: the expert kernels (DeepSeek, Parallel) call these per element; without a body
-// to inline across modules each was a call per element and those loops stayed scalar
-// (fastSigmoid alone was 3% of a `small` step).
+// to inline across modules each would be a call per element and those loops would stay scalar.
 
 /// A branch-free exp for the fused kernels' inner loops. libm's expf is a call per element,
 /// which keeps those loops scalar; this one is plain arithmetic that LLVM vectorises.

@@ -64,8 +64,8 @@ extension Tensor {
     /// `out` `ldo` apart: `linear`'s forward GEMM. Decoding's few rows go in column blocks, one
     /// BLAS thread each, as tasks (on both cores while the decoding worker serves):
     /// - a wide weight (the vocabulary projection) in blocks of 512: OpenBLAS leaves its
-    ///   small-matrix path there and packs the whole weight for one row, 10× slower than the same
-    ///   work in blocks (bench gemm: 1×4096×256 207 µs, 1×1024×256 9 µs);
+    ///   small-matrix path there and packs the whole weight for one row, many times slower than
+    ///   the same work in blocks (`bench gemm` figures: docs/benchmarks.md, "Generation");
     /// - 128–512 outputs in two halves at a multiple of 64 columns, each streaming half the weight.
     /// The split is the same whatever the thread count, so the bits do not depend on it (at
     /// several rows a split can change them; at one row and up to 64³ multiply-adds OpenBLAS's

@@ -2,9 +2,10 @@ import Foundation
 import Synchronization
 import CBLAS
 
-/// A second thread for decoding. A decoding step at batch 1 is ~70 small GEMMs of 5–60 µs,
-/// each streaming a weight matrix from cache on one core; waking a pooled thread
-/// (`concurrentPerform`) takes longer than most of them, so they ran on one core. Inside
+/// A second thread for decoding. A decoding step at batch 1 is dozens of small GEMMs, each
+/// streaming a weight matrix from cache on one core; waking a pooled thread
+/// (`concurrentPerform`) takes longer than most of them, so without this worker they would
+/// run on one core (figures: docs/benchmarks.md, "Decoding on both cores"). Inside
 /// `serve`, this worker spins (yielding its core to anyone runnable) and takes tasks from a
 /// shared counter within a microsecond; `serve` ends by letting it fall asleep, so training,
 /// which never serves, does not pay a spinning core.

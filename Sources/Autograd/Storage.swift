@@ -83,7 +83,7 @@ public enum TensorMemory {
 ///
 /// A training step allocates and frees the same activation sizes every step. Returning large
 /// blocks to the kernel and faulting them in again (glibc mmaps anything over 32 MB and trims
-/// the heap) cost about as much as a tenth of the step in page clearing; a pool turns every
+/// the heap) makes every step clear its pages anew (docs/benchmarks.md); a pool turns every
 /// step after the first into reuse, and keeps peak memory flat (the pool only holds blocks that
 /// the previous step had live at once). Small buffers go straight to malloc, which caches them.
 final class BufferPool: @unchecked Sendable {

@@ -2,7 +2,7 @@ import Foundation
 import Autograd
 
 /// `deeptrain bench attention`: the fused attention kernel alone at the dense benchmark's
-/// shapes, forward and backward, against the FLOPs DESIGN §7 credits it with.
+/// shapes, forward and backward, against the FLOPs docs/design.md §7 credits it with.
 public enum OpBenchmark {
     public struct Report: Codable, Sendable {
         public var benchmark = "attention"

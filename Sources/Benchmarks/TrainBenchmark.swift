@@ -6,7 +6,7 @@ import Optim
 import DeepSeek
 import Parallel
 
-/// `deeptrain bench train --model dense`: tokens/s, per-phase step time, MFU (DESIGN §7) and
+/// `deeptrain bench train --model dense`: tokens/s, per-phase step time, MFU (docs/design.md §7) and
 /// peak RSS for the benchmark dense decoder on random tokens.
 public enum TrainBenchmark {
     public struct Report: Codable, Sendable {

@@ -3,7 +3,7 @@ import Foundation
 import Autograd
 import DeepSeek
 
-/// DeepTrain's checkpoint file (DESIGN §4): one HDF5 file, topology-free.
+/// DeepTrain's checkpoint file (docs/design.md §4): one HDF5 file, topology-free.
 ///
 /// - `/model/<hf name>`: float32 datasets, the logical full tensors under their Hugging Face
 ///   names and layouts;
@@ -14,8 +14,10 @@ import DeepSeek
 ///   tokenizer_config.json, chat_template.jinja, ...) as uint8 datasets, so a checkpoint
 ///   converted back to a Hugging Face directory carries them.
 ///
-/// Written atomically: to `<path>.tmp`, flushed, fsynced, renamed. The optimizer, RNG and data
-/// sections come with the trainer (pretraining issue).
+/// Written atomically: to `<path>.tmp`, flushed, fsynced, renamed. A training checkpoint also
+/// holds AdamW's moments (`/optimizer`) and the run's position (`/state`: stage index, global
+/// step as the data cursor, RNG seed, V3's router biases): rank 0 writes the state in `begin`,
+/// every rank its own element ranges in `write`, and rank 0 renames the file in `commit`.
 public enum CheckpointStore {
     public static let format = "deeptrain-checkpoint"
     public static let version: Int64 = 1

@@ -1,6 +1,6 @@
 import Glibc
 /// Sums of many equal-length vectors in one fixed binary tree over their global index, so the
-/// bits of the result do not depend on how the vectors were spread over ranks (DESIGN §6).
+/// bits of the result do not depend on how the vectors were spread over ranks (docs/design.md §6.3).
 ///
 /// The tree is the one a binary counter builds: leaves arrive in index order, and whenever the
 /// two newest partial sums cover equally many leaves they are added. For 2^k leaves that is the
@@ -63,8 +63,8 @@ extension Communicator {
     }
 
     /// The same into `out`, whose storage is reused when it already has the shard's count: a
-    /// trainer keeps its shards' arrays from step to step (a fresh 44 MB array each step was
-    /// sometimes placed on pages new to the process, slow to touch on our VM: docs/benchmarks.md).
+    /// trainer keeps its shards' arrays from step to step, because a fresh large array each step
+    /// may land on pages new to the process, which are slow to touch (docs/benchmarks.md).
     public func reduceScatterCanonical(_ x: [Float], shards: [Range<Int>], into out: inout [Float],
                                        window: Int = CanonicalSum.window) throws {
         precondition(shards.count == size)

@@ -3,12 +3,12 @@ import Foundation
 /// The receive buffer of the windowed reduce-scatter (`reduceScatterCanonical`), kept from
 /// call to call.
 ///
-/// Why not a fresh array per call: a fresh 32 MB array was sometimes placed on pages new to
-/// the process, and on the VMs we measure on a new page costs ~30 µs to touch (the host backs
-/// it on first use). In a dp = 2 run the rank that took those pages spent 100–300 ms in the
-/// experts' reduce-scatter while the other waited; a buffer used every step costs nothing of
-/// the kind. One buffer of the largest window any call needed stays resident instead
-/// (size × `CanonicalSum.window` floats at most).
+/// Why not a fresh array per call: a fresh array of tens of MB may land on pages new to the
+/// process, and on a VM whose host backs a page only when it is first touched, touching new
+/// pages is slow; the rank that does it holds up every other rank of the collective
+/// (docs/benchmarks.md, "the dp phase"). A buffer used every step is faulted in once. One
+/// buffer of the largest window any call needed stays resident instead (size ×
+/// `CanonicalSum.window` floats at most).
 public final class CollectiveBuffer: @unchecked Sendable {
     public static let shared = CollectiveBuffer()
 

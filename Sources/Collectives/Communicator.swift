@@ -38,7 +38,8 @@ extension Int: MPIScalar { public static var mpiType: MPI_Datatype { deeptrain_m
 /// Every call checks its return code and throws `MPIError`. The reductions here (`allreduce`)
 /// are MPI's own, whose order of summation is the library's choice: use them where exact bits
 /// do not matter (statistics, flags) or where one rank contributes each element. Gradients go
-/// through `DeterministicReduce`, which sums in a fixed order.
+/// through `CanonicalSum` (`reduceScatterCanonical`), which sums in a fixed order
+/// (docs/design.md §6.3).
 public final class Communicator: @unchecked Sendable {
     // `package`: the benchmarks time raw MPI calls on the same communicator.
     package let comm: MPI_Comm?
@@ -282,9 +283,9 @@ public final class Communicator: @unchecked Sendable {
         }
         // A rank's sends complete when the receiver acknowledges them; with many messages some
         // acknowledgements queue behind a full shared-memory FIFO and go out only when the
-        // receiver next enters MPI. A receiver that returned to its forward pass kept the
-        // sender waiting a whole step (600 ms, measured); the barrier keeps both in MPI until
-        // every acknowledgement is through.
+        // receiver next enters MPI. A receiver that returned to its forward pass would keep the
+        // sender waiting up to a whole step (docs/benchmarks.md); the barrier keeps both in MPI
+        // until every acknowledgement is through.
         try barrier()
     }
 

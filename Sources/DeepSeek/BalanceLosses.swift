@@ -1,7 +1,7 @@
 import Autograd
 
 /// The three auxiliary balance losses of DeepSeek-V2 §2.2.3, over the T tokens of each
-/// sequence and averaged over sequences (DESIGN §9). Each is already multiplied by its α; only
+/// sequence and averaged over sequences (docs/design.md §9). Each is already multiplied by its α; only
 /// the P terms (mean affinities) carry gradient, the f terms (counts) are constants.
 public struct BalanceLosses {
     public let expert: Tensor

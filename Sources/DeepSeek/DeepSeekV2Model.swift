@@ -52,7 +52,7 @@ public final class DeepSeekV2Body: Module, @unchecked Sendable {
 }
 
 /// Everything one forward produces; `hidden` and the per-layer reports serve the
-/// reference-comparison dump (DESIGN §5) and the training metrics.
+/// reference-comparison dump (docs/design.md §5) and the training metrics.
 public struct DeepSeekV2Output {
     public let logits: Tensor
     /// hidden[0] = embeddings, hidden[l + 1] = after layer l, last = after the final norm.

@@ -12,7 +12,7 @@ public struct ModelPlan: Codable, Sendable {
     /// head they share are not counted again). Not in `total_parameters` or
     /// `activated_parameters`, as DeepSeek reports V3 (671B / 37B, MTP module aside).
     public let mtp_parameters: Int
-    /// Training FLOPs per token at `sequence_length` (DESIGN §7): 6·N_act + 6·L·H·T·(d_qk + d_v).
+    /// Training FLOPs per token at `sequence_length` (docs/design.md §7): 6·N_act + 6·L·H·T·(d_qk + d_v).
     public let flops_per_token: Double
     public let sequence_length: Int
     /// Values the absorbed MLA cache keeps per token per layer: kv_lora + qk_rope.

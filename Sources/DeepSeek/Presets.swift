@@ -26,7 +26,7 @@ extension DeepSeekV2Config {
         firstKDenseReplace: 1, normTopkProb: false, auxLossAlpha: 0.003, maxPositionEmbeddings: 128,
         ropeScaling: RopeScaling(factor: 2, originalMaxPositionEmbeddings: 64))
 
-    /// The benchmark MoE model of `bench train --model small` (issue 4).
+    /// The benchmark MoE model of `bench train --model small` (docs/benchmarks.md).
     public static let small = DeepSeekV2Config(
         vocabSize: 4096, hiddenSize: 256, intermediateSize: 1024, moeIntermediateSize: 256, numHiddenLayers: 8,
         numAttentionHeads: 8, nSharedExperts: 2, nRoutedExperts: 16, routedScalingFactor: 1.0,

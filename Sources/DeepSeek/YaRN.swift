@@ -3,7 +3,7 @@ import Foundation
 import Autograd
 
 /// Rotary tables for MLA's decoupled rope dimensions, with YaRN as DeepSeek's code computes
-/// it (DESIGN §9): frequencies blend interpolated (θ^(−2i/d)/factor) and extrapolated
+/// it (docs/design.md §9): frequencies blend interpolated (θ^(−2i/d)/factor) and extrapolated
 /// (θ^(−2i/d)) by a linear ramp between the correction dimensions of β_fast and β_slow, and
 /// cos/sin are scaled by mscale(factor, mscale)/mscale(factor, mscale_all_dim).
 ///

@@ -66,7 +66,7 @@ public struct RopeScaling: Codable, Sendable, Equatable {
 }
 
 /// The DeepSeek configuration, with the keys and meanings of the Hugging Face `config.json`
-/// of DeepSeek-V2, V2-Lite (`model_type: deepseek_v2`) and V3 (`deepseek_v3`) (DESIGN §9).
+/// of DeepSeek-V2, V2-Lite (`model_type: deepseek_v2`) and V3 (`deepseek_v3`) (docs/design.md §9).
 /// V3 changes the router (sigmoid scores, `noaux_tc` selection with a per-expert bias,
 /// weights scaled after normalising) and adds multi-token prediction modules.
 public struct DeepSeekV2Config: Codable, Sendable, Equatable {

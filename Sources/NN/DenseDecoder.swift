@@ -38,7 +38,7 @@ public struct DenseDecoderConfig: Codable, Sendable, Equatable {
     public static let bench = DenseDecoderConfig(vocabSize: 4096, hiddenSize: 256, numHiddenLayers: 8,
                                                  numAttentionHeads: 8, intermediateSize: 1024, maxPositionEmbeddings: 256)
 
-    /// Matmul parameters touched per token (DESIGN §7's N_act: everything but the embedding).
+    /// Matmul parameters touched per token (docs/design.md §7's N_act: everything but the embedding).
     public var matmulParameters: Int {
         numHiddenLayers * (4 * hiddenSize * hiddenSize + 3 * hiddenSize * intermediateSize) + vocabSize * hiddenSize
     }

@@ -61,8 +61,8 @@ public final class AdamW {
         let decay = k.decay, stepSize = k.stepSize, invC2 = k.invC2
         // 16 lanes at a time with the same operations in the same order (IEEE square root and
         // division are correctly rounded in vector registers too, and Swift fuses no multiply-add):
-        // the same bits as the scalar tail, ~10× faster than a scalar square root and division
-        // per element, which made the update compute-bound (47 ms a step on `small`).
+        // the same bits as the scalar tail. A scalar square root and division per element make
+        // the update compute-bound instead of memory-bound (figures: docs/benchmarks.md).
         typealias V = SIMD16<Float>
         let rw = UnsafeMutableRawPointer(w), rg = UnsafeRawPointer(g), rm = UnsafeMutableRawPointer(mp), rv = UnsafeMutableRawPointer(vp)
         var j = 0
@@ -147,10 +147,10 @@ public final class AdamWShard {
         }
     }
 
-    /// Updates every run, the runs spread over the threads whole (one task each, largest first).
-    /// A parallel loop inside each run woke a thread per expert matrix (65K elements): on the
-    /// `small` model that made the expert update a third of the optimizer phase's time. Same
-    /// arithmetic element by element, so the same bits.
+    /// Updates every run, the runs spread over the threads whole (one task each, largest first):
+    /// a run as small as one expert matrix (65K elements) is not worth waking a thread for, which
+    /// a parallel loop inside each run would do per matrix. Same arithmetic element by element,
+    /// so the same bits.
     public func apply(_ k: Coefficients, runs: [Run], scale: Float) {
         m.withUnsafeMutableBufferPointer { mb in
             v.withUnsafeMutableBufferPointer { vb in

@@ -159,7 +159,7 @@ public struct FlatVector {
     /// Every rank holds its updated shard in the parameters; afterwards all of them hold every
     /// shard, straight from tensor to tensor (`Communicator.allgather(runs:)`: each run of a
     /// parameter a rank owns goes to the others as one message, received where that parameter
-    /// lives; experts' allgather 15.5 → 9 ms a step at dp = 2 on `small`: docs/benchmarks.md).
+    /// lives), so no packing into a buffer and unpacking out of it (docs/benchmarks.md).
     public func allgatherValues(_ f: FlatLayout, group: Communicator) throws {
         try group.allgather(runs: shards.map { shard in
             segments(shard, f).map { (f.pieces[$0.piece].tensor.data + $0.inPiece, $0.count) }

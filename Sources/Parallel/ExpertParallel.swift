@@ -39,9 +39,8 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     var leaves = 1
     /// With one leaf: the flat gradient of this rank's experts (gate, up, down of each, layers
     /// at `layerOffset`), written by the backward. Kept from step to step: a fresh vector of the
-    /// rank's expert size each step was faulted in and cleared page by page (on `small` the
-    /// experts' backward took 277 ms a step with it, 114 without); the slots no segment wrote
-    /// are zeroed in `weightGradients` instead.
+    /// rank's expert size would be faulted in and cleared page by page every step
+    /// (docs/benchmarks.md); the slots no segment wrote are zeroed in `weightGradients` instead.
     var direct: [Float] = []
     /// Whether this step's backward writes `direct`, and the (layer, local expert) slots it wrote.
     var directActive = false

@@ -5,8 +5,8 @@ import Autograd
 ///
 /// Gathering the rows and adding the experts' results back to their tokens run over the
 /// threads: a row, or a token, is one worker's, and a token's contributions are added in send
-/// order, as the serial loop did — the same bits. (Serial, they were ~3 ms of every `small`
-/// layer's forward and backward on one core while the other waited.)
+/// order, as a serial loop would — the same bits. Serial, this work keeps one core busy while
+/// the other waits (docs/benchmarks.md).
 struct SendRows {
     let token: [Int], slot: [Int]
     /// Token t's rows are rowsOfToken[first[t] ..< first[t + 1]], in increasing order.

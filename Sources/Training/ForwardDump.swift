@@ -4,7 +4,7 @@ import DeepSeek
 import Checkpoint
 
 /// `deeptrain forward`: one batch through the model with evaluation semantics, dumping the
-/// tensors of DESIGN §5 for comparison with reference implementations.
+/// tensors of docs/design.md §5 for comparison with reference implementations.
 public enum ForwardDump {
     public static func run(model: DeepSeekV2ForCausalLM, input: String, output: String, grads: Bool) throws {
         let file = try SafeTensorsFile(path: input)

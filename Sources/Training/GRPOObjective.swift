@@ -1,7 +1,7 @@
 import Foundation
 import Autograd
 
-/// GRPO's objective (DESIGN §10), with TRL's loss types and names.
+/// GRPO's objective (docs/design.md §10), with TRL's loss types and names.
 ///
 /// Per token of completion i: ρ = exp(logπ_θ − logπ_old),
 /// ℓ = −min(ρ·A_i, clip(ρ, 1−ε_low, 1+ε_high)·A_i) + β·(exp(ref − logπ_θ) − (ref − logπ_θ) − 1),

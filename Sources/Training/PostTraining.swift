@@ -25,7 +25,7 @@ extension Trainer {
     }
 }
 
-/// The GRPO stage's steps (DESIGN §10, TRL's GRPOTrainer): every `num_iterations` optimizer
+/// The GRPO stage's steps (docs/design.md §10, TRL's GRPOTrainer): every `num_iterations` optimizer
 /// steps a generation batch — `prompts_per_step` prompts × `num_generations` completions,
 /// sampled with the latent KV cache — is scored and turned into group-normalised advantages;
 /// each step then minimises the clipped objective with the KL to the stage's initial weights.

@@ -6,7 +6,7 @@ import Optim
 import Data
 import Parallel
 
-/// A training recipe (DESIGN §3): the model, the layout, checkpointing, and stages run in
+/// A training recipe (docs/design.md §3): the model, the layout, checkpointing, and stages run in
 /// order. Every key, its default and its range are in `docs/recipes.md`; unknown keys are
 /// errors naming the closest valid key.
 public struct Recipe: Sendable {

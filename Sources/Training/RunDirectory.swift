@@ -1,6 +1,6 @@
 import Foundation
 
-/// The run directory (DESIGN §2): recipe.resolved.yaml, metrics.jsonl, train.log and
+/// The run directory (docs/design.md §2.3): recipe.resolved.yaml, metrics.jsonl, train.log and
 /// checkpoints/ (with `latest` naming the newest complete checkpoint).
 public final class RunDirectory {
     public let path: String

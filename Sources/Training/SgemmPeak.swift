@@ -3,7 +3,7 @@ import Autograd
 import Collectives
 import CBLAS
 
-/// The machine's sgemm peak that MFU divides by (DESIGN §7): measured on this machine with the
+/// The machine's sgemm peak that MFU divides by (docs/design.md §7): measured on this machine with the
 /// kernel in use and a given thread count, once, then cached per machine — keyed by CPU, kernel,
 /// OpenBLAS build and threads, so another kernel or a changed library is measured anew.
 /// `deeptrain env --measure` measures again. Cache: `$DEEPTRAIN_CACHE_DIR`, else

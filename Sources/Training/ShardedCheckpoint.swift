@@ -3,7 +3,7 @@ import Checkpoint
 import Collectives
 import Parallel
 
-/// Checkpoints written and read by every rank, each its own part, with no gather (DESIGN §4's
+/// Checkpoints written and read by every rank, each its own part, with no gather (docs/design.md §4's
 /// file stays one topology-free HDF5 file): rank 0 creates the file with every dataset at its
 /// full shape, then the ranks take turns — serial HDF5 allows one writer — each writing the
 /// element ranges it owns (its ZeRO-1 shard: values and AdamW moments) straight from its own

@@ -28,7 +28,7 @@ struct DeepTrain: ParsableCommand {
     /// The step allocates and frees the same large buffers every time (flat gradients, receive
     /// buffers of the collectives, activations). glibc serves blocks above 32 MB with fresh
     /// mmaps and returns them on free, so each step would fault every page in again; keeping
-    /// them in the heap lets the next step reuse them (measured: docs/parallelism.md).
+    /// them in the heap lets the next step reuse them (the figures: docs/parallelism.md).
     static func keepFreedMemory() {
         #if os(Linux)
         _ = glibcMallopt(-4, 0)  // M_MMAP_MAX: no mmap'd blocks

@@ -7,7 +7,7 @@ import Training
 struct ForwardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forward",
-        abstract: "One batch forward (and backward) dumping logits, hidden states, routing and gradients (DESIGN §5).")
+        abstract: "One batch forward (and backward) dumping logits, hidden states, routing and gradients (docs/design.md §5).")
 
     @Option(help: "A DeepTrain checkpoint (.h5) or a Hugging Face model directory.") var model: String
     @Option(help: "safetensors with input_ids (int64 [B, T]) and optional labels.") var input: String

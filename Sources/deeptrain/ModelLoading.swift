@@ -38,7 +38,7 @@ func loadChatTokenizer(checkpoint: String, tokenizer: String?) throws -> ChatTok
     return try ChatTokenizer(files: Dictionary(files, uniquingKeysWith: { a, _ in a }), directory: "\(checkpoint)/tokenizer")
 }
 
-/// Bad input ends the command with one line on stderr and exit code 1 (DESIGN §2).
+/// Bad input ends the command with one line on stderr and exit code 1 (docs/design.md §2.2).
 func fail(_ message: String) -> Never {
     // Under mpirun every rank finds the same bad input: one of them says so.
     let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap(Int.init) ?? 0

@@ -5,7 +5,7 @@ import Testing
 @testable import Checkpoint
 @testable import Autograd
 
-/// What both golden suites check of a model against a fixture's expected.safetensors (DESIGN
+/// What both golden suites check of a model against a fixture's expected.safetensors (docs/design.md
 /// §5's names): logits and hidden states within 1e-4, routing identical, router logits and
 /// weights within 1e-4, the loss within 1e-5 and every gradient within ‖Δ‖/‖ref‖ ≤ 1e-4.
 enum GoldenCheck {

@@ -2,8 +2,8 @@
 #define DEEPTRAIN_BLAS_KERNEL_H
 // OpenBLAS kernel selection at process start (docs/benchmarks.md, "BLAS kernel selection").
 // Debian's DYNAMIC_ARCH OpenBLAS picks its kernels from a table of CPU models it knew when it
-// was built; on a newer CPU it falls back to generic SSE3 code (Prescott) at a fifth of the
-// speed. A constructor in this library runs before main, reads the CPU's features with CPUID,
+// was built; on a newer CPU it falls back to generic SSE3 code (Prescott) at a fraction of the
+// speed (docs/design.md §6.6). A constructor in this library runs before main, reads the CPU's features with CPUID,
 // compares them with the kernel OpenBLAS chose and, when OpenBLAS chose a weaker one, re-executes
 // the process once with OPENBLAS_CORETYPE set to the best kernel the CPU can run (OpenBLAS reads
 // it only when it loads). The new process checks that kernel's sgemm against a plain loop
