@@ -28,6 +28,7 @@ struct VerifyCommand: ParsableCommand {
         }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) else { fail("\(checkpoint): does not exist") }
+        if !isDir.boolValue { limitAddressSpace(forFile: checkpoint) }
         try reportingBadInput {
             if isDir.boolValue {
                 let w = try HFDirectory.Weights(checkpoint)
@@ -47,6 +48,15 @@ struct VerifyCommand: ParsableCommand {
     }
 }
 
+/// Corrupted metadata can make libhdf5 ask for terabytes: reading a checkpoint needs its largest
+/// tensor and the libraries, so the address space is capped at the file's size plus 4 GiB and
+/// such a request fails instead of exhausting the machine.
+func limitAddressSpace(forFile path: String) {
+    let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.uint64Value ?? 0
+    var limit = rlimit(rlim_cur: rlim_t(size + (4 << 30)), rlim_max: rlim_t(size + (4 << 30)))
+    setrlimit(Int32(RLIMIT_AS.rawValue), &limit)
+}
+
 /// `HDF5Screen.check` of the CLI: `deeptrain verify --quiet PATH` in a child process. A child
 /// killed by a signal means libhdf5 crashed on the file; a non-zero exit carries its message.
 func screenInChild(_ path: String) throws {
@@ -61,8 +71,21 @@ func screenInChild(_ path: String) throws {
     // A crash there is expected of a bad file: no backtrace report, just the signal.
     p.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"], uniquingKeysWith: { _, new in new })
     do { try p.run() } catch { throw CheckpointError(path, "cannot be checked: the checking process did not start (\(error))") }
-    let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    // The check reads the whole file: a deadline of two minutes plus 20 s a GB (about 50 MB/s).
+    let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.doubleValue ?? 0
+    let deadline = Date().addingTimeInterval(120 + size / 50e6)
+    nonisolated(unsafe) var errData = Data()
+    let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+    reader.start()
+    while p.isRunning && Date() < deadline { usleep(20_000) }
+    if p.isRunning {
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        throw CheckpointError(path, "is suspect: checking it took longer than \(Int(120 + size / 50e6)) s, so it was not opened (docs/security.md)")
+    }
     p.waitUntilExit()
+    while !reader.isFinished { usleep(1000) }
+    let text = String(decoding: errData, as: UTF8.self)
     if p.terminationReason == .uncaughtSignal {
         throw CheckpointError(path, "is corrupt: libhdf5 crashed (signal \(p.terminationStatus)) while a checking process read it, so it was not opened (docs/security.md)")
     }
