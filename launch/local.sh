@@ -6,12 +6,12 @@
 # The recipe's `parallel` section gives the layout (dp defaults to NPROCS / pp). Each rank uses
 # its share of the cores (recipe `threads` overrides). Root needs --allow-run-as-root, more ranks
 # than cores need --oversubscribe; ranks are not bound to cores (a rank may use several threads).
-# Exit codes are deeptrain's: 0 done, 1 bad input, 2 usage, 3 runtime failure or a lost rank.
+# Exit codes are deeptrain's: 0 done, 1 bad input, 3 runtime failure or a lost rank, 64 usage.
 set -uo pipefail
 
 if [[ $# -lt 2 || ! "$1" =~ ^[0-9]+$ || "$1" -lt 1 ]]; then
     echo "usage: launch/local.sh NPROCS RECIPE [deeptrain train options...]" >&2
-    exit 2
+    exit 64
 fi
 nprocs=$1
 recipe=$2
@@ -21,11 +21,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bin=${DEEPTRAIN:-$here/../.build/release/deeptrain}
 if [[ ! -x $bin ]]; then
     echo "error: $bin not found; build it first (make build)" >&2
-    exit 2
+    exit 64
 fi
 if ! command -v mpirun > /dev/null; then
     echo "error: mpirun not found; install openmpi-bin (scripts/install-deps)" >&2
-    exit 2
+    exit 64
 fi
 
 flags=(--bind-to none)
@@ -35,7 +35,7 @@ cores=$(nproc)
 
 mpirun -np "$nprocs" "${flags[@]}" "$bin" train "$recipe" "$@"
 rc=$?
-if (( rc > 3 )); then
+if (( rc > 3 && rc != 64 )); then
     echo "error: the job ended with mpirun exit code $rc: a rank was lost (killed or crashed; mpirun's message above names it)" >&2
     exit 3
 fi

@@ -14,7 +14,7 @@ struct TrainCommand: ParsableCommand {
         abstract: "Run a recipe's stages in order (under mpirun: on every rank, with the recipe's parallel layout).",
         discussion: """
             Launch on several ranks with launch/local.sh NPROCS RECIPE (this machine) or mpirun; see docs/parallelism.md.
-            Exit codes: 0 done (or stopped by SIGINT/SIGTERM after a checkpoint), 1 bad input, 2 usage, 3 runtime failure (a rank failed or was lost).
+            Exit codes: 0 done (or stopped by SIGINT/SIGTERM after a checkpoint), 1 bad input, 3 runtime failure (a rank failed or was lost), 64 usage (an unknown option or a missing argument).
             """)
 
     @Argument(help: "The recipe (YAML).") var recipe: String
