@@ -120,7 +120,11 @@ enum TextWrap {
     /// max_lines): each line a list of chunk ranges.
     static func wrapChunks(_ s: [Unicode.Scalar], _ chunks: [Chunk], width: Int, breakLong: Bool, breakOnHyphens: Bool) -> [[Chunk]] {
         var chunks = chunks, k = 0, lines: [[Chunk]] = []
-        func blank(_ c: Chunk) -> Bool { s[c].allSatisfy { $0.properties.isWhitespace } }
+        // solid[i]: the first position at or after i that is not (Unicode) whitespace, so that
+        // `chunk.strip() == ''` is O(1) however often a long blank chunk is looked at.
+        var solid = [Int](repeating: s.count, count: s.count + 1)
+        for i in stride(from: s.count - 1, through: 0, by: -1) { solid[i] = s[i].properties.isWhitespace ? solid[i + 1] : i }
+        func blank(_ c: Chunk) -> Bool { solid[c.lowerBound] >= c.upperBound }
         while k < chunks.count {
             var line: [Chunk] = [], length = 0
             if blank(chunks[k]) && !lines.isEmpty { k += 1 }
