@@ -60,7 +60,7 @@ public struct ChatTemplate: @unchecked Sendable {
     /// - Throws: `TemplateError` (its `line` is the template's; `raised` for `raise_exception`).
     public func render(messages: JinjaValue, addGenerationPrompt: Bool, variables: [String: JinjaValue] = [:]) throws -> String {
         var globals = variables
-        globals["messages"] = ChatTemplate.droppingNoneKeys(messages)
+        globals["messages"] = messages
         globals["add_generation_prompt"] = .bool(addGenerationPrompt)
         if globals["tools"] == nil { globals["tools"] = JinjaValue.none }
         if globals["documents"] == nil { globals["documents"] = JinjaValue.none }
@@ -70,22 +70,6 @@ public struct ChatTemplate: @unchecked Sendable {
         } catch JinjaInterpreter.Flow.continueLoop {
             throw TemplateError("continue outside a loop", line: interpreter.line)
         }
-    }
-
-    /// The messages as transformers hands them to the template: in each message (a dict), the
-    /// keys whose value is None are dropped (`content: null` reads as a missing key, which
-    /// templates handle, where None would print "None" or fail a type check).
-    static func droppingNoneKeys(_ messages: JinjaValue) -> JinjaValue {
-        guard case .array(let list) = messages else { return messages }
-        return .array(list.map { m in
-            guard case .object(let o) = m else { return m }
-            var kept = JinjaObject()
-            for (k, v) in o.pairs {
-                if case .none = v { continue }
-                kept[k] = v
-            }
-            return .object(kept)
-        })
     }
 
     /// Parses one JSON document (objects keep their key order, as Python reads them).
