@@ -74,6 +74,7 @@ enum JinjaBuiltins {
     /// string to the string filters, an empty sequence to the sequence ones; the filters
     /// that need a number or a mapping (and `tojson`, `indent`) raise on it, as Jinja does.
     static func filter(_ r: JinjaInterpreter, _ name: String, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue {
+        if case .markup(let s) = v { return try JinjaMarkup.filter(r, name, s, args, kwargs) }
         if let x = try stringFilter(r, name, v, args, kwargs) { return x }
         if let x = try sequenceFilter(r, name, v, args, kwargs) { return x }
         if let x = try numberFilter(r, name, v, args, kwargs) { return x }
@@ -84,13 +85,14 @@ enum JinjaBuiltins {
             if v.isUndefined || (boolean && !v.truthy) { return fallback }
             return v
         case "tojson": return try tojson(r, v, args, kwargs)
-        case "items":
-            if v.isUndefined { return .array([]) }
-            guard case .object(let o) = v else { throw r.error("Can only get item pairs from a mapping.") }
-            return .array(o.pairs.map { .tuple([$0.0, $0.1]) })
+        case "items": return items(r, v)
         case "dictsort": return try dictsort(r, v, args, kwargs)
-        case "safe": return v
-        case "wordwrap", "groupby", "urlize", "format", "xmlattr", "filesizeformat", "pprint", "random", "striptags", "urlencode":
+        case "safe": return .markup(try r.text(v))
+        case "escape", "e", "forceescape": return try JinjaMarkup.escape(r, v)
+        case "striptags": return .string(JinjaMarkup.striptags(try r.text(v)))
+        case "format": return .string(try formatFilter(r, try r.text(v), args, kwargs, escaping: false))
+        case "wordwrap": return try TextWrap.wordwrap(r, v, args, kwargs)
+        case "groupby", "urlize", "xmlattr", "filesizeformat", "pprint", "random", "urlencode":
             throw r.error("filter \(name) is not supported")
         default:
             throw r.error("no filter named \(name)")
@@ -108,9 +110,6 @@ enum JinjaBuiltins {
         case "capitalize": return .string(capitalize(try r.text(v)))
         case "title": return .string(title(try r.text(v)))
         case "string": return .string(try r.text(v))
-        case "escape", "e", "forceescape":
-            return .string(try r.text(v).replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-                .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&#34;").replacingOccurrences(of: "'", with: "&#39;"))
         case "replace":
             guard args.count >= 2 else { throw r.error("replace needs old and new") }
             return .string(try pyReplace(r, try r.text(v), try r.text(args[0]), try r.text(args[1]), count: arg(args, kwargs, 2, "count")?.intValue ?? -1))
@@ -181,17 +180,19 @@ enum JinjaBuiltins {
             case .undefined: return .int(0)
             default: throw r.error("object of type '\(v.typeName)' has no len()")
             }
-        case "first": return try r.iterate(v).first ?? .undefined("first of an empty sequence")
-        case "last": return try r.iterate(v).last ?? .undefined("last of an empty sequence")
+        case "first":
+            if case .iterator(let it) = v { return try r.reader(.iterator(it))() ?? .undefined("first of an empty sequence") }
+            return try r.iterate(v).first ?? .undefined("first of an empty sequence")
+        case "last":
+            if case .iterator(let it) = v { throw r.error("'\(it.typeName)' object is not reversible") }
+            return try r.iterate(v).last ?? .undefined("last of an empty sequence")
         case "list": return .array(try r.iterate(v))
         case "join": return try join(r, v, args, kwargs)
-        case "reverse":
-            if case .string(let s) = v { return .string(String(String.UnicodeScalarView(s.unicodeScalars.reversed()))) }
-            return .array(try r.iterate(v).reversed())
+        case "reverse": return try reverse(r, v)
         case "sort": return try sort(r, v, args, kwargs)
-        case "unique": return try unique(r, v, args, kwargs)
-        case "select", "reject", "selectattr", "rejectattr": return try select(r, name, v, args, kwargs)
-        case "map": return try map(r, v, args, kwargs)
+        case "unique": return unique(r, v, args, kwargs)
+        case "select", "reject", "selectattr", "rejectattr": return select(r, name, v, args, kwargs)
+        case "map": return map(r, v, args, kwargs)
         case "sum":
             var total = arg(args, kwargs, 1, "start") ?? .int(0)
             let attribute = try r.text(arg(args, kwargs, 0, "attribute"))
@@ -207,8 +208,8 @@ enum JinjaBuiltins {
                 if try r.compare(name == "min" ? "<" : ">", a, b) { best = x }
             }
             return best
-        case "batch": return try batch(r, v, args, kwargs)
-        case "slice": return try slices(r, v, args, kwargs)
+        case "batch": return eager("do_batch") { try batch(r, v, args, kwargs) }
+        case "slice": return eager("sync_do_slice") { try slices(r, v, args, kwargs) }
         default: return nil
         }
     }
@@ -262,64 +263,9 @@ enum JinjaBuiltins {
         return .array(sorted.map(\.element.1))
     }
 
-    /// `unique(case_sensitive=False, attribute=None)`: first occurrences, hashed (not compared
-    /// pairwise) where the values are hashable.
-    static func unique(_ r: JinjaInterpreter, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue {
-        let caseSensitive = arg(args, kwargs, 0, "case_sensitive")?.truthy ?? false
-        let attribute = try r.text(arg(args, kwargs, 1, "attribute"))
-        var seen = Set<JinjaKey>(), seenOther: [JinjaValue] = [], out: [JinjaValue] = []
-        for x in try r.iterate(v) {
-            let k = try sortKey(r, x, attribute, caseSensitive)
-            if let h = JinjaKey(k) {
-                if seen.insert(h).inserted { out.append(x) }
-            } else if !seenOther.contains(where: { $0.equals(k) }) {
-                seenOther.append(k)
-                out.append(x)
-            }
-        }
-        return .array(out)
-    }
-
-    /// select/reject(test, args...) and selectattr/rejectattr(attribute, test, args...). A
-    /// false value (None, an undefined) selects nothing, as in Jinja, which does not iterate it.
-    static func select(_ r: JinjaInterpreter, _ name: String, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue {
-        guard v.truthy else { return .array([]) }
-        let keep = name.hasPrefix("select")
-        let byAttribute = name.hasSuffix("attr")
-        var out: [JinjaValue] = []
-        for x in try r.iterate(v) {
-            var subject = x
-            var rest = args
-            if byAttribute {
-                guard let a = args.first else { throw r.error("\(name) needs an attribute name") }
-                subject = try path(r, x, try r.text(a))
-                rest = Array(args.dropFirst())
-            }
-            let ok: Bool
-            if let t = rest.first { ok = try test(r, try r.text(t), subject, Array(rest.dropFirst())) } else { ok = subject.truthy }
-            if ok == keep { out.append(x) }
-        }
-        return .array(out)
-    }
-
-    /// map(filter, args...) or map(attribute=..., default=...); a false value maps to nothing.
-    static func map(_ r: JinjaInterpreter, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue {
-        guard v.truthy else { return .array([]) }
-        let items = try r.iterate(v)
-        if let a = kw(kwargs, "attribute") {
-            return .array(try items.map { x in
-                let y = try path(r, x, try r.text(a))
-                if y.isUndefined, let d = kw(kwargs, "default") { return d }
-                return y
-            })
-        }
-        guard let f = args.first else { throw r.error("map needs a filter name or attribute=") }
-        return .array(try items.map { try filter(r, try r.text(f), $0, Array(args.dropFirst()), kwargs) })
-    }
-
     /// `batch(linecount, fill_with=None)`, as Jinja's loop makes it (0 gives an empty first
     /// batch; a negative count one batch of everything).
-    static func batch(_ r: JinjaInterpreter, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue {
+    static func batch(_ r: JinjaInterpreter, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> [JinjaValue] {
         guard let size = arg(args, kwargs, 0, "linecount")?.intValue else { throw r.error("batch needs a count") }
         let fill = notNone(arg(args, kwargs, 1, "fill_with"))
         var out: [JinjaValue] = [], current: [JinjaValue] = []
@@ -334,16 +280,16 @@ enum JinjaBuiltins {
             }
             out.append(.array(current))
         }
-        return .array(out)
+        return out
     }
 
     /// `slice(slices, fill_with=None)`: `slices` columns, the first ones one longer.
-    static func slices(_ r: JinjaInterpreter, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue {
+    static func slices(_ r: JinjaInterpreter, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> [JinjaValue] {
         guard let count = arg(args, kwargs, 0, "slices")?.intValue else { throw r.error("slice needs a count") }
         guard count != 0 else { throw r.error("integer division or modulo by zero") }
         let fill = notNone(arg(args, kwargs, 1, "fill_with"))
         let items = try r.iterate(v)
-        guard count > 0 else { return .array([]) }
+        guard count > 0 else { return [] }
         try r.reserveList(count)
         let per = items.count / count, extra = items.count % count
         var out: [JinjaValue] = [], offset = 0
@@ -354,7 +300,7 @@ enum JinjaBuiltins {
             if let fill, k >= extra { part.append(fill) }
             out.append(.array(part))
         }
-        return .array(out)
+        return out
     }
 
     static func numberFilter(_ r: JinjaInterpreter, _ name: String, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue? {
@@ -436,22 +382,41 @@ enum JinjaBuiltins {
         return .int(x)
     }
 
-    /// transformers' `tojson(ensure_ascii=False, indent=None, separators=None, sort_keys=False)`;
-    /// a negative indent is no indent (newlines only), as in Python's json.
+    /// transformers' `tojson(ensure_ascii=False, indent=None, separators=None, sort_keys=False)`,
+    /// positional or by keyword, as `json.dumps` takes them: an int indent is that many spaces
+    /// (a negative one none, newlines only), a str indent is itself; separators is a pair of
+    /// strings (item, key), by default ", " and ": " (",", ": " with an indent).
     static func tojson(_ r: JinjaInterpreter, _ v: JinjaValue, _ args: Args, _ kwargs: KW) throws -> JinjaValue {
-        var indent: String? = nil
-        if let i = arg(args, kwargs, 0, "indent") {
+        guard args.count <= 4 else { throw r.error("tojson() takes from 1 to 5 positional arguments but \(args.count + 1) were given") }
+        var options = JinjaJSON.Options()
+        options.ensureASCII = arg(args, kwargs, 0, "ensure_ascii")?.truthy ?? false
+        options.sortKeys = arg(args, kwargs, 3, "sort_keys")?.truthy ?? false
+        if let i = notNone(arg(args, kwargs, 1, "indent")) {
             if let n = i.intValue {
                 try r.reserveString(max(n, 0))
-                indent = String(repeating: " ", count: max(n, 0))
-            } else if case .string(let s) = i { indent = s }
+                options.indent = String(repeating: " ", count: max(n, 0))
+            } else if let s = i.plainString { options.indent = s } else {
+                throw r.error("can't multiply sequence by non-int of type '\(i.typeName)'")
+            }
         }
-        let text = try r.located {
-            try JinjaJSON.dump(v, indent: indent, sortKeys: kw(kwargs, "sort_keys")?.truthy ?? false,
-                               maxBytes: r.limits.maxStringBytes, maxDepth: JinjaValue.reprDepth)
+        if let sep = notNone(arg(args, kwargs, 2, "separators")) {
+            let pair = try r.iterate(sep)
+            guard pair.count == 2 else { throw r.error("\(pair.count > 2 ? "too many" : "not enough") values to unpack (expected 2, got \(pair.count))") }
+            guard let item = pair[0].plainString, let key = pair[1].plainString else {
+                throw r.error("make_encoder() argument must be str, not \((pair[0].isString ? pair[1] : pair[0]).typeName)")
+            }
+            options.separators = (item, key)
         }
+        let text = try r.located { try JinjaJSON.dump(v, options, maxBytes: r.limits.maxStringBytes, maxDepth: JinjaValue.reprDepth) }
         try r.spend(text.utf8.count)
         return .string(text)
+    }
+
+    /// jinja2's `format` filter: `value % (kwargs or args)`, not both.
+    static func formatFilter(_ r: JinjaInterpreter, _ s: String, _ args: Args, _ kwargs: KW, escaping: Bool) throws -> String {
+        guard args.isEmpty || kwargs.isEmpty else { throw r.error("can't handle positional and keyword arguments at the same time") }
+        let values: JinjaValue = kwargs.isEmpty ? .tuple(args) : .object(JinjaObject(kwargs))
+        return try PrintfFormat.format(r, s, values, escaping: escaping)
     }
 
     /// `dictsort(case_sensitive=False, by='key', reverse=False)`: (key, value) tuples.
@@ -480,7 +445,7 @@ enum JinjaBuiltins {
         case "defined": return !v.isUndefined
         case "undefined": return v.isUndefined
         case "none": if case .none = v { return true }; return false
-        case "string": if case .string = v { return true }; return false
+        case "string": return v.isString
         case "number": if case .int = v { return true }; if case .double = v { return true }; return false
         case "integer": if case .int = v { return true }; return false
         case "float": if case .double = v { return true }; return false
@@ -490,7 +455,9 @@ enum JinjaBuiltins {
         case "mapping": if case .object = v { return true }; return false
         case "sequence", "iterable":
             switch v {
-            case .string, .array, .tuple, .object: return true
+            case .string, .markup, .array, .tuple, .object: return true
+            case .undefined: return true
+            case .iterator: return name == "iterable"
             default: return false
             }
         case "callable": if case .function = v { return true }; return false
@@ -513,8 +480,8 @@ enum JinjaBuiltins {
             case (.bool(let a), .bool(let b)): return a == b
             default: return false
             }
-        case "lower": if case .string(let s) = v { return s == s.lowercased() }; return false
-        case "upper": if case .string(let s) = v { return s == s.uppercased() }; return false
+        case "lower": if let s = v.plainString { return s == s.lowercased() }; return false
+        case "upper": if let s = v.plainString { return s == s.uppercased() }; return false
         default: throw r.error("no test named \(name)")
         }
     }
@@ -525,6 +492,7 @@ enum JinjaBuiltins {
     static func method(_ r: JinjaInterpreter, _ v: JinjaValue, _ name: String) -> JinjaFunction? {
         func f(_ body: @escaping (Args, KW) throws -> JinjaValue) -> JinjaFunction { JinjaFunction(name: name, call: body) }
         switch v {
+        case .markup(let s): return JinjaMarkup.method(r, s, name)
         case .string(let s):
             switch name {
             case "strip", "lstrip", "rstrip":

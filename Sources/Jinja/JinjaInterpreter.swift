@@ -82,9 +82,24 @@ final class JinjaInterpreter {
                 if try eval(cond, scope).truthy { try run(body, scope, &out); return }
             }
             try run(otherwise, scope, &out)
-        case .forLoop(let targets, let iterable, let condition, let body, let otherwise, let l):
+        case .forLoop(let targets, let iterable, let condition, let body, let otherwise, let usesLoop, let l):
             line = l
-            try forLoop(targets, try eval(iterable, scope), condition, body, otherwise, scope, &out)
+            let seq = try eval(iterable, scope)
+            if case .iterator = seq, !usesLoop {
+                try forEach(targets, seq, condition, body, otherwise, scope, &out)
+            } else {
+                try forLoop(targets, seq, condition, body, otherwise, scope, &out)
+            }
+        case .filterBlock(let filters, let body, let l):
+            var captured = ""
+            try run(body, Scope(parent: scope), &captured)
+            line = l
+            var v = JinjaValue.string(captured)
+            for (name, call) in filters {
+                let (args, kwargs) = try arguments(call, scope)
+                v = try located { try JinjaBuiltins.filter(self, name, v, args, kwargs) }
+            }
+            try emit(try text(v), &out)
         case .set(let target, let e, let l):
             line = l
             try assign(target, try eval(e, scope), scope)
@@ -122,6 +137,23 @@ final class JinjaInterpreter {
             s.vars["loop"] = loopObject(i, items)
             do { try run(body, s, &out) } catch Flow.breakLoop { break } catch Flow.continueLoop { continue }
         }
+    }
+
+    /// A loop over an iterator whose body does not use `loop`: items read one at a time, so a
+    /// `break` leaves the rest in the iterator.
+    func forEach(_ targets: [String], _ iterator: JinjaValue, _ condition: JinjaExpr?, _ body: [JinjaNode],
+                 _ otherwise: [JinjaNode], _ scope: Scope, _ out: inout String) throws {
+        let read = reader(iterator)
+        var ran = false
+        while let item = try read() {
+            try countIteration()
+            let s = Scope(parent: scope)
+            try bind(targets, item, s)
+            if let condition, !(try eval(condition, s).truthy) { continue }
+            ran = true
+            do { try run(body, s, &out) } catch Flow.breakLoop { break } catch Flow.continueLoop { continue }
+        }
+        if !ran { try run(otherwise, scope, &out) }
     }
 
     func assign(_ target: JinjaNode.Target, _ v: JinjaValue, _ scope: Scope) throws {
@@ -211,7 +243,8 @@ final class JinjaInterpreter {
         switch v {
         case .array(let a), .tuple(let a): return a
         case .object(let o): return o.keys
-        case .string(let s):
+        case .iterator(let it): return try drain(it)
+        case .string(let s), .markup(let s):
             try reserveList(s.unicodeScalars.count)
             return s.unicodeScalars.map { .string(String($0)) }
         case .undefined: return []
@@ -334,11 +367,13 @@ final class JinjaInterpreter {
             guard let i = key.intValue else { return missing }
             let k = i < 0 ? a.count + i : i
             return k >= 0 && k < a.count ? a[k] : missing
-        case .string(let str):
+        case .string(let str), .markup(let str):
             guard let i = key.intValue else { return missing }
             let scalars = Array(str.unicodeScalars)
             let k = i < 0 ? scalars.count + i : i
-            return k >= 0 && k < scalars.count ? .string(String(scalars[k])) : missing
+            guard k >= 0 && k < scalars.count else { return missing }
+            let c = JinjaValue.string(String(scalars[k]))
+            return v.isMarkup ? c.asMarkup : c
         case .object(let o):
             if let x = o[key] { return x }
             if case .string(let k) = key, let m = JinjaBuiltins.method(self, v, k) { return .function(m) }
@@ -366,11 +401,12 @@ final class JinjaInterpreter {
         switch v {
         case .array(let arr): return .array(pick(arr))
         case .tuple(let arr): return .tuple(pick(arr))
-        case .string(let s):
+        case .string(let s), .markup(let s):
             var out = String.UnicodeScalarView()
             out.append(contentsOf: pick(Array(s.unicodeScalars)))
-            return .string(String(out))
+            return v.isMarkup ? .markup(String(out)) : .string(String(out))
         case .undefined(let n): throw error("'\(n)' is undefined (sliced)")
+        case .iterator(let it): throw error("'\(it.typeName)' object is not subscriptable")
         default: throw error("'\(v.typeName)' object is not subscriptable")
         }
     }
@@ -411,14 +447,15 @@ final class JinjaInterpreter {
     /// Python's `x in container`; nothing is in an undefined value.
     func contains(_ container: JinjaValue, _ x: JinjaValue) throws -> Bool {
         switch container {
-        case .string(let s):
-            guard case .string(let sub) = x else { throw error("'in <string>' requires string as left operand, not \(x.typeName)") }
+        case .string(let s), .markup(let s):
+            guard let sub = x.plainString else { throw error("'in <string>' requires string as left operand, not \(x.typeName)") }
             return !JinjaBuiltins.matches(Array(sub.unicodeScalars), in: Array(s.unicodeScalars), firstOnly: true).isEmpty
         case .array(let a), .tuple(let a): return a.contains { $0.equals(x) }
         case .object(let o):
             guard JinjaKey(x) != nil else { throw error("unhashable type: '\(x.typeName)'") }
             return o[x] != nil
         case .namespace(let n): return n.object[x] != nil
+        case .iterator(let it): return try iteratorContains(it, x)
         case .undefined: return false
         default: throw error("argument of type '\(container.typeName)' is not iterable")
         }
@@ -448,6 +485,16 @@ extension JinjaInterpreter {
 
     func binary(_ op: String, _ a: JinjaValue, _ b: JinjaValue) throws -> JinjaValue {
         if op == "~" { return try concatenate(try text(a), try text(b)) }
+        if op == "+", let v = try JinjaMarkup.add(self, a, b) { return v }
+        if op == "%", let f = a.plainString {
+            let s = try located { try PrintfFormat.format(self, f, b, escaping: a.isMarkup) }
+            return a.isMarkup ? .markup(s) : .string(s)
+        }
+        if op == "*", a.isMarkup || b.isMarkup {
+            // Markup * n is a Markup.
+            let plain = { (v: JinjaValue) in v.plainString.map(JinjaValue.string) ?? v }
+            if let v = try sequence(op, plain(a), plain(b)) { return v.asMarkup }
+        }
         if let v = try sequence(op, a, b) { return v }
         if case .undefined(let n) = a { throw error("'\(n)' is undefined (used with \(op))") }
         if case .undefined(let n) = b { throw error("'\(n)' is undefined (used with \(op))") }

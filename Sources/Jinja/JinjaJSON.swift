@@ -152,21 +152,38 @@ enum JinjaJSON {
         }
     }
 
+    /// json.dumps' options that transformers' `tojson` passes on.
+    struct Options {
+        var ensureASCII = false
+        var indent: String? = nil
+        var separators: (item: String, key: String)? = nil
+        var sortKeys = false
+    }
+
     /// `json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=sortKeys)`, failing (instead of
     /// allocating) once the text would pass `maxBytes` or the value nests past `maxDepth`.
     static func dump(_ v: JinjaValue, indent: String? = nil, sortKeys: Bool = false,
                      maxBytes: Int = .max, maxDepth: Int = JinjaValue.reprDepth) throws -> String {
-        var w = Writer(indent: indent, sortKeys: sortKeys, maxBytes: maxBytes, maxDepth: maxDepth)
+        try dump(v, Options(indent: indent, sortKeys: sortKeys), maxBytes: maxBytes, maxDepth: maxDepth)
+    }
+
+    /// `json.dumps(v, **options)` within `maxBytes` and `maxDepth`.
+    static func dump(_ v: JinjaValue, _ options: Options, maxBytes: Int = .max, maxDepth: Int = JinjaValue.reprDepth) throws -> String {
+        var w = Writer(options: options, maxBytes: maxBytes, maxDepth: maxDepth)
         try w.value(v, level: 0)
         return w.out
     }
 
     struct Writer {
-        let indent: String?
-        let sortKeys: Bool
+        let options: Options
         let maxBytes: Int
         let maxDepth: Int
         var out = ""
+        var indent: String? { options.indent }
+        /// Python's defaults: ", " between items, ": " after keys; "," with an indent.
+        var itemSeparator: String { options.separators?.item ?? (indent == nil ? ", " : ",") }
+        var keySeparator: String { options.separators?.key ?? ": " }
+        func quote(_ s: String) -> String { JinjaJSON.quote(s, ascii: options.ensureASCII) }
 
         mutating func append(_ s: String) throws {
             guard s.utf8.count <= maxBytes - out.utf8.count else {
@@ -190,12 +207,13 @@ enum JinjaJSON {
             case .bool(let b): try append(b ? "true" : "false")
             case .int(let i): try append(String(i))
             case .double(let d): try append(JinjaJSON.number(d))
-            case .string(let s): try append(quote(s))
+            case .string(let s), .markup(let s): try append(quote(s))
+            case .iterator(let it): throw TemplateError("Object of type \(it.typeName) is not JSON serializable", line: 0)
             case .array(let a), .tuple(let a):
                 if a.isEmpty { try append("[]"); return }
                 try append("[")
                 for (i, x) in a.enumerated() {
-                    if i > 0 { try append(indent == nil ? ", " : ",") }
+                    if i > 0 { try append(itemSeparator) }
                     try newline(level + 1)
                     try value(x, level: level + 1)
                 }
@@ -210,12 +228,12 @@ enum JinjaJSON {
         mutating func object(_ o: JinjaObject, level: Int) throws {
             if o.count == 0 { try append("{}"); return }
             var pairs = try o.pairs.map { (try JinjaJSON.key($0.0), $0.0, $0.1) }
-            if sortKeys { try JinjaJSON.sortByKey(&pairs) }
+            if options.sortKeys { try JinjaJSON.sortByKey(&pairs) }
             try append("{")
             for (i, (k, _, x)) in pairs.enumerated() {
-                if i > 0 { try append(indent == nil ? ", " : ",") }
+                if i > 0 { try append(itemSeparator) }
                 try newline(level + 1)
-                try append(quote(k) + ": ")
+                try append(quote(k) + keySeparator)
                 try value(x, level: level + 1)
             }
             try newline(level)
@@ -233,7 +251,7 @@ enum JinjaJSON {
     /// as their JSON text; other keys are refused.
     static func key(_ k: JinjaValue) throws -> String {
         switch k {
-        case .string(let s): return s
+        case .string(let s), .markup(let s): return s
         case .int(let i): return String(i)
         case .double(let d): return number(d)
         case .bool(let b): return b ? "true" : "false"
@@ -251,7 +269,9 @@ enum JinjaJSON {
         if let failure { throw failure }
     }
 
-    static func quote(_ s: String) -> String {
+    /// A JSON string as Python writes it; with `ascii` (ensure_ascii) every code point outside
+    /// space...~ is a \\u escape, those past U+FFFF as a surrogate pair.
+    static func quote(_ s: String, ascii: Bool = false) -> String {
         var out = "\""
         for u in s.unicodeScalars {
             switch u {
@@ -263,9 +283,23 @@ enum JinjaJSON {
             case "\u{08}": out += "\\b"
             case "\u{0C}": out += "\\f"
             default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+                if u.value < 0x20 || (ascii && u.value > 0x7E) {
+                    if u.value > 0xFFFF {
+                        let v = u.value - 0x10000
+                        out += hex4(0xD800 + (v >> 10)) + hex4(0xDC00 + (v & 0x3FF))
+                    } else {
+                        out += hex4(u.value)
+                    }
+                } else {
+                    out.unicodeScalars.append(u)
+                }
             }
         }
         return out + "\""
+    }
+
+    static func hex4(_ v: UInt32) -> String {
+        let h = String(v, radix: 16)
+        return "\\u" + String(repeating: "0", count: 4 - h.count) + h
     }
 }

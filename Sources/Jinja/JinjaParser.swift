@@ -44,7 +44,11 @@ indirect enum JinjaNode {
     case text(String)
     case output(JinjaExpr, line: Int)
     case ifBlock([(JinjaExpr, [JinjaNode])], otherwise: [JinjaNode], line: Int)
-    case forLoop(targets: [String], iterable: JinjaExpr, condition: JinjaExpr?, body: [JinjaNode], otherwise: [JinjaNode], line: Int)
+    /// `usesLoop`: whether the body names `loop` (without it, an iterator is read item by item,
+    /// so a `break` leaves the rest unread, as in jinja2).
+    case forLoop(targets: [String], iterable: JinjaExpr, condition: JinjaExpr?, body: [JinjaNode], otherwise: [JinjaNode], usesLoop: Bool, line: Int)
+    /// `{% filter name(args)|name2 %}body{% endfilter %}`: the body's text through the filters.
+    case filterBlock([(String, JinjaCallArgs)], [JinjaNode], line: Int)
     case set(Target, JinjaExpr, line: Int)
     case setBlock(String, [JinjaNode], line: Int)
     case macro(JinjaMacro, line: Int)
@@ -210,14 +214,16 @@ struct JinjaParser {
             if isName("if") { advance(); condition = try expression() }
             if isName("recursive") { throw error("recursive for loops are not supported") }
             try expectBlockEnd()
+            let bodyStart = at
             let (loopBody, end) = try body(until: ["else", "endfor"])
+            let usesLoop = tokens[bodyStart..<at].contains { $0.kind == .name("loop") }
             try expectBlockEnd()
             var other: [JinjaNode] = []
             if end == "else" {
                 (other, _) = try body(until: ["endfor"])
                 try expectBlockEnd()
             }
-            return .forLoop(targets: targets, iterable: iterable, condition: condition, body: loopBody, otherwise: other, line: l)
+            return .forLoop(targets: targets, iterable: iterable, condition: condition, body: loopBody, otherwise: other, usesLoop: usesLoop, line: l)
         case "set":
             let first = try identifier()
             var target = JinjaNode.Target.name(first)
@@ -266,13 +272,25 @@ struct JinjaParser {
         case "continue":
             try expectBlockEnd()
             return .continueLoop(line: l)
+        case "filter":
+            var filters: [(String, JinjaCallArgs)] = []
+            repeat {
+                if !filters.isEmpty { advance() }
+                var name = try identifier()
+                while isOp(".") { advance(); name += "." + (try identifier()) }
+                filters.append((name, isOp("(") ? try callArguments() : JinjaCallArgs()))
+            } while isOp("|")
+            try expectBlockEnd()
+            let (nodes, _) = try body(until: ["endfilter"])
+            try expectBlockEnd()
+            return .filterBlock(filters, nodes, line: l)
         case "generation":
             try expectBlockEnd()
             let (nodes, _) = try body(until: ["endgeneration"])
             try expectBlockEnd()
             return .generation(nodes)
         default:
-            throw TemplateError("unknown statement {% \(keyword) %} (supported: if, for, set, macro, break, continue, generation, raw)", line: l)
+            throw TemplateError("unknown statement {% \(keyword) %} (supported: if, for, set, macro, filter, break, continue, generation, raw)", line: l)
         }
     }
 

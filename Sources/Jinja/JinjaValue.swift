@@ -33,7 +33,7 @@ enum JinjaKey: Hashable, Sendable {
         case .bool(let b): self = .int(b ? 1 : 0)
         case .int(let i): self = .int(i)
         case .double(let d): if let i = Int(exactly: d) { self = .int(i) } else { self = .double(d) }
-        case .string(let s): self = .string(s)
+        case .string(let s), .markup(let s): self = .string(s)
         case .tuple(let items):
             var keys: [JinjaKey] = []
             for x in items { guard let k = JinjaKey(x) else { return nil }; keys.append(k) }
@@ -104,9 +104,22 @@ public indirect enum JinjaValue: @unchecked Sendable {
     case object(JinjaObject)
     case namespace(JinjaNamespace)
     case function(JinjaFunction)
+    /// A string `|safe` or `|escape` made: Python's Markup, a str whose `+`, `%`, `join` and
+    /// `format` escape what they add (JinjaMarkup.swift).
+    case markup(String)
+    /// What jinja2's `map`, `select`, `unique`, `items`, `batch`, `slice` and `reverse` return:
+    /// an iterator, used up as it is read (JinjaIterator.swift).
+    case iterator(JinjaIterator)
 
     var isUndefined: Bool { if case .undefined = self { return true } else { return false } }
-    var isString: Bool { if case .string = self { return true } else { return false } }
+    var isString: Bool { plainString != nil }
+    /// The text of a str or a Markup.
+    var plainString: String? {
+        switch self {
+        case .string(let s), .markup(let s): return s
+        default: return nil
+        }
+    }
     var isSequence: Bool {
         switch self {
         case .array, .tuple: return true
@@ -121,10 +134,10 @@ public indirect enum JinjaValue: @unchecked Sendable {
         case .bool(let b): return b
         case .int(let i): return i != 0
         case .double(let d): return d != 0
-        case .string(let s): return !s.isEmpty
+        case .string(let s), .markup(let s): return !s.isEmpty
         case .array(let a), .tuple(let a): return !a.isEmpty
         case .object(let o): return o.count > 0
-        case .namespace, .function: return true
+        case .namespace, .function, .iterator: return true
         }
     }
 
@@ -141,6 +154,8 @@ public indirect enum JinjaValue: @unchecked Sendable {
         case .object: return "dict"
         case .namespace: return "Namespace"
         case .function: return "function"
+        case .markup: return "Markup"
+        case .iterator(let it): return it.typeName
         }
     }
 
@@ -148,7 +163,7 @@ public indirect enum JinjaValue: @unchecked Sendable {
     var text: String {
         switch self {
         case .undefined: return ""
-        case .string(let s): return s
+        case .string(let s), .markup(let s): return s
         default: return repr
         }
     }
@@ -160,7 +175,7 @@ public indirect enum JinjaValue: @unchecked Sendable {
 
     /// `str(x)`, or nil once it would pass `limit` UTF-8 bytes (found before building more).
     func text(limit: Int) -> String? {
-        if case .string(let s) = self { return s.utf8.count <= limit ? s : nil }
+        if let s = plainString { return s.utf8.count <= limit ? s : nil }
         return repr(limit: limit)
     }
 
@@ -196,6 +211,8 @@ public indirect enum JinjaValue: @unchecked Sendable {
         case .int(let i): return put(String(i))
         case .double(let d): return put(JinjaValue.pythonFloat(d))
         case .string(let s): return s.utf8.count <= limit && put(JinjaValue.pythonRepr(s))
+        case .markup(let s): return s.utf8.count <= limit && put("Markup(" + JinjaValue.pythonRepr(s) + ")")
+        case .iterator(let it): return put(it.repr)
         case .array(let a): return items(a, "[", "]")
         case .tuple(let a): return items(a, "(", a.count == 1 ? ",)" : ")")
         case .object(let o): return JinjaValue.write(o, &out, &inside, depth: depth, limit: limit)
@@ -253,11 +270,13 @@ public indirect enum JinjaValue: @unchecked Sendable {
     func equals(_ other: JinjaValue) -> Bool {
         switch (self, other) {
         case (.undefined, .undefined), (.none, .none): return true
-        case (.string(let a), .string(let b)): return a.unicodeScalars.elementsEqual(b.unicodeScalars)
+        case (.string(let a), .string(let b)), (.markup(let a), .markup(let b)), (.string(let a), .markup(let b)), (.markup(let a), .string(let b)):
+            return a.unicodeScalars.elementsEqual(b.unicodeScalars)
         case (.array(let a), .array(let b)), (.tuple(let a), .tuple(let b)): return a.count == b.count && zip(a, b).allSatisfy { $0.equals($1) }
         case (.object(let a), .object(let b)):
             return a.count == b.count && a.pairs.allSatisfy { k, v in b[k].map { v.equals($0) } ?? false }
         case (.namespace(let a), .namespace(let b)): return a === b
+        case (.iterator(let a), .iterator(let b)): return a === b
         default:
             if let x = intValue, let y = other.intValue { return x == y }
             if let x = number, let y = other.number { return x == y }
@@ -269,7 +288,7 @@ public indirect enum JinjaValue: @unchecked Sendable {
     /// lists and tuples item by item; -1, 0 or 1. Other pairs are a TypeError in Python.
     static func order(_ a: JinjaValue, _ b: JinjaValue) throws -> Int {
         switch (a, b) {
-        case (.string(let x), .string(let y)):
+        case (.string(let x), .string(let y)), (.markup(let x), .markup(let y)), (.string(let x), .markup(let y)), (.markup(let x), .string(let y)):
             let xs = x.unicodeScalars, ys = y.unicodeScalars
             if xs.elementsEqual(ys) { return 0 }
             return xs.lexicographicallyPrecedes(ys) ? -1 : 1

@@ -41,6 +41,23 @@ import Testing
         }
     }
 
+    /// % formatting, wordwrap, escaping and iterators: sizes checked before building, chains
+    /// of generators bounded, a generator reading itself an error, blank text wrapped in
+    /// linear time.
+    @Test func formattingAndIteratorsAreBounded() throws {
+        Self.expectFailure("{{ '%999999999d' % 1 }}", "JinjaLimits.maxStringBytes")
+        Self.expectFailure("{{ '%.999999999f' % 1.5 }}", "JinjaLimits.maxStringBytes")
+        Self.expectFailure("{{ '%*s' % (10**12, 'x') }}", "JinjaLimits.maxStringBytes")
+        Self.expectFailure("{{ ('%20s' * 1000000) % (('x',) * 1000000) }}", "JinjaLimits.maxStringBytes")
+        Self.expectFailure("{{ ('a ' * 1000)|wordwrap(1, wrapstring='x' * 100000) }}", "JinjaLimits.maxStringBytes")
+        Self.expectFailure("{{ ('<' * 10**7)|e }}", "JinjaLimits.maxStringBytes")
+        Self.expectFailure("{{ ('x'|safe) + '<' * 10**7 }}", "JinjaLimits.maxStringBytes")
+        Self.expectFailure("{% set ns = namespace(g=[1]) %}{% for i in range(3000) %}{% set ns.g = ns.g|map('string') %}{% endfor %}{{ ns.g|list }}",
+                           "JinjaLimits.maxRenderDepth")
+        Self.expectFailure("{% set ns = namespace() %}{% set ns.g = [ns]|map(attribute='g')|map('list') %}{{ ns.g|list }}", "generator already executing")
+        #expect(try Self.render("{{ (' ' * 10**6)|wordwrap(1) }}|{{ ('-' * 10**6)|wordwrap(3)|length }}") == "|1333333")
+    }
+
     @Test func sizesAreCheckedBeforeBuilding() {
         Self.expectFailure("{{ 'a' * 10**10 }}", "JinjaLimits.maxStringBytes")
         Self.expectFailure("\n{{ 10**10 * 'ab' }}", "JinjaLimits.maxStringBytes", line: 2)
