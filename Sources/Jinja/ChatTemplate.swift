@@ -16,7 +16,7 @@ public struct JinjaLimits: Sendable {
     /// Statements and expressions being evaluated within each other, across macro calls.
     public var maxRenderDepth = 1000
     /// Loop iterations in one render, all loops together.
-    public var maxLoopIterations = 1_000_000
+    public var maxLoopIterations = 100_000
     /// Numbers one `range()` may produce.
     public var maxRangeLength = 100_000
     /// The rendered text (and any block `set` or macro output), UTF-8 bytes.
