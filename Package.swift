@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "Optim", dependencies: ["Autograd", "NN"], swiftSettings: release),
         .target(name: "DeepSeek", dependencies: ["Autograd", "NN", "Optim", "CBLAS", "FileFormats"], swiftSettings: release),
         .target(name: "Collectives", dependencies: ["CMPI", "BLASKernel"], swiftSettings: release),
-        .target(name: "Parallel", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives"], swiftSettings: release),
+        .target(name: "Parallel", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives", "FileSafety"], swiftSettings: release),
         .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek", "CHDF5", "FileFormats", "FileSafety"], swiftSettings: release),
         // Data reads JSONL and text files a user downloads: checked like the parsers.
         .target(name: "Data", dependencies: ["Autograd", "Tokenizers", "Jinja", "FileSafety"]),
@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(
             name: "deeptrain",
             dependencies: [
-                "Training", "Benchmarks", "DeepSeek", "Collectives", "Parallel", "Checkpoint", "Data", "Autograd", "CBLAS", "CMPI", "CHDF5",
+                "Training", "Benchmarks", "DeepSeek", "Collectives", "Parallel", "Checkpoint", "Data", "Autograd", "CBLAS", "CMPI", "CHDF5", "FileSafety",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: release),

@@ -216,3 +216,5 @@ public enum ChatPrepare {
         return FileManager.default.fileExists(atPath: marker) ? (dir as NSString).appendingPathComponent("conversations.jsonl") : nil
     }
 }
+
+extension DataError: InputError {}

@@ -480,3 +480,5 @@ public enum ConfigLimits {
     /// config.json itself (a published one is about 2 KB).
     public static let fileBytes = 1 << 20
 }
+
+extension ConfigError: InputError {}

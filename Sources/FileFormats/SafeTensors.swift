@@ -262,3 +262,5 @@ public func atomicWrite(to path: String, _ body: (FileHandle) throws -> Void) th
         throw error as? CheckpointError ?? CheckpointError(path, "write failed: \(error)")
     }
 }
+
+extension CheckpointError: InputError {}

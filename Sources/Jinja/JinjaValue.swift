@@ -1,4 +1,5 @@
 import Foundation
+import FileSafety
 import Tokenizers
 
 /// A template error: what went wrong and the template line it happened on (1-based; 0 when
@@ -321,4 +322,9 @@ public indirect enum JinjaValue: @unchecked Sendable {
         default: return nil
         }
     }
+}
+
+extension TemplateError: InputError {
+    /// A template's own `raise_exception` message, or the failure with its template line.
+    public var userMessage: String { report }
 }

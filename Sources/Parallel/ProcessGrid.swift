@@ -1,3 +1,4 @@
+import FileSafety
 import Collectives
 import DeepSeek
 
@@ -134,3 +135,5 @@ public final class ProcessGrid: @unchecked Sendable {
         }
     }
 }
+
+extension LayoutError: InputError {}

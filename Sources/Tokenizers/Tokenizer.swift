@@ -1,4 +1,5 @@
 import Foundation
+import FileSafety
 
 /// A tokenizer error: names the file (or "text") and what was expected.
 public struct TokenizerError: Error, CustomStringConvertible {
@@ -153,3 +154,5 @@ public final class Tokenizer: Sendable {
         }
     }
 }
+
+extension TokenizerError: InputError {}

@@ -241,3 +241,5 @@ func applyOverride(_ root: Node, path: [String], value: Node, file: String, full
         throw RecipeError(file: "--set", line: nil, column: nil, path: full, message: "cannot set \(quoted(head)) inside a scalar")
     }
 }
+
+extension RecipeError: InputError {}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FileSafety
 import Autograd
 import Collectives
 import DeepSeek
@@ -170,8 +171,8 @@ struct BenchCommand: ParsableCommand {
         func run() throws {
             do {
                 print(jsonString(try TokenizeBenchmark.run(tokenizer: tokenizer, corpus: corpus, repeats: repeats)))
-            } catch let e as TokenizerError {
-                fail(e.description)
+            } catch let e as InputError {
+                fail(e.userMessage)
             }
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FileSafety
 import DeepSeek
 import Checkpoint
 import Training
@@ -65,8 +66,8 @@ struct GenerateCommand: ParsableCommand {
         do {
             ids = try tok.applyChatTemplate(.array([.object(JinjaObject([("role", .string("user")), ("content", .string(prompt))]))]),
                                             addGenerationPrompt: true)
-        } catch let e as TemplateError {
-            fail(e.report)
+        } catch let e as InputError {
+            fail(e.userMessage)
         }
         let model = try loadModel(checkpoint, positions: ids.count + maxNewTokens, mtp: false)
         guard tok.tokenizer.vocabularySize <= model.config.vocabSize else {

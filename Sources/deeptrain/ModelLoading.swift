@@ -49,25 +49,11 @@ func fail(_ message: String) -> Never {
 }
 
 /// Runs `body`, turning the input errors of every module (recipe, config, checkpoint,
-/// tokenizer) into `fail`: one place decides how bad input is reported.
+/// tokenizer, template, data, layout) into `fail`: one place decides how bad input is reported.
 func reportingBadInput<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
-    } catch let e as RecipeError {
-        fail(e.description)
-    } catch let e as ConfigError {
-        fail(e.description)
-    } catch let e as CheckpointError {
-        fail(e.description)
-    } catch let e as TokenizerError {
-        fail(e.description)
-    } catch let e as DataError {
-        fail(e.description)
-    } catch let e as TemplateError {
-        fail(e.description)
-    } catch let e as BoundedFileError {
-        fail(e.description)
-    } catch let e as AtomicDirectoryError {
-        fail(e.description)
+    } catch let e as InputError {
+        fail(e.userMessage)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FileSafety
 import DeepSeek
 import Parallel
 import Training
@@ -47,11 +48,8 @@ struct PlanCommand: ParsableCommand {
             } else {
                 throw ValidationError("give --model PRESET|config.json or --recipe RECIPE.yaml")
             }
-        } catch let e as ConfigError {
-            FileHandle.standardError.write(Data("error: \(e)\n".utf8))
-            throw ExitCode(1)
-        } catch let e as RecipeError {
-            FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+        } catch let e as InputError {
+            FileHandle.standardError.write(Data("error: \(e.userMessage)\n".utf8))
             throw ExitCode(1)
         }
         let (dp, ep, pp) = (self.dp ?? 1, self.ep ?? 1, self.pp ?? 1)

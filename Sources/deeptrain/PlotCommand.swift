@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FileSafety
 import Autograd
 import DeepSeek
 import Checkpoint
@@ -18,6 +19,6 @@ struct PlotCommand: ParsableCommand {
             let files = try Plot.run(metricsPath: (runDirectory as NSString).appendingPathComponent("metrics.jsonl"),
                                      outDir: out ?? (runDirectory as NSString).appendingPathComponent("plots"))
             for f in files { print(f) }
-        } catch let e as RecipeError { fail(e.description) }
+        } catch let e as InputError { fail(e.userMessage) }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FileSafety
 import Data
 import Training
 
@@ -53,9 +54,9 @@ struct PrepareCommand: ParsableCommand {
             } }
             if tty { FileHandle.standardError.write(Data("\n".utf8)) }
             print("wrote \(output): \(index.documents) documents, \(index.tokens) tokens in \(index.shards.count) shard(s), vocabulary \(index.vocab_size)")
-        } catch let e as TokenizerError {
+        } catch let e as InputError {
             if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-            fail(e.description)
+            fail(e.userMessage)
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FileSafety
 import Data
 
 struct TokenizeCommand: ParsableCommand {
@@ -38,7 +39,7 @@ struct TokenizeCommand: ParsableCommand {
     func run() throws {
         if chat { return try runChat() }
         let tok: Tokenizer
-        do { tok = try Tokenizer(path: tokenizer) } catch let e as TokenizerError { fail(e.description) }
+        do { tok = try Tokenizer(path: tokenizer) } catch let e as InputError { fail(e.userMessage) }
         let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
         if decode {
             guard let ids = (try? JSONSerialization.jsonObject(with: Data(input.utf8))) as? [Int] else {
@@ -67,7 +68,7 @@ struct TokenizeCommand: ParsableCommand {
 
     func runChat() throws {
         let chatTokenizer: ChatTokenizer
-        do { chatTokenizer = try ChatTokenizer(path: tokenizer) } catch let e as TokenizerError { fail(e.description) }
+        do { chatTokenizer = try ChatTokenizer(path: tokenizer) } catch let e as InputError { fail(e.userMessage) }
         guard let template = chatTokenizer.template else {
             fail("\(tokenizer): has no chat template (expected chat_template.jinja, chat_template.json or tokenizer_config.json's chat_template)")
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FileSafety
 import Data
 import Autograd
 import DeepSeek
@@ -29,7 +30,7 @@ struct TrainCommand: ParsableCommand {
         do {
             r = try Recipe.load(recipe, overrides: overrides)
             config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
-        } catch let e as RecipeError { fail(e.description) } catch let e as ConfigError { fail(e.description) }
+        } catch let e as InputError { fail(e.userMessage) }
         let worldSize = dryRun ? r.parallel.layout(world: r.parallel.pp).world
             : Communicator.launchedByMPI ? Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? "1") ?? 1 : 1
         let layout = r.parallel.layout(world: worldSize)
@@ -98,9 +99,7 @@ struct TrainCommand: ParsableCommand {
                     throw CheckpointError(resumePath, "holds a different model than the recipe's (its config.json differs); resume with the recipe that wrote it")
                 }
             }
-        } catch let e as RecipeError { fail(e.description) } catch let e as CheckpointError { fail(e.description) } catch let e as DataError {
-            fail(e.description)
-        } catch let e as TokenizerError { fail(e.description) }
+        } catch let e as InputError { fail(e.userMessage) }
         do {
             let trainer = try reportingBadInput { try Trainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil, grid: grid) { line in
                 if line.hasPrefix("\u{1B}") { print(line, terminator: ""); fflush(nil) } else { print(line); fflush(nil) }
