@@ -68,6 +68,7 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autograd"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "Checkpoint", "NN", "Autograd", "FileFormats"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "DeepSeek", "Autograd", "FileFormats", "FileSafety", "CHDF5"]),
+        .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Autograd"]),
         .testTarget(name: "ParallelTests", dependencies: ["Parallel", "Collectives", "DeepSeek", "Optim", "Autograd"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Jinja", "FileSafety"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd", "Checkpoint"]),

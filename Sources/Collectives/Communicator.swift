@@ -210,22 +210,6 @@ public final class Communicator: @unchecked Sendable {
         return out
     }
 
-    /// Variable-count gather to `root`: returns the concatenation there (rank order), [] elsewhere.
-    public func gatherv<T: MPIScalar>(_ x: [T], root: Int) throws -> [T] {
-        guard let comm else { return x }
-        let counts = try allgather([Int64(x.count)]).map { Int($0) }
-        let displs = displacements(counts)
-        let total = counts.reduce(0, +)
-        var out = [T](unsafeUninitializedCapacity: rank == root ? total : 0) { _, n in n = rank == root ? total : 0 }
-        try x.withUnsafeBytes { s in
-            try out.withUnsafeMutableBytes { r in
-                try Self.check("MPI_Gatherv", MPI_Gatherv(s.baseAddress, Int32(x.count), T.mpiType, r.baseAddress,
-                                                          counts.map { Int32($0) }, displs.map { Int32($0) }, T.mpiType, Int32(root), comm))
-            }
-        }
-        return out
-    }
-
     // MARK: point to point (pipeline stages)
 
     /// A send in flight; `wait()` before reusing or freeing its buffer.

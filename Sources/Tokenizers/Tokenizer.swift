@@ -71,7 +71,6 @@ public final class Tokenizer: Sendable {
 
     public func id(of token: String) -> Int? { addedByContent[token]?.id ?? model.vocab[token] }
     public func token(of id: Int) -> String? { addedById[id]?.content ?? model.idToToken[id] }
-    public func isSpecial(_ id: Int) -> Bool { addedById[id]?.special ?? false }
 
     // MARK: encoding
 

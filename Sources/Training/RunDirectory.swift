@@ -63,12 +63,13 @@ public final class RunDirectory {
 
     public var latestPath: String { (checkpoints as NSString).appendingPathComponent("latest") }
 
-    /// The newest complete checkpoint, from `latest`.
-    public func latestCheckpoint() -> String? {
-        guard let name = try? String(contentsOfFile: latestPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+    /// The checkpoint `latest` names in a run's checkpoint folder (nil when there is none yet):
+    /// what `--resume auto` resumes, found before the run directory is opened.
+    public static func latestCheckpoint(checkpoints: String) -> String? {
+        let latest = (checkpoints as NSString).appendingPathComponent("latest")
+        guard let name = try? String(contentsOfFile: latest, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
               !name.isEmpty else { return nil }
-        let p = (checkpoints as NSString).appendingPathComponent(name)
-        return FileManager.default.fileExists(atPath: p) ? p : nil
+        return (checkpoints as NSString).appendingPathComponent(name)
     }
 
     /// Points `latest` at `file` (atomically) and deletes all but the newest `keep` checkpoints.

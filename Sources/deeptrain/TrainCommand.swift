@@ -77,10 +77,7 @@ struct TrainCommand: ParsableCommand {
         var resumePath: String? = nil
         if let resume {
             if resume == "auto" {
-                let latest = (dir as NSString).appendingPathComponent((r.checkpoint.dir as NSString).appendingPathComponent("latest"))
-                if let name = try? String(contentsOfFile: latest, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) {
-                    resumePath = ((latest as NSString).deletingLastPathComponent as NSString).appendingPathComponent(name)
-                }
+                resumePath = RunDirectory.latestCheckpoint(checkpoints: (dir as NSString).appendingPathComponent(r.checkpoint.dir))
             } else {
                 resumePath = resume
             }
