@@ -1,4 +1,5 @@
 import Foundation
+import FileSafety
 import Autograd
 
 /// Token shards: the output of `deeptrain prepare`. A directory with `tokenizer.json`,
@@ -87,29 +88,62 @@ public final class ShardLoader: @unchecked Sendable {
 
     public init(dir: String) throws {
         let p = (dir as NSString).appendingPathComponent("index.json")
-        guard let d = FileManager.default.contents(atPath: p) else {
+        guard FileManager.default.fileExists(atPath: p) else {
             throw TokenizerError(source: dir, message: "has no index.json: not a `deeptrain prepare` output directory")
+        }
+        let d: Data
+        do { d = try readBoundedFile(p, limit: 64 << 20, what: "a shard index") } catch let e as BoundedFileError {
+            throw TokenizerError(source: p, message: e.message)
         }
         let idx: ShardIndex
         do { idx = try JSONDecoder().decode(ShardIndex.self, from: d) } catch {
             throw TokenizerError(source: p, message: "is not a shard index: \(error)")
         }
         index = idx
+        // A data directory may come from elsewhere: every number in index.json is checked against
+        // the files before a token is read, and every token against the vocabulary.
+        guard idx.vocab_size > 0, idx.vocab_size <= 1 << 32 else {
+            throw TokenizerError(source: p, message: "vocab_size is \(idx.vocab_size); expected 1 ... 2^32")
+        }
         var maps: [Data] = [], starts: [Int] = [], pos = 0
         for s in idx.shards {
+            guard !s.file.contains("/"), !s.file.hasPrefix("."), !s.file.isEmpty else {
+                throw TokenizerError(source: p, message: "names shard \(quoted(s.file)); expected a file name in the same directory")
+            }
             let sp = (dir as NSString).appendingPathComponent(s.file)
             guard let m = try? Data(contentsOf: URL(fileURLWithPath: sp), options: .alwaysMapped) else {
                 throw TokenizerError(source: sp, message: "is missing (listed in \(p))")
             }
-            guard m.count == s.tokens * 4 else {
-                throw TokenizerError(source: sp, message: "has \(m.count) bytes; index.json says \(s.tokens) tokens (\(s.tokens * 4) bytes): truncated")
+            guard s.tokens >= 0, let bytes = checkedMultiply(s.tokens, 4), m.count == bytes, let next = checkedAdd(pos, s.tokens) else {
+                throw TokenizerError(source: sp, message: "has \(m.count) bytes; index.json says \(s.tokens) tokens of 4 bytes: truncated or corrupt")
+            }
+            if let (offset, token) = Self.firstOutOfVocabulary(m, vocab: idx.vocab_size) {
+                throw TokenizerError(source: sp, message: "token \(offset) is id \(token); index.json's vocab_size is \(idx.vocab_size)")
             }
             maps.append(m)
             starts.append(pos)
-            pos += s.tokens
+            pos = next
+        }
+        guard pos == idx.tokens, idx.eos_id >= 0, idx.eos_id < idx.vocab_size else {
+            throw TokenizerError(source: p, message: "says \(idx.tokens) tokens and eos_id \(idx.eos_id); its shards hold \(pos) tokens of vocab_size \(idx.vocab_size)")
         }
         self.maps = maps
         self.starts = starts
+    }
+
+    /// The first token at or past `vocab` in a shard, with its position (a scan at memory speed,
+    /// once, when the directory is opened).
+    static func firstOutOfVocabulary(_ m: Data, vocab: Int) -> (Int, Int)? {
+        m.withUnsafeBytes { raw -> (Int, Int)? in
+            let n = raw.count / 4
+            var i = 0
+            while i < n {
+                let t = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                if t >= vocab { return (i, t) }
+                i += 1
+            }
+            return nil
+        }
     }
 
     public var tokenCount: Int { index.tokens }

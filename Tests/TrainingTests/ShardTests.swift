@@ -68,4 +68,41 @@ import Testing
             #expect(e.description.contains("shard-00000.bin") && e.description.contains("truncated"))
         }
     }
+
+    /// A data directory from elsewhere: a token past the vocabulary (it would index past the
+    /// embedding), an index whose total disagrees with its shards, and a shard named outside
+    /// the directory are each refused when the directory is opened.
+    @Test func aHostileDataDirectoryIsRefused() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "some text to tokenize into a shard".write(toFile: "\(dir)/in.txt", atomically: true, encoding: .utf8)
+        var o = Prepare.Options(inputs: ["\(dir)/in.txt"], output: "\(dir)/out")
+        o.vocabSize = 280
+        try Prepare.run(o)
+        let shard = "\(dir)/out/shard-00000.bin", indexPath = "\(dir)/out/index.json"
+        let original = try Data(contentsOf: URL(fileURLWithPath: shard)), index = try Data(contentsOf: URL(fileURLWithPath: indexPath))
+        func expectRefused(_ words: String) {
+            do {
+                _ = try ShardLoader(dir: "\(dir)/out")
+                Issue.record("accepted: \(words)")
+            } catch let e as TokenizerError {
+                #expect(e.description.contains(words), "\(e)")
+            } catch { Issue.record("\(error)") }
+        }
+        var bad = original
+        bad.replaceSubrange(4..<8, with: withUnsafeBytes(of: UInt32(1_000_000).littleEndian) { Data($0) })
+        try bad.write(to: URL(fileURLWithPath: shard))
+        expectRefused("token 1 is id 1000000")
+        try original.write(to: URL(fileURLWithPath: shard))
+        var json = try JSONSerialization.jsonObject(with: index) as! [String: Any]
+        json["tokens"] = (json["tokens"] as! Int) + 5
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: indexPath))
+        expectRefused("its shards hold")
+        json = try JSONSerialization.jsonObject(with: index) as! [String: Any]
+        var shards = json["shards"] as! [[String: Any]]
+        shards[0]["file"] = "../in.txt"
+        json["shards"] = shards
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: indexPath))
+        expectRefused("expected a file name in the same directory")
+    }
 }
