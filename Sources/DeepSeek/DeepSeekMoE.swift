@@ -57,7 +57,7 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
 
     public init(_ c: DeepSeekV2Config) {
         config = c
-        gate = RouterGate(experts: c.nRoutedExperts, hidden: c.hiddenSize, bias: c.topkMethod == "noaux_tc")
+        gate = RouterGate(experts: c.nRoutedExperts, hidden: c.hiddenSize, bias: c.topkMethod == .noauxTC)
         experts = StackedExperts(experts: c.nRoutedExperts, hidden: c.hiddenSize, intermediate: c.moeIntermediateSize)
         // DeepSeek's code: one MLP of width moe_intermediate_size × n_shared_experts.
         shared_experts = c.nSharedExperts > 0 ? SwiGLU(dim: c.hiddenSize, hidden: c.moeIntermediateSize * c.nSharedExperts) : nil
@@ -74,7 +74,7 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
         var losses: BalanceLosses? = nil
         var plan: TokenDropping.Plan? = nil
         if let training {
-            let m = c.topkMethod == "greedy" ? Swift.min(k, c.nGroup) : c.topkGroup
+            let m = c.topkMethod == .greedy ? Swift.min(k, c.nGroup) : c.topkGroup
             let affinities = routing.affinities
             losses = BalanceLosses.compute(scores: affinities, experts: routing.experts, batch: b, length: t, k: k,
                                            devices: c.nGroup, devicesPerToken: m, alphas: training.alphas)

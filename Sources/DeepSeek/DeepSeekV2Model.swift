@@ -103,7 +103,7 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
 
     /// The names and shapes of `routerBiases` a config's model has.
     public static func bufferShapes(_ c: DeepSeekV2Config) -> [(name: String, shape: [Int])] {
-        guard c.topkMethod == "noaux_tc" else { return [] }
+        guard c.topkMethod == .noauxTC else { return [] }
         return (0..<(c.numHiddenLayers + c.numNextnPredictLayers)).filter { c.isMoELayer($0) }
             .map { (routerBiasName(layer: $0), [c.nRoutedExperts]) }
     }

@@ -22,7 +22,7 @@ extension DeepSeekV2Config {
         vocabSize: 256, hiddenSize: 64, intermediateSize: 160, moeIntermediateSize: 48, numHiddenLayers: 3,
         numAttentionHeads: 4, nSharedExperts: 1, nRoutedExperts: 8, routedScalingFactor: 1.0,
         kvLoraRank: 32, qLoraRank: 48, qkRopeHeadDim: 8, vHeadDim: 16, qkNopeHeadDim: 16,
-        topkMethod: "group_limited_greedy", nGroup: 4, topkGroup: 2, numExpertsPerTok: 2,
+        topkMethod: .groupLimitedGreedy, nGroup: 4, topkGroup: 2, numExpertsPerTok: 2,
         firstKDenseReplace: 1, normTopkProb: false, auxLossAlpha: 0.003, maxPositionEmbeddings: 128,
         ropeScaling: RopeScaling(factor: 2, originalMaxPositionEmbeddings: 64))
 
@@ -31,7 +31,7 @@ extension DeepSeekV2Config {
         vocabSize: 4096, hiddenSize: 256, intermediateSize: 1024, moeIntermediateSize: 256, numHiddenLayers: 8,
         numAttentionHeads: 8, nSharedExperts: 2, nRoutedExperts: 16, routedScalingFactor: 1.0,
         kvLoraRank: 64, qLoraRank: 128, qkRopeHeadDim: 16, vHeadDim: 32, qkNopeHeadDim: 32,
-        topkMethod: "group_limited_greedy", nGroup: 4, topkGroup: 2, numExpertsPerTok: 2,
+        topkMethod: .groupLimitedGreedy, nGroup: 4, topkGroup: 2, numExpertsPerTok: 2,
         firstKDenseReplace: 1, normTopkProb: false, auxLossAlpha: 0.003, maxPositionEmbeddings: 1024,
         ropeScaling: RopeScaling(factor: 4, originalMaxPositionEmbeddings: 256))
 
@@ -40,7 +40,7 @@ extension DeepSeekV2Config {
         vocabSize: 102_400, hiddenSize: 2048, intermediateSize: 10_944, moeIntermediateSize: 1408, numHiddenLayers: 27,
         numAttentionHeads: 16, nSharedExperts: 2, nRoutedExperts: 64, routedScalingFactor: 1.0,
         kvLoraRank: 512, qLoraRank: nil, qkRopeHeadDim: 64, vHeadDim: 128, qkNopeHeadDim: 128,
-        topkMethod: "greedy", nGroup: 1, topkGroup: 1, numExpertsPerTok: 6,
+        topkMethod: .greedy, nGroup: 1, topkGroup: 1, numExpertsPerTok: 6,
         firstKDenseReplace: 1, normTopkProb: false, auxLossAlpha: 0.001, maxPositionEmbeddings: 163_840,
         ropeScaling: RopeScaling(factor: 40, originalMaxPositionEmbeddings: 4096))
 
@@ -49,7 +49,7 @@ extension DeepSeekV2Config {
         vocabSize: 102_400, hiddenSize: 5120, intermediateSize: 12_288, moeIntermediateSize: 1536, numHiddenLayers: 60,
         numAttentionHeads: 128, nSharedExperts: 2, nRoutedExperts: 160, routedScalingFactor: 16.0,
         kvLoraRank: 512, qLoraRank: 1536, qkRopeHeadDim: 64, vHeadDim: 128, qkNopeHeadDim: 128,
-        topkMethod: "group_limited_greedy", nGroup: 8, topkGroup: 3, numExpertsPerTok: 6,
+        topkMethod: .groupLimitedGreedy, nGroup: 8, topkGroup: 3, numExpertsPerTok: 6,
         firstKDenseReplace: 1, normTopkProb: false, auxLossAlpha: 0.003, maxPositionEmbeddings: 163_840,
         ropeScaling: RopeScaling(factor: 40, originalMaxPositionEmbeddings: 4096))
 
@@ -59,10 +59,10 @@ extension DeepSeekV2Config {
             vocabSize: 256, hiddenSize: 64, intermediateSize: 160, moeIntermediateSize: 48, numHiddenLayers: 3,
             numAttentionHeads: 4, nSharedExperts: 1, nRoutedExperts: 8, routedScalingFactor: 2.5,
             kvLoraRank: 32, qLoraRank: 48, qkRopeHeadDim: 8, vHeadDim: 16, qkNopeHeadDim: 16,
-            topkMethod: "noaux_tc", nGroup: 4, topkGroup: 2, numExpertsPerTok: 2,
+            topkMethod: .noauxTC, nGroup: 4, topkGroup: 2, numExpertsPerTok: 2,
             firstKDenseReplace: 1, normTopkProb: true, auxLossAlpha: 0.0001, maxPositionEmbeddings: 128,
             ropeScaling: RopeScaling(factor: 2, originalMaxPositionEmbeddings: 64, mscale: 1, mscaleAllDim: 1),
-            modelType: "deepseek_v3", numNextnPredictLayers: 1)
+            modelType: .deepseekV3, numNextnPredictLayers: 1)
 
     /// DeepSeek-V3 as released (config.json of DeepSeek-V3): 671B total, 37B activated, plus
     /// one MTP module (layer 61).
@@ -70,8 +70,8 @@ extension DeepSeekV2Config {
             vocabSize: 129_280, hiddenSize: 7168, intermediateSize: 18_432, moeIntermediateSize: 2048, numHiddenLayers: 61,
             numAttentionHeads: 128, nSharedExperts: 1, nRoutedExperts: 256, routedScalingFactor: 2.5,
             kvLoraRank: 512, qLoraRank: 1536, qkRopeHeadDim: 64, vHeadDim: 128, qkNopeHeadDim: 128,
-            topkMethod: "noaux_tc", nGroup: 8, topkGroup: 4, numExpertsPerTok: 8,
+            topkMethod: .noauxTC, nGroup: 8, topkGroup: 4, numExpertsPerTok: 8,
             firstKDenseReplace: 3, normTopkProb: true, auxLossAlpha: 0.001, maxPositionEmbeddings: 163_840,
             ropeScaling: RopeScaling(factor: 40, originalMaxPositionEmbeddings: 4096, mscale: 1, mscaleAllDim: 1),
-            modelType: "deepseek_v3", numNextnPredictLayers: 1)
+            modelType: .deepseekV3, numNextnPredictLayers: 1)
 }

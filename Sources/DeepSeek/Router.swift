@@ -48,7 +48,7 @@ public struct Routing {
 public enum Router {
     public static func route(_ x: Tensor, gate: RouterGate, config c: DeepSeekV2Config) -> Routing {
         let logits = x.linear(gate.weight)
-        let sigmoid = c.scoringFunc == "sigmoid"
+        let sigmoid = c.scoringFunc == .sigmoid
         let scores = sigmoid ? logits.sigmoid() : logits.softmax()
         let experts = select(scores.detached(), bias: gate.bias, config: c)
         let k = c.numExpertsPerTok
@@ -69,9 +69,9 @@ public enum Router {
         let e = c.nRoutedExperts, k = c.numExpertsPerTok
         let n = scores.count / e
         var chosen: [Int]
-        if c.topkMethod == "noaux_tc" {
+        if c.topkMethod == .noauxTC {
             chosen = nodeLimited(scores.contiguous(), bias: bias, n: n, config: c)
-        } else if c.topkMethod == "group_limited_greedy" && c.nGroup > 1 {
+        } else if c.topkMethod == .groupLimitedGreedy && c.nGroup > 1 {
             let per = e / c.nGroup
             let s = scores.contiguous()
             // Best expert score of each group, then the best groups.

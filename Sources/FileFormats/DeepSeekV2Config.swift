@@ -65,13 +65,34 @@ public struct RopeScaling: Codable, Sendable, Equatable {
     }
 }
 
+/// `model_type`: which DeepSeek generation a config describes.
+public enum ModelType: String, Codable, Sendable, CaseIterable {
+    case deepseekV2 = "deepseek_v2"
+    case deepseekV3 = "deepseek_v3"
+}
+
+/// `topk_method`: how the router picks a token's experts (docs/design.md §9).
+public enum TopKMethod: String, Codable, Sendable, CaseIterable {
+    /// The K best experts (V2's default).
+    case greedy
+    /// Device-limited routing: the best experts within the `topk_group` best groups (V2).
+    case groupLimitedGreedy = "group_limited_greedy"
+    /// V3's node-limited routing with biased selection scores (aux-loss-free balancing).
+    case noauxTC = "noaux_tc"
+}
+
+/// `scoring_func`: the router's scores.
+public enum ScoringFunction: String, Codable, Sendable, CaseIterable {
+    case softmax
+    case sigmoid
+}
+
 /// The DeepSeek configuration, with the keys and meanings of the Hugging Face `config.json`
 /// of DeepSeek-V2, V2-Lite (`model_type: deepseek_v2`) and V3 (`deepseek_v3`) (docs/design.md §9).
 /// V3 changes the router (sigmoid scores, `noaux_tc` selection with a per-expert bias,
 /// weights scaled after normalising) and adds multi-token prediction modules.
 public struct DeepSeekV2Config: Codable, Sendable, Equatable {
-    /// `deepseek_v2` or `deepseek_v3`.
-    public var modelType: String
+    public var modelType: ModelType
     public var vocabSize: Int
     public var hiddenSize: Int
     /// Width of the dense MLPs (the first `firstKDenseReplace` layers).
@@ -89,15 +110,14 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
     public var qkRopeHeadDim: Int
     public var vHeadDim: Int
     public var qkNopeHeadDim: Int
-    /// `greedy` or `group_limited_greedy` (device-limited routing).
-    public var topkMethod: String
+    public var topkMethod: TopKMethod
     public var nGroup: Int
     public var topkGroup: Int
     public var numExpertsPerTok: Int
     public var moeLayerFreq: Int
     public var firstKDenseReplace: Int
     public var normTopkProb: Bool
-    public var scoringFunc: String
+    public var scoringFunc: ScoringFunction
     public var auxLossAlpha: Double
     public var seqAux: Bool
     public var hiddenAct: String
@@ -137,10 +157,10 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
     public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, moeIntermediateSize: Int, numHiddenLayers: Int,
                 numAttentionHeads: Int, nSharedExperts: Int, nRoutedExperts: Int, routedScalingFactor: Double,
                 kvLoraRank: Int, qLoraRank: Int?, qkRopeHeadDim: Int, vHeadDim: Int, qkNopeHeadDim: Int,
-                topkMethod: String, nGroup: Int, topkGroup: Int, numExpertsPerTok: Int, moeLayerFreq: Int = 1,
+                topkMethod: TopKMethod, nGroup: Int, topkGroup: Int, numExpertsPerTok: Int, moeLayerFreq: Int = 1,
                 firstKDenseReplace: Int, normTopkProb: Bool, auxLossAlpha: Double, maxPositionEmbeddings: Int,
                 ropeTheta: Double = 10_000, ropeScaling: RopeScaling?, rmsNormEps: Double = 1e-6,
-                modelType: String = "deepseek_v2", numNextnPredictLayers: Int = 0) {
+                modelType: ModelType = .deepseekV2, numNextnPredictLayers: Int = 0) {
         self.modelType = modelType
         self.ropeInterleave = true
         self.numNextnPredictLayers = numNextnPredictLayers
@@ -165,7 +185,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         self.moeLayerFreq = moeLayerFreq
         self.firstKDenseReplace = firstKDenseReplace
         self.normTopkProb = normTopkProb
-        self.scoringFunc = modelType == "deepseek_v3" ? "sigmoid" : "softmax"
+        self.scoringFunc = modelType == .deepseekV3 ? .sigmoid : .softmax
         self.auxLossAlpha = auxLossAlpha
         self.seqAux = true
         self.hiddenAct = "silu"
@@ -182,11 +202,12 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         func req<T: Decodable>(_ k: CodingKeys) throws -> T { try c.decode(T.self, forKey: k) }
         func opt<T: Decodable>(_ k: CodingKeys, _ d: T) throws -> T { try c.decodeIfPresent(T.self, forKey: k) ?? d }
-        modelType = try opt(.modelType, "deepseek_v2")
-        guard modelType == "deepseek_v2" || modelType == "deepseek_v3" else {
-            throw ConfigError(key: "model_type", "is \(quoted(modelType)); expected \"deepseek_v2\" or \"deepseek_v3\"")
+        let type: String = try opt(.modelType, "deepseek_v2")
+        guard let modelType = ModelType(rawValue: type) else {
+            throw ConfigError(key: "model_type", "is \(quoted(type)); expected \"deepseek_v2\" or \"deepseek_v3\"")
         }
-        let v3 = modelType == "deepseek_v3"
+        self.modelType = modelType
+        let v3 = modelType == .deepseekV3
         vocabSize = try req(.vocabSize)
         hiddenSize = try req(.hiddenSize)
         intermediateSize = try req(.intermediateSize)
@@ -205,14 +226,22 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         vHeadDim = try req(.vHeadDim)
         qkNopeHeadDim = try req(.qkNopeHeadDim)
         // transformers' V3 config has no topk_method or scoring_func: V3 implies noaux_tc + sigmoid.
-        topkMethod = try opt(.topkMethod, v3 ? "noaux_tc" : "greedy")
+        let method: String = try opt(.topkMethod, v3 ? "noaux_tc" : "greedy")
+        guard let topkMethod = TopKMethod(rawValue: method) else {
+            throw ConfigError(key: "topk_method", "is \(quoted(method)); allowed: \"greedy\", \"group_limited_greedy\" (V2), \"noaux_tc\" (V3)")
+        }
+        self.topkMethod = topkMethod
         nGroup = try c.decodeIfPresent(Int.self, forKey: .nGroup) ?? 1
         topkGroup = try c.decodeIfPresent(Int.self, forKey: .topkGroup) ?? 1
         numExpertsPerTok = try c.decodeIfPresent(Int.self, forKey: .numExpertsPerTok) ?? 0
         moeLayerFreq = try opt(.moeLayerFreq, 1)
         firstKDenseReplace = try opt(.firstKDenseReplace, 0)
         normTopkProb = try opt(.normTopkProb, false)
-        scoringFunc = try opt(.scoringFunc, v3 ? "sigmoid" : "softmax")
+        let scoring: String = try opt(.scoringFunc, v3 ? "sigmoid" : "softmax")
+        guard let scoringFunc = ScoringFunction(rawValue: scoring) else {
+            throw ConfigError(key: "scoring_func", "is \(quoted(scoring)); allowed: \"softmax\" (V2), \"sigmoid\" (V3)")
+        }
+        self.scoringFunc = scoringFunc
         auxLossAlpha = try opt(.auxLossAlpha, 0.001)
         seqAux = try opt(.seqAux, true)
         hiddenAct = try opt(.hiddenAct, "silu")
@@ -291,7 +320,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
     // MARK: derived
 
     public var qHeadDim: Int { qkNopeHeadDim + qkRopeHeadDim }
-    public var isV3: Bool { modelType == "deepseek_v3" }
+    public var isV3: Bool { modelType == .deepseekV3 }
     /// V3's gate multiplies by routed_scaling_factor after normalising; V2's code only when it
     /// does not normalise.
     public var scalesAfterNormalising: Bool { isV3 }
@@ -324,9 +353,6 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         if let q = qLoraRank, q <= 0 { try fail("q_lora_rank", "is \(q); expected a positive integer or null (plain q_proj)") }
         try checkLimits(fail)
         if qkRopeHeadDim % 2 != 0 { try fail("qk_rope_head_dim", "is \(qkRopeHeadDim); rotary embedding needs an even size") }
-        if scoringFunc != "softmax" && scoringFunc != "sigmoid" {
-            try fail("scoring_func", "is \(quoted(scoringFunc)); allowed: \"softmax\" (V2), \"sigmoid\" (V3)")
-        }
         if numNextnPredictLayers < 0 { try fail("num_nextn_predict_layers", "is \(numNextnPredictLayers); expected 0 or more") }
         if !isV3 && !ropeInterleave { try fail("rope_interleave", "is false; DeepSeek-V2 stores rope dimensions interleaved (allowed: true)") }
         if hiddenAct != "silu" { try fail("hidden_act", "is \(quoted(hiddenAct)); allowed: \"silu\"") }
@@ -349,22 +375,20 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
             try fail("n_group", "is \(nGroup); expected a divisor of n_routed_experts (\(nRoutedExperts))")
         }
         switch topkMethod {
-        case "greedy":
+        case .greedy:
             break
-        case "noaux_tc":
-            if scoringFunc != "sigmoid" { try fail("scoring_func", "is \(quoted(scoringFunc)); topk_method \"noaux_tc\" needs \"sigmoid\"") }
+        case .noauxTC:
+            if scoringFunc != .sigmoid { try fail("scoring_func", "is \(quoted(scoringFunc.rawValue)); topk_method \"noaux_tc\" needs \"sigmoid\"") }
             if nRoutedExperts / nGroup < 2 {
                 try fail("n_group", "is \(nGroup); noaux_tc ranks groups by their two best experts, so each group needs at least 2 of the \(nRoutedExperts) experts")
             }
             fallthrough
-        case "group_limited_greedy":
+        case .groupLimitedGreedy:
             if topkGroup < 1 || topkGroup > nGroup { try fail("topk_group", "is \(topkGroup); expected 1...\(nGroup) (n_group)") }
             let reachable = topkGroup * (nRoutedExperts / nGroup)
             if numExpertsPerTok > reachable {
                 try fail("num_experts_per_tok", "is \(numExpertsPerTok), more than the \(reachable) experts in topk_group = \(topkGroup) of \(nGroup) groups")
             }
-        default:
-            try fail("topk_method", "is \(quoted(topkMethod)); allowed: \"greedy\", \"group_limited_greedy\" (V2), \"noaux_tc\" (V3)")
         }
     }
 

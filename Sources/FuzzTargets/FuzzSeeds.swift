@@ -11,7 +11,7 @@ public enum FuzzSeeds {
     public static let microConfig: DeepSeekV2Config = {
         var c = DeepSeekV2Config(vocabSize: 16, hiddenSize: 8, intermediateSize: 8, moeIntermediateSize: 4, numHiddenLayers: 2,
                                  numAttentionHeads: 1, nSharedExperts: 1, nRoutedExperts: 2, routedScalingFactor: 1, kvLoraRank: 4,
-                                 qLoraRank: nil, qkRopeHeadDim: 2, vHeadDim: 2, qkNopeHeadDim: 2, topkMethod: "greedy", nGroup: 1,
+                                 qLoraRank: nil, qkRopeHeadDim: 2, vHeadDim: 2, qkNopeHeadDim: 2, topkMethod: .greedy, nGroup: 1,
                                  topkGroup: 1, numExpertsPerTok: 1, firstKDenseReplace: 1, normTopkProb: false, auxLossAlpha: 0.001,
                                  maxPositionEmbeddings: 16, ropeScaling: nil)
         c.seqAux = true

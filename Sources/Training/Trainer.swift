@@ -296,8 +296,8 @@ public final class Trainer {
             RecipeError(file: "recipe", line: nil, column: nil, path: "stages[\(si)].\(key)", message: message)
         }
         if stage.biasUpdateSpeed > 0 {
-            guard model.config.topkMethod == "noaux_tc" else {
-                throw stageError("moe.bias_update_speed", "is \(stage.biasUpdateSpeed), but the model's router has no bias (topk_method is \"\(model.config.topkMethod)\"; aux-loss-free balancing needs V3's \"noaux_tc\")")
+            guard model.config.topkMethod == .noauxTC else {
+                throw stageError("moe.bias_update_speed", "is \(stage.biasUpdateSpeed), but the model's router has no bias (topk_method is \"\(model.config.topkMethod.rawValue)\"; aux-loss-free balancing needs V3's \"noaux_tc\")")
             }
             trainer.biasUpdateSpeed = Float(stage.biasUpdateSpeed)
         }

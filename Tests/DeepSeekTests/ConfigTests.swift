@@ -84,7 +84,7 @@ import Testing
                               "rope_parameters": yarn.merging(["rope_type": "yarn", "rope_theta": 10000]) { a, _ in a }]) { _, b in b }
         let t5 = try DeepSeekV2Config.load(write(base(t5d, removing: ["topk_method"])))
         #expect(release == t5)
-        #expect(release.isV3 && release.topkMethod == "noaux_tc" && release.scoringFunc == "sigmoid")
+        #expect(release.isV3 && release.topkMethod == .noauxTC && release.scoringFunc == .sigmoid)
         #expect(release.numNextnPredictLayers == 1 && release.ropeInterleave)
         // Written back, a V3 config says so.
         let back = try JSONDecoder().decode(DeepSeekV2Config.self, from: release.jsonData())

@@ -24,7 +24,7 @@ import Testing
     func matchesTransformers(_ name: String) throws {
         let dir = "\(Self.root)/\(name)"
         let model = try HFDirectory.load(dir, positions: 64)
-        #expect(model.config.isV3 && model.config.topkMethod == "noaux_tc" && model.mtp == nil)
+        #expect(model.config.isV3 && model.config.topkMethod == .noauxTC && model.mtp == nil)
         #expect(model.routerBiases.count == 2 && model.routerBiases.allSatisfy { $0.bias.values.contains { $0 != 0 } })
         let out = try GoldenCheck.matches(model, dir: dir, name: name)
         // The bias changed some tokens' experts: the routing matched is the biased one.

@@ -31,7 +31,7 @@ import Parallel
         #expect(batch.contains { $0.contains("batch_size = 32 is not divisible by parallel.microbatches = 3") })
         var greedy = tiny
         greedy.nGroup = 1
-        greedy.topkMethod = "greedy"
+        greedy.topkMethod = .greedy
         #expect(Layout(dp: 2, ep: 2, pp: 1, microbatches: 2).problems(world: 2, config: greedy, batch: 32)
             .contains { $0.contains("n_group = 1") })
     }
