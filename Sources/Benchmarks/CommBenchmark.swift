@@ -15,22 +15,43 @@ public enum CommBenchmark {
         public let operation: String
         public let floats: Int
         public let ms: Double
-        public let raw_ms: Double
-        public let gb_per_s: Double
-        public let raw_gb_per_s: Double
-        public let bus_gb_per_s: Double
+        public let rawMs: Double
+        public let gbPerSecond: Double
+        public let rawGBPerSecond: Double
+        public let busGBPerSecond: Double
         /// ours / raw bandwidth.
         public let ratio: Double
         /// The result had the expected values.
         public let correct: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case operation
+            case floats
+            case ms
+            case rawMs = "raw_ms"
+            case gbPerSecond = "gb_per_s"
+            case rawGBPerSecond = "raw_gb_per_s"
+            case busGBPerSecond = "bus_gb_per_s"
+            case ratio
+            case correct
+        }
     }
     public struct Report: Codable, Sendable {
         public var benchmark = "comm"
-        public var blas_kernel = dt_kernel_state_read().kernelName
+        public var blasKernel = dt_kernel_state_read().kernelName
         public let ranks: Int
         public let mpi: String
         public let repeats: Int
         public let results: [Result]
+
+        enum CodingKeys: String, CodingKey {
+            case benchmark
+            case blasKernel = "blas_kernel"
+            case ranks
+            case mpi
+            case repeats
+            case results
+        }
     }
 
     /// Runs on every rank; returns the report on rank 0 (nil elsewhere).
@@ -160,8 +181,8 @@ public enum CommBenchmark {
         var bad = results.map { $0.correct ? 0.0 : 1.0 }
         try world.allreduceMax(&bad)
         let checked = zip(results, bad).map { r, b in
-            Result(operation: r.operation, floats: r.floats, ms: r.ms, raw_ms: r.raw_ms, gb_per_s: r.gb_per_s, raw_gb_per_s: r.raw_gb_per_s,
-                   bus_gb_per_s: r.bus_gb_per_s, ratio: r.ratio, correct: b == 0)
+            Result(operation: r.operation, floats: r.floats, ms: r.ms, rawMs: r.rawMs, gbPerSecond: r.gbPerSecond, rawGBPerSecond: r.rawGBPerSecond,
+                   busGBPerSecond: r.busGBPerSecond, ratio: r.ratio, correct: b == 0)
         }
         guard world.rank == 0 else { return nil }
         return Report(ranks: p, mpi: Communicator.libraryVersion, repeats: repeats, results: checked)
@@ -169,8 +190,8 @@ public enum CommBenchmark {
 
     static func result(_ op: String, _ n: Int, _ t: Double, _ raw: Double, _ bytes: Double, bus: Double, _ ok: Bool) -> Result {
         let gb = bytes / t / 1e9, rgb = bytes / raw / 1e9
-        return Result(operation: op, floats: n, ms: t * 1e3, raw_ms: raw * 1e3, gb_per_s: gb, raw_gb_per_s: rgb,
-                      bus_gb_per_s: gb * bus, ratio: gb / rgb, correct: ok)
+        return Result(operation: op, floats: n, ms: t * 1e3, rawMs: raw * 1e3, gbPerSecond: gb, rawGBPerSecond: rgb,
+                      busGBPerSecond: gb * bus, ratio: gb / rgb, correct: ok)
     }
 }
 

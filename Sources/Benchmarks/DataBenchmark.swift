@@ -9,14 +9,26 @@ import DeepSeek
 public enum DataBenchmark {
     public struct Report: Codable, Sendable {
         public var benchmark = "data"
-        public var blas_kernel = KernelSelection.current.kernel
-        public let corpus_bytes: Int
-        public let tokenizer_train_s: Double
-        public let prepare_tokens_per_s: Double
-        public let loader_tokens_per_s: Double
-        public let train_tokens_per_s_tiny: Double
-        public let loader_over_train: Double
-        public let prepare_over_train: Double
+        public var blasKernel = KernelSelection.current.kernel
+        public let corpusBytes: Int
+        public let tokenizerTrainSeconds: Double
+        public let prepareTokensPerSecond: Double
+        public let loaderTokensPerSecond: Double
+        public let trainTokensPerSecondTiny: Double
+        public let loaderOverTrain: Double
+        public let prepareOverTrain: Double
+
+        enum CodingKeys: String, CodingKey {
+            case benchmark
+            case blasKernel = "blas_kernel"
+            case corpusBytes = "corpus_bytes"
+            case tokenizerTrainSeconds = "tokenizer_train_s"
+            case prepareTokensPerSecond = "prepare_tokens_per_s"
+            case loaderTokensPerSecond = "loader_tokens_per_s"
+            case trainTokensPerSecondTiny = "train_tokens_per_s_tiny"
+            case loaderOverTrain = "loader_over_train"
+            case prepareOverTrain = "prepare_over_train"
+        }
     }
 
     public static func run(megabytes: Int = 4) throws -> Report {
@@ -66,7 +78,7 @@ public enum DataBenchmark {
         let t3 = Date()
         for _ in 0..<5 { _ = try! trainer.step(rows: rows, batch: 32, length: 64, lr: 1e-4) }
         let trainTPS = Double(5 * 32 * 64) / Date().timeIntervalSince(t3)
-        return Report(corpus_bytes: bytes, tokenizer_train_s: trainS, prepare_tokens_per_s: prepareTPS, loader_tokens_per_s: loaderTPS,
-                      train_tokens_per_s_tiny: trainTPS, loader_over_train: loaderTPS / trainTPS, prepare_over_train: prepareTPS / trainTPS)
+        return Report(corpusBytes: bytes, tokenizerTrainSeconds: trainS, prepareTokensPerSecond: prepareTPS, loaderTokensPerSecond: loaderTPS,
+                      trainTokensPerSecondTiny: trainTPS, loaderOverTrain: loaderTPS / trainTPS, prepareOverTrain: prepareTPS / trainTPS)
     }
 }

@@ -8,17 +8,33 @@ public enum GemmBenchmark {
     public struct Row: Codable, Sendable {
         public let n: Int
         public let threads: Int
-        public let sgemm_gflops: Double
-        public let tensor_matmul_gflops: Double
-        public let tensor_over_sgemm: Double
+        public let sgemmGFLOPS: Double
+        public let tensorMatmulGFLOPS: Double
+        public let tensorOverSgemm: Double
+
+        enum CodingKeys: String, CodingKey {
+            case n
+            case threads
+            case sgemmGFLOPS = "sgemm_gflops"
+            case tensorMatmulGFLOPS = "tensor_matmul_gflops"
+            case tensorOverSgemm = "tensor_over_sgemm"
+        }
     }
 
     public struct Report: Codable, Sendable {
         public var benchmark = "gemm"
         public let blas: String
-        public var blas_kernel = KernelSelection.current.kernel
+        public var blasKernel = KernelSelection.current.kernel
         public let repeats: Int
         public let results: [Row]
+
+        enum CodingKeys: String, CodingKey {
+            case benchmark
+            case blas
+            case blasKernel = "blas_kernel"
+            case repeats
+            case results
+        }
     }
 
     public static func run(sizes: [Int] = [1024, 2048], threads: [Int] = [1, 2], repeats: Int = 5) -> Report {
@@ -45,8 +61,8 @@ public enum GemmBenchmark {
                     raw = min(raw, t1 - t0)
                     mine = min(mine, t2 - t1)
                 }
-                rows.append(Row(n: n, threads: t, sgemm_gflops: flops / raw / 1e9,
-                                tensor_matmul_gflops: flops / mine / 1e9, tensor_over_sgemm: raw / mine))
+                rows.append(Row(n: n, threads: t, sgemmGFLOPS: flops / raw / 1e9,
+                                tensorMatmulGFLOPS: flops / mine / 1e9, tensorOverSgemm: raw / mine))
             }
         }
         return Report(blas: blasDescription, repeats: repeats, results: rows)
@@ -54,20 +70,38 @@ public enum GemmBenchmark {
 
     public struct ShapeRow: Codable, Sendable {
         public let m: Int, n: Int, k: Int
-        public let trans_a: Bool, trans_b: Bool
+        public let transA: Bool, transB: Bool
         public let threads: Int
         public let gflops: Double
-        public let fraction_of_peak: Double
+        public let fractionOfPeak: Double
+
+        enum CodingKeys: String, CodingKey {
+            case m
+            case n
+            case k
+            case transA = "trans_a"
+            case transB = "trans_b"
+            case threads
+            case gflops
+            case fractionOfPeak = "fraction_of_peak"
+        }
     }
 
     public struct ShapeReport: Codable, Sendable {
         public var benchmark = "gemm-shapes"
-        public var blas_kernel = KernelSelection.current.kernel
-        public let peak_sgemm_gflops: Double
+        public var blasKernel = KernelSelection.current.kernel
+        public let peakSgemmGFLOPS: Double
         public let results: [ShapeRow]
-        public init(peak_sgemm_gflops: Double, results: [ShapeRow]) {
-            self.peak_sgemm_gflops = peak_sgemm_gflops
+        public init(peakSgemmGFLOPS: Double, results: [ShapeRow]) {
+            self.peakSgemmGFLOPS = peakSgemmGFLOPS
             self.results = results
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case benchmark
+            case blasKernel = "blas_kernel"
+            case peakSgemmGFLOPS = "peak_sgemm_gflops"
+            case results
         }
     }
 
@@ -89,7 +123,7 @@ public enum GemmBenchmark {
                 best = min(best, now() - t0)
             }
             let gf = 2 * Double(m) * Double(n) * Double(k) / best / 1e9
-            return ShapeRow(m: m, n: n, k: k, trans_a: ta, trans_b: tb, threads: threads, gflops: gf, fraction_of_peak: gf / peak)
+            return ShapeRow(m: m, n: n, k: k, transA: ta, transB: tb, threads: threads, gflops: gf, fractionOfPeak: gf / peak)
         }
     }
 

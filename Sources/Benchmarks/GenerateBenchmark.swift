@@ -7,27 +7,49 @@ import DeepSeek
 public enum GenerateBenchmark {
     public struct Row: Codable, Sendable {
         public let cache: String
-        public let prefill_tokens_per_s: Double
+        public let prefillTokensPerSecond: Double
         /// Tokens of the decoding steps (the first new token comes from the prefill's logits).
-        public let decode_tokens_per_s: Double
+        public let decodeTokensPerSecond: Double
         /// New tokens over prefill + decoding, the way `tools/bench_pytorch.py` times HF `generate`.
-        public let end_to_end_tokens_per_s: Double
-        public let cache_bytes_per_token: Int
-        public let cache_bytes_per_token_per_layer: Int
+        public let endToEndTokensPerSecond: Double
+        public let cacheBytesPerToken: Int
+        public let cacheBytesPerTokenPerLayer: Int
+
+        enum CodingKeys: String, CodingKey {
+            case cache
+            case prefillTokensPerSecond = "prefill_tokens_per_s"
+            case decodeTokensPerSecond = "decode_tokens_per_s"
+            case endToEndTokensPerSecond = "end_to_end_tokens_per_s"
+            case cacheBytesPerToken = "cache_bytes_per_token"
+            case cacheBytesPerTokenPerLayer = "cache_bytes_per_token_per_layer"
+        }
     }
 
     public struct Report: Codable, Sendable {
         public var benchmark = "generate"
-        public var blas_kernel = KernelSelection.current.kernel
+        public var blasKernel = KernelSelection.current.kernel
         public let model: String
         /// Sequences decoded together (one forward of [batch, 1] per step).
         public let batch: Int
-        public let prompt_tokens: Int
-        public let new_tokens: Int
+        public let promptTokens: Int
+        public let newTokens: Int
         public let threads: Int
         public let results: [Row]
-        public let latent_over_full_cache_bytes: Double
-        public let same_tokens: Bool
+        public let latentOverFullCacheBytes: Double
+        public let sameTokens: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case benchmark
+            case blasKernel = "blas_kernel"
+            case model
+            case batch
+            case promptTokens = "prompt_tokens"
+            case newTokens = "new_tokens"
+            case threads
+            case results
+            case latentOverFullCacheBytes = "latent_over_full_cache_bytes"
+            case sameTokens = "same_tokens"
+        }
     }
 
     public static func run(config c: DeepSeekV2Config = .small, name: String = "small", prompt: Int = 64, newTokens: Int = 128,
@@ -47,15 +69,15 @@ public enum GenerateBenchmark {
                 FileHandle.standardError.write(Data("\(kind.rawValue) cache, per decoding step:\n\(Profiler.report(steps: newTokens - 1, digits: 3))\n\n\(Profiler.gemmReport(steps: newTokens - 1, digits: 3))\n\n".utf8))
             }
             outputs.append(r.tokens)
-            rows.append(Row(cache: kind.rawValue, prefill_tokens_per_s: Double(batch * prompt) / r.prefill,
-                            decode_tokens_per_s: Double(batch * (newTokens - 1)) / r.decode,
-                            end_to_end_tokens_per_s: Double(r.tokens.count) / (r.prefill + r.decode),
-                            cache_bytes_per_token: r.bytesPerToken,
-                            cache_bytes_per_token_per_layer: r.bytesPerToken / c.numHiddenLayers))
+            rows.append(Row(cache: kind.rawValue, prefillTokensPerSecond: Double(batch * prompt) / r.prefill,
+                            decodeTokensPerSecond: Double(batch * (newTokens - 1)) / r.decode,
+                            endToEndTokensPerSecond: Double(r.tokens.count) / (r.prefill + r.decode),
+                            cacheBytesPerToken: r.bytesPerToken,
+                            cacheBytesPerTokenPerLayer: r.bytesPerToken / c.numHiddenLayers))
         }
-        return Report(model: name, batch: batch, prompt_tokens: prompt, new_tokens: newTokens, threads: threads, results: rows,
-                      latent_over_full_cache_bytes: Double(rows[0].cache_bytes_per_token) / Double(rows[1].cache_bytes_per_token),
-                      same_tokens: outputs[0] == outputs[1])
+        return Report(model: name, batch: batch, promptTokens: prompt, newTokens: newTokens, threads: threads, results: rows,
+                      latentOverFullCacheBytes: Double(rows[0].cacheBytesPerToken) / Double(rows[1].cacheBytesPerToken),
+                      sameTokens: outputs[0] == outputs[1])
     }
 
     /// Greedy decoding of `batch` prompts of equal length at once: one forward of [B, 1] per

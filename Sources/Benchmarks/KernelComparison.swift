@@ -12,29 +12,59 @@ public enum KernelComparison {
         public let ran: String
         public let n: Int
         public let threads: Int
-        public let sgemm_gflops: Double
+        public let sgemmGFLOPS: Double
+
+        enum CodingKeys: String, CodingKey {
+            case requested
+            case ran
+            case n
+            case threads
+            case sgemmGFLOPS = "sgemm_gflops"
+        }
     }
 
     public struct Summary: Codable, Sendable {
         public let n: Int
         public let threads: Int
-        public let in_use_gflops: Double
-        public let fastest_kernel: String
-        public let fastest_gflops: Double
-        public let in_use_over_fastest: Double
+        public let inUseGFLOPS: Double
+        public let fastestKernel: String
+        public let fastestGFLOPS: Double
+        public let inUseOverFastest: Double
+
+        enum CodingKeys: String, CodingKey {
+            case n
+            case threads
+            case inUseGFLOPS = "in_use_gflops"
+            case fastestKernel = "fastest_kernel"
+            case fastestGFLOPS = "fastest_gflops"
+            case inUseOverFastest = "in_use_over_fastest"
+        }
     }
 
     public struct Report: Codable, Sendable {
         public var benchmark = "gemm-kernels"
         public let cpu: String
         public let features: [String]
-        public let blas_kernel: String
-        public let openblas_choice: String
+        public let blasKernel: String
+        public let openblasChoice: String
         public let reason: String
         public let repeats: Int
         public let results: [Row]
         public let failed: [String: String]
         public let summary: [Summary]
+
+        enum CodingKeys: String, CodingKey {
+            case benchmark
+            case cpu
+            case features
+            case blasKernel = "blas_kernel"
+            case openblasChoice = "openblas_choice"
+            case reason
+            case repeats
+            case results
+            case failed
+            case summary
+        }
     }
 
     public static func run(sizes: [Int], threads: [Int], repeats: Int) throws -> Report {
@@ -55,8 +85,8 @@ public enum KernelComparison {
                 failed[name] = message
             case .success(let report):
                 for r in report.results {
-                    let row = Row(requested: name == inUse ? k.kernel : name, ran: report.blas_kernel, n: r.n, threads: r.threads,
-                                  sgemm_gflops: r.sgemm_gflops)
+                    let row = Row(requested: name == inUse ? k.kernel : name, ran: report.blasKernel, n: r.n, threads: r.threads,
+                                  sgemmGFLOPS: r.sgemmGFLOPS)
                     if name == inUse { mine.append(row) } else { rows.append(row) }
                 }
             }
@@ -64,11 +94,11 @@ public enum KernelComparison {
         var summary: [Summary] = []
         for m in mine {
             let same = rows.filter { $0.n == m.n && $0.threads == m.threads } + [m]
-            let best = same.max { $0.sgemm_gflops < $1.sgemm_gflops }!
-            summary.append(Summary(n: m.n, threads: m.threads, in_use_gflops: m.sgemm_gflops, fastest_kernel: best.ran,
-                                   fastest_gflops: best.sgemm_gflops, in_use_over_fastest: m.sgemm_gflops / best.sgemm_gflops))
+            let best = same.max { $0.sgemmGFLOPS < $1.sgemmGFLOPS }!
+            summary.append(Summary(n: m.n, threads: m.threads, inUseGFLOPS: m.sgemmGFLOPS, fastestKernel: best.ran,
+                                   fastestGFLOPS: best.sgemmGFLOPS, inUseOverFastest: m.sgemmGFLOPS / best.sgemmGFLOPS))
         }
-        return Report(cpu: k.cpu, features: k.features, blas_kernel: k.kernel, openblas_choice: k.openblasChoice, reason: k.reason,
+        return Report(cpu: k.cpu, features: k.features, blasKernel: k.kernel, openblasChoice: k.openblasChoice, reason: k.reason,
                       repeats: repeats, results: mine + rows, failed: failed, summary: summary)
     }
 

@@ -6,12 +6,26 @@ import Autograd
 public enum OpBenchmark {
     public struct Report: Codable, Sendable {
         public var benchmark = "attention"
-        public var blas_kernel = KernelSelection.current.kernel
-        public let batch: Int, length: Int, heads: Int, head_dim_qk: Int, head_dim_v: Int
+        public var blasKernel = KernelSelection.current.kernel
+        public let batch: Int, length: Int, heads: Int, headDimQK: Int, headDimV: Int
         public let causal: Bool
-        public let forward_ms: Double
-        public let backward_ms: Double
-        public let credited_gflops: Double
+        public let forwardMs: Double
+        public let backwardMs: Double
+        public let creditedGFLOPS: Double
+
+        enum CodingKeys: String, CodingKey {
+            case benchmark
+            case blasKernel = "blas_kernel"
+            case batch
+            case length
+            case heads
+            case headDimQK = "head_dim_qk"
+            case headDimV = "head_dim_v"
+            case causal
+            case forwardMs = "forward_ms"
+            case backwardMs = "backward_ms"
+            case creditedGFLOPS = "credited_gflops"
+        }
     }
 
     public static func attention(batch b: Int = 8, length t: Int = 256, heads h: Int = 8, dk: Int = 32, dv: Int = 32,
@@ -34,7 +48,7 @@ public enum OpBenchmark {
         }
         // 6·H·T·(d_qk + d_v) per token, as the MFU formula counts it (forward 1/3, backward 2/3).
         let flops = 6 * Double(b * t) * Double(h * t * (dk + dv))
-        return Report(batch: b, length: t, heads: h, head_dim_qk: dk, head_dim_v: dv, causal: causal,
-                      forward_ms: fwd * 1e3, backward_ms: bwd * 1e3, credited_gflops: flops / (fwd + bwd) / 1e9)
+        return Report(batch: b, length: t, heads: h, headDimQK: dk, headDimV: dv, causal: causal,
+                      forwardMs: fwd * 1e3, backwardMs: bwd * 1e3, creditedGFLOPS: flops / (fwd + bwd) / 1e9)
     }
 }

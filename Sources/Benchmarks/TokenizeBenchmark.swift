@@ -9,17 +9,32 @@ import Data
 public enum TokenizeBenchmark {
     public struct Report: Codable, Sendable {
         public var benchmark = "tokenize"
-        public var blas_kernel = KernelSelection.current.kernel
+        public var blasKernel = KernelSelection.current.kernel
         public let tokenizer: String
         public let corpus: String
-        public let corpus_bytes: Int
+        public let corpusBytes: Int
         public let tokens: Int
-        public let load_s: Double
-        public let cold_tokens_per_s: Double
-        public let tokens_per_s: Double
-        public let megabytes_per_s: Double
+        public let loadSeconds: Double
+        public let coldTokensPerSecond: Double
+        public let tokensPerSecond: Double
+        public let megabytesPerSecond: Double
         public let repeats: Int
-        public let decode_round_trip: Bool
+        public let decodeRoundTrip: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case benchmark
+            case blasKernel = "blas_kernel"
+            case tokenizer
+            case corpus
+            case corpusBytes = "corpus_bytes"
+            case tokens
+            case loadSeconds = "load_s"
+            case coldTokensPerSecond = "cold_tokens_per_s"
+            case tokensPerSecond = "tokens_per_s"
+            case megabytesPerSecond = "megabytes_per_s"
+            case repeats
+            case decodeRoundTrip = "decode_round_trip"
+        }
     }
 
     public static func run(tokenizer path: String, corpus: String, repeats: Int) throws -> Report {
@@ -39,9 +54,9 @@ public enum TokenizeBenchmark {
             best = min(best, Date().timeIntervalSince(t))
             precondition(again.count == ids.count)
         }
-        return Report(tokenizer: path, corpus: corpus, corpus_bytes: text.utf8.count, tokens: ids.count, load_s: load,
-                      cold_tokens_per_s: Double(ids.count) / cold, tokens_per_s: Double(ids.count) / best,
-                      megabytes_per_s: Double(text.utf8.count) / best / 1e6, repeats: repeats,
-                      decode_round_trip: try tok.decode(ids) == text)
+        return Report(tokenizer: path, corpus: corpus, corpusBytes: text.utf8.count, tokens: ids.count, loadSeconds: load,
+                      coldTokensPerSecond: Double(ids.count) / cold, tokensPerSecond: Double(ids.count) / best,
+                      megabytesPerSecond: Double(text.utf8.count) / best / 1e6, repeats: repeats,
+                      decodeRoundTrip: try tok.decode(ids) == text)
     }
 }

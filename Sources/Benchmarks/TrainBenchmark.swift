@@ -11,34 +11,61 @@ import Parallel
 public enum TrainBenchmark {
     public struct Report: Codable, Sendable {
         public var benchmark = "train"
-        public var blas_kernel = KernelSelection.current.kernel
+        public var blasKernel = KernelSelection.current.kernel
         public let model: String
         public let parameters: Int
         public let batch: Int
-        public let sequence_length: Int
+        public let sequenceLength: Int
         public let threads: Int
         /// Processes (data-parallel ranks) sharing the batch; `threads` is per rank.
         public var ranks = 1
-        public let steps_timed: Int
-        public let tokens_per_s: Double
-        public let step_ms: Double
+        public let stepsTimed: Int
+        public let tokensPerSecond: Double
+        public let stepMs: Double
         /// The fastest, median and slowest timed step: how far this run's steps spread (a
         /// shared VM's runs vary; compare runs, not single steps).
-        public let step_ms_min: Double
-        public let step_ms_median: Double
-        public let step_ms_max: Double
-        public let forward_ms: Double
-        public let backward_ms: Double
-        public let optimizer_ms: Double
-        public let flops_per_token: Double
-        public let peak_sgemm_gflops: Double
-        public let achieved_gflops: Double
+        public let stepMsMin: Double
+        public let stepMsMedian: Double
+        public let stepMsMax: Double
+        public let forwardMs: Double
+        public let backwardMs: Double
+        public let optimizerMs: Double
+        public let flopsPerToken: Double
+        public let peakSgemmGFLOPS: Double
+        public let achievedGFLOPS: Double
         public let mfu: Double
-        public let peak_rss_mb: Double
+        public let peakRSSMB: Double
         /// Peak RSS after the last timed step minus after the first: 0 when activations are freed.
-        public let peak_rss_growth_mb: Double
-        /// Each rank's peak RSS (world rank order) under mpirun; `peak_rss_mb` is rank 0's.
-        public var rank_peak_rss_mb: [Double]?
+        public let peakRSSGrowthMB: Double
+        /// Each rank's peak RSS (world rank order) under mpirun; `peakRSSMB` is rank 0's.
+        public var rankPeakRSSMB: [Double]?
+
+        enum CodingKeys: String, CodingKey {
+            case benchmark
+            case blasKernel = "blas_kernel"
+            case model
+            case parameters
+            case batch
+            case sequenceLength = "sequence_length"
+            case threads
+            case ranks
+            case stepsTimed = "steps_timed"
+            case tokensPerSecond = "tokens_per_s"
+            case stepMs = "step_ms"
+            case stepMsMin = "step_ms_min"
+            case stepMsMedian = "step_ms_median"
+            case stepMsMax = "step_ms_max"
+            case forwardMs = "forward_ms"
+            case backwardMs = "backward_ms"
+            case optimizerMs = "optimizer_ms"
+            case flopsPerToken = "flops_per_token"
+            case peakSgemmGFLOPS = "peak_sgemm_gflops"
+            case achievedGFLOPS = "achieved_gflops"
+            case mfu
+            case peakRSSMB = "peak_rss_mb"
+            case peakRSSGrowthMB = "peak_rss_growth_mb"
+            case rankPeakRSSMB = "rank_peak_rss_mb"
+        }
     }
 
     public static func dense(config c: DenseDecoderConfig = .bench, batch b: Int = 8, length t: Int = 256,
@@ -67,12 +94,12 @@ public enum TrainBenchmark {
         let trainer = MoETrainer(model: model, grid: grid)
         var report = measure(model: name, parameters: model.parameterCount, vocab: c.vocabSize, batch: b, length: t, warmup: warmup,
                        steps: steps, threads: threads, peak: peakGF,
-                       flopsPerToken: ModelPlan(c, sequenceLength: t).flops_per_token) { rows in
+                       flopsPerToken: ModelPlan(c, sequenceLength: t).flopsPerToken) { rows in
             let r = try! trainer.step(rows: rows, batch: b, length: t, lr: 1e-4)
             return (r.forward, r.backward, r.optimizer)
         }
         report.ranks = ranks
-        if let grid { report.rank_peak_rss_mb = try? grid.world.allgather([ProcessStats.peakRSSMiB]) }
+        if let grid { report.rankPeakRSSMB = try? grid.world.allgather([ProcessStats.peakRSSMiB]) }
         return report
     }
 
@@ -104,14 +131,14 @@ public enum TrainBenchmark {
         let per = (fwd + bwd + opt) / Double(steps)
         let tps = Double(b * t) / per
         let achieved = tps * fpt / 1e9
-        return Report(model: model, parameters: parameters, batch: b, sequence_length: t, threads: threads,
-                      steps_timed: steps, tokens_per_s: tps, step_ms: per * 1e3,
-                      step_ms_min: each.min() ?? 0, step_ms_median: median(each), step_ms_max: each.max() ?? 0,
-                      forward_ms: fwd / Double(steps) * 1e3,
-                      backward_ms: bwd / Double(steps) * 1e3, optimizer_ms: opt / Double(steps) * 1e3,
-                      flops_per_token: fpt, peak_sgemm_gflops: peak, achieved_gflops: achieved,
-                      mfu: achieved / peak, peak_rss_mb: Double(ProcessStats.peakRSS) / 1_048_576,
-                      peak_rss_growth_mb: Double(ProcessStats.peakRSS - rssAfterFirst) / 1_048_576)
+        return Report(model: model, parameters: parameters, batch: b, sequenceLength: t, threads: threads,
+                      stepsTimed: steps, tokensPerSecond: tps, stepMs: per * 1e3,
+                      stepMsMin: each.min() ?? 0, stepMsMedian: median(each), stepMsMax: each.max() ?? 0,
+                      forwardMs: fwd / Double(steps) * 1e3,
+                      backwardMs: bwd / Double(steps) * 1e3, optimizerMs: opt / Double(steps) * 1e3,
+                      flopsPerToken: fpt, peakSgemmGFLOPS: peak, achievedGFLOPS: achieved,
+                      mfu: achieved / peak, peakRSSMB: Double(ProcessStats.peakRSS) / 1_048_576,
+                      peakRSSGrowthMB: Double(ProcessStats.peakRSS - rssAfterFirst) / 1_048_576)
     }
 }
 

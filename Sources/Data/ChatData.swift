@@ -171,10 +171,21 @@ public enum ChatPrepare {
         public var template = "byte-level (docs/grpo.md)"
         public let conversations: Int
         public let tokens: Int
-        public let assistant_tokens: Int
+        public let assistantTokens: Int
         public let longest: Int
-        public let p99_length: Int
+        public let p99Length: Int
         public let files: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case kind
+            case template
+            case conversations
+            case tokens
+            case assistantTokens = "assistant_tokens"
+            case longest
+            case p99Length = "p99_length"
+            case files
+        }
     }
 
     /// True when `path` is JSONL whose first object has "messages".
@@ -189,8 +200,8 @@ public enum ChatPrepare {
         for f in inputs { all += try ChatJSONL.load(f) }
         let lengths = all.map { ByteChatFormat.render($0).tokens.count }.sorted()
         let trained = all.reduce(0) { $0 + ByteChatFormat.render($1).trained.filter { $0 }.count }
-        let summary = Summary(conversations: all.count, tokens: lengths.reduce(0, +), assistant_tokens: trained,
-                              longest: lengths.last ?? 0, p99_length: lengths.isEmpty ? 0 : lengths[Swift.min(lengths.count - 1, lengths.count * 99 / 100)],
+        let summary = Summary(conversations: all.count, tokens: lengths.reduce(0, +), assistantTokens: trained,
+                              longest: lengths.last ?? 0, p99Length: lengths.isEmpty ? 0 : lengths[Swift.min(lengths.count - 1, lengths.count * 99 / 100)],
                               files: inputs)
         do {
             try AtomicDirectory.write(output, ownsName: { ["conversations.jsonl", "chat.json"].contains($0) }) { tmp in

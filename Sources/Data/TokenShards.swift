@@ -9,8 +9,8 @@ public struct ShardIndex: Codable, Sendable {
     public var format = "deeptrain-shards"
     public var version = 1
     public var tokenizer: String
-    public var eos_id: Int
-    public var vocab_size: Int
+    public var eosID: Int
+    public var vocabSize: Int
     public var documents: Int
     public var tokens: Int
     public var shards: [Shard]
@@ -18,6 +18,17 @@ public struct ShardIndex: Codable, Sendable {
     public struct Shard: Codable, Sendable {
         public var file: String
         public var tokens: Int
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case format
+        case version
+        case tokenizer
+        case eosID = "eos_id"
+        case vocabSize = "vocab_size"
+        case documents
+        case tokens
+        case shards
     }
 }
 
@@ -66,7 +77,7 @@ public final class ShardWriter {
     public func finish() throws -> ShardIndex {
         if !buffer.isEmpty { try flush(count: buffer.count) }
         try tokenizer.save((dir as NSString).appendingPathComponent("tokenizer.json"))
-        let index = ShardIndex(tokenizer: "tokenizer.json", eos_id: eos, vocab_size: tokenizer.vocabularySize,
+        let index = ShardIndex(tokenizer: "tokenizer.json", eosID: eos, vocabSize: tokenizer.vocabularySize,
                                documents: documents, tokens: tokens, shards: shards)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -102,8 +113,8 @@ public final class ShardLoader: @unchecked Sendable {
         index = idx
         // A data directory may come from elsewhere: every number in index.json is checked against
         // the files before a token is read, and every token against the vocabulary.
-        guard idx.vocab_size > 0, idx.vocab_size <= 1 << 32 else {
-            throw TokenizerError(source: p, message: "vocab_size is \(idx.vocab_size); expected 1 ... 2^32")
+        guard idx.vocabSize > 0, idx.vocabSize <= 1 << 32 else {
+            throw TokenizerError(source: p, message: "vocab_size is \(idx.vocabSize); expected 1 ... 2^32")
         }
         var maps: [Data] = [], starts: [Int] = [], pos = 0
         for s in idx.shards {
@@ -117,15 +128,15 @@ public final class ShardLoader: @unchecked Sendable {
             guard s.tokens >= 0, let bytes = checkedMultiply(s.tokens, 4), m.count == bytes, let next = checkedAdd(pos, s.tokens) else {
                 throw TokenizerError(source: sp, message: "has \(m.count) bytes; index.json says \(s.tokens) tokens of 4 bytes: truncated or corrupt")
             }
-            if let (offset, token) = Self.firstOutOfVocabulary(m, vocab: idx.vocab_size) {
-                throw TokenizerError(source: sp, message: "token \(offset) is id \(token); index.json's vocab_size is \(idx.vocab_size)")
+            if let (offset, token) = Self.firstOutOfVocabulary(m, vocab: idx.vocabSize) {
+                throw TokenizerError(source: sp, message: "token \(offset) is id \(token); index.json's vocab_size is \(idx.vocabSize)")
             }
             maps.append(m)
             starts.append(pos)
             pos = next
         }
-        guard pos == idx.tokens, idx.eos_id >= 0, idx.eos_id < idx.vocab_size else {
-            throw TokenizerError(source: p, message: "says \(idx.tokens) tokens and eos_id \(idx.eos_id); its shards hold \(pos) tokens of vocab_size \(idx.vocab_size)")
+        guard pos == idx.tokens, idx.eosID >= 0, idx.eosID < idx.vocabSize else {
+            throw TokenizerError(source: p, message: "says \(idx.tokens) tokens and eos_id \(idx.eosID); its shards hold \(pos) tokens of vocab_size \(idx.vocabSize)")
         }
         self.maps = maps
         self.starts = starts

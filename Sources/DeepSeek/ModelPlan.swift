@@ -2,31 +2,39 @@
 /// what `deeptrain plan` prints, computed from the config alone (no weights are built). A
 /// rank's memory is `MemoryPlan` (Parallel), which knows the trainer's buffers.
 public struct ModelPlan: Codable, Sendable {
-    public let total_parameters: Int
+    public let totalParameters: Int
     /// Parameters a token passes through, embedding excluded (lm_head, router, shared and
     /// top-K experts included), as DeepSeek counts "activated" parameters.
-    public let activated_parameters: Int
-    public let embedding_parameters: Int
-    public let expert_parameters: Int
+    public let activatedParameters: Int
+    public let embeddingParameters: Int
+    public let expertParameters: Int
     /// V3's multi-token-prediction depths (their blocks, norms and eh_proj; the embedding and
-    /// head they share are not counted again). Not in `total_parameters` or
-    /// `activated_parameters`, as DeepSeek reports V3 (671B / 37B, MTP module aside).
-    public let mtp_parameters: Int
-    /// Training FLOPs per token at `sequence_length` (docs/design.md §7): 6·N_act + 6·L·H·T·(d_qk + d_v).
-    public let flops_per_token: Double
-    public let sequence_length: Int
+    /// head they share are not counted again). Not in `totalParameters` or
+    /// `activatedParameters`, as DeepSeek reports V3 (671B / 37B, MTP module aside).
+    public let mtpParameters: Int
+    /// Training FLOPs per token at `sequenceLength` (docs/design.md §7): 6·N_act + 6·L·H·T·(d_qk + d_v).
+    public let flopsPerToken: Double
+    public let sequenceLength: Int
     /// Values the absorbed MLA cache keeps per token per layer: kv_lora + qk_rope.
-    public let kv_cache_values_per_token_per_layer: Int
-    public let kv_cache_bytes_per_token_bf16: Int
+    public let kvCacheValuesPerTokenPerLayer: Int
+    public let kvCacheBytesPerTokenBF16: Int
     /// A standard multi-head cache of the same heads: 2·H·d_v values per token per layer.
-    public let mha_cache_bytes_per_token_bf16: Int
+    public let mhaCacheBytesPerTokenBF16: Int
     public let layout: Layout
-    public let all_to_all_bytes_per_step_per_rank: Double
+    public let allToAllBytesPerStepPerRank: Double
 
     public struct Layout: Codable, Sendable {
         public let dp: Int, ep: Int, pp: Int
         /// Sequences per micro-batch; micro-batches per step over all ranks.
-        public let micro_batch: Int, microbatches: Int
+        public let microBatch: Int, microbatches: Int
+
+        enum CodingKeys: String, CodingKey {
+            case dp
+            case ep
+            case pp
+            case microBatch = "micro_batch"
+            case microbatches
+        }
     }
 
     public init(_ c: DeepSeekV2Config, sequenceLength t: Int, dp: Int = 1, ep: Int = 1, pp: Int = 1,
@@ -45,32 +53,47 @@ public struct ModelPlan: Codable, Sendable {
         let embedding = c.vocabSize * d
         let routed = moeLayers * c.nRoutedExperts * expert
         let moeAlways = c.nSharedExperts * expert + c.nRoutedExperts * d  // shared experts + router
-        total_parameters = 2 * embedding + d + c.numHiddenLayers * perLayer + denseLayers * dense
+        totalParameters = 2 * embedding + d + c.numHiddenLayers * perLayer + denseLayers * dense
             + moeLayers * moeAlways + routed
-        activated_parameters = embedding + d + c.numHiddenLayers * perLayer + denseLayers * dense
+        activatedParameters = embedding + d + c.numHiddenLayers * perLayer + denseLayers * dense
             + moeLayers * (moeAlways + c.numExpertsPerTok * expert)
-        embedding_parameters = embedding
-        expert_parameters = routed
-        mtp_parameters = (0..<c.numNextnPredictLayers).reduce(0) { sum, k in
+        embeddingParameters = embedding
+        expertParameters = routed
+        mtpParameters = (0..<c.numNextnPredictLayers).reduce(0) { sum, k in
             let block = perLayer + (c.isMoELayer(c.numHiddenLayers + k) ? moeAlways + c.nRoutedExperts * expert : dense)
             return sum + block + 2 * d + 2 * d * d + d  // enorm, hnorm, eh_proj, shared_head.norm
         }
         // Matmul parameters per token: activated minus the norm vectors.
         let norms = d + c.numHiddenLayers * 2 * d + c.numHiddenLayers * (c.kvLoraRank + (c.qLoraRank ?? 0))
-        flops_per_token = 6 * Double(activated_parameters - norms)
+        flopsPerToken = 6 * Double(activatedParameters - norms)
             + 6 * Double(c.numHiddenLayers * h * t * (c.qHeadDim + c.vHeadDim))
-        sequence_length = t
-        kv_cache_values_per_token_per_layer = c.kvLoraRank + c.qkRopeHeadDim
-        kv_cache_bytes_per_token_bf16 = c.numHiddenLayers * (c.kvLoraRank + c.qkRopeHeadDim) * 2
-        mha_cache_bytes_per_token_bf16 = c.numHiddenLayers * 2 * h * c.vHeadDim * 2
-        layout = Layout(dp: dp, ep: ep, pp: pp, micro_batch: microBatch, microbatches: microbatches)
+        sequenceLength = t
+        kvCacheValuesPerTokenPerLayer = c.kvLoraRank + c.qkRopeHeadDim
+        kvCacheBytesPerTokenBF16 = c.numHiddenLayers * (c.kvLoraRank + c.qkRopeHeadDim) * 2
+        mhaCacheBytesPerTokenBF16 = c.numHiddenLayers * 2 * h * c.vHeadDim * 2
+        layout = Layout(dp: dp, ep: ep, pp: pp, microBatch: microBatch, microbatches: microbatches)
 
         // Dispatch and combine, forward and backward: 4 transfers of every routed copy of a
         // token's hidden state (fp32); the share (ep−1)/ep leaves the rank.
         // `microbatches` are over all ranks: a rank of a stage runs microbatches/dp of them.
         let tokensPerRank = Double(microBatch * Swift.max(microbatches / dp, 1) * t)
         let layersOnRank = Double(moeLayers) / Double(pp)
-        all_to_all_bytes_per_step_per_rank = ep == 1 ? 0 :
+        allToAllBytesPerStepPerRank = ep == 1 ? 0 :
             4 * tokensPerRank * Double(c.numExpertsPerTok) * Double(d) * 4 * layersOnRank * Double(ep - 1) / Double(ep)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case totalParameters = "total_parameters"
+        case activatedParameters = "activated_parameters"
+        case embeddingParameters = "embedding_parameters"
+        case expertParameters = "expert_parameters"
+        case mtpParameters = "mtp_parameters"
+        case flopsPerToken = "flops_per_token"
+        case sequenceLength = "sequence_length"
+        case kvCacheValuesPerTokenPerLayer = "kv_cache_values_per_token_per_layer"
+        case kvCacheBytesPerTokenBF16 = "kv_cache_bytes_per_token_bf16"
+        case mhaCacheBytesPerTokenBF16 = "mha_cache_bytes_per_token_bf16"
+        case layout
+        case allToAllBytesPerStepPerRank = "all_to_all_bytes_per_step_per_rank"
     }
 }

@@ -20,26 +20,39 @@ public struct MemoryPlan: Codable, Sendable {
     public struct Rank: Codable, Sendable {
         public let stage: Int
         public let layers: [Int]
-        public let parameters_on_rank: Int
-        public let weights_bytes: Double
+        public let parametersOnRank: Int
+        public let weightsBytes: Double
         /// The dense parameters' autograd gradients plus the largest gradient phase.
-        public let gradients_bytes: Double
+        public let gradientsBytes: Double
         /// AdamW's two moments of this rank's ZeRO-1 shards.
-        public let optimizer_bytes: Double
+        public let optimizerBytes: Double
         /// One micro-batch's tape times the micro-batches in flight (1F1B), the experts' kept
         /// rows of the whole step and their cached activations.
-        public let activations_bytes: Double
+        public let activationsBytes: Double
         /// Pipeline sends and receives in flight, and the reduce-scatter's receive buffer.
-        public let communication_bytes: Double
+        public let communicationBytes: Double
         /// The process without a model: Swift runtime, MPI, OpenBLAS (measured, see `runtimeBytes`).
-        public let runtime_bytes: Double
-        public let total_bytes: Double
+        public let runtimeBytes: Double
+        public let totalBytes: Double
+
+        enum CodingKeys: String, CodingKey {
+            case stage
+            case layers
+            case parametersOnRank = "parameters_on_rank"
+            case weightsBytes = "weights_bytes"
+            case gradientsBytes = "gradients_bytes"
+            case optimizerBytes = "optimizer_bytes"
+            case activationsBytes = "activations_bytes"
+            case communicationBytes = "communication_bytes"
+            case runtimeBytes = "runtime_bytes"
+            case totalBytes = "total_bytes"
+        }
     }
 
     /// One entry per pipeline stage: the ranks of a stage hold the same (ep blocks are equal).
     public let ranks: [Rank]
     /// The largest rank's total.
-    public let peak_bytes: Double
+    public let peakBytes: Double
 
     /// Resident memory of `deeptrain train` before it builds a model: 39 MB alone, 44-45 MB per
     /// rank under mpirun (tiny preset, 1 step of 1 × 8 tokens, VmHWM; docs/parallelism.md).
@@ -106,13 +119,13 @@ public struct MemoryPlan: Codable, Sendable {
 
             let sends = (pp > 1 ? 4 * Double(tokens * c.hiddenSize) * Double(inFlight) * 2 : 0) + collectiveBuffer
             let runtime = MemoryPlan.runtimeBytes(world: dp * pp)
-            out.append(Rank(stage: s, layers: layers, parameters_on_rank: dense + expert, weights_bytes: weights,
-                            gradients_bytes: gradients, optimizer_bytes: moments, activations_bytes: activations,
-                            communication_bytes: sends, runtime_bytes: runtime,
-                            total_bytes: weights + gradients + moments + activations + sends + runtime))
+            out.append(Rank(stage: s, layers: layers, parametersOnRank: dense + expert, weightsBytes: weights,
+                            gradientsBytes: gradients, optimizerBytes: moments, activationsBytes: activations,
+                            communicationBytes: sends, runtimeBytes: runtime,
+                            totalBytes: weights + gradients + moments + activations + sends + runtime))
         }
         ranks = out
-        peak_bytes = out.map(\.total_bytes).max() ?? 0
+        peakBytes = out.map(\.totalBytes).max() ?? 0
     }
 
     /// The buffers the autograd tape holds between a micro-batch's forward and its backward,
@@ -163,5 +176,10 @@ public struct MemoryPlan: Codable, Sendable {
     /// size class as the pool allocates it.
     public static func tapeBytes(_ widths: [Int], tokens: Int) -> Double {
         widths.reduce(0) { $0 + Double(TensorMemory.bufferBytes(floats: $1 * tokens)) }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case ranks
+        case peakBytes = "peak_bytes"
     }
 }

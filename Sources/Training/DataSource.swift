@@ -29,9 +29,9 @@ public enum DataSource {
                 do { loader = try ShardLoader(dir: spec) } catch let e as TokenizerError {
                     throw RecipeError(file: "recipe", line: nil, column: nil, path: "data", message: e.description)
                 }
-                guard loader.index.vocab_size <= vocab else {
+                guard loader.index.vocabSize <= vocab else {
                     throw RecipeError(file: "recipe", line: nil, column: nil, path: "data",
-                                      message: "\(spec) was tokenized with \(loader.index.vocab_size) tokens; the model's vocab_size is \(vocab)")
+                                      message: "\(spec) was tokenized with \(loader.index.vocabSize) tokens; the model's vocab_size is \(vocab)")
                 }
                 return .shards(loader, heldOut: 16)
             }

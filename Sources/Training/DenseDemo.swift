@@ -27,12 +27,24 @@ public enum DenseDemo {
         public var steps: Int
         public var parameters: Int
         public var seconds: Double
-        public var tokens_per_s: Double
-        public var unigram_baseline_nats: Double
-        public var heldout_loss_initial: Double
-        public var heldout_loss_final: Double
-        public var heldout_exact_match: Double
-        public var heldout_samples: Int
+        public var tokensPerSecond: Double
+        public var unigramBaselineNats: Double
+        public var heldoutLossInitial: Double
+        public var heldoutLossFinal: Double
+        public var heldoutExactMatch: Double
+        public var heldoutSamples: Int
+
+        enum CodingKeys: String, CodingKey {
+            case steps
+            case parameters
+            case seconds
+            case tokensPerSecond = "tokens_per_s"
+            case unigramBaselineNats = "unigram_baseline_nats"
+            case heldoutLossInitial = "heldout_loss_initial"
+            case heldoutLossFinal = "heldout_loss_final"
+            case heldoutExactMatch = "heldout_exact_match"
+            case heldoutSamples = "heldout_samples"
+        }
     }
 
     public static func run(_ o: Options, log: (String) -> Void) -> Summary {
@@ -75,8 +87,8 @@ public enum DenseDemo {
             if String(decoding: out.map { UInt8($0) }, as: UTF8.self) == String(a + b) { correct += 1 }
         }
         return Summary(steps: o.steps, parameters: model.parameterCount, seconds: seconds,
-                       tokens_per_s: Double(o.steps * o.batch * o.length) / seconds,
-                       unigram_baseline_nats: baseline, heldout_loss_initial: initial, heldout_loss_final: final,
-                       heldout_exact_match: Double(correct) / Double(max(pairs.count, 1)), heldout_samples: pairs.count)
+                       tokensPerSecond: Double(o.steps * o.batch * o.length) / seconds,
+                       unigramBaselineNats: baseline, heldoutLossInitial: initial, heldoutLossFinal: final,
+                       heldoutExactMatch: Double(correct) / Double(max(pairs.count, 1)), heldoutSamples: pairs.count)
     }
 }

@@ -15,11 +15,20 @@ public enum SgemmPeak {
         public let openblas: String
         public let threads: Int
         public let gflops: Double
-        public let measured_at: String
+        public let measuredAt: String
 
         /// Whether this figure was measured with the same CPU, kernel, OpenBLAS build and threads.
         func matches(_ key: (String, String, String, Int)) -> Bool {
             cpu == key.0 && kernel == key.1 && openblas == key.2 && threads == key.3
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case cpu
+            case kernel
+            case openblas
+            case threads
+            case gflops
+            case measuredAt = "measured_at"
         }
     }
 
@@ -65,7 +74,7 @@ public enum SgemmPeak {
         let (cpu, kernel, openblas, t) = key(threads: threads)
         let (g, share) = sgemmMeasurement(threads: threads)
         let e = Entry(cpu: cpu, kernel: kernel, openblas: openblas, threads: t, gflops: g,
-                      measured_at: ISO8601DateFormatter().string(from: Date()))
+                      measuredAt: ISO8601DateFormatter().string(from: Date()))
         guard share >= busyShare else {
             FileHandle.standardError.write(Data(String(format: "warning: the machine was busy while the sgemm peak was measured (this process got %.0f%% of %d core(s)): %.1f GFLOP/s is used for this run's MFU but not cached; measure again on a quiet machine with `deeptrain env --measure`\n", 100 * share, threads, g).utf8))
             return (e, true)

@@ -327,7 +327,7 @@ public final class Trainer {
         }
         let grpo = stage.kind == "grpo" ? try GRPORunner(trainer: self, engine: trainer, stage: stage, data: postData!, rewards: rewards) : nil
         let schedule = stage.lrSchedule()
-        let flopsPerToken = ModelPlan(model.config, sequenceLength: stage.seqLen).flops_per_token
+        let flopsPerToken = ModelPlan(model.config, sequenceLength: stage.seqLen).flopsPerToken
         // MFU's denominator: ranks × the sgemm peak measured here at a rank's thread count and
         // with the kernel in use (SgemmPeak: cached per machine, `deeptrain env --measure`).
         let peak = try SgemmPeak.job(world: grid.world, threads: Threads.count) * 1e9

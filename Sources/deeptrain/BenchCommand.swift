@@ -46,7 +46,7 @@ struct BenchCommand: ParsableCommand {
             }
             for t in threads {
                 let peak = SgemmPeak.sgemmGFLOPS(threads: t)
-                print(jsonString(GemmBenchmark.ShapeReport(peak_sgemm_gflops: peak,
+                print(jsonString(GemmBenchmark.ShapeReport(peakSgemmGFLOPS: peak,
                                                            results: GemmBenchmark.shapes(parsed, threads: t, peak: peak, repeats: repeats))))
             }
         }

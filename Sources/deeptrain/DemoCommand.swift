@@ -37,10 +37,10 @@ struct DemoCommand: ParsableCommand {
          DeepTrain dense demo: decimal addition, byte-level tokens
         \(rule)
          parameters                 \(s.parameters)
-         steps                      \(s.steps)  (\(String(format: "%.1f", s.seconds)) s, \(String(format: "%.0f", s.tokens_per_s)) tokens/s)
-         unigram baseline           \(String(format: "%.3f", s.unigram_baseline_nats)) nats/token
-         held-out loss              \(String(format: "%.3f", s.heldout_loss_initial)) → \(String(format: "%.3f", s.heldout_loss_final)) nats/token
-         held-out exact match       \(String(format: "%.1f%%", 100 * s.heldout_exact_match)) of \(s.heldout_samples) unseen sums
+         steps                      \(s.steps)  (\(String(format: "%.1f", s.seconds)) s, \(String(format: "%.0f", s.tokensPerSecond)) tokens/s)
+         unigram baseline           \(String(format: "%.3f", s.unigramBaselineNats)) nats/token
+         held-out loss              \(String(format: "%.3f", s.heldoutLossInitial)) → \(String(format: "%.3f", s.heldoutLossFinal)) nats/token
+         held-out exact match       \(String(format: "%.1f%%", 100 * s.heldoutExactMatch)) of \(s.heldoutSamples) unseen sums
         \(rule)
         """)
         if let path = summaryJson {

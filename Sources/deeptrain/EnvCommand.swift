@@ -34,7 +34,7 @@ struct EnvCommand: ParsableCommand {
             guard let e = measured?.entry ?? SgemmPeak.cached(threads: t) else {
                 return "\(t) thread\(t == 1 ? "" : "s") not measured yet (deeptrain env --measure)"
             }
-            return String(format: "%d thread%@ %.0f GFLOP/s (measured %@%@)", t, t == 1 ? "" : "s", e.gflops, e.measured_at,
+            return String(format: "%d thread%@ %.0f GFLOP/s (measured %@%@)", t, t == 1 ? "" : "s", e.gflops, e.measuredAt,
                           measured?.busy == true ? "; the machine was busy: not cached" : "")
         }
         print("peak:     sgemm 2048², " + peaks.joined(separator: ", ") + "; cache \(SgemmPeak.cacheFile)")

@@ -72,23 +72,23 @@ struct PlanCommand: ParsableCommand {
         func b(_ n: Int) -> String { String(format: "%.2fB", Double(n) / 1e9) }
         func gib(_ x: Double) -> String { String(format: "%.2f GiB", x / 1_073_741_824) }
         let stageLines = memory.ranks.map { r in
-            "    stage \(r.stage) (layers \(r.layers.first ?? 0)-\(r.layers.last ?? 0)) \(gib(r.total_bytes)): weights \(gib(r.weights_bytes)), "
-                + "gradients \(gib(r.gradients_bytes)), AdamW (ZeRO-1) \(gib(r.optimizer_bytes)), activations \(gib(r.activations_bytes)), "
-                + "communication buffers \(gib(r.communication_bytes)), runtime \(gib(r.runtime_bytes))"
+            "    stage \(r.stage) (layers \(r.layers.first ?? 0)-\(r.layers.last ?? 0)) \(gib(r.totalBytes)): weights \(gib(r.weightsBytes)), "
+                + "gradients \(gib(r.gradientsBytes)), AdamW (ZeRO-1) \(gib(r.optimizerBytes)), activations \(gib(r.activationsBytes)), "
+                + "communication buffers \(gib(r.communicationBytes)), runtime \(gib(r.runtimeBytes))"
         }.joined(separator: "\n")
         print("""
         model \(label): \(config.numHiddenLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, \
         \(config.nSharedExperts) shared + \(config.nRoutedExperts) routed experts (top-\(config.numExpertsPerTok))
-          parameters            \(b(p.total_parameters)) total, \(b(p.activated_parameters)) activated per token (embedding excluded)\
-        \(p.mtp_parameters > 0 ? ", plus \(b(p.mtp_parameters)) in \(config.numNextnPredictLayers) MTP depth\(config.numNextnPredictLayers == 1 ? "" : "s")" : "")
-          FLOPs per token       \(String(format: "%.3g", p.flops_per_token)) (training, sequence length \(t))
-          KV cache per token    \(p.kv_cache_values_per_token_per_layer) values per layer (kv_lora + qk_rope): \
-        \(p.kv_cache_bytes_per_token_bf16) bytes in bf16, against \(p.mha_cache_bytes_per_token_bf16) for standard MHA \
-        (\(String(format: "%.1f", Double(p.mha_cache_bytes_per_token_bf16) / Double(p.kv_cache_bytes_per_token_bf16)))× smaller)
+          parameters            \(b(p.totalParameters)) total, \(b(p.activatedParameters)) activated per token (embedding excluded)\
+        \(p.mtpParameters > 0 ? ", plus \(b(p.mtpParameters)) in \(config.numNextnPredictLayers) MTP depth\(config.numNextnPredictLayers == 1 ? "" : "s")" : "")
+          FLOPs per token       \(String(format: "%.3g", p.flopsPerToken)) (training, sequence length \(t))
+          KV cache per token    \(p.kvCacheValuesPerTokenPerLayer) values per layer (kv_lora + qk_rope): \
+        \(p.kvCacheBytesPerTokenBF16) bytes in bf16, against \(p.mhaCacheBytesPerTokenBF16) for standard MHA \
+        (\(String(format: "%.1f", Double(p.mhaCacheBytesPerTokenBF16) / Double(p.kvCacheBytesPerTokenBF16)))× smaller)
           layout                dp \(dp) × pp \(pp) = \(dp * pp) ranks, ep \(ep) inside dp
-          memory per rank       \(gib(memory.peak_bytes)) at the peak of a training step (measured: rank_peak_rss_mb in metrics.jsonl)
+          memory per rank       \(gib(memory.peakBytes)) at the peak of a training step (measured: rank_peak_rss_mb in metrics.jsonl)
         \(stageLines)
-          all-to-all per step   \(gib(p.all_to_all_bytes_per_step_per_rank)) per rank (\(microBatch) sequences × \(Swift.max(microbatches / dp, 1)) micro-batches)
+          all-to-all per step   \(gib(p.allToAllBytesPerStepPerRank)) per rank (\(microBatch) sequences × \(Swift.max(microbatches / dp, 1)) micro-batches)
         """)
     }
 }

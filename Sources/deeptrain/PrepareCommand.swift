@@ -30,8 +30,8 @@ struct PrepareCommand: ParsableCommand {
     func run() throws {
         if inputs.allSatisfy(ChatPrepare.isChat) {
             let s = try reportingBadInput { try ChatPrepare.run(inputs: inputs, output: output) }
-            print("wrote \(output): \(s.conversations) conversations, \(s.tokens) tokens (\(s.assistant_tokens) trained), "
-                  + "longest \(s.longest), 99% within \(s.p99_length) tokens: seq_len \(s.p99_length) keeps them whole")
+            print("wrote \(output): \(s.conversations) conversations, \(s.tokens) tokens (\(s.assistantTokens) trained), "
+                  + "longest \(s.longest), 99% within \(s.p99Length) tokens: seq_len \(s.p99Length) keeps them whole")
             return
         }
         if inputs.contains(where: ChatPrepare.isChat) {
@@ -53,7 +53,7 @@ struct PrepareCommand: ParsableCommand {
                 FileHandle.standardError.write(Data((tty ? "\u{1B}[2K\r" + line : line + "\n").utf8))
             } }
             if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-            print("wrote \(output): \(index.documents) documents, \(index.tokens) tokens in \(index.shards.count) shard(s), vocabulary \(index.vocab_size)")
+            print("wrote \(output): \(index.documents) documents, \(index.tokens) tokens in \(index.shards.count) shard(s), vocabulary \(index.vocabSize)")
         } catch let e as InputError {
             if tty { FileHandle.standardError.write(Data("\n".utf8)) }
             fail(e.userMessage)

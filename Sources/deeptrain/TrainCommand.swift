@@ -54,9 +54,9 @@ struct TrainCommand: ParsableCommand {
                     : String(format: "%.1fK", Double(n) / 1e3)
             }
             print("recipe \(r.name): \(r.stages.count) stage(s), model \(r.model.source), "
-                  + "\(count(p.total_parameters)) parameters (\(count(p.activated_parameters)) activated)")
+                  + "\(count(p.totalParameters)) parameters (\(count(p.activatedParameters)) activated)")
             print("  layout: dp \(layout.dp) × pp \(layout.pp) = \(layout.world) ranks, ep \(layout.ep); "
-                  + String(format: "peak memory %.2f GiB per rank (deeptrain plan --recipe for its parts)", memory.peak_bytes / 1_073_741_824))
+                  + String(format: "peak memory %.2f GiB per rank (deeptrain plan --recipe for its parts)", memory.peakBytes / 1_073_741_824))
             for s in r.stages {
                 print("  \(s.name): \(s.kind) on \(s.data), \(s.steps) steps × \(s.batchSize) × \(s.seqLen) tokens, lr \(s.lr) (\(s.schedule))")
             }

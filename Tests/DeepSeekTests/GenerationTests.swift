@@ -102,20 +102,20 @@ import Testing
 @Suite struct PlanTests {
     @Test func papersFigures() {
         let lite = ModelPlan(.v2Lite, sequenceLength: 4096), v2 = ModelPlan(.v2, sequenceLength: 4096)
-        #expect(abs(Double(lite.total_parameters) / 15.7e9 - 1) < 0.01)
-        #expect(abs(Double(v2.total_parameters) / 236e9 - 1) < 0.01)
-        #expect(abs(Double(v2.activated_parameters) / 21e9 - 1) < 0.01)
+        #expect(abs(Double(lite.totalParameters) / 15.7e9 - 1) < 0.01)
+        #expect(abs(Double(v2.totalParameters) / 236e9 - 1) < 0.01)
+        #expect(abs(Double(v2.activatedParameters) / 21e9 - 1) < 0.01)
         // 2.451B: DeepSeek reports "2.4B" (see docs/model.md for the counting).
-        #expect(abs(Double(lite.activated_parameters) / 2.4e9 - 1) < 0.025)
-        #expect(lite.kv_cache_values_per_token_per_layer == 576 && v2.kv_cache_values_per_token_per_layer == 576)
-        #expect(v2.kv_cache_bytes_per_token_bf16 == 60 * 576 * 2)
-        #expect(v2.mha_cache_bytes_per_token_bf16 == 60 * 128 * 2 * 128 * 2)
+        #expect(abs(Double(lite.activatedParameters) / 2.4e9 - 1) < 0.025)
+        #expect(lite.kvCacheValuesPerTokenPerLayer == 576 && v2.kvCacheValuesPerTokenPerLayer == 576)
+        #expect(v2.kvCacheBytesPerTokenBF16 == 60 * 576 * 2)
+        #expect(v2.mhaCacheBytesPerTokenBF16 == 60 * 128 * 2 * 128 * 2)
     }
 
     @Test func countsMatchTheBuiltModel() {
         for c in [DeepSeekV2Config.tiny, .small] {
             let model = DeepSeekV2ForCausalLM(c, seed: 1, positions: 8)
-            #expect(ModelPlan(c, sequenceLength: 8).total_parameters == model.parameterCount)
+            #expect(ModelPlan(c, sequenceLength: 8).totalParameters == model.parameterCount)
         }
     }
 }

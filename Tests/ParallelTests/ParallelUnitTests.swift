@@ -211,7 +211,7 @@ import Parallel
         let measured = Double(TensorMemory.peakBytes - before)
         let plan = MemoryPlan(c, layout: layout, rows: rows, length: t).ranks[0]
         #expect(measured > 0)
-        #expect(abs(plan.activations_bytes / measured - 1) <= 0.2,
-                "plan: \(plan.activations_bytes / 1_048_576) MiB of activations, measured \(measured / 1_048_576) MiB")
+        #expect(abs(plan.activationsBytes / measured - 1) <= 0.2,
+                "plan: \(plan.activationsBytes / 1_048_576) MiB of activations, measured \(measured / 1_048_576) MiB")
     }
 }

@@ -25,8 +25,8 @@ import Testing
         // The stream decodes back to the documents joined by EOS.
         let tok = try Tokenizer(path: "\(dir)/out/tokenizer.json")
         let all = (0..<loader.tokenCount).map { loader.token($0) }
-        #expect(all.filter { $0 == index.eos_id }.count == 301)
-        #expect(try tok.decode(Array(all.prefix(while: { $0 != index.eos_id }))) == "document 0: abc ")
+        #expect(all.filter { $0 == index.eosID }.count == 301)
+        #expect(try tok.decode(Array(all.prefix(while: { $0 != index.eosID }))) == "document 0: abc ")
         // Rows: a pure function of (seed, row); held-out windows never served for training.
         let a = loader.rows(first: 5, count: 7, length: 33, seed: 3, heldOut: 4)
         #expect(a == loader.rows(first: 5, count: 7, length: 33, seed: 3, heldOut: 4))
