@@ -169,11 +169,7 @@ struct BenchCommand: ParsableCommand {
         }
 
         func run() throws {
-            do {
-                print(jsonString(try TokenizeBenchmark.run(tokenizer: tokenizer, corpus: corpus, repeats: repeats)))
-            } catch let e as InputError {
-                fail(e.userMessage)
-            }
+            print(jsonString(try TokenizeBenchmark.run(tokenizer: tokenizer, corpus: corpus, repeats: repeats)))
         }
     }
 }

@@ -31,35 +31,33 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else { fail("\(source): does not exist") }
+        guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else { throw fail("\(source): does not exist") }
         guard let shardBytes = HFDirectory.parseSize(maxShardSize) else {
-            fail("--max-shard-size \(maxShardSize): expected a size such as 5GB, 500MB, 2GiB or a number of bytes")
+            throw fail("--max-shard-size \(maxShardSize): expected a size such as 5GB, 500MB, 2GiB or a number of bytes")
         }
-        guard let type = HFDirectory.DType(rawValue: dtype.lowercased()) else { fail("--dtype \(dtype): expected f32 or bf16") }
-        try reportingBadInput {
-            if isDir.boolValue {
-                guard destination.hasSuffix(".h5") else { fail("\(destination): converting a directory needs an .h5 destination") }
-                // Tensor by tensor: memory for the largest tensor, not the model.
-                let weights = try HFDirectory.Weights(source)
-                let parameters = DeepSeekV2ForCausalLM.parameterShapes(weights.config)
-                try weights.check(parameters)
-                let files = try HFDirectory.tokenizerFiles(source)
-                try CheckpointStore.save(config: weights.config, parameters: parameters,
-                                         state: CheckpointStore.State(routerBiases: try weights.routerBiases()),
-                                         tokenizerFiles: files, to: destination, tensor: weights.tensor)
-                if weights.droppedMTP { print("note: config.json promises MTP depths but the files hold none: converted with MTP off") }
-                print("wrote \(destination) (tokenizer files: \(files.isEmpty ? "none" : files.map(\.0).joined(separator: ", ")))")
-            } else {
-                let reader = try CheckpointStore.Reader(source)
-                defer { reader.close() }
-                let parameters = DeepSeekV2ForCausalLM.parameterShapes(reader.config)
-                try reader.check(parameters)
-                let files = try CheckpointStore.tokenizerFiles(source)
-                try HFDirectory.save(config: reader.config, parameters: parameters, to: destination, shardBytes: shardBytes, dtype: type,
-                                     tokenizerFiles: files, routerBiases: reader.state.routerBiases, tensor: reader.tensor)
-                let shards = ((try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? []).filter { $0.hasSuffix(".safetensors") }.count
-                print("wrote \(destination) (\(shards) safetensors file\(shards == 1 ? "" : "s"), \(type.rawValue), tokenizer files: \(files.isEmpty ? "none" : files.map(\.0).joined(separator: ", ")))")
-            }
+        guard let type = HFDirectory.DType(rawValue: dtype.lowercased()) else { throw fail("--dtype \(dtype): expected f32 or bf16") }
+        if isDir.boolValue {
+            guard destination.hasSuffix(".h5") else { throw fail("\(destination): converting a directory needs an .h5 destination") }
+            // Tensor by tensor: memory for the largest tensor, not the model.
+            let weights = try HFDirectory.Weights(source)
+            let parameters = DeepSeekV2ForCausalLM.parameterShapes(weights.config)
+            try weights.check(parameters)
+            let files = try HFDirectory.tokenizerFiles(source)
+            try CheckpointStore.save(config: weights.config, parameters: parameters,
+                                     state: CheckpointStore.State(routerBiases: try weights.routerBiases()),
+                                     tokenizerFiles: files, to: destination, tensor: weights.tensor)
+            if weights.droppedMTP { print("note: config.json promises MTP depths but the files hold none: converted with MTP off") }
+            print("wrote \(destination) (tokenizer files: \(files.isEmpty ? "none" : files.map(\.0).joined(separator: ", ")))")
+        } else {
+            let reader = try CheckpointStore.Reader(source)
+            defer { reader.close() }
+            let parameters = DeepSeekV2ForCausalLM.parameterShapes(reader.config)
+            try reader.check(parameters)
+            let files = try CheckpointStore.tokenizerFiles(source)
+            try HFDirectory.save(config: reader.config, parameters: parameters, to: destination, shardBytes: shardBytes, dtype: type,
+                                 tokenizerFiles: files, routerBiases: reader.state.routerBiases, tensor: reader.tensor)
+            let shards = ((try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? []).filter { $0.hasSuffix(".safetensors") }.count
+            print("wrote \(destination) (\(shards) safetensors file\(shards == 1 ? "" : "s"), \(type.rawValue), tokenizer files: \(files.isEmpty ? "none" : files.map(\.0).joined(separator: ", ")))")
         }
     }
 }

@@ -21,7 +21,7 @@ struct DeepTrain: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch {
-            exit(withError: error)
+            CommandFailure.report(error)
         }
     }
 

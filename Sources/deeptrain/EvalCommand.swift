@@ -22,13 +22,13 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "The tokenizer for --chat (default: the model directory's, or the one stored in the checkpoint).") var tokenizer: String?
 
     func runChat() throws {
-        let tok = try reportingBadInput { try loadChatTokenizer(checkpoint: checkpoint, tokenizer: tokenizer) }
-        guard tok.template != nil, tok.eosId != nil else { fail("\(tokenizer ?? checkpoint): --chat needs a chat template and an eos_token") }
+        let tok = try loadChatTokenizer(checkpoint: checkpoint, tokenizer: tokenizer)
+        guard tok.template != nil, tok.eosId != nil else { throw fail("\(tokenizer ?? checkpoint): --chat needs a chat template and an eos_token") }
         let spec = self.data
-        let data = try reportingBadInput { try PostTrainingData.open(spec, kind: "sft", format: .template(tok)) }
+        let data = try PostTrainingData.open(spec, kind: "sft", format: .template(tok))
         let model = try loadModel(checkpoint, positions: 512 + 32, mtp: false)
         guard tok.tokenizer.vocabularySize <= model.config.vocabSize else {
-            fail("the tokenizer has \(tok.tokenizer.vocabularySize) ids, more than the model's vocab_size \(model.config.vocabSize)")
+            throw fail("the tokenizer has \(tok.tokenizer.vocabularySize) ids, more than the model's vocab_size \(model.config.vocabSize)")
         }
         let n = Swift.min(samples, data.count ?? 0)
         let (loss, exact, tokens) = try withNoGrad { () throws -> (Double, Double, Int) in
@@ -43,7 +43,7 @@ struct EvalCommand: ParsableCommand {
                 let p = data.prompt(g, seed: 0)
                 if let ids = try? data.format.prompt(p) {
                     let gen = model.generate(prompt: ids, maxNew: 32, stop: Set(data.format.stop))
-                    if try reportingBadInput({ try data.format.text(gen.tokens) }).trimmingCharacters(in: .whitespacesAndNewlines) == p.answer.trimmingCharacters(in: .whitespacesAndNewlines) { hits += 1 }
+                    if try data.format.text(gen.tokens).trimmingCharacters(in: .whitespacesAndNewlines) == p.answer.trimmingCharacters(in: .whitespacesAndNewlines) { hits += 1 }
                 }
             }
             return (nll / Double(Swift.max(count, 1)), Double(hits) / Double(Swift.max(n, 1)), count)
@@ -61,7 +61,7 @@ struct EvalCommand: ParsableCommand {
         if chat { return try runChat() }
         let model = try loadModel(checkpoint, positions: seqLen + 8, mtp: false)
         let source: DataSource
-        do { source = try DataSource.open(data, vocab: model.config.vocabSize) } catch let e as RecipeError { fail("--data: \(e.message)") }
+        do { source = try DataSource.open(data, vocab: model.config.vocabSize) } catch let e as RecipeError { throw fail("--data: \(e.message)") }
         let (loss, acc) = withNoGrad { () -> (Double, (Double, Int)?) in
             var total = 0.0
             for i in 0..<batches {

@@ -15,11 +15,10 @@ struct ForwardCommand: ParsableCommand {
     @Flag(help: "Also dump grad.<name> for every parameter (gradient of the plain cross-entropy).") var grads = false
 
     func run() throws {
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(path: input) } catch { fail("\(error)") }
+        let file = try SafeTensorsFile(path: input)
         let t = file.entries["input_ids"]?.shape.last ?? 1
         let m = try loadModel(model, positions: Swift.max(t, 1))
-        try reportingBadInput { try ForwardDump.run(model: m, input: input, output: dump, grads: grads) }
+        try ForwardDump.run(model: m, input: input, output: dump, grads: grads)
         print("wrote \(dump)")
     }
 }

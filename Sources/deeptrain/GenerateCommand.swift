@@ -42,7 +42,7 @@ struct GenerateCommand: ParsableCommand {
         let stops = Set((stop ?? "").split(separator: ",").compactMap { Int($0) })
         let model = try loadModel(checkpoint, positions: ids.count + maxNewTokens, mtp: false)
         if let bad = ids.first(where: { $0 < 0 || $0 >= model.config.vocabSize }) {
-            fail("prompt token \(bad) is outside the vocabulary of \(model.config.vocabSize)")
+            throw fail("prompt token \(bad) is outside the vocabulary of \(model.config.vocabSize)")
         }
         let r = model.generate(prompt: ids, maxNew: maxNewTokens, sampler: Sampler(temperature: temperature, topP: topP, seed: seed),
                                stop: stops, cache: cache)
@@ -58,25 +58,20 @@ struct GenerateCommand: ParsableCommand {
 
     func runChat() throws {
         guard let prompt, promptIds == nil else { throw ValidationError("--chat takes --prompt TEXT (the user's message)") }
-        let tok = try reportingBadInput { try loadChatTokenizer(checkpoint: checkpoint, tokenizer: tokenizer) }
+        let tok = try loadChatTokenizer(checkpoint: checkpoint, tokenizer: tokenizer)
         guard tok.template != nil, let eos = tok.eosId else {
-            fail("\(tokenizer ?? checkpoint): --chat needs a chat template and an eos_token (tokenizer_config.json)")
+            throw fail("\(tokenizer ?? checkpoint): --chat needs a chat template and an eos_token (tokenizer_config.json)")
         }
-        let ids: [Int]
-        do {
-            ids = try tok.applyChatTemplate(.array([.object(JinjaObject([("role", .string("user")), ("content", .string(prompt))]))]),
+        let ids = try tok.applyChatTemplate(.array([.object(JinjaObject([("role", .string("user")), ("content", .string(prompt))]))]),
                                             addGenerationPrompt: true)
-        } catch let e as InputError {
-            fail(e.userMessage)
-        }
         let model = try loadModel(checkpoint, positions: ids.count + maxNewTokens, mtp: false)
         guard tok.tokenizer.vocabularySize <= model.config.vocabSize else {
-            fail("the tokenizer has \(tok.tokenizer.vocabularySize) ids, more than the model's vocab_size \(model.config.vocabSize)")
+            throw fail("the tokenizer has \(tok.tokenizer.vocabularySize) ids, more than the model's vocab_size \(model.config.vocabSize)")
         }
         let stops = Set((stop ?? "").split(separator: ",").compactMap { Int($0) }).union([eos])
         let r = model.generate(prompt: ids, maxNew: maxNewTokens, sampler: Sampler(temperature: temperature, topP: topP, seed: seed),
                                stop: stops, cache: cache)
-        print(try reportingBadInput { try tok.tokenizer.decode(r.tokens, skipSpecial: true) })
+        print(try tok.tokenizer.decode(r.tokens, skipSpecial: true))
         let tps = Double(r.tokens.count) / Swift.max(r.decodeSeconds, 1e-9)
         FileHandle.standardError.write(Data(String(format: "%d tokens%@, %.1f tokens/s decode, cache %d bytes/token (%@, float32)\n",
                                                    r.tokens.count, r.tokens.count < maxNewTokens ? " (stopped at eos)" : "", tps,

@@ -16,39 +16,37 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) else { fail("\(checkpoint): does not exist") }
+        guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) else { throw fail("\(checkpoint): does not exist") }
         // Tensor by tensor: a checkpoint of any size in the memory of its largest tensor.
-        try reportingBadInput {
-            let config: DeepSeekV2Config, state: CheckpointStore.State, tensor: (String) throws -> Tensor
-            var reader: CheckpointStore.Reader? = nil
-            defer { reader?.close() }
-            if isDir.boolValue {
-                let w = try HFDirectory.Weights(checkpoint)
-                (config, state, tensor) = (w.config, CheckpointStore.State(routerBiases: try w.routerBiases()), w.tensor)
-                try w.check(DeepSeekV2ForCausalLM.parameterShapes(config))
-            } else {
-                let r = try CheckpointStore.Reader(checkpoint)
-                reader = r
-                (config, state, tensor) = (r.config, r.state, r.tensor)
-                try r.check(DeepSeekV2ForCausalLM.parameterShapes(config))
-            }
-            let shapes = DeepSeekV2ForCausalLM.parameterShapes(config)
-            print("checkpoint   \(checkpoint)")
-            if !isDir.boolValue {
-                print("stage        \(state.stage.isEmpty ? "-" : state.stage) (index \(state.stageIndex)), step \(state.step), global step \(state.globalStep), tokens \(state.tokens)")
-            }
-            let c = config
-            print("model        \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), \(c.numAttentionHeads) heads, \(c.nSharedExperts) shared + \(c.nRoutedExperts) routed experts, vocab \(c.vocabSize)")
-            print("parameters   \(shapes.reduce(0) { $0 + $1.shape.reduce(1, *) }) in \(shapes.count) tensors")
-            print("digest       sha256:\(try weightsDigest(names: shapes.map(\.name), tensor: tensor))")
-            if !state.routerBiases.isEmpty {
-                // V3's balancing biases: buffers, so outside the weights' digest.
-                let biases = state.routerBiases.map { ($0.key, Tensor($0.value, shape: [$0.value.count])) }
-                let largest = state.routerBiases.values.flatMap { $0 }.map(abs).max() ?? 0
-                print("router bias  sha256:\(weightsDigest(biases)) (\(biases.count) layers, max |b| \(largest))")
-            }
-            if c.numNextnPredictLayers > 0 { print("mtp          \(c.numNextnPredictLayers) depth(s), layers \(c.numHiddenLayers)..<\(c.numHiddenLayers + c.numNextnPredictLayers)") }
-            if tensors { for p in shapes { print("  \(p.name) \(p.shape)") } }
+        let config: DeepSeekV2Config, state: CheckpointStore.State, tensor: (String) throws -> Tensor
+        var reader: CheckpointStore.Reader? = nil
+        defer { reader?.close() }
+        if isDir.boolValue {
+            let w = try HFDirectory.Weights(checkpoint)
+            (config, state, tensor) = (w.config, CheckpointStore.State(routerBiases: try w.routerBiases()), w.tensor)
+            try w.check(DeepSeekV2ForCausalLM.parameterShapes(config))
+        } else {
+            let r = try CheckpointStore.Reader(checkpoint)
+            reader = r
+            (config, state, tensor) = (r.config, r.state, r.tensor)
+            try r.check(DeepSeekV2ForCausalLM.parameterShapes(config))
         }
+        let shapes = DeepSeekV2ForCausalLM.parameterShapes(config)
+        print("checkpoint   \(checkpoint)")
+        if !isDir.boolValue {
+            print("stage        \(state.stage.isEmpty ? "-" : state.stage) (index \(state.stageIndex)), step \(state.step), global step \(state.globalStep), tokens \(state.tokens)")
+        }
+        let c = config
+        print("model        \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), \(c.numAttentionHeads) heads, \(c.nSharedExperts) shared + \(c.nRoutedExperts) routed experts, vocab \(c.vocabSize)")
+        print("parameters   \(shapes.reduce(0) { $0 + $1.shape.reduce(1, *) }) in \(shapes.count) tensors")
+        print("digest       sha256:\(try weightsDigest(names: shapes.map(\.name), tensor: tensor))")
+        if !state.routerBiases.isEmpty {
+            // V3's balancing biases: buffers, so outside the weights' digest.
+            let biases = state.routerBiases.map { ($0.key, Tensor($0.value, shape: [$0.value.count])) }
+            let largest = state.routerBiases.values.flatMap { $0 }.map(abs).max() ?? 0
+            print("router bias  sha256:\(weightsDigest(biases)) (\(biases.count) layers, max |b| \(largest))")
+        }
+        if c.numNextnPredictLayers > 0 { print("mtp          \(c.numNextnPredictLayers) depth(s), layers \(c.numHiddenLayers)..<\(c.numHiddenLayers + c.numNextnPredictLayers)") }
+        if tensors { for p in shapes { print("  \(p.name) \(p.shape)") } }
     }
 }

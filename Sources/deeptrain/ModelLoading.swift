@@ -10,19 +10,17 @@ import FileSafety
 /// with random weights; reports bad input as one line and exit code 1. `mtp: false` (generate,
 /// eval): V3's multi-token-prediction depths are left out, unread.
 func loadModel(_ spec: String, positions: Int, seed: UInt64 = 0, mtp: Bool = true) throws -> DeepSeekV2ForCausalLM {
-    try reportingBadInput {
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: spec, isDirectory: &isDir) {
-            if isDir.boolValue { return try HFDirectory.load(spec, positions: positions, mtp: mtp) }
-            return try CheckpointStore.load(spec, positions: positions, mtp: mtp).0
-        }
-        if DeepSeekV2Config.presetNames.contains(spec) {
-            var c = try DeepSeekV2Config.preset(spec)
-            if !mtp { c.numNextnPredictLayers = 0 }
-            return DeepSeekV2ForCausalLM(c, seed: seed, positions: positions)
-        }
-        throw CheckpointError(spec, "is neither a DeepTrain checkpoint (.h5), a Hugging Face model directory nor a preset (\(DeepSeekV2Config.presetNames.joined(separator: ", ")))")
+    var isDir: ObjCBool = false
+    if FileManager.default.fileExists(atPath: spec, isDirectory: &isDir) {
+        if isDir.boolValue { return try HFDirectory.load(spec, positions: positions, mtp: mtp) }
+        return try CheckpointStore.load(spec, positions: positions, mtp: mtp).0
     }
+    if DeepSeekV2Config.presetNames.contains(spec) {
+        var c = try DeepSeekV2Config.preset(spec)
+        if !mtp { c.numNextnPredictLayers = 0 }
+        return DeepSeekV2ForCausalLM(c, seed: seed, positions: positions)
+    }
+    throw CheckpointError(spec, "is neither a DeepTrain checkpoint (.h5), a Hugging Face model directory nor a preset (\(DeepSeekV2Config.presetNames.joined(separator: ", ")))")
 }
 
 /// The chat tokenizer of `--chat`: `--tokenizer`, the model directory's files, or the files a
@@ -36,24 +34,4 @@ func loadChatTokenizer(checkpoint: String, tokenizer: String?) throws -> ChatTok
         throw TokenizerError(source: checkpoint, message: "carries no tokenizer files; give --tokenizer DIR for --chat")
     }
     return try ChatTokenizer(files: Dictionary(files, uniquingKeysWith: { a, _ in a }), directory: "\(checkpoint)/tokenizer")
-}
-
-/// Bad input ends the command with one line on stderr and exit code 1 (docs/design.md §2.2).
-func fail(_ message: String) -> Never {
-    // Under mpirun every rank finds the same bad input: one of them says so.
-    let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap(Int.init) ?? 0
-    // Every message quotes values in part; this bounds what any message can grow to.
-    let bounded = message.utf8.count > 4096 ? String(message.prefix(4096)) + "… (message cut)" : message
-    if rank == 0 { FileHandle.standardError.write(Data("error: \(bounded)\n".utf8)) }
-    Foundation.exit(1)
-}
-
-/// Runs `body`, turning the input errors of every module (recipe, config, checkpoint,
-/// tokenizer, template, data, layout) into `fail`: one place decides how bad input is reported.
-func reportingBadInput<T>(_ body: () throws -> T) throws -> T {
-    do {
-        return try body()
-    } catch let e as InputError {
-        fail(e.userMessage)
-    }
 }

@@ -25,32 +25,27 @@ struct PlanCommand: ParsableCommand {
     mutating func run() throws {
         let config: DeepSeekV2Config
         var label = model ?? ""
-        do {
-            if let recipe {
-                let r = try Recipe.load(recipe, overrides: overrides)
-                config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
-                let stages = pp ?? r.parallel.pp
-                let e = ep ?? r.parallel.ep
-                // A recipe's dp of 0 means world / pp, which only mpirun knows: plan for the
-                // smallest data-parallel size its ep allows unless --dp says otherwise.
-                (dp, ep, pp, microbatches) = (dp ?? (r.parallel.dp > 0 ? r.parallel.dp : e), e, stages, r.parallel.microbatches)
-                guard r.stages.indices.contains(stage) else {
-                    throw ValidationError("--stage \(stage): the recipe has stages 0..<\(r.stages.count)")
-                }
-                let s = r.stages[stage]
-                seq = seq ?? s.seqLen
-                microBatch = Swift.max(1, s.batchSize / Swift.max(microbatches, 1))
-                label = "\(r.model.source) (recipe \(r.name))"
-            } else if !overrides.isEmpty {
-                throw ValidationError("--set overrides a recipe key: give --recipe RECIPE.yaml")
-            } else if let model {
-                config = model.hasSuffix(".json") ? try DeepSeekV2Config.load(model) : try DeepSeekV2Config.preset(model)
-            } else {
-                throw ValidationError("give --model PRESET|config.json or --recipe RECIPE.yaml")
+        if let recipe {
+            let r = try Recipe.load(recipe, overrides: overrides)
+            config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
+            let stages = pp ?? r.parallel.pp
+            let e = ep ?? r.parallel.ep
+            // A recipe's dp of 0 means world / pp, which only mpirun knows: plan for the
+            // smallest data-parallel size its ep allows unless --dp says otherwise.
+            (dp, ep, pp, microbatches) = (dp ?? (r.parallel.dp > 0 ? r.parallel.dp : e), e, stages, r.parallel.microbatches)
+            guard r.stages.indices.contains(stage) else {
+                throw ValidationError("--stage \(stage): the recipe has stages 0..<\(r.stages.count)")
             }
-        } catch let e as InputError {
-            FileHandle.standardError.write(Data("error: \(e.userMessage)\n".utf8))
-            throw ExitCode(1)
+            let s = r.stages[stage]
+            seq = seq ?? s.seqLen
+            microBatch = Swift.max(1, s.batchSize / Swift.max(microbatches, 1))
+            label = "\(r.model.source) (recipe \(r.name))"
+        } else if !overrides.isEmpty {
+            throw ValidationError("--set overrides a recipe key: give --recipe RECIPE.yaml")
+        } else if let model {
+            config = model.hasSuffix(".json") ? try DeepSeekV2Config.load(model) : try DeepSeekV2Config.preset(model)
+        } else {
+            throw ValidationError("give --model PRESET|config.json or --recipe RECIPE.yaml")
         }
         let (dp, ep, pp) = (self.dp ?? 1, self.ep ?? 1, self.pp ?? 1)
         guard dp >= 1, ep >= 1, pp >= 1, dp % ep == 0 else {

@@ -15,10 +15,8 @@ struct PlotCommand: ParsableCommand {
     @Option(help: "Output directory (default RUN/plots).") var out: String?
 
     func run() throws {
-        do {
-            let files = try Plot.run(metricsPath: (runDirectory as NSString).appendingPathComponent("metrics.jsonl"),
-                                     outDir: out ?? (runDirectory as NSString).appendingPathComponent("plots"))
-            for f in files { print(f) }
-        } catch let e as InputError { fail(e.userMessage) }
+        let files = try Plot.run(metricsPath: (runDirectory as NSString).appendingPathComponent("metrics.jsonl"),
+                                 outDir: out ?? (runDirectory as NSString).appendingPathComponent("plots"))
+        for f in files { print(f) }
     }
 }

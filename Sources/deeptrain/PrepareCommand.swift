@@ -29,7 +29,7 @@ struct PrepareCommand: ParsableCommand {
 
     func run() throws {
         if inputs.allSatisfy(ChatPrepare.isChat) {
-            let s = try reportingBadInput { try ChatPrepare.run(inputs: inputs, output: output) }
+            let s = try ChatPrepare.run(inputs: inputs, output: output)
             print("wrote \(output): \(s.conversations) conversations, \(s.tokens) tokens (\(s.assistantTokens) trained), "
                   + "longest \(s.longest), 99% within \(s.p99Length) tokens: seq_len \(s.p99Length) keeps them whole")
             return
@@ -46,17 +46,19 @@ struct PrepareCommand: ParsableCommand {
         o.bos = bos
         let start = Date()
         let tty = isatty(2) != 0
+        let index: ShardIndex
         do {
-            let index = try reportingBadInput { try Prepare.run(o) { files, docs, tokens in
+            index = try Prepare.run(o) { files, docs, tokens in
                 let line = String(format: "prepare: %d/%d files, %d documents, %d tokens, %.0f tokens/s", files, inputs.count, docs, tokens,
                                   Double(tokens) / Swift.max(Date().timeIntervalSince(start), 1e-6))
                 FileHandle.standardError.write(Data((tty ? "\u{1B}[2K\r" + line : line + "\n").utf8))
-            } }
+            }
+        } catch {
+            // End the progress line, so the error starts a line of its own.
             if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-            print("wrote \(output): \(index.documents) documents, \(index.tokens) tokens in \(index.shards.count) shard(s), vocabulary \(index.vocabSize)")
-        } catch let e as InputError {
-            if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-            fail(e.userMessage)
+            throw error
         }
+        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+        print("wrote \(output): \(index.documents) documents, \(index.tokens) tokens in \(index.shards.count) shard(s), vocabulary \(index.vocabSize)")
     }
 }

@@ -38,39 +38,37 @@ struct TokenizeCommand: ParsableCommand {
 
     func run() throws {
         if chat { return try runChat() }
-        let tok: Tokenizer
-        do { tok = try Tokenizer(path: tokenizer) } catch let e as InputError { fail(e.userMessage) }
+        let tok = try Tokenizer(path: tokenizer)
         let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
         if decode {
             guard let ids = (try? JSONSerialization.jsonObject(with: Data(input.utf8))) as? [Int] else {
-                fail("stdin: expected a JSON array of integer token ids")
+                throw fail("stdin: expected a JSON array of integer token ids")
             }
             if let bad = ids.first(where: { $0 < 0 || $0 >= tok.vocabularySize }) {
-                fail("stdin: token id \(bad) is outside the vocabulary of \(tok.vocabularySize)")
+                throw fail("stdin: token id \(bad) is outside the vocabulary of \(tok.vocabularySize)")
             }
-            print(try reportingBadInput { try tok.decode(ids, skipSpecial: skipSpecialTokens) }, terminator: "")
+            print(try tok.decode(ids, skipSpecial: skipSpecialTokens), terminator: "")
             return
         }
         guard jsonl else {
-            print(Self.json(try reportingBadInput { try tok.encode(input, addSpecialTokens: addSpecialTokens) }))
+            print(Self.json(try tok.encode(input, addSpecialTokens: addSpecialTokens)))
             return
         }
         var out = ""
         for (i, line) in input.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
             let v = try? JSONSerialization.jsonObject(with: Data(line.utf8), options: [.fragmentsAllowed])
             guard let text = (v as? String) ?? ((v as? [String: Any])?["text"] as? String) else {
-                fail("stdin:\(i + 1): expected a JSON string or an object with a string \"text\"")
+                throw fail("stdin:\(i + 1): expected a JSON string or an object with a string \"text\"")
             }
-            out += Self.json(try reportingBadInput { try tok.encode(text, addSpecialTokens: addSpecialTokens) }) + "\n"
+            out += Self.json(try tok.encode(text, addSpecialTokens: addSpecialTokens)) + "\n"
         }
         FileHandle.standardOutput.write(Data(out.utf8))
     }
 
     func runChat() throws {
-        let chatTokenizer: ChatTokenizer
-        do { chatTokenizer = try ChatTokenizer(path: tokenizer) } catch let e as InputError { fail(e.userMessage) }
+        let chatTokenizer = try ChatTokenizer(path: tokenizer)
         guard let template = chatTokenizer.template else {
-            fail("\(tokenizer): has no chat template (expected chat_template.jinja, chat_template.json or tokenizer_config.json's chat_template)")
+            throw fail("\(tokenizer): has no chat template (expected chat_template.jinja, chat_template.json or tokenizer_config.json's chat_template)")
         }
         let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
         var out = ""
@@ -78,17 +76,17 @@ struct TokenizeCommand: ParsableCommand {
         where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             let at = "stdin:\(i + 1)"
             let value: JinjaValue
-            do { value = try ChatTemplate.json(String(line)) } catch { fail("\(at): not JSON: \(error)") }
+            do { value = try ChatTemplate.json(String(line)) } catch { throw fail("\(at): not JSON: \(error)") }
             guard let messages = value["messages"], case .array = messages else {
-                fail("\(at): expected {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}")
+                throw fail("\(at): expected {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}")
             }
             do {
                 let text = try chatTokenizer.render(messages, addGenerationPrompt: addGenerationPrompt, tools: value["tools"])
                 out += render ? JinjaValue.string(text).jsonText + "\n"
-                    : Self.json(try reportingBadInput { try chatTokenizer.tokenizer.encode(text, addSpecialTokens: false) }) + "\n"
+                    : Self.json(try chatTokenizer.tokenizer.encode(text, addSpecialTokens: false)) + "\n"
             } catch let e as TemplateError {
-                if e.raised { fail("\(at): the chat template raised: \(e.message)") }
-                fail("\(at): \(template.origin): \(e.description)")
+                if e.raised { throw fail("\(at): the chat template raised: \(e.message)") }
+                throw fail("\(at): \(template.origin): \(e.description)")
             }
         }
         FileHandle.standardOutput.write(Data(out.utf8))

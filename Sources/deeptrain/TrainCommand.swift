@@ -25,12 +25,8 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Check the recipe and print the model's plan; train nothing.") var dryRun = false
 
     func run() throws {
-        let r: Recipe
-        let config: DeepSeekV2Config
-        do {
-            r = try Recipe.load(recipe, overrides: overrides)
-            config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
-        } catch let e as InputError { fail(e.userMessage) }
+        let r = try Recipe.load(recipe, overrides: overrides)
+        let config = try r.model.config(relativeTo: (recipe as NSString).deletingLastPathComponent)
         let worldSize = dryRun ? r.parallel.layout(world: r.parallel.pp).world
             : Communicator.launchedByMPI ? Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? "1") ?? 1 : 1
         let layout = r.parallel.layout(world: worldSize)
@@ -38,8 +34,8 @@ struct TrainCommand: ParsableCommand {
         for (i, s) in r.stages.enumerated() {
             let problems = layout.problems(world: worldSize, config: config, batch: s.batchSize)
             if !problems.isEmpty {
-                fail("\(recipe): parallel layout \(layout) cannot run on \(worldSize) rank\(worldSize == 1 ? "" : "s")"
-                     + (r.stages.count > 1 ? " (stage \(i) \(s.name))" : "") + ":\n  " + problems.joined(separator: "\n  "))
+                throw fail("\(recipe): parallel layout \(layout) cannot run on \(worldSize) rank\(worldSize == 1 ? "" : "s")"
+                           + (r.stages.count > 1 ? " (stage \(i) \(s.name))" : "") + ":\n  " + problems.joined(separator: "\n  "))
             }
         }
         if dryRun {
@@ -69,9 +65,10 @@ struct TrainCommand: ParsableCommand {
         do {
             world = try Communicator.world()
             grid = try ProcessGrid(layout: layout, world: world, layers: config.numHiddenLayers)
+        } catch let e as LayoutError {
+            throw e
         } catch {
-            FileHandle.standardError.write(Data("error: cannot set up MPI: \(error)\n".utf8))
-            Foundation.exit(3)
+            throw CommandFailure.rank(.solo, "cannot set up MPI: \(error)", code: 3)
         }
         let dir = runDir ?? "runs/\(r.name)"
         var resumePath: String? = nil
@@ -84,24 +81,22 @@ struct TrainCommand: ParsableCommand {
         }
         // Check everything that can be checked before the run directory is created, so bad
         // input leaves nothing behind.
-        do {
-            for i in r.stages.indices {
-                do { try Trainer.checkData(recipe: r, recipePath: recipe, stage: i, vocab: config.vocabSize) } catch let e as RecipeError {
-                    throw RecipeError(file: recipe, line: nil, column: nil, path: "stages[\(i)].data", message: e.message)
-                }
+        for i in r.stages.indices {
+            do { try Trainer.checkData(recipe: r, recipePath: recipe, stage: i, vocab: config.vocabSize) } catch let e as RecipeError {
+                throw RecipeError(file: recipe, line: nil, column: nil, path: "stages[\(i)].data", message: e.message)
             }
-            if let resumePath {
-                let stored = try CheckpointStore.readConfig(resumePath)
-                guard stored == config else {
-                    throw CheckpointError(resumePath, "holds a different model than the recipe's (its config.json differs); resume with the recipe that wrote it")
-                }
+        }
+        if let resumePath {
+            let stored = try CheckpointStore.readConfig(resumePath)
+            guard stored == config else {
+                throw CheckpointError(resumePath, "holds a different model than the recipe's (its config.json differs); resume with the recipe that wrote it")
             }
-        } catch let e as InputError { fail(e.userMessage) }
+        }
         do {
-            let trainer = try reportingBadInput { try Trainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil, grid: grid) { line in
+            let trainer = try Trainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil, grid: grid) { line in
                 if line.hasPrefix("\u{1B}") { print(line, terminator: ""); fflush(nil) } else { print(line); fflush(nil) }
-            } }
-            let outcome = try reportingBadInput { try trainer.train(resume: resumePath) }
+            }
+            let outcome = try trainer.train(resume: resumePath)
             if isatty(1) != 0 && world.rank == 0 { print("") }
             if world.rank != 0 {
             } else if outcome == .finished {
@@ -111,18 +106,11 @@ struct TrainCommand: ParsableCommand {
                 print("stopped: resume with --resume auto")
             }
         } catch let e as Trainer.Failure {
-            failRank(world, e.description, code: e.exitCode)
+            throw CommandFailure.rank(world, e.description, code: e.exitCode)
+        } catch let e as InputError {
+            throw e
         } catch {
-            failRank(world, "\(error)", code: 3)
+            throw CommandFailure.rank(world, "\(error)", code: 3)
         }
     }
-}
-
-/// A runtime failure on one rank: say which and why, then end the whole job (MPI_Abort), so no
-/// other rank waits forever in a collective.
-func failRank(_ world: Communicator, _ message: String, code: Int32) -> Never {
-    let who = world.size > 1 ? "rank \(world.rank) of \(world.size): " : ""
-    FileHandle.standardError.write(Data("error: \(who)\(message)\n".utf8))
-    if world.size > 1 { Communicator.abortJob(code: code) }
-    Foundation.exit(code)
 }

@@ -27,22 +27,20 @@ struct VerifyCommand: ParsableCommand {
             raise(signal)
         }
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) else { fail("\(checkpoint): does not exist") }
+        guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) else { throw fail("\(checkpoint): does not exist") }
         if !isDir.boolValue { limitAddressSpace(forFile: checkpoint) }
-        try reportingBadInput {
-            if isDir.boolValue {
-                let w = try HFDirectory.Weights(checkpoint)
-                let shapes = DeepSeekV2ForCausalLM.parameterShapes(w.config)
-                try w.check(shapes)
-                var values = 0
-                for (name, _) in shapes { values += try w.tensor(name).count }
-                if !quiet { print("ok: \(checkpoint): \(shapes.count) tensors, \(values) values") }
-            } else {
-                let v = try CheckpointStore.verify(checkpoint)
-                if !quiet {
-                    print("ok: \(checkpoint): \(v.tensors) tensors, \(v.values) values\(v.optimizerState ? " (with AdamW moments)" : ""), "
-                          + "tokenizer files: \(v.tokenizerFiles.isEmpty ? "none" : v.tokenizerFiles.joined(separator: ", "))")
-                }
+        if isDir.boolValue {
+            let w = try HFDirectory.Weights(checkpoint)
+            let shapes = DeepSeekV2ForCausalLM.parameterShapes(w.config)
+            try w.check(shapes)
+            var values = 0
+            for (name, _) in shapes { values += try w.tensor(name).count }
+            if !quiet { print("ok: \(checkpoint): \(shapes.count) tensors, \(values) values") }
+        } else {
+            let v = try CheckpointStore.verify(checkpoint)
+            if !quiet {
+                print("ok: \(checkpoint): \(v.tensors) tensors, \(v.values) values\(v.optimizerState ? " (with AdamW moments)" : ""), "
+                      + "tokenizer files: \(v.tokenizerFiles.isEmpty ? "none" : v.tokenizerFiles.joined(separator: ", "))")
             }
         }
     }
