@@ -18,7 +18,7 @@ extension Tensor {
     /// `kv_b_proj`'s weight [H·(nope + vDim), kvLora] (per head: W_UK rows, then W_UV rows).
     /// Query i sees positions 0 ... length − Tn + i. Returns [B, Tn, H·vDim], the heads'
     /// outputs side by side as `o_proj` takes them.
-    public static func absorbedLatentAttention(q: Tensor, latents: Tensor, ropeKeys: Tensor, length s: Int, kvB: Tensor,
+    package static func absorbedLatentAttention(q: Tensor, latents: Tensor, ropeKeys: Tensor, length s: Int, kvB: Tensor,
                                                nope: Int, vDim: Int, scale: Float) -> Tensor {
         let b = q.shape[0], tn = q.shape[1], h = q.shape[2], dk = q.shape[3], rope = dk - nope, kvLora = latents.shape[2]
         guard q.rank == 4, latents.rank == 3, ropeKeys.rank == 3, latents.shape[0] == b, ropeKeys.shape[0] == b,

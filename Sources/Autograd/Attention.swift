@@ -14,7 +14,7 @@ extension Tensor {
     /// query i (at position S − T + i) sees keys 0...S − T + i, so a cached decode step works too.
     /// `segments` (B·T ids, with S = T and `causal`) packs several sequences into a row: a query
     /// sees only the earlier keys of its own segment (segments are contiguous runs).
-    public static func attention(q: Tensor, k: Tensor, v: Tensor, scale: Float, causal: Bool, segments: [Int]? = nil) -> Tensor {
+    package static func attention(q: Tensor, k: Tensor, v: Tensor, scale: Float, causal: Bool, segments: [Int]? = nil) -> Tensor {
         guard q.rank == 4, k.rank == 4, v.rank == 4,
               q.shape[0] == k.shape[0], k.shape[0] == v.shape[0],
               q.shape[2] == k.shape[2], k.shape[2] == v.shape[2],
@@ -167,7 +167,7 @@ struct CausalBlocks {
 /// Runs one closure per (batch, head) pair. Heads are independent GEMM chains, so with
 /// several threads each worker takes a fixed, contiguous share of heads and runs its GEMMs on
 /// one BLAS thread; the result is the same whichever worker runs a head.
-public func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
+package func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
     let workers = Swift.min(Threads.count, n)
     if workers <= 1 || SpinningWorker.inJob {
         for i in 0..<n { body(i, 0) }
@@ -189,12 +189,12 @@ public func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
     openblas_set_num_threads(Int32(Threads.count))
 }
 
-public func parallelHeads(_ n: Int, _ body: (Int) -> Void) { parallelHeads(n) { i, _ in body(i) } }
+package func parallelHeads(_ n: Int, _ body: (Int) -> Void) { parallelHeads(n) { i, _ in body(i) } }
 
 /// Like `parallelHeads` for tasks of unequal size (experts with different token counts): the
 /// workers take tasks from a shared queue, largest `cost` first, each on one BLAS thread. A
 /// task's result does not depend on which worker ran it.
-public func parallelTasks(_ cost: [Int], _ body: (Int) -> Void) {
+package func parallelTasks(_ cost: [Int], _ body: (Int) -> Void) {
     let n = cost.count
     let workers = Swift.min(Threads.count, n)
     let order = Array(0..<n).sorted { cost[$0] != cost[$1] ? cost[$0] > cost[$1] : $0 < $1 }

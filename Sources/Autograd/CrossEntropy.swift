@@ -3,12 +3,12 @@ import Foundation
 /// Fused softmax cross-entropy over the last axis with an ignore mask.
 
 /// Targets equal to this are not counted (the Hugging Face / PyTorch convention).
-public let ignoreIndex = -100
+package let ignoreIndex = -100
 
 extension Tensor {
     /// Mean over counted rows of −log softmax(logits)[target]. `logits` is [..., V] and
     /// `targets` has one entry per row. Returns 0 (with a zero gradient) when no row counts.
-    public func crossEntropy(targets: [Int], ignoring ignored: Int = ignoreIndex) -> Tensor {
+    package func crossEntropy(targets: [Int], ignoring ignored: Int = ignoreIndex) -> Tensor {
         let (rows, v, src) = lastAxisRows(op: "crossEntropy")
         guard targets.count == rows else {
             shapeFailure("crossEntropy", "\(targets.count) targets for logits \(shape) (\(rows) rows)")

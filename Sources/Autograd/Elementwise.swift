@@ -2,7 +2,7 @@
 /// and optimizers use.
 
 /// The broadcast shape of two shapes, or a failure naming the op.
-public func broadcastShape(_ a: [Int], _ b: [Int], op: String) -> [Int] {
+package func broadcastShape(_ a: [Int], _ b: [Int], op: String) -> [Int] {
     let r = max(a.count, b.count)
     var out = [Int](repeating: 1, count: r)
     for i in 0..<r {
@@ -128,7 +128,7 @@ func offsets(shape: [Int], strides: [Int], offset: Int) -> [Int] {
 
 extension Tensor {
     /// Sums a gradient of the broadcast shape back down to `shape` (the reverse of broadcasting).
-    public func sumTo(_ target: [Int]) -> Tensor {
+    package func sumTo(_ target: [Int]) -> Tensor {
         if shape == target { return self }
         let lead = rank - target.count
         var axes: [Int] = Array(0..<lead)
@@ -137,21 +137,21 @@ extension Tensor {
         return s.reshape(target)
     }
 
-    public static func + (a: Tensor, b: Tensor) -> Tensor {
+    package static func + (a: Tensor, b: Tensor) -> Tensor {
         let out = binaryForward(.add, a, b, name: "add")
         return record(out, inputs: [a, b]) { g in
             [a.requiresGrad ? g.sumTo(a.shape) : nil, b.requiresGrad ? g.sumTo(b.shape) : nil]
         }
     }
 
-    public static func - (a: Tensor, b: Tensor) -> Tensor {
+    package static func - (a: Tensor, b: Tensor) -> Tensor {
         let out = binaryForward(.sub, a, b, name: "sub")
         return record(out, inputs: [a, b]) { g in
             [a.requiresGrad ? g.sumTo(a.shape) : nil, b.requiresGrad ? (-g).sumTo(b.shape) : nil]
         }
     }
 
-    public static func * (a: Tensor, b: Tensor) -> Tensor {
+    package static func * (a: Tensor, b: Tensor) -> Tensor {
         let out = binaryForward(.mul, a, b, name: "mul")
         return record(out, inputs: [a, b]) { g in
             [a.requiresGrad ? (g * b.detached()).sumTo(a.shape) : nil,
@@ -159,7 +159,7 @@ extension Tensor {
         }
     }
 
-    public static func / (a: Tensor, b: Tensor) -> Tensor {
+    package static func / (a: Tensor, b: Tensor) -> Tensor {
         let out = binaryForward(.div, a, b, name: "div")
         return record(out, inputs: [a, b]) { g in
             let bd = b.detached()
@@ -168,14 +168,14 @@ extension Tensor {
         }
     }
 
-    public static prefix func - (a: Tensor) -> Tensor { a.map(scale: -1, shift: 0) }
-    public static func + (a: Tensor, s: Float) -> Tensor { a.map(scale: 1, shift: s) }
-    public static func - (a: Tensor, s: Float) -> Tensor { a.map(scale: 1, shift: -s) }
-    public static func * (a: Tensor, s: Float) -> Tensor { a.map(scale: s, shift: 0) }
-    public static func / (a: Tensor, s: Float) -> Tensor { a.map(scale: 1 / s, shift: 0) }
-    public static func + (s: Float, a: Tensor) -> Tensor { a.map(scale: 1, shift: s) }
-    public static func - (s: Float, a: Tensor) -> Tensor { a.map(scale: -1, shift: s) }
-    public static func * (s: Float, a: Tensor) -> Tensor { a.map(scale: s, shift: 0) }
+    package static prefix func - (a: Tensor) -> Tensor { a.map(scale: -1, shift: 0) }
+    package static func + (a: Tensor, s: Float) -> Tensor { a.map(scale: 1, shift: s) }
+    package static func - (a: Tensor, s: Float) -> Tensor { a.map(scale: 1, shift: -s) }
+    package static func * (a: Tensor, s: Float) -> Tensor { a.map(scale: s, shift: 0) }
+    package static func / (a: Tensor, s: Float) -> Tensor { a.map(scale: 1 / s, shift: 0) }
+    package static func + (s: Float, a: Tensor) -> Tensor { a.map(scale: 1, shift: s) }
+    package static func - (s: Float, a: Tensor) -> Tensor { a.map(scale: -1, shift: s) }
+    package static func * (s: Float, a: Tensor) -> Tensor { a.map(scale: s, shift: 0) }
 
     /// a·x + b elementwise, the affine map behind the scalar operators.
     func map(scale: Float, shift: Float) -> Tensor {
@@ -188,19 +188,19 @@ extension Tensor {
 
     /// Contiguous values without recording (kernels read through this).
     @inline(__always)
-    public func contiguousNoGrad() -> Tensor { isContiguous ? self : clone() }
+    package func contiguousNoGrad() -> Tensor { isContiguous ? self : clone() }
 
     /// Elementwise sum without recording, used by the engine to accumulate gradients.
     func plainAdd(_ other: Tensor) -> Tensor { withNoGrad { self + other } }
 
     /// Sets every element to `value` (the tensor must be contiguous).
-    public func fill(_ value: Float) {
+    package func fill(_ value: Float) {
         precondition(isContiguous, "fill: needs a contiguous tensor")
         data.update(repeating: value, count: count)
     }
 
     /// Copies `other`'s values into this tensor in place (same shape).
-    public func copy(from other: Tensor) {
+    package func copy(from other: Tensor) {
         guard other.shape == shape else { shapeFailure("copy", "shapes \(shape) and \(other.shape) differ") }
         precondition(isContiguous, "copy: destination must be contiguous")
         copyStrided(from: other, to: data)

@@ -8,7 +8,7 @@
 /// float range used here (checked against Float64 exp in `FastMathTests`). Inputs below −87.3
 /// return ≈1e-38 (and above 88 return e^88) rather than a subnormal or zero, which no sum or product here can tell apart.
 @inlinable @inline(__always)
-public func fastExp(_ x: Float) -> Float {
+package func fastExp(_ x: Float) -> Float {
     let c = Swift.min(Swift.max(x, -87.3), 88.0)  // keeps 2^n a normal float
     // Round to nearest by the 1.5·2^23 trick (no call, vectorisable).
     let shifter: Float = 12_582_912
@@ -27,17 +27,17 @@ public func fastExp(_ x: Float) -> Float {
 
 /// 1 / (1 + e^−x) on `fastExp`.
 @inlinable @inline(__always)
-public func fastSigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
+package func fastSigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 
 /// SwiGLU's activation silu(h)·u, the one formula `swiglu`, `swigluLinear` and the experts'
 /// kernels use (so their bits agree).
 @inlinable @inline(__always)
-public func swigluValue(gate h: Float, up u: Float) -> Float { h * fastSigmoid(h) * u }
+package func swigluValue(gate h: Float, up u: Float) -> Float { h * fastSigmoid(h) * u }
 
 /// The gradients of silu(h)·u for an output gradient g: d/dh = g·u·s·(1 + h(1 − s)) and
 /// d/du = g·h·s, with s = sigmoid(h).
 @inlinable @inline(__always)
-public func swigluGradients(_ g: Float, gate h: Float, up u: Float) -> (gate: Float, up: Float) {
+package func swigluGradients(_ g: Float, gate h: Float, up u: Float) -> (gate: Float, up: Float) {
     let s = fastSigmoid(h)
     return (g * u * s * (1 + h * (1 - s)), g * h * s)
 }
@@ -46,7 +46,7 @@ public func swigluGradients(_ g: Float, gate h: Float, up u: Float) -> (gate: Fl
 // latency of one dependent add per element, since LLVM may not reassociate float sums.
 
 @inlinable @inline(__always)
-public func vsum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+package func vsum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     var acc = SIMD16<Float>(repeating: 0)
     var j = 0
     let raw = UnsafeRawPointer(p)
@@ -60,7 +60,7 @@ public func vsum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
 }
 
 @inlinable @inline(__always)
-public func vdot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+package func vdot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
     var acc = SIMD16<Float>(repeating: 0)
     var j = 0
     let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
@@ -75,7 +75,7 @@ public func vdot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int)
 }
 
 @inlinable @inline(__always)
-public func vmax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+package func vmax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     var m = -Float.infinity
     var j = 0
     if n >= 16 {

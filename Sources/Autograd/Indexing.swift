@@ -3,7 +3,7 @@
 
 extension Tensor {
     /// Rows `indices` of `self` ([N, ...] → [indices.count, ...]). Backward scatter-adds.
-    public func indexSelect(_ indices: [Int]) -> Tensor {
+    package func indexSelect(_ indices: [Int]) -> Tensor {
         guard rank >= 1 else { shapeFailure("indexSelect", "needs at least one axis, got a scalar") }
         let n = shape[0], row = count / Swift.max(n, 1)
         for i in indices where i < 0 || i >= n {
@@ -21,7 +21,7 @@ extension Tensor {
 
     /// A [rows, ...] tensor of zeros with row `indices[i]` += self[i]. Duplicate indices add up
     /// in index order, so the result does not depend on threads.
-    public func scatterAdd(_ indices: [Int], rows: Int) -> Tensor {
+    package func scatterAdd(_ indices: [Int], rows: Int) -> Tensor {
         guard rank >= 1, shape[0] == indices.count else {
             shapeFailure("scatterAdd", "\(indices.count) indices for source rows of shape \(shape)")
         }
@@ -44,7 +44,7 @@ extension Tensor {
 
     /// torch.gather along the last axis: `self` is [..., V], `indices` holds K entries per row
     /// (row-major), the result is [..., K].
-    public func gatherLast(_ indices: [Int], k: Int) -> Tensor {
+    package func gatherLast(_ indices: [Int], k: Int) -> Tensor {
         let (rows, v, src) = lastAxisRows(op: "gatherLast")
         guard indices.count == rows * k else {
             shapeFailure("gatherLast", "\(indices.count) indices for \(rows) rows × \(k) of input \(shape)")
@@ -66,7 +66,7 @@ extension Tensor {
 
     /// Indices of the `k` largest values of each row of the last axis, largest first (ties:
     /// lower index first). Not differentiable: take values with `gatherLast`.
-    public func topK(_ k: Int) -> [Int] {
+    package func topK(_ k: Int) -> [Int] {
         let (rows, v, src) = lastAxisRows(op: "topK")
         guard k >= 0 && k <= v else { shapeFailure("topK", "k = \(k) for a last axis of \(v) in shape \(shape)") }
         if k == 0 { return [] }

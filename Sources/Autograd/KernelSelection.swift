@@ -4,24 +4,24 @@ import CBLAS
 /// Which OpenBLAS kernel this process computes with, and why: the CPU as CPUID describes it,
 /// OpenBLAS's own choice, and what the start-up selection (Sources/BLASKernel, before main) did
 /// with it. Every benchmark names `kernel`; `deeptrain env` prints all of it.
-public struct KernelSelection: Sendable, Codable {
-    public let cpu: String
-    public let vendor: String
-    public let family: Int
-    public let model: Int
-    public let features: [String]
-    public let kernel: String
-    public let openblasChoice: String
-    public let reason: String
-    public let userSet: Bool
-    public let fellBack: Bool
+package struct KernelSelection: Sendable, Codable {
+    package let cpu: String
+    package let vendor: String
+    package let family: Int
+    package let model: Int
+    package let features: [String]
+    package let kernel: String
+    package let openblasChoice: String
+    package let reason: String
+    package let userSet: Bool
+    package let fellBack: Bool
 
     /// OpenBLAS's build line ("OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64").
-    public static var openblasConfig: String {
+    package static var openblasConfig: String {
         openblas_get_config().map { String(cString: $0) } ?? "unknown"
     }
 
-    public static let current: KernelSelection = {
+    package static let current: KernelSelection = {
         let c = dt_cpu_read(), s = dt_kernel_state_read()
         return KernelSelection(
             cpu: cString(c.brand), vendor: ["other", "Intel", "AMD"][Int(c.vendor)], family: Int(c.family), model: Int(c.model),
@@ -39,25 +39,25 @@ public struct KernelSelection: Sendable, Codable {
         return bits.map { (UInt32($0.0.rawValue), $0.1) }
     }()
 
-    public static func featureNames(_ bits: UInt32) -> [String] { names.filter { bits & $0.0 != 0 }.map(\.1) }
+    package static func featureNames(_ bits: UInt32) -> [String] { names.filter { bits & $0.0 != 0 }.map(\.1) }
 
     /// The kernels of OpenBLAS's x86-64 list that this CPU can execute, weakest first, with the
     /// ones worth comparing (one per ISA level, both AVX-512 variants): `bench gemm --kernels`.
-    public static func candidates(features: UInt32 = dt_cpu_read().features) -> [String] {
+    package static func candidates(features: UInt32 = dt_cpu_read().features) -> [String] {
         ["Prescott", "Nehalem", "Sandybridge", "Haswell", "Zen", "SkylakeX", "Cooperlake"].filter { k in
             k.withCString { dt_kernel_needs($0) } & ~features == 0
         }
     }
 
     /// The selection's decision for a CPU with these features, without running anything.
-    public static func decision(vendor: Int32, features: UInt32, current: String) -> String? {
+    package static func decision(vendor: Int32, features: UInt32, current: String) -> String? {
         var c = dt_cpu()
         c.vendor = vendor
         c.features = features
         return current.withCString { dt_kernel_to_select(&c, $0) }.map { String(cString: $0) }
     }
 
-    public static func selfCheckError() -> Double { dt_sgemm_self_check() }
+    package static func selfCheckError() -> Double { dt_sgemm_self_check() }
 }
 
 private func cString<T>(_ tuple: T) -> String {

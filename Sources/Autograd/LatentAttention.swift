@@ -14,7 +14,7 @@ import Foundation
 extension Tensor {
     /// `q` [B, T, H, nope + rope] (rope already applied), `kv` [B, S, H, nope + Dv], `kPe`
     /// [B, S, 1, rope] (rope applied) → [B, T, H, Dv]; `causal` and `segments` as `attention`.
-    public static func latentAttention(q: Tensor, kv: Tensor, kPe: Tensor, nope: Int, scale: Float, causal: Bool,
+    package static func latentAttention(q: Tensor, kv: Tensor, kPe: Tensor, nope: Int, scale: Float, causal: Bool,
                                        segments: [Int]? = nil) -> Tensor {
         guard q.rank == 4, kv.rank == 4, kPe.rank == 4, q.shape[0] == kv.shape[0], kv.shape[0] == kPe.shape[0],
               q.shape[2] == kv.shape[2], kPe.shape[2] == 1, kv.shape[1] == kPe.shape[1],

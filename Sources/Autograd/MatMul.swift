@@ -47,7 +47,7 @@ func sgemm(_ a: BlasMatrix, _ b: BlasMatrix, m: Int, n: Int, k: Int,
 /// dimension is an expert's routed token count or a cache's length (0: M, 1: N, 2: K), so its
 /// varying sizes share a row.
 @inline(__always)
-public func profiledGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+package func profiledGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                          _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, beta: Float = 0,
                          _ c: UnsafeMutablePointer<Float>, ldc: Int, tokens: Int? = nil) {
     Profiler.gemm(m, n, k, transA: transA, transB: transB, tokens: tokens) {
@@ -58,7 +58,7 @@ public func profiledGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alp
 
 extension Tensor {
     /// `project`'s split of a wide output at few rows: at most this many rows, blocks of this many columns.
-    public static let fewRows = 16, columnBlock = 512
+    package static let fewRows = 16, columnBlock = 512
 
     /// out[r, 0..<outF] = x[r]·Wᵀ for `rows` rows of x [rows, inF] and W [outF, inF], rows of
     /// `out` `ldo` apart: `linear`'s forward GEMM. Decoding's few rows go in column blocks, one
@@ -85,7 +85,7 @@ extension Tensor {
 
     /// Matrix product over the last two axes. `a` is [..., M, K]; `b` is [K, N] (shared by every
     /// batch item: one GEMM over all rows) or [..., K, N] with the same batch shape as `a`.
-    public func matmul(_ b: Tensor) -> Tensor {
+    package func matmul(_ b: Tensor) -> Tensor {
         let a = self
         guard a.rank >= 2, b.rank >= 2 else {
             shapeFailure("matmul", "needs matrices, got shapes \(a.shape) and \(b.shape)")
@@ -124,7 +124,7 @@ extension Tensor {
 
     /// y = x·Wᵀ for x [..., in] and a weight stored [out, in] (the Hugging Face layout).
     /// Backward writes dW = gᵀ·x straight in [out, in] layout, with no transposed copy.
-    public func linear(_ weight: Tensor) -> Tensor {
+    package func linear(_ weight: Tensor) -> Tensor {
         let x = self
         guard weight.rank == 2, x.rank >= 1, x.shape[x.rank - 1] == weight.shape[1] else {
             shapeFailure("linear", "input \(x.shape) does not match weight \(weight.shape) ([out, in])")

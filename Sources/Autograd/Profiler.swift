@@ -7,18 +7,18 @@ import Foundation
 /// between ops is counted with the op that follows it; backward time is each op's closure.
 /// Only recorded ops (those whose inputs need gradients) are seen, unless `withoutGradients`
 /// (decoding's ops: `bench generate`); a backward's own ops are never counted as forward.
-public enum Profiler {
-    nonisolated(unsafe) public static var isEnabled = ProcessInfo.processInfo.environment["DEEPTRAIN_PROFILE"] == "1"
+package enum Profiler {
+    nonisolated(unsafe) package static var isEnabled = ProcessInfo.processInfo.environment["DEEPTRAIN_PROFILE"] == "1"
     nonisolated(unsafe) static var forward: [String: (Double, Int)] = [:]
     nonisolated(unsafe) static var backward: [String: (Double, Int)] = [:]
     nonisolated(unsafe) static var last = 0.0
     /// Times ops that record no gradient too (set where nothing runs backward: decoding).
-    nonisolated(unsafe) public static var withoutGradients = false
+    nonisolated(unsafe) package static var withoutGradients = false
 
     static func clock() -> Double { now() }
 
     /// Marks the start of a region whose ops should be timed (e.g. the forward pass).
-    public static func mark() { last = clock() }
+    package static func mark() { last = clock() }
 
     static func recordForward(_ op: String) {
         let t = clock()
@@ -32,7 +32,7 @@ public enum Profiler {
         backward[op] = (e.0 + seconds, e.1 + 1)
     }
 
-    public static func reset() {
+    package static func reset() {
         forward = [:]
         backward = [:]
         gemmLock.lock()
@@ -65,7 +65,7 @@ public enum Profiler {
     }
 
     /// A table of the recorded GEMM shapes by total time, per `steps`, with their GFLOP/s.
-    public static func gemmReport(steps: Int = 1, digits: Int = 1) -> String {
+    package static func gemmReport(steps: Int = 1, digits: Int = 1) -> String {
         gemmLock.lock()
         defer { gemmLock.unlock() }
         var lines = ["gemm (M×N×K:opA:opB)                 calls/step   ms/step   GFLOP/s"]
@@ -81,7 +81,7 @@ public enum Profiler {
     }
 
     /// A table of ops by total time, in milliseconds per `steps`.
-    public static func report(steps: Int = 1, digits: Int = 1) -> String {
+    package static func report(steps: Int = 1, digits: Int = 1) -> String {
         var lines = ["op                                        fwd ms   bwd ms   calls"]
         let ops = Set(forward.keys).union(backward.keys)
         let rows = ops.map { op -> (String, Double, Double, Int) in
@@ -100,7 +100,7 @@ public enum Profiler {
 
 /// Monotonic seconds: the one clock every phase timing, benchmark and progress line reads.
 @inline(__always)
-public func now() -> Double {
+package func now() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9

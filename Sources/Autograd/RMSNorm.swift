@@ -1,7 +1,7 @@
 /// Fused RMSNorm over the last axis: y = x / sqrt(mean(x²) + eps) · w.
 
 extension Tensor {
-    public func rmsNorm(weight: Tensor, eps: Float) -> Tensor {
+    package func rmsNorm(weight: Tensor, eps: Float) -> Tensor {
         let (rows, n, src) = lastAxisRows(op: "rmsNorm")
         guard weight.shape == [n] else {
             shapeFailure("rmsNorm", "weight \(weight.shape) does not match the last axis of input \(shape)")

@@ -3,7 +3,7 @@
 
 extension Tensor {
     /// Sum over `axes` (all axes when nil).
-    public func sum(axes: [Int]? = nil, keepDims: Bool = false) -> Tensor {
+    package func sum(axes: [Int]? = nil, keepDims: Bool = false) -> Tensor {
         let ax = normalizedAxes(axes, op: "sum")
         let keptShape = shape.enumerated().map { ax.contains($0.offset) ? 1 : $0.element }
         let out = Tensor(uninitialized: keptShape)
@@ -12,18 +12,18 @@ extension Tensor {
         return record(result, inputs: [self]) { g in [g.reshape(keptShape).broadcast(to: self.shape)] }
     }
 
-    public func sum(axis: Int, keepDims: Bool = false) -> Tensor { sum(axes: [axis], keepDims: keepDims) }
+    package func sum(axis: Int, keepDims: Bool = false) -> Tensor { sum(axes: [axis], keepDims: keepDims) }
 
-    public func mean(axes: [Int]? = nil, keepDims: Bool = false) -> Tensor {
+    package func mean(axes: [Int]? = nil, keepDims: Bool = false) -> Tensor {
         let ax = normalizedAxes(axes, op: "mean")
         let n = ax.reduce(1) { $0 * self.shape[$1] }
         return sum(axes: ax, keepDims: keepDims) * (1 / Float(Swift.max(n, 1)))
     }
 
-    public func mean(axis: Int, keepDims: Bool = false) -> Tensor { mean(axes: [axis], keepDims: keepDims) }
+    package func mean(axis: Int, keepDims: Bool = false) -> Tensor { mean(axes: [axis], keepDims: keepDims) }
 
     /// Maximum along one axis; the gradient goes to the first maximal element.
-    public func max(axis: Int, keepDims: Bool = false) -> Tensor {
+    package func max(axis: Int, keepDims: Bool = false) -> Tensor {
         let a = self.axis(axis, op: "max")
         let src = contiguousNoGrad()
         let outer = shape[..<a].reduce(1, *), n = shape[a], inner = shape[(a + 1)...].reduce(1, *)

@@ -9,7 +9,7 @@ extension Tensor {
     /// `self` is [..., T, H, D]; `cos` and `sin` are [T, R/2] tables for the T positions. The
     /// rotation applies to the last R = D − `keep` dimensions of each head; the first `keep` pass
     /// through (MLA's queries: [q_nope | q_pe] rotated in one pass, with no split or concat).
-    public func rotaryEmbedding(cos: Tensor, sin: Tensor, interleaved: Bool = false, keep: Int = 0) -> Tensor {
+    package func rotaryEmbedding(cos: Tensor, sin: Tensor, interleaved: Bool = false, keep: Int = 0) -> Tensor {
         guard rank >= 3 else { shapeFailure("rotaryEmbedding", "input \(shape) needs [..., T, H, D]") }
         let t = shape[rank - 3], h = shape[rank - 2], d = shape[rank - 1], half = (d - keep) / 2
         guard keep >= 0, keep <= d, (d - keep) % 2 == 0, cos.shape == [t, half], sin.shape == [t, half] else {

@@ -2,7 +2,7 @@
 
 extension Tensor {
     /// Same elements, new shape. A view when contiguous, otherwise a copy. One dimension may be -1.
-    public func reshape(_ newShape: [Int]) -> Tensor {
+    package func reshape(_ newShape: [Int]) -> Tensor {
         let target = resolveShape(newShape, op: "reshape")
         let src = contiguous()
         let out = Tensor(storage: src.storage, shape: target, offset: src.offset)
@@ -29,7 +29,7 @@ extension Tensor {
     }
 
     /// A stride-0 view that repeats size-1 (or missing leading) dimensions up to `target`.
-    public func broadcast(to target: [Int]) -> Tensor {
+    package func broadcast(to target: [Int]) -> Tensor {
         if target == shape { return self }
         let check = broadcastShape(shape, target, op: "broadcast")
         guard check == target else { shapeFailure("broadcast", "shape \(shape) cannot broadcast to \(target)") }
@@ -39,7 +39,7 @@ extension Tensor {
     }
 
     /// Reorders the axes; a view.
-    public func permute(_ order: [Int]) -> Tensor {
+    package func permute(_ order: [Int]) -> Tensor {
         guard order.count == rank, Set(order) == Set(0..<rank) else {
             shapeFailure("permute", "order \(order) is not a permutation of the axes of shape \(shape)")
         }
@@ -50,14 +50,14 @@ extension Tensor {
     }
 
     /// Swaps two axes (the last two by default); a view.
-    public func transposed(_ a: Int = -2, _ b: Int = -1) -> Tensor {
+    package func transposed(_ a: Int = -2, _ b: Int = -1) -> Tensor {
         var order = Array(0..<rank)
         order.swapAt(axis(a, op: "transpose"), axis(b, op: "transpose"))
         return permute(order)
     }
 
     /// Elements `range` along `axis`; a view.
-    public func slice(axis ax: Int, _ range: Range<Int>) -> Tensor {
+    package func slice(axis ax: Int, _ range: Range<Int>) -> Tensor {
         let a = axis(ax, op: "slice")
         guard range.lowerBound >= 0, range.upperBound <= shape[a] else {
             shapeFailure("slice", "range \(range) is outside axis \(a) of shape \(shape)")
@@ -75,7 +75,7 @@ extension Tensor {
     }
 
     /// Splits along `axis` into pieces of the given sizes; views.
-    public func split(_ sizes: [Int], axis ax: Int) -> [Tensor] {
+    package func split(_ sizes: [Int], axis ax: Int) -> [Tensor] {
         let a = axis(ax, op: "split")
         guard sizes.reduce(0, +) == shape[a] else {
             shapeFailure("split", "sizes \(sizes) do not add up to axis \(a) of shape \(shape)")
@@ -88,7 +88,7 @@ extension Tensor {
     }
 
     /// Joins tensors along `axis`; all other dimensions must agree.
-    public static func concat(_ ts: [Tensor], axis ax: Int) -> Tensor {
+    package static func concat(_ ts: [Tensor], axis ax: Int) -> Tensor {
         guard let first = ts.first else { shapeFailure("concat", "no tensors") }
         let a = first.axis(ax, op: "concat")
         for t in ts where t.rank != first.rank || (0..<t.rank).contains(where: { $0 != a && t.shape[$0] != first.shape[$0] }) {

@@ -3,7 +3,7 @@ import Foundation
 /// Softmax and log-softmax over the last axis, max-subtracted; row sums in 16 float lanes.
 
 extension Tensor {
-    public func softmax() -> Tensor {
+    package func softmax() -> Tensor {
         let (rows, n, src) = lastAxisRows(op: "softmax")
         let out = Tensor(uninitialized: shape)
         let x = src.data, y = out.data
@@ -26,7 +26,7 @@ extension Tensor {
         }
     }
 
-    public func logSoftmax() -> Tensor {
+    package func logSoftmax() -> Tensor {
         let (rows, n, src) = lastAxisRows(op: "logSoftmax")
         let out = Tensor(uninitialized: shape)
         let x = src.data, y = out.data

@@ -12,8 +12,8 @@ import CBLAS
 ///
 /// A task's result does not depend on which thread ran it: callers split work into the same
 /// tasks whichever thread takes them.
-public final class SpinningWorker: @unchecked Sendable {
-    public static let shared = SpinningWorker()
+package final class SpinningWorker: @unchecked Sendable {
+    package static let shared = SpinningWorker()
 
     /// The posted job: generation << 40 | task count << 20 | next unclaimed task.
     private let claim = Atomic<Int>(0)
@@ -38,7 +38,7 @@ public final class SpinningWorker: @unchecked Sendable {
 
     /// Runs `work` with the worker ready for `run`. Only with two threads or more (a rank with
     /// one thread must not take a core from its neighbour) and on one thread at a time.
-    public static func serve<R>(_ work: () throws -> R) rethrows -> R {
+    package static func serve<R>(_ work: () throws -> R) rethrows -> R {
         let w = shared
         guard Threads.count >= 2 else { return try work() }
         let me = UInt(pthread_self())
@@ -62,7 +62,7 @@ public final class SpinningWorker: @unchecked Sendable {
     }
 
     /// True on the serving thread outside a job: `run` will split there.
-    public static var available: Bool {
+    package static var available: Bool {
         let w = shared
         let owner = w.owner.load(ordering: .acquiring)
         return owner != 0 && owner == UInt(pthread_self()) && !w.busy.load(ordering: .relaxed)
@@ -70,11 +70,11 @@ public final class SpinningWorker: @unchecked Sendable {
 
     /// True while a job runs (on either thread): work posted from inside a task runs inline,
     /// and the thread pools' splits (`parallelTasks`, `parallelHeads`) run serially there too.
-    public static var inJob: Bool { shared.busy.load(ordering: .relaxed) }
+    package static var inJob: Bool { shared.busy.load(ordering: .relaxed) }
 
     /// Runs body(0..<n) over this thread and the worker, each taking the next unclaimed task;
     /// returns when all are done. Outside `serve` (or nested in a task) it runs them in order.
-    public static func run(_ n: Int, _ body: (Int) -> Void) {
+    package static func run(_ n: Int, _ body: (Int) -> Void) {
         guard n > 1, available, n <= mask else {
             for i in 0..<n { body(i) }
             return

@@ -5,20 +5,20 @@ import Foundation
 ///
 /// Raw memory rather than `[Float]`: kernels take pointers without copy-on-write checks, and a
 /// view never triggers a copy of the buffer it looks into.
-public final class Storage: @unchecked Sendable {
-    public let count: Int
-    public let data: UnsafeMutablePointer<Float>
+package final class Storage: @unchecked Sendable {
+    package let count: Int
+    package let data: UnsafeMutablePointer<Float>
     /// Pages mapped for `lazyZeroed`: unmapped on release, never pooled.
     let mappedBytes: Int
 
     /// Uninitialised memory: callers that read before writing must use `zeroed`.
-    public init(uninitialized count: Int) {
+    package init(uninitialized count: Int) {
         self.count = count
         data = BufferPool.shared.take(count)
         mappedBytes = 0
     }
 
-    public convenience init(zeroed count: Int) {
+    package convenience init(zeroed count: Int) {
         self.init(uninitialized: count)
         data.initialize(repeating: 0, count: count)
     }
@@ -27,7 +27,7 @@ public final class Storage: @unchecked Sendable {
     /// until touched). Parameters are made this way, so a rank that never touches another
     /// stage's layers or another ep block's experts never holds them (a small buffer is simply
     /// zeroed).
-    public init(lazyZeroed count: Int) {
+    package init(lazyZeroed count: Int) {
         self.count = count
         let bytes = count * 4
         if bytes >= 1 << 20, let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED {
@@ -44,11 +44,11 @@ public final class Storage: @unchecked Sendable {
     }
 
     /// Made by `lazyZeroed` as its own mapping (pages resident only once touched).
-    public var isMapped: Bool { mappedBytes > 0 }
+    package var isMapped: Bool { mappedBytes > 0 }
 
     /// Resident bytes of the whole pages inside `p ..< p + count` (mincore): how much of a
     /// lazily mapped parameter this process has touched.
-    public static func residentBytes(_ p: UnsafeMutablePointer<Float>, count: Int) -> Int {
+    package static func residentBytes(_ p: UnsafeMutablePointer<Float>, count: Int) -> Int {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let lo = (Int(bitPattern: p) + page - 1) / page * page, hi = (Int(bitPattern: p) + count * 4) / page * page
         guard hi > lo else { return 0 }
@@ -65,16 +65,16 @@ public final class Storage: @unchecked Sendable {
 /// What the tensors of this process hold, counted over buffers of at least 64 KiB (the
 /// pooled sizes, rounded to their size class; parameters mapped with `lazyZeroed` are not
 /// counted): how `deeptrain plan`'s activation estimate is checked against the code.
-public enum TensorMemory {
+package enum TensorMemory {
     /// Bytes in live buffers now.
-    public static var liveBytes: Int { BufferPool.shared.counters.live }
+    package static var liveBytes: Int { BufferPool.shared.counters.live }
     /// The most live bytes at once since the last `resetPeak()`.
-    public static var peakBytes: Int { BufferPool.shared.counters.peak }
+    package static var peakBytes: Int { BufferPool.shared.counters.peak }
     /// Freed bytes the pool keeps for reuse (resident, not live).
-    public static var pooledBytes: Int { BufferPool.shared.counters.pooled }
-    public static func resetPeak() { BufferPool.shared.resetPeak() }
+    package static var pooledBytes: Int { BufferPool.shared.counters.pooled }
+    package static func resetPeak() { BufferPool.shared.resetPeak() }
     /// The bytes a buffer of `floats` takes: pooled sizes are rounded up to their size class.
-    public static func bufferBytes(floats: Int) -> Int {
+    package static func bufferBytes(floats: Int) -> Int {
         4 * (floats >= BufferPool.shared.minPooled ? BufferPool.sizeClass(floats) : floats)
     }
 }

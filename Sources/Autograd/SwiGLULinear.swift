@@ -5,7 +5,7 @@
 /// an add of their results. The activation and its derivative are `swiglu`'s.
 
 extension Tensor {
-    public func swigluLinear(gate: Tensor, up: Tensor) -> Tensor {
+    package func swigluLinear(gate: Tensor, up: Tensor) -> Tensor {
         let x = self
         guard gate.rank == 2, gate.shape == up.shape, x.rank >= 1, x.shape[x.rank - 1] == gate.shape[1] else {
             shapeFailure("swigluLinear", "input \(x.shape) does not fit gate \(gate.shape) and up \(up.shape) ([F, D] each)")

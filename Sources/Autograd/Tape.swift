@@ -27,7 +27,7 @@ final class Node {
 
 /// Whether ops record for backward, per thread (as in PyTorch): a no-grad scope on one thread
 /// must not switch recording off for another (test runners run suites concurrently).
-public enum GradMode {
+package enum GradMode {
     private static let key: pthread_key_t = {
         var k = pthread_key_t()
         pthread_key_create(&k, nil)
@@ -35,7 +35,7 @@ public enum GradMode {
     }()
 
     /// The key's slot holds nil (the default: enabled) or a non-nil marker for disabled.
-    public static var isEnabled: Bool {
+    package static var isEnabled: Bool {
         get { pthread_getspecific(key) == nil }
         set { pthread_setspecific(key, newValue ? nil : UnsafeRawPointer(bitPattern: 1)) }
     }
@@ -43,7 +43,7 @@ public enum GradMode {
 
 /// Runs `body` without recording: for evaluation, generation and optimizer updates.
 @discardableResult
-public func withNoGrad<T>(_ body: () throws -> T) rethrows -> T {
+package func withNoGrad<T>(_ body: () throws -> T) rethrows -> T {
     let saved = GradMode.isEnabled
     GradMode.isEnabled = false
     defer { GradMode.isEnabled = saved }
@@ -61,7 +61,7 @@ extension Tensor {
 
     /// `op` names the node for the profiler and error messages (the calling function's name).
     @inline(__always)
-    public static func record(_ out: Tensor, inputs: [Tensor], op: String = #function, _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+    package static func record(_ out: Tensor, inputs: [Tensor], op: String = #function, _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
         guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else {
             if Profiler.isEnabled && Profiler.withoutGradients { Profiler.recordForward(op) }
             return out
@@ -73,17 +73,17 @@ extension Tensor {
     }
 
     /// True for tensors created by the user (parameters, inputs) rather than by an op.
-    public var isLeaf: Bool { node == nil }
+    package var isLeaf: Bool { node == nil }
 
     /// Back-propagates from this scalar: every leaf that requires a gradient gets d(self)/d(leaf)
     /// added to its `grad`. The graph is released as it is consumed, so activations are freed
     /// when backward returns.
-    public func backward() {
+    package func backward() {
         guard count == 1 else { shapeFailure("backward", "needs a scalar, got shape \(shape)") }
         backward(seed: Tensor(repeating: 1, shape: shape))
     }
 
-    public func backward(seed: Tensor) {
+    package func backward(seed: Tensor) {
         guard seed.shape == shape else { shapeFailure("backward", "seed shape \(seed.shape) vs tensor \(shape)") }
         guard requiresGrad else { shapeFailure("backward", "tensor does not require grad (no parameter reaches it)") }
 
@@ -151,7 +151,7 @@ extension Tensor {
     }
 
     /// Sets `grad` to zero in place (keeping any preallocated buffer), or leaves it nil.
-    public func zeroGrad() {
+    package func zeroGrad() {
         guard let g = grad else { return }
         g.fill(0)
     }

@@ -7,21 +7,24 @@ import Foundation
 /// produce fresh contiguous tensors; `reshape` of a contiguous tensor, `permute`/`transpose`
 /// and `slice` produce views that share storage, so that a transposed weight reaches BLAS as a
 /// transpose flag instead of a copy.
+///
+/// Public where the rest of the package is `package`: NN's `open class Module` returns tensors
+/// from open members, and those must name public types.
 public final class Tensor: @unchecked Sendable, CustomStringConvertible {
-    public let storage: Storage
-    public let shape: [Int]
-    public let strides: [Int]
-    public let offset: Int
+    package let storage: Storage
+    package let shape: [Int]
+    package let strides: [Int]
+    package let offset: Int
 
     /// Leaves with `requiresGrad` receive gradients in `grad`; results of ops on them carry a
     /// `node` that knows how to send gradients back to their inputs.
-    public var requiresGrad: Bool
-    public var grad: Tensor?
+    package var requiresGrad: Bool
+    package var grad: Tensor?
     var node: Node?
     /// Optional label used in error messages and parameter listings.
-    public var name: String?
+    package var name: String?
 
-    public init(storage: Storage, shape: [Int], strides: [Int]? = nil, offset: Int = 0, requiresGrad: Bool = false) {
+    package init(storage: Storage, shape: [Int], strides: [Int]? = nil, offset: Int = 0, requiresGrad: Bool = false) {
         self.storage = storage
         self.shape = shape
         self.strides = strides ?? Tensor.contiguousStrides(shape)
@@ -30,20 +33,20 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// A new contiguous tensor whose contents are unspecified: for kernels that write every element.
-    public convenience init(uninitialized shape: [Int]) {
+    package convenience init(uninitialized shape: [Int]) {
         self.init(storage: Storage(uninitialized: shape.reduce(1, *)), shape: shape)
     }
 
-    public convenience init(zeros shape: [Int], requiresGrad: Bool = false) {
+    package convenience init(zeros shape: [Int], requiresGrad: Bool = false) {
         self.init(storage: Storage(zeroed: shape.reduce(1, *)), shape: shape, requiresGrad: requiresGrad)
     }
 
-    public convenience init(repeating value: Float, shape: [Int]) {
+    package convenience init(repeating value: Float, shape: [Int]) {
         self.init(uninitialized: shape)
         storage.data.initialize(repeating: value, count: count)
     }
 
-    public convenience init(_ values: [Float], shape: [Int], requiresGrad: Bool = false) {
+    package convenience init(_ values: [Float], shape: [Int], requiresGrad: Bool = false) {
         let n = shape.reduce(1, *)
         guard values.count == n else {
             shapeFailure("Tensor(_:shape:)", "\(values.count) values cannot fill shape \(shape) (\(n) elements)")
@@ -53,14 +56,14 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         self.requiresGrad = requiresGrad
     }
 
-    public convenience init(scalar: Float) { self.init([scalar], shape: []) }
+    package convenience init(scalar: Float) { self.init([scalar], shape: []) }
 
     // MARK: geometry
 
-    public var rank: Int { shape.count }
-    public var count: Int { shape.reduce(1, *) }
+    package var rank: Int { shape.count }
+    package var count: Int { shape.reduce(1, *) }
 
-    public static func contiguousStrides(_ shape: [Int]) -> [Int] {
+    package static func contiguousStrides(_ shape: [Int]) -> [Int] {
         var strides = [Int](repeating: 1, count: shape.count)
         var s = 1
         for i in stride(from: shape.count - 1, through: 0, by: -1) {
@@ -70,7 +73,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return strides
     }
 
-    public var isContiguous: Bool {
+    package var isContiguous: Bool {
         var expected = 1
         for i in stride(from: shape.count - 1, through: 0, by: -1) where shape[i] != 1 {
             if strides[i] != expected { return false }
@@ -80,10 +83,10 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Pointer to the first element; valid only for contiguous tensors when read as a flat array.
-    public var data: UnsafeMutablePointer<Float> { storage.data + offset }
+    package var data: UnsafeMutablePointer<Float> { storage.data + offset }
 
     /// Normalises a possibly negative axis.
-    public func axis(_ a: Int, op: String = "axis") -> Int {
+    package func axis(_ a: Int, op: String = "axis") -> Int {
         let r = a < 0 ? a + rank : a
         guard r >= 0 && r < Swift.max(rank, 1) else { shapeFailure(op, "axis \(a) is out of range for shape \(shape)") }
         return r
@@ -92,18 +95,18 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     // MARK: values
 
     /// The elements in row-major order (copies; for tests, tools and small readouts).
-    public var values: [Float] {
+    package var values: [Float] {
         let c = contiguous()
         return Array(UnsafeBufferPointer(start: c.data, count: c.count))
     }
 
     /// The value of a one-element tensor.
-    public var item: Float {
+    package var item: Float {
         guard count == 1 else { shapeFailure("item", "tensor of shape \(shape) has \(count) elements, not 1") }
         return storage.data[offset]
     }
 
-    public subscript(_ index: Int...) -> Float {
+    package subscript(_ index: Int...) -> Float {
         precondition(index.count == rank, "subscript: \(index.count) indices for shape \(shape)")
         var o = offset
         for (i, v) in index.enumerated() { o += v * strides[i] }
@@ -111,7 +114,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// A contiguous tensor with the same values: `self` when already contiguous. Differentiable.
-    public func contiguous() -> Tensor {
+    package func contiguous() -> Tensor {
         if isContiguous { return self }
         let out = Tensor(uninitialized: shape)
         copyStrided(from: self, to: out.data)
@@ -119,14 +122,14 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// A detached contiguous copy that owns its storage.
-    public func clone() -> Tensor {
+    package func clone() -> Tensor {
         let out = Tensor(uninitialized: shape)
         copyStrided(from: self, to: out.data)
         return out
     }
 
     /// The same values without history.
-    public func detached() -> Tensor {
+    package func detached() -> Tensor {
         Tensor(storage: storage, shape: shape, strides: strides, offset: offset)
     }
 
@@ -140,7 +143,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
 /// Stops the program with one message naming the op and the shapes involved. Shape errors are
 /// programming errors inside the framework (user input is validated with a clear error earlier),
 /// so they are not thrown through every numeric call.
-public func shapeFailure(_ op: String, _ detail: String) -> Never {
+package func shapeFailure(_ op: String, _ detail: String) -> Never {
     fatalError("\(op): \(detail)")
 }
 

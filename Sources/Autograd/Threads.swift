@@ -3,10 +3,10 @@ import CBLAS
 
 /// How many threads the fused loops and BLAS use in this process. Under mpirun each rank sets
 /// its own share of the cores.
-public enum Threads {
-    nonisolated(unsafe) public private(set) static var count = 2
+package enum Threads {
+    nonisolated(unsafe) package private(set) static var count = 2
 
-    public static func set(_ n: Int) {
+    package static func set(_ n: Int) {
         count = max(1, n)
         openblas_set_num_threads(Int32(count))
     }
@@ -15,7 +15,7 @@ public enum Threads {
 /// Splits `0..<n` into at most `Threads.count` contiguous chunks and runs them concurrently when
 /// the work is large enough to pay for waking a thread (`grain` items per chunk at least).
 @inline(__always)
-public func parallelFor(_ n: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
+package func parallelFor(_ n: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
     let chunks = min(Threads.count, n / max(grain, 1))
     if chunks <= 1 {
         body(0..<n)
@@ -33,9 +33,9 @@ public func parallelFor(_ n: Int, grain: Int = 32_768, _ body: (Range<Int>) -> V
 
 /// `concurrentPerform` for callers that split work themselves (fixed chunking keeps partial
 /// sums in a fixed order, so results do not depend on scheduling).
-public enum DispatchQueueConcurrent {
+package enum DispatchQueueConcurrent {
     @inline(__always)
-    public static func run(_ n: Int, _ body: (Int) -> Void) {
+    package static func run(_ n: Int, _ body: (Int) -> Void) {
         withoutActuallyEscaping(body) { body in
             let b = unsafeBitCast(body, to: (@Sendable (Int) -> Void).self)
             DispatchQueue.concurrentPerform(iterations: n, execute: b)

@@ -19,13 +19,13 @@ extension Tensor {
         }
     }
 
-    public func exp() -> Tensor { unary({ Foundation.exp($0) }, derivative: { _, y in y }) }
-    public func log() -> Tensor { unary({ Foundation.log($0) }, derivative: { x, _ in 1 / x }) }
-    public func sqrt() -> Tensor { unary({ $0.squareRoot() }, derivative: { _, y in 0.5 / y }) }
-    public func rsqrt() -> Tensor { unary({ 1 / $0.squareRoot() }, derivative: { _, y in -0.5 * y * y * y }) }
-    public func square() -> Tensor { unary({ $0 * $0 }, derivative: { x, _ in 2 * x }) }
-    public func sigmoid() -> Tensor { unary({ fastSigmoid($0) }, derivative: { _, y in y * (1 - y) }) }
-    public func silu() -> Tensor {
+    package func exp() -> Tensor { unary({ Foundation.exp($0) }, derivative: { _, y in y }) }
+    package func log() -> Tensor { unary({ Foundation.log($0) }, derivative: { x, _ in 1 / x }) }
+    package func sqrt() -> Tensor { unary({ $0.squareRoot() }, derivative: { _, y in 0.5 / y }) }
+    package func rsqrt() -> Tensor { unary({ 1 / $0.squareRoot() }, derivative: { _, y in -0.5 * y * y * y }) }
+    package func square() -> Tensor { unary({ $0 * $0 }, derivative: { x, _ in 2 * x }) }
+    package func sigmoid() -> Tensor { unary({ fastSigmoid($0) }, derivative: { _, y in y * (1 - y) }) }
+    package func silu() -> Tensor {
         unary({ $0 * fastSigmoid($0) }, derivative: { x, _ in
             let s = fastSigmoid(x)
             return s * (1 + x * (1 - s))
@@ -33,7 +33,7 @@ extension Tensor {
     }
 
     /// silu(gate) · up in one pass; the MLP's activation without two temporaries.
-    public static func swiglu(gate: Tensor, up: Tensor) -> Tensor {
+    package static func swiglu(gate: Tensor, up: Tensor) -> Tensor {
         guard gate.shape == up.shape else { shapeFailure("swiglu", "gate \(gate.shape) and up \(up.shape) differ") }
         let gs = gate.contiguousNoGrad(), us = up.contiguousNoGrad()
         let out = Tensor(uninitialized: gate.shape)

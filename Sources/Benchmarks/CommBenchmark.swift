@@ -10,19 +10,19 @@ import BLASKernel
 /// are algorithmic (bytes of the vector per second) plus the bus
 /// bandwidth convention of nccl-tests (allreduce × 2(p−1)/p, all-to-all × (p−1)/p), so figures
 /// at different rank counts compare.
-public enum CommBenchmark {
-    public struct Result: Codable, Sendable {
-        public let operation: String
-        public let floats: Int
-        public let ms: Double
-        public let rawMs: Double
-        public let gbPerSecond: Double
-        public let rawGBPerSecond: Double
-        public let busGBPerSecond: Double
+package enum CommBenchmark {
+    package struct Result: Codable, Sendable {
+        package let operation: String
+        package let floats: Int
+        package let ms: Double
+        package let rawMs: Double
+        package let gbPerSecond: Double
+        package let rawGBPerSecond: Double
+        package let busGBPerSecond: Double
         /// ours / raw bandwidth.
-        public let ratio: Double
+        package let ratio: Double
         /// The result had the expected values.
-        public let correct: Bool
+        package let correct: Bool
 
         enum CodingKeys: String, CodingKey {
             case operation
@@ -36,13 +36,13 @@ public enum CommBenchmark {
             case correct
         }
     }
-    public struct Report: Codable, Sendable {
-        public var benchmark = "comm"
-        public var blasKernel = dt_kernel_state_read().kernelName
-        public let ranks: Int
-        public let mpi: String
-        public let repeats: Int
-        public let results: [Result]
+    package struct Report: Codable, Sendable {
+        package var benchmark = "comm"
+        package var blasKernel = dt_kernel_state_read().kernelName
+        package let ranks: Int
+        package let mpi: String
+        package let repeats: Int
+        package let results: [Result]
 
         enum CodingKeys: String, CodingKey {
             case benchmark
@@ -55,7 +55,7 @@ public enum CommBenchmark {
     }
 
     /// Runs on every rank; returns the report on rank 0 (nil elsewhere).
-    public static func run(world: Communicator, sizes: [Int], repeats: Int) throws -> Report? {
+    package static func run(world: Communicator, sizes: [Int], repeats: Int) throws -> Report? {
         let p = world.size
         var results: [Result] = []
         // Ours and raw alternate, repeat by repeat, so both see the same noise of a shared machine;

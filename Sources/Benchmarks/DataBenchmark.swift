@@ -6,17 +6,17 @@ import DeepSeek
 
 /// `deeptrain bench data`: tokens/s of `prepare` (tokenizing and writing shards) and of the
 /// shard loader, against the training throughput of the tiny model they would feed.
-public enum DataBenchmark {
-    public struct Report: Codable, Sendable {
-        public var benchmark = "data"
-        public var blasKernel = KernelSelection.current.kernel
-        public let corpusBytes: Int
-        public let tokenizerTrainSeconds: Double
-        public let prepareTokensPerSecond: Double
-        public let loaderTokensPerSecond: Double
-        public let trainTokensPerSecondTiny: Double
-        public let loaderOverTrain: Double
-        public let prepareOverTrain: Double
+package enum DataBenchmark {
+    package struct Report: Codable, Sendable {
+        package var benchmark = "data"
+        package var blasKernel = KernelSelection.current.kernel
+        package let corpusBytes: Int
+        package let tokenizerTrainSeconds: Double
+        package let prepareTokensPerSecond: Double
+        package let loaderTokensPerSecond: Double
+        package let trainTokensPerSecondTiny: Double
+        package let loaderOverTrain: Double
+        package let prepareOverTrain: Double
 
         enum CodingKeys: String, CodingKey {
             case benchmark
@@ -31,7 +31,7 @@ public enum DataBenchmark {
         }
     }
 
-    public static func run(megabytes: Int = 4) throws -> Report {
+    package static func run(megabytes: Int = 4) throws -> Report {
         Threads.set(2)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dt-bench-data-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -71,8 +71,8 @@ public enum DataBenchmark {
         let loaderTPS = Double(served) / Date().timeIntervalSince(t2)
 
         // What those tokens feed: the tiny model's training step at 32 × 64.
-        let model = DeepSeekV2ForCausalLM(.tiny, seed: 1, positions: 65)
-        let trainer = MoETrainer(model: model)
+        let model = DeepSeekForCausalLM(.tiny, seed: 1, positions: 65)
+        let trainer = SingleProcessMoETrainer(model: model)
         let rows = (0..<(32 * 65)).map { $0 % 256 }
         _ = try! trainer.step(rows: rows, batch: 32, length: 64, lr: 1e-4)
         let t3 = Date()

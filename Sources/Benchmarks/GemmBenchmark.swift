@@ -4,13 +4,13 @@ import CBLAS
 
 /// `deeptrain bench gemm`: raw cblas_sgemm against `Tensor.matmul` on the same square shapes,
 /// so the overhead of the tensor layer is visible as a ratio.
-public enum GemmBenchmark {
-    public struct Row: Codable, Sendable {
-        public let n: Int
-        public let threads: Int
-        public let sgemmGFLOPS: Double
-        public let tensorMatmulGFLOPS: Double
-        public let tensorOverSgemm: Double
+package enum GemmBenchmark {
+    package struct Row: Codable, Sendable {
+        package let n: Int
+        package let threads: Int
+        package let sgemmGFLOPS: Double
+        package let tensorMatmulGFLOPS: Double
+        package let tensorOverSgemm: Double
 
         enum CodingKeys: String, CodingKey {
             case n
@@ -21,12 +21,12 @@ public enum GemmBenchmark {
         }
     }
 
-    public struct Report: Codable, Sendable {
-        public var benchmark = "gemm"
-        public let blas: String
-        public var blasKernel = KernelSelection.current.kernel
-        public let repeats: Int
-        public let results: [Row]
+    package struct Report: Codable, Sendable {
+        package var benchmark = "gemm"
+        package let blas: String
+        package var blasKernel = KernelSelection.current.kernel
+        package let repeats: Int
+        package let results: [Row]
 
         enum CodingKeys: String, CodingKey {
             case benchmark
@@ -37,7 +37,7 @@ public enum GemmBenchmark {
         }
     }
 
-    public static func run(sizes: [Int] = [1024, 2048], threads: [Int] = [1, 2], repeats: Int = 5) -> Report {
+    package static func run(sizes: [Int] = [1024, 2048], threads: [Int] = [1, 2], repeats: Int = 5) -> Report {
         let saved = Threads.count
         defer { Threads.set(saved) }
         var rows: [Row] = []
@@ -68,12 +68,12 @@ public enum GemmBenchmark {
         return Report(blas: blasDescription, repeats: repeats, results: rows)
     }
 
-    public struct ShapeRow: Codable, Sendable {
-        public let m: Int, n: Int, k: Int
-        public let transA: Bool, transB: Bool
-        public let threads: Int
-        public let gflops: Double
-        public let fractionOfPeak: Double
+    package struct ShapeRow: Codable, Sendable {
+        package let m: Int, n: Int, k: Int
+        package let transA: Bool, transB: Bool
+        package let threads: Int
+        package let gflops: Double
+        package let fractionOfPeak: Double
 
         enum CodingKeys: String, CodingKey {
             case m
@@ -87,12 +87,12 @@ public enum GemmBenchmark {
         }
     }
 
-    public struct ShapeReport: Codable, Sendable {
-        public var benchmark = "gemm-shapes"
-        public var blasKernel = KernelSelection.current.kernel
-        public let peakSgemmGFLOPS: Double
-        public let results: [ShapeRow]
-        public init(peakSgemmGFLOPS: Double, results: [ShapeRow]) {
+    package struct ShapeReport: Codable, Sendable {
+        package var benchmark = "gemm-shapes"
+        package var blasKernel = KernelSelection.current.kernel
+        package let peakSgemmGFLOPS: Double
+        package let results: [ShapeRow]
+        package init(peakSgemmGFLOPS: Double, results: [ShapeRow]) {
             self.peakSgemmGFLOPS = peakSgemmGFLOPS
             self.results = results
         }
@@ -107,7 +107,7 @@ public enum GemmBenchmark {
 
     /// Raw sgemm at given (M, N, K, transposes): the shapes a model's layers produce, to see
     /// how far each falls below the square-matrix peak.
-    public static func shapes(_ list: [(Int, Int, Int, Bool, Bool)], threads: Int, peak: Double, repeats: Int = 10) -> [ShapeRow] {
+    package static func shapes(_ list: [(Int, Int, Int, Bool, Bool)], threads: Int, peak: Double, repeats: Int = 10) -> [ShapeRow] {
         let saved = Threads.count
         defer { Threads.set(saved) }
         Threads.set(threads)
@@ -127,7 +127,7 @@ public enum GemmBenchmark {
         }
     }
 
-    public static var blasDescription: String {
+    package static var blasDescription: String {
         KernelSelection.openblasConfig + " core=" + KernelSelection.current.kernel
     }
 }

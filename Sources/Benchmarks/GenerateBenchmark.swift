@@ -4,16 +4,16 @@ import DeepSeek
 
 /// `deeptrain bench generate`: decoding speed and cache size of the latent (MLA) cache
 /// against a full per-head K/V cache of the same model and weights.
-public enum GenerateBenchmark {
-    public struct Row: Codable, Sendable {
-        public let cache: String
-        public let prefillTokensPerSecond: Double
+package enum GenerateBenchmark {
+    package struct Row: Codable, Sendable {
+        package let cache: String
+        package let prefillTokensPerSecond: Double
         /// Tokens of the decoding steps (the first new token comes from the prefill's logits).
-        public let decodeTokensPerSecond: Double
+        package let decodeTokensPerSecond: Double
         /// New tokens over prefill + decoding, the way `tools/bench_pytorch.py` times HF `generate`.
-        public let endToEndTokensPerSecond: Double
-        public let cacheBytesPerToken: Int
-        public let cacheBytesPerTokenPerLayer: Int
+        package let endToEndTokensPerSecond: Double
+        package let cacheBytesPerToken: Int
+        package let cacheBytesPerTokenPerLayer: Int
 
         enum CodingKeys: String, CodingKey {
             case cache
@@ -25,18 +25,18 @@ public enum GenerateBenchmark {
         }
     }
 
-    public struct Report: Codable, Sendable {
-        public var benchmark = "generate"
-        public var blasKernel = KernelSelection.current.kernel
-        public let model: String
+    package struct Report: Codable, Sendable {
+        package var benchmark = "generate"
+        package var blasKernel = KernelSelection.current.kernel
+        package let model: String
         /// Sequences decoded together (one forward of [batch, 1] per step).
-        public let batch: Int
-        public let promptTokens: Int
-        public let newTokens: Int
-        public let threads: Int
-        public let results: [Row]
-        public let latentOverFullCacheBytes: Double
-        public let sameTokens: Bool
+        package let batch: Int
+        package let promptTokens: Int
+        package let newTokens: Int
+        package let threads: Int
+        package let results: [Row]
+        package let latentOverFullCacheBytes: Double
+        package let sameTokens: Bool
 
         enum CodingKeys: String, CodingKey {
             case benchmark
@@ -52,11 +52,11 @@ public enum GenerateBenchmark {
         }
     }
 
-    public static func run(config c: DeepSeekV2Config = .small, name: String = "small", prompt: Int = 64, newTokens: Int = 128,
+    package static func run(config c: DeepSeekConfig = .small, name: String = "small", prompt: Int = 64, newTokens: Int = 128,
                            batch: Int = 1, threads: Int = 2) -> Report {
         Threads.set(threads)
         Profiler.withoutGradients = true  // decoding's ops record no gradient
-        let model = DeepSeekV2ForCausalLM(c, seed: 1, positions: prompt + newTokens)
+        let model = DeepSeekForCausalLM(c, seed: 1, positions: prompt + newTokens)
         let rng = Philox(seed: 2, purpose: "bench-generate")
         let ids = (0..<(batch * prompt)).map { Int(rng.uint64(UInt64($0)) % UInt64(c.vocabSize)) }
         _ = greedy(model, ids, batch: batch, newTokens: 4, kind: .latent)  // warm up
@@ -82,7 +82,7 @@ public enum GenerateBenchmark {
 
     /// Greedy decoding of `batch` prompts of equal length at once: one forward of [B, 1] per
     /// step. Tokens/s counts every row's tokens.
-    static func greedy(_ model: DeepSeekV2ForCausalLM, _ ids: [Int], batch b: Int, newTokens: Int,
+    static func greedy(_ model: DeepSeekForCausalLM, _ ids: [Int], batch b: Int, newTokens: Int,
                        kind: CacheKind) -> (tokens: [Int], prefill: Double, decode: Double, bytesPerToken: Int) {
         let p = ids.count / b, v = model.config.vocabSize
         let cache = KVCache(model.config, kind: kind, batch: b, capacity: p + newTokens)

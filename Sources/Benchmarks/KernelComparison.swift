@@ -5,14 +5,14 @@ import Autograd
 /// can execute, each in a child process (OpenBLAS fixes its kernel when it loads), and the
 /// kernel in use against the fastest of them — the check that the start-up selection did not
 /// leave speed behind.
-public enum KernelComparison {
-    public struct Row: Codable, Sendable {
-        public let requested: String
+package enum KernelComparison {
+    package struct Row: Codable, Sendable {
+        package let requested: String
         /// What OpenBLAS ran (it substitutes a kernel the CPU cannot run).
-        public let ran: String
-        public let n: Int
-        public let threads: Int
-        public let sgemmGFLOPS: Double
+        package let ran: String
+        package let n: Int
+        package let threads: Int
+        package let sgemmGFLOPS: Double
 
         enum CodingKeys: String, CodingKey {
             case requested
@@ -23,13 +23,13 @@ public enum KernelComparison {
         }
     }
 
-    public struct Summary: Codable, Sendable {
-        public let n: Int
-        public let threads: Int
-        public let inUseGFLOPS: Double
-        public let fastestKernel: String
-        public let fastestGFLOPS: Double
-        public let inUseOverFastest: Double
+    package struct Summary: Codable, Sendable {
+        package let n: Int
+        package let threads: Int
+        package let inUseGFLOPS: Double
+        package let fastestKernel: String
+        package let fastestGFLOPS: Double
+        package let inUseOverFastest: Double
 
         enum CodingKeys: String, CodingKey {
             case n
@@ -41,17 +41,17 @@ public enum KernelComparison {
         }
     }
 
-    public struct Report: Codable, Sendable {
-        public var benchmark = "gemm-kernels"
-        public let cpu: String
-        public let features: [String]
-        public let blasKernel: String
-        public let openblasChoice: String
-        public let reason: String
-        public let repeats: Int
-        public let results: [Row]
-        public let failed: [String: String]
-        public let summary: [Summary]
+    package struct Report: Codable, Sendable {
+        package var benchmark = "gemm-kernels"
+        package let cpu: String
+        package let features: [String]
+        package let blasKernel: String
+        package let openblasChoice: String
+        package let reason: String
+        package let repeats: Int
+        package let results: [Row]
+        package let failed: [String: String]
+        package let summary: [Summary]
 
         enum CodingKeys: String, CodingKey {
             case benchmark
@@ -67,7 +67,7 @@ public enum KernelComparison {
         }
     }
 
-    public static func run(sizes: [Int], threads: [Int], repeats: Int) throws -> Report {
+    package static func run(sizes: [Int], threads: [Int], repeats: Int) throws -> Report {
         let k = KernelSelection.current
         var rows: [Row] = [], mine: [Row] = [], failed: [String: String] = [:]
         // The kernel in use runs as a child too, so that every figure comes from a fresh process.

@@ -3,15 +3,15 @@ import Autograd
 
 /// `deeptrain bench attention`: the fused attention kernel alone at the dense benchmark's
 /// shapes, forward and backward, against the FLOPs docs/design.md §7 credits it with.
-public enum OpBenchmark {
-    public struct Report: Codable, Sendable {
-        public var benchmark = "attention"
-        public var blasKernel = KernelSelection.current.kernel
-        public let batch: Int, length: Int, heads: Int, headDimQK: Int, headDimV: Int
-        public let causal: Bool
-        public let forwardMs: Double
-        public let backwardMs: Double
-        public let creditedGFLOPS: Double
+package enum OpBenchmark {
+    package struct Report: Codable, Sendable {
+        package var benchmark = "attention"
+        package var blasKernel = KernelSelection.current.kernel
+        package let batch: Int, length: Int, heads: Int, headDimQK: Int, headDimV: Int
+        package let causal: Bool
+        package let forwardMs: Double
+        package let backwardMs: Double
+        package let creditedGFLOPS: Double
 
         enum CodingKeys: String, CodingKey {
             case benchmark
@@ -28,7 +28,7 @@ public enum OpBenchmark {
         }
     }
 
-    public static func attention(batch b: Int = 8, length t: Int = 256, heads h: Int = 8, dk: Int = 32, dv: Int = 32,
+    package static func attention(batch b: Int = 8, length t: Int = 256, heads h: Int = 8, dk: Int = 32, dv: Int = 32,
                                  causal: Bool = true, repeats: Int = 10, threads: Int = 2) -> Report {
         Threads.set(threads)
         let rng = Philox(seed: 5, purpose: "bench-attention")

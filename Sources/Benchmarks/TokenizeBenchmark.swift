@@ -6,20 +6,20 @@ import Data
 /// thread, the way Hugging Face `tokenizers`' `encode(text)` is measured against it
 /// (docs/data.md): the whole file as one text; the first encode on a fresh tokenizer (an empty
 /// word cache) and the best of the repeats after it.
-public enum TokenizeBenchmark {
-    public struct Report: Codable, Sendable {
-        public var benchmark = "tokenize"
-        public var blasKernel = KernelSelection.current.kernel
-        public let tokenizer: String
-        public let corpus: String
-        public let corpusBytes: Int
-        public let tokens: Int
-        public let loadSeconds: Double
-        public let coldTokensPerSecond: Double
-        public let tokensPerSecond: Double
-        public let megabytesPerSecond: Double
-        public let repeats: Int
-        public let decodeRoundTrip: Bool
+package enum TokenizeBenchmark {
+    package struct Report: Codable, Sendable {
+        package var benchmark = "tokenize"
+        package var blasKernel = KernelSelection.current.kernel
+        package let tokenizer: String
+        package let corpus: String
+        package let corpusBytes: Int
+        package let tokens: Int
+        package let loadSeconds: Double
+        package let coldTokensPerSecond: Double
+        package let tokensPerSecond: Double
+        package let megabytesPerSecond: Double
+        package let repeats: Int
+        package let decodeRoundTrip: Bool
 
         enum CodingKeys: String, CodingKey {
             case benchmark
@@ -37,7 +37,7 @@ public enum TokenizeBenchmark {
         }
     }
 
-    public static func run(tokenizer path: String, corpus: String, repeats: Int) throws -> Report {
+    package static func run(tokenizer path: String, corpus: String, repeats: Int) throws -> Report {
         guard let text = try? String(contentsOfFile: corpus, encoding: .utf8) else {
             throw TokenizerError(source: corpus, message: "cannot be read as UTF-8 text")
         }

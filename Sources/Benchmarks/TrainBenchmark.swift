@@ -8,37 +8,37 @@ import Parallel
 
 /// `deeptrain bench train --model dense`: tokens/s, per-phase step time, MFU (docs/design.md §7) and
 /// peak RSS for the benchmark dense decoder on random tokens.
-public enum TrainBenchmark {
-    public struct Report: Codable, Sendable {
-        public var benchmark = "train"
-        public var blasKernel = KernelSelection.current.kernel
-        public let model: String
-        public let parameters: Int
-        public let batch: Int
-        public let sequenceLength: Int
-        public let threads: Int
+package enum TrainBenchmark {
+    package struct Report: Codable, Sendable {
+        package var benchmark = "train"
+        package var blasKernel = KernelSelection.current.kernel
+        package let model: String
+        package let parameters: Int
+        package let batch: Int
+        package let sequenceLength: Int
+        package let threads: Int
         /// Processes (data-parallel ranks) sharing the batch; `threads` is per rank.
-        public var ranks = 1
-        public let stepsTimed: Int
-        public let tokensPerSecond: Double
-        public let stepMs: Double
+        package var ranks = 1
+        package let stepsTimed: Int
+        package let tokensPerSecond: Double
+        package let stepMs: Double
         /// The fastest, median and slowest timed step: how far this run's steps spread (a
         /// shared VM's runs vary; compare runs, not single steps).
-        public let stepMsMin: Double
-        public let stepMsMedian: Double
-        public let stepMsMax: Double
-        public let forwardMs: Double
-        public let backwardMs: Double
-        public let optimizerMs: Double
-        public let flopsPerToken: Double
-        public let peakSgemmGFLOPS: Double
-        public let achievedGFLOPS: Double
-        public let mfu: Double
-        public let peakRSSMB: Double
+        package let stepMsMin: Double
+        package let stepMsMedian: Double
+        package let stepMsMax: Double
+        package let forwardMs: Double
+        package let backwardMs: Double
+        package let optimizerMs: Double
+        package let flopsPerToken: Double
+        package let peakSgemmGFLOPS: Double
+        package let achievedGFLOPS: Double
+        package let mfu: Double
+        package let peakRSSMB: Double
         /// Peak RSS after the last timed step minus after the first: 0 when activations are freed.
-        public let peakRSSGrowthMB: Double
+        package let peakRSSGrowthMB: Double
         /// Each rank's peak RSS (world rank order) under mpirun; `peakRSSMB` is rank 0's.
-        public var rankPeakRSSMB: [Double]?
+        package var rankPeakRSSMB: [Double]?
 
         enum CodingKeys: String, CodingKey {
             case benchmark
@@ -68,12 +68,12 @@ public enum TrainBenchmark {
         }
     }
 
-    public static func dense(config c: DenseDecoderConfig = .bench, batch b: Int = 8, length t: Int = 256,
+    package static func dense(config c: DenseDecoderConfig = .bench, batch b: Int = 8, length t: Int = 256,
                              warmup: Int = 2, steps: Int = 5, threads: Int = 2, peak: Double? = nil) -> Report {
         Threads.set(threads)
         let peakGF = peak ?? SgemmPeak.gflops(threads: threads)
         let model = DenseDecoderLM(c, seed: 1)
-        let trainer = DenseTrainer(model: model)
+        let trainer = DenseDecoderTrainer(model: model)
         return measure(model: "dense", parameters: model.parameterCount, vocab: c.vocabSize, batch: b, length: t, warmup: warmup,
                        steps: steps, threads: threads, peak: peakGF, flopsPerToken: c.flopsPerToken(sequenceLength: t)) { rows in
             let r = trainer.step(rows: rows, batch: b, length: t, lr: 1e-4)
@@ -85,13 +85,13 @@ public enum TrainBenchmark {
     /// dropping, batch 8 × 256, AdamW. With a grid, the batch is split over its data-parallel
     /// ranks (one micro-batch each) and the figures are for the whole job. The MFU's peak is
     /// the job's: ranks × the sgemm peak of one rank's thread count (SgemmPeak).
-    public static func moe(config c: DeepSeekV2Config = .small, name: String = "small", batch b: Int = 8, length t: Int = 256,
+    package static func moe(config c: DeepSeekConfig = .small, name: String = "small", batch b: Int = 8, length t: Int = 256,
                            warmup: Int = 2, steps: Int = 5, threads: Int = 2, peak: Double? = nil, grid: ProcessGrid? = nil) -> Report {
         Threads.set(threads)
         let ranks = grid?.world.size ?? 1
         let peakGF = peak ?? SgemmPeak.gflops(threads: threads) * Double(ranks)  // callers under mpirun pass the job's peak
-        let model = DeepSeekV2ForCausalLM(c, seed: 1, positions: t)
-        let trainer = MoETrainer(model: model, grid: grid)
+        let model = DeepSeekForCausalLM(c, seed: 1, positions: t)
+        let trainer = SingleProcessMoETrainer(model: model, grid: grid)
         var report = measure(model: name, parameters: model.parameterCount, vocab: c.vocabSize, batch: b, length: t, warmup: warmup,
                        steps: steps, threads: threads, peak: peakGF,
                        flopsPerToken: ModelPlan(c, sequenceLength: t).flopsPerToken) { rows in

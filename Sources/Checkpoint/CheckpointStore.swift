@@ -18,23 +18,23 @@ import DeepSeek
 /// holds AdamW's moments (`/optimizer`) and the run's position (`/state`: stage index, global
 /// step as the data cursor, RNG seed, V3's router biases): rank 0 writes the state in `begin`,
 /// every rank its own element ranges in `write`, and rank 0 renames the file in `commit`.
-public enum CheckpointStore {
-    public static let format = "deeptrain-checkpoint"
-    public static let version: Int64 = 1
+package enum CheckpointStore {
+    package static let format = "deeptrain-checkpoint"
+    package static let version: Int64 = 1
 
-    public struct State: Sendable, Equatable {
-        public var stage: String
-        public var step: Int
-        public var tokens: Int
-        public var recipe: String
+    package struct State: Sendable, Equatable {
+        package var stage: String
+        package var step: Int
+        package var tokens: Int
+        package var recipe: String
         /// Index of the stage in the recipe, and the global step (data cursor) across stages.
-        public var stageIndex: Int
-        public var globalStep: Int
-        public var seed: Int
+        package var stageIndex: Int
+        package var globalStep: Int
+        package var seed: Int
         /// V3's router biases (`e_score_correction_bias`, Hugging Face name → values): buffers
         /// that aux-loss-free balancing moves, kept as `/state/router_bias/<name>`.
-        public var routerBiases: [String: [Float]]
-        public init(stage: String = "", step: Int = 0, tokens: Int = 0, recipe: String = "", stageIndex: Int = 0,
+        package var routerBiases: [String: [Float]]
+        package init(stage: String = "", step: Int = 0, tokens: Int = 0, recipe: String = "", stageIndex: Int = 0,
                     globalStep: Int = 0, seed: Int = 0, routerBiases: [String: [Float]] = [:]) {
             self.routerBiases = routerBiases
             self.stage = stage
@@ -49,7 +49,7 @@ public enum CheckpointStore {
 
     /// A whole model in one process (tests, tools). Training writes through `begin` / `write`
     /// / `commit`, every rank its own part with its optimizer state.
-    public static func save(_ model: DeepSeekV2ForCausalLM, state: State = State(), tokenizerFiles: [(String, Data)] = [],
+    package static func save(_ model: DeepSeekForCausalLM, state: State = State(), tokenizerFiles: [(String, Data)] = [],
                             to path: String) throws {
         var state = state
         state.routerBiases = model.routerBiasValues
@@ -59,7 +59,7 @@ public enum CheckpointStore {
     }
 
     /// `/state` and `/tokenizer`: everything but the tensors.
-    static func writeState(_ f: HDF5File, config: DeepSeekV2Config, state: State, tokenizerFiles: [(String, Data)]) throws {
+    static func writeState(_ f: HDF5File, config: DeepSeekConfig, state: State, tokenizerFiles: [(String, Data)]) throws {
         try f.createGroup("/state")
         try f.setAttribute("/state", "format", string: format)
         try f.setAttribute("/state", "format_version", int: version)
@@ -88,12 +88,12 @@ public enum CheckpointStore {
 
     /// Elements `range` of parameter `name` that one rank holds: its values, and its AdamW
     /// moments when the checkpoint has them.
-    public struct Slice {
-        public let name: String
-        public let range: Range<Int>
-        public let values: UnsafeMutablePointer<Float>
-        public let m: UnsafeMutablePointer<Float>?, v: UnsafeMutablePointer<Float>?
-        public init(name: String, range: Range<Int>, values: UnsafeMutablePointer<Float>,
+    package struct Slice {
+        package let name: String
+        package let range: Range<Int>
+        package let values: UnsafeMutablePointer<Float>
+        package let m: UnsafeMutablePointer<Float>?, v: UnsafeMutablePointer<Float>?
+        package init(name: String, range: Range<Int>, values: UnsafeMutablePointer<Float>,
                     m: UnsafeMutablePointer<Float>?, v: UnsafeMutablePointer<Float>?) {
             self.name = name
             self.range = range
@@ -106,7 +106,7 @@ public enum CheckpointStore {
     /// First part of a checkpoint written by many ranks: rank 0 creates `<path>.tmp` with the
     /// state, the tokenizer and every dataset at its full shape (same names and layout as
     /// `save`), and no elements yet. Returns the temporary path.
-    public static func begin(_ path: String, config: DeepSeekV2Config, parameters: [(name: String, shape: [Int])],
+    package static func begin(_ path: String, config: DeepSeekConfig, parameters: [(name: String, shape: [Int])],
                              state: State, optimizerStep: Int?, tokenizerFiles: [(String, Data)]) throws -> String {
         let tmp = path + ".tmp"
         try? FileManager.default.removeItem(atPath: tmp)
@@ -136,7 +136,7 @@ public enum CheckpointStore {
 
     /// One rank's turn: opens the temporary file, writes its slices (values, and moments where
     /// given) straight from its own memory, closes it. Serial HDF5: one rank at a time.
-    public static func write(_ slices: [Slice], into tmp: String) throws {
+    package static func write(_ slices: [Slice], into tmp: String) throws {
         let f = try HDF5File.openForWriting(tmp)
         do {
             for s in slices {
@@ -157,7 +157,7 @@ public enum CheckpointStore {
     }
 
     /// Last part, on rank 0 after every rank's turn: fsync, then rename into place.
-    public static func commit(_ tmp: String, to path: String) throws {
+    package static func commit(_ tmp: String, to path: String) throws {
         do {
             try fsyncFile(tmp)
             guard rename(tmp, path) == 0 else { throw CheckpointError(path, "cannot rename \(tmp) into place (errno \(errno))") }
@@ -170,7 +170,7 @@ public enum CheckpointStore {
 
     /// Checks that `path` has AdamW moments of the given parameters at their shapes (metadata
     /// only) and returns its optimizer step, or nil when it has none (a converted model).
-    public static func optimizerStep(_ path: String, parameters: [(name: String, shape: [Int])]) throws -> Int? {
+    package static func optimizerStep(_ path: String, parameters: [(name: String, shape: [Int])]) throws -> Int? {
         let f = try HDF5File.open(path)
         defer { try? f.close() }
         guard f.exists("/optimizer") else { return nil }
@@ -187,7 +187,7 @@ public enum CheckpointStore {
 
     /// Reads only these slices' moments (and, with `values`, their values): what one rank of a
     /// resumed job needs of the optimizer state, whatever layout wrote the file.
-    public static func read(_ slices: [Slice], from path: String, values: Bool) throws {
+    package static func read(_ slices: [Slice], from path: String, values: Bool) throws {
         let f = try HDF5File.open(path)
         defer { try? f.close() }
         for s in slices {
@@ -198,14 +198,14 @@ public enum CheckpointStore {
     }
 
     /// The model config stored in a checkpoint, without reading its tensors.
-    public static func readConfig(_ path: String) throws -> DeepSeekV2Config {
+    package static func readConfig(_ path: String) throws -> DeepSeekConfig {
         let f = try HDF5File.open(path)
         defer { try? f.close() }
         guard (try? f.stringAttribute("/state", "format")) == format else {
             throw CheckpointError(path, "is an HDF5 file but not a DeepTrain checkpoint (no /state@format = \"\(format)\")")
         }
         do {
-            let config = try JSONDecoder().decode(DeepSeekV2Config.self, from: Data(try f.stringAttribute("/state", "config").utf8))
+            let config = try JSONDecoder().decode(DeepSeekConfig.self, from: Data(try f.stringAttribute("/state", "config").utf8))
             try config.validate(source: "\(path)/state@config")
             return config
         } catch let e as CheckpointError {
@@ -219,14 +219,14 @@ public enum CheckpointStore {
     /// With `holds`, only the parameters it accepts are read (a rank's part); the others stay
     /// untouched zeros.
     /// `mtp: false` leaves the MTP depths out (inference never runs them).
-    public static func load(_ path: String, positions: Int? = nil, holds: ((String) -> Bool)? = nil, mtp: Bool = true) throws -> (DeepSeekV2ForCausalLM, State) {
+    package static func load(_ path: String, positions: Int? = nil, holds: ((String) -> Bool)? = nil, mtp: Bool = true) throws -> (DeepSeekForCausalLM, State) {
         let r = try Reader(path)
         defer { r.close() }
         var config = r.config
         if !mtp { config.numNextnPredictLayers = 0 }
         // The file's shapes are checked before the model they describe is allocated.
-        try r.check(DeepSeekV2ForCausalLM.parameterShapes(config))
-        let model = DeepSeekV2ForCausalLM(config, seed: 0, positions: positions, holds: { _ in false })
+        try r.check(DeepSeekForCausalLM.parameterShapes(config))
+        let model = DeepSeekForCausalLM(config, seed: 0, positions: positions, holds: { _ in false })
         let named = model.namedParameters()
         for (name, p) in named where holds?(name) ?? true { p.copy(from: try r.tensor(name)) }
         model.setRouterBiases(r.state.routerBiases)
@@ -235,13 +235,13 @@ public enum CheckpointStore {
 
     /// An opened checkpoint whose format, version and config were checked; tensors are read one
     /// at a time (a conversion streams them).
-    public final class Reader {
-        public let path: String
-        public let config: DeepSeekV2Config
-        public let state: State
+    package final class Reader {
+        package let path: String
+        package let config: DeepSeekConfig
+        package let state: State
         let f: HDF5File
 
-        public init(_ path: String) throws {
+        package init(_ path: String) throws {
             self.path = path
             let f = try HDF5File.open(path)
             do {
@@ -253,7 +253,7 @@ public enum CheckpointStore {
                 guard v == version else { throw CheckpointError(path, "has format version \(v); this build reads version \(version)") }
                 let configJSON = try f.stringAttribute("/state", "config")
                 do {
-                    config = try JSONDecoder().decode(DeepSeekV2Config.self, from: Data(configJSON.utf8))
+                    config = try JSONDecoder().decode(DeepSeekConfig.self, from: Data(configJSON.utf8))
                     try config.validate(source: "\(path)/state@config")
                 } catch {
                     throw CheckpointError(path, "its /state@config is not a valid model config: \(error)")
@@ -268,7 +268,7 @@ public enum CheckpointStore {
                         st.routerBiases[name] = try f.readTensor("/state/router_bias/\(name)").values
                     }
                 }
-                let wanted = DeepSeekV2ForCausalLM.bufferShapes(config)
+                let wanted = DeepSeekForCausalLM.bufferShapes(config)
                 for (name, shape) in wanted {
                     if let v = st.routerBiases[name], v.count != shape[0] {
                         throw CheckpointError(path, "/state/router_bias/\(name) has \(v.count) values; its config expects \(shape[0])")
@@ -283,7 +283,7 @@ public enum CheckpointStore {
         }
 
         /// Every parameter the config needs is present at its shape.
-        public func check(_ parameters: [(name: String, shape: [Int])]) throws {
+        package func check(_ parameters: [(name: String, shape: [Int])]) throws {
             let stored = Set(try f.list("/model"))
             for (name, shape) in parameters {
                 guard stored.contains(name) else { throw CheckpointError(path, "has no /model/\(name), which its config needs") }
@@ -292,14 +292,14 @@ public enum CheckpointStore {
             }
         }
 
-        public func tensor(_ name: String) throws -> Tensor { try f.readTensor("/model/\(name)") }
+        package func tensor(_ name: String) throws -> Tensor { try f.readTensor("/model/\(name)") }
 
-        public func close() { try? f.close() }
+        package func close() { try? f.close() }
     }
 
     /// A checkpoint without optimizer state (a converted model), its tensors taken one at a time from
     /// `tensor(name)`: memory for one tensor, not the model. Atomic like `save`.
-    public static func save(config: DeepSeekV2Config, parameters: [(name: String, shape: [Int])], state: State = State(),
+    package static func save(config: DeepSeekConfig, parameters: [(name: String, shape: [Int])], state: State = State(),
                             tokenizerFiles: [(String, Data)], to path: String, tensor: (String) throws -> Tensor) throws {
         let tmp = path + ".tmp"
         try? FileManager.default.removeItem(atPath: tmp)
@@ -327,20 +327,20 @@ public enum CheckpointStore {
     }
 
     /// What `verify` found: every structure checked and every value read.
-    public struct Verified {
-        public var tensors = 0
-        public var values = 0
-        public var optimizerState = false
-        public var tokenizerFiles: [String] = []
+    package struct Verified {
+        package var tensors = 0
+        package var values = 0
+        package var optimizerState = false
+        package var tokenizerFiles: [String] = []
     }
 
     /// Reads everything in a checkpoint through the validating reader: the state, the config,
     /// every parameter and (when present) its AdamW moments, the router biases and the
     /// tokenizer files. The child process of `HDF5Screen` runs this.
-    public static func verify(_ path: String) throws -> Verified {
+    package static func verify(_ path: String) throws -> Verified {
         let r = try Reader(path)
         defer { r.close() }
-        let parameters = DeepSeekV2ForCausalLM.parameterShapes(r.config)
+        let parameters = DeepSeekForCausalLM.parameterShapes(r.config)
         try r.check(parameters)
         var out = Verified()
         out.optimizerState = try optimizerStep(path, parameters: parameters) != nil
@@ -358,7 +358,7 @@ public enum CheckpointStore {
     }
 
     /// The tokenizer files stored with the model (empty for a checkpoint without them).
-    public static func tokenizerFiles(_ path: String) throws -> [(String, Data)] {
+    package static func tokenizerFiles(_ path: String) throws -> [(String, Data)] {
         let f = try HDF5File.open(path)
         defer { try? f.close() }
         guard f.exists("/tokenizer") else { return [] }

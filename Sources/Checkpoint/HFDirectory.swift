@@ -5,18 +5,18 @@ import FileSafety
 
 /// A Hugging Face model directory: `config.json` plus weights in `model.safetensors` or in
 /// shards listed by `model.safetensors.index.json`, under the DeepSeek-V2 tensor names.
-public enum HFDirectory {
+package enum HFDirectory {
     /// Reads the config and builds the model with the directory's weights. Every parameter
     /// must be present with its shape; a tensor the model does not have is an error too (it
     /// would mean a different architecture), except rotary caches some exports include.
     /// With `holds`, only the parameters it accepts are read (a rank's part).
     /// `mtp: false` leaves the MTP depths out (inference never runs them): their tensors are
     /// neither read nor held.
-    public static func load(_ dir: String, positions: Int? = nil, holds: ((String) -> Bool)? = nil, mtp: Bool = true) throws -> DeepSeekV2ForCausalLM {
+    package static func load(_ dir: String, positions: Int? = nil, holds: ((String) -> Bool)? = nil, mtp: Bool = true) throws -> DeepSeekForCausalLM {
         let w = try Weights(dir, mtp: mtp)
         // The files' shapes are checked before the model they describe is allocated.
-        try w.check(DeepSeekV2ForCausalLM.parameterShapes(w.config))
-        let model = DeepSeekV2ForCausalLM(w.config, seed: 0, positions: positions, holds: { _ in false })
+        try w.check(DeepSeekForCausalLM.parameterShapes(w.config))
+        let model = DeepSeekForCausalLM(w.config, seed: 0, positions: positions, holds: { _ in false })
         let named = model.namedParameters()
         for (name, p) in named where holds?(name) ?? true { p.copy(from: try w.tensor(name)) }
         model.setRouterBiases(try w.routerBiases())
@@ -25,20 +25,20 @@ public enum HFDirectory {
 
     /// A directory's config and weight files, opened and cross-checked (index against shards),
     /// tensors read one at a time.
-    public struct Weights {
-        public let dir: String
-        public let config: DeepSeekV2Config
+    package struct Weights {
+        package let dir: String
+        package let config: DeepSeekConfig
         /// The config promised MTP depths whose tensors the files do not have (transformers
         /// saves V3 without its MTP module): the model is read with MTP off.
-        public let droppedMTP: Bool
+        package let droppedMTP: Bool
         /// Opened with `mtp: false`: the files' MTP tensors are left unread.
         let skipsMTP: Bool
         let files: [String]
         let location: [String: SafeTensorsFile]
 
-        public init(_ dir: String, mtp: Bool = true) throws {
+        package init(_ dir: String, mtp: Bool = true) throws {
             self.dir = dir
-            var config = try DeepSeekV2Config.load((dir as NSString).appendingPathComponent("config.json"))
+            var config = try DeepSeekConfig.load((dir as NSString).appendingPathComponent("config.json"))
             files = try weightFiles(dir)
             var location: [String: SafeTensorsFile] = [:]
             for f in files {
@@ -60,16 +60,16 @@ public enum HFDirectory {
         }
 
         /// The V3 router biases the files hold (name → values); a missing one reads as zeros.
-        public func routerBiases() throws -> [String: [Float]] {
+        package func routerBiases() throws -> [String: [Float]] {
             var out: [String: [Float]] = [:]
-            for (name, _) in DeepSeekV2ForCausalLM.bufferShapes(config) where location[name] != nil {
+            for (name, _) in DeepSeekForCausalLM.bufferShapes(config) where location[name] != nil {
                 out[name] = try tensor(name).values
             }
             return out
         }
 
         /// Every parameter present at its shape, and no tensor the model lacks (rotary caches aside).
-        public func check(_ parameters: [(name: String, shape: [Int])]) throws {
+        package func check(_ parameters: [(name: String, shape: [Int])]) throws {
             for (name, shape) in parameters {
                 guard let file = location[name] else {
                     throw CheckpointError(dir, "no weights file holds tensor \"\(name)\", which the config.json's model needs (looked in \(files.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")))")
@@ -80,13 +80,13 @@ public enum HFDirectory {
                 }
             }
             // Buffers and the release's copies of shared tensors beside the MTP depths are allowed.
-            let buffers = DeepSeekV2ForCausalLM.bufferShapes(config)
+            let buffers = DeepSeekForCausalLM.bufferShapes(config)
             for (name, shape) in buffers {
                 if let file = location[name], try file.entry(name).shape != shape {
                     throw CheckpointError(file.path, "tensor \"\(name)\" has shape \(try file.entry(name).shape); the config.json's model expects \(shape)")
                 }
             }
-            let copies = DeepSeekV2ForCausalLM.sharedCopies(config)
+            let copies = DeepSeekForCausalLM.sharedCopies(config)
             let shapes = Dictionary(parameters.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
             for (copy, of) in copies {
                 if let file = location[copy], let want = shapes[of], try file.entry(copy).shape != want {
@@ -95,7 +95,7 @@ public enum HFDirectory {
             }
             let known = Set(parameters.map(\.name) + buffers.map(\.name) + copies.map(\.copy))
             func isMTP(_ name: String) -> Bool {
-                guard skipsMTP, let l = DeepSeekV2ForCausalLM.layerIndex(of: name) else { return false }
+                guard skipsMTP, let l = DeepSeekForCausalLM.layerIndex(of: name) else { return false }
                 return l >= config.numHiddenLayers
             }
             let extra = location.keys.filter { !known.contains($0) && !$0.hasSuffix("rotary_emb.inv_freq") && !isMTP($0) }.sorted()
@@ -105,26 +105,26 @@ public enum HFDirectory {
         }
 
         /// One tensor as float32 (its mapped pages released afterwards).
-        public func tensor(_ name: String) throws -> Tensor {
+        package func tensor(_ name: String) throws -> Tensor {
             guard let file = location[name] else { throw CheckpointError(dir, "no weights file holds tensor \"\(name)\"") }
             return try file.tensor(name)
         }
     }
 
-    public enum DType: String, Sendable, CaseIterable {
+    package enum DType: String, Sendable, CaseIterable {
         case f32, bf16
         var bytes: Int { self == .f32 ? 4 : 2 }
     }
 
     /// The files besides the weights that a model directory's tokenizer and generation
     /// defaults live in; `convert` carries them through a checkpoint and back.
-    public static let tokenizerFileNames = [
+    package static let tokenizerFileNames = [
         "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json",
         "added_tokens.json", "generation_config.json",
     ]
 
     /// The tokenizer files present in `dir`, with their bytes.
-    public static func tokenizerFiles(_ dir: String) throws -> [(String, Data)] {
+    package static func tokenizerFiles(_ dir: String) throws -> [(String, Data)] {
         try tokenizerFileNames.compactMap { n in
             let path = (dir as NSString).appendingPathComponent(n)
             guard FileManager.default.fileExists(atPath: path) else { return nil }
@@ -135,13 +135,13 @@ public enum HFDirectory {
     }
 
     /// A tokenizer file carried along (a published tokenizer.json is at most about 20 MB).
-    public static let tokenizerFileBytes = 512 << 20
+    package static let tokenizerFileBytes = 512 << 20
 
     /// Writes config.json, the weights in `dtype` in shards of at most `shardBytes` (named
     /// model-0000K-of-0000N.safetensors with model.safetensors.index.json when more than one,
     /// as save_pretrained names them) and `tokenizerFiles`; every file written atomically, the
     /// index last.
-    public static func save(_ model: DeepSeekV2ForCausalLM, to dir: String, shardBytes: Int = 5_000_000_000, dtype: DType = .f32,
+    package static func save(_ model: DeepSeekForCausalLM, to dir: String, shardBytes: Int = 5_000_000_000, dtype: DType = .f32,
                             tokenizerFiles: [(String, Data)] = []) throws {
         let named = Dictionary(model.namedParameters(), uniquingKeysWith: { a, _ in a })
         try save(config: model.config, parameters: model.namedParameters().map { ($0.0, $0.1.shape) }, to: dir, shardBytes: shardBytes,
@@ -152,14 +152,14 @@ public enum HFDirectory {
     /// each shard): a conversion holds one tensor, not the model. V3's router biases go in as
     /// float32 (transformers keeps them so), zeros where `routerBiases` lacks one, and each MTP
     /// depth gets the release's copies of the embedding and head.
-    public static func save(config: DeepSeekV2Config, parameters: [(name: String, shape: [Int])], to dir: String,
+    package static func save(config: DeepSeekConfig, parameters: [(name: String, shape: [Int])], to dir: String,
                             shardBytes: Int = 5_000_000_000, dtype: DType = .f32, tokenizerFiles: [(String, Data)] = [],
                             routerBiases: [String: [Float]] = [:], tensor source: (String) throws -> Tensor) throws {
-        let copies = Dictionary(DeepSeekV2ForCausalLM.sharedCopies(config).map { ($0.copy, $0.of) }, uniquingKeysWith: { a, _ in a })
+        let copies = Dictionary(DeepSeekForCausalLM.sharedCopies(config).map { ($0.copy, $0.of) }, uniquingKeysWith: { a, _ in a })
         let shapes = Dictionary(parameters.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
-        let buffers = DeepSeekV2ForCausalLM.bufferShapes(config)
+        let buffers = DeepSeekForCausalLM.bufferShapes(config)
         let bufferNames = Set(buffers.map(\.name))
-        let parameters = parameters + DeepSeekV2ForCausalLM.sharedCopies(config).compactMap { c in shapes[c.of].map { (c.copy, $0) } } + buffers
+        let parameters = parameters + DeepSeekForCausalLM.sharedCopies(config).compactMap { c in shapes[c.of].map { (c.copy, $0) } } + buffers
         func tensor(_ name: String) throws -> Tensor {
             if let of = copies[name] { return try source(of) }
             if bufferNames.contains(name) {
@@ -181,7 +181,7 @@ public enum HFDirectory {
             || (name.hasPrefix("model") && name.hasSuffix(".safetensors"))
     }
 
-    static func saveFiles(config: DeepSeekV2Config, parameters: [(name: String, shape: [Int])], to dir: String, shardBytes: Int,
+    static func saveFiles(config: DeepSeekConfig, parameters: [(name: String, shape: [Int])], to dir: String, shardBytes: Int,
                           dtype: DType, tokenizerFiles: [(String, Data)], bufferNames: Set<String>,
                           tensor: (String) throws -> Tensor) throws {
         try atomicWrite(config.jsonData(), to: (dir as NSString).appendingPathComponent("config.json"))
@@ -229,7 +229,7 @@ public enum HFDirectory {
 
     /// `--max-shard-size` values as transformers writes them: "5GB", "500MB", "100KB" (powers
     /// of 1000), "2GiB"/"512MiB" (powers of 1024), or plain bytes.
-    public static func parseSize(_ text: String) -> Int? {
+    package static func parseSize(_ text: String) -> Int? {
         let t = text.trimmingCharacters(in: .whitespaces).uppercased()
         let units: [(String, Double)] = [("GIB", 1_073_741_824), ("MIB", 1_048_576), ("KIB", 1024), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1)]
         for (u, m) in units where t.hasSuffix(u) {

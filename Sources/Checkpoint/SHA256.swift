@@ -1,6 +1,6 @@
 /// SHA-256 (FIPS 180-4), for the weights digest `deeptrain inspect` prints: small enough to
 /// keep here rather than pull a crypto package into the build.
-public struct SHA256 {
+package struct SHA256 {
     private var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     private var buffer: [UInt8] = []
     private var length: UInt64 = 0
@@ -16,9 +16,9 @@ public struct SHA256 {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
-    public init() {}
+    package init() {}
 
-    public mutating func update<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+    package mutating func update<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         length &+= UInt64(bytes.count)
         buffer.append(contentsOf: bytes)
         var start = 0
@@ -55,7 +55,7 @@ public struct SHA256 {
         h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
     }
 
-    public mutating func finalize() -> String {
+    package mutating func finalize() -> String {
         let bits = length &* 8
         var pad: [UInt8] = [0x80]
         while (buffer.count + pad.count) % 64 != 56 { pad.append(0) }
@@ -66,7 +66,7 @@ public struct SHA256 {
         return h.map { String(format: "%08x", $0) }.joined()
     }
 
-    public static func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+    package static func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
         var s = SHA256()
         s.update(bytes)
         return s.finalize()
@@ -78,14 +78,14 @@ import Autograd
 
 /// The weights digest: SHA-256 over every parameter in name order — its name, its shape and
 /// its float32 values (little-endian). Equal digests mean bit-identical weights.
-public func weightsDigest(_ named: [(String, Tensor)]) -> String {
+package func weightsDigest(_ named: [(String, Tensor)]) -> String {
     let byName = Dictionary(named, uniquingKeysWith: { a, _ in a })
     return try! weightsDigest(names: named.map(\.0)) { byName[$0]! }
 }
 
 /// `weightsDigest` over tensors read one at a time (`tensor(name)`): a large checkpoint's
 /// digest in the memory of one tensor.
-public func weightsDigest(names: [String], tensor: (String) throws -> Tensor) throws -> String {
+package func weightsDigest(names: [String], tensor: (String) throws -> Tensor) throws -> String {
     var s = SHA256()
     for name in names.sorted() {
         let t = try tensor(name)

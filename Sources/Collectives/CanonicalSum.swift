@@ -7,16 +7,16 @@ import Glibc
 /// complete tree ((0+1)+(2+3))+... A rank holding an aligned power-of-two block of leaves
 /// therefore holds exactly one node of the global tree, and adding those nodes across ranks with
 /// the same counter (in rank order) rebuilds the global sum bit for bit.
-public struct CanonicalSum {
+package struct CanonicalSum {
     /// Floats per rank and window of the windowed reduce-scatter and allgather (16 MiB).
-    public static let window = 4 << 20
+    package static let window = 4 << 20
     private var stack: [(leaves: Int, sum: [Float])] = []
-    public private(set) var count = 0
+    package private(set) var count = 0
 
-    public init() {}
+    package init() {}
 
     /// Adds the next leaf (or an already summed node of `leaves` leaves) in index order.
-    public mutating func push(_ v: [Float], leaves: Int = 1) {
+    package mutating func push(_ v: [Float], leaves: Int = 1) {
         stack.append((leaves, v))
         count += leaves
         while stack.count >= 2 && stack[stack.count - 1].leaves == stack[stack.count - 2].leaves {
@@ -28,20 +28,20 @@ public struct CanonicalSum {
     }
 
     /// The sum; the partial sums left (sizes falling) are added from the newest back.
-    public func result() -> [Float]? {
+    package func result() -> [Float]? {
         guard var acc = stack.last?.sum else { return nil }
         for i in stride(from: stack.count - 2, through: 0, by: -1) { acc = CanonicalSum.add(stack[i].sum, acc) }
         return acc
     }
 
     /// a + b (older + newer: the order the tree fixes).
-    public static func add(_ a: [Float], _ b: [Float]) -> [Float] {
+    package static func add(_ a: [Float], _ b: [Float]) -> [Float] {
         var out = a
         addInPlace(&out, b)
         return out
     }
 
-    public static func addInPlace(_ a: inout [Float], _ b: [Float]) {
+    package static func addInPlace(_ a: inout [Float], _ b: [Float]) {
         precondition(a.count == b.count, "CanonicalSum: \(a.count) vs \(b.count) elements")
         a.withUnsafeMutableBufferPointer { o in
             b.withUnsafeBufferPointer { bp in
@@ -56,7 +56,7 @@ extension Communicator {
     /// the tree); rank q gets back the sum of `shards[q]` (a range of `x`) over the ranks, added
     /// with `CanonicalSum` in rank order. Bandwidth as a ring reduce-scatter: each rank sends
     /// and receives (size−1)/size of the vector.
-    public func reduceScatterCanonical(_ x: [Float], shards: [Range<Int>], window: Int = CanonicalSum.window) throws -> [Float] {
+    package func reduceScatterCanonical(_ x: [Float], shards: [Range<Int>], window: Int = CanonicalSum.window) throws -> [Float] {
         var out: [Float] = []
         try reduceScatterCanonical(x, shards: shards, into: &out, window: window)
         return out
@@ -65,7 +65,7 @@ extension Communicator {
     /// The same into `out`, whose storage is reused when it already has the shard's count: a
     /// trainer keeps its shards' arrays from step to step, because a fresh large array each step
     /// may land on pages new to the process, which are slow to touch (docs/benchmarks.md).
-    public func reduceScatterCanonical(_ x: [Float], shards: [Range<Int>], into out: inout [Float],
+    package func reduceScatterCanonical(_ x: [Float], shards: [Range<Int>], into out: inout [Float],
                                        window: Int = CanonicalSum.window) throws {
         precondition(shards.count == size)
         if size == 1 {
@@ -132,7 +132,7 @@ extension Communicator {
     }
 
     /// The inverse: each rank holds the updated `shards[rank]` of `x`; afterwards all of `x`.
-    public func allgatherShards(_ x: inout [Float], shards: [Range<Int>]) throws {
+    package func allgatherShards(_ x: inout [Float], shards: [Range<Int>]) throws {
         if size == 1 { return }
         try x.withUnsafeMutableBufferPointer { b in
             try allgatherv(b.baseAddress!, counts: shards.map(\.count), displs: shards.map(\.lowerBound))

@@ -9,8 +9,8 @@ import Foundation
 /// (docs/benchmarks.md, "the dp phase"). A buffer used every step is faulted in once. One
 /// buffer of the largest window any call needed stays resident instead (size ×
 /// `CanonicalSum.window` floats at most).
-public final class CollectiveBuffer: @unchecked Sendable {
-    public static let shared = CollectiveBuffer()
+package final class CollectiveBuffer: @unchecked Sendable {
+    package static let shared = CollectiveBuffer()
 
     private let lock = NSLock()
     private var storage: UnsafeMutablePointer<Float>?
@@ -18,7 +18,7 @@ public final class CollectiveBuffer: @unchecked Sendable {
 
     /// Runs `body` with at least `count` floats of the buffer (contents unspecified). Callers
     /// are serialised: collectives run one at a time on a rank.
-    public func withFloats<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+    package func withFloats<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
         lock.lock()
         defer { lock.unlock() }
         if count > capacity {

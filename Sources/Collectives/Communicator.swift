@@ -2,10 +2,10 @@ import Foundation
 import CMPI
 
 /// An MPI call that returned an error code (communicators run with MPI_ERRORS_RETURN).
-public struct MPIError: Error, CustomStringConvertible {
-    public let call: String
-    public let code: Int32
-    public var description: String {
+package struct MPIError: Error, CustomStringConvertible {
+    package let call: String
+    package let code: Int32
+    package var description: String {
         var buf = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING))
         var len: Int32 = 0
         MPI_Error_string(code, &buf, &len)
@@ -15,20 +15,20 @@ public struct MPIError: Error, CustomStringConvertible {
 }
 
 /// Where each rank's block starts when blocks of `counts` lie back to back (MPI's displs).
-public func displacements(_ counts: [Int]) -> [Int] {
+package func displacements(_ counts: [Int]) -> [Int] {
     var out = [Int](), at = 0
     for c in counts { out.append(at); at += c }
     return out
 }
 
 /// Element types the collectives move.
-public protocol MPIScalar {
+package protocol MPIScalar {
     static var mpiType: MPI_Datatype { get }
 }
-extension Float: MPIScalar { public static var mpiType: MPI_Datatype { deeptrain_mpi_float() } }
-extension Double: MPIScalar { public static var mpiType: MPI_Datatype { deeptrain_mpi_double() } }
-extension Int64: MPIScalar { public static var mpiType: MPI_Datatype { deeptrain_mpi_int64() } }
-extension Int: MPIScalar { public static var mpiType: MPI_Datatype { deeptrain_mpi_int64() } }
+extension Float: MPIScalar { package static var mpiType: MPI_Datatype { deeptrain_mpi_float() } }
+extension Double: MPIScalar { package static var mpiType: MPI_Datatype { deeptrain_mpi_double() } }
+extension Int64: MPIScalar { package static var mpiType: MPI_Datatype { deeptrain_mpi_int64() } }
+extension Int: MPIScalar { package static var mpiType: MPI_Datatype { deeptrain_mpi_int64() } }
 
 /// A group of processes that talk to each other: the world, or a data-, expert- or
 /// pipeline-parallel group split from it. A one-process communicator needs no MPI at all (a
@@ -40,11 +40,11 @@ extension Int: MPIScalar { public static var mpiType: MPI_Datatype { deeptrain_m
 /// do not matter (statistics, flags) or where one rank contributes each element. Gradients go
 /// through `CanonicalSum` (`reduceScatterCanonical`), which sums in a fixed order
 /// (docs/design.md §6.3).
-public final class Communicator: @unchecked Sendable {
+package final class Communicator: @unchecked Sendable {
     // `package`: the benchmarks time raw MPI calls on the same communicator.
     package let comm: MPI_Comm?
-    public let rank: Int
-    public let size: Int
+    package let rank: Int
+    package let size: Int
 
     init(comm: MPI_Comm?, rank: Int, size: Int) {
         self.comm = comm
@@ -53,7 +53,7 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// The MPI library's version line ("Open MPI v4.1.4, package: ..."); needs no MPI_Init.
-    public static var libraryVersion: String {
+    package static var libraryVersion: String {
         var buf = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING))
         var len: Int32 = 0
         MPI_Get_library_version(&buf, &len)
@@ -63,25 +63,25 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// A communicator of one process, without MPI.
-    public static let solo = Communicator(comm: nil, rank: 0, size: 1)
+    package static let solo = Communicator(comm: nil, rank: 0, size: 1)
 
     nonisolated(unsafe) private static var initialised = false
 
     /// True when this process was started by mpirun (Open MPI sets these before main).
-    public static var launchedByMPI: Bool {
+    package static var launchedByMPI: Bool {
         ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil || ProcessInfo.processInfo.environment["PMIX_RANK"] != nil
     }
 
     /// Threads for this rank when nothing says otherwise: its share of the node's cores (mpirun
     /// tells each rank how many ranks share the node), at least one.
-    public static var defaultThreads: Int {
+    package static var defaultThreads: Int {
         let local = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "1") ?? 1
         return Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / Swift.max(local, 1))
     }
 
     /// The world: MPI_COMM_WORLD when launched by mpirun (initialising MPI once), otherwise
     /// a single process.
-    public static func world() throws -> Communicator {
+    package static func world() throws -> Communicator {
         guard launchedByMPI else { return solo }
         if !initialised {
             try check("MPI_Init", MPI_Init(nil, nil))
@@ -98,7 +98,7 @@ public final class Communicator: @unchecked Sendable {
 
     /// Ends the whole job from any rank: mpirun kills every other rank. Used after a rank has
     /// printed why it fails, so that no rank waits forever in a collective.
-    public static func abortJob(code: Int32) -> Never {
+    package static func abortJob(code: Int32) -> Never {
         if initialised { MPI_Abort(deeptrain_mpi_comm_world(), code) }
         exit(code)
     }
@@ -108,7 +108,7 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// The processes with the same `color`, ordered by `key` (MPI_Comm_split).
-    public func split(color: Int, key: Int) throws -> Communicator {
+    package func split(color: Int, key: Int) throws -> Communicator {
         guard let comm else { return .solo }
         var out = deeptrain_mpi_comm_null()
         try Self.check("MPI_Comm_split", MPI_Comm_split(comm, Int32(color), Int32(key), &out))
@@ -120,7 +120,7 @@ public final class Communicator: @unchecked Sendable {
         return Communicator(comm: out, rank: Int(r), size: Int(s))
     }
 
-    public func barrier() throws {
+    package func barrier() throws {
         guard let comm else { return }
         try Self.check("MPI_Barrier", MPI_Barrier(comm))
     }
@@ -128,7 +128,7 @@ public final class Communicator: @unchecked Sendable {
     // MARK: reductions (MPI's order: statistics and single-contributor sums)
 
     /// Element-wise sum over the group, in place.
-    public func allreduceSum<T: MPIScalar>(_ x: inout [T]) throws {
+    package func allreduceSum<T: MPIScalar>(_ x: inout [T]) throws {
         guard let comm, !x.isEmpty else { return }
         let n = Int32(x.count)
         try x.withUnsafeMutableBytes { b in
@@ -136,7 +136,7 @@ public final class Communicator: @unchecked Sendable {
         }
     }
 
-    public func allreduceMax(_ x: inout [Double]) throws {
+    package func allreduceMax(_ x: inout [Double]) throws {
         guard let comm, !x.isEmpty else { return }
         let n = Int32(x.count)
         try x.withUnsafeMutableBytes { b in
@@ -147,7 +147,7 @@ public final class Communicator: @unchecked Sendable {
     // MARK: data movement
 
     /// Rank `root`'s `x` everywhere (same count on every rank).
-    public func broadcast<T: MPIScalar>(_ x: inout [T], root: Int) throws {
+    package func broadcast<T: MPIScalar>(_ x: inout [T], root: Int) throws {
         guard let comm, !x.isEmpty else { return }
         let n = Int32(x.count)
         try x.withUnsafeMutableBytes { b in
@@ -156,7 +156,7 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// Every rank's `x` (all the same count), concatenated in rank order.
-    public func allgather<T: MPIScalar>(_ x: [T]) throws -> [T] {
+    package func allgather<T: MPIScalar>(_ x: [T]) throws -> [T] {
         guard let comm else { return x }
         var out = [T](unsafeUninitializedCapacity: x.count * size) { _, n in n = x.count * size }
         try x.withUnsafeBytes { s in
@@ -170,7 +170,7 @@ public final class Communicator: @unchecked Sendable {
 
     /// Variable-count allgather: rank r contributes `counts[r]` elements at `displs[r]` of `buffer`,
     /// which it already holds in place; afterwards every rank holds all of them.
-    public func allgatherv(_ buffer: UnsafeMutablePointer<Float>, counts: [Int], displs: [Int]) throws {
+    package func allgatherv(_ buffer: UnsafeMutablePointer<Float>, counts: [Int], displs: [Int]) throws {
         guard let comm else { return }
         let c = counts.map { Int32($0) }, d = displs.map { Int32($0) }
         try Self.check("MPI_Allgatherv", MPI_Allgatherv(deeptrain_mpi_in_place(), 0, Float.mpiType, buffer, c, d, Float.mpiType, comm))
@@ -183,7 +183,7 @@ public final class Communicator: @unchecked Sendable {
     /// the v-variant. Without it a rank cannot know the others' counts: one rank taking
     /// MPI_Alltoall while another takes MPI_Alltoallv would hang them both (an expert exchange
     /// in which a rank sends and receives nothing while the others do).
-    public func alltoallv<T: MPIScalar>(_ send: UnsafePointer<T>, sendCounts: [Int], sendDispls: [Int],
+    package func alltoallv<T: MPIScalar>(_ send: UnsafePointer<T>, sendCounts: [Int], sendDispls: [Int],
                                         _ recv: UnsafeMutablePointer<T>, recvCounts: [Int], recvDispls: [Int], agreed: Bool = false) throws {
         guard let comm else {
             if sendCounts[0] > 0 { (recv + recvDispls[0]).update(from: send + sendDispls[0], count: sendCounts[0]) }
@@ -199,7 +199,7 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// Fixed-size blocks: `send` holds `size` blocks of `count`, block q for rank q.
-    public func alltoall<T: MPIScalar>(_ send: [T], count: Int) throws -> [T] {
+    package func alltoall<T: MPIScalar>(_ send: [T], count: Int) throws -> [T] {
         guard let comm else { return send }
         var out = [T](unsafeUninitializedCapacity: count * size) { _, n in n = count * size }
         try send.withUnsafeBytes { s in
@@ -213,17 +213,17 @@ public final class Communicator: @unchecked Sendable {
     // MARK: point to point (pipeline stages)
 
     /// A send in flight; `wait()` before reusing or freeing its buffer.
-    public final class Request: @unchecked Sendable {
+    package final class Request: @unchecked Sendable {
         var request: MPI_Request?
         let buffer: [Float]
         init(_ r: MPI_Request?, buffer: [Float]) { request = r; self.buffer = buffer }
-        public func wait() throws {
+        package func wait() throws {
             try Communicator.check("MPI_Wait", MPI_Wait(&request, deeptrain_mpi_status_ignore()))
         }
     }
 
     /// Non-blocking send of `data` to `dest` with `tag` (the request keeps the buffer alive).
-    public func isend(_ data: [Float], to dest: Int, tag: Int) throws -> Request {
+    package func isend(_ data: [Float], to dest: Int, tag: Int) throws -> Request {
         guard let comm else { fatalError("send on a one-process communicator") }
         var req: MPI_Request? = deeptrain_mpi_request_null()
         let r = Request(req, buffer: data)
@@ -235,14 +235,14 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// A run of floats in this process's memory.
-    public typealias Run = (start: UnsafeMutablePointer<Float>, count: Int)
+    package typealias Run = (start: UnsafeMutablePointer<Float>, count: Int)
 
     /// Allgather in place over scattered runs: `runs[q]` lists, where they lie in this rank's
     /// memory, the runs rank q holds up to date (every rank lists the same runs in the same
     /// order). Rank q sends each of its runs to every other rank, which receives it in place:
     /// no staging buffer, and on one node Open MPI moves each large message with a single copy
     /// (CMA) where packing, `MPI_Allgatherv` and unpacking made three.
-    public func allgather(runs: [[Run]]) throws {
+    package func allgather(runs: [[Run]]) throws {
         precondition(runs.count == size)
         guard let comm, size > 1 else { return }
         var requests: [MPI_Request?] = []
@@ -278,7 +278,7 @@ public final class Communicator: @unchecked Sendable {
     static let allgatherTag = 32_000
 
     /// Blocking receive of exactly `count` floats from `source` with `tag`.
-    public func recv(count: Int, from source: Int, tag: Int) throws -> [Float] {
+    package func recv(count: Int, from source: Int, tag: Int) throws -> [Float] {
         guard let comm else { fatalError("recv on a one-process communicator") }
         var out = [Float](repeating: 0, count: count)
         try out.withUnsafeMutableBufferPointer { b in

@@ -1,20 +1,20 @@
 import Foundation
 import FileSafety
 
-public typealias ChatMessage = SyntheticArithmetic.ChatMessage
-public typealias PromptWithAnswer = SyntheticArithmetic.PromptWithAnswer
+package typealias ChatMessage = SyntheticArithmetic.ChatMessage
+package typealias PromptWithAnswer = SyntheticArithmetic.PromptWithAnswer
 
 /// Bad post-training data: the file, the line, and what was expected.
-public struct DataError: Error, CustomStringConvertible {
-    public let file: String
-    public let line: Int?
-    public let message: String
-    public init(file: String, line: Int?, _ message: String) {
+package struct DataError: Error, CustomStringConvertible {
+    package let file: String
+    package let line: Int?
+    package let message: String
+    package init(file: String, line: Int?, _ message: String) {
         self.file = file
         self.line = line
         self.message = message
     }
-    public var description: String { "\(file)\(line.map { ":\($0)" } ?? ""): \(message)" }
+    package var description: String { "\(file)\(line.map { ":\($0)" } ?? ""): \(message)" }
 }
 
 /// How a conversation becomes tokens (byte-level, for the built-in models):
@@ -26,9 +26,9 @@ public struct DataError: Error, CustomStringConvertible {
 /// The newline that closes a turn is its end-of-turn token — the same byte that ends each
 /// pretraining example — so a model learns to stop. SFT puts loss on assistant content and its
 /// end-of-turn byte only; a GRPO prompt ends with "Assistant: " and the completion with "\n".
-public enum ByteChatFormat {
-    public static let endOfTurn = Int(UInt8(ascii: "\n"))
-    public static let roles = ["system", "user", "assistant"]
+package enum ByteChatFormat {
+    package static let endOfTurn = Int(UInt8(ascii: "\n"))
+    package static let roles = ["system", "user", "assistant"]
 
     static func header(_ role: String) -> String {
         switch role {
@@ -42,7 +42,7 @@ public enum ByteChatFormat {
 
     /// Tokens of a conversation and, per token, whether it is trained on (assistant content
     /// and its end-of-turn).
-    public static func render(_ messages: [ChatMessage]) -> (tokens: [Int], trained: [Bool]) {
+    package static func render(_ messages: [ChatMessage]) -> (tokens: [Int], trained: [Bool]) {
         var tokens: [Int] = [], trained: [Bool] = []
         for m in messages {
             let head = bytes(header(m.role)), body = bytes(m.content) + [endOfTurn]
@@ -55,20 +55,20 @@ public enum ByteChatFormat {
     }
 
     /// A GRPO prompt: the user turn, then the assistant header the completion follows.
-    public static func prompt(_ text: String) -> [Int] {
+    package static func prompt(_ text: String) -> [Int] {
         bytes(header("user")) + bytes(text) + [endOfTurn] + bytes(header("assistant"))
     }
 }
 
 /// Chat JSONL: one conversation per line, `{"messages": [{"role": ..., "content": ...}, ...]}`,
 /// roles system (first only), user, assistant; at least one assistant turn.
-public enum ChatJSONL {
-    public static func load(_ path: String) throws -> [[ChatMessage]] { try loadNumbered(path).map(\.0) }
+package enum ChatJSONL {
+    package static func load(_ path: String) throws -> [[ChatMessage]] { try loadNumbered(path).map(\.0) }
 
     /// Conversations with their line numbers. With a model's chat template (`allowAnyRole`)
     /// any role the template knows may appear (tool, ipython...); the built-in byte format
     /// takes system (first only), user and assistant.
-    public static func loadNumbered(_ path: String, allowAnyRole: Bool = false) throws -> [([ChatMessage], Int)] {
+    package static func loadNumbered(_ path: String, allowAnyRole: Bool = false) throws -> [([ChatMessage], Int)] {
         let lines = try JSONLines.read(path)
         var out: [([ChatMessage], Int)] = []
         for (n, line) in lines {
@@ -107,11 +107,11 @@ public enum ChatJSONL {
 
 /// Prompt JSONL for GRPO: `{"prompt": "...", "answer": "..."}` per line (the answer is what
 /// the exact-answer reward compares with; numbers may be given as JSON numbers).
-public enum PromptJSONL {
-    public static func load(_ path: String) throws -> [PromptWithAnswer] { try loadNumbered(path).map(\.0) }
+package enum PromptJSONL {
+    package static func load(_ path: String) throws -> [PromptWithAnswer] { try loadNumbered(path).map(\.0) }
 
     /// `{"prompt": "..." or [messages...], "answer": ...}` per line, with line numbers.
-    public static func loadNumbered(_ path: String) throws -> [(PromptWithAnswer, Int)] {
+    package static func loadNumbered(_ path: String) throws -> [(PromptWithAnswer, Int)] {
         var out: [(PromptWithAnswer, Int)] = []
         for (n, line) in try JSONLines.read(path) {
             let obj = try JSONLines.object(line, file: path, line: n)
@@ -165,16 +165,16 @@ enum JSONLines {
 /// tokens, lengths under the byte-level template and the `seq_len` that holds 99% of them), so
 /// an SFT stage can read the directory and a recipe author can size `seq_len`. The directory
 /// appears complete or not at all.
-public enum ChatPrepare {
-    public struct Summary: Codable, Sendable {
-        public var kind = "chat"
-        public var template = "byte-level (docs/grpo.md)"
-        public let conversations: Int
-        public let tokens: Int
-        public let assistantTokens: Int
-        public let longest: Int
-        public let p99Length: Int
-        public let files: [String]
+package enum ChatPrepare {
+    package struct Summary: Codable, Sendable {
+        package var kind = "chat"
+        package var template = "byte-level (docs/grpo.md)"
+        package let conversations: Int
+        package let tokens: Int
+        package let assistantTokens: Int
+        package let longest: Int
+        package let p99Length: Int
+        package let files: [String]
 
         enum CodingKeys: String, CodingKey {
             case kind
@@ -189,13 +189,13 @@ public enum ChatPrepare {
     }
 
     /// True when `path` is JSONL whose first object has "messages".
-    public static func isChat(_ path: String) -> Bool {
+    package static func isChat(_ path: String) -> Bool {
         guard path.hasSuffix(".jsonl"), let lines = try? JSONLines.read(path), let first = lines.first,
               let obj = try? JSONLines.object(first.1, file: path, line: first.0) else { return false }
         return obj["messages"] != nil
     }
 
-    public static func run(inputs: [String], output: String) throws -> Summary {
+    package static func run(inputs: [String], output: String) throws -> Summary {
         var all: [[ChatMessage]] = []
         for f in inputs { all += try ChatJSONL.load(f) }
         let lengths = all.map { ByteChatFormat.render($0).tokens.count }.sorted()
@@ -222,7 +222,7 @@ public enum ChatPrepare {
     }
 
     /// The conversations file of a prepared chat directory, or nil when `dir` is not one.
-    public static func conversations(in dir: String) -> String? {
+    package static func conversations(in dir: String) -> String? {
         let marker = (dir as NSString).appendingPathComponent("chat.json")
         return FileManager.default.fileExists(atPath: marker) ? (dir as NSString).appendingPathComponent("conversations.jsonl") : nil
     }

@@ -7,14 +7,14 @@ import Foundation
 /// message i, the tokens of render(messages[:i+1]) after those of render(messages[:i],
 /// add_generation_prompt=True); a GRPO prompt is render(prompt, add_generation_prompt=True)
 /// and a completion ends at the tokenizer's eos token.
-public enum ChatFormat: @unchecked Sendable {
+package enum ChatFormat: @unchecked Sendable {
     case bytes
     case template(ChatTokenizer)
 
-    public var isTemplate: Bool { if case .template = self { return true }; return false }
+    package var isTemplate: Bool { if case .template = self { return true }; return false }
 
     /// The ids generation stops at.
-    public var stop: [Int] {
+    package var stop: [Int] {
         switch self {
         case .bytes: return [ByteChatFormat.endOfTurn]
         case .template(let t): return t.eosId.map { [$0] } ?? []
@@ -22,14 +22,14 @@ public enum ChatFormat: @unchecked Sendable {
     }
 
     /// What fills a row after its tokens (never trained on).
-    public var pad: Int {
+    package var pad: Int {
         switch self {
         case .bytes: return ByteChatFormat.endOfTurn
         case .template(let t): return t.specialTokens["pad_token"].flatMap { t.tokenizer.id(of: $0) } ?? t.eosId ?? 0
         }
     }
 
-    public var vocabularySize: Int {
+    package var vocabularySize: Int {
         switch self {
         case .bytes: return 256
         case .template(let t): return t.tokenizer.vocabularySize
@@ -42,7 +42,7 @@ public enum ChatFormat: @unchecked Sendable {
 
     /// A conversation's tokens and, per token, whether it is trained on.
     /// - Throws: a message saying which assistant turn cannot be split (template errors included).
-    public func render(_ conv: [ChatMessage]) throws -> (tokens: [Int], trained: [Bool]) {
+    package func render(_ conv: [ChatMessage]) throws -> (tokens: [Int], trained: [Bool]) {
         guard case .template(let t) = self else { return ByteChatFormat.render(conv) }
         let full = try t.applyChatTemplate(Self.messages(conv), addGenerationPrompt: false)
         var trained = [Bool](repeating: false, count: full.count)
@@ -64,7 +64,7 @@ public enum ChatFormat: @unchecked Sendable {
     }
 
     /// The tokens a completion follows: the prompt conversation with the assistant header.
-    public func prompt(_ p: PromptWithAnswer) throws -> [Int] {
+    package func prompt(_ p: PromptWithAnswer) throws -> [Int] {
         switch self {
         case .bytes: return ByteChatFormat.prompt(p.prompt)
         case .template(let t): return try t.applyChatTemplate(Self.messages(p.conversation), addGenerationPrompt: true)
@@ -73,7 +73,7 @@ public enum ChatFormat: @unchecked Sendable {
 
     /// A completion's text for the rewards (its stop token left out, special tokens skipped).
     /// - Throws: the tokenizer's `TokenizerError` when a decoder regex runs past its step budget.
-    public func text(_ ids: [Int]) throws -> String {
+    package func text(_ ids: [Int]) throws -> String {
         switch self {
         case .bytes: return String(decoding: ids.filter { $0 != ByteChatFormat.endOfTurn }.map { UInt8(clamping: $0) }, as: UTF8.self)
         case .template(let t): return try t.tokenizer.decode(ids.filter { !stop.contains($0) }, skipSpecial: true)

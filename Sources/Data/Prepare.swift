@@ -5,22 +5,22 @@ import FileSafety
 
 /// `deeptrain prepare`: text files or JSONL (`{"text": ...}` per line) → tokenizer + token
 /// shards, streaming line by line, reporting progress.
-public enum Prepare {
-    public struct Options {
-        public var inputs: [String]
-        public var output: String
+package enum Prepare {
+    package struct Options {
+        package var inputs: [String]
+        package var output: String
         /// An existing tokenizer.json; nil trains one on the inputs.
-        public var tokenizer: String?
-        public var vocabSize = 4096
-        public var eos = "<|eos|>"
-        public var shardTokens = 1 << 24
+        package var tokenizer: String?
+        package var vocabSize = 4096
+        package var eos = "<|eos|>"
+        package var shardTokens = 1 << 24
         /// More special tokens for a trained tokenizer (a chat template's markers).
-        public var specialTokens: [String] = []
+        package var specialTokens: [String] = []
         /// A chat template (Jinja) to ship beside the tokenizer: the output then is a tokenizer
         /// directory as transformers reads it (chat_template.jinja, tokenizer_config.json).
-        public var chatTemplate: String? = nil
-        public var bos: String? = nil
-        public init(inputs: [String], output: String, tokenizer: String? = nil) {
+        package var chatTemplate: String? = nil
+        package var bos: String? = nil
+        package init(inputs: [String], output: String, tokenizer: String? = nil) {
             self.inputs = inputs
             self.output = output
             self.tokenizer = tokenizer
@@ -60,7 +60,7 @@ public enum Prepare {
     }
 
     @discardableResult
-    public static func run(_ o: Options, progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> ShardIndex {
+    package static func run(_ o: Options, progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> ShardIndex {
         for p in o.inputs where !FileManager.default.fileExists(atPath: p) {
             throw TokenizerError(source: p, message: "does not exist")
         }

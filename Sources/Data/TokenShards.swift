@@ -5,19 +5,19 @@ import Autograd
 /// Token shards: the output of `deeptrain prepare`. A directory with `tokenizer.json`,
 /// `index.json` and `shard-NNNNN.bin` files of little-endian uint32 token ids; documents are
 /// concatenated with the end-of-sequence token between them (packing).
-public struct ShardIndex: Codable, Sendable {
-    public var format = "deeptrain-shards"
-    public var version = 1
-    public var tokenizer: String
-    public var eosID: Int
-    public var vocabSize: Int
-    public var documents: Int
-    public var tokens: Int
-    public var shards: [Shard]
+package struct ShardIndex: Codable, Sendable {
+    package var format = "deeptrain-shards"
+    package var version = 1
+    package var tokenizer: String
+    package var eosID: Int
+    package var vocabSize: Int
+    package var documents: Int
+    package var tokens: Int
+    package var shards: [Shard]
 
-    public struct Shard: Codable, Sendable {
-        public var file: String
-        public var tokens: Int
+    package struct Shard: Codable, Sendable {
+        package var file: String
+        package var tokens: Int
     }
 
     enum CodingKeys: String, CodingKey {
@@ -33,19 +33,19 @@ public struct ShardIndex: Codable, Sendable {
 }
 
 /// Writes shards while documents stream in.
-public final class ShardWriter {
-    public let dir: String
+package final class ShardWriter {
+    package let dir: String
     let tokenizer: Tokenizer
     let eos: Int
     let shardTokens: Int
     var buffer: [UInt32] = []
     var shards: [ShardIndex.Shard] = []
-    public private(set) var documents = 0
+    package private(set) var documents = 0
     var flushed = 0
     /// Tokens so far, written or buffered.
-    public var tokens: Int { flushed + buffer.count }
+    package var tokens: Int { flushed + buffer.count }
 
-    public init(dir: String, tokenizer: Tokenizer, eos: Int, shardTokens: Int = 1 << 24) throws {
+    package init(dir: String, tokenizer: Tokenizer, eos: Int, shardTokens: Int = 1 << 24) throws {
         self.dir = dir
         self.tokenizer = tokenizer
         self.eos = eos
@@ -53,7 +53,7 @@ public final class ShardWriter {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
 
-    public func add(_ text: String) throws {
+    package func add(_ text: String) throws {
         buffer += try tokenizer.encode(text).map { UInt32($0) }
         buffer.append(UInt32(eos))
         documents += 1
@@ -74,7 +74,7 @@ public final class ShardWriter {
 
     /// Writes the last shard, the tokenizer and the index (last, so a directory with an index
     /// is complete).
-    public func finish() throws -> ShardIndex {
+    package func finish() throws -> ShardIndex {
         if !buffer.isEmpty { try flush(count: buffer.count) }
         try tokenizer.save((dir as NSString).appendingPathComponent("tokenizer.json"))
         let index = ShardIndex(tokenizer: "tokenizer.json", eosID: eos, vocabSize: tokenizer.vocabularySize,
@@ -92,12 +92,12 @@ public final class ShardWriter {
 /// `length` tokens; row g is window perm(g) of a seeded permutation that depends only on
 /// (seed, epoch), never on the parallel layout. The last `heldOut` windows are kept for
 /// evaluation and never trained on.
-public final class ShardLoader: @unchecked Sendable {
-    public let index: ShardIndex
+package final class ShardLoader: @unchecked Sendable {
+    package let index: ShardIndex
     let maps: [Data]
     let starts: [Int]
 
-    public init(dir: String) throws {
+    package init(dir: String) throws {
         let p = (dir as NSString).appendingPathComponent("index.json")
         guard FileManager.default.fileExists(atPath: p) else {
             throw TokenizerError(source: dir, message: "has no index.json: not a `deeptrain prepare` output directory")
@@ -157,7 +157,7 @@ public final class ShardLoader: @unchecked Sendable {
         }
     }
 
-    public var tokenCount: Int { index.tokens }
+    package var tokenCount: Int { index.tokens }
 
     /// Token at stream position `i`.
     @inline(__always)
@@ -171,11 +171,11 @@ public final class ShardLoader: @unchecked Sendable {
         return maps[lo].withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: off, as: UInt32.self))) }
     }
 
-    public func windows(length: Int) -> Int { index.tokens / length }
+    package func windows(length: Int) -> Int { index.tokens / length }
 
     /// `count` rows of `length` tokens from global row `first`; `heldOut` windows at the end of
     /// the stream are excluded.
-    public func rows(first: Int, count: Int, length: Int, seed: UInt64, heldOut: Int) -> [Int] {
+    package func rows(first: Int, count: Int, length: Int, seed: UInt64, heldOut: Int) -> [Int] {
         let train = Swift.max(windows(length: length) - heldOut, 1)
         var out: [Int] = []
         out.reserveCapacity(count * length)
@@ -187,7 +187,7 @@ public final class ShardLoader: @unchecked Sendable {
         return out
     }
 
-    public func heldOutRows(first: Int, count: Int, length: Int, heldOut: Int) -> [Int] {
+    package func heldOutRows(first: Int, count: Int, length: Int, heldOut: Int) -> [Int] {
         let n = windows(length: length), base = Swift.max(n - heldOut, 0)
         var out: [Int] = []
         for g in first..<(first + count) {

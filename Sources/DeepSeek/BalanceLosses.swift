@@ -3,16 +3,16 @@ import Autograd
 /// The three auxiliary balance losses of DeepSeek-V2 §2.2.3, over the T tokens of each
 /// sequence and averaged over sequences (docs/design.md §9). Each is already multiplied by its α; only
 /// the P terms (mean affinities) carry gradient, the f terms (counts) are constants.
-public struct BalanceLosses {
-    public let expert: Tensor
-    public let device: Tensor
-    public let communication: Tensor
+package struct BalanceLosses {
+    package let expert: Tensor
+    package let device: Tensor
+    package let communication: Tensor
 
-    public struct Alphas: Sendable, Equatable, Codable {
-        public var expert: Double
-        public var device: Double
-        public var communication: Double
-        public init(expert: Double, device: Double, communication: Double) {
+    package struct Alphas: Sendable, Equatable, Codable {
+        package var expert: Double
+        package var device: Double
+        package var communication: Double
+        package init(expert: Double, device: Double, communication: Double) {
             self.expert = expert
             self.device = device
             self.communication = communication
@@ -22,7 +22,7 @@ public struct BalanceLosses {
     /// `scores` [B·T, E] softmax affinities; `experts` each token's K experts (row-major);
     /// the E experts sit on `devices` devices in contiguous blocks; each token may reach at
     /// most `devicesPerToken` (M) devices.
-    public static func compute(scores: Tensor, experts: [Int], batch b: Int, length t: Int, k: Int,
+    package static func compute(scores: Tensor, experts: [Int], batch b: Int, length t: Int, k: Int,
                                devices d: Int, devicesPerToken m: Int, alphas: Alphas) -> BalanceLosses {
         let e = scores.shape[scores.rank - 1], per = e / d
         let zero = Tensor(scalar: 0)

@@ -3,19 +3,19 @@ import NN
 
 /// What training adds to a MoE forward: the balance losses' α and device-level dropping.
 /// Evaluation passes nil: no losses, nothing dropped.
-public struct MoETraining: Sendable {
-    public var alphas: BalanceLosses.Alphas
-    public var dropping: TokenDropping?
-    public var seed: UInt64
-    public var step: Int
+package struct MoETraining: Sendable {
+    package var alphas: BalanceLosses.Alphas
+    package var dropping: TokenDropping?
+    package var seed: UInt64
+    package var step: Int
     /// Global index of this batch's first sequence (never-dropped sequences are chosen by it).
-    public var sequenceOffset: Int
+    package var sequenceOffset: Int
     /// The decoder layer being run (set by the model's forward).
-    public var layer = 0
+    package var layer = 0
     /// Runs the routed experts somewhere else (expert parallelism); nil: here, `Tensor.expertFFN`.
-    public var executor: ExpertExecutor?
+    package var executor: ExpertExecutor?
 
-    public init(alphas: BalanceLosses.Alphas, dropping: TokenDropping?, seed: UInt64, step: Int, sequenceOffset: Int = 0) {
+    package init(alphas: BalanceLosses.Alphas, dropping: TokenDropping?, seed: UInt64, step: Int, sequenceOffset: Int = 0) {
         self.alphas = alphas
         self.dropping = dropping
         self.seed = seed
@@ -29,33 +29,33 @@ public struct MoETraining: Sendable {
 /// `weights` [N·K], `assignments[e]` the (token, slot) pairs of expert e in token order.
 /// `training` is nil in evaluation and decoding (no gradients, nothing dropped); `layer` is the
 /// decoder layer.
-public protocol ExpertExecutor: AnyObject, Sendable {
+package protocol ExpertExecutor: AnyObject, Sendable {
     func run(_ x: Tensor, weights: Tensor, experts: StackedExperts, assignments: [[(token: Int, slot: Int)]],
              length: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int) -> Tensor
 }
 
 /// What one MoE layer reports for a batch.
-public struct MoELayerReport {
-    public let routing: Routing
-    public let losses: BalanceLosses?
-    public let drop: TokenDropping.Plan?
+package struct MoELayerReport {
+    package let routing: Routing
+    package let losses: BalanceLosses?
+    package let drop: TokenDropping.Plan?
     /// Fraction of the batch's assignments routed to each expert (before dropping).
-    public let expertLoad: [Double]
+    package let expertLoad: [Double]
     /// The batch's assignments per expert (before dropping): what aux-loss-free balancing counts.
-    public let expertCounts: [Int]
+    package let expertCounts: [Int]
 }
 
 /// DeepSeekMoE (DeepSeek-V2 §2.2): shared experts every token passes through, plus fine-grained
 /// routed experts of which each token uses K. Output = Σ shared FFN(h) + Σ g_i FFN_i(h) (the
 /// residual is added by the decoder layer). Each routed expert runs one GEMM chain over the
 /// tokens routed to it, gathered in global token order (`Tensor.expertFFN`).
-public final class DeepSeekMoE: Module, @unchecked Sendable {
-    public let gate: RouterGate
-    public let experts: StackedExperts
-    public let shared_experts: SwiGLU?
-    let config: DeepSeekV2Config
+package final class DeepSeekMoE: Module, @unchecked Sendable {
+    package let gate: RouterGate
+    package let experts: StackedExperts
+    package let shared_experts: SwiGLU?
+    let config: DeepSeekConfig
 
-    public init(_ c: DeepSeekV2Config) {
+    package init(_ c: DeepSeekConfig) {
         config = c
         gate = RouterGate(experts: c.nRoutedExperts, hidden: c.hiddenSize, bias: c.topkMethod == .noauxTC)
         experts = StackedExperts(experts: c.nRoutedExperts, hidden: c.hiddenSize, intermediate: c.moeIntermediateSize)
@@ -65,7 +65,7 @@ public final class DeepSeekMoE: Module, @unchecked Sendable {
 
     /// x [B, T, D] → ([B, T, D], report). `executor` runs the routed experts of an evaluation
     /// or decode elsewhere (a training step's comes in `training`); `layer` names this layer to it.
-    public func callAsFunction(_ x: Tensor, training: MoETraining?, executor: ExpertExecutor? = nil, layer: Int = 0) -> (Tensor, MoELayerReport) {
+    package func callAsFunction(_ x: Tensor, training: MoETraining?, executor: ExpertExecutor? = nil, layer: Int = 0) -> (Tensor, MoELayerReport) {
         let b = x.shape[0], t = x.shape[1], dim = x.shape[2], n = b * t
         let c = config, k = c.numExpertsPerTok, e = c.nRoutedExperts
         let flat = x.reshape([n, dim])

@@ -5,12 +5,12 @@ import NN
 /// so that one fused op runs every expert's SwiGLU on its gathered tokens. Checkpoints see
 /// them one by one (`experts.E.gate_proj.weight` ...): those names are views into the stacked
 /// tensors, and their gradients views into the stacked gradients.
-public final class StackedExperts: Module, @unchecked Sendable {
-    public let gate: Tensor, up: Tensor, down: Tensor
+package final class StackedExperts: Module, @unchecked Sendable {
+    package let gate: Tensor, up: Tensor, down: Tensor
     let views: [(String, Tensor)]
-    public let count: Int
+    package let count: Int
 
-    public init(experts e: Int, hidden d: Int, intermediate i: Int) {
+    package init(experts e: Int, hidden d: Int, intermediate i: Int) {
         count = e
         gate = parameter([e, i, d])
         up = parameter([e, i, d])
@@ -29,7 +29,7 @@ public final class StackedExperts: Module, @unchecked Sendable {
     /// The stacked gradient buffers, zeroed, with the per-expert views' gradients looking into
     /// them: made at the first fused backward, not with the weights (a trainer whose executor
     /// computes the experts' gradients itself never needs these weight-sized buffers).
-    public func ensureGradients() {
+    package func ensureGradients() {
         guard gate.grad == nil else { return }
         for t in [gate, up, down] { t.grad = Tensor(zeros: t.shape) }
         for (i, (_, w)) in views.enumerated() {
@@ -40,12 +40,12 @@ public final class StackedExperts: Module, @unchecked Sendable {
 
     /// Drops the stacked gradient buffers (and the views into them), should a fused backward
     /// have made them: a trainer whose executor computes the experts' gradients does not use them.
-    public func releaseGradients() {
+    package func releaseGradients() {
         for t in [gate, up, down] { t.grad = nil }
         for (_, v) in views { v.grad = nil }
     }
 
-    override public func customParameters(prefix: String) -> [(String, Tensor)]? {
+    override package func customParameters(prefix: String) -> [(String, Tensor)]? {
         views.map { (prefix.isEmpty ? $0.0 : "\(prefix).\($0.0)", $0.1) }
     }
 }
@@ -57,7 +57,7 @@ extension Tensor {
     /// Experts are independent GEMM chains, split over the threads with one BLAS thread each
     /// (as attention heads); their outputs are added into the result afterwards in a fixed
     /// order (expert, then token), so the bits do not depend on scheduling.
-    public static func expertFFN(_ x: Tensor, weights: Tensor, experts: StackedExperts,
+    package static func expertFFN(_ x: Tensor, weights: Tensor, experts: StackedExperts,
                                  assignments: [[(token: Int, slot: Int)]]) -> Tensor {
         let n = x.shape[0], d = x.shape[1], inter = experts.gate.shape[1], e = experts.count
         guard x.rank == 2, experts.gate.shape[2] == d, assignments.count == e else {
@@ -140,10 +140,10 @@ extension Tensor {
 /// One routed expert's SwiGLU over m gathered rows, forward and backward: the GEMM chain both
 /// the local fused op and the expert-parallel exchange run, so that a segment of tokens gives
 /// the same bits wherever it is computed.
-public enum ExpertKernel {
+package enum ExpertKernel {
     /// X [m, D] → H = X·Gᵀ, U = X·Uᵀ [m, I], A = silu(H)·U, Y = A·Dᵀ [m, D].
     @inline(__always)
-    public static func forward(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, gate: UnsafePointer<Float>,
+    package static func forward(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, gate: UnsafePointer<Float>,
                                up: UnsafePointer<Float>, down: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>,
                                u: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
         activations(m: m, dim: d, inter: inter, x: x, gate: gate, up: up, h: h, u: u, a: a)
@@ -152,7 +152,7 @@ public enum ExpertKernel {
 
     /// H, U and A of `forward`, without Y: what a deferred weight gradient recomputes.
     @inline(__always)
-    public static func activations(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, gate: UnsafePointer<Float>,
+    package static func activations(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, gate: UnsafePointer<Float>,
                                    up: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>,
                                    a: UnsafeMutablePointer<Float>) {
         profiledGEMM(transA: false, transB: true, m: m, n: inter, k: d, x, lda: d, gate, ldb: d, h, ldc: inter, tokens: 0)
@@ -163,7 +163,7 @@ public enum ExpertKernel {
     /// From gY [m, D] (the output gradient already times the gate weight): the weight gradients
     /// (written, not added) and gX [m, D]. `scratch` holds 3·m·I floats.
     @inline(__always)
-    public static func backward(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, h: UnsafePointer<Float>,
+    package static func backward(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, h: UnsafePointer<Float>,
                                 u: UnsafePointer<Float>, a: UnsafePointer<Float>, gy: UnsafePointer<Float>,
                                 gate: UnsafePointer<Float>, up: UnsafePointer<Float>, down: UnsafePointer<Float>,
                                 scratch: UnsafeMutablePointer<Float>, dGate: UnsafeMutablePointer<Float>,
@@ -175,7 +175,7 @@ public enum ExpertKernel {
 
     /// gA = gY·D, then gH and gU through SwiGLU, into `scratch` (gA, gH, gU: 3·m·I floats).
     @inline(__always)
-    public static func hiddenGradients(m: Int, dim d: Int, inter: Int, h: UnsafePointer<Float>, u: UnsafePointer<Float>,
+    package static func hiddenGradients(m: Int, dim d: Int, inter: Int, h: UnsafePointer<Float>, u: UnsafePointer<Float>,
                                        gy: UnsafePointer<Float>, down: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let gA = scratch, gH = gA + m * inter, gU = gH + m * inter
         profiledGEMM(transA: false, transB: false, m: m, n: inter, k: d, gy, lda: d, down, ldb: inter, gA, ldc: inter, tokens: 0)
@@ -184,7 +184,7 @@ public enum ExpertKernel {
 
     /// dD = gYᵀ·A, dG = gHᵀ·X, dU = gUᵀ·X (written, not added), from `hiddenGradients`' scratch.
     @inline(__always)
-    public static func weightGradients(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, a: UnsafePointer<Float>,
+    package static func weightGradients(m: Int, dim d: Int, inter: Int, x: UnsafePointer<Float>, a: UnsafePointer<Float>,
                                        gy: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>, dGate: UnsafeMutablePointer<Float>,
                                        dUp: UnsafeMutablePointer<Float>, dDown: UnsafeMutablePointer<Float>) {
         let gH = scratch + m * inter, gU = gH + m * inter
@@ -195,7 +195,7 @@ public enum ExpertKernel {
 
     /// gX = gH·G + gU·U, from `hiddenGradients`' scratch.
     @inline(__always)
-    public static func inputGradient(m: Int, dim d: Int, inter: Int, scratch: UnsafeMutablePointer<Float>,
+    package static func inputGradient(m: Int, dim d: Int, inter: Int, scratch: UnsafeMutablePointer<Float>,
                                      gate: UnsafePointer<Float>, up: UnsafePointer<Float>, gx: UnsafeMutablePointer<Float>) {
         let gH = scratch + m * inter, gU = gH + m * inter
         profiledGEMM(transA: false, transB: false, m: m, n: d, k: inter, gH, lda: inter, gate, ldb: d, gx, ldc: d, tokens: 0)

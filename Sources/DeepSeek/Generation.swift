@@ -6,15 +6,15 @@ import NN
 /// only c_KV (kv_lora values) and the shared rope key (qk_rope values), and attends through the
 /// absorbed projections; the full cache keeps every head's decompressed key and value, as a
 /// standard multi-head attention would, for comparison.
-public enum CacheKind: String, Sendable, CaseIterable, Codable {
+package enum CacheKind: String, Sendable, CaseIterable, Codable {
     case latent, full
 }
 
-public final class KVCache {
-    public let kind: CacheKind
-    public let batch: Int
-    public let capacity: Int
-    public private(set) var length = 0
+package final class KVCache {
+    package let kind: CacheKind
+    package let batch: Int
+    package let capacity: Int
+    package private(set) var length = 0
     /// Per layer: latent c [B, cap, kv_lora] and k_pe [B, cap, rope], or full k [B, cap, H, qhd]
     /// and v [B, cap, H, v].
     var first: [Tensor]
@@ -22,10 +22,10 @@ public final class KVCache {
     let firstRow: Int, secondRow: Int
 
     /// The layers this cache serves: all of them, or a pipeline stage's.
-    public let layers: Range<Int>
+    package let layers: Range<Int>
 
     /// `layers`: a pipeline stage's range (the others get no memory); nil: every layer.
-    public init(_ c: DeepSeekV2Config, kind: CacheKind, batch: Int, capacity: Int, layers: Range<Int>? = nil) {
+    package init(_ c: DeepSeekConfig, kind: CacheKind, batch: Int, capacity: Int, layers: Range<Int>? = nil) {
         self.kind = kind
         self.batch = batch
         self.capacity = capacity
@@ -46,7 +46,7 @@ public final class KVCache {
     }
 
     /// Bytes the cache holds per token (all layers, float32 as stored here).
-    public var bytesPerToken: Int { layers.count * (firstRow + secondRow) * 4 }
+    package var bytesPerToken: Int { layers.count * (firstRow + secondRow) * 4 }
 
     /// Writes `rows` [B, Tn, width] at positions length..<length+Tn of layer `l`'s tensor.
     func append(_ t: Tensor, into store: Tensor, width: Int) {
@@ -59,7 +59,7 @@ public final class KVCache {
     func view(_ store: Tensor, upTo n: Int) -> Tensor { store.slice(axis: 1, 0..<n) }
 
     /// Moves past `n` tokens once every served layer has appended them.
-    public func advance(_ n: Int) { length += n }
+    package func advance(_ n: Int) { length += n }
 }
 
 extension MultiHeadLatentAttention {
@@ -89,9 +89,9 @@ extension MultiHeadLatentAttention {
     }
 }
 
-extension DeepSeekV2ForCausalLM {
+extension DeepSeekForCausalLM {
     /// Feeds `ids` (B·Tn) at the cache's current position and returns logits [B, Tn, V].
-    public func decode(_ ids: [Int], batch b: Int, cache: KVCache) -> Tensor {
+    package func decode(_ ids: [Int], batch b: Int, cache: KVCache) -> Tensor {
         let tn = ids.count / b
         return SpinningWorker.serve { withNoGrad {
             let h = decodeLayers(model.embed_tokens(ids, shape: [b, tn]), layers: 0..<model.layers.count, cache: cache)
@@ -103,7 +103,7 @@ extension DeepSeekV2ForCausalLM {
     /// Decoder layers `layers` over h [B, Tn, D] at the cache's position: a pipeline stage's
     /// share of `decode` (the caller advances the cache). `experts` runs the routed experts
     /// elsewhere (the grid's all-to-all); nil: here.
-    public func decodeLayers(_ x: Tensor, layers: Range<Int>, cache: KVCache, experts: ExpertExecutor? = nil) -> Tensor {
+    package func decodeLayers(_ x: Tensor, layers: Range<Int>, cache: KVCache, experts: ExpertExecutor? = nil) -> Tensor {
         let tn = x.shape[1], start = cache.length
         guard start + tn <= cache.capacity, start + tn <= rotary.cos.shape[0] else {
             shapeFailure("decode", "position \(start + tn) exceeds the cache (\(cache.capacity)) or the rotary tables (\(rotary.cos.shape[0]))")
@@ -124,18 +124,18 @@ extension DeepSeekV2ForCausalLM {
 
 /// Greedy, temperature and nucleus (top-p) sampling; the draw for step i uses the counter
 /// RNG at (seed, "sample", i), so a generation is reproducible.
-public struct Sampler: Sendable {
-    public var temperature: Float
-    public var topP: Float
-    public var seed: UInt64
+package struct Sampler: Sendable {
+    package var temperature: Float
+    package var topP: Float
+    package var seed: UInt64
 
-    public init(temperature: Float = 0, topP: Float = 1, seed: UInt64 = 0) {
+    package init(temperature: Float = 0, topP: Float = 1, seed: UInt64 = 0) {
         self.temperature = temperature
         self.topP = topP
         self.seed = seed
     }
 
-    public func sample(_ logits: [Float], step: Int, row: Int = 0) -> Int {
+    package func sample(_ logits: [Float], step: Int, row: Int = 0) -> Int {
         if temperature <= 0 {
             var best = 0
             for i in logits.indices where logits[i] > logits[best] { best = i }
@@ -166,16 +166,16 @@ public struct Sampler: Sendable {
     }
 }
 
-public struct GenerationResult: Sendable {
-    public let tokens: [Int]
-    public let prefillSeconds: Double
-    public let decodeSeconds: Double
-    public let cacheBytesPerToken: Int
+package struct GenerationResult: Sendable {
+    package let tokens: [Int]
+    package let prefillSeconds: Double
+    package let decodeSeconds: Double
+    package let cacheBytesPerToken: Int
 }
 
-extension DeepSeekV2ForCausalLM {
+extension DeepSeekForCausalLM {
     /// Prefills `prompt`, then samples up to `maxNew` tokens, stopping at any of `stop`.
-    public func generate(prompt: [Int], maxNew: Int, sampler: Sampler = Sampler(), stop: Set<Int> = [],
+    package func generate(prompt: [Int], maxNew: Int, sampler: Sampler = Sampler(), stop: Set<Int> = [],
                          cache kind: CacheKind = .latent) -> GenerationResult {
         let cache = KVCache(config, kind: kind, batch: 1, capacity: prompt.count + maxNew)
         let clock = now

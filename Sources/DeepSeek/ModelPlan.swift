@@ -1,32 +1,32 @@
 /// Parameter, FLOP, cache and traffic arithmetic for a configuration and a parallel layout:
 /// what `deeptrain plan` prints, computed from the config alone (no weights are built). A
 /// rank's memory is `MemoryPlan` (Parallel), which knows the trainer's buffers.
-public struct ModelPlan: Codable, Sendable {
-    public let totalParameters: Int
+package struct ModelPlan: Codable, Sendable {
+    package let totalParameters: Int
     /// Parameters a token passes through, embedding excluded (lm_head, router, shared and
     /// top-K experts included), as DeepSeek counts "activated" parameters.
-    public let activatedParameters: Int
-    public let embeddingParameters: Int
-    public let expertParameters: Int
+    package let activatedParameters: Int
+    package let embeddingParameters: Int
+    package let expertParameters: Int
     /// V3's multi-token-prediction depths (their blocks, norms and eh_proj; the embedding and
     /// head they share are not counted again). Not in `totalParameters` or
     /// `activatedParameters`, as DeepSeek reports V3 (671B / 37B, MTP module aside).
-    public let mtpParameters: Int
+    package let mtpParameters: Int
     /// Training FLOPs per token at `sequenceLength` (docs/design.md §7): 6·N_act + 6·L·H·T·(d_qk + d_v).
-    public let flopsPerToken: Double
-    public let sequenceLength: Int
+    package let flopsPerToken: Double
+    package let sequenceLength: Int
     /// Values the absorbed MLA cache keeps per token per layer: kv_lora + qk_rope.
-    public let kvCacheValuesPerTokenPerLayer: Int
-    public let kvCacheBytesPerTokenBF16: Int
+    package let kvCacheValuesPerTokenPerLayer: Int
+    package let kvCacheBytesPerTokenBF16: Int
     /// A standard multi-head cache of the same heads: 2·H·d_v values per token per layer.
-    public let mhaCacheBytesPerTokenBF16: Int
-    public let layout: Layout
-    public let allToAllBytesPerStepPerRank: Double
+    package let mhaCacheBytesPerTokenBF16: Int
+    package let layout: Layout
+    package let allToAllBytesPerStepPerRank: Double
 
-    public struct Layout: Codable, Sendable {
-        public let dp: Int, ep: Int, pp: Int
+    package struct Layout: Codable, Sendable {
+        package let dp: Int, ep: Int, pp: Int
         /// Sequences per micro-batch; micro-batches per step over all ranks.
-        public let microBatch: Int, microbatches: Int
+        package let microBatch: Int, microbatches: Int
 
         enum CodingKeys: String, CodingKey {
             case dp
@@ -37,7 +37,7 @@ public struct ModelPlan: Codable, Sendable {
         }
     }
 
-    public init(_ c: DeepSeekV2Config, sequenceLength t: Int, dp: Int = 1, ep: Int = 1, pp: Int = 1,
+    package init(_ c: DeepSeekConfig, sequenceLength t: Int, dp: Int = 1, ep: Int = 1, pp: Int = 1,
                 microBatch: Int = 1, microbatches: Int = 1) {
         let d = c.hiddenSize, h = c.numAttentionHeads
         let attention: Int = {

@@ -5,22 +5,22 @@ import NN
 /// (or a plain `q_proj` when `q_lora_rank` is null); keys and values are rebuilt per head from
 /// one compressed latent c_KV (`kv_lora_rank` values per token) plus one rope key head shared by
 /// all heads, which is what generation caches (kv_lora + qk_rope values per token per layer).
-public final class MultiHeadLatentAttention: Module, @unchecked Sendable {
-    public let q_proj: Linear?
-    public let q_a_proj: Linear?
-    public let q_a_layernorm: RMSNorm?
-    public let q_b_proj: Linear?
-    public let kv_a_proj_with_mqa: Linear
-    public let kv_a_layernorm: RMSNorm
-    public let kv_b_proj: Linear
-    public let o_proj: Linear
+package final class MultiHeadLatentAttention: Module, @unchecked Sendable {
+    package let q_proj: Linear?
+    package let q_a_proj: Linear?
+    package let q_a_layernorm: RMSNorm?
+    package let q_b_proj: Linear?
+    package let kv_a_proj_with_mqa: Linear
+    package let kv_a_layernorm: RMSNorm
+    package let kv_b_proj: Linear
+    package let o_proj: Linear
     let heads, nope, rope, vDim, kvLora: Int
     let scale: Float
     /// Rope dimensions stored as interleaved pairs (DeepSeek's checkpoints) or rotate-half (V3 with
     /// `rope_interleave: false`).
     let interleaved: Bool
 
-    public init(_ c: DeepSeekV2Config) {
+    package init(_ c: DeepSeekConfig) {
         interleaved = c.ropeInterleave
         heads = c.numAttentionHeads
         nope = c.qkNopeHeadDim
@@ -75,7 +75,7 @@ public final class MultiHeadLatentAttention: Module, @unchecked Sendable {
 
     /// x [B, T, hidden] at positions given by the rows of `cos`/`sin` → [B, T, hidden];
     /// `segments` packs several sequences per row (`Tensor.attention`).
-    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor, segments: [Int]? = nil) -> Tensor {
+    package func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor, segments: [Int]? = nil) -> Tensor {
         let b = x.shape[0], t = x.shape[1]
         let q = queries(x, cos: cos, sin: sin)
         let (c, kPe) = latent(x, cos: cos, sin: sin)

@@ -3,10 +3,10 @@ import NN
 
 /// The output norm of one MTP depth (`shared_head.norm`); the head itself is the model's
 /// `lm_head` (DeepSeek's release stores a copy as `shared_head.head`, which loading checks
-/// and saving writes: `DeepSeekV2ForCausalLM.sharedCopies`).
-public final class MTPSharedHead: Module, @unchecked Sendable {
-    public let norm: RMSNorm
-    init(_ c: DeepSeekV2Config) { norm = RMSNorm(c.hiddenSize, eps: Float(c.rmsNormEps)) }
+/// and saving writes: `DeepSeekForCausalLM.sharedCopies`).
+package final class MTPSharedHead: Module, @unchecked Sendable {
+    package let norm: RMSNorm
+    init(_ c: DeepSeekConfig) { norm = RMSNorm(c.hiddenSize, eps: Float(c.rmsNormEps)) }
 }
 
 /// One multi-token-prediction depth of DeepSeek-V3 (V3 report §2.2): a decoder block whose
@@ -14,13 +14,13 @@ public final class MTPSharedHead: Module, @unchecked Sendable {
 /// h'_t = eh_proj([enorm(Emb(t_{t+k})); hnorm(h_t)]) (embedding first, as the released weights
 /// use it), and whose output predicts token t+k+1 through `shared_head.norm` and the shared
 /// `lm_head`. Its parameters sit beside the block's, under `model.layers.<L + k − 1>.`.
-public final class MTPLayer: DeepSeekV2DecoderLayer, @unchecked Sendable {
-    public let enorm: RMSNorm
-    public let hnorm: RMSNorm
-    public let eh_proj: Linear
-    public let shared_head: MTPSharedHead
+package final class MTPLayer: DeepSeekDecoderLayer, @unchecked Sendable {
+    package let enorm: RMSNorm
+    package let hnorm: RMSNorm
+    package let eh_proj: Linear
+    package let shared_head: MTPSharedHead
 
-    public init(_ c: DeepSeekV2Config, depth: Int) {
+    package init(_ c: DeepSeekConfig, depth: Int) {
         enorm = RMSNorm(c.hiddenSize, eps: Float(c.rmsNormEps))
         hnorm = RMSNorm(c.hiddenSize, eps: Float(c.rmsNormEps))
         eh_proj = Linear(2 * c.hiddenSize, c.hiddenSize)
@@ -31,19 +31,19 @@ public final class MTPLayer: DeepSeekV2DecoderLayer, @unchecked Sendable {
 
 /// The MTP depths of a model, named as DeepSeek's release stores them: depth k is layer
 /// num_hidden_layers + k − 1 (`model.layers.61.*` in V3). Inference does not run them.
-public final class MultiTokenPrediction: Module, @unchecked Sendable {
-    public let depths: [MTPLayer]
+package final class MultiTokenPrediction: Module, @unchecked Sendable {
+    package let depths: [MTPLayer]
     let firstLayer: Int
 
-    public init(_ c: DeepSeekV2Config, depth: Int) {
+    package init(_ c: DeepSeekConfig, depth: Int) {
         firstLayer = c.numHiddenLayers
         depths = (1...depth).map { MTPLayer(c, depth: $0) }
     }
 
     /// The layer index a depth's parameters are named by.
-    public func layerIndex(depth k: Int) -> Int { firstLayer + k - 1 }
+    package func layerIndex(depth k: Int) -> Int { firstLayer + k - 1 }
 
-    override public func customParameters(prefix: String) -> [(String, Tensor)]? {
+    override package func customParameters(prefix: String) -> [(String, Tensor)]? {
         depths.enumerated().flatMap { k, layer in layer.namedParameters(prefix: "model.layers.\(firstLayer + k)") }
     }
 
@@ -51,19 +51,19 @@ public final class MultiTokenPrediction: Module, @unchecked Sendable {
 
 /// What the MTP depths give for one batch: the mean over depths of each depth's mean
 /// cross-entropy, and each depth's value.
-public struct MTPOutput {
-    public let loss: Tensor
-    public let perDepth: [Tensor]
-    public let moe: [(Int, MoELayerReport)]
+package struct MTPOutput {
+    package let loss: Tensor
+    package let perDepth: [Tensor]
+    package let moe: [(Int, MoELayerReport)]
 }
 
-extension DeepSeekV2ForCausalLM {
+extension DeepSeekForCausalLM {
     /// The MTP loss of a batch: `normed` [B, T, D] the main model's hidden states after its
     /// final norm (depth 1's input), `ids` the B·T input tokens, `targets` their next-token
     /// targets as the main loss has them (targets[t] = token t + 1, or ignoreIndex). Depth k at
     /// position t (t < T − k) reads token t + k and predicts targets[t + k] (token t + k + 1);
     /// the block runs over T − k positions. `depth` limits the depths run (nil: all).
-    public func mtpLoss(normed: Tensor, ids: [Int], targets labels: [Int], batch b: Int, length t: Int,
+    package func mtpLoss(normed: Tensor, ids: [Int], targets labels: [Int], batch b: Int, length t: Int,
                         training: MoETraining? = nil, depth: Int? = nil) -> MTPOutput? {
         guard let mtp else { return nil }
         var h = normed

@@ -1,9 +1,9 @@
 /// Named model sizes: the released DeepSeek-V2, V2-Lite and V3 models and small ones for
 /// tests, demos and benchmarks on a CPU.
-extension DeepSeekV2Config {
-    public static let presetNames = ["tiny", "tiny-v3", "small", "v2-lite", "v2", "v3"]
+extension DeepSeekConfig {
+    package static let presetNames = ["tiny", "tiny-v3", "small", "v2-lite", "v2", "v3"]
 
-    public static func preset(_ name: String) throws -> DeepSeekV2Config {
+    package static func preset(_ name: String) throws -> DeepSeekConfig {
         switch name {
         case "tiny": return .tiny
         case "small": return .small
@@ -18,7 +18,7 @@ extension DeepSeekV2Config {
 
     /// Seconds-scale tests and the built-in demos: 3 layers (first dense), 8 routed experts in
     /// 4 groups, group-limited top-2 over 2 groups, YaRN ×2 over 64 positions.
-    public static let tiny = DeepSeekV2Config(
+    package static let tiny = DeepSeekConfig(
         vocabSize: 256, hiddenSize: 64, intermediateSize: 160, moeIntermediateSize: 48, numHiddenLayers: 3,
         numAttentionHeads: 4, nSharedExperts: 1, nRoutedExperts: 8, routedScalingFactor: 1.0,
         kvLoraRank: 32, qLoraRank: 48, qkRopeHeadDim: 8, vHeadDim: 16, qkNopeHeadDim: 16,
@@ -27,7 +27,7 @@ extension DeepSeekV2Config {
         ropeScaling: RopeScaling(factor: 2, originalMaxPositionEmbeddings: 64))
 
     /// The benchmark MoE model of `bench train --model small` (docs/benchmarks.md).
-    public static let small = DeepSeekV2Config(
+    package static let small = DeepSeekConfig(
         vocabSize: 4096, hiddenSize: 256, intermediateSize: 1024, moeIntermediateSize: 256, numHiddenLayers: 8,
         numAttentionHeads: 8, nSharedExperts: 2, nRoutedExperts: 16, routedScalingFactor: 1.0,
         kvLoraRank: 64, qLoraRank: 128, qkRopeHeadDim: 16, vHeadDim: 32, qkNopeHeadDim: 32,
@@ -36,7 +36,7 @@ extension DeepSeekV2Config {
         ropeScaling: RopeScaling(factor: 4, originalMaxPositionEmbeddings: 256))
 
     /// DeepSeek-V2-Lite as released: 15.7B total, 2.4B activated.
-    public static let v2Lite = DeepSeekV2Config(
+    package static let v2Lite = DeepSeekConfig(
         vocabSize: 102_400, hiddenSize: 2048, intermediateSize: 10_944, moeIntermediateSize: 1408, numHiddenLayers: 27,
         numAttentionHeads: 16, nSharedExperts: 2, nRoutedExperts: 64, routedScalingFactor: 1.0,
         kvLoraRank: 512, qLoraRank: nil, qkRopeHeadDim: 64, vHeadDim: 128, qkNopeHeadDim: 128,
@@ -45,7 +45,7 @@ extension DeepSeekV2Config {
         ropeScaling: RopeScaling(factor: 40, originalMaxPositionEmbeddings: 4096))
 
     /// DeepSeek-V2 as released: 236B total, 21B activated.
-    public static let v2 = DeepSeekV2Config(
+    package static let v2 = DeepSeekConfig(
         vocabSize: 102_400, hiddenSize: 5120, intermediateSize: 12_288, moeIntermediateSize: 1536, numHiddenLayers: 60,
         numAttentionHeads: 128, nSharedExperts: 2, nRoutedExperts: 160, routedScalingFactor: 16.0,
         kvLoraRank: 512, qLoraRank: 1536, qkRopeHeadDim: 64, vHeadDim: 128, qkNopeHeadDim: 128,
@@ -55,7 +55,7 @@ extension DeepSeekV2Config {
 
     /// `tiny` with V3's router and one MTP depth: sigmoid scores, noaux_tc over 2 of 4 groups,
     /// weights normalised then × 2.5.
-    public static let tinyV3 = DeepSeekV2Config(
+    package static let tinyV3 = DeepSeekConfig(
             vocabSize: 256, hiddenSize: 64, intermediateSize: 160, moeIntermediateSize: 48, numHiddenLayers: 3,
             numAttentionHeads: 4, nSharedExperts: 1, nRoutedExperts: 8, routedScalingFactor: 2.5,
             kvLoraRank: 32, qLoraRank: 48, qkRopeHeadDim: 8, vHeadDim: 16, qkNopeHeadDim: 16,
@@ -66,7 +66,7 @@ extension DeepSeekV2Config {
 
     /// DeepSeek-V3 as released (config.json of DeepSeek-V3): 671B total, 37B activated, plus
     /// one MTP module (layer 61).
-    public static let v3 = DeepSeekV2Config(
+    package static let v3 = DeepSeekConfig(
             vocabSize: 129_280, hiddenSize: 7168, intermediateSize: 18_432, moeIntermediateSize: 2048, numHiddenLayers: 61,
             numAttentionHeads: 128, nSharedExperts: 1, nRoutedExperts: 256, routedScalingFactor: 2.5,
             kvLoraRank: 512, qLoraRank: 1536, qkRopeHeadDim: 64, vHeadDim: 128, qkNopeHeadDim: 128,

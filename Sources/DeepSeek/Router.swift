@@ -5,32 +5,32 @@ import NN
 /// V3's `noaux_tc` selection, its per-expert bias (`mlp.gate.e_score_correction_bias`): a
 /// buffer, not a parameter — no gradient reaches it; aux-loss-free balancing moves it between
 /// steps (`RouterBias`).
-public final class RouterGate: Module, @unchecked Sendable {
-    public let weight: Tensor
-    public let bias: Tensor?
-    public init(experts: Int, hidden: Int, bias: Bool = false) {
+package final class RouterGate: Module, @unchecked Sendable {
+    package let weight: Tensor
+    package let bias: Tensor?
+    package init(experts: Int, hidden: Int, bias: Bool = false) {
         weight = parameter([experts, hidden])
         self.bias = bias ? Tensor(zeros: [experts]) : nil
     }
 }
 
 /// One layer's routing decision for N tokens.
-public struct Routing {
+package struct Routing {
     /// u·e_i for every token and routed expert, [N, E].
-    public let logits: Tensor
+    package let logits: Tensor
     /// s = softmax (V2) or sigmoid (V3) of the logits in fp32, [N, E] (differentiable).
-    public let scores: Tensor
+    package let scores: Tensor
     /// Each token's K experts sorted by id, row-major [N·K].
-    public let experts: [Int]
+    package let experts: [Int]
     /// Gate weights g for those experts, [N, K] (differentiable): V2, scores renormalised
     /// when `norm_topk_prob` (and K > 1), otherwise scaled by `routed_scaling_factor`; V3, the
     /// unbiased scores, renormalised when `norm_topk_prob`, then scaled.
-    public let weights: Tensor
-    public let k: Int
+    package let weights: Tensor
+    package let k: Int
 
     /// What the balance losses and token dropping weigh experts by: the softmax scores, or
     /// V3's sigmoid scores normalised over the experts of each token (s'_i = s_i / Σ_j s_j).
-    public var affinities: Tensor {
+    package var affinities: Tensor {
         isSigmoid ? scores / scores.sum(axis: -1, keepDims: true) : scores
     }
     let isSigmoid: Bool
@@ -45,8 +45,8 @@ public struct Routing {
 /// chooses by the scores plus the gate's bias — groups ranked by the sum of their two best
 /// biased scores, the best `topk_group` kept, top-K inside them — while the weights stay the
 /// unbiased scores.
-public enum Router {
-    public static func route(_ x: Tensor, gate: RouterGate, config c: DeepSeekV2Config) -> Routing {
+package enum Router {
+    package static func route(_ x: Tensor, gate: RouterGate, config c: DeepSeekConfig) -> Routing {
         let logits = x.linear(gate.weight)
         let sigmoid = c.scoringFunc == .sigmoid
         let scores = sigmoid ? logits.sigmoid() : logits.softmax()
@@ -65,7 +65,7 @@ public enum Router {
     }
 
     /// Each row's K experts, sorted by id. `bias` (noaux_tc): added to the scores for choosing.
-    public static func select(_ scores: Tensor, bias: Tensor? = nil, config c: DeepSeekV2Config) -> [Int] {
+    package static func select(_ scores: Tensor, bias: Tensor? = nil, config c: DeepSeekConfig) -> [Int] {
         let e = c.nRoutedExperts, k = c.numExpertsPerTok
         let n = scores.count / e
         var chosen: [Int]
@@ -102,7 +102,7 @@ public enum Router {
 
     /// V3's selection: biased scores; groups by the sum of their two best; experts outside the
     /// kept groups excluded (−∞, as transformers' masked_fill), then top-K.
-    static func nodeLimited(_ s: Tensor, bias: Tensor?, n: Int, config c: DeepSeekV2Config) -> [Int] {
+    static func nodeLimited(_ s: Tensor, bias: Tensor?, n: Int, config c: DeepSeekConfig) -> [Int] {
         let e = c.nRoutedExperts, groups = c.nGroup, per = e / groups
         let biased = Tensor(uninitialized: [n, e])
         let bp = bias?.contiguous()

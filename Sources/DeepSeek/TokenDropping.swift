@@ -12,28 +12,28 @@ import Autograd
 /// ceil(fraction · B) ≤ capacity_factor · B / D, protected assignments alone fit in any
 /// device's capacity, so no device ever exceeds it. Outside that bound protection wins and a
 /// device may exceed its capacity by protected assignments only.
-public struct TokenDropping: Sendable, Equatable, Codable {
-    public var capacityFactor: Double
+package struct TokenDropping: Sendable, Equatable, Codable {
+    package var capacityFactor: Double
     /// Fraction of sequences whose tokens are never dropped (DeepSeek-V2: about 10%).
-    public var neverDropFraction: Double
+    package var neverDropFraction: Double
 
-    public init(capacityFactor: Double = 1.0, neverDropFraction: Double = 0.1) {
+    package init(capacityFactor: Double = 1.0, neverDropFraction: Double = 0.1) {
         self.capacityFactor = capacityFactor
         self.neverDropFraction = neverDropFraction
     }
 
-    public struct Plan: Equatable {
+    package struct Plan: Equatable {
         /// Per assignment (N·K, row-major): kept or dropped.
-        public let kept: [Bool]
-        public let capacity: Int
+        package let kept: [Bool]
+        package let capacity: Int
         /// Assignments each device processes after dropping.
-        public let deviceLoad: [Int]
-        public var dropped: Int { kept.lazy.filter { !$0 }.count }
+        package let deviceLoad: [Int]
+        package var dropped: Int { kept.lazy.filter { !$0 }.count }
     }
 
     /// Which of the `count` sequences of the micro-batch starting at global sequence `first` are
     /// exempt from dropping at `step`.
-    public func neverDropped(seed: UInt64, step: Int, first: Int, count: Int) -> [Bool] {
+    package func neverDropped(seed: UInt64, step: Int, first: Int, count: Int) -> [Bool] {
         let rng = Philox(seed: seed, purpose: "never-drop", UInt64(step))
         let exact = neverDropFraction * Double(count)
         var quota = Int(exact.rounded(.down))
@@ -48,7 +48,7 @@ public struct TokenDropping: Sendable, Equatable, Codable {
     }
 
     /// `affinity` [N·E] scores, `experts` [N·K]; `protected[t]` exempts token t.
-    public func plan(affinity: [Float], experts: [Int], k: Int, numExperts e: Int, devices d: Int, protected: [Bool]) -> Plan {
+    package func plan(affinity: [Float], experts: [Int], k: Int, numExperts e: Int, devices d: Int, protected: [Bool]) -> Plan {
         let n = experts.count / k, per = e / d
         let capacity = Int((capacityFactor * Double(n * k) / Double(d)).rounded(.up))
         var kept = [Bool](repeating: true, count: n * k)

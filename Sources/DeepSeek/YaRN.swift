@@ -9,12 +9,12 @@ import Autograd
 ///
 /// The reference computes in float32 (inverse frequencies, then position × frequency, then
 /// cos/sin); the same roundings are made here so that long positions agree to ~1 ulp.
-public struct RotaryTables {
-    public let cos: Tensor
-    public let sin: Tensor
-    public let inverseFrequencies: [Float]
+package struct RotaryTables {
+    package let cos: Tensor
+    package let sin: Tensor
+    package let inverseFrequencies: [Float]
 
-    public init(config c: DeepSeekV2Config, positions: Int) {
+    package init(config c: DeepSeekConfig, positions: Int) {
         let d = c.qkRopeHeadDim, half = d / 2, base = c.ropeTheta
         let extra: [Float] = (0..<half).map { Float(1 / Foundation.pow(base, Double(2 * $0) / Double(d))) }
         var inv = extra

@@ -6,8 +6,8 @@ import FileSafety
 /// A thin, checked wrapper over the HDF5 C API for what checkpoints need: groups, float32 and
 /// int64 datasets, string and integer attributes. Every failing call becomes a
 /// `CheckpointError` naming the file and the object.
-public final class HDF5File {
-    public let path: String
+package final class HDF5File {
+    package let path: String
     let id: hid_t
     static let defaultPL = hid_t(H5P_DEFAULT)
 
@@ -20,7 +20,7 @@ public final class HDF5File {
         self.id = id
     }
 
-    public static func create(_ path: String) throws -> HDF5File {
+    package static func create(_ path: String) throws -> HDF5File {
         _ = quiet
         let fapl = deeptrain_h5p_write_access()
         defer { if fapl >= 0 { H5Pclose(fapl) } }
@@ -29,7 +29,7 @@ public final class HDF5File {
         return HDF5File(path: path, id: id)
     }
 
-    public static func open(_ path: String) throws -> HDF5File {
+    package static func open(_ path: String) throws -> HDF5File {
         _ = quiet
         guard FileManager.default.fileExists(atPath: path) else { throw CheckpointError(path, "does not exist") }
         guard H5Fis_hdf5(path) > 0 else {
@@ -42,7 +42,7 @@ public final class HDF5File {
     }
 
     /// An existing file opened to write more into (a checkpoint's ranks take turns this way).
-    public static func openForWriting(_ path: String) throws -> HDF5File {
+    package static func openForWriting(_ path: String) throws -> HDF5File {
         _ = quiet
         guard FileManager.default.fileExists(atPath: path) else { throw CheckpointError(path, "does not exist") }
         let fapl = deeptrain_h5p_write_access()
@@ -52,24 +52,24 @@ public final class HDF5File {
         return HDF5File(path: path, id: id)
     }
 
-    public func close() throws {
+    package func close() throws {
         guard H5Fclose(id) >= 0 else { throw CheckpointError(path, "could not be closed cleanly") }
     }
 
-    public func flush() throws {
+    package func flush() throws {
         guard H5Fflush(id, H5F_SCOPE_GLOBAL) >= 0 else { throw CheckpointError(path, "flush failed") }
     }
 
-    public func createGroup(_ name: String) throws {
+    package func createGroup(_ name: String) throws {
         let g = H5Gcreate2(id, name, HDF5File.defaultPL, HDF5File.defaultPL, HDF5File.defaultPL)
         guard g >= 0 else { throw CheckpointError(path, "cannot create group \(name)" + writeFailureReason()) }
         H5Gclose(g)
     }
 
-    public func exists(_ name: String) -> Bool { H5Lexists(id, name, HDF5File.defaultPL) > 0 }
+    package func exists(_ name: String) -> Bool { H5Lexists(id, name, HDF5File.defaultPL) > 0 }
 
     /// Names of the objects in a group, sorted.
-    public func list(_ group: String) throws -> [String] {
+    package func list(_ group: String) throws -> [String] {
         let g = H5Gopen2(id, group, HDF5File.defaultPL)
         guard g >= 0 else { throw CheckpointError(path, "has no group \(group)") }
         defer { H5Gclose(g) }
@@ -93,24 +93,24 @@ public final class HDF5File {
 
     // MARK: datasets
 
-    public func write(_ name: String, _ t: Tensor) throws {
+    package func write(_ name: String, _ t: Tensor) throws {
         let c = t.isContiguous ? t : t.clone()
         try writeRaw(name, shape: t.shape, type: deeptrain_h5t_native_float(), bytes: UnsafeRawPointer(c.data))
     }
 
-    public func write(_ name: String, int64 values: [Int64], shape: [Int]) throws {
+    package func write(_ name: String, int64 values: [Int64], shape: [Int]) throws {
         try values.withUnsafeBytes { try writeRaw(name, shape: shape, type: deeptrain_h5t_native_int64(), bytes: $0.baseAddress!) }
     }
 
     /// A file's bytes as a uint8 dataset (tokenizer files travel inside checkpoints this way:
     /// attributes are limited to 64 KiB, a tokenizer.json is megabytes).
-    public func write(_ name: String, bytes: [UInt8]) throws {
+    package func write(_ name: String, bytes: [UInt8]) throws {
         let b = bytes.isEmpty ? [UInt8(0)] : bytes
         try b.withUnsafeBytes { try writeRaw(name, shape: [b.count], type: deeptrain_h5t_native_uint8(), bytes: $0.baseAddress!) }
         try setAttribute(name, "length", int: Int64(bytes.count))
     }
 
-    public func readBytes(_ name: String) throws -> [UInt8] {
+    package func readBytes(_ name: String) throws -> [UInt8] {
         let info = try dataset(name, expecting: .bytes)
         guard info.shape.count == 1, info.count <= HDF5Limits.maxByteDataset else {
             throw CheckpointError(path, "\(name) has shape \(info.shape); expected one dimension of at most \(HDF5Limits.maxByteDataset) bytes")
@@ -138,7 +138,7 @@ public final class HDF5File {
     }
 
     /// A float32 dataset of `shape` whose elements are written later, in slices.
-    public func createFloats(_ name: String, shape: [Int]) throws {
+    package func createFloats(_ name: String, shape: [Int]) throws {
         var dims = shape.map { hsize_t($0) }
         let space = H5Screate_simple(Int32(dims.count), &dims, nil)
         guard space >= 0 else { throw CheckpointError(path, "cannot make a dataspace for \(name) \(shape)") }
@@ -149,14 +149,14 @@ public final class HDF5File {
     }
 
     /// Elements `range` of a float32 dataset, in row-major order, from `values`.
-    public func writeFloats(_ name: String, range: Range<Int>, from values: UnsafePointer<Float>) throws {
+    package func writeFloats(_ name: String, range: Range<Int>, from values: UnsafePointer<Float>) throws {
         try slice(name, range, reading: false) { ds, mem, file in
             H5Dwrite(ds, deeptrain_h5t_native_float(), mem, file, HDF5File.defaultPL, values) >= 0
         } failure: { "cannot write elements \(range) of \(name)" + writeFailureReason() }
     }
 
     /// Elements `range` of a float32 dataset, in row-major order, into `buffer`.
-    public func readFloats(_ name: String, range: Range<Int>, into buffer: UnsafeMutablePointer<Float>) throws {
+    package func readFloats(_ name: String, range: Range<Int>, into buffer: UnsafeMutablePointer<Float>) throws {
         try slice(name, range, reading: true) { ds, mem, file in
             H5Dread(ds, deeptrain_h5t_native_float(), mem, file, HDF5File.defaultPL, buffer) >= 0
         } failure: { "cannot read elements \(range) of \(name): truncated or corrupt" }
@@ -228,10 +228,10 @@ public final class HDF5File {
     }
 
     /// The dataset's shape, checked (rank and element count bounded, no overflow).
-    public func shape(_ name: String) throws -> [Int] { try dataset(name, expecting: nil).shape }
+    package func shape(_ name: String) throws -> [Int] { try dataset(name, expecting: nil).shape }
 
     /// A float32 dataset read whole, after its type, shape and stored size were checked.
-    public func readTensor(_ name: String) throws -> Tensor {
+    package func readTensor(_ name: String) throws -> Tensor {
         let info = try dataset(name, expecting: .float32)
         let t = Tensor(uninitialized: info.shape)
         try readRaw(name, type: deeptrain_h5t_native_float(), into: UnsafeMutableRawPointer(t.data))
@@ -249,7 +249,7 @@ public final class HDF5File {
 
     // MARK: attributes (on any object; "/" for the file)
 
-    public func setAttribute(_ object: String, _ name: String, string: String) throws {
+    package func setAttribute(_ object: String, _ name: String, string: String) throws {
         let obj = H5Oopen(id, object, HDF5File.defaultPL)
         guard obj >= 0 else { throw CheckpointError(path, "has no object \(object)") }
         defer { H5Oclose(obj) }
@@ -268,7 +268,7 @@ public final class HDF5File {
         }
     }
 
-    public func setAttribute(_ object: String, _ name: String, int: Int64) throws {
+    package func setAttribute(_ object: String, _ name: String, int: Int64) throws {
         let obj = H5Oopen(id, object, HDF5File.defaultPL)
         guard obj >= 0 else { throw CheckpointError(path, "has no object \(object)") }
         defer { H5Oclose(obj) }
@@ -283,7 +283,7 @@ public final class HDF5File {
         }
     }
 
-    public func stringAttribute(_ object: String, _ name: String) throws -> String {
+    package func stringAttribute(_ object: String, _ name: String) throws -> String {
         let attr = try openScalarAttribute(object, name)
         defer { H5Aclose(attr) }
         let type = H5Aget_type(attr)
@@ -303,7 +303,7 @@ public final class HDF5File {
         return String(decoding: buf.prefix(while: { $0 != 0 }), as: UTF8.self)
     }
 
-    public func intAttribute(_ object: String, _ name: String) throws -> Int64 {
+    package func intAttribute(_ object: String, _ name: String) throws -> Int64 {
         let attr = try openScalarAttribute(object, name)
         defer { H5Aclose(attr) }
         let type = H5Aget_type(attr)
@@ -399,11 +399,11 @@ public final class HDF5File {
 /// What DeepTrain reads from an HDF5 file at most: far above any checkpoint it writes (a
 /// 671B-parameter model's largest tensor has about 2^31 elements), far below what would
 /// exhaust memory on a header's say-so.
-public enum HDF5Limits {
-    public static let maxRank = 8
-    public static let maxElements = 1 << 36
-    public static let maxByteDataset = 1 << 30
-    public static let maxStringAttribute = 64 << 20
-    public static let maxGroupEntries: UInt64 = 10_000_000
-    public static let maxNameBytes = 4096
+package enum HDF5Limits {
+    package static let maxRank = 8
+    package static let maxElements = 1 << 36
+    package static let maxByteDataset = 1 << 30
+    package static let maxStringAttribute = 64 << 20
+    package static let maxGroupEntries: UInt64 = 10_000_000
+    package static let maxNameBytes = 4096
 }

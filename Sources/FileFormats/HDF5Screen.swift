@@ -8,8 +8,8 @@ import Foundation
 ///
 /// Without a `check` (the test runner, library use) files are read directly: that is the
 /// trusted path docs/security.md describes.
-public enum HDF5Screen {
-    nonisolated(unsafe) public static var check: ((String) throws -> Void)?
+package enum HDF5Screen {
+    nonisolated(unsafe) package static var check: ((String) throws -> Void)?
     nonisolated(unsafe) static var cleared: Set<String> = []
     static let lock = NSLock()
 
@@ -23,7 +23,7 @@ public enum HDF5Screen {
     }
 
     /// A file this process wrote needs no screening.
-    public static func trust(_ path: String) {
+    package static func trust(_ path: String) {
         guard let key = identity(path) else { return }
         lock.withLock { _ = cleared.insert(key) }
     }

@@ -3,36 +3,36 @@ import Autograd
 import FileSafety
 
 /// A bad or unreadable file: names the file, what is wrong, and what was expected.
-public struct CheckpointError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let message: String
-    public init(_ path: String, _ message: String) {
+package struct CheckpointError: Error, CustomStringConvertible, Equatable {
+    package let path: String
+    package let message: String
+    package init(_ path: String, _ message: String) {
         self.path = path
         self.message = message
     }
-    public var description: String { "\(path): \(message)" }
+    package var description: String { "\(path): \(message)" }
 }
 
 /// The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header
 /// mapping names to dtype, shape and byte offsets, then the raw little-endian data. Files are
 /// memory-mapped; F32, F16 and BF16 read as float32, I64 and I32 as integers.
-public struct SafeTensorsFile {
-    public struct Entry: Equatable {
-        public let dtype: String
-        public let shape: [Int]
-        public let range: Range<Int>
+package struct SafeTensorsFile {
+    package struct Entry: Equatable {
+        package let dtype: String
+        package let shape: [Int]
+        package let range: Range<Int>
     }
 
-    public let path: String
-    public let entries: [String: Entry]
-    public let metadata: [String: String]
+    package let path: String
+    package let entries: [String: Entry]
+    package let metadata: [String: String]
     let data: Data
     let dataStart: Int
 
     static let maxRank = 16
     static let sizes = ["F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "F64": 8, "U8": 1, "I8": 1, "BOOL": 1]
 
-    public init(path: String) throws {
+    package init(path: String) throws {
         self.path = path
         guard let d = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
             throw CheckpointError(path, "cannot be read")
@@ -80,7 +80,7 @@ public struct SafeTensorsFile {
         self.metadata = metadata
     }
 
-    public var names: [String] { entries.keys.sorted() }
+    package var names: [String] { entries.keys.sorted() }
 
     package func entry(_ name: String) throws -> Entry {
         guard let e = entries[name] else { throw CheckpointError(path, "has no tensor \"\(name)\"") }
@@ -88,7 +88,7 @@ public struct SafeTensorsFile {
     }
 
     /// A float tensor (F32, F16 or BF16 converted to float32).
-    public func tensor(_ name: String) throws -> Tensor {
+    package func tensor(_ name: String) throws -> Tensor {
         let e = try entry(name)
         let out = Tensor(uninitialized: e.shape)
         let n = out.count, o = out.data
@@ -127,7 +127,7 @@ public struct SafeTensorsFile {
     }
 
     /// An integer tensor (I64 or I32) as row-major values and its shape.
-    public func integers(_ name: String) throws -> (values: [Int], shape: [Int]) {
+    package func integers(_ name: String) throws -> (values: [Int], shape: [Int]) {
         let e = try entry(name)
         let n = e.shape.reduce(1, *)
         var values = [Int](repeating: 0, count: n)
@@ -149,14 +149,14 @@ public struct SafeTensorsFile {
     }
 
     /// One tensor to write: float32 data, float32 data stored as bfloat16, or int64 values.
-    public enum Item {
+    package enum Item {
         case float(Tensor)
         case bfloat16(Tensor)
         case int64([Int], shape: [Int])
     }
 
     /// bfloat16 by round-to-nearest-even, as PyTorch's `tensor.to(torch.bfloat16)` rounds (NaN stays NaN).
-    public static func bfloat16Bits(_ x: Float) -> UInt16 {
+    package static func bfloat16Bits(_ x: Float) -> UInt16 {
         let b = x.bitPattern
         if x.isNaN { return UInt16(b >> 16) | 0x40 }
         let rounding = 0x7FFF + ((b >> 16) & 1)
@@ -164,7 +164,7 @@ public struct SafeTensorsFile {
     }
 
     /// Writes tensors (sorted by name) atomically: to `path.tmp`, then renamed.
-    public static func write(_ path: String, _ items: [(String, Item)], metadata: [String: String] = [:]) throws {
+    package static func write(_ path: String, _ items: [(String, Item)], metadata: [String: String] = [:]) throws {
         let byName = Dictionary(items, uniquingKeysWith: { a, _ in a })
         try write(path, items.map { (name, item) -> Planned in
             switch item {
@@ -176,9 +176,9 @@ public struct SafeTensorsFile {
     }
 
     /// A tensor of a file being written: its header entry, before its values exist.
-    public struct Planned {
-        public let name: String, dtype: String, shape: [Int]
-        public init(name: String, dtype: String, shape: [Int]) {
+    package struct Planned {
+        package let name: String, dtype: String, shape: [Int]
+        package init(name: String, dtype: String, shape: [Int]) {
             self.name = name
             self.dtype = dtype
             self.shape = shape
@@ -187,7 +187,7 @@ public struct SafeTensorsFile {
 
     /// Streams a file: the header from `planned`, then each tensor's bytes as `item(name)` makes
     /// it, one at a time (memory: one tensor, not the file). Atomic like `atomicWrite`.
-    public static func write(_ path: String, _ planned: [Planned], metadata: [String: String] = [:],
+    package static func write(_ path: String, _ planned: [Planned], metadata: [String: String] = [:],
                              item: (String) throws -> Item) throws {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
@@ -236,12 +236,12 @@ public struct SafeTensorsFile {
 
 /// Writes `data` to `path.tmp`, fsyncs it, and renames it over `path`: a crash leaves either
 /// the old file or the new one, never half of one.
-public func atomicWrite(_ data: Data, to path: String) throws {
+package func atomicWrite(_ data: Data, to path: String) throws {
     try atomicWrite(to: path) { try $0.write(contentsOf: data) }
 }
 
 /// `atomicWrite` with the contents written by `body` piece by piece.
-public func atomicWrite(to path: String, _ body: (FileHandle) throws -> Void) throws {
+package func atomicWrite(to path: String, _ body: (FileHandle) throws -> Void) throws {
     let tmp = path + ".tmp"
     guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
         throw CheckpointError(path, "cannot create \(tmp)")

@@ -5,12 +5,12 @@ import Foundation
 ///
 /// An existing destination is replaced whole, but only when everything in it is something the
 /// command itself writes (`ownsName`): a mistyped destination never deletes a user's files.
-public struct AtomicDirectory {
-    public let destination: String
+package struct AtomicDirectory {
+    package let destination: String
     /// Where the body writes; renamed to `destination` by `commit`.
-    public let staging: String
+    package let staging: String
 
-    public init(_ destination: String, ownsName: (String) -> Bool) throws {
+    package init(_ destination: String, ownsName: (String) -> Bool) throws {
         let dst = (destination as NSString).standardizingPath
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: dst, isDirectory: &isDir) {
@@ -30,7 +30,7 @@ public struct AtomicDirectory {
 
     /// Runs `body` on the staging directory, then moves it into place; on any error the
     /// staging directory is removed and the destination is as it was.
-    public static func write(_ destination: String, ownsName: (String) -> Bool, _ body: (String) throws -> Void) throws {
+    package static func write(_ destination: String, ownsName: (String) -> Bool, _ body: (String) throws -> Void) throws {
         let dir = try AtomicDirectory(destination, ownsName: ownsName)
         do {
             try body(dir.staging)
@@ -41,7 +41,7 @@ public struct AtomicDirectory {
         }
     }
 
-    public func commit() throws {
+    package func commit() throws {
         let old = destination + ".old-\(getpid())"
         let replacing = FileManager.default.fileExists(atPath: destination)
         if replacing { guard rename(destination, old) == 0 else { throw failure("cannot move the previous \(destination) aside") } }
@@ -52,15 +52,15 @@ public struct AtomicDirectory {
         if replacing { try? FileManager.default.removeItem(atPath: old) }
     }
 
-    public func discard() { try? FileManager.default.removeItem(atPath: staging) }
+    package func discard() { try? FileManager.default.removeItem(atPath: staging) }
 
     func failure(_ what: String) -> AtomicDirectoryError {
         AtomicDirectoryError(path: destination, message: "\(what) (\(String(cString: strerror(errno))))")
     }
 }
 
-public struct AtomicDirectoryError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let message: String
-    public var description: String { "\(path): \(message)" }
+package struct AtomicDirectoryError: Error, CustomStringConvertible, Equatable {
+    package let path: String
+    package let message: String
+    package var description: String { "\(path): \(message)" }
 }

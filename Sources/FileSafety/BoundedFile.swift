@@ -1,16 +1,16 @@
 import Foundation
 
 /// A file too large for what it claims to be, or unreadable.
-public struct BoundedFileError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let message: String
-    public var description: String { "\(path): \(message)" }
+package struct BoundedFileError: Error, CustomStringConvertible, Equatable {
+    package let path: String
+    package let message: String
+    package var description: String { "\(path): \(message)" }
 }
 
 /// The bytes of a file that may hold at most `limit` bytes (a config, a tokenizer, a template,
 /// an index): its size is checked before it is read, so a hostile or mistaken file cannot make
 /// us allocate more. `what` names the file's role in the message.
-public func readBoundedFile(_ path: String, limit: Int, what: String) throws -> Data {
+package func readBoundedFile(_ path: String, limit: Int, what: String) throws -> Data {
     let attributes: [FileAttributeKey: Any]
     do { attributes = try FileManager.default.attributesOfItem(atPath: path) } catch {
         throw BoundedFileError(path: path, message: "cannot be read")

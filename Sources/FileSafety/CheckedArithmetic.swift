@@ -1,6 +1,6 @@
 /// The product of `dims`, or nil when a dimension is negative or the product overflows Int:
 /// shapes come from files, and a wrapped element count would pass every later size check.
-public func checkedProduct(_ dims: [Int]) -> Int? {
+package func checkedProduct(_ dims: [Int]) -> Int? {
     var n = 1
     for d in dims {
         guard d >= 0 else { return nil }
@@ -12,13 +12,13 @@ public func checkedProduct(_ dims: [Int]) -> Int? {
 }
 
 /// `a · b`, or nil on overflow.
-public func checkedMultiply(_ a: Int, _ b: Int) -> Int? {
+package func checkedMultiply(_ a: Int, _ b: Int) -> Int? {
     let (p, overflow) = a.multipliedReportingOverflow(by: b)
     return overflow ? nil : p
 }
 
 /// `a + b`, or nil on overflow.
-public func checkedAdd(_ a: Int, _ b: Int) -> Int? {
+package func checkedAdd(_ a: Int, _ b: Int) -> Int? {
     let (s, overflow) = a.addingReportingOverflow(b)
     return overflow ? nil : s
 }

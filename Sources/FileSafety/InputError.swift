@@ -2,13 +2,13 @@
 /// errors conform, so the CLI reports any of them one way — one line naming the file and what
 /// was expected, exit code 1 (docs/design.md §2) — and a new error type cannot be missed by a
 /// catch ladder.
-public protocol InputError: Error, CustomStringConvertible {
+package protocol InputError: Error, CustomStringConvertible {
     /// The line the CLI prints after `error: `.
     var userMessage: String { get }
 }
 
 extension InputError {
-    public var userMessage: String { description }
+    package var userMessage: String { description }
 }
 
 extension BoundedFileError: InputError {}

@@ -68,7 +68,7 @@ enum FuzzRegressions {
 
 extension FuzzSeeds {
     /// Writes the corpus and the binary regression inputs (`deeptrain-fuzz seeds`).
-    public static func writeAll(root: String) throws {
+    package static func writeAll(root: String) throws {
         try writeCorpus(root: root)
         try FuzzRegressions.write(root: root)
     }

@@ -4,11 +4,11 @@ import DeepSeek
 
 /// A private directory for the inputs of targets whose parsers read paths, and the small valid
 /// model directory the index target needs beside its input.
-public final class FuzzScratch {
-    public let dir: String
+package final class FuzzScratch {
+    package let dir: String
     var model: String?
 
-    public init() throws {
+    package init() throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("deeptrain-fuzz-\(getpid())-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
@@ -25,7 +25,7 @@ public final class FuzzScratch {
     func modelDirectory() throws -> String {
         if let model { return model }
         let path = (dir as NSString).appendingPathComponent("model")
-        try HFDirectory.save(DeepSeekV2ForCausalLM(FuzzSeeds.microConfig, seed: 1, positions: 4), to: path, shardBytes: 2_000)
+        try HFDirectory.save(DeepSeekForCausalLM(FuzzSeeds.microConfig, seed: 1, positions: 4), to: path, shardBytes: 2_000)
         model = path
         return path
     }

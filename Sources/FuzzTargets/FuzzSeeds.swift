@@ -6,10 +6,10 @@ import DeepSeek
 /// Where each target's inputs come from: files the repository already holds (fixtures,
 /// recipes, templates), the committed corpus `Tests/Fuzz/corpus/<target>/`, and the inputs
 /// that once crashed, hung or over-allocated, `Tests/Fuzz/regressions/<target>/`.
-public enum FuzzSeeds {
+package enum FuzzSeeds {
     /// A DeepSeek-V2 model of a few hundred weights: its files are small seeds.
-    public static let microConfig: DeepSeekV2Config = {
-        var c = DeepSeekV2Config(vocabSize: 16, hiddenSize: 8, intermediateSize: 8, moeIntermediateSize: 4, numHiddenLayers: 2,
+    package static let microConfig: DeepSeekConfig = {
+        var c = DeepSeekConfig(vocabSize: 16, hiddenSize: 8, intermediateSize: 8, moeIntermediateSize: 4, numHiddenLayers: 2,
                                  numAttentionHeads: 1, nSharedExperts: 1, nRoutedExperts: 2, routedScalingFactor: 1, kvLoraRank: 4,
                                  qLoraRank: nil, qkRopeHeadDim: 2, vHeadDim: 2, qkNopeHeadDim: 2, topkMethod: .greedy, nGroup: 1,
                                  topkGroup: 1, numExpertsPerTok: 1, firstKDenseReplace: 1, normTopkProb: false, auxLossAlpha: 0.001,
@@ -19,7 +19,7 @@ public enum FuzzSeeds {
     }()
 
     /// Every input file of `target` under the repository `root`.
-    public static func files(_ target: FuzzTarget, root: String) -> [String] {
+    package static func files(_ target: FuzzTarget, root: String) -> [String] {
         func under(_ dir: String, _ keep: (String) -> Bool = { _ in true }) -> [String] {
             let base = (root as NSString).appendingPathComponent(dir)
             guard let e = FileManager.default.enumerator(atPath: base) else { return [] }
@@ -40,14 +40,14 @@ public enum FuzzSeeds {
     }
 
     /// Writes the generated seeds (files of the micro model) under `root`/Tests/Fuzz/corpus.
-    public static func writeCorpus(root: String) throws {
+    package static func writeCorpus(root: String) throws {
         let corpus = (root as NSString).appendingPathComponent("Tests/Fuzz/corpus")
         func dir(_ t: FuzzTarget) throws -> String {
             let d = (corpus as NSString).appendingPathComponent(t.rawValue)
             try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
             return d
         }
-        let model = DeepSeekV2ForCausalLM(microConfig, seed: 1, positions: 4)
+        let model = DeepSeekForCausalLM(microConfig, seed: 1, positions: 4)
         let scratch = try FuzzScratch()
         let one = (scratch.dir as NSString).appendingPathComponent("one"), two = (scratch.dir as NSString).appendingPathComponent("two")
         try HFDirectory.save(model, to: one, dtype: .bf16)

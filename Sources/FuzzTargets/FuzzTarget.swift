@@ -8,7 +8,7 @@ import Training
 /// thrown error is the right answer to a bad input; a crash, a hang or a runaway allocation is
 /// a bug. The fuzz driver (`deeptrain-fuzz`, `make fuzz`) mutates inputs and runs these; the
 /// suite replays every committed input through them (Tests/FuzzTests).
-public enum FuzzTarget: String, CaseIterable, Sendable {
+package enum FuzzTarget: String, CaseIterable, Sendable {
     /// A `.safetensors` file: header, offsets, dtypes, the tensors' bytes.
     case safetensors
     /// A `model.safetensors.index.json` beside a small valid shard and config.
@@ -29,7 +29,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// Runs the target on one input. A thrown error is the expected outcome of a bad input:
     /// its kind is returned ("ok" when none), so the driver can keep inputs that reach a new one.
     @discardableResult
-    public func run(_ input: Data, scratch: FuzzScratch) -> String {
+    package func run(_ input: Data, scratch: FuzzScratch) -> String {
         do {
             switch self {
             case .safetensors: try FuzzTarget.safetensors(input, scratch)
@@ -68,7 +68,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         let dir = try scratch.modelDirectory()
         try input.write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("model.safetensors.index.json")))
         let weights = try HFDirectory.Weights(dir)
-        try weights.check(DeepSeekV2ForCausalLM.parameterShapes(weights.config))
+        try weights.check(DeepSeekForCausalLM.parameterShapes(weights.config))
     }
 
     static func hdf5(_ input: Data, _ scratch: FuzzScratch) throws {
@@ -78,9 +78,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
 
     static func config(_ input: Data, _ scratch: FuzzScratch) throws {
         let path = try scratch.write(input, as: "config.json")
-        let config = try DeepSeekV2Config.load(path)
+        let config = try DeepSeekConfig.load(path)
         _ = ModelPlan(config, sequenceLength: 64)
-        _ = DeepSeekV2ForCausalLM.parameterShapes(config)
+        _ = DeepSeekForCausalLM.parameterShapes(config)
     }
 
     static func tokenizer(_ input: Data) throws {

@@ -6,14 +6,14 @@ import Tokenizers
 /// tokens of tokenizer_config.json, and the chat template — `chat_template.jinja` (as
 /// transformers 5 saves it), `chat_template.json`, or tokenizer_config.json's `chat_template`
 /// (a string, or a list of named templates of which `default` is used).
-public final class ChatTokenizer: @unchecked Sendable {
-    public let tokenizer: Tokenizer
-    public let template: ChatTemplate?
+package final class ChatTokenizer: @unchecked Sendable {
+    package let tokenizer: Tokenizer
+    package let template: ChatTemplate?
     /// `bos_token`, `eos_token`, `pad_token`, `unk_token` as the template sees them.
-    public let specialTokens: [String: String]
-    public let directory: String?
+    package let specialTokens: [String: String]
+    package let directory: String?
 
-    public init(tokenizer: Tokenizer, template: ChatTemplate?, specialTokens: [String: String], directory: String?) {
+    package init(tokenizer: Tokenizer, template: ChatTemplate?, specialTokens: [String: String], directory: String?) {
         self.tokenizer = tokenizer
         self.template = template
         self.specialTokens = specialTokens
@@ -22,7 +22,7 @@ public final class ChatTokenizer: @unchecked Sendable {
 
     /// Reads a directory (tokenizer.json beside tokenizer_config.json and an optional template
     /// file) or a lone tokenizer.json (no template, no special-token names).
-    public convenience init(path: String) throws {
+    package convenience init(path: String) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw TokenizerError(source: path, message: "does not exist (expected a tokenizer.json or a directory holding one)")
@@ -46,7 +46,7 @@ public final class ChatTokenizer: @unchecked Sendable {
 
     /// The same from the files' contents (a checkpoint carries them in /tokenizer); `directory`
     /// names where they came from in messages.
-    public convenience init(files: [String: Data], directory path: String) throws {
+    package convenience init(files: [String: Data], directory path: String) throws {
         func at(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
         guard let json = files["tokenizer.json"] else { throw TokenizerError(source: path, message: "has no tokenizer.json") }
         let tok = try Tokenizer(json: json, source: at("tokenizer.json"))
@@ -94,11 +94,11 @@ public final class ChatTokenizer: @unchecked Sendable {
         self.init(tokenizer: tok, template: template, specialTokens: specials, directory: path)
     }
 
-    public var eosToken: String? { specialTokens["eos_token"] }
-    public var eosId: Int? { eosToken.flatMap { tokenizer.id(of: $0) } }
+    package var eosToken: String? { specialTokens["eos_token"] }
+    package var eosId: Int? { eosToken.flatMap { tokenizer.id(of: $0) } }
 
     /// The text `apply_chat_template(messages, tokenize=False)` gives.
-    public func render(_ messages: JinjaValue, addGenerationPrompt: Bool, tools: JinjaValue? = nil) throws -> String {
+    package func render(_ messages: JinjaValue, addGenerationPrompt: Bool, tools: JinjaValue? = nil) throws -> String {
         guard let template else {
             throw TokenizerError(source: directory ?? "tokenizer", message: "has no chat template (expected chat_template.jinja or tokenizer_config.json's chat_template)")
         }
@@ -109,9 +109,9 @@ public final class ChatTokenizer: @unchecked Sendable {
     }
 
     /// A chat template, and the small JSON files beside it (published templates are under 20 KB).
-    public static let templateBytes = 4 << 20
+    package static let templateBytes = 4 << 20
     /// A tokenizer.json (published ones are at most about 20 MB).
-    public static let tokenizerBytes = 512 << 20
+    package static let tokenizerBytes = 512 << 20
 
     static let reasoningFields = ["reasoning_content", "thinking", "reasoning"]
 
@@ -136,7 +136,7 @@ public final class ChatTokenizer: @unchecked Sendable {
 
     /// The ids `apply_chat_template(messages, tokenize=True)` gives: the rendered text encoded
     /// without the post-processor's special tokens (the template writes them).
-    public func applyChatTemplate(_ messages: JinjaValue, addGenerationPrompt: Bool, tools: JinjaValue? = nil) throws -> [Int] {
+    package func applyChatTemplate(_ messages: JinjaValue, addGenerationPrompt: Bool, tools: JinjaValue? = nil) throws -> [Int] {
         try tokenizer.encode(try render(messages, addGenerationPrompt: addGenerationPrompt, tools: tools), addSpecialTokens: false)
     }
 }

@@ -7,7 +7,7 @@ import Tokenizers
 /// JSON, is always true, prints as `<generator object ...>`, and is used up as it is read (a
 /// second `|list` of the same one is empty; `x in it` reads up to x). Its items are made
 /// lazily, when read, as jinja2 makes them, so an error in an item nobody reads is no error.
-public final class JinjaIterator: @unchecked Sendable {
+package final class JinjaIterator: @unchecked Sendable {
     /// Python's type name: generator, list_reverseiterator, reversed, dict_reversekeyiterator.
     let typeName: String
     /// What str() gives (jinja2's has the object's address, which no render can match; this

@@ -4,19 +4,19 @@ import Tokenizers
 
 /// A template error: what went wrong and the template line it happened on (1-based; 0 when
 /// not known). `raise_exception` from the template is one, with the template's own message.
-public struct TemplateError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public let line: Int
-    public let raised: Bool
-    public init(_ message: String, line: Int, raised: Bool = false) {
+package struct TemplateError: Error, CustomStringConvertible, Sendable {
+    package let message: String
+    package let line: Int
+    package let raised: Bool
+    package init(_ message: String, line: Int, raised: Bool = false) {
         self.message = message
         self.line = line
         self.raised = raised
     }
-    public var description: String { raised ? message : (line > 0 ? "line \(line): \(message)" : message) }
+    package var description: String { raised ? message : (line > 0 ? "line \(line): \(message)" : message) }
     /// How commands and data errors report it: a template's own `raise_exception` message, or
     /// the failure with its template line.
-    public var report: String { raised ? "the chat template raised: \(message)" : "chat template: \(description)" }
+    package var report: String { raised ? "the chat template raised: \(message)" : "chat template: \(description)" }
 }
 
 /// A dict key as Python hashes it: `1`, `1.0` and `True` are one key, a tuple of keys is a
@@ -47,14 +47,14 @@ enum JinjaKey: Hashable, Sendable {
 /// A Python dict: keys of any hashable type (`{1: 'a'}` keeps an integer key), in insertion
 /// order (a message's keys come out of `tojson` and `items()` in the order the JSON gave them).
 /// A key keeps its first spelling, as in Python (`{1: 'a', 1.0: 'b'}` is `{1: 'b'}`).
-public struct JinjaObject: Sendable {
+package struct JinjaObject: Sendable {
     private var order: [JinjaKey] = []
     private var entries: [JinjaKey: (key: JinjaValue, value: JinjaValue)] = [:]
 
-    public init() {}
-    public init(_ pairs: [(String, JinjaValue)]) { for (k, v) in pairs { self[k] = v } }
+    package init() {}
+    package init(_ pairs: [(String, JinjaValue)]) { for (k, v) in pairs { self[k] = v } }
 
-    public subscript(key: String) -> JinjaValue? {
+    package subscript(key: String) -> JinjaValue? {
         get { entries[JinjaKey.string(key)]?.value }
         set { update(.string(key), JinjaValue.string(key), newValue) }
     }
@@ -74,25 +74,25 @@ public struct JinjaObject: Sendable {
         }
     }
 
-    public var keys: [JinjaValue] { order.map { entries[$0]!.key } }
-    public var pairs: [(JinjaValue, JinjaValue)] { order.map { entries[$0]! } }
-    public var count: Int { order.count }
+    package var keys: [JinjaValue] { order.map { entries[$0]!.key } }
+    package var pairs: [(JinjaValue, JinjaValue)] { order.map { entries[$0]! } }
+    package var count: Int { order.count }
 }
 
 /// `namespace(...)`: the one mutable object templates have (to carry state out of a loop).
-public final class JinjaNamespace: @unchecked Sendable {
+package final class JinjaNamespace: @unchecked Sendable {
     var object: JinjaObject
     init(_ object: JinjaObject) { self.object = object }
 }
 
 /// A callable: a built-in (raise_exception, a string's method) or a template macro.
-public struct JinjaFunction: @unchecked Sendable {
+package struct JinjaFunction: @unchecked Sendable {
     let name: String
     let call: ([JinjaValue], [(String, JinjaValue)]) throws -> JinjaValue
 }
 
 /// A value in a template, with Python's meaning (the one transformers' Jinja gives it).
-public indirect enum JinjaValue: @unchecked Sendable {
+package indirect enum JinjaValue: @unchecked Sendable {
     case undefined(String)
     case none
     case bool(Bool)
@@ -326,5 +326,5 @@ public indirect enum JinjaValue: @unchecked Sendable {
 
 extension TemplateError: InputError {
     /// A template's own `raise_exception` message, or the failure with its template line.
-    public var userMessage: String { report }
+    package var userMessage: String { report }
 }

@@ -4,15 +4,15 @@ import Autograd
 /// A Llama-style dense decoder (pre-norm RMSNorm, RoPE, causal multi-head attention, SwiGLU),
 /// the first model built from the autograd parts and the baseline the MoE model is measured
 /// against. Parameter names follow Hugging Face's Llama checkpoints.
-public struct DenseDecoderConfig: Codable, Sendable, Equatable {
-    public var vocabSize: Int
-    public var hiddenSize: Int
-    public var numHiddenLayers: Int
-    public var numAttentionHeads: Int
-    public var intermediateSize: Int
-    public var maxPositionEmbeddings: Int
-    public var ropeTheta: Double
-    public var rmsNormEps: Float
+package struct DenseDecoderConfig: Codable, Sendable, Equatable {
+    package var vocabSize: Int
+    package var hiddenSize: Int
+    package var numHiddenLayers: Int
+    package var numAttentionHeads: Int
+    package var intermediateSize: Int
+    package var maxPositionEmbeddings: Int
+    package var ropeTheta: Double
+    package var rmsNormEps: Float
 
     enum CodingKeys: String, CodingKey {
         case vocabSize = "vocab_size", hiddenSize = "hidden_size", numHiddenLayers = "num_hidden_layers"
@@ -20,7 +20,7 @@ public struct DenseDecoderConfig: Codable, Sendable, Equatable {
         case maxPositionEmbeddings = "max_position_embeddings", ropeTheta = "rope_theta", rmsNormEps = "rms_norm_eps"
     }
 
-    public init(vocabSize: Int, hiddenSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
+    package init(vocabSize: Int, hiddenSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
                 intermediateSize: Int, maxPositionEmbeddings: Int, ropeTheta: Double = 10_000, rmsNormEps: Float = 1e-6) {
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
@@ -32,28 +32,28 @@ public struct DenseDecoderConfig: Codable, Sendable, Equatable {
         self.rmsNormEps = rmsNormEps
     }
 
-    public var headDim: Int { hiddenSize / numAttentionHeads }
+    package var headDim: Int { hiddenSize / numAttentionHeads }
 
     /// The benchmark model of `deeptrain bench train --model dense`.
-    public static let bench = DenseDecoderConfig(vocabSize: 4096, hiddenSize: 256, numHiddenLayers: 8,
+    package static let bench = DenseDecoderConfig(vocabSize: 4096, hiddenSize: 256, numHiddenLayers: 8,
                                                  numAttentionHeads: 8, intermediateSize: 1024, maxPositionEmbeddings: 256)
 
     /// Matmul parameters touched per token (docs/design.md §7's N_act: everything but the embedding).
-    public var matmulParameters: Int {
+    package var matmulParameters: Int {
         numHiddenLayers * (4 * hiddenSize * hiddenSize + 3 * hiddenSize * intermediateSize) + vocabSize * hiddenSize
     }
 
     /// Training FLOPs per token at sequence length `t`: 6·N_act + 6·L·H·T·(d_qk + d_v).
-    public func flopsPerToken(sequenceLength t: Int) -> Double {
+    package func flopsPerToken(sequenceLength t: Int) -> Double {
         6 * Double(matmulParameters) + 6 * Double(numHiddenLayers * numAttentionHeads * t * 2 * headDim)
     }
 }
 
-public final class DenseAttention: Module, @unchecked Sendable {
-    public let q_proj, k_proj, v_proj, o_proj: Linear
+package final class DenseAttention: Module, @unchecked Sendable {
+    package let q_proj, k_proj, v_proj, o_proj: Linear
     let heads: Int
 
-    public init(_ c: DenseDecoderConfig) {
+    package init(_ c: DenseDecoderConfig) {
         q_proj = Linear(c.hiddenSize, c.hiddenSize)
         k_proj = Linear(c.hiddenSize, c.hiddenSize)
         v_proj = Linear(c.hiddenSize, c.hiddenSize)
@@ -62,7 +62,7 @@ public final class DenseAttention: Module, @unchecked Sendable {
     }
 
     /// x [B, T, D] → [B, T, D].
-    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
+    package func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
         let b = x.shape[0], t = x.shape[1], d = x.shape[2], hd = d / heads
         let q = q_proj(x).reshape([b, t, heads, hd]).rotaryEmbedding(cos: cos, sin: sin)
         let k = k_proj(x).reshape([b, t, heads, hd]).rotaryEmbedding(cos: cos, sin: sin)
@@ -72,29 +72,29 @@ public final class DenseAttention: Module, @unchecked Sendable {
     }
 }
 
-public final class DenseDecoderLayer: Module, @unchecked Sendable {
-    public let input_layernorm: RMSNorm
-    public let self_attn: DenseAttention
-    public let post_attention_layernorm: RMSNorm
-    public let mlp: SwiGLU
+package final class DenseDecoderLayer: Module, @unchecked Sendable {
+    package let input_layernorm: RMSNorm
+    package let self_attn: DenseAttention
+    package let post_attention_layernorm: RMSNorm
+    package let mlp: SwiGLU
 
-    public init(_ c: DenseDecoderConfig) {
+    package init(_ c: DenseDecoderConfig) {
         input_layernorm = RMSNorm(c.hiddenSize, eps: c.rmsNormEps)
         self_attn = DenseAttention(c)
         post_attention_layernorm = RMSNorm(c.hiddenSize, eps: c.rmsNormEps)
         mlp = SwiGLU(dim: c.hiddenSize, hidden: c.intermediateSize)
     }
 
-    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
+    package func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
         let h = x + self_attn(input_layernorm(x), cos: cos, sin: sin)
         return h + mlp(post_attention_layernorm(h))
     }
 }
 
-public final class DenseDecoderBody: Module, @unchecked Sendable {
-    public let embed_tokens: Embedding
-    public let layers: [DenseDecoderLayer]
-    public let norm: RMSNorm
+package final class DenseDecoderBody: Module, @unchecked Sendable {
+    package let embed_tokens: Embedding
+    package let layers: [DenseDecoderLayer]
+    package let norm: RMSNorm
 
     init(_ c: DenseDecoderConfig) {
         embed_tokens = Embedding(c.vocabSize, c.hiddenSize)
@@ -103,13 +103,13 @@ public final class DenseDecoderBody: Module, @unchecked Sendable {
     }
 }
 
-public final class DenseDecoderLM: Module, @unchecked Sendable {
-    public let config: DenseDecoderConfig
-    public let model: DenseDecoderBody
-    public let lm_head: Linear
+package final class DenseDecoderLM: Module, @unchecked Sendable {
+    package let config: DenseDecoderConfig
+    package let model: DenseDecoderBody
+    package let lm_head: Linear
     let cos: Tensor, sin: Tensor
 
-    public init(_ c: DenseDecoderConfig, seed: UInt64) {
+    package init(_ c: DenseDecoderConfig, seed: UInt64) {
         config = c
         model = DenseDecoderBody(c)
         lm_head = Linear(c.hiddenSize, c.vocabSize)
@@ -119,7 +119,7 @@ public final class DenseDecoderLM: Module, @unchecked Sendable {
     }
 
     /// ids: B·T token ids (row-major) → logits [B, T, V].
-    public func callAsFunction(_ ids: [Int], batch b: Int, length t: Int) -> Tensor {
+    package func callAsFunction(_ ids: [Int], batch b: Int, length t: Int) -> Tensor {
         guard ids.count == b * t, t <= config.maxPositionEmbeddings else {
             shapeFailure("DenseDecoderLM", "\(ids.count) ids for batch \(b) × length \(t) (max positions \(config.maxPositionEmbeddings))")
         }
@@ -131,7 +131,7 @@ public final class DenseDecoderLM: Module, @unchecked Sendable {
 
     /// Mean next-token cross-entropy of a batch whose targets are given per position
     /// (`ignoreIndex` where a position does not count).
-    public func loss(_ ids: [Int], targets: [Int], batch b: Int, length t: Int) -> Tensor {
+    package func loss(_ ids: [Int], targets: [Int], batch b: Int, length t: Int) -> Tensor {
         let logits = self(ids, batch: b, length: t)
         return logits.reshape([b * t, config.vocabSize]).crossEntropy(targets: targets)
     }

@@ -1,16 +1,16 @@
 import Autograd
 
 /// y = x·Wᵀ (+ b); weight stored [out, in] as in PyTorch and Hugging Face checkpoints.
-public final class Linear: Module, @unchecked Sendable {
-    public let weight: Tensor
-    public let bias: Tensor?
+package final class Linear: Module, @unchecked Sendable {
+    package let weight: Tensor
+    package let bias: Tensor?
 
-    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = false) {
+    package init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = false) {
         weight = parameter([outFeatures, inFeatures])
         self.bias = bias ? parameter([outFeatures]) : nil
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    package func callAsFunction(_ x: Tensor) -> Tensor {
         let y = x.linear(weight)
         if let bias { return y + bias }
         return y
@@ -18,46 +18,46 @@ public final class Linear: Module, @unchecked Sendable {
 }
 
 /// Token ids → vectors.
-public final class Embedding: Module, @unchecked Sendable {
-    public let weight: Tensor
+package final class Embedding: Module, @unchecked Sendable {
+    package let weight: Tensor
 
-    public init(_ count: Int, _ dim: Int) {
+    package init(_ count: Int, _ dim: Int) {
         weight = parameter([count, dim])
     }
 
     /// `ids` in row-major order of `shape`; returns shape + [dim].
-    public func callAsFunction(_ ids: [Int], shape: [Int]) -> Tensor {
+    package func callAsFunction(_ ids: [Int], shape: [Int]) -> Tensor {
         weight.indexSelect(ids).reshape(shape + [weight.shape[1]])
     }
 }
 
 /// Root-mean-square layer norm with a learned scale (initialised to ones).
-public final class RMSNorm: Module, @unchecked Sendable {
-    public let weight: Tensor
-    public let eps: Float
+package final class RMSNorm: Module, @unchecked Sendable {
+    package let weight: Tensor
+    package let eps: Float
 
-    public init(_ dim: Int, eps: Float = 1e-6) {
+    package init(_ dim: Int, eps: Float = 1e-6) {
         weight = parameter([dim], fill: 1)
         self.eps = eps
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { x.rmsNorm(weight: weight, eps: eps) }
+    package func callAsFunction(_ x: Tensor) -> Tensor { x.rmsNorm(weight: weight, eps: eps) }
 }
 
 /// The gated feed-forward of Llama and DeepSeek: down(silu(gate(x)) · up(x)).
-public final class SwiGLU: Module, @unchecked Sendable {
-    public let gate_proj: Linear
-    public let up_proj: Linear
-    public let down_proj: Linear
+package final class SwiGLU: Module, @unchecked Sendable {
+    package let gate_proj: Linear
+    package let up_proj: Linear
+    package let down_proj: Linear
 
-    public init(dim: Int, hidden: Int) {
+    package init(dim: Int, hidden: Int) {
         gate_proj = Linear(dim, hidden)
         up_proj = Linear(dim, hidden)
         down_proj = Linear(hidden, dim)
     }
 
     /// The gate and up projections run as one GEMM with the activation (`swigluLinear`).
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    package func callAsFunction(_ x: Tensor) -> Tensor {
         down_proj(x.swigluLinear(gate: gate_proj.weight, up: up_proj.weight))
     }
 }

@@ -6,22 +6,22 @@ import Autograd
 /// A stored `Tensor` with `requiresGrad` is a parameter (tensors without it, such as RoPE
 /// tables, are buffers and are skipped); a stored `Module` or `[Module]` is a child.
 open class Module: @unchecked Sendable {
-    public init() {}
+    package init() {}
 
     /// The checkpoint key of a stored property, when it differs from the Swift name
     /// (`["attention": "self_attn"]`).
     open var keys: [String: String] { [:] }
 
     /// Every parameter with its dotted name, in declaration order.
-    public func namedParameters(prefix: String = "") -> [(String, Tensor)] {
+    package func namedParameters(prefix: String = "") -> [(String, Tensor)] {
         var out: [(String, Tensor)] = []
         collect(prefix: prefix, into: &out)
         return out
     }
 
-    public var parameters: [Tensor] { namedParameters().map(\.1) }
+    package var parameters: [Tensor] { namedParameters().map(\.1) }
 
-    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+    package var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
     /// A module whose storage differs from its checkpoint layout (experts stacked in one
     /// tensor, named one by one) lists its parameters itself; nil means "by reflection".
@@ -70,7 +70,7 @@ open class Module: @unchecked Sendable {
     /// depend on the order of construction or on how the model is split across ranks.
     /// `holds`: only the parameters a rank keeps (a pipeline stage's, an ep block's experts);
     /// the others stay lazily zeroed, costing nothing.
-    public func initialize(seed: UInt64, std: Float = 0.02, holds: ((String) -> Bool)? = nil) {
+    package func initialize(seed: UInt64, std: Float = 0.02, holds: ((String) -> Bool)? = nil) {
         if ParameterShapes.only { return }
         for (name, p) in namedParameters() where p.rank >= 2 && holds?(name) ?? true {
             Philox(seed: seed, purpose: "init", fnv(name)).fillNormal(p, std: std)
@@ -78,13 +78,13 @@ open class Module: @unchecked Sendable {
     }
 
     /// Sets every parameter's gradient to zero (keeping its buffer).
-    public func zeroGrad() {
+    package func zeroGrad() {
         for p in parameters { p.zeroGrad() }
     }
 }
 
 /// A stable 64-bit hash of a name (FNV-1a): Swift's `hashValue` is seeded per process.
-public func fnv(_ s: String) -> UInt64 {
+package func fnv(_ s: String) -> UInt64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
     return h
@@ -94,11 +94,11 @@ public func fnv(_ s: String) -> UInt64 {
 /// Building a model only to learn its parameters' names and shapes (streaming conversion):
 /// inside `ParameterShapes.$only.withValue(true) { ... }` parameters get memory that is never
 /// written — so never resident — and `initialize` draws nothing.
-public enum ParameterShapes {
-    @TaskLocal public static var only = false
+package enum ParameterShapes {
+    @TaskLocal package static var only = false
 }
 
-public func parameter(_ shape: [Int], fill: Float = 0) -> Tensor {
+package func parameter(_ shape: [Int], fill: Float = 0) -> Tensor {
     // Zero-filled parameters (matrices, before `initialize`) take lazily zeroed pages: memory
     // only where a rank writes them.
     let t = ParameterShapes.only ? Tensor(uninitialized: shape)

@@ -3,13 +3,13 @@ import Autograd
 
 /// AdamW (Loshchilov & Hutter): Adam moments with bias correction and weight decay applied to
 /// the weights directly (decoupled), one fused loop per tensor.
-public final class AdamW {
-    public struct Config: Codable, Sendable, Equatable {
-        public var beta1: Float = 0.9
-        public var beta2: Float = 0.95
-        public var eps: Float = 1e-8
-        public var weightDecay: Float = 0.1
-        public init(beta1: Float = 0.9, beta2: Float = 0.95, eps: Float = 1e-8, weightDecay: Float = 0.1) {
+package final class AdamW {
+    package struct Config: Codable, Sendable, Equatable {
+        package var beta1: Float = 0.9
+        package var beta2: Float = 0.95
+        package var eps: Float = 1e-8
+        package var weightDecay: Float = 0.1
+        package init(beta1: Float = 0.9, beta2: Float = 0.95, eps: Float = 1e-8, weightDecay: Float = 0.1) {
             self.beta1 = beta1
             self.beta2 = beta2
             self.eps = eps
@@ -17,16 +17,16 @@ public final class AdamW {
         }
     }
 
-    public let config: Config
-    public let parameters: [(name: String, tensor: Tensor)]
+    package let config: Config
+    package let parameters: [(name: String, tensor: Tensor)]
     /// First and second moments, one buffer per parameter (same names, same shapes).
-    public private(set) var m: [Tensor]
-    public private(set) var v: [Tensor]
+    package private(set) var m: [Tensor]
+    package private(set) var v: [Tensor]
     /// Which parameters decay: matrices do; norm scales and biases do not (Megatron's default).
     let decays: [Bool]
-    public private(set) var step = 0
+    package private(set) var step = 0
 
-    public init(_ parameters: [(String, Tensor)], config: Config = Config()) {
+    package init(_ parameters: [(String, Tensor)], config: Config = Config()) {
         self.config = config
         self.parameters = parameters.map { (name: $0.0, tensor: $0.1) }
         m = parameters.map { Tensor(zeros: $0.1.shape) }
@@ -35,7 +35,7 @@ public final class AdamW {
     }
 
     /// One update at learning rate `lr`. Parameters without a gradient are left alone.
-    public func update(lr: Float) {
+    package func update(lr: Float) {
         step += 1
         let b1 = config.beta1, b2 = config.beta2, eps = config.eps
         let c1 = 1 - Float(Foundation.pow(Double(b1), Double(step)))
@@ -90,7 +90,7 @@ public final class AdamW {
     }
 
     /// Restores moments and step count (from a checkpoint).
-    public func load(step: Int, m: [Tensor], v: [Tensor]) {
+    package func load(step: Int, m: [Tensor], v: [Tensor]) {
         precondition(m.count == parameters.count && v.count == parameters.count)
         for i in parameters.indices {
             self.m[i].copy(from: m[i])
@@ -108,20 +108,20 @@ extension Tensor {
 /// The ZeRO-1 form of AdamW: the moments of one contiguous shard of a flat parameter vector,
 /// updated with exactly AdamW's arithmetic, element by element, so a sharded update gives the
 /// same bits as an unsharded one.
-public final class AdamWShard {
-    public let config: AdamW.Config
-    public var m: [Float]
-    public var v: [Float]
-    public var step = 0
+package final class AdamWShard {
+    package let config: AdamW.Config
+    package var m: [Float]
+    package var v: [Float]
+    package var step = 0
 
-    public init(count: Int, config: AdamW.Config) {
+    package init(count: Int, config: AdamW.Config) {
         self.config = config
         m = [Float](repeating: 0, count: count)
         v = [Float](repeating: 0, count: count)
     }
 
     /// Starts an update at learning rate `lr`: the step count and the bias corrections.
-    public func begin(lr: Float) -> Coefficients {
+    package func begin(lr: Float) -> Coefficients {
         step += 1
         let c1 = 1 - Float(Foundation.pow(Double(config.beta1), Double(step)))
         let c2 = 1 - Float(Foundation.pow(Double(config.beta2), Double(step)))
@@ -130,15 +130,15 @@ public final class AdamWShard {
 
     /// One step's bias-corrected step size, 1/(1−β2^t), and the decay factor of decaying
     /// (matrix) weights (`apply` uses 1 for the others).
-    public struct Coefficients { let stepSize: Float, invC2: Float, decay: Float }
+    package struct Coefficients { let stepSize: Float, invC2: Float, decay: Float }
 
     /// A run of shard elements for `apply(_:runs:scale:)`: offset..<offset+count, the parameters
     /// at `weights`, their gradient at `grad`, and whether they decay.
-    public struct Run {
-        public let offset: Int, count: Int
-        public let weights: UnsafeMutablePointer<Float>, grad: UnsafePointer<Float>
-        public let decays: Bool
-        public init(offset: Int, count: Int, weights: UnsafeMutablePointer<Float>, grad: UnsafePointer<Float>, decays: Bool) {
+    package struct Run {
+        package let offset: Int, count: Int
+        package let weights: UnsafeMutablePointer<Float>, grad: UnsafePointer<Float>
+        package let decays: Bool
+        package init(offset: Int, count: Int, weights: UnsafeMutablePointer<Float>, grad: UnsafePointer<Float>, decays: Bool) {
             self.offset = offset
             self.count = count
             self.weights = weights
@@ -151,7 +151,7 @@ public final class AdamWShard {
     /// a run as small as one expert matrix (65K elements) is not worth waking a thread for, which
     /// a parallel loop inside each run would do per matrix. Same arithmetic element by element,
     /// so the same bits.
-    public func apply(_ k: Coefficients, runs: [Run], scale: Float) {
+    package func apply(_ k: Coefficients, runs: [Run], scale: Float) {
         m.withUnsafeMutableBufferPointer { mb in
             v.withUnsafeMutableBufferPointer { vb in
                 let mp = mb.baseAddress!, vp = vb.baseAddress!, c = config

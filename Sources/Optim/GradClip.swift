@@ -3,7 +3,7 @@ import Autograd
 /// The global L2 norm of all gradients (Float64 accumulation, fixed order), and rescaling so
 /// that it does not exceed `maxNorm`. Returns the norm before clipping, as frameworks log it.
 @discardableResult
-public func clipGradNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
+package func clipGradNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
     var total = 0.0
     for p in parameters {
         guard let g = p.grad else { continue }
@@ -44,7 +44,7 @@ func sumOfSquares(_ t: Tensor) -> Double {
 /// every gradient norm is built from (in a fixed order of blocks, the norm's bits do not depend
 /// on threads or ranks).
 @inline(__always)
-public func blockSumOfSquares(_ d: UnsafePointer<Float>, _ len: Int) -> Double {
+package func blockSumOfSquares(_ d: UnsafePointer<Float>, _ len: Int) -> Double {
     var acc = SIMD16<Float>(repeating: 0)
     var j = 0
     let raw = UnsafeRawPointer(d)

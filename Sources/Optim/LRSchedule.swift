@@ -1,7 +1,7 @@
 import Foundation
 
 /// Learning rate as a function of the optimizer step (0-based), with linear warmup.
-public enum LRSchedule: Sendable, Equatable {
+package enum LRSchedule: Sendable, Equatable {
     /// Warmup, then the peak rate.
     case constant(peak: Double, warmup: Int)
     /// Warmup, then a half cosine from the peak down to `minRatio`·peak at `total` steps.
@@ -9,7 +9,7 @@ public enum LRSchedule: Sendable, Equatable {
     /// DeepSeek-V2's: warmup, then ×`factor` (0.316) at 60% and again at 90% of `total` steps.
     case deepseekStep(peak: Double, warmup: Int, total: Int, factor: Double)
 
-    public func lr(at step: Int) -> Double {
+    package func lr(at step: Int) -> Double {
         switch self {
         case let .constant(peak, warmup):
             return warmupFactor(step, warmup) * peak

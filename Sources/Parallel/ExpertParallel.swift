@@ -25,12 +25,12 @@ import DeepSeek
 /// order, recomputing the segments' activations and hidden gradients (3 of their 9 GEMMs) — the
 /// same kernel calls, so the same bits — with partial sums the size of one expert. With a single
 /// leaf there is no tree: the backward writes the gradients directly.
-public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
-    public let comm: Communicator
+package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
+    package let comm: Communicator
     let experts: Int
     let local: Int
     /// Global index of the micro-batch this rank is running (set by the trainer).
-    public var micro = 0
+    package var micro = 0
     /// Offset of each layer's local experts in the rank's flat expert-gradient vector (gate, up,
     /// down of expert 0, then expert 1, ...).
     let layerOffset: [Int: Int]
@@ -63,12 +63,12 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
 
     /// Per layer: the most rows one micro-batch sent this rank, and the rank's capacity per
     /// micro-batch (nil without dropping).
-    public private(set) var load: [Int: (rows: Int, capacity: Int?)] = [:]
+    package private(set) var load: [Int: (rows: Int, capacity: Int?)] = [:]
     /// Assignments of never-dropped sequences routed (counted by the sources) and received
     /// (recomputed by the owners from the token's global sequence): equal unless one was dropped.
-    public private(set) var protectedRouted = 0, protectedReceived = 0
+    package private(set) var protectedRouted = 0, protectedReceived = 0
 
-    public init(comm: Communicator, experts: Int, layerOffset: [Int: Int], flatCount: Int) {
+    package init(comm: Communicator, experts: Int, layerOffset: [Int: Int], flatCount: Int) {
         self.comm = comm
         self.experts = experts
         local = experts / comm.size
@@ -83,9 +83,9 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     /// Bytes of activations the backward may keep for the deferred weight gradients instead of
     /// recomputing them: a tenth of the rank's parameter bytes (at least 8 MiB), so memory still
     /// does not grow with the micro-batches.
-    public static func cacheBudget(parameterFloats n: Int) -> Int { Swift.max(8 << 20, n * 4 / 10) }
+    package static func cacheBudget(parameterFloats n: Int) -> Int { Swift.max(8 << 20, n * 4 / 10) }
 
-    public func resetStep(leaves: Int = 1, cacheBytes: Int = 0) {
+    package func resetStep(leaves: Int = 1, cacheBytes: Int = 0) {
         self.leaves = leaves
         cacheBudget = cacheBytes
         cacheUsed = 0
@@ -98,7 +98,7 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     }
 
     /// The step's flat expert gradient, summed over its micro-batches in the canonical tree.
-    public func weightGradients() -> [Float] {
+    package func weightGradients() -> [Float] {
         if directActive {
             directActive = false
             // A layer's block runs from its offset to the next layer's; its local experts' slots split it evenly.
@@ -169,9 +169,9 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         withExtendedLifetime(work) {}
     }
 
-    public var localExperts: Range<Int> { (comm.rank * local)..<((comm.rank + 1) * local) }
+    package var localExperts: Range<Int> { (comm.rank * local)..<((comm.rank + 1) * local) }
 
-    public func run(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
+    package func run(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
                     length t: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int) -> Tensor {
         do {
             return try exchange(x, weights: weights, experts: st, assignments: assignments, length: t, plan: plan,
@@ -184,7 +184,7 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
 
     /// Takes part in layer `layer`'s exchange with no tokens of its own: in a sharded decode, a
     /// rank whose sequences are all finished still runs its experts for the others'.
-    public func serve(experts st: StackedExperts, layer: Int) {
+    package func serve(experts st: StackedExperts, layer: Int) {
         let d = st.gate.shape[2]
         _ = withNoGrad {
             run(Tensor(zeros: [1, d]), weights: Tensor(zeros: [1]), experts: st, assignments: [[(token: Int, slot: Int)]](repeating: [], count: experts),

@@ -12,26 +12,26 @@ import Optim
 /// A rank holds two flat vectors: its stage's dense parameters (replicated over the dp group,
 /// sharded over it for the optimizer) and its stage's experts of its ep block (replicated over
 /// the edp group, sharded over that).
-public struct FlatLayout {
-    public static let chunk = 4096
+package struct FlatLayout {
+    package static let chunk = 4096
 
-    public struct Piece {
-        public let name: String
-        public let tensor: Tensor
-        public let stage: Int
+    package struct Piece {
+        package let name: String
+        package let tensor: Tensor
+        package let stage: Int
         /// (layer, expert) for a routed expert's weight.
-        public let expert: (layer: Int, index: Int)?
-        public var decays: Bool { tensor.rank >= 2 }
+        package let expert: (layer: Int, index: Int)?
+        package var decays: Bool { tensor.rank >= 2 }
     }
-    public struct Chunk { public let piece: Int, start: Int, count: Int }
+    package struct Chunk { package let piece: Int, start: Int, count: Int }
 
-    public let pieces: [Piece]
-    public let chunks: [Chunk]
+    package let pieces: [Piece]
+    package let chunks: [Chunk]
     let firstChunk: [Int]
     let layout: Layout
     let expertsPerRank: Int
 
-    public init(_ named: [(String, Tensor)], partition: StagePartition, layout: Layout, experts: Int) {
+    package init(_ named: [(String, Tensor)], partition: StagePartition, layout: Layout, experts: Int) {
         var p: [Piece] = [], c: [Chunk] = [], first: [Int] = []
         for (name, t) in named {
             let ex = FlatLayout.expert(of: name)
@@ -51,7 +51,7 @@ public struct FlatLayout {
     }
 
     /// (layer, expert) of a routed expert's weight, from its Hugging Face name.
-    public static func expert(of name: String) -> (layer: Int, index: Int)? {
+    package static func expert(of name: String) -> (layer: Int, index: Int)? {
         guard let r = name.range(of: ".mlp.experts.") else { return nil }
         let layer = Int(name.dropFirst("model.layers.".count).prefix { $0.isNumber })!
         let index = Int(name[r.upperBound...].prefix { $0.isNumber })!
@@ -63,15 +63,15 @@ public struct FlatLayout {
     }
 
     /// Pieces of a stage: dense, or the experts of ep block `block`.
-    public func densePieces(stage: Int) -> [Int] {
+    package func densePieces(stage: Int) -> [Int] {
         pieces.indices.filter { pieces[$0].stage == stage && pieces[$0].expert == nil }
     }
-    public func expertPieces(stage: Int, block: Int) -> [Int] {
+    package func expertPieces(stage: Int, block: Int) -> [Int] {
         pieces.indices.filter { pieces[$0].stage == stage && pieces[$0].expert.map { $0.index / expertsPerRank == block } == true }
     }
 
     /// Chunks (global ids) split into `parts` contiguous runs by their first element's position.
-    public func split(_ ids: [Int], parts: Int) -> [[Int]] {
+    package func split(_ ids: [Int], parts: Int) -> [[Int]] {
         let total = ids.reduce(0) { $0 + chunks[$1].count }
         var out = [[Int]](repeating: [], count: parts)
         var at = 0
@@ -84,7 +84,7 @@ public struct FlatLayout {
 
     /// The chunks world rank `w` owns (its dense shard, then its expert shard): it reduces their
     /// gradients, keeps their AdamW moments, and sends them when a checkpoint is gathered.
-    public func owned(worldRank w: Int) -> (dense: [Int], expert: [Int]) {
+    package func owned(worldRank w: Int) -> (dense: [Int], expert: [Int]) {
         let s = w / layout.dp, d = w % layout.dp
         let dense = split(chunks(ofPieces: densePieces(stage: s)), parts: layout.dp)[d]
         let expert = split(chunks(ofPieces: expertPieces(stage: s, block: d % layout.ep)), parts: layout.dp / layout.ep)[d / layout.ep]
@@ -93,14 +93,14 @@ public struct FlatLayout {
 }
 
 /// One rank's flat vector over some pieces: packing gradients and values, and its shards.
-public struct FlatVector {
-    public let pieces: [Int]
-    public let offsets: [Int]
-    public let count: Int
+package struct FlatVector {
+    package let pieces: [Int]
+    package let offsets: [Int]
+    package let count: Int
     /// Element range of each group rank's shard.
-    public let shards: [Range<Int>]
+    package let shards: [Range<Int>]
     /// Global chunk ids of this rank's shard, in order, and their offsets in the vector.
-    public let ownedChunks: [Int]
+    package let ownedChunks: [Int]
 
     init(layout f: FlatLayout, pieces ps: [Int], parts: Int, part: Int) {
         pieces = ps
@@ -124,7 +124,7 @@ public struct FlatVector {
 
     /// The parts of `range` of the vector that lie in each piece: (piece, offset in the piece,
     /// offset in the vector, count).
-    public func segments(_ range: Range<Int>, _ f: FlatLayout) -> [(piece: Int, inPiece: Int, at: Int, count: Int)] {
+    package func segments(_ range: Range<Int>, _ f: FlatLayout) -> [(piece: Int, inPiece: Int, at: Int, count: Int)] {
         var out: [(piece: Int, inPiece: Int, at: Int, count: Int)] = []
         for (i, off) in zip(pieces, offsets) {
             let c = (off..<(off + f.pieces[i].tensor.count)).clamped(to: range)
@@ -134,7 +134,7 @@ public struct FlatVector {
     }
 
     /// The pieces' gradients (zeros where none), concatenated.
-    public func packGradients(_ f: FlatLayout) -> [Float] {
+    package func packGradients(_ f: FlatLayout) -> [Float] {
         [Float](unsafeUninitializedCapacity: count) { o, n in
             for (i, off) in zip(pieces, offsets) {
                 let t = f.pieces[i].tensor
@@ -146,7 +146,7 @@ public struct FlatVector {
         }
     }
 
-    public func packValues(_ f: FlatLayout) -> [Float] {
+    package func packValues(_ f: FlatLayout) -> [Float] {
         [Float](unsafeUninitializedCapacity: count) { o, n in
             for (i, off) in zip(pieces, offsets) {
                 let t = f.pieces[i].tensor
@@ -160,7 +160,7 @@ public struct FlatVector {
     /// shard, straight from tensor to tensor (`Communicator.allgather(runs:)`: each run of a
     /// parameter a rank owns goes to the others as one message, received where that parameter
     /// lives), so no packing into a buffer and unpacking out of it (docs/benchmarks.md).
-    public func allgatherValues(_ f: FlatLayout, group: Communicator) throws {
+    package func allgatherValues(_ f: FlatLayout, group: Communicator) throws {
         try group.allgather(runs: shards.map { shard in
             segments(shard, f).map { (f.pieces[$0.piece].tensor.data + $0.inPiece, $0.count) }
         })

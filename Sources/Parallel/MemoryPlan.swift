@@ -8,7 +8,7 @@ import Collectives
 /// change to the trainer that moves the peak shows here (the ratio test and the table in
 /// docs/parallelism.md hold it to the measured peak RSS).
 ///
-/// Phases of a step on a rank (ParallelTrainer.step): the forward/backward of its micro-batches
+/// Phases of a step on a rank (GridTrainer.step): the forward/backward of its micro-batches
 /// (activations of those in flight, plus the experts' kept rows), then the experts' weight
 /// gradients (one full vector of the rank's experts), then the reduce-scatters (a full vector and
 /// its reduced shard; a window per rank at a time through the reduce-scatter's buffer, which
@@ -16,24 +16,24 @@ import Collectives
 /// blocks stay in the buffer pool for the next step, so the activation peak is resident in every
 /// phase, and the peak is the sum of the persistent terms, the activations and the largest
 /// gradient phase.
-public struct MemoryPlan: Codable, Sendable {
-    public struct Rank: Codable, Sendable {
-        public let stage: Int
-        public let layers: [Int]
-        public let parametersOnRank: Int
-        public let weightsBytes: Double
+package struct MemoryPlan: Codable, Sendable {
+    package struct Rank: Codable, Sendable {
+        package let stage: Int
+        package let layers: [Int]
+        package let parametersOnRank: Int
+        package let weightsBytes: Double
         /// The dense parameters' autograd gradients plus the largest gradient phase.
-        public let gradientsBytes: Double
+        package let gradientsBytes: Double
         /// AdamW's two moments of this rank's ZeRO-1 shards.
-        public let optimizerBytes: Double
+        package let optimizerBytes: Double
         /// One micro-batch's tape times the micro-batches in flight (1F1B), the experts' kept
         /// rows of the whole step and their cached activations.
-        public let activationsBytes: Double
+        package let activationsBytes: Double
         /// Pipeline sends and receives in flight, and the reduce-scatter's receive buffer.
-        public let communicationBytes: Double
+        package let communicationBytes: Double
         /// The process without a model: Swift runtime, MPI, OpenBLAS (measured, see `runtimeBytes`).
-        public let runtimeBytes: Double
-        public let totalBytes: Double
+        package let runtimeBytes: Double
+        package let totalBytes: Double
 
         enum CodingKeys: String, CodingKey {
             case stage
@@ -50,18 +50,18 @@ public struct MemoryPlan: Codable, Sendable {
     }
 
     /// One entry per pipeline stage: the ranks of a stage hold the same (ep blocks are equal).
-    public let ranks: [Rank]
+    package let ranks: [Rank]
     /// The largest rank's total.
-    public let peakBytes: Double
+    package let peakBytes: Double
 
     /// Resident memory of `deeptrain train` before it builds a model: 39 MB alone, 44-45 MB per
     /// rank under mpirun (tiny preset, 1 step of 1 × 8 tokens, VmHWM; docs/parallelism.md).
-    public static func runtimeBytes(world: Int) -> Double { world > 1 ? 45 * 1_048_576 : 39 * 1_048_576 }
+    package static func runtimeBytes(world: Int) -> Double { world > 1 ? 45 * 1_048_576 : 39 * 1_048_576 }
 
     /// `rows` sequences of `length` tokens per micro-batch; `layout.microbatches` over all ranks.
-    public init(_ c: DeepSeekV2Config, layout: Layout, rows: Int, length t: Int) {
+    package init(_ c: DeepSeekConfig, layout: Layout, rows: Int, length t: Int) {
         let partition = StagePartition(layers: c.numHiddenLayers, stages: layout.pp)
-        let shapes = DeepSeekV2ForCausalLM.parameterShapes(c)
+        let shapes = DeepSeekForCausalLM.parameterShapes(c)
         let (dp, ep, pp) = (layout.dp, layout.ep, layout.pp)
         let edp = Swift.max(dp / ep, 1)
         let micros = Swift.max(layout.microbatches / dp, 1)
@@ -131,7 +131,7 @@ public struct MemoryPlan: Codable, Sendable {
     /// The buffers the autograd tape holds between a micro-batch's forward and its backward,
     /// as floats per token, op by op as the model files make them (views — reshape, split,
     /// broadcast — hold nothing): each op's output, kept for its consumer's backward.
-    public static func tapeWidths(_ c: DeepSeekV2Config, layers: [Int], first: Bool, last: Bool, length t: Int, ep: Int) -> [Int] {
+    package static func tapeWidths(_ c: DeepSeekConfig, layers: [Int], first: Bool, last: Bool, length t: Int, ep: Int) -> [Int] {
         let d = c.hiddenSize, h = c.numAttentionHeads, rope = c.qkRopeHeadDim, qk = c.qHeadDim
         // MultiHeadLatentAttention: input norm; queries (q_a and its norm, q_b; rope on its
         // tail); latent (kv_a, its norm, rope); kv_b; the softmax probabilities (t keys per query
@@ -163,7 +163,7 @@ public struct MemoryPlan: Codable, Sendable {
     /// input-gradient and returned rows (with ep = 1 it receives its output-gradient rows and
     /// returns its input-gradient rows: two buffers, not four)
     /// and its hidden gradients; the layer's input gradient and the residual stream's.
-    public static func backwardWidths(_ c: DeepSeekV2Config, layers: [Int], length t: Int, ep: Int) -> [Int] {
+    package static func backwardWidths(_ c: DeepSeekConfig, layers: [Int], length t: Int, ep: Int) -> [Int] {
         let d = c.hiddenSize, h = c.numAttentionHeads, k = c.numExpertsPerTok
         let attention = [h * t, h * c.qHeadDim, h * (c.qkNopeHeadDim + c.vHeadDim), h * c.qkRopeHeadDim, h * c.vHeadDim, d, d]
         let moe = [Int](repeating: k * d, count: ep > 1 ? 4 : 2) + [3 * k * c.moeIntermediateSize, d, d]
@@ -174,7 +174,7 @@ public struct MemoryPlan: Codable, Sendable {
 
     /// Bytes of the tape's buffers for `tokens` tokens, each rounded up to the buffer pool's
     /// size class as the pool allocates it.
-    public static func tapeBytes(_ widths: [Int], tokens: Int) -> Double {
+    package static func tapeBytes(_ widths: [Int], tokens: Int) -> Double {
         widths.reduce(0) { $0 + Double(TensorMemory.bufferBytes(floats: $1 * tokens)) }
     }
 

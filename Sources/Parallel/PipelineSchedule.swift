@@ -2,19 +2,19 @@
 /// first runs p−1−s forwards (warm-up), then alternates one forward and one backward, then
 /// drains the remaining backwards. At most p−s micro-batches are in flight on stage s, against
 /// all of them with fill-drain (GPipe), and the bubble is the same.
-public enum PipelineSchedule {
-    public enum Op: Equatable, CustomStringConvertible {
+package enum PipelineSchedule {
+    package enum Op: Equatable, CustomStringConvertible {
         case forward(Int), backward(Int)
-        public var description: String {
+        package var description: String {
             switch self { case .forward(let j): "F\(j)"; case .backward(let j): "B\(j)" }
         }
     }
 
     /// The most micro-batches whose activations stage `s` holds at once under `oneFOneB`.
-    public static func mostInFlight(stage s: Int, stages p: Int, micros n: Int) -> Int { Swift.min(p - s, n) }
+    package static func mostInFlight(stage s: Int, stages p: Int, micros n: Int) -> Int { Swift.min(p - s, n) }
 
     /// The ops of `stage` (of `stages`) over `micros` local micro-batches, in order.
-    public static func oneFOneB(stage s: Int, stages p: Int, micros n: Int) -> [Op] {
+    package static func oneFOneB(stage s: Int, stages p: Int, micros n: Int) -> [Op] {
         let warmup = Swift.min(p - 1 - s, n)
         var ops: [Op] = (0..<warmup).map { .forward($0) }
         var b = 0

@@ -3,25 +3,25 @@ import Collectives
 import DeepSeek
 
 /// A parallel layout that cannot run, with what would.
-public struct LayoutError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ d: String) { description = d }
+package struct LayoutError: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ d: String) { description = d }
 }
 
 /// The requested layout: world = pp × dp; ep divides dp (experts sharded over the ep ranks of
 /// a data-parallel group, dense weights replicated); `microbatches` global micro-batches per
 /// optimizer step, split evenly over the dp ranks.
-public struct Layout: Sendable, Equatable, CustomStringConvertible {
-    public var dp: Int, ep: Int, pp: Int, microbatches: Int
-    public init(dp: Int, ep: Int, pp: Int, microbatches: Int) {
+package struct Layout: Sendable, Equatable, CustomStringConvertible {
+    package var dp: Int, ep: Int, pp: Int, microbatches: Int
+    package init(dp: Int, ep: Int, pp: Int, microbatches: Int) {
         self.dp = dp; self.ep = ep; self.pp = pp; self.microbatches = microbatches
     }
-    public var world: Int { dp * pp }
-    public var description: String { "(dp \(dp), ep \(ep), pp \(pp))" }
+    package var world: Int { dp * pp }
+    package var description: String { "(dp \(dp), ep \(ep), pp \(pp))" }
 
     /// Every reason this layout cannot run `config` on `world` processes with `batch` sequences
     /// per step, each with what would fit; empty when it can.
-    public func problems(world n: Int, config c: DeepSeekV2Config, batch: Int) -> [String] {
+    package func problems(world n: Int, config c: DeepSeekConfig, batch: Int) -> [String] {
         var p: [String] = []
         if n != dp * pp {
             let fit = n % pp == 0 ? "parallel.dp: \(n / pp) (or launch \(dp * pp) ranks)" : "launch \(dp * pp) ranks, or a pp dividing \(n)"
@@ -52,11 +52,11 @@ public struct Layout: Sendable, Equatable, CustomStringConvertible {
 
 /// Which layers and parameters a pipeline stage holds: a balanced contiguous split of the
 /// decoder layers, the embedding on the first stage, the final norm and head on the last.
-public struct StagePartition: Sendable, Equatable {
-    public let stages: Int
-    public let layers: [Range<Int>]
+package struct StagePartition: Sendable, Equatable {
+    package let stages: Int
+    package let layers: [Range<Int>]
 
-    public init(layers l: Int, stages pp: Int) {
+    package init(layers l: Int, stages pp: Int) {
         stages = pp
         var ranges: [Range<Int>] = [], start = 0
         for s in 0..<pp {
@@ -68,9 +68,9 @@ public struct StagePartition: Sendable, Equatable {
     }
 
     /// The stage that owns the parameter named `name` (Hugging Face naming).
-    public func stage(of name: String) -> Int {
+    package func stage(of name: String) -> Int {
         if name.hasPrefix("model.embed_tokens") { return 0 }
-        if let layer = DeepSeekV2ForCausalLM.layerIndex(of: name) {
+        if let layer = DeepSeekForCausalLM.layerIndex(of: name) {
             // MTP depths (layers past the decoder) sit with the head, on the last stage.
             return layers.firstIndex { $0.contains(layer) } ?? stages - 1
         }
@@ -82,20 +82,20 @@ public struct StagePartition: Sendable, Equatable {
 /// and the communicators of its groups. World rank = stage · dp + d; within a stage, the ep group
 /// of d is the ep consecutive ranks holding d, and the expert-data-parallel group of d the
 /// ranks with the same position in their ep groups (the replicas of the same experts).
-public final class ProcessGrid: @unchecked Sendable {
-    public let layout: Layout
-    public let world: Communicator
+package final class ProcessGrid: @unchecked Sendable {
+    package let layout: Layout
+    package let world: Communicator
     /// Same stage: the data-parallel replicas of this stage's dense weights.
-    public let dp: Communicator
+    package let dp: Communicator
     /// Same stage and ep group: the ranks that exchange tokens.
-    public let ep: Communicator
+    package let ep: Communicator
     /// Same stage and ep position: the replicas of this rank's experts.
-    public let edp: Communicator
-    public let stage: Int
-    public let dpRank: Int
-    public let partition: StagePartition
+    package let edp: Communicator
+    package let stage: Int
+    package let dpRank: Int
+    package let partition: StagePartition
 
-    public init(layout: Layout, world: Communicator, layers: Int) throws {
+    package init(layout: Layout, world: Communicator, layers: Int) throws {
         precondition(world.size == layout.world)
         self.layout = layout
         self.world = world
@@ -107,27 +107,27 @@ public final class ProcessGrid: @unchecked Sendable {
         edp = try world.split(color: stage * layout.ep + dpRank % layout.ep, key: dpRank / layout.ep)
     }
 
-    public var isFirstStage: Bool { stage == 0 }
-    public var isLastStage: Bool { stage == layout.pp - 1 }
-    public var epRank: Int { dpRank % layout.ep }
+    package var isFirstStage: Bool { stage == 0 }
+    package var isLastStage: Bool { stage == layout.pp - 1 }
+    package var epRank: Int { dpRank % layout.ep }
     /// World rank of the same dp position in another stage.
-    public func worldRank(stage s: Int) -> Int { s * layout.dp + dpRank }
+    package func worldRank(stage s: Int) -> Int { s * layout.dp + dpRank }
     /// Global micro-batches this rank's data-parallel position processes.
-    public var micros: Range<Int> {
+    package var micros: Range<Int> {
         let n = layout.microbatches / layout.dp
         return (dpRank * n)..<((dpRank + 1) * n)
     }
-    public var layers: Range<Int> { partition.layers[stage] }
+    package var layers: Range<Int> { partition.layers[stage] }
 
     /// Whether this rank keeps parameter `name` of a model with `experts` routed experts: its
     /// stage's parameters, of the routed experts only its ep block's. What a rank builds,
     /// initialises and loads; the rest of the model is never touched there.
-    public func holds(experts: Int) -> (String) -> Bool {
+    package func holds(experts: Int) -> (String) -> Bool {
         ProcessGrid.holds(partition: partition, stage: stage, block: epRank, ep: layout.ep, experts: experts)
     }
 
     /// `holds` of the rank at (stage, ep block) of a layout.
-    public static func holds(partition: StagePartition, stage: Int, block: Int, ep: Int, experts: Int) -> (String) -> Bool {
+    package static func holds(partition: StagePartition, stage: Int, block: Int, ep: Int, experts: Int) -> (String) -> Bool {
         let per = Swift.max(experts / ep, 1)
         return { name in
             guard partition.stage(of: name) == stage else { return false }

@@ -17,9 +17,9 @@ import DeepSeek
 /// position, through the same kernels as in one process (the owner of an expert runs each
 /// source's rows as its own segment, as `Tensor.expertFFN` does), so a greedy completion has
 /// the same tokens at every layout.
-public final class ShardedInference {
-    public let grid: ProcessGrid
-    public let model: DeepSeekV2ForCausalLM
+package final class ShardedInference {
+    package let grid: ProcessGrid
+    package let model: DeepSeekForCausalLM
     /// The ep group's all-to-all; nil with ep = 1 (a rank then holds its stage's experts) and
     /// on a stage without MoE layers.
     let experts: ExpertParallel?
@@ -28,14 +28,14 @@ public final class ShardedInference {
     /// but must take part in the same "still decoding?" reductions as the others.
     let lockstep: Bool
 
-    public init(grid: ProcessGrid, model: DeepSeekV2ForCausalLM, experts: ExpertParallel?) {
+    package init(grid: ProcessGrid, model: DeepSeekForCausalLM, experts: ExpertParallel?) {
         self.grid = grid
         self.model = model
         self.experts = grid.ep.size > 1 ? experts : nil
         lockstep = grid.layout.ep > 1 && model.config.nRoutedExperts > 0 && grid.world.size > 1
     }
 
-    public convenience init(_ trainer: ParallelTrainer) {
+    package convenience init(_ trainer: GridTrainer) {
         self.init(grid: trainer.grid, model: trainer.model, experts: trainer.executor)
     }
 
@@ -60,11 +60,11 @@ public final class ShardedInference {
     }
 
     /// `rows` sequences of `length` token ids (row-major).
-    public struct Batch {
-        public var ids: [Int]
-        public var rows: Int
-        public var length: Int
-        public init(ids: [Int], rows: Int, length: Int) {
+    package struct Batch {
+        package var ids: [Int]
+        package var rows: Int
+        package var length: Int
+        package init(ids: [Int], rows: Int, length: Int) {
             self.ids = ids
             self.rows = rows
             self.length = length
@@ -74,7 +74,7 @@ public final class ShardedInference {
     /// A forward without gradients of this position's batches (ids matter on the first stage;
     /// rows and length everywhere); on the last stage `consume(i, logits [rows, length, V])`
     /// for batch i.
-    public func forward(_ batches: [Batch], consume: (Int, Tensor) throws -> Void) throws {
+    package func forward(_ batches: [Batch], consume: (Int, Tensor) throws -> Void) throws {
         let n = try rounds(batches.count), dim = model.config.hiddenSize
         var sends: [Communicator.Request] = []
         try withNoGrad {
@@ -106,13 +106,13 @@ public final class ShardedInference {
     }
 
     /// A prompt to complete: up to `maxNew` tokens drawn by `sampler`, ending at any of `stop`
-    /// (not included), as `DeepSeekV2ForCausalLM.generate` does.
-    public struct Request {
-        public var prompt: [Int]
-        public var maxNew: Int
-        public var sampler: Sampler
-        public var stop: Set<Int>
-        public init(prompt: [Int], maxNew: Int, sampler: Sampler = Sampler(), stop: Set<Int> = []) {
+    /// (not included), as `DeepSeekForCausalLM.generate` does.
+    package struct Request {
+        package var prompt: [Int]
+        package var maxNew: Int
+        package var sampler: Sampler
+        package var stop: Set<Int>
+        package init(prompt: [Int], maxNew: Int, sampler: Sampler = Sampler(), stop: Set<Int> = []) {
             self.prompt = prompt
             self.maxNew = maxNew
             self.sampler = sampler
@@ -122,7 +122,7 @@ public final class ShardedInference {
 
     /// `prompt` cut to leave room for `maxNew` tokens in the rotary tables: a longer prompt keeps
     /// its end (the assistant header).
-    public func fitted(_ prompt: [Int], maxNew: Int) -> [Int] {
+    package func fitted(_ prompt: [Int], maxNew: Int) -> [Int] {
         let room = Swift.max(model.rotary.cos.shape[0] - maxNew, 1)
         return prompt.count > room ? Array(prompt.suffix(room)) : prompt
     }
@@ -131,7 +131,7 @@ public final class ShardedInference {
     /// stage's layers only. Each tick feeds one request's prompt or its last token through the
     /// stages; the last stage samples and sends the token to the position's other stages, so
     /// every stage returns the completions.
-    public func generate(_ requests: [Request], cache kind: CacheKind = .latent) throws -> [[Int]] {
+    package func generate(_ requests: [Request], cache kind: CacheKind = .latent) throws -> [[Int]] {
         var out = [[Int]](repeating: [], count: requests.count)
         let pp = grid.layout.pp, v = model.config.vocabSize, dim = model.config.hiddenSize
         let last = grid.worldRank(stage: pp - 1)

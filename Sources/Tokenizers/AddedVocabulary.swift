@@ -1,15 +1,15 @@
 /// A token matched in the text before the model sees it (tokenizer.json `added_tokens`).
-public struct AddedToken: Sendable {
-    public let content: String
-    public let id: Int
-    public let special: Bool
-    public var singleWord = false
-    public var lstrip = false
-    public var rstrip = false
+package struct AddedToken: Sendable {
+    package let content: String
+    package let id: Int
+    package let special: Bool
+    package var singleWord = false
+    package var lstrip = false
+    package var rstrip = false
     /// Matched against the normalized text (true) or the raw text (false).
-    public var normalized = false
+    package var normalized = false
 
-    public init(content: String, id: Int, special: Bool, singleWord: Bool = false, lstrip: Bool = false, rstrip: Bool = false,
+    package init(content: String, id: Int, special: Bool, singleWord: Bool = false, lstrip: Bool = false, rstrip: Bool = false,
                 normalized: Bool = false) {
         self.content = content
         self.id = id

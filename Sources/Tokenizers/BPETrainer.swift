@@ -3,7 +3,7 @@ import Foundation
 extension Tokenizer {
     /// DeepSeek-style pre-tokenizer splits: newlines, letter runs with an optional leading
     /// space, punctuation runs, trailing spaces, CJK runs, groups of up to 3 digits.
-    public static let defaultPatterns = [
+    package static let defaultPatterns = [
         #"[\r\n]"#, #"\s?\p{L}+"#, #"\s?[!-/:-~！-／：-～‘-‟　-。]+"#, #"\s+$"#, #"[一-龥ࠀ-一가-퟿]+"#, #"\p{N}{1,3}"#,
     ]
 
@@ -35,7 +35,7 @@ extension Tokenizer {
     /// Learns byte-level BPE merges from `texts` until the vocabulary (special tokens, the 256
     /// byte symbols, merges) reaches `vocabSize`. Pair counts are weighted by word frequency;
     /// ties go to the lexicographically smallest pair, so training is deterministic.
-    public static func train(texts: [String], vocabSize: Int, specialTokens: [String] = [],
+    package static func train(texts: [String], vocabSize: Int, specialTokens: [String] = [],
                              patterns: [String] = defaultPatterns) throws -> Tokenizer {
         let added = specialTokens.enumerated().map { AddedToken(content: $1, id: $0, special: true) }
         var vocab: [String: Int] = [:]

@@ -2,27 +2,27 @@ import Foundation
 import FileSafety
 
 /// A tokenizer error: names the file (or "text") and what was expected.
-public struct TokenizerError: Error, CustomStringConvertible {
-    public let source: String
-    public let message: String
-    public init(source: String, message: String) {
+package struct TokenizerError: Error, CustomStringConvertible {
+    package let source: String
+    package let message: String
+    package init(source: String, message: String) {
         self.source = source
         self.message = message
     }
-    public var description: String { "\(source): \(message)" }
+    package var description: String { "\(source): \(message)" }
 }
 
 /// A Hugging Face `tokenizers` pipeline for BPE models, read from tokenizer.json:
 /// added tokens → normalizer → pre-tokenizer → BPE model → post-processor, and for decoding
 /// ids → tokens → decoder. Each step is its own type (Normalizer, PreTokenizer, BPEModel,
 /// PostProcessor, Decoder, AddedTokenMatcher) with the meaning tokenizers gives it.
-public final class Tokenizer: Sendable {
+package final class Tokenizer: Sendable {
     let model: BPEModel
     let normalizer: Normalizer?
     let preTokenizer: PreTokenizer?
     let postProcessor: PostProcessor?
     let decoder: Decoder?
-    public let added: [AddedToken]
+    package let added: [AddedToken]
     let rawMatcher: AddedTokenMatcher
     let normalizedMatcher: AddedTokenMatcher
     let addedById: [Int: AddedToken]
@@ -67,17 +67,17 @@ public final class Tokenizer: Sendable {
     }
 
     /// Ids up to the largest one the vocabulary or the added tokens use.
-    public var vocabularySize: Int { max(model.maxId, added.map(\.id).max() ?? -1) + 1 }
+    package var vocabularySize: Int { max(model.maxId, added.map(\.id).max() ?? -1) + 1 }
 
-    public func id(of token: String) -> Int? { addedByContent[token]?.id ?? model.vocab[token] }
-    public func token(of id: Int) -> String? { addedById[id]?.content ?? model.idToToken[id] }
+    package func id(of token: String) -> Int? { addedByContent[token]?.id ?? model.vocab[token] }
+    package func token(of id: Int) -> String? { addedById[id]?.content ?? model.idToToken[id] }
 
     // MARK: encoding
 
     /// The ids `tokenizers` gives for `text` (`add_special_tokens` adds the post-processor's tokens).
     /// - Throws: a `TokenizerError` naming this file and the pattern's JSON path when a regex
     ///   of the file runs past its step budget (`RegexBudget`) on this text.
-    public func encode(_ text: String, addSpecialTokens: Bool = false) throws(TokenizerError) -> [Int] {
+    package func encode(_ text: String, addSpecialTokens: Bool = false) throws(TokenizerError) -> [Int] {
         var ids: [Int] = []
         var steps = RegexSteps()
         try walk(text, steps: &steps) { piece, added in
@@ -133,7 +133,7 @@ public final class Tokenizer: Sendable {
 
     /// Text for `ids` as `tokenizers`' `decode` gives it; unknown ids are skipped.
     /// - Throws: a `TokenizerError` when a decoder's `Replace` regex runs past its step budget.
-    public func decode(_ ids: [Int], skipSpecial: Bool = false) throws(TokenizerError) -> String {
+    package func decode(_ ids: [Int], skipSpecial: Bool = false) throws(TokenizerError) -> String {
         var tokens: [String] = []
         tokens.reserveCapacity(ids.count)
         for id in ids {

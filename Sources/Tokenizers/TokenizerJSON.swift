@@ -4,7 +4,7 @@ import Foundation
 /// this pipeline does not implement stops with its JSON path and type.
 extension Tokenizer {
     /// Reads `path`: a tokenizer.json, or a directory holding one, refusing files past `bounds`.
-    public convenience init(path: String, bounds: TokenizerBounds = .standard) throws {
+    package convenience init(path: String, bounds: TokenizerBounds = .standard) throws {
         var isDir: ObjCBool = false
         var file = path
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
@@ -23,7 +23,7 @@ extension Tokenizer {
         try self.init(json: data, source: file, bounds: bounds)
     }
 
-    public convenience init(json data: Data, source: String, bounds: TokenizerBounds = .standard) throws {
+    package convenience init(json data: Data, source: String, bounds: TokenizerBounds = .standard) throws {
         if data.count > bounds.fileBytes {
             throw TokenizerError(source: source, message: "is \(data.count) bytes, more than the \(bounds.fileBytes) a tokenizer.json may have")
         }
@@ -42,7 +42,7 @@ extension Tokenizer {
     }
 
     /// Writes the tokenizer.json this tokenizer was read from (atomically).
-    public func save(_ path: String) throws {
+    package func save(_ path: String) throws {
         let tmp = path + ".tmp"
         do { try json.write(to: URL(fileURLWithPath: tmp)) } catch {
             throw TokenizerError(source: path, message: "cannot be written: \(error.localizedDescription)")

@@ -5,13 +5,13 @@ import Data
 
 /// Where a stage's token rows come from. Row `g` of the global batch sequence is a pure
 /// function of (seed, g): the order does not depend on the parallel layout or on restarts.
-public enum DataSource {
+package enum DataSource {
     case arithmetic(SyntheticArithmetic)
     /// A `deeptrain prepare` directory; the last `heldOut` windows are kept for evaluation.
     case shards(ShardLoader, heldOut: Int)
 
     /// `synthetic:arithmetic`, or a directory written by `deeptrain prepare`.
-    public static func open(_ spec: String, vocab: Int) throws -> DataSource {
+    package static func open(_ spec: String, vocab: Int) throws -> DataSource {
         switch spec {
         case "synthetic:arithmetic":
             guard vocab >= 256 else {
@@ -43,7 +43,7 @@ public enum DataSource {
     }
 
     /// `count` rows of `length` tokens starting at global row `first`.
-    public func rows(first: Int, count: Int, length: Int, seed: UInt64) -> [Int] {
+    package func rows(first: Int, count: Int, length: Int, seed: UInt64) -> [Int] {
         switch self {
         case .arithmetic(let task):
             var out: [Int] = []
@@ -58,7 +58,7 @@ public enum DataSource {
         }
     }
 
-    public func heldOutRows(first: Int, count: Int, length: Int) -> [Int] {
+    package func heldOutRows(first: Int, count: Int, length: Int) -> [Int] {
         switch self {
         case .arithmetic(let task):
             let stream = task.heldOutTokens
@@ -75,7 +75,7 @@ public enum DataSource {
 
     /// Held-out problems for the exact-match accuracy: each prompt's tokens, its answer's
     /// text, the stop token and how many tokens the answer may take; nil: no such problems.
-    public func exactMatchProblems(samples: Int) -> (problems: [(prompt: [Int], answer: String)], stop: Int, maxNew: Int)? {
+    package func exactMatchProblems(samples: Int) -> (problems: [(prompt: [Int], answer: String)], stop: Int, maxNew: Int)? {
         switch self {
         case .arithmetic(let task):
             let problems = task.heldOutPairs.prefix(samples).map { a, b in
@@ -88,12 +88,12 @@ public enum DataSource {
     }
 
     /// Whether a completion's tokens (bytes) spell `answer`.
-    public static func matches(_ tokens: [Int], _ answer: String) -> Bool {
+    package static func matches(_ tokens: [Int], _ answer: String) -> Bool {
         String(decoding: tokens.map { UInt8(clamping: $0) }, as: UTF8.self) == answer
     }
 
     /// Greedy exact-match accuracy on held-out problems, in this process: (accuracy, samples).
-    public func exactMatch(model: DeepSeekV2ForCausalLM, samples: Int) -> (Double, Int)? {
+    package func exactMatch(model: DeepSeekForCausalLM, samples: Int) -> (Double, Int)? {
         guard let (problems, stop, maxNew) = exactMatchProblems(samples: samples) else { return nil }
         let correct = problems.filter { p in DataSource.matches(model.generate(prompt: p.prompt, maxNew: maxNew, stop: [stop]).tokens, p.answer) }.count
         return (Double(correct) / Double(Swift.max(problems.count, 1)), problems.count)

@@ -7,32 +7,32 @@ import Data
 /// The first end-to-end run: a tiny dense decoder learns decimal addition from the built-in
 /// corpus. It prints progress, then a summary with the unigram baseline, held-out loss and
 /// held-out exact-match accuracy.
-public enum DenseDemo {
-    public struct Options: Sendable {
-        public var config = DenseDecoderConfig(vocabSize: SyntheticArithmetic.vocabSize, hiddenSize: 128,
+package enum DenseDemo {
+    package struct Options: Sendable {
+        package var config = DenseDecoderConfig(vocabSize: SyntheticArithmetic.vocabSize, hiddenSize: 128,
                                                numHiddenLayers: 4, numAttentionHeads: 4, intermediateSize: 384,
                                                maxPositionEmbeddings: 64)
-        public var steps = 600
-        public var batch = 16
-        public var length = 64
-        public var lr = 3e-3
-        public var warmup = 30
-        public var seed: UInt64 = 1234
-        public var logEvery = 50
-        public var accuracySamples = 200
-        public init() {}
+        package var steps = 600
+        package var batch = 16
+        package var length = 64
+        package var lr = 3e-3
+        package var warmup = 30
+        package var seed: UInt64 = 1234
+        package var logEvery = 50
+        package var accuracySamples = 200
+        package init() {}
     }
 
-    public struct Summary: Codable, Sendable {
-        public var steps: Int
-        public var parameters: Int
-        public var seconds: Double
-        public var tokensPerSecond: Double
-        public var unigramBaselineNats: Double
-        public var heldoutLossInitial: Double
-        public var heldoutLossFinal: Double
-        public var heldoutExactMatch: Double
-        public var heldoutSamples: Int
+    package struct Summary: Codable, Sendable {
+        package var steps: Int
+        package var parameters: Int
+        package var seconds: Double
+        package var tokensPerSecond: Double
+        package var unigramBaselineNats: Double
+        package var heldoutLossInitial: Double
+        package var heldoutLossFinal: Double
+        package var heldoutExactMatch: Double
+        package var heldoutSamples: Int
 
         enum CodingKeys: String, CodingKey {
             case steps
@@ -47,10 +47,10 @@ public enum DenseDemo {
         }
     }
 
-    public static func run(_ o: Options, log: (String) -> Void) -> Summary {
+    package static func run(_ o: Options, log: (String) -> Void) -> Summary {
         let task = SyntheticArithmetic()
         let model = DenseDecoderLM(o.config, seed: o.seed)
-        let trainer = DenseTrainer(model: model, adam: AdamW.Config(beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1))
+        let trainer = DenseDecoderTrainer(model: model, adam: AdamW.Config(beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1))
         let schedule = LRSchedule.cosine(peak: o.lr, warmup: o.warmup, total: o.steps, minRatio: 0.1)
         let heldOut = task.heldOutTokens
         let baseline = SyntheticArithmetic.unigramEntropy(task.trainTokens(seed: o.seed, start: 0, count: 200_000).tokens)

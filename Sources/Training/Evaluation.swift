@@ -23,7 +23,7 @@ struct Evaluation {
 /// prompt i go to data-parallel position i mod dp, which runs it through its stages and the
 /// experts' all-to-all; each result has one contributor, so the world's sum gathers them
 /// exactly and the totals are summed in batch order — the same numbers at every layout.
-extension Trainer {
+extension RecipeTrainer {
     /// One held-out batch and its targets (−100: none).
     struct HeldOutBatch {
         var batch: ShardedInference.Batch
@@ -65,7 +65,7 @@ extension Trainer {
     func evaluate(_ inference: ShardedInference, data: DataSource, stage: Recipe.Stage) throws -> Evaluation {
         let b = Swift.min(stage.batchSize, 16)
         let batches = (0..<stage.evalBatches).map { i in
-            let (ids, targets) = ParallelTrainer.MicroBatch.nextToken(data.heldOutRows(first: i * b, count: b, length: stage.seqLen + 1),
+            let (ids, targets) = GridTrainer.MicroBatch.nextToken(data.heldOutRows(first: i * b, count: b, length: stage.seqLen + 1),
                                                                      rows: b, length: stage.seqLen)
             return HeldOutBatch(batch: .init(ids: ids, rows: b, length: stage.seqLen), targets: targets)
         }

@@ -5,8 +5,8 @@ import Checkpoint
 
 /// `deeptrain forward`: one batch through the model with evaluation semantics, dumping the
 /// tensors of docs/design.md §5 for comparison with reference implementations.
-public enum ForwardDump {
-    public static func run(model: DeepSeekV2ForCausalLM, input: String, output: String, grads: Bool) throws {
+package enum ForwardDump {
+    package static func run(model: DeepSeekForCausalLM, input: String, output: String, grads: Bool) throws {
         let file = try SafeTensorsFile(path: input)
         let (ids, shape) = try file.integers("input_ids")
         guard shape.count == 2, shape[0] > 0, shape[1] > 1 else {
@@ -26,7 +26,7 @@ public enum ForwardDump {
             labels = l
         }
         let out = model.forward(ids, batch: b, length: t, keepHidden: true)
-        let targets = DeepSeekV2ForCausalLM.shiftedTargets(labels, batch: b, length: t)
+        let targets = DeepSeekForCausalLM.shiftedTargets(labels, batch: b, length: t)
         let loss = out.logits.reshape([b * t, v]).crossEntropy(targets: targets)
         var items: [(String, SafeTensorsFile.Item)] = [("logits", .float(out.logits)), ("loss", .float(loss.reshape([1])))]
         for (i, h) in out.hidden.enumerated() { items.append(("hidden.\(i)", .float(h))) }

@@ -15,16 +15,16 @@ import Autograd
 /// of the `grpo` loss is Σ_i −A_i / n — zero, since advantages are centred within each group —
 /// while its gradient, −Σ_i A_i ∇logπ_θ(completion i) / n, is not: the loss value says nothing
 /// about learning. Log reward and KL instead (docs/grpo.md).
-public struct GRPOObjective: Sendable, Equatable {
-    public enum LossType: String, CaseIterable, Sendable { case grpo, bnpo, drGrpo = "dr_grpo", dapo }
+package struct GRPOObjective: Sendable, Equatable {
+    package enum LossType: String, CaseIterable, Sendable { case grpo, bnpo, drGrpo = "dr_grpo", dapo }
 
-    public var lossType: LossType
-    public var beta: Double
-    public var epsilonLow: Double
-    public var epsilonHigh: Double
-    public var maxCompletionLength: Int
+    package var lossType: LossType
+    package var beta: Double
+    package var epsilonLow: Double
+    package var epsilonHigh: Double
+    package var maxCompletionLength: Int
 
-    public init(lossType: LossType, beta: Double, epsilonLow: Double, epsilonHigh: Double, maxCompletionLength: Int) {
+    package init(lossType: LossType, beta: Double, epsilonLow: Double, epsilonHigh: Double, maxCompletionLength: Int) {
         self.lossType = lossType
         self.beta = beta
         self.epsilonLow = epsilonLow
@@ -35,7 +35,7 @@ public struct GRPOObjective: Sendable, Equatable {
     /// A_i = (r_i − mean of its group) / (std + 1e-4), std with Bessel's correction, as TRL
     /// (`scale`: "group" as here, "batch" with the whole batch's std, "none" without dividing).
     /// Also which groups have zero spread (no signal).
-    public static func advantages(_ rewards: [Double], groupSize g: Int, scale: String = "group") -> (advantages: [Double], zeroStd: [Bool]) {
+    package static func advantages(_ rewards: [Double], groupSize g: Int, scale: String = "group") -> (advantages: [Double], zeroStd: [Bool]) {
         precondition(rewards.count % g == 0)
         func std(_ xs: ArraySlice<Double>) -> Double {
             guard xs.count > 1 else { return 0 }
@@ -55,12 +55,12 @@ public struct GRPOObjective: Sendable, Equatable {
     }
 
     /// What a batch's loss reports besides its value.
-    public struct Stats: Sendable {
+    package struct Stats: Sendable {
         /// Σ over trained tokens of the per-token KL (and their count): the logged `kl` is the ratio.
-        public var klSum = 0.0
-        public var tokens = 0.0
+        package var klSum = 0.0
+        package var tokens = 0.0
         /// Trained tokens whose ratio was clipped (low with A < 0, or high with A > 0).
-        public var clipped = 0.0
+        package var clipped = 0.0
     }
 
     /// The loss of `rows` completions, `logps` [rows, T] (log π_θ of each completion token,
@@ -69,7 +69,7 @@ public struct GRPOObjective: Sendable, Equatable {
     /// The result is this batch's share of the step's loss: `totalRows` completions in the
     /// step, `microbatches` batches like this one, `totalTokens` trained tokens in the whole
     /// generation batch (dapo's normaliser).
-    public func loss(_ logps: Tensor, old: [Float]?, ref: [Float]?, advantages: [Float], mask: [Float],
+    package func loss(_ logps: Tensor, old: [Float]?, ref: [Float]?, advantages: [Float], mask: [Float],
                      totalRows: Int, microbatches: Int, totalTokens: Double) -> (loss: Tensor, stats: Stats) {
         let rows = logps.shape[0], t = logps.shape[1], n = rows * t
         precondition(advantages.count == rows && mask.count == n && (old?.count ?? n) == n && (ref?.count ?? n) == n)

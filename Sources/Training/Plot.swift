@@ -3,7 +3,7 @@ import Foundation
 /// `deeptrain plot`: SVG charts of a run's metrics.jsonl — loss and learning rate, the balance
 /// losses, the drop fraction, and an expert-load heatmap per MoE layer. Plain SVG, no
 /// dependencies; any browser shows them.
-public enum Plot {
+package enum Plot {
     struct Series {
         let name: String
         let color: String
@@ -11,7 +11,7 @@ public enum Plot {
     }
 
     /// Writes the charts into `outDir`; returns the files written.
-    public static func run(metricsPath: String, outDir: String) throws -> [String] {
+    package static func run(metricsPath: String, outDir: String) throws -> [String] {
         guard let text = try? String(contentsOfFile: metricsPath, encoding: .utf8) else {
             throw RecipeError(file: metricsPath, line: nil, column: nil, path: "", message: "cannot be read")
         }

@@ -10,7 +10,7 @@ import Parallel
 /// weights were left untouched): the trainer writes a checkpoint, then reports it.
 struct RewardStop: Error { let message: String }
 
-extension Trainer {
+extension RecipeTrainer {
     /// The stage's reward functions and weights (GRPO), or exact + format (0.2) for evaluating
     /// other stages.
     func rewardFunctions(_ stage: Recipe.Stage) throws -> [(RewardFunction, Double)] {
@@ -37,8 +37,8 @@ extension Trainer {
 /// layout. Rewards are all-gathered so that every group's advantages come from its whole group
 /// wherever its completions were sampled.
 final class GRPORunner {
-    unowned let trainer: Trainer
-    let engine: ParallelTrainer
+    unowned let trainer: RecipeTrainer
+    let engine: GridTrainer
     let stage: Recipe.Stage
     let settings: Recipe.GRPOSettings
     let data: PostTrainingData
@@ -64,7 +64,7 @@ final class GRPORunner {
     }
     var batch: Batch?
 
-    init(trainer: Trainer, engine: ParallelTrainer, stage: Recipe.Stage, data: PostTrainingData, rewards: [(RewardFunction, Double)]) throws {
+    init(trainer: RecipeTrainer, engine: GridTrainer, stage: Recipe.Stage, data: PostTrainingData, rewards: [(RewardFunction, Double)]) throws {
         self.trainer = trainer
         self.engine = engine
         self.stage = stage
@@ -223,7 +223,7 @@ final class GRPORunner {
 
     /// One optimizer step: a new generation batch every `num_iterations` steps, then the
     /// objective on it. Returns the step, its metrics and the tokens it trained on.
-    func step(step: Int, globalStep: Int, lr: Float) throws -> (ParallelTrainer.StepResult, [String: Any], Int) {
+    func step(step: Int, globalStep: Int, lr: Float) throws -> (GridTrainer.StepResult, [String: Any], Int) {
         let b = step / settings.numIterations
         if batch?.index != b {
             let t0 = now()
@@ -235,7 +235,7 @@ final class GRPORunner {
         let r = try engine.step(batch: { m in
             let range = (m * self.rows)..<((m + 1) * self.rows)
             let ids = self.rowsOf(cur.prompts[range], cur.completions[range], length: cur.length)
-            return ParallelTrainer.MicroBatch(inputs: ids, targets: [], firstSequence: range.lowerBound)
+            return GridTrainer.MicroBatch(inputs: ids, targets: [], firstSequence: range.lowerBound)
         }, rows: rows, length: cur.length, lr: lr, step: globalStep, objective: { logits, m in
             let range = (m * self.rows)..<((m + 1) * self.rows)
             let lp = self.logps(logits, prompts: cur.prompts[range], completions: cur.completions[range], length: cur.length)

@@ -6,16 +6,16 @@ import Data
 /// The conversations of an SFT stage and the prompts of a GRPO stage, with what is held out for
 /// evaluation. Item g of the global stream is a pure function of (seed, g): the order does not
 /// depend on the layout or on restarts.
-public struct PostTrainingData {
-    public typealias Rendered = (tokens: [Int], trained: [Bool])
+package struct PostTrainingData {
+    package typealias Rendered = (tokens: [Int], trained: [Bool])
     enum Source {
         case arithmetic(SyntheticArithmetic)
         case conversations(train: [[ChatMessage]], heldOut: [[ChatMessage]], trainRendered: [Rendered], heldRendered: [Rendered])
         case prompts(train: [PromptWithAnswer], heldOut: [PromptWithAnswer], trainTokens: [[Int]], heldTokens: [[Int]])
     }
     let source: Source
-    public let spec: String
-    public let format: ChatFormat
+    package let spec: String
+    package let format: ChatFormat
     let orders = EpochOrders()
 
     /// Each epoch's permutation, computed once (a JSONL file may hold many conversations).
@@ -35,19 +35,19 @@ public struct PostTrainingData {
         }
     }
 
-    public static let chatOffByOne = "synthetic:arithmetic-chat-off-by-one"
+    package static let chatOffByOne = "synthetic:arithmetic-chat-off-by-one"
     /// The sloppy annotator's rate: well above one half, so that the habit is what greedy
     /// decoding picks after SFT with a margin that random weight noise does not cross (at 0.6
     /// the shuffled-reward control wandered by ±10 points, at 0.8 by up to +5), while sampling
     /// still finds the right answer often enough to reward (docs/grpo.md).
-    public static let offByOneFraction: Float = 0.9
+    package static let offByOneFraction: Float = 0.9
 
     /// `synthetic:arithmetic-chat` (or `-off-by-one`), `synthetic:arithmetic-prompts` or a JSONL
     /// file (`kind` says which form). Every item of a file is trained on; evaluation data is
     /// `evalData` (a file of the same form) or, when `evalFraction` is given, that fraction of
     /// the file's last items. Every item is rendered with `format` up front, so a conversation
     /// the template rejects stops the stage before it starts, naming its line.
-    public static func open(_ spec: String, kind: String, format: ChatFormat = .bytes, evalData: String? = nil,
+    package static func open(_ spec: String, kind: String, format: ChatFormat = .bytes, evalData: String? = nil,
                             evalFraction: Double? = nil) throws -> PostTrainingData {
         if spec.hasPrefix("synthetic:") {
             guard !format.isTemplate else {
@@ -88,7 +88,7 @@ public struct PostTrainingData {
     }
 
     /// Training conversations in one pass (nil: endless).
-    public var count: Int? {
+    package var count: Int? {
         switch source {
         case .arithmetic: return nil
         case .conversations(let t, _, _, _): return t.count
@@ -97,7 +97,7 @@ public struct PostTrainingData {
     }
 
     /// Whether there is anything held out to evaluate on.
-    public var hasHeldOut: Bool {
+    package var hasHeldOut: Bool {
         switch source {
         case .arithmetic: return true
         case .conversations(_, let h, _, _): return !h.isEmpty
@@ -106,7 +106,7 @@ public struct PostTrainingData {
     }
 
     /// Training conversation g: epoch g / count in an order shuffled per (seed, epoch).
-    public func conversation(_ g: Int, seed: UInt64) -> [ChatMessage] {
+    package func conversation(_ g: Int, seed: UInt64) -> [ChatMessage] {
         switch source {
         case .arithmetic(let task): return task.chat(seed: seed, index: UInt64(g), offByOne: spec == Self.chatOffByOne ? Self.offByOneFraction : 0)
         case .conversations(let t, _, _, _): return t[shuffled(g, count: t.count, seed: seed)]
@@ -117,7 +117,7 @@ public struct PostTrainingData {
     }
 
     /// Training conversation g as tokens with its trained mask.
-    public func renderedConversation(_ g: Int, seed: UInt64) -> Rendered {
+    package func renderedConversation(_ g: Int, seed: UInt64) -> Rendered {
         switch source {
         case .conversations(let t, _, let r, _): return r[shuffled(g, count: t.count, seed: seed)]
         default: return ByteChatFormat.render(conversation(g, seed: seed))
@@ -125,7 +125,7 @@ public struct PostTrainingData {
     }
 
     /// Training prompt g (GRPO).
-    public func prompt(_ g: Int, seed: UInt64) -> PromptWithAnswer {
+    package func prompt(_ g: Int, seed: UInt64) -> PromptWithAnswer {
         switch source {
         case .arithmetic(let task): return task.promptWithAnswer(seed: seed, index: UInt64(g))
         case .prompts(let t, _, _, _): return t[shuffled(g, count: t.count, seed: seed)]
@@ -134,7 +134,7 @@ public struct PostTrainingData {
     }
 
     /// Training prompt g's tokens (with the assistant header the completion follows).
-    public func promptTokens(_ g: Int, seed: UInt64) -> [Int] {
+    package func promptTokens(_ g: Int, seed: UInt64) -> [Int] {
         switch source {
         case .prompts(let t, _, let tokens, _): return tokens[shuffled(g, count: t.count, seed: seed)]
         default: return (try? format.prompt(prompt(g, seed: seed))) ?? ByteChatFormat.prompt(prompt(g, seed: seed).prompt)
@@ -143,7 +143,7 @@ public struct PostTrainingData {
 
     /// Held-out prompts with answers and their tokens (accuracy and reward) — for the arithmetic
     /// task, the sums no stage ever trains on.
-    public func heldOutPrompts(_ n: Int) -> [(PromptWithAnswer, [Int])] {
+    package func heldOutPrompts(_ n: Int) -> [(PromptWithAnswer, [Int])] {
         switch source {
         case .arithmetic(let task):
             return (0..<n).map { let p = task.promptWithAnswer(seed: 0, index: UInt64($0), heldOut: true); return (p, ByteChatFormat.prompt(p.prompt)) }
@@ -157,7 +157,7 @@ public struct PostTrainingData {
     }
 
     /// Held-out conversations as tokens with their trained masks (the loss on assistant tokens).
-    public func heldOutConversations(_ n: Int) -> [Rendered] {
+    package func heldOutConversations(_ n: Int) -> [Rendered] {
         switch source {
         case .arithmetic(let task):
             return task.heldOutPairs.prefix(n).map { a, b in
@@ -184,7 +184,7 @@ public struct PostTrainingData {
     /// One SFT row: the conversation's tokens cut or padded to `length`+1; inputs are the first
     /// `length`, targets the next token where it is trained, −100 elsewhere. Returns whether it
     /// was cut.
-    public static func sftRow(_ r: Rendered, length: Int, pad: Int) -> (inputs: [Int], targets: [Int], cut: Bool) {
+    package static func sftRow(_ r: Rendered, length: Int, pad: Int) -> (inputs: [Int], targets: [Int], cut: Bool) {
         let (tokens, trained) = r
         var inputs = [Int](repeating: pad, count: length), targets = [Int](repeating: ignoreIndex, count: length)
         for j in 0..<Swift.min(length, tokens.count) { inputs[j] = tokens[j] }
@@ -197,7 +197,7 @@ public struct PostTrainingData {
     /// one longer than a row is cut). Positions restart with each conversation; targets are
     /// set only inside a conversation, on its trained tokens. Row r is a pure function of the
     /// stream, so every rank packs the same rows.
-    public final class Packer: @unchecked Sendable {
+    package final class Packer: @unchecked Sendable {
         let data: PostTrainingData
         let seed: UInt64
         let length: Int
@@ -205,7 +205,7 @@ public struct PostTrainingData {
         var starts = [0]
         let lock = NSLock()
 
-        public init(data: PostTrainingData, seed: UInt64, length: Int) {
+        package init(data: PostTrainingData, seed: UInt64, length: Int) {
             self.data = data
             self.seed = seed
             self.length = length
@@ -228,13 +228,13 @@ public struct PostTrainingData {
         }
 
         /// Rows needed to cover the first `conversations` conversations.
-        public func rows(covering conversations: Int) -> Int {
+        package func rows(covering conversations: Int) -> Int {
             var r = 0
             while range(r).upperBound < conversations { r += 1 }
             return r + 1
         }
 
-        public func row(_ r: Int) -> (inputs: [Int], targets: [Int], positions: [Int], segments: [Int], conversations: Int) {
+        package func row(_ r: Int) -> (inputs: [Int], targets: [Int], positions: [Int], segments: [Int], conversations: Int) {
             var inputs: [Int] = [], targets: [Int] = [], positions: [Int] = [], segments: [Int] = []
             let convs = range(r)
             for (k, g) in convs.enumerated() {

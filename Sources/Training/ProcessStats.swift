@@ -1,13 +1,13 @@
 import Foundation
 
 /// Memory figures of this process from /proc (Linux), in bytes.
-public enum ProcessStats {
+package enum ProcessStats {
     /// Peak resident set size (VmHWM).
-    public static var peakRSS: Int { field("VmHWM") }
+    package static var peakRSS: Int { field("VmHWM") }
     /// `peakRSS` in MiB, as metrics.jsonl and the benchmarks print it.
-    public static var peakRSSMiB: Double { Double(peakRSS) / 1_048_576 }
+    package static var peakRSSMiB: Double { Double(peakRSS) / 1_048_576 }
     /// Current resident set size (VmRSS).
-    public static var currentRSS: Int { field("VmRSS") }
+    package static var currentRSS: Int { field("VmRSS") }
 
     static func field(_ name: String) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
@@ -20,7 +20,7 @@ public enum ProcessStats {
 }
 
 /// JSON for benchmark output: sorted keys, so runs diff cleanly.
-public func jsonString<T: Encodable>(_ value: T) -> String {
+package func jsonString<T: Encodable>(_ value: T) -> String {
     let enc = JSONEncoder()
     enc.outputFormatting = [.prettyPrinted, .sortedKeys]
     return String(decoding: try! enc.encode(value), as: UTF8.self)

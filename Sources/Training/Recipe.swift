@@ -9,31 +9,31 @@ import Parallel
 /// A training recipe (docs/design.md §3): the model, the layout, checkpointing, and stages run in
 /// order. Every key, its default and its range are in `docs/recipes.md`; unknown keys are
 /// errors naming the closest valid key.
-public struct Recipe: Sendable {
-    public var name: String
-    public var seed: UInt64
-    public var model: ModelSpec
-    public var parallel: Parallel
-    public var checkpoint: CheckpointSpec
-    public var threads: Int?
+package struct Recipe: Sendable {
+    package var name: String
+    package var seed: UInt64
+    package var model: ModelSpec
+    package var parallel: Parallel
+    package var checkpoint: CheckpointSpec
+    package var threads: Int?
     /// A tokenizer.json or a directory with tokenizer files and a chat template: post-training
     /// stages then render conversations with it (otherwise with the model directory's, or the
     /// built-in byte format).
-    public var tokenizer: String?
-    public var stages: [Stage]
+    package var tokenizer: String?
+    package var stages: [Stage]
     /// The recipe as YAML after `--set` overrides, written to the run directory and checkpoints.
-    public var resolvedYAML: String
+    package var resolvedYAML: String
 
-    public struct ModelSpec: Sendable {
+    package struct ModelSpec: Sendable {
         /// A preset name or a path to a Hugging Face config.json.
-        public var source: String
+        package var source: String
         /// config.json keys to change (`hidden_size: 96`).
-        public var overridesJSON: String
+        package var overridesJSON: String
 
-        public func config(relativeTo dir: String) throws -> DeepSeekV2Config {
-            var base: DeepSeekV2Config
-            if DeepSeekV2Config.presetNames.contains(source) {
-                base = try DeepSeekV2Config.preset(source)
+        package func config(relativeTo dir: String) throws -> DeepSeekConfig {
+            var base: DeepSeekConfig
+            if DeepSeekConfig.presetNames.contains(source) {
+                base = try DeepSeekConfig.preset(source)
             } else {
                 var p = source.hasPrefix("/") ? source : (dir as NSString).appendingPathComponent(source)
                 // Relative to the recipe, else to the working directory.
@@ -43,77 +43,77 @@ public struct Recipe: Sendable {
                 if FileManager.default.fileExists(atPath: p, isDirectory: &isDir), isDir.boolValue {
                     p = (p as NSString).appendingPathComponent("config.json")
                 }
-                base = try DeepSeekV2Config.load(p)
+                base = try DeepSeekConfig.load(p)
             }
             let overrides = try JSONSerialization.jsonObject(with: Data(overridesJSON.utf8)) as? [String: Any] ?? [:]
             if overrides.isEmpty { return base }
             var dict = try JSONSerialization.jsonObject(with: base.jsonData()) as! [String: Any]
             for (k, v) in overrides { dict[k] = v }
-            let merged = try JSONDecoder().decode(DeepSeekV2Config.self, from: JSONSerialization.data(withJSONObject: dict))
+            let merged = try JSONDecoder().decode(DeepSeekConfig.self, from: JSONSerialization.data(withJSONObject: dict))
             try merged.validate(source: "model.overrides")
             return merged
         }
     }
 
-    public struct Parallel: Sendable, Equatable {
+    package struct Parallel: Sendable, Equatable {
         /// 0 means `auto`: the world size divided by pp.
-        public var dp = 0, ep = 1, pp = 1, microbatches = 1
+        package var dp = 0, ep = 1, pp = 1, microbatches = 1
 
         /// The layout on `world` ranks (dp `auto` resolved).
-        public func layout(world: Int) -> Layout {
+        package func layout(world: Int) -> Layout {
             Layout(dp: dp == 0 ? Swift.max(1, world / pp) : dp, ep: ep, pp: pp, microbatches: microbatches)
         }
     }
 
-    public struct CheckpointSpec: Sendable, Equatable {
+    package struct CheckpointSpec: Sendable, Equatable {
         /// Relative to the run directory.
-        public var dir = "checkpoints"
+        package var dir = "checkpoints"
         /// Optimizer steps between checkpoints (0: only at the end of each stage).
-        public var every = 0
+        package var every = 0
         /// Newest checkpoints kept.
-        public var keep = 3
+        package var keep = 3
     }
 
-    public struct Stage: Sendable {
-        public var kind: String
-        public var name: String
-        public var data: String
-        public var steps: Int
-        public var batchSize: Int
-        public var seqLen: Int
-        public var lr: Double
-        public var minLRRatio: Double
-        public var warmup: Int
-        public var schedule: String
-        public var adam: AdamW.Config
-        public var clip: Double
-        public var alphas: (expert: Double?, device: Double, communication: Double)
-        public var capacityFactor: Double?
-        public var neverDropFraction: Double
-        public var evalEvery: Int
-        public var evalBatches: Int
-        public var logEvery: Int
-        public var maxNaNSteps: Int
-        public var initFrom: String?
+    package struct Stage: Sendable {
+        package var kind: String
+        package var name: String
+        package var data: String
+        package var steps: Int
+        package var batchSize: Int
+        package var seqLen: Int
+        package var lr: Double
+        package var minLRRatio: Double
+        package var warmup: Int
+        package var schedule: String
+        package var adam: AdamW.Config
+        package var clip: Double
+        package var alphas: (expert: Double?, device: Double, communication: Double)
+        package var capacityFactor: Double?
+        package var neverDropFraction: Double
+        package var evalEvery: Int
+        package var evalBatches: Int
+        package var logEvery: Int
+        package var maxNaNSteps: Int
+        package var initFrom: String?
         /// Post-training evaluation data: a file of the stage's form, or a fraction of the
         /// training file's last items (neither: no held-out evaluation).
-        public var evalData: String?
-        public var evalFraction: Double?
+        package var evalData: String?
+        package var evalFraction: Double?
         /// SFT: passes over the conversations instead of `steps` (JSONL data).
-        public var epochs: Int?
+        package var epochs: Int?
         /// SFT: several conversations per row, without attention across them.
-        public var packing = false
+        package var packing = false
         /// Held-out problems for answer accuracy and mean reward.
-        public var evalSamples = 200
-        public var grpo: GRPOSettings?
+        package var evalSamples = 200
+        package var grpo: GRPOSettings?
         /// V3 aux-loss-free balancing's γ (`moe.bias_update_speed`; 0: the router biases stay).
-        public var biasUpdateSpeed = 0.0
+        package var biasUpdateSpeed = 0.0
         /// MTP depths trained (`mtp.depth`, at most the model's `num_nextn_predict_layers`;
         /// 0: off) and their loss weight λ (`mtp.weight`).
-        public var mtpDepth = 0
-        public var mtpWeight = 0.3
+        package var mtpDepth = 0
+        package var mtpWeight = 0.3
 
-        public func lrSchedule() -> LRSchedule {
+        package func lrSchedule() -> LRSchedule {
             switch schedule {
             case "constant": return .constant(peak: lr, warmup: warmup)
             case "deepseek": return .deepseekStep(peak: lr, warmup: warmup, total: steps, factor: 0.316)
@@ -123,31 +123,31 @@ public struct Recipe: Sendable {
     }
 
     /// The `grpo:` block of a GRPO stage (docs/grpo.md).
-    public struct GRPOSettings: Sendable {
-        public var numGenerations = 8
-        public var promptsPerStep = 8
-        public var maxCompletionLength = 8
-        public var temperature = 1.0
-        public var topP = 1.0
-        public var beta = 0.04
-        public var epsilon = 0.2
-        public var epsilonHigh = 0.2
-        public var lossType = GRPOObjective.LossType.dapo
-        public var numIterations = 1
-        public var maskTruncated = false
-        public var scaleRewards = "group"
-        public var rewards: [RewardSpec] = [RewardSpec(kind: "exact", weight: 1, command: nil), RewardSpec(kind: "format", weight: 0.2, command: nil)]
+    package struct GRPOSettings: Sendable {
+        package var numGenerations = 8
+        package var promptsPerStep = 8
+        package var maxCompletionLength = 8
+        package var temperature = 1.0
+        package var topP = 1.0
+        package var beta = 0.04
+        package var epsilon = 0.2
+        package var epsilonHigh = 0.2
+        package var lossType = GRPOObjective.LossType.dapo
+        package var numIterations = 1
+        package var maskTruncated = false
+        package var scaleRewards = "group"
+        package var rewards: [RewardSpec] = [RewardSpec(kind: "exact", weight: 1, command: nil), RewardSpec(kind: "format", weight: 0.2, command: nil)]
         /// "shuffle_rewards": rewards permuted across the batch's completions (an ablation: GRPO must not learn).
-        public var control: String?
+        package var control: String?
     }
 
-    public struct RewardSpec: Sendable {
-        public var kind: String
-        public var weight: Double
-        public var command: String?
+    package struct RewardSpec: Sendable {
+        package var kind: String
+        package var weight: Double
+        package var command: String?
         /// format: a regex (Oniguruma syntax, as tokenizers' patterns) the completion must match
         /// from its first character, as Python's `re.match` (TRL's format rewards).
-        public var pattern: String? = nil
+        package var pattern: String? = nil
     }
 
     static let stageKinds = ["pretrain", "sft", "grpo"]
@@ -155,7 +155,7 @@ public struct Recipe: Sendable {
     static let recipeBytes = 1 << 20
 
     /// Reads `path`, applies `overrides` ("a.b=c"), and checks every key and value.
-    public static func load(_ path: String, overrides: [String] = []) throws -> Recipe {
+    package static func load(_ path: String, overrides: [String] = []) throws -> Recipe {
         let data: Data
         do { data = try readBoundedFile(path, limit: recipeBytes, what: "a recipe") } catch let e as BoundedFileError {
             throw RecipeError(file: path, line: nil, column: nil, path: "", message: e.message)
@@ -166,7 +166,7 @@ public struct Recipe: Sendable {
         return try parse(text, file: path, overrides: overrides)
     }
 
-    public static func parse(_ text: String, file: String, overrides: [String] = []) throws -> Recipe {
+    package static func parse(_ text: String, file: String, overrides: [String] = []) throws -> Recipe {
         var root: Node
         do {
             guard let n = try Yams.compose(yaml: text) else {
@@ -207,7 +207,7 @@ public struct Recipe: Sendable {
             r.model.overridesJSON = String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
             try m.finish()
         case .none:
-            throw top.fail(nil, "model", "is required: a preset (\(DeepSeekV2Config.presetNames.joined(separator: ", "))), a config.json path, or {preset|config, overrides}")
+            throw top.fail(nil, "model", "is required: a preset (\(DeepSeekConfig.presetNames.joined(separator: ", "))), a config.json path, or {preset|config, overrides}")
         }
         if let p = try top.object("parallel") {
             if case .scalar(let v)? = p.mapping["dp"], v.string == "auto" {

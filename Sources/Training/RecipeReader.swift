@@ -3,14 +3,14 @@ import FileSafety
 import Yams
 
 /// A recipe problem: the file, the line and column, the key path, and what was expected.
-public struct RecipeError: Error, CustomStringConvertible, Equatable {
-    public let file: String
-    public let line: Int?
-    public let column: Int?
-    public let path: String
-    public let message: String
+package struct RecipeError: Error, CustomStringConvertible, Equatable {
+    package let file: String
+    package let line: Int?
+    package let column: Int?
+    package let path: String
+    package let message: String
 
-    public init(file: String, line: Int?, column: Int?, path: String, message: String) {
+    package init(file: String, line: Int?, column: Int?, path: String, message: String) {
         self.file = file
         self.line = line
         self.column = column
@@ -18,7 +18,7 @@ public struct RecipeError: Error, CustomStringConvertible, Equatable {
         self.message = message
     }
 
-    public var description: String {
+    package var description: String {
         let loc = line.map { ":\($0)" + (column.map { ":\($0)" } ?? "") } ?? ""
         // A key path from a hostile recipe can be megabytes long: quoted in part.
         return "\(file)\(loc): \(path.isEmpty ? "" : excerpt(path) + ": ")\(message)"

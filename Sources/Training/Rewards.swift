@@ -2,38 +2,38 @@ import Foundation
 import Data
 
 /// One sampled completion as the reward functions see it.
-public struct Completion: Sendable, Codable {
-    public var prompt: String
-    public var answer: String
+package struct Completion: Sendable, Codable {
+    package var prompt: String
+    package var answer: String
     /// The completion's text, without its end-of-turn token.
-    public var completion: String
+    package var completion: String
     /// Cut at max_completion_length before it ended its turn.
-    public var truncated: Bool
+    package var truncated: Bool
 }
 
 /// A reward function failed (a crashed or garbled external command): which, and why.
-public struct RewardError: Error, CustomStringConvertible {
-    public let description: String
+package struct RewardError: Error, CustomStringConvertible {
+    package let description: String
 }
 
 /// Scores a batch of completions, one number each (TRL's reward functions, batched).
-public protocol RewardFunction: Sendable {
+package protocol RewardFunction: Sendable {
     var name: String { get }
     func score(_ batch: [Completion]) throws -> [Double]
 }
 
 /// The final answer of a completion: what follows its last "=" (a completion may show its
 /// work, "12+34=46"), or all of it, trimmed of surrounding spaces.
-public func finalAnswer(_ completion: String) -> String {
+package func finalAnswer(_ completion: String) -> String {
     let tail = completion.split(separator: "=", omittingEmptySubsequences: false).last.map(String.init) ?? completion
     return tail.trimmingCharacters(in: .whitespaces)
 }
 
 /// 1 when the completion's final answer is the answer.
-public struct ExactAnswerReward: RewardFunction {
-    public var name: String { "exact" }
-    public init() {}
-    public func score(_ batch: [Completion]) throws -> [Double] {
+package struct ExactAnswerReward: RewardFunction {
+    package var name: String { "exact" }
+    package init() {}
+    package func score(_ batch: [Completion]) throws -> [Double] {
         batch.map { finalAnswer($0.completion) == $0.answer ? 1 : 0 }
     }
 }
@@ -41,12 +41,12 @@ public struct ExactAnswerReward: RewardFunction {
 /// 1 when the completion is in the expected form: it ended its turn before the length limit,
 /// is one non-empty line without surrounding spaces, and its final answer is a number when the
 /// answer is one.
-public struct AnswerFormatReward: RewardFunction {
-    public var name: String { "format" }
+package struct AnswerFormatReward: RewardFunction {
+    package var name: String { "format" }
     /// With a pattern: 1 when the (untruncated) completion matches it from its first character.
-    public let pattern: TokenRegex?
-    public init(pattern: TokenRegex? = nil) { self.pattern = pattern }
-    public func score(_ batch: [Completion]) throws -> [Double] {
+    package let pattern: TokenRegex?
+    package init(pattern: TokenRegex? = nil) { self.pattern = pattern }
+    package func score(_ batch: [Completion]) throws -> [Double] {
         try batch.map { c in
             let t = c.completion
             if let pattern {
@@ -68,18 +68,18 @@ public struct AnswerFormatReward: RewardFunction {
 /// "answer", "truncated"} per line), and it prints one number per line on stdout, in order.
 /// A non-zero exit, a timeout, or output that is not exactly one number per completion is a
 /// `RewardError` naming the command and the line.
-public struct CommandReward: RewardFunction {
-    public let name: String
-    public let command: String
-    public let timeout: Double
+package struct CommandReward: RewardFunction {
+    package let name: String
+    package let command: String
+    package let timeout: Double
 
-    public init(name: String, command: String, timeout: Double = 60) {
+    package init(name: String, command: String, timeout: Double = 60) {
         self.name = name
         self.command = command
         self.timeout = timeout
     }
 
-    public func score(_ batch: [Completion]) throws -> [Double] {
+    package func score(_ batch: [Completion]) throws -> [Double] {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", command]

@@ -2,13 +2,13 @@ import Foundation
 
 /// The run directory (docs/design.md §2.3): recipe.resolved.yaml, metrics.jsonl, train.log and
 /// checkpoints/ (with `latest` naming the newest complete checkpoint).
-public final class RunDirectory {
-    public let path: String
-    public let checkpoints: String
+package final class RunDirectory {
+    package let path: String
+    package let checkpoints: String
     var metrics: FileHandle
     let log: FileHandle
 
-    public init(path: String, checkpointDir: String, resolvedRecipe: String, fresh: Bool) throws {
+    package init(path: String, checkpointDir: String, resolvedRecipe: String, fresh: Bool) throws {
         self.path = path
         checkpoints = checkpointDir.hasPrefix("/") ? checkpointDir : (path as NSString).appendingPathComponent(checkpointDir)
         let fm = FileManager.default
@@ -26,7 +26,7 @@ public final class RunDirectory {
     }
 
     /// Drops metrics lines past `step` (global) so a resumed run continues the file exactly.
-    public func truncateMetrics(afterGlobalStep step: Int) throws {
+    package func truncateMetrics(afterGlobalStep step: Int) throws {
         try metrics.close()
         let p = (path as NSString).appendingPathComponent("metrics.jsonl")
         defer {
@@ -43,7 +43,7 @@ public final class RunDirectory {
     }
 
     /// One JSON line; NaN and infinities (not JSON) are written as null.
-    public func writeMetrics(_ object: [String: Any]) {
+    package func writeMetrics(_ object: [String: Any]) {
         func clean(_ v: Any) -> Any {
             switch v {
             case let d as Double: return d.isFinite ? d : NSNull()
@@ -57,15 +57,15 @@ public final class RunDirectory {
         metrics.write(data + Data("\n".utf8))
     }
 
-    public func logLine(_ s: String) {
+    package func logLine(_ s: String) {
         log.write(Data((s + "\n").utf8))
     }
 
-    public var latestPath: String { (checkpoints as NSString).appendingPathComponent("latest") }
+    package var latestPath: String { (checkpoints as NSString).appendingPathComponent("latest") }
 
     /// The checkpoint `latest` names in a run's checkpoint folder (nil when there is none yet):
     /// what `--resume auto` resumes, found before the run directory is opened.
-    public static func latestCheckpoint(checkpoints: String) -> String? {
+    package static func latestCheckpoint(checkpoints: String) -> String? {
         let latest = (checkpoints as NSString).appendingPathComponent("latest")
         guard let name = try? String(contentsOfFile: latest, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
               !name.isEmpty else { return nil }
@@ -73,7 +73,7 @@ public final class RunDirectory {
     }
 
     /// Points `latest` at `file` (atomically) and deletes all but the newest `keep` checkpoints.
-    public func publish(_ file: String, keep: Int) throws {
+    package func publish(_ file: String, keep: Int) throws {
         let tmp = latestPath + ".tmp"
         do {
             try ((file as NSString).lastPathComponent + "\n").write(toFile: tmp, atomically: false, encoding: .utf8)

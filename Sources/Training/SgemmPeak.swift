@@ -8,14 +8,14 @@ import CBLAS
 /// OpenBLAS build and threads, so another kernel or a changed library is measured anew.
 /// `deeptrain env --measure` measures again. Cache: `$DEEPTRAIN_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/deeptrain`, else `~/.cache/deeptrain`, file `sgemm-peak.json`.
-public enum SgemmPeak {
-    public struct Entry: Codable, Sendable, Equatable {
-        public let cpu: String
-        public let kernel: String
-        public let openblas: String
-        public let threads: Int
-        public let gflops: Double
-        public let measuredAt: String
+package enum SgemmPeak {
+    package struct Entry: Codable, Sendable, Equatable {
+        package let cpu: String
+        package let kernel: String
+        package let openblas: String
+        package let threads: Int
+        package let gflops: Double
+        package let measuredAt: String
 
         /// Whether this figure was measured with the same CPU, kernel, OpenBLAS build and threads.
         func matches(_ key: (String, String, String, Int)) -> Bool {
@@ -32,7 +32,7 @@ public enum SgemmPeak {
         }
     }
 
-    public static var cacheFile: String {
+    package static var cacheFile: String {
         let env = ProcessInfo.processInfo.environment
         let dir = env["DEEPTRAIN_CACHE_DIR"] ?? ((env["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/deeptrain")
         return dir + "/sgemm-peak.json"
@@ -49,13 +49,13 @@ public enum SgemmPeak {
         return entries
     }
 
-    public static func cached(threads: Int) -> Entry? {
+    package static func cached(threads: Int) -> Entry? {
         let k = key(threads: threads)
         return load().last { $0.matches(k) }
     }
 
     /// The peak at `threads`: the cached figure, or a measurement (about 1–3 s) that is cached.
-    public static func gflops(threads: Int) -> Double {
+    package static func gflops(threads: Int) -> Double {
         if let e = cached(threads: threads) { return e.gflops }
         return measure(threads: threads).entry.gflops
     }
@@ -70,7 +70,7 @@ public enum SgemmPeak {
     /// MFU, so it is used once, with a warning, and measured again next time (`busy` says so).
     /// A cache that cannot be written is only a cost: the next run measures again.
     @discardableResult
-    public static func measure(threads: Int) -> (entry: Entry, busy: Bool) {
+    package static func measure(threads: Int) -> (entry: Entry, busy: Bool) {
         let (cpu, kernel, openblas, t) = key(threads: threads)
         let (g, share) = sgemmMeasurement(threads: threads)
         let e = Entry(cpu: cpu, kernel: kernel, openblas: openblas, threads: t, gflops: g,
@@ -95,7 +95,7 @@ public enum SgemmPeak {
 
     /// One measurement, not cached: cblas_sgemm on 2048² matrices at `threads`, best of 10
     /// (best-of, because other tenants of a shared machine only ever slow a run down).
-    public static func sgemmGFLOPS(threads: Int, n: Int = 2048, repeats: Int = 10) -> Double {
+    package static func sgemmGFLOPS(threads: Int, n: Int = 2048, repeats: Int = 10) -> Double {
         sgemmMeasurement(threads: threads, n: n, repeats: repeats).gflops
     }
 
@@ -131,7 +131,7 @@ public enum SgemmPeak {
     /// The peak of a job: ranks × one rank's peak at `threads`. Rank 0 reads the cache or
     /// measures while the other ranks wait (ranks measuring at once would share the cores and
     /// each see a fraction), then every rank gets the same figure.
-    public static func job(world: Communicator, threads: Int) throws -> Double {
+    package static func job(world: Communicator, threads: Int) throws -> Double {
         var g = [world.rank == 0 ? gflops(threads: threads) : 0]
         try world.broadcast(&g, root: 0)
         return g[0] * Double(world.size)

@@ -12,7 +12,7 @@ import Parallel
 enum ShardedCheckpoint {
     /// Writes `file` from every rank of `world`; throws on every rank when any rank failed, and
     /// then no file (and no `.tmp`) is left.
-    static func save(_ file: String, world: Communicator, trainer: ParallelTrainer, state: CheckpointStore.State,
+    static func save(_ file: String, world: Communicator, trainer: GridTrainer, state: CheckpointStore.State,
                      moments: Bool, tokenizerFiles: [(String, Data)]) throws {
         let tmp = file + ".tmp"
         var failure: Error? = nil
@@ -43,7 +43,7 @@ enum ShardedCheckpoint {
     }
 
     /// This rank's AdamW moments from `path`, whatever layout wrote it (reads its slices only).
-    static func loadMoments(_ path: String, trainer: ParallelTrainer) throws {
+    static func loadMoments(_ path: String, trainer: GridTrainer) throws {
         let parameters = trainer.flat.pieces.map { (name: $0.name, shape: $0.tensor.shape) }
         guard let step = try CheckpointStore.optimizerStep(path, parameters: parameters) else { return }
         try trainer.withSlices(moments: true) { try CheckpointStore.read($0, from: path, values: false) }
@@ -52,7 +52,7 @@ enum ShardedCheckpoint {
     }
 }
 
-extension ParallelTrainer {
+extension GridTrainer {
     /// The rank's owned runs as checkpoint slices pointing into its tensors and optimizer
     /// shards, valid for the time of `body`.
     func withSlices<R>(moments: Bool, _ body: ([CheckpointStore.Slice]) throws -> R) throws -> R {

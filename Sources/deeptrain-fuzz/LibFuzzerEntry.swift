@@ -10,7 +10,7 @@ nonisolated(unsafe) let fuzzTarget = FuzzTarget(rawValue: ProcessInfo.processInf
 nonisolated(unsafe) let fuzzScratch = try! FuzzScratch()
 
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+package func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let input = data.map { Data(bytes: $0, count: size) } ?? Data()
     fuzzTarget.run(input, scratch: fuzzScratch)
     return 0
@@ -25,7 +25,7 @@ func runLibFuzzer(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePoin
                   _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
 
 @_cdecl("deeptrain_fuzz_main")
-public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+package func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     var count = argc
     var args = argv
     return runLibFuzzer(&count, &args) { data, size in fuzzOneInput(data, size) }

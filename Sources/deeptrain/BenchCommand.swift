@@ -92,7 +92,7 @@ struct BenchCommand: ParsableCommand {
                     throw ExitCode.validationFailure
                 }
                 let grid = try ProcessGrid(layout: Layout(dp: world.size, ep: ep, pp: 1, microbatches: world.size), world: world,
-                                           layers: DeepSeekV2Config.small.numHiddenLayers)
+                                           layers: DeepSeekConfig.small.numHiddenLayers)
                 Threads.set(threads)
                 let peak = try SgemmPeak.job(world: world, threads: threads)
                 let r = TrainBenchmark.moe(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads, peak: peak, grid: grid)
@@ -140,7 +140,7 @@ struct BenchCommand: ParsableCommand {
         }
 
         func run() throws {
-            print(jsonString(GenerateBenchmark.run(config: try DeepSeekV2Config.preset(model), name: model, prompt: prompt,
+            print(jsonString(GenerateBenchmark.run(config: try DeepSeekConfig.preset(model), name: model, prompt: prompt,
                                                    newTokens: newTokens, batch: batch, threads: threads)))
         }
     }

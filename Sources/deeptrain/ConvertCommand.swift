@@ -40,7 +40,7 @@ struct ConvertCommand: ParsableCommand {
             guard destination.hasSuffix(".h5") else { throw fail("\(destination): converting a directory needs an .h5 destination") }
             // Tensor by tensor: memory for the largest tensor, not the model.
             let weights = try HFDirectory.Weights(source)
-            let parameters = DeepSeekV2ForCausalLM.parameterShapes(weights.config)
+            let parameters = DeepSeekForCausalLM.parameterShapes(weights.config)
             try weights.check(parameters)
             let files = try HFDirectory.tokenizerFiles(source)
             try CheckpointStore.save(config: weights.config, parameters: parameters,
@@ -51,7 +51,7 @@ struct ConvertCommand: ParsableCommand {
         } else {
             let reader = try CheckpointStore.Reader(source)
             defer { reader.close() }
-            let parameters = DeepSeekV2ForCausalLM.parameterShapes(reader.config)
+            let parameters = DeepSeekForCausalLM.parameterShapes(reader.config)
             try reader.check(parameters)
             let files = try CheckpointStore.tokenizerFiles(source)
             try HFDirectory.save(config: reader.config, parameters: parameters, to: destination, shardBytes: shardBytes, dtype: type,

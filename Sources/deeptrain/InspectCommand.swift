@@ -18,20 +18,20 @@ struct InspectCommand: ParsableCommand {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) else { throw fail("\(checkpoint): does not exist") }
         // Tensor by tensor: a checkpoint of any size in the memory of its largest tensor.
-        let config: DeepSeekV2Config, state: CheckpointStore.State, tensor: (String) throws -> Tensor
+        let config: DeepSeekConfig, state: CheckpointStore.State, tensor: (String) throws -> Tensor
         var reader: CheckpointStore.Reader? = nil
         defer { reader?.close() }
         if isDir.boolValue {
             let w = try HFDirectory.Weights(checkpoint)
             (config, state, tensor) = (w.config, CheckpointStore.State(routerBiases: try w.routerBiases()), w.tensor)
-            try w.check(DeepSeekV2ForCausalLM.parameterShapes(config))
+            try w.check(DeepSeekForCausalLM.parameterShapes(config))
         } else {
             let r = try CheckpointStore.Reader(checkpoint)
             reader = r
             (config, state, tensor) = (r.config, r.state, r.tensor)
-            try r.check(DeepSeekV2ForCausalLM.parameterShapes(config))
+            try r.check(DeepSeekForCausalLM.parameterShapes(config))
         }
-        let shapes = DeepSeekV2ForCausalLM.parameterShapes(config)
+        let shapes = DeepSeekForCausalLM.parameterShapes(config)
         print("checkpoint   \(checkpoint)")
         if !isDir.boolValue {
             print("stage        \(state.stage.isEmpty ? "-" : state.stage) (index \(state.stageIndex)), step \(state.step), global step \(state.globalStep), tokens \(state.tokens)")

@@ -23,7 +23,7 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     mutating func run() throws {
-        let config: DeepSeekV2Config
+        let config: DeepSeekConfig
         var label = model ?? ""
         if let recipe {
             let r = try Recipe.load(recipe, overrides: overrides)
@@ -43,7 +43,7 @@ struct PlanCommand: ParsableCommand {
         } else if !overrides.isEmpty {
             throw ValidationError("--set overrides a recipe key: give --recipe RECIPE.yaml")
         } else if let model {
-            config = model.hasSuffix(".json") ? try DeepSeekV2Config.load(model) : try DeepSeekV2Config.preset(model)
+            config = model.hasSuffix(".json") ? try DeepSeekConfig.load(model) : try DeepSeekConfig.preset(model)
         } else {
             throw ValidationError("give --model PRESET|config.json or --recipe RECIPE.yaml")
         }

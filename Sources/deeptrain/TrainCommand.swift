@@ -82,7 +82,7 @@ struct TrainCommand: ParsableCommand {
         // Check everything that can be checked before the run directory is created, so bad
         // input leaves nothing behind.
         for i in r.stages.indices {
-            do { try Trainer.checkData(recipe: r, recipePath: recipe, stage: i, vocab: config.vocabSize) } catch let e as RecipeError {
+            do { try RecipeTrainer.checkData(recipe: r, recipePath: recipe, stage: i, vocab: config.vocabSize) } catch let e as RecipeError {
                 throw RecipeError(file: recipe, line: nil, column: nil, path: "stages[\(i)].data", message: e.message)
             }
         }
@@ -93,7 +93,7 @@ struct TrainCommand: ParsableCommand {
             }
         }
         do {
-            let trainer = try Trainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil, grid: grid) { line in
+            let trainer = try RecipeTrainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil, grid: grid) { line in
                 if line.hasPrefix("\u{1B}") { print(line, terminator: ""); fflush(nil) } else { print(line); fflush(nil) }
             }
             let outcome = try trainer.train(resume: resumePath)
@@ -105,7 +105,7 @@ struct TrainCommand: ParsableCommand {
             } else {
                 print("stopped: resume with --resume auto")
             }
-        } catch let e as Trainer.Failure {
+        } catch let e as RecipeTrainer.Failure {
             throw CommandFailure.rank(world, e.description, code: e.exitCode)
         } catch let e as InputError {
             throw e

@@ -31,7 +31,7 @@ struct VerifyCommand: ParsableCommand {
         if !isDir.boolValue { limitAddressSpace(forFile: checkpoint) }
         if isDir.boolValue {
             let w = try HFDirectory.Weights(checkpoint)
-            let shapes = DeepSeekV2ForCausalLM.parameterShapes(w.config)
+            let shapes = DeepSeekForCausalLM.parameterShapes(w.config)
             try w.check(shapes)
             var values = 0
             for (name, _) in shapes { values += try w.tensor(name).count }

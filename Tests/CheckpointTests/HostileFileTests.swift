@@ -118,7 +118,7 @@ import FileSafety
             json[key] = value
             try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: "\(dir)/config.json"))
             do {
-                _ = try DeepSeekV2Config.load("\(dir)/config.json")
+                _ = try DeepSeekConfig.load("\(dir)/config.json")
                 Issue.record("\(key) = \(value) accepted")
             } catch let e as ConfigError {
                 #expect(e.key == key, "\(e)")
@@ -126,7 +126,7 @@ import FileSafety
         }
         // A 2 MB config is refused before it is parsed.
         try Data(repeating: 0x20, count: 2 << 20).write(to: URL(fileURLWithPath: "\(dir)/config.json"))
-        #expect(throws: ConfigError.self) { _ = try DeepSeekV2Config.load("\(dir)/config.json") }
+        #expect(throws: ConfigError.self) { _ = try DeepSeekConfig.load("\(dir)/config.json") }
     }
 
     @Test func errorMessagesQuoteAtMostAFewHundredCharactersOfAValue() throws {
@@ -136,7 +136,7 @@ import FileSafety
         json["model_type"] = String(repeating: "x", count: 500_000)
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: "\(dir)/config.json"))
         do {
-            _ = try DeepSeekV2Config.load("\(dir)/config.json")
+            _ = try DeepSeekConfig.load("\(dir)/config.json")
             Issue.record("accepted")
         } catch let e as ConfigError {
             #expect(e.description.count < 400 && e.description.contains("500000 bytes"), "\(e.description.count) characters")
@@ -163,7 +163,7 @@ import FileSafety
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let model = try HFDirectory.load(Self.fixture, positions: 8)
-        let shapes = DeepSeekV2ForCausalLM.parameterShapes(model.config)
+        let shapes = DeepSeekForCausalLM.parameterShapes(model.config)
         let last = shapes.last!.name
         let named = Dictionary(model.namedParameters(), uniquingKeysWith: { a, _ in a })
         #expect(throws: CheckpointError.self) {

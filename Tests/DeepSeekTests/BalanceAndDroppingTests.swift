@@ -95,8 +95,8 @@ import Testing
     /// In the model: no device above capacity except by protected assignments, protected tokens
     /// never dropped, and dropping nothing equals evaluation.
     @Test func modelRespectsCapacityAndProtection() {
-        let c = DeepSeekV2Config.tiny
-        let model = DeepSeekV2ForCausalLM(c, seed: 4)
+        let c = DeepSeekConfig.tiny
+        let model = DeepSeekForCausalLM(c, seed: 4)
         let b = 8, t = 16
         let ids = (0..<(b * t)).map { ($0 * 37 + 11) % c.vocabSize }
         let dropping = TokenDropping(capacityFactor: 1.0, neverDropFraction: 0.25)

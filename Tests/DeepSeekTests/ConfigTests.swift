@@ -29,8 +29,8 @@ import Testing
     @Test func bothRopeFormatsReadTheSame() throws {
         let yarn: [String: Any] = ["factor": 40, "original_max_position_embeddings": 4096, "beta_fast": 32, "beta_slow": 1,
                                    "mscale": 0.707, "mscale_all_dim": 0.707]
-        let release = try DeepSeekV2Config.load(write(base(["rope_theta": 10000, "rope_scaling": yarn.merging(["type": "yarn"]) { a, _ in a }])))
-        let t5 = try DeepSeekV2Config.load(write(base(["head_dim": 8, "qk_head_dim": 16,
+        let release = try DeepSeekConfig.load(write(base(["rope_theta": 10000, "rope_scaling": yarn.merging(["type": "yarn"]) { a, _ in a }])))
+        let t5 = try DeepSeekConfig.load(write(base(["head_dim": 8, "qk_head_dim": 16,
                                                        "rope_parameters": yarn.merging(["rope_type": "yarn", "rope_theta": 10000]) { a, _ in a }])))
         #expect(release == t5)
         #expect(release.ropeScaling?.factor == 40 && release.qLoraRank == nil)
@@ -41,7 +41,7 @@ import Testing
 
     func rejection(_ overrides: [String: Any]) -> String {
         do {
-            _ = try DeepSeekV2Config.load(write(base(overrides)))
+            _ = try DeepSeekConfig.load(write(base(overrides)))
             return "accepted"
         } catch {
             return "\(error)"
@@ -76,25 +76,25 @@ import Testing
                                    "mscale": 1.0, "mscale_all_dim": 1.0]
         let v3: [String: Any] = ["model_type": "deepseek_v3", "n_group": 4, "topk_group": 2, "norm_topk_prob": true,
                                  "routed_scaling_factor": 2.5]
-        let release = try DeepSeekV2Config.load(write(base(v3.merging([
+        let release = try DeepSeekConfig.load(write(base(v3.merging([
             "topk_method": "noaux_tc", "scoring_func": "sigmoid", "num_nextn_predict_layers": 1, "rope_theta": 10000,
             "rope_scaling": yarn.merging(["type": "yarn"]) { a, _ in a }, "ep_size": 1,
         ]) { _, b in b })))
         let t5d = v3.merging(["num_mtp_layers": 1, "rope_interleave": true, "head_dim": 8, "qk_head_dim": 16,
                               "rope_parameters": yarn.merging(["rope_type": "yarn", "rope_theta": 10000]) { a, _ in a }]) { _, b in b }
-        let t5 = try DeepSeekV2Config.load(write(base(t5d, removing: ["topk_method"])))
+        let t5 = try DeepSeekConfig.load(write(base(t5d, removing: ["topk_method"])))
         #expect(release == t5)
         #expect(release.isV3 && release.topkMethod == .noauxTC && release.scoringFunc == .sigmoid)
         #expect(release.numNextnPredictLayers == 1 && release.ropeInterleave)
         // Written back, a V3 config says so.
-        let back = try JSONDecoder().decode(DeepSeekV2Config.self, from: release.jsonData())
+        let back = try JSONDecoder().decode(DeepSeekConfig.self, from: release.jsonData())
         #expect(back == release)
     }
 
     @Test func malformedJSONNamesTheFile() {
         let path = write("{\"vocab_size\": 12,")
         do {
-            _ = try DeepSeekV2Config.load(path)
+            _ = try DeepSeekConfig.load(path)
             Issue.record("accepted malformed JSON")
         } catch {
             #expect("\(error)".contains(path) && "\(error)".contains("JSON"), "\(error)")
@@ -102,22 +102,22 @@ import Testing
     }
 
     @Test func presetsValidate() throws {
-        for name in DeepSeekV2Config.presetNames { try DeepSeekV2Config.preset(name).validate() }
-        #expect(throws: ConfigError.self) { try DeepSeekV2Config.preset("v4") }
+        for name in DeepSeekConfig.presetNames { try DeepSeekConfig.preset(name).validate() }
+        #expect(throws: ConfigError.self) { try DeepSeekConfig.preset("v4") }
     }
 
     /// The names and shapes a streaming conversion checks files against are the built model's,
     /// in its order, without building its weights.
     @Test func parameterShapesAreTheModelsWithoutItsWeights() throws {
-        var wide = DeepSeekV2Config.tiny
+        var wide = DeepSeekConfig.tiny
         wide.qLoraRank = nil
         wide.nSharedExperts = 2
-        for c in [DeepSeekV2Config.tiny, .small, wide] {
-            let built = DeepSeekV2ForCausalLM(c, seed: 1).namedParameters().map { "\($0.0) \($0.1.shape)" }
-            #expect(DeepSeekV2ForCausalLM.parameterShapes(c).map { "\($0.name) \($0.shape)" } == built)
+        for c in [DeepSeekConfig.tiny, .small, wide] {
+            let built = DeepSeekForCausalLM(c, seed: 1).namedParameters().map { "\($0.0) \($0.1.shape)" }
+            #expect(DeepSeekForCausalLM.parameterShapes(c).map { "\($0.name) \($0.shape)" } == built)
         }
         // Outside the shapes-only scope, parameters are initialised as before.
-        let m = DeepSeekV2ForCausalLM(.tiny, seed: 1)
+        let m = DeepSeekForCausalLM(.tiny, seed: 1)
         #expect(m.lm_head.weight.values.contains { $0 != 0 })
     }
 }

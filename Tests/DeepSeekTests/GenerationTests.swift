@@ -54,7 +54,7 @@ import Testing
     /// same whichever thread runs them. `small`, so that projections are wide enough to split.
     @Test(arguments: CacheKind.allCases)
     func decodingBitsDoNotDependOnTheThreadCount(_ kind: CacheKind) {
-        let model = DeepSeekV2ForCausalLM(.small, seed: 1, positions: 32)
+        let model = DeepSeekForCausalLM(.small, seed: 1, positions: 32)
         let v = model.config.vocabSize, saved = Threads.count
         func run(threads: Int, batch: Int) -> [UInt32] {
             Threads.set(threads)
@@ -73,7 +73,7 @@ import Testing
     }
 
     @Test func latentCacheStoresKvLoraPlusRopePerLayer() {
-        let c = DeepSeekV2Config.small
+        let c = DeepSeekConfig.small
         let latent = KVCache(c, kind: .latent, batch: 1, capacity: 4), full = KVCache(c, kind: .full, batch: 1, capacity: 4)
         #expect(latent.bytesPerToken == c.numHiddenLayers * (c.kvLoraRank + c.qkRopeHeadDim) * 4)
         #expect(full.bytesPerToken == c.numHiddenLayers * c.numAttentionHeads * (c.qHeadDim + c.vHeadDim) * 4)
@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test func generateStopsAtStopToken() {
-        let model = DeepSeekV2ForCausalLM(.tiny, seed: 2)
+        let model = DeepSeekForCausalLM(.tiny, seed: 2)
         let r = model.generate(prompt: [1, 2, 3], maxNew: 12)
         #expect(r.tokens.count == 12)
         let stopAt = r.tokens[4]
@@ -113,8 +113,8 @@ import Testing
     }
 
     @Test func countsMatchTheBuiltModel() {
-        for c in [DeepSeekV2Config.tiny, .small] {
-            let model = DeepSeekV2ForCausalLM(c, seed: 1, positions: 8)
+        for c in [DeepSeekConfig.tiny, .small] {
+            let model = DeepSeekForCausalLM(c, seed: 1, positions: 8)
             #expect(ModelPlan(c, sequenceLength: 8).totalParameters == model.parameterCount)
         }
     }

@@ -16,8 +16,8 @@ enum GoldenCheck {
     /// Runs the fixture's input through `model` (keeping the graph), checks everything, and
     /// returns the forward's output.
     @discardableResult
-    static func matches(_ model: DeepSeekV2ForCausalLM, dir: String, name: String,
-                        sourceLocation: SourceLocation = #_sourceLocation) throws -> DeepSeekV2Output {
+    static func matches(_ model: DeepSeekForCausalLM, dir: String, name: String,
+                        sourceLocation: SourceLocation = #_sourceLocation) throws -> DeepSeekOutput {
         let expected = try SafeTensorsFile(path: "\(dir)/expected.safetensors")
         let (ids, shape) = try SafeTensorsFile(path: "\(dir)/input.safetensors").integers("input_ids")
         let b = shape[0], t = shape[1]
@@ -38,7 +38,7 @@ enum GoldenCheck {
                     sourceLocation: sourceLocation)
         }
 
-        let targets = DeepSeekV2ForCausalLM.shiftedTargets(ids, batch: b, length: t)
+        let targets = DeepSeekForCausalLM.shiftedTargets(ids, batch: b, length: t)
         let loss = out.logits.reshape([b * t, model.config.vocabSize]).crossEntropy(targets: targets)
         let refLoss = try expected.tensor("loss").item
         #expect(abs(loss.item - refLoss) <= 1e-5, "\(name): loss \(loss.item) vs \(refLoss)", sourceLocation: sourceLocation)

@@ -44,7 +44,7 @@ import Testing
         for n in original.names {
             #expect(try original.tensor(n).values.map(\.bitPattern) == saved.tensor(n).values.map(\.bitPattern), "\(n)")
         }
-        #expect(try DeepSeekV2Config.load("\(out)/config.json") == model.config)
+        #expect(try DeepSeekConfig.load("\(out)/config.json") == model.config)
         // Sharded save with an index reads back the same.
         let sharded = out + "-sharded"
         defer { try? FileManager.default.removeItem(atPath: sharded) }

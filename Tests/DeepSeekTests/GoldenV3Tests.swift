@@ -74,7 +74,7 @@ import Testing
         let out = withNoGrad { model.forward(ids, batch: shape[0], length: shape[1]) }
         #expect(maxAbs(out.logits, try expected.tensor("logits")) <= 1e-4)
         let m = try #require(withNoGrad { model.mtpLoss(normed: out.normed, ids: ids,
-                                                                        targets: DeepSeekV2ForCausalLM.shiftedTargets(ids, batch: shape[0], length: shape[1]),
+                                                                        targets: DeepSeekForCausalLM.shiftedTargets(ids, batch: shape[0], length: shape[1]),
                                                                         batch: shape[0], length: shape[1]) })
         let ref = try expected.tensor("mtp_loss").item
         #expect(abs(m.loss.item - ref) <= 1e-4, "mtp loss \(m.loss.item) vs \(ref)")

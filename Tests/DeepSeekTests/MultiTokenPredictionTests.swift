@@ -9,14 +9,14 @@ import Testing
 /// main model (the embedding, the head, the final norm). The block is dense here so that no
 /// routing decision flips under a perturbation.
 @Suite struct MultiTokenPredictionTests {
-    static func model() -> DeepSeekV2ForCausalLM {
-        var c = DeepSeekV2Config.tinyV3
+    static func model() -> DeepSeekForCausalLM {
+        var c = DeepSeekConfig.tinyV3
         c.numHiddenLayers = 2
         c.firstKDenseReplace = 3  // the MTP block (layer 2) is dense
         c.vocabSize = 32
         c.intermediateSize = 24
         c.numNextnPredictLayers = 2
-        let m = DeepSeekV2ForCausalLM(c, seed: 11, positions: 16)
+        let m = DeepSeekForCausalLM(c, seed: 11, positions: 16)
         // Larger than the init's 0.02: gradients well above the float32 noise of the loss.
         for (_, p) in m.namedParameters() where p.rank >= 2 { for i in 0..<p.count { p.data[i] *= 8 } }
         return m
@@ -26,7 +26,7 @@ import Testing
         let model = Self.model()
         let b = 2, t = 10
         let ids = (0..<(b * t)).map { ($0 * 7 + 3) % 32 }
-        let targets = DeepSeekV2ForCausalLM.shiftedTargets(ids, batch: b, length: t)
+        let targets = DeepSeekForCausalLM.shiftedTargets(ids, batch: b, length: t)
         func loss() -> Tensor {
             let out = model.forward(ids, batch: b, length: t)
             return model.mtpLoss(normed: out.normed, ids: ids, targets: targets, batch: b, length: t)!.loss
@@ -67,7 +67,7 @@ import Testing
         let model = Self.model()
         let b = 1, t = 6
         let ids = [1, 2, 3, 4, 5, 6]
-        var targets = DeepSeekV2ForCausalLM.shiftedTargets(ids, batch: b, length: t)
+        var targets = DeepSeekForCausalLM.shiftedTargets(ids, batch: b, length: t)
         let out = withNoGrad { model.forward(ids, batch: b, length: t) }
         let all = try #require(withNoGrad { model.mtpLoss(normed: out.normed, ids: ids, targets: targets, batch: b, length: t) })
         #expect(all.perDepth.count == 2)

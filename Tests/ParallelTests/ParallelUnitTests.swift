@@ -16,7 +16,7 @@ import Parallel
     func bits(_ x: [Float]) -> [UInt32] { x.map(\.bitPattern) }
 
     @Test func impossibleLayoutsSayWhatWouldFit() {
-        let tiny = DeepSeekV2Config.tiny
+        let tiny = DeepSeekConfig.tiny
         #expect(Layout(dp: 2, ep: 2, pp: 2, microbatches: 4).problems(world: 4, config: tiny, batch: 32).isEmpty)
         let worldMismatch = Layout(dp: 2, ep: 1, pp: 1, microbatches: 4).problems(world: 4, config: tiny, batch: 32)
         #expect(worldMismatch.count == 1 && worldMismatch[0].contains("4 ranks ≠ pp × dp = 1 × 2") && worldMismatch[0].contains("parallel.dp: 4"))
@@ -72,7 +72,7 @@ import Parallel
     }
 
     @Test func everyChunkHasExactlyOneOwnerInEveryLayout() {
-        let model = DeepSeekV2ForCausalLM(.tiny, seed: 1)
+        let model = DeepSeekForCausalLM(.tiny, seed: 1)
         for (dp, ep, pp) in [(1, 1, 1), (2, 1, 1), (4, 1, 1), (2, 2, 1), (4, 4, 1), (1, 1, 2), (2, 2, 2), (4, 2, 2)] {
             let layout = Layout(dp: dp, ep: ep, pp: pp, microbatches: 4)
             let flat = FlatLayout(model.namedParameters(), partition: StagePartition(layers: 3, stages: pp), layout: layout, experts: 8)
@@ -88,8 +88,8 @@ import Parallel
     /// The expert-parallel op on a one-rank group must be the fused op, bit for bit: output,
     /// input and gate-weight gradients, and the expert gradients it keeps per micro-batch.
     @Test func expertParallelOnOneRankIsTheFusedOp() {
-        let c = DeepSeekV2Config.tiny
-        let model = DeepSeekV2ForCausalLM(c, seed: 3)
+        let c = DeepSeekConfig.tiny
+        let model = DeepSeekForCausalLM(c, seed: 3)
         let moe = model.model.layers[1].moe!
         let x = Tensor(vectors(1, 2 * 16 * c.hiddenSize)[0], shape: [2, 16, c.hiddenSize], requiresGrad: true)
         let named = model.namedParameters()
@@ -126,8 +126,8 @@ import Parallel
     /// weight gradients at the end one expert at a time: the same bits as the fused op's
     /// per-micro-batch gradients added in the canonical tree.
     @Test func deferredExpertGradientsAreTheCanonicalSumOfTheFusedOnes() {
-        let c = DeepSeekV2Config.tiny
-        let model = DeepSeekV2ForCausalLM(c, seed: 4)
+        let c = DeepSeekConfig.tiny
+        let model = DeepSeekForCausalLM(c, seed: 4)
         let moe = model.model.layers[1].moe!
         let named = model.namedParameters()
         let experts = named.filter { $0.0.hasPrefix("model.layers.1.mlp.experts.") }
@@ -162,12 +162,12 @@ import Parallel
     /// built for it initialises only those, and every chunk of the layout lies in what its
     /// owner keeps (so checkpoints and updates never read another rank's part).
     @Test func aRankHoldsItsStageAndItsExpertsOnly() {
-        let c = DeepSeekV2Config.tiny
+        let c = DeepSeekConfig.tiny
         let partition = StagePartition(layers: 3, stages: 2)
         let holds = ProcessGrid.holds(partition: partition, stage: 1, block: 1, ep: 2, experts: c.nRoutedExperts)
         #expect(holds("model.layers.2.mlp.experts.7.up_proj.weight") && !holds("model.layers.2.mlp.experts.3.up_proj.weight"))
         #expect(holds("lm_head.weight") && holds("model.layers.2.mlp.gate.weight") && !holds("model.embed_tokens.weight"))
-        let model = DeepSeekV2ForCausalLM(c, seed: 1, holds: holds)
+        let model = DeepSeekForCausalLM(c, seed: 1, holds: holds)
         for (name, t) in model.namedParameters() where t.rank >= 2 {
             #expect(t.values.contains { $0 != 0 } == holds(name), "\(name)")
         }
@@ -185,22 +185,22 @@ import Parallel
 }
 
 /// `MemoryPlan`'s activation term against the buffers a real step makes: the tiny model (its
-/// buffers all of pooled size at 1024 tokens) through ParallelTrainer on one process, two
+/// buffers all of pooled size at 1024 tokens) through GridTrainer on one process, two
 /// micro-batches (so the experts keep their rows), the peak of live tensor bytes during the
 /// second step over those live before it.
 @Suite(.serialized) struct MemoryPlanTests {
     @Test func theActivationEstimateMatchesTheBuffersOfAStep() throws {
-        let c = DeepSeekV2Config.tiny
+        let c = DeepSeekConfig.tiny
         let rows = 16, t = 64, micros = 2
-        let model = DeepSeekV2ForCausalLM(c, seed: 3, positions: t)
+        let model = DeepSeekForCausalLM(c, seed: 3, positions: t)
         let layout = Layout(dp: 1, ep: 1, pp: 1, microbatches: micros)
         let grid = try ProcessGrid(layout: layout, world: .solo, layers: c.numHiddenLayers)
-        let trainer = ParallelTrainer(model: model, grid: grid, adam: AdamW.Config(), clip: 1,
+        let trainer = GridTrainer(model: model, grid: grid, adam: AdamW.Config(), clip: 1,
                                       alphas: .init(expert: c.auxLossAlpha, device: 0, communication: 0), dropping: nil, seed: 0)
         let tokens = (0..<(rows * micros * (t + 1))).map { ($0 * 7919) % c.vocabSize }
         func step(_ i: Int) throws {
             _ = try trainer.step(batch: { m in
-                ParallelTrainer.MicroBatch(rows: Array(tokens[(m * rows * (t + 1))..<((m + 1) * rows * (t + 1))]), rows: rows, length: t,
+                GridTrainer.MicroBatch(rows: Array(tokens[(m * rows * (t + 1))..<((m + 1) * rows * (t + 1))]), rows: rows, length: t,
                                            firstSequence: m * rows)
             }, rows: rows, length: t, lr: 1e-3, step: i)
         }

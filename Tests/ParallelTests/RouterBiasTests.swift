@@ -18,21 +18,21 @@ import Optim
     }
 
     func train(speed: Float, steps: Int) throws -> (imbalance: [Double], bias: [Float]) {
-        let c = DeepSeekV2Config.tinyV3
+        let c = DeepSeekConfig.tinyV3
         let rows = 8, t = 32, micros = 2
-        let model = DeepSeekV2ForCausalLM(c, seed: 5, positions: t)
+        let model = DeepSeekForCausalLM(c, seed: 5, positions: t)
         // Sigmoid scores near 0.5 differ by hundredths: a bias of 0.2 on experts 0 and 1 makes
         // them every token's choice.
         for (_, _, b) in model.routerBiases { b.data[0] = 0.2; b.data[1] = 0.2 }
         let grid = try ProcessGrid(layout: Layout(dp: 1, ep: 1, pp: 1, microbatches: micros), world: .solo, layers: c.numHiddenLayers)
-        let trainer = ParallelTrainer(model: model, grid: grid, adam: AdamW.Config(), clip: 1,
+        let trainer = GridTrainer(model: model, grid: grid, adam: AdamW.Config(), clip: 1,
                                       alphas: .init(expert: 0, device: 0, communication: 0), dropping: nil, seed: 0)
         trainer.biasUpdateSpeed = speed
         var imbalance: [Double] = []
         for s in 0..<steps {
             let r = try trainer.step(batch: { m in
                 let tokens = (0..<(rows * (t + 1))).map { (($0 + 1) * 2_654_435_761 &+ (s * micros + m) * 97) % c.vocabSize }
-                return ParallelTrainer.MicroBatch(rows: tokens, rows: rows, length: t, firstSequence: (s * micros + m) * rows)
+                return GridTrainer.MicroBatch(rows: tokens, rows: rows, length: t, firstSequence: (s * micros + m) * rows)
             }, rows: rows, length: t, lr: 1e-3, step: s)
             imbalance.append(r.loadImbalance.reduce(0, +) / Double(r.loadImbalance.count))
         }

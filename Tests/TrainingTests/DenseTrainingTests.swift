@@ -23,7 +23,7 @@ import Testing
     @Test func peakMemoryStaysFlat() {
         let c = DenseDecoderConfig(vocabSize: 256, hiddenSize: 64, numHiddenLayers: 2, numAttentionHeads: 2,
                                    intermediateSize: 128, maxPositionEmbeddings: 64)
-        let trainer = DenseTrainer(model: DenseDecoderLM(c, seed: 1))
+        let trainer = DenseDecoderTrainer(model: DenseDecoderLM(c, seed: 1))
         let task = SyntheticArithmetic()
         var cursor: UInt64 = 0
         var after10 = 0

@@ -23,7 +23,7 @@ import Data
         #expect(trained.last == true && trained.prefix(tokens.count - 6).allSatisfy { !$0 })
         let length = 64
         let row = PostTrainingData.sftRow(ByteChatFormat.render(conv), length: length, pad: ByteChatFormat.endOfTurn)
-        let model = DeepSeekV2ForCausalLM(.tiny, seed: 2)
+        let model = DeepSeekForCausalLM(.tiny, seed: 2)
         let (loss, manual) = withNoGrad { () -> (Float, Double) in
             let logits = model.forward(row.inputs, batch: 1, length: length).logits.reshape([length, 256])
             let lp = logits.logSoftmax()
@@ -50,7 +50,7 @@ import Data
         let packer = PostTrainingData.Packer(data: data, seed: 3, length: length)
         let row = packer.row(0)
         #expect(row.conversations >= 2)
-        let model = DeepSeekV2ForCausalLM(.tiny, seed: 6)
+        let model = DeepSeekForCausalLM(.tiny, seed: 6)
         let weight = model.namedParameters().first { $0.0 == "model.layers.1.self_attn.q_b_proj.weight" }!.1
         func lossAndGrad(_ inputs: [Int], _ targets: [Int], packing: (positions: [Int], segments: [Int])?) -> (Float, [Float]) {
             weight.zeroGrad()

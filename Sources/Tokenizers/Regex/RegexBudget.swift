@@ -8,39 +8,39 @@
 /// per scalar on any text, degenerate runs of one character included (RegexLinearityTests),
 /// and a long piece must not fail for being long; a pattern that needs more than `perScalar`
 /// steps per scalar on top of `base` is backtracking, not matching.
-public struct RegexBudget: Sendable {
+package struct RegexBudget: Sendable {
     /// Steps any search may take, however short its text.
-    public static let base = 1_000_000
+    package static let base = 1_000_000
     /// Further steps per scalar of the text searched.
-    public static let perScalar = 1_000
+    package static let perScalar = 1_000
 
     /// The step limit for a search over `length` scalars (saturating: a limit, never a trap).
-    public static func limit(forLength length: Int) -> Int {
+    package static func limit(forLength length: Int) -> Int {
         let cap = (Int.max - base) / perScalar
         return base + min(length, cap) * perScalar
     }
 
     /// Backtrack entries a search may hold at once (16 bytes each): the published patterns
     /// hold a few per match; this bounds memory the way `limit` bounds time.
-    public static func stackLimit(forLength length: Int) -> Int {
+    package static func stackLimit(forLength length: Int) -> Int {
         100_000 + min(length, Int.max / 16) * 8
     }
 }
 
 /// A search that went past its `RegexBudget`: the pattern, where it came from (a JSON path in
 /// tokenizer.json, when it came from one) and the length of the text it gave up on.
-public struct RegexBudgetError: Error, CustomStringConvertible, Sendable {
+package struct RegexBudgetError: Error, CustomStringConvertible, Sendable {
     /// What ran out: steps (time), backtrack entries (memory), or positions (the machine
     /// keeps them in 32 bits).
-    public enum Resource: Sendable { case steps, stack, length }
+    package enum Resource: Sendable { case steps, stack, length }
 
-    public let pattern: String
-    public let origin: String?
-    public let resource: Resource
-    public let limit: Int
-    public let textLength: Int
+    package let pattern: String
+    package let origin: String?
+    package let resource: Resource
+    package let limit: Int
+    package let textLength: Int
 
-    public var description: String {
+    package var description: String {
         let at = origin.map { "\($0): " } ?? ""
         let what = switch resource {
         case .steps: "took more than \(limit) regex steps"
@@ -54,7 +54,7 @@ public struct RegexBudgetError: Error, CustomStringConvertible, Sendable {
 
 /// The steps searches took, summed over the searches that share it (a whole encode, a test's
 /// measurement); each search still has its own limit.
-public struct RegexSteps: Sendable {
-    public var total = 0
-    public init() {}
+package struct RegexSteps: Sendable {
+    package var total = 0
+    package init() {}
 }

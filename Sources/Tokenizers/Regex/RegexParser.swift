@@ -1,9 +1,9 @@
 /// A pattern that the regex engine cannot take: its text, where and why.
-public struct RegexError: Error, CustomStringConvertible, Sendable {
-    public let pattern: String
-    public let offset: Int
-    public let message: String
-    public var description: String { "pattern \(Self.shown(pattern)) at character \(offset): \(message)" }
+package struct RegexError: Error, CustomStringConvertible, Sendable {
+    package let pattern: String
+    package let offset: Int
+    package let message: String
+    package var description: String { "pattern \(Self.shown(pattern)) at character \(offset): \(message)" }
 
     /// A pattern quoted for a message: long ones (a hostile file's) cut to their start.
     static func shown(_ pattern: String) -> String {

@@ -6,7 +6,7 @@
 /// It is a backtracking machine over Unicode scalars, written here rather than borrowed from
 /// Foundation: ICU's `$` also stops before `\r`, and a hand-sized machine runs the patterns
 /// tokenizers ship several times faster than `NSRegularExpression` on Linux.
-public struct TokenRegex: Sendable {
+package struct TokenRegex: Sendable {
     enum Op: UInt8 { case set, repeatGreedy, repeatLazy, repeatPossessive, split, jump, anchor, look, atomic, match }
     struct Inst: Sendable {
         var op: Op
@@ -16,9 +16,9 @@ public struct TokenRegex: Sendable {
     }
     struct Backtrack { var pc: Int32; var pos: Int32; var aux: Int32; var kind: UInt8 }
 
-    public let pattern: String
+    package let pattern: String
     /// Where the pattern came from (a JSON path in tokenizer.json), for error messages.
-    public let origin: String?
+    package let origin: String?
     let program: [Inst]
     let sets: [CharacterClass]
     /// The scalars a match can start with, when that is known: the search skips other starts.
@@ -26,7 +26,7 @@ public struct TokenRegex: Sendable {
 
     /// `rustWord`: `\w` as Rust's regex crate means it, for the few patterns tokenizers
     /// compiles with that crate instead of Oniguruma.
-    public init(_ pattern: String, rustWord: Bool = false, origin: String? = nil) throws(RegexError) {
+    package init(_ pattern: String, rustWord: Bool = false, origin: String? = nil) throws(RegexError) {
         self.pattern = pattern
         self.origin = origin
         var parser = RegexParser(pattern, rustWord: rustWord)
@@ -53,13 +53,13 @@ public struct TokenRegex: Sendable {
 
     /// The matches in `text` as Oniguruma's search loop yields them: leftmost first; an empty
     /// match right where the previous match ended is skipped.
-    public func matches(in text: [UInt32]) throws(RegexBudgetError) -> [Range<Int>] {
+    package func matches(in text: [UInt32]) throws(RegexBudgetError) -> [Range<Int>] {
         var steps = RegexSteps()
         return try matches(in: text, steps: &steps)
     }
 
     /// `matches(in:)`, adding the steps the search took to `steps`.
-    public func matches(in text: [UInt32], steps: inout RegexSteps) throws(RegexBudgetError) -> [Range<Int>] {
+    package func matches(in text: [UInt32], steps: inout RegexSteps) throws(RegexBudgetError) -> [Range<Int>] {
         try checkLength(text)
         var out: [Range<Int>] = []
         var m = Machine(length: text.count)
@@ -84,7 +84,7 @@ public struct TokenRegex: Sendable {
     }
 
     /// The leftmost match in `text`, if any.
-    public func firstMatch(in text: [UInt32]) throws(RegexBudgetError) -> Range<Int>? {
+    package func firstMatch(in text: [UInt32]) throws(RegexBudgetError) -> Range<Int>? {
         try checkLength(text)
         var m = Machine(length: text.count)
         return try search(text, from: 0, &m)

@@ -13,15 +13,15 @@ nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
 
 /// Runs a recipe's stages in order, on every rank of the process grid (one rank without
 /// mpirun). Each step: the global batch in `microbatches` micro-batches spread over the grid
-/// (`ParallelTrainer`), clipping, AdamW at the scheduled rate; metrics, evaluation and
+/// (`GridTrainer`), clipping, AdamW at the scheduled rate; metrics, evaluation and
 /// checkpoints as the recipe says, written by world rank 0. Everything random is keyed by
 /// (seed, step, index), never by rank, so a resumed run repeats the uninterrupted one bit for
 /// bit, at any layout.
-public final class Trainer {
-    public let recipe: Recipe
-    public let grid: ProcessGrid
+package final class RecipeTrainer {
+    package let recipe: Recipe
+    package let grid: ProcessGrid
     /// The run directory, on world rank 0 only (other ranks write nothing).
-    public let runDirectory: RunDirectory?
+    package let runDirectory: RunDirectory?
     var run: RunDirectory { runDirectory! }
     var isRoot: Bool { grid.world.rank == 0 }
     let recipeDir: String
@@ -32,30 +32,30 @@ public final class Trainer {
     /// The tokenizer files that came with the model; every checkpoint carries them.
     var tokenizerFiles: [(String, Data)] = []
 
-    public enum Outcome: Equatable { case finished, stopped }
+    package enum Outcome: Equatable { case finished, stopped }
 
     /// One row of the closing table.
-    public struct StageSummary: Sendable {
-        public var name: String
-        public var kind: String
-        public var steps: Int
-        public var seconds: Double
-        public var lossBefore: Double?
-        public var lossAfter: Double?
-        public var accuracyBefore: Double?
-        public var accuracyAfter: Double?
-        public var rewardBefore: Double?
-        public var rewardAfter: Double?
-        public var samples: Int
+    package struct StageSummary: Sendable {
+        package var name: String
+        package var kind: String
+        package var steps: Int
+        package var seconds: Double
+        package var lossBefore: Double?
+        package var lossAfter: Double?
+        package var accuracyBefore: Double?
+        package var accuracyAfter: Double?
+        package var rewardBefore: Double?
+        package var rewardAfter: Double?
+        package var samples: Int
     }
-    public private(set) var summaries: [StageSummary] = []
+    package private(set) var summaries: [StageSummary] = []
 
-    public struct Failure: Error, CustomStringConvertible {
-        public let description: String
-        public let exitCode: Int32
+    package struct Failure: Error, CustomStringConvertible {
+        package let description: String
+        package let exitCode: Int32
     }
 
-    public init(recipe: Recipe, recipePath: String, runDir: String, fresh: Bool, grid: ProcessGrid? = nil,
+    package init(recipe: Recipe, recipePath: String, runDir: String, fresh: Bool, grid: ProcessGrid? = nil,
                 progress: @escaping (String) -> Void) throws {
         self.recipe = recipe
         let g = try grid ?? ProcessGrid(layout: Layout(dp: 1, ep: 1, pp: 1, microbatches: recipe.parallel.microbatches), world: .solo,
@@ -94,11 +94,11 @@ public final class Trainer {
     }
 
     /// `resume`: a checkpoint path to continue from (its stage, step, weights and optimizer).
-    public func train(resume: String?) throws -> Outcome {
-        Trainer.installSignalHandlers()
+    package func train(resume: String?) throws -> Outcome {
+        RecipeTrainer.installSignalHandlers()
         let config = try recipe.model.config(relativeTo: recipeDir)
         var startStage = 0, startStep = 0, globalStep = 0, tokens = 0
-        var model: DeepSeekV2ForCausalLM
+        var model: DeepSeekForCausalLM
         // Where the optimizer state comes from on resume: each rank reads its own moments there.
         var momentsFrom: String? = nil
         // Rotary tables long enough for training rows and for generation (a chat template's
@@ -134,7 +134,7 @@ public final class Trainer {
             tokenizerSource = tokenizerSource ?? (tokenizerFiles.contains { $0.0 == "tokenizer.json" } ? dir : nil)
             log("model weights from \(dir)")
         } else {
-            model = DeepSeekV2ForCausalLM(config, seed: recipe.seed, positions: positions, holds: holds)
+            model = DeepSeekForCausalLM(config, seed: recipe.seed, positions: positions, holds: holds)
             if let dir = hfDirectory(recipe.model.source), FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("tokenizer.json")) {
                 tokenizerFiles = try HFDirectory.tokenizerFiles(dir)
                 tokenizerSource = tokenizerSource ?? dir
@@ -151,7 +151,7 @@ public final class Trainer {
             let stage = recipe.stages[si]
             if si > startStage || resume == nil, let initPath = stage.initFrom {
                 let path = resolvePath(initPath)
-                let m: DeepSeekV2ForCausalLM
+                let m: DeepSeekForCausalLM
                 if let dir = hfDirectory(initPath) {
                     // A Hugging Face model directory: its weights, and its tokenizer for the stages.
                     m = try HFDirectory.load(dir, positions: positions, holds: holds)
@@ -215,7 +215,7 @@ public final class Trainer {
 
     /// What a stage will read, checked before anything is written (`deeptrain train` calls it
     /// for every stage, so bad data or a tokenizer that does not fit leaves no run directory).
-    public static func checkData(recipe: Recipe, recipePath: String, stage i: Int, vocab: Int) throws {
+    package static func checkData(recipe: Recipe, recipePath: String, stage i: Int, vocab: Int) throws {
         let dir = (recipePath as NSString).deletingLastPathComponent
         let s = recipe.stages[i]
         func resolve(_ p: String) -> String {
@@ -256,7 +256,7 @@ public final class Trainer {
         progress(s)
     }
 
-    func runStage(_ stage: Recipe.Stage, index si: Int, model: DeepSeekV2ForCausalLM, from startStep: Int,
+    func runStage(_ stage: Recipe.Stage, index si: Int, model: DeepSeekForCausalLM, from startStep: Int,
                   momentsFrom: String?, globalStep: inout Int, tokens: inout Int) throws -> Outcome {
         let micro = recipe.parallel.microbatches
         guard stage.batchSize % micro == 0 || stage.kind == "grpo" else {
@@ -287,7 +287,7 @@ public final class Trainer {
             let rows = packer?.rows(covering: epochs * n) ?? epochs * n
             stage.steps = (rows + stage.batchSize - 1) / stage.batchSize
         }
-        let trainer = ParallelTrainer(model: model, grid: grid, adam: stage.adam, clip: Float(stage.clip),
+        let trainer = GridTrainer(model: model, grid: grid, adam: stage.adam, clip: Float(stage.clip),
                                       alphas: .init(expert: stage.alphas.expert ?? model.config.auxLossAlpha,
                                                     device: stage.alphas.device, communication: stage.alphas.communication),
                                       dropping: stage.capacityFactor.map { TokenDropping(capacityFactor: $0, neverDropFraction: stage.neverDropFraction) },
@@ -352,10 +352,10 @@ public final class Trainer {
             let lr = Float(schedule.lr(at: step))
             let t0 = now()
             let rowsPerMicro = stage.batchSize / micro
-            if let f = Trainer.injectedFault, f.rank == grid.world.rank, f.step == globalStep + 1 {
+            if let f = RecipeTrainer.injectedFault, f.rank == grid.world.rank, f.step == globalStep + 1 {
                 throw Failure(description: "injected failure at global step \(f.step) (DEEPTRAIN_FAULT_STEP)", exitCode: 3)
             }
-            let r: ParallelTrainer.StepResult
+            let r: GridTrainer.StepResult
             var extra: [String: Any] = [:]
             var stepTokens = stage.batchSize * stage.seqLen
             if let grpo {
@@ -371,7 +371,7 @@ public final class Trainer {
                 let first = globalStep * stage.batchSize
                 r = try trainer.step(batch: { m in
                     let f = first + m * rowsPerMicro
-                    return ParallelTrainer.MicroBatch(rows: pretrainData.rows(first: f, count: rowsPerMicro, length: stage.seqLen + 1, seed: self.recipe.seed),
+                    return GridTrainer.MicroBatch(rows: pretrainData.rows(first: f, count: rowsPerMicro, length: stage.seqLen + 1, seed: self.recipe.seed),
                                                       rows: rowsPerMicro, length: stage.seqLen, firstSequence: f)
                 }, rows: rowsPerMicro, length: stage.seqLen, lr: lr, step: globalStep)
             } else {
@@ -407,7 +407,7 @@ public final class Trainer {
                         if x.cut { cut += 1 }
                     }
                     let trainedHere = targets.filter { $0 != ignoreIndex }.count
-                    return ParallelTrainer.MicroBatch(inputs: inputs, targets: targets, firstSequence: globalStep * stage.batchSize + m * rowsPerMicro,
+                    return GridTrainer.MicroBatch(inputs: inputs, targets: targets, firstSequence: globalStep * stage.batchSize + m * rowsPerMicro,
                                                       packing: packer == nil ? nil : (positions, segments),
                                                       weight: weighted ? Double(trainedHere) / Double(Swift.max(stepTrained, 1)) : nil)
                 }, rows: rowsPerMicro, length: stage.seqLen, lr: lr, step: globalStep)
@@ -503,7 +503,7 @@ public final class Trainer {
         return .finished
     }
 
-    func saveCheckpoint(model: DeepSeekV2ForCausalLM, trainer: ParallelTrainer, stage: Recipe.Stage, index: Int, step: Int,
+    func saveCheckpoint(model: DeepSeekForCausalLM, trainer: GridTrainer, stage: Recipe.Stage, index: Int, step: Int,
                         globalStep: Int, tokens: Int) throws {
         // A finished stage is recorded as the next stage's step 0, so resuming starts there.
         let done = step == stage.steps && index + 1 < recipe.stages.count
@@ -519,10 +519,10 @@ public final class Trainer {
     }
 }
 
-extension Trainer {
+extension RecipeTrainer {
     /// The closing table: each stage with its steps, time, held-out loss and exact match
     /// before → after.
-    public func summaryTable() -> String {
+    package func summaryTable() -> String {
         func f(_ x: Double?, _ fmt: String) -> String { x.map { String(format: fmt, $0) } ?? "-" }
         let samples = summaries.map(\.samples).max() ?? 0
         var lines = ["stage        kind      steps    time   held-out loss      exact match        mean reward" + (samples > 0 ? "   (\(samples) held-out problems)" : "")]

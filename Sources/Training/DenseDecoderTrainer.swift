@@ -6,20 +6,20 @@ import Parallel
 
 /// One optimizer step of a dense LM on a token batch, timed by phase. Shared by the dense demo
 /// and `bench train --model dense`, so the benchmark measures the code that trains.
-public final class DenseTrainer {
-    public let model: DenseDecoderLM
-    public let optimizer: AdamW
-    public let clip: Float
+package final class DenseDecoderTrainer {
+    package let model: DenseDecoderLM
+    package let optimizer: AdamW
+    package let clip: Float
 
-    public struct StepResult: Sendable {
-        public var loss: Float
-        public var gradNorm: Float
-        public var forward: Double
-        public var backward: Double
-        public var optimizer: Double
+    package struct StepResult: Sendable {
+        package var loss: Float
+        package var gradNorm: Float
+        package var forward: Double
+        package var backward: Double
+        package var optimizer: Double
     }
 
-    public init(model: DenseDecoderLM, adam: AdamW.Config = AdamW.Config(), clip: Float = 1.0) {
+    package init(model: DenseDecoderLM, adam: AdamW.Config = AdamW.Config(), clip: Float = 1.0) {
         self.model = model
         optimizer = AdamW(model.namedParameters(), config: adam)
         self.clip = clip
@@ -27,8 +27,8 @@ public final class DenseTrainer {
 
     /// `tokens` holds batch·(length+1) ids: each row's inputs are its first `length`, its
     /// targets the next `length` (next-token prediction).
-    public func step(rows tokens: [Int], batch b: Int, length t: Int, lr: Float) -> StepResult {
-        let (ids, targets) = ParallelTrainer.MicroBatch.nextToken(tokens, rows: b, length: t)
+    package func step(rows tokens: [Int], batch b: Int, length t: Int, lr: Float) -> StepResult {
+        let (ids, targets) = GridTrainer.MicroBatch.nextToken(tokens, rows: b, length: t)
         let t0 = now()
         let loss = model.loss(ids, targets: targets, batch: b, length: t)
         let t1 = now()
@@ -42,12 +42,12 @@ public final class DenseTrainer {
     }
 
     /// Mean loss over `tokens` cut into rows of length+1, without gradients.
-    public func evaluate(_ tokens: [Int], batch b: Int, length t: Int) -> Double {
+    package func evaluate(_ tokens: [Int], batch b: Int, length t: Int) -> Double {
         let per = b * (t + 1)
         var total = 0.0, n = 0
         var start = 0
         while start + per <= tokens.count {
-            let (ids, targets) = ParallelTrainer.MicroBatch.nextToken(Array(tokens[start..<(start + per)]), rows: b, length: t)
+            let (ids, targets) = GridTrainer.MicroBatch.nextToken(Array(tokens[start..<(start + per)]), rows: b, length: t)
             total += Double(withNoGrad { model.loss(ids, targets: targets, batch: b, length: t).item })
             n += 1
             start += per
@@ -57,7 +57,7 @@ public final class DenseTrainer {
 
     /// Greedy continuation of `prompt` until `stop` or `maxNew` tokens (full forward each token:
     /// the dense demo has no KV cache; the DeepSeek model's generation uses the latent cache).
-    public func greedy(_ prompt: [Int], stop: Int, maxNew: Int) -> [Int] {
+    package func greedy(_ prompt: [Int], stop: Int, maxNew: Int) -> [Int] {
         var seq = prompt
         var out: [Int] = []
         withNoGrad {

@@ -3,17 +3,17 @@ import NN
 
 /// A decoder layer: pre-norm MLA and a dense SwiGLU or DeepSeekMoE feed-forward, with residuals.
 /// Not final: an MTP depth (`MTPLayer`) is a decoder block with its input projection beside it.
-public class DeepSeekV2DecoderLayer: Module, @unchecked Sendable {
-    public let input_layernorm: RMSNorm
-    public let self_attn: MultiHeadLatentAttention
-    public let post_attention_layernorm: RMSNorm
+package class DeepSeekDecoderLayer: Module, @unchecked Sendable {
+    package let input_layernorm: RMSNorm
+    package let self_attn: MultiHeadLatentAttention
+    package let post_attention_layernorm: RMSNorm
     /// Exactly one of these is set; both are named `mlp` in checkpoints.
-    public let denseMLP: SwiGLU?
-    public let moe: DeepSeekMoE?
+    package let denseMLP: SwiGLU?
+    package let moe: DeepSeekMoE?
 
-    override public var keys: [String: String] { ["denseMLP": "mlp", "moe": "mlp"] }
+    override package var keys: [String: String] { ["denseMLP": "mlp", "moe": "mlp"] }
 
-    public init(_ c: DeepSeekV2Config, index: Int) {
+    package init(_ c: DeepSeekConfig, index: Int) {
         input_layernorm = RMSNorm(c.hiddenSize, eps: Float(c.rmsNormEps))
         self_attn = MultiHeadLatentAttention(c)
         post_attention_layernorm = RMSNorm(c.hiddenSize, eps: Float(c.rmsNormEps))
@@ -27,7 +27,7 @@ public class DeepSeekV2DecoderLayer: Module, @unchecked Sendable {
     }
 
     /// `experts`/`index`: where an evaluation's routed experts run (ExpertExecutor), and this layer's index.
-    public func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor, training: MoETraining?, segments: [Int]? = nil,
+    package func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor, training: MoETraining?, segments: [Int]? = nil,
                                experts: ExpertExecutor? = nil, index: Int = 0) -> (Tensor, MoELayerReport?) {
         let h = x + self_attn(input_layernorm(x), cos: cos, sin: sin, segments: segments)
         let normed = post_attention_layernorm(h)
@@ -39,31 +39,31 @@ public class DeepSeekV2DecoderLayer: Module, @unchecked Sendable {
     }
 }
 
-public final class DeepSeekV2Body: Module, @unchecked Sendable {
-    public let embed_tokens: Embedding
-    public let layers: [DeepSeekV2DecoderLayer]
-    public let norm: RMSNorm
+package final class DeepSeekBody: Module, @unchecked Sendable {
+    package let embed_tokens: Embedding
+    package let layers: [DeepSeekDecoderLayer]
+    package let norm: RMSNorm
 
-    init(_ c: DeepSeekV2Config) {
+    init(_ c: DeepSeekConfig) {
         embed_tokens = Embedding(c.vocabSize, c.hiddenSize)
-        layers = (0..<c.numHiddenLayers).map { DeepSeekV2DecoderLayer(c, index: $0) }
+        layers = (0..<c.numHiddenLayers).map { DeepSeekDecoderLayer(c, index: $0) }
         norm = RMSNorm(c.hiddenSize, eps: Float(c.rmsNormEps))
     }
 }
 
 /// Everything one forward produces; `hidden` and the per-layer reports serve the
 /// reference-comparison dump (docs/design.md §5) and the training metrics.
-public struct DeepSeekV2Output {
-    public let logits: Tensor
+package struct DeepSeekOutput {
+    package let logits: Tensor
     /// hidden[0] = embeddings, hidden[l + 1] = after layer l, last = after the final norm.
-    public let hidden: [Tensor]
+    package let hidden: [Tensor]
     /// The hidden states after the final norm, [B, T, D] (what the MTP depths start from).
-    public let normed: Tensor
+    package let normed: Tensor
     /// (layer index, report) for every MoE layer.
-    public let moe: [(Int, MoELayerReport)]
+    package let moe: [(Int, MoELayerReport)]
 
     /// Σ over MoE layers of the three balance losses (zero in evaluation).
-    public var balanceLoss: Tensor {
+    package var balanceLoss: Tensor {
         var total = Tensor(scalar: 0)
         for (_, r) in moe {
             if let l = r.losses { total = total + l.expert + l.device + l.communication }
@@ -73,18 +73,18 @@ public struct DeepSeekV2Output {
 }
 
 /// DeepSeek-V2 for causal language modelling, with Hugging Face parameter names.
-public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
-    public let config: DeepSeekV2Config
-    public let model: DeepSeekV2Body
-    public let lm_head: Linear
-    public let rotary: RotaryTables
+package final class DeepSeekForCausalLM: Module, @unchecked Sendable {
+    package let config: DeepSeekConfig
+    package let model: DeepSeekBody
+    package let lm_head: Linear
+    package let rotary: RotaryTables
     /// V3's multi-token-prediction depths (`num_nextn_predict_layers`), named
     /// `model.layers.<num_hidden_layers + k − 1>.*`; nil when there are none.
-    public let mtp: MultiTokenPrediction?
+    package let mtp: MultiTokenPrediction?
 
     /// Each V3 router's bias (`e_score_correction_bias`) with its Hugging Face name, MTP depths
     /// included: buffers that checkpoints keep and aux-loss-free balancing moves.
-    public var routerBiases: [(layer: Int, name: String, bias: Tensor)] {
+    package var routerBiases: [(layer: Int, name: String, bias: Tensor)] {
         // MTP depth k is layer num_hidden_layers + k − 1, right after the decoder's.
         (model.layers + (mtp?.depths ?? [])).enumerated().compactMap { l, layer in
             layer.moe?.gate.bias.map { (l, Self.routerBiasName(layer: l), $0) }
@@ -92,17 +92,17 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
     }
 
     /// The Hugging Face name of layer `l`'s router bias.
-    public static func routerBiasName(layer l: Int) -> String { "model.layers.\(l).mlp.gate.e_score_correction_bias" }
+    package static func routerBiasName(layer l: Int) -> String { "model.layers.\(l).mlp.gate.e_score_correction_bias" }
 
     /// The decoder (or MTP) layer a Hugging Face name belongs to (`model.layers.L.…`), nil for
     /// the embedding, the final norm and the head.
-    public static func layerIndex(of name: String) -> Int? {
+    package static func layerIndex(of name: String) -> Int? {
         guard name.hasPrefix("model.layers.") else { return nil }
         return Int(name.dropFirst("model.layers.".count).prefix { $0.isNumber })
     }
 
     /// The names and shapes of `routerBiases` a config's model has.
-    public static func bufferShapes(_ c: DeepSeekV2Config) -> [(name: String, shape: [Int])] {
+    package static func bufferShapes(_ c: DeepSeekConfig) -> [(name: String, shape: [Int])] {
         guard c.topkMethod == .noauxTC else { return [] }
         return (0..<(c.numHiddenLayers + c.numNextnPredictLayers)).filter { c.isMoELayer($0) }
             .map { (routerBiasName(layer: $0), [c.nRoutedExperts]) }
@@ -110,7 +110,7 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
 
     /// Copies of shared tensors that DeepSeek's release stores beside each MTP depth
     /// (`model.layers.<L>.embed_tokens.weight`, `.shared_head.head.weight`): (copy, shared).
-    public static func sharedCopies(_ c: DeepSeekV2Config) -> [(copy: String, of: String)] {
+    package static func sharedCopies(_ c: DeepSeekConfig) -> [(copy: String, of: String)] {
         (0..<c.numNextnPredictLayers).flatMap { k in
             [("model.layers.\(c.numHiddenLayers + k).embed_tokens.weight", "model.embed_tokens.weight"),
              ("model.layers.\(c.numHiddenLayers + k).shared_head.head.weight", "lm_head.weight")]
@@ -118,29 +118,29 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
     }
 
     /// Sets the router biases from `values` (name → E floats); names it lacks keep theirs.
-    public func setRouterBiases(_ values: [String: [Float]]) {
+    package func setRouterBiases(_ values: [String: [Float]]) {
         for (_, name, b) in routerBiases {
             if let v = values[name], v.count == b.count { for i in v.indices { b.data[i] = v[i] } }
         }
     }
 
-    public var routerBiasValues: [String: [Float]] {
+    package var routerBiasValues: [String: [Float]] {
         Dictionary(uniqueKeysWithValues: routerBiases.map { ($0.name, $0.bias.values) })
     }
 
     /// The parameters' Hugging Face names and shapes, in canonical order, without their
     /// weight-sized memory: what a streaming conversion checks files against.
-    public static func parameterShapes(_ c: DeepSeekV2Config) -> [(name: String, shape: [Int])] {
+    package static func parameterShapes(_ c: DeepSeekConfig) -> [(name: String, shape: [Int])] {
         ParameterShapes.$only.withValue(true) {
-            DeepSeekV2ForCausalLM(c, seed: 0, positions: 1).namedParameters().map { ($0.0, $0.1.shape) }
+            DeepSeekForCausalLM(c, seed: 0, positions: 1).namedParameters().map { ($0.0, $0.1.shape) }
         }
     }
 
     /// `holds`: the parameters this rank keeps (`ProcessGrid.holds`); the others are never
     /// initialised or touched, so they cost no memory (lazily zeroed pages).
-    public init(_ c: DeepSeekV2Config, seed: UInt64, positions: Int? = nil, holds: ((String) -> Bool)? = nil) {
+    package init(_ c: DeepSeekConfig, seed: UInt64, positions: Int? = nil, holds: ((String) -> Bool)? = nil) {
         config = c
-        model = DeepSeekV2Body(c)
+        model = DeepSeekBody(c)
         lm_head = Linear(c.hiddenSize, c.vocabSize)
         rotary = RotaryTables(config: c, positions: positions ?? Swift.min(c.maxPositionEmbeddings, 4096))
         mtp = c.numNextnPredictLayers > 0 ? MultiTokenPrediction(c, depth: c.numNextnPredictLayers) : nil
@@ -150,10 +150,10 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
 
     /// ids: B·T token ids (row-major) at positions start..<start+T.
     /// `packing`: per-token positions and segment ids for rows that hold several sequences.
-    public func forward(_ ids: [Int], batch b: Int, length t: Int, start: Int = 0, training: MoETraining? = nil,
-                        keepHidden: Bool = false, packing: (positions: [Int], segments: [Int])? = nil) -> DeepSeekV2Output {
+    package func forward(_ ids: [Int], batch b: Int, length t: Int, start: Int = 0, training: MoETraining? = nil,
+                        keepHidden: Bool = false, packing: (positions: [Int], segments: [Int])? = nil) -> DeepSeekOutput {
         guard ids.count == b * t, start + t <= rotary.cos.shape[0] else {
-            shapeFailure("DeepSeekV2ForCausalLM", "\(ids.count) ids for batch \(b) × length \(t) at position \(start) (tables hold \(rotary.cos.shape[0]) positions)")
+            shapeFailure("DeepSeekForCausalLM", "\(ids.count) ids for batch \(b) × length \(t) at position \(start) (tables hold \(rotary.cos.shape[0]) positions)")
         }
         var h = model.embed_tokens(ids, shape: [b, t])
         var hidden: [Tensor] = keepHidden ? [h] : []
@@ -162,14 +162,14 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
         }
         h = model.norm(out)
         if keepHidden { hidden.append(h) }
-        return DeepSeekV2Output(logits: lm_head(h), hidden: hidden, normed: h, moe: reports)
+        return DeepSeekOutput(logits: lm_head(h), hidden: hidden, normed: h, moe: reports)
     }
 
     /// Decoder layers `layers` over hidden states h [B, T, D] at positions start..<start+T (a
     /// pipeline stage runs its own range; the whole model runs all of them).
     /// `experts`: where the routed experts of a forward without `training` run (the grid's
     /// all-to-all in a sharded evaluation); nil: here.
-    public func runLayers(_ x: Tensor, layers: Range<Int>, start: Int = 0, training: MoETraining? = nil,
+    package func runLayers(_ x: Tensor, layers: Range<Int>, start: Int = 0, training: MoETraining? = nil,
                           packing: (positions: [Int], segments: [Int])? = nil, experts: ExpertExecutor? = nil,
                           each: (Tensor) -> Void = { _ in }) -> (Tensor, [(Int, MoELayerReport)]) {
         let t = x.shape[1]
@@ -195,7 +195,7 @@ public final class DeepSeekV2ForCausalLM: Module, @unchecked Sendable {
 
     /// Next-token targets for rows of ids, shifted as Hugging Face does (the last position of
     /// each row has none).
-    public static func shiftedTargets(_ labels: [Int], batch b: Int, length t: Int) -> [Int] {
+    package static func shiftedTargets(_ labels: [Int], batch b: Int, length t: Int) -> [Int] {
         var targets = [Int](repeating: ignoreIndex, count: b * t)
         for r in 0..<b { for i in 0..<(t - 1) { targets[r * t + i] = labels[r * t + i + 1] } }
         return targets

@@ -2,30 +2,30 @@ import Foundation
 import FileSafety
 
 /// A bad model configuration: names the key, what it holds, and what is allowed.
-public struct ConfigError: Error, CustomStringConvertible, Equatable {
-    public let source: String
-    public let key: String
-    public let message: String
-    public init(source: String = "config", key: String, _ message: String) {
+package struct ConfigError: Error, CustomStringConvertible, Equatable {
+    package let source: String
+    package let key: String
+    package let message: String
+    package init(source: String = "config", key: String, _ message: String) {
         self.source = source
         self.key = key
         self.message = message
     }
-    public var description: String { "\(source): \(key): \(message)" }
+    package var description: String { "\(source): \(key): \(message)" }
 }
 
 /// YaRN context extension as DeepSeek's config.json writes it (`rope_scaling`), or as
 /// transformers 5 writes it (`rope_parameters`, with `rope_type` and `rope_theta` inside).
-public struct RopeScaling: Codable, Sendable, Equatable {
-    public var type: String
-    public var factor: Double
-    public var originalMaxPositionEmbeddings: Int
-    public var betaFast: Double
-    public var betaSlow: Double
-    public var mscale: Double
-    public var mscaleAllDim: Double
+package struct RopeScaling: Codable, Sendable, Equatable {
+    package var type: String
+    package var factor: Double
+    package var originalMaxPositionEmbeddings: Int
+    package var betaFast: Double
+    package var betaSlow: Double
+    package var mscale: Double
+    package var mscaleAllDim: Double
 
-    public init(type: String = "yarn", factor: Double, originalMaxPositionEmbeddings: Int, betaFast: Double = 32,
+    package init(type: String = "yarn", factor: Double, originalMaxPositionEmbeddings: Int, betaFast: Double = 32,
                 betaSlow: Double = 1, mscale: Double = 0.707, mscaleAllDim: Double = 0.707) {
         self.type = type
         self.factor = factor
@@ -42,7 +42,7 @@ public struct RopeScaling: Codable, Sendable, Equatable {
         case betaFast = "beta_fast", betaSlow = "beta_slow", mscale, mscaleAllDim = "mscale_all_dim"
     }
 
-    public init(from decoder: Decoder) throws {
+    package init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         type = try c.decodeIfPresent(String.self, forKey: .type) ?? c.decodeIfPresent(String.self, forKey: .ropeType) ?? "yarn"
         factor = try c.decodeIfPresent(Double.self, forKey: .factor) ?? 1
@@ -53,7 +53,7 @@ public struct RopeScaling: Codable, Sendable, Equatable {
         mscaleAllDim = try c.decodeIfPresent(Double.self, forKey: .mscaleAllDim) ?? 0
     }
 
-    public func encode(to encoder: Encoder) throws {
+    package func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(type, forKey: .type)
         try c.encode(factor, forKey: .factor)
@@ -66,13 +66,13 @@ public struct RopeScaling: Codable, Sendable, Equatable {
 }
 
 /// `model_type`: which DeepSeek generation a config describes.
-public enum ModelType: String, Codable, Sendable, CaseIterable {
+package enum ModelType: String, Codable, Sendable, CaseIterable {
     case deepseekV2 = "deepseek_v2"
     case deepseekV3 = "deepseek_v3"
 }
 
 /// `topk_method`: how the router picks a token's experts (docs/design.md §9).
-public enum TopKMethod: String, Codable, Sendable, CaseIterable {
+package enum TopKMethod: String, Codable, Sendable, CaseIterable {
     /// The K best experts (V2's default).
     case greedy
     /// Device-limited routing: the best experts within the `topk_group` best groups (V2).
@@ -82,7 +82,7 @@ public enum TopKMethod: String, Codable, Sendable, CaseIterable {
 }
 
 /// `scoring_func`: the router's scores.
-public enum ScoringFunction: String, Codable, Sendable, CaseIterable {
+package enum ScoringFunction: String, Codable, Sendable, CaseIterable {
     case softmax
     case sigmoid
 }
@@ -91,49 +91,49 @@ public enum ScoringFunction: String, Codable, Sendable, CaseIterable {
 /// of DeepSeek-V2, V2-Lite (`model_type: deepseek_v2`) and V3 (`deepseek_v3`) (docs/design.md §9).
 /// V3 changes the router (sigmoid scores, `noaux_tc` selection with a per-expert bias,
 /// weights scaled after normalising) and adds multi-token prediction modules.
-public struct DeepSeekV2Config: Codable, Sendable, Equatable {
-    public var modelType: ModelType
-    public var vocabSize: Int
-    public var hiddenSize: Int
+package struct DeepSeekConfig: Codable, Sendable, Equatable {
+    package var modelType: ModelType
+    package var vocabSize: Int
+    package var hiddenSize: Int
     /// Width of the dense MLPs (the first `firstKDenseReplace` layers).
-    public var intermediateSize: Int
+    package var intermediateSize: Int
     /// Width of one routed or shared expert.
-    public var moeIntermediateSize: Int
-    public var numHiddenLayers: Int
-    public var numAttentionHeads: Int
-    public var nSharedExperts: Int
-    public var nRoutedExperts: Int
-    public var routedScalingFactor: Double
-    public var kvLoraRank: Int
+    package var moeIntermediateSize: Int
+    package var numHiddenLayers: Int
+    package var numAttentionHeads: Int
+    package var nSharedExperts: Int
+    package var nRoutedExperts: Int
+    package var routedScalingFactor: Double
+    package var kvLoraRank: Int
     /// nil: queries use a plain `q_proj` (V2-Lite).
-    public var qLoraRank: Int?
-    public var qkRopeHeadDim: Int
-    public var vHeadDim: Int
-    public var qkNopeHeadDim: Int
-    public var topkMethod: TopKMethod
-    public var nGroup: Int
-    public var topkGroup: Int
-    public var numExpertsPerTok: Int
-    public var moeLayerFreq: Int
-    public var firstKDenseReplace: Int
-    public var normTopkProb: Bool
-    public var scoringFunc: ScoringFunction
-    public var auxLossAlpha: Double
-    public var seqAux: Bool
-    public var hiddenAct: String
-    public var maxPositionEmbeddings: Int
-    public var initializerRange: Double
-    public var rmsNormEps: Double
-    public var ropeTheta: Double
-    public var ropeScaling: RopeScaling?
-    public var attentionBias: Bool
-    public var tieWordEmbeddings: Bool
+    package var qLoraRank: Int?
+    package var qkRopeHeadDim: Int
+    package var vHeadDim: Int
+    package var qkNopeHeadDim: Int
+    package var topkMethod: TopKMethod
+    package var nGroup: Int
+    package var topkGroup: Int
+    package var numExpertsPerTok: Int
+    package var moeLayerFreq: Int
+    package var firstKDenseReplace: Int
+    package var normTopkProb: Bool
+    package var scoringFunc: ScoringFunction
+    package var auxLossAlpha: Double
+    package var seqAux: Bool
+    package var hiddenAct: String
+    package var maxPositionEmbeddings: Int
+    package var initializerRange: Double
+    package var rmsNormEps: Double
+    package var ropeTheta: Double
+    package var ropeScaling: RopeScaling?
+    package var attentionBias: Bool
+    package var tieWordEmbeddings: Bool
     /// Whether the checkpoint stores the rope dimensions as interleaved pairs (DeepSeek's
     /// layout; V2 always, V3's `rope_interleave`, default true) or in rotate-half order.
-    public var ropeInterleave: Bool
+    package var ropeInterleave: Bool
     /// Multi-token-prediction modules (`num_nextn_predict_layers`, V3: 1), stored as layers
     /// num_hidden_layers ..< num_hidden_layers + this. 0: none.
-    public var numNextnPredictLayers: Int
+    package var numNextnPredictLayers: Int
 
     enum CodingKeys: String, CodingKey {
         case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
@@ -154,7 +154,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         case numNextnPredictLayers = "num_nextn_predict_layers", numMtpLayers = "num_mtp_layers"
     }
 
-    public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, moeIntermediateSize: Int, numHiddenLayers: Int,
+    package init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, moeIntermediateSize: Int, numHiddenLayers: Int,
                 numAttentionHeads: Int, nSharedExperts: Int, nRoutedExperts: Int, routedScalingFactor: Double,
                 kvLoraRank: Int, qLoraRank: Int?, qkRopeHeadDim: Int, vHeadDim: Int, qkNopeHeadDim: Int,
                 topkMethod: TopKMethod, nGroup: Int, topkGroup: Int, numExpertsPerTok: Int, moeLayerFreq: Int = 1,
@@ -198,7 +198,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         self.tieWordEmbeddings = false
     }
 
-    public init(from decoder: Decoder) throws {
+    package init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         func req<T: Decodable>(_ k: CodingKeys) throws -> T { try c.decode(T.self, forKey: k) }
         func opt<T: Decodable>(_ k: CodingKeys, _ d: T) throws -> T { try c.decodeIfPresent(T.self, forKey: k) ?? d }
@@ -275,7 +275,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         }
     }
 
-    public func encode(to encoder: Encoder) throws {
+    package func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(modelType, forKey: .modelType)
         try c.encode(vocabSize, forKey: .vocabSize)
@@ -319,20 +319,20 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
 
     // MARK: derived
 
-    public var qHeadDim: Int { qkNopeHeadDim + qkRopeHeadDim }
-    public var isV3: Bool { modelType == .deepseekV3 }
+    package var qHeadDim: Int { qkNopeHeadDim + qkRopeHeadDim }
+    package var isV3: Bool { modelType == .deepseekV3 }
     /// V3's gate multiplies by routed_scaling_factor after normalising; V2's code only when it
     /// does not normalise.
-    public var scalesAfterNormalising: Bool { isV3 }
-    public var hasMoE: Bool { nRoutedExperts > 0 }
+    package var scalesAfterNormalising: Bool { isV3 }
+    package var hasMoE: Bool { nRoutedExperts > 0 }
 
     /// Whether decoder layer `l` uses DeepSeekMoE (otherwise a dense SwiGLU MLP).
-    public func isMoELayer(_ l: Int) -> Bool {
+    package func isMoELayer(_ l: Int) -> Bool {
         hasMoE && l >= firstKDenseReplace && l % moeLayerFreq == 0
     }
 
     /// The softmax scale of MLA: (d_nope + d_rope)^−½ · m², m = 0.1·mscale_all_dim·ln(factor) + 1.
-    public var softmaxScale: Double {
+    package var softmaxScale: Double {
         var s = 1 / Double(qHeadDim).squareRoot()
         if let r = ropeScaling, r.mscaleAllDim != 0 {
             let m = yarnMscale(factor: r.factor, mscale: r.mscaleAllDim)
@@ -342,7 +342,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
     }
 
     /// Rejects values this implementation does not support, naming the key and the allowed values.
-    public func validate(source: String = "config") throws {
+    package func validate(source: String = "config") throws {
         func fail(_ key: String, _ msg: String) throws -> Never { throw ConfigError(source: source, key: key, msg) }
         let positive: [(String, Int)] = [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("num_hidden_layers", numHiddenLayers),
                                          ("num_attention_heads", numAttentionHeads), ("kv_lora_rank", kvLoraRank),
@@ -427,14 +427,14 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
     }
 
     /// Reads and validates a Hugging Face `config.json`.
-    public static func load(_ path: String) throws -> DeepSeekV2Config {
+    package static func load(_ path: String) throws -> DeepSeekConfig {
         let data: Data
         do { data = try readBoundedFile(path, limit: ConfigLimits.fileBytes, what: "a config.json") } catch let e as BoundedFileError {
             throw ConfigError(source: path, key: "(file)", e.message)
         }
-        let config: DeepSeekV2Config
+        let config: DeepSeekConfig
         do {
-            config = try JSONDecoder().decode(DeepSeekV2Config.self, from: data)
+            config = try JSONDecoder().decode(DeepSeekConfig.self, from: data)
         } catch let e as ConfigError {
             throw ConfigError(source: path, key: e.key, e.message)
         } catch let DecodingError.keyNotFound(key, ctx) {
@@ -451,7 +451,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
         return config
     }
 
-    public func jsonData() -> Data {
+    package func jsonData() -> Data {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         return Self.floatsWithPoint(try! enc.encode(self))
@@ -480,7 +480,7 @@ public struct DeepSeekV2Config: Codable, Sendable, Equatable {
 }
 
 /// yarn_get_mscale of DeepSeek's code: 0.1·m·ln(factor) + 1 for factor > 1, else 1.
-public func yarnMscale(factor: Double, mscale: Double) -> Double {
+package func yarnMscale(factor: Double, mscale: Double) -> Double {
     factor <= 1 ? 1 : 0.1 * mscale * Foundation.log(factor) + 1
 }
 
@@ -488,21 +488,21 @@ public func yarnMscale(factor: Double, mscale: Double) -> Double {
 /// (V3: vocabulary 129,280, hidden 7,168, 61 layers, 128 heads, 256 routed experts of width
 /// 2,048, dense width 18,432, 163,840 positions). Bounded dimensions keep every parameter and
 /// FLOP count of `deeptrain plan` within Int64, and a downloaded config from asking for more.
-public enum ConfigLimits {
-    public static let vocabSize = 4_194_304
-    public static let hiddenSize = 65_536
-    public static let intermediateSize = 262_144
-    public static let layers = 1_024
-    public static let heads = 1_024
-    public static let experts = 4_096
-    public static let sharedExperts = 64
-    public static let loraRank = 65_536
-    public static let headDim = 4_096
-    public static let positions = 16_777_216
-    public static let mtpDepths = 16
-    public static let ropeFactor = 1_024.0
+package enum ConfigLimits {
+    package static let vocabSize = 4_194_304
+    package static let hiddenSize = 65_536
+    package static let intermediateSize = 262_144
+    package static let layers = 1_024
+    package static let heads = 1_024
+    package static let experts = 4_096
+    package static let sharedExperts = 64
+    package static let loraRank = 65_536
+    package static let headDim = 4_096
+    package static let positions = 16_777_216
+    package static let mtpDepths = 16
+    package static let ropeFactor = 1_024.0
     /// config.json itself (a published one is about 2 KB).
-    public static let fileBytes = 1 << 20
+    package static let fileBytes = 1 << 20
 }
 
 extension ConfigError: InputError {}

@@ -11,72 +11,72 @@ import Collectives
 /// (ZeRO-1: each rank keeps AdamW moments for its shard only), a gradient norm built from
 /// per-chunk sums in global order, AdamW on the shard, and the updated shards all-gathered.
 /// A single process is the grid of one rank and runs the same code.
-public final class ParallelTrainer {
-    public let grid: ProcessGrid
-    public let model: DeepSeekV2ForCausalLM
-    public let flat: FlatLayout
-    public let dense: FlatVector
-    public let experts: FlatVector
-    public let denseOptimizer: AdamWShard
-    public let expertOptimizer: AdamWShard
-    public let executor: ExpertParallel?
-    public let clip: Float
-    public var alphas: BalanceLosses.Alphas
-    public var dropping: TokenDropping?
-    public let seed: UInt64
+package final class GridTrainer {
+    package let grid: ProcessGrid
+    package let model: DeepSeekForCausalLM
+    package let flat: FlatLayout
+    package let dense: FlatVector
+    package let experts: FlatVector
+    package let denseOptimizer: AdamWShard
+    package let expertOptimizer: AdamWShard
+    package let executor: ExpertParallel?
+    package let clip: Float
+    package var alphas: BalanceLosses.Alphas
+    package var dropping: TokenDropping?
+    package let seed: UInt64
     /// Aux-loss-free balancing's γ (`moe.bias_update_speed`): the V3 router biases move by ±γ
     /// after each step. 0: they stay.
-    public var biasUpdateSpeed: Float = 0
+    package var biasUpdateSpeed: Float = 0
     /// MTP depths trained (`mtp.depth`, at most the model's) and λ, the weight of their mean
     /// cross-entropy in the loss (`mtp.weight`). 0 depths: MTP is not run.
-    public var mtpDepth = 0
-    public var mtpWeight: Float = 0
+    package var mtpDepth = 0
+    package var mtpWeight: Float = 0
     /// The rank's reduced gradient shards (dense, experts), kept from step to step: see
     /// `reduceScatterCanonical(_:shards:into:)`.
     private var gDense: [Float] = [], gExpert: [Float] = []
 
-    public struct StepResult: Sendable {
-        public var loss: Double { ce + balance + mtpWeight * mtp }
-        public var ce = 0.0
+    package struct StepResult: Sendable {
+        package var loss: Double { ce + balance + mtpWeight * mtp }
+        package var ce = 0.0
         /// The MTP depths' mean cross-entropy (mean over micro-batches) and its weight λ.
-        public var mtp = 0.0
-        public var mtpWeight = 0.0
+        package var mtp = 0.0
+        package var mtpWeight = 0.0
         /// Per MoE layer (decoder layers, then MTP blocks): max / mean of the step's expert
         /// loads over all ranks (`RouterBias.imbalance`).
-        public var loadImbalance: [Double] = []
-        public var balance = 0.0
+        package var loadImbalance: [Double] = []
+        package var balance = 0.0
         /// The three balance losses summed over MoE layers: expert, device, communication.
-        public var aux: (expert: Double, device: Double, communication: Double) = (0, 0, 0)
-        public var gradNorm: Float = 0
-        public var dropped = 0
-        public var assigned = 0
-        public var dropFraction: Double { assigned == 0 ? 0 : Double(dropped) / Double(assigned) }
+        package var aux: (expert: Double, device: Double, communication: Double) = (0, 0, 0)
+        package var gradNorm: Float = 0
+        package var dropped = 0
+        package var assigned = 0
+        package var dropFraction: Double { assigned == 0 ? 0 : Double(dropped) / Double(assigned) }
         /// Per MoE layer, the share of the first micro-batch's assignments each expert got.
-        public var expertLoad: [[Double]] = []
+        package var expertLoad: [[Double]] = []
         /// Per MoE layer, per ep rank: the most rows one micro-batch sent that rank's experts.
-        public var rankLoad: [[Int]] = []
+        package var rankLoad: [[Int]] = []
         /// A rank's capacity per micro-batch (its groups' capacities), nil without dropping.
-        public var rankCapacity: Int?
-        public var protectedRouted = 0, protectedReceived = 0
-        public var updated = false
-        public var forward = 0.0, backward = 0.0, optimizer = 0.0
+        package var rankCapacity: Int?
+        package var protectedRouted = 0, protectedReceived = 0
+        package var updated = false
+        package var forward = 0.0, backward = 0.0, optimizer = 0.0
         /// The objective's `stats`, summed over all micro-batches of the step.
-        public var extra: [Double] = []
+        package var extra: [Double] = []
     }
 
     /// One micro-batch: rows·length input ids, rows·length targets (−100: no loss there), and
     /// its first sequence's global index (never-dropped sequences are drawn by it).
-    public struct MicroBatch {
-        public var inputs: [Int]
-        public var targets: [Int]
-        public var firstSequence: Int
+    package struct MicroBatch {
+        package var inputs: [Int]
+        package var targets: [Int]
+        package var firstSequence: Int
         /// Rows holding several sequences: each token's position and sequence id.
-        public var packing: (positions: [Int], segments: [Int])?
+        package var packing: (positions: [Int], segments: [Int])?
         /// This micro-batch's share of the step's trained tokens: its loss counts with that
         /// weight, so the step's loss is the mean over all its trained tokens (SFT rows carry
         /// different numbers of them). nil: every micro-batch counts alike.
-        public var weight: Double?
-        public init(inputs: [Int], targets: [Int], firstSequence: Int, packing: (positions: [Int], segments: [Int])? = nil,
+        package var weight: Double?
+        package init(inputs: [Int], targets: [Int], firstSequence: Int, packing: (positions: [Int], segments: [Int])? = nil,
                     weight: Double? = nil) {
             self.inputs = inputs
             self.targets = targets
@@ -85,14 +85,14 @@ public final class ParallelTrainer {
             self.weight = weight
         }
         /// A pretraining batch: rows of length+1 tokens, each predicting its next token.
-        public init(rows tokens: [Int], rows b: Int, length t: Int, firstSequence: Int) {
+        package init(rows tokens: [Int], rows b: Int, length t: Int, firstSequence: Int) {
             let (inputs, targets) = Self.nextToken(tokens, rows: b, length: t)
             self.init(inputs: inputs, targets: targets, firstSequence: firstSequence)
         }
 
         /// Rows of length+1 tokens → the first `length` of each as inputs, the last `length`
         /// as their next-token targets.
-        public static func nextToken(_ tokens: [Int], rows b: Int, length t: Int) -> (inputs: [Int], targets: [Int]) {
+        package static func nextToken(_ tokens: [Int], rows b: Int, length t: Int) -> (inputs: [Int], targets: [Int]) {
             precondition(tokens.count == b * (t + 1), "\(tokens.count) tokens for \(b) rows of \(t + 1)")
             var ids = [Int](), targets = [Int]()
             ids.reserveCapacity(b * t)
@@ -109,9 +109,9 @@ public final class ParallelTrainer {
     /// A stage's own objective on the last pipeline stage: (logits [rows, length, vocab], global
     /// micro-batch) → its loss, already weighted as its share of the step's objective, and
     /// `extraStats` numbers to sum over the step's micro-batches (GRPO's KL, clip counts...).
-    public typealias Objective = (_ logits: Tensor, _ micro: Int) -> (loss: Tensor, stats: [Double])
+    package typealias Objective = (_ logits: Tensor, _ micro: Int) -> (loss: Tensor, stats: [Double])
 
-    public init(model: DeepSeekV2ForCausalLM, grid: ProcessGrid, adam: AdamW.Config, clip: Float,
+    package init(model: DeepSeekForCausalLM, grid: ProcessGrid, adam: AdamW.Config, clip: Float,
                 alphas: BalanceLosses.Alphas, dropping: TokenDropping?, seed: UInt64) {
         self.model = model
         self.grid = grid
@@ -136,7 +136,7 @@ public final class ParallelTrainer {
         self.seed = seed
     }
 
-    public var optimizerStep: Int { denseOptimizer.step }
+    package var optimizerStep: Int { denseOptimizer.step }
 
     struct InFlight {
         var loss: Tensor?
@@ -149,7 +149,7 @@ public final class ParallelTrainer {
     /// tokens; `batch(m)` gives global micro-batch m. The loss is the mean over micro-batches of
     /// cross-entropy (over targets ≠ −100) plus the balance losses, or `objective` plus the
     /// balance losses. `step` keys the token-dropping RNG.
-    public func step(batch: (Int) -> MicroBatch, rows b: Int, length t: Int, lr: Float, step globalStep: Int,
+    package func step(batch: (Int) -> MicroBatch, rows b: Int, length t: Int, lr: Float, step globalStep: Int,
                      objective: Objective? = nil, extraStats: Int = 0) throws -> StepResult {
         let c = model.config, lay = grid.layout, total = lay.microbatches
         let layers = c.numHiddenLayers, e = c.nRoutedExperts, dim = c.hiddenSize
@@ -397,20 +397,20 @@ public final class ParallelTrainer {
     }
 }
 
-extension ParallelTrainer {
+extension GridTrainer {
     /// A run of consecutive elements of one parameter this rank owns (consecutive owned chunks
     /// merged): the piece, its element range, and where those elements sit in the rank's
     /// optimizer shard (`expert`: the expert shard, else the dense one).
-    public struct OwnedRun: Sendable {
-        public let piece: Int
-        public let range: Range<Int>
-        public let expert: Bool
-        public let shardOffset: Int
+    package struct OwnedRun: Sendable {
+        package let piece: Int
+        package let range: Range<Int>
+        package let expert: Bool
+        package let shardOffset: Int
     }
 
     /// This rank's owned runs, dense shard then expert shard, in chunk order: what it writes to
     /// a checkpoint and reads back on resume.
-    public func ownedRuns() -> [OwnedRun] {
+    package func ownedRuns() -> [OwnedRun] {
         var runs: [OwnedRun] = []
         for (vec, isExpert) in [(dense, false), (experts, true)] {
             var at = 0
@@ -430,7 +430,7 @@ extension ParallelTrainer {
 
     /// Resident bytes of the parameters this rank does not hold (those mapped lazily, all but
     /// the smallest; mincore): zero unless something materialised another rank's weights.
-    public func foreignResidentBytes() -> Int {
+    package func foreignResidentBytes() -> Int {
         let held = Set(dense.pieces + experts.pieces)
         return flat.pieces.indices.reduce(0) { sum, i in
             let t = flat.pieces[i].tensor
@@ -440,11 +440,11 @@ extension ParallelTrainer {
 
     /// The values of every parameter this rank holds — its stage's dense weights, then its ep
     /// block's experts — packed: a frozen copy of the rank's part (GRPO's reference model).
-    public func heldValues() -> [Float] { dense.packValues(flat) + experts.packValues(flat) }
+    package func heldValues() -> [Float] { dense.packValues(flat) + experts.packValues(flat) }
 
     /// Exchanges the held parameters' values with `values` (packed as `heldValues`): run a
     /// forward with other weights of the same part, then swap back.
-    public func swapHeld(_ values: inout [Float]) {
+    package func swapHeld(_ values: inout [Float]) {
         precondition(values.count == dense.count + experts.count, "\(values.count) values for \(dense.count + experts.count) held")
         values.withUnsafeMutableBufferPointer { b in
             var at = 0
