@@ -198,6 +198,7 @@ public final class ParallelTrainer {
                         reports += m.moe
                     }
                 }
+                try executor?.throwIfFailed()
                 var aux = Tensor(scalar: 0)
                 for (layer, rep) in reports {
                     for (i, n) in rep.expertCounts.enumerated() { stats.counts[layer][i] += Double(n) }
@@ -264,6 +265,7 @@ public final class ParallelTrainer {
                     let surrogate = (out * Tensor(g, shape: out.shape)).sum() + f.aux!
                     surrogate.backward()
                 }
+                try executor?.throwIfFailed()
                 if let input = f.input {
                     let g = input.grad ?? Tensor(zeros: input.shape)
                     sends.append(try grid.world.isend(Array(UnsafeBufferPointer(start: g.data, count: g.count)),
