@@ -7,7 +7,10 @@ import DeepSeek
 /// group in contiguous blocks (rank j holds experts j·E/ep ..< (j+1)·E/ep, that is whole router
 /// groups, the "devices" of DeepSeek-V2's device-limited routing). Each rank routes its own
 /// micro-batch; the rows for other ranks' experts travel there with one all-to-all and the
-/// results come back with another; backward mirrors it.
+/// results come back with another; backward mirrors it. In Megatron-Core's token-dispatcher
+/// terms, `exchange` agrees a `DispatchPlan`, then `TokenDispatcher.dispatch`,
+/// `computeExperts` and `combine`; the backward runs `combineBackward`,
+/// `computeExpertsBackward` and `dispatchBackward`.
 ///
 /// Why the numbers do not depend on ep: the owner runs each (source micro-batch, expert)
 /// segment — the micro-batch's tokens for that expert, in token order — through the same
@@ -25,8 +28,9 @@ import DeepSeek
 /// order, recomputing the segments' activations and hidden gradients (3 of their 9 GEMMs) — the
 /// same kernel calls, so the same bits — with partial sums the size of one expert. With a single
 /// leaf there is no tree: the backward writes the gradients directly.
-package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
-    package let comm: Communicator
+public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
+    public let comm: Communicator
+    let dispatcher: TokenDispatcher
     let experts: Int
     let local: Int
     /// Global index of the micro-batch this rank is running (set by the trainer).
@@ -66,10 +70,14 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     package private(set) var load: [Int: (rows: Int, capacity: Int?)] = [:]
     /// Assignments of never-dropped sequences routed (counted by the sources) and received
     /// (recomputed by the owners from the token's global sequence): equal unless one was dropped.
-    package private(set) var protectedRouted = 0, protectedReceived = 0
+    public private(set) var protectedRouted = 0, protectedReceived = 0
+    /// The first exchange that failed on this rank (see `ExpertExchangeError`). It stays: after
+    /// it the group's exchanges are out of step for good.
+    public private(set) var failure: ExpertExchangeError?
 
     package init(comm: Communicator, experts: Int, layerOffset: [Int: Int], flatCount: Int) {
         self.comm = comm
+        dispatcher = TokenDispatcher(comm: comm)
         self.experts = experts
         local = experts / comm.size
         self.layerOffset = layerOffset
@@ -171,14 +179,27 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
 
     package var localExperts: Range<Int> { (comm.rank * local)..<((comm.rank + 1) * local) }
 
-    package func run(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
+    /// Throws the first exchange that failed on this rank, if any: callers of the model's
+    /// forward and backward call it at their next throwing point.
+    public func throwIfFailed() throws {
+        if let failure { throw failure }
+    }
+
+    /// Keeps the first failure (the cause; later ones follow from it).
+    func record(_ error: ExpertExchangeError) {
+        if failure == nil { failure = error }
+    }
+
+    public func run(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
                     length t: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int) -> Tensor {
+        // After a failure the group is out of step: no more exchanges, the caller throws soon.
+        guard failure == nil else { return Tensor(zeros: x.shape) }
         do {
             return try exchange(x, weights: weights, experts: st, assignments: assignments, length: t, plan: plan,
                                 training: training, layer: layer)
         } catch {
-            FileHandle.standardError.write(Data("error: rank \(comm.rank) of the ep group, layer \(layer): \(error)\n".utf8))
-            Communicator.abortJob(code: 3)
+            record(ExpertExchangeError(rank: comm.rank, layer: layer, pass: .forward, cause: error))
+            return Tensor(zeros: x.shape)
         }
     }
 
@@ -192,170 +213,173 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         }
     }
 
-    /// Rows of `d` floats laid out here by `counts`/`displs` (in rows, per rank), moved to
-    /// the ranks' layout `toCounts`/`toDispls`. Alone in the group what arrives is what was
-    /// sent: `src` itself, no copy through MPI.
-    func moveRows(_ src: Storage, width d: Int, _ counts: [Int], _ displs: [Int], to toCounts: [Int], _ toDispls: [Int]) throws -> Storage {
-        guard comm.size > 1 else { return src }
-        let dst = Storage(uninitialized: Swift.max(toCounts.reduce(0, +) * d, 1))
-        try comm.alltoallv(UnsafePointer(src.data), sendCounts: counts.map { $0 * d }, sendDispls: displs.map { $0 * d },
-                           dst.data, recvCounts: toCounts.map { $0 * d }, recvDispls: toDispls.map { $0 * d })
-        return dst
+    /// One MoE layer's routed experts for a micro-batch of `x.shape[0]` tokens: plan, dispatch,
+    /// compute, combine; the backward runs the same phases in reverse.
+    func exchange(_ x: Tensor, weights: Tensor, experts: StackedExperts, assignments: [[(token: Int, slot: Int)]],
+                  length: Int, plan dropping: TokenDropping.Plan?, training: MoETraining?, layer: Int) throws -> Tensor {
+        let tokens = x.shape[0], width = x.shape[1]
+        let input = x.contiguousNoGrad(), routingWeights = weights.contiguousNoGrad()
+        let plan = try DispatchPlan.exchange(headers(assignments, tokens: tokens, length: length, dropping: dropping, training: training),
+                                             over: comm, localExperts: local)
+        load[layer] = (Swift.max(load[layer]?.rows ?? 0, plan.receiveCounts.max() ?? 0), plan.capacity)
+        let rows = SendRows(assignments, tokens: tokens)
+        let dispatched = try dispatcher.dispatch(input.data, rows: rows, width: width, plan: plan).wait()
+        if let training, let rule = training.dropping, dropping != nil {
+            countProtected(training, rule, plan: plan, receivedTokens: dispatched.tokens, tokens: tokens,
+                           assignments: weights.count, length: length)
+        }
+        let activations = computeExperts(dispatched.received, plan: plan, experts: experts, width: width)
+        let results = try dispatcher.combine(activations.output, width: width, plan: plan).wait()
+        let out = Tensor(zeros: [tokens, width])
+        rows.combine(results.data, width: width, weights: routingWeights.data, into: out.data)
+        let saved = SavedExchange(layer: layer, experts: experts, plan: plan, rows: rows, input: input, weights: routingWeights,
+                                  dispatched: dispatched, activations: activations, results: results)
+        return Tensor.record(out, inputs: [x, weights, experts.gate, experts.up, experts.down], op: "expertParallel") { [self] gradient in
+            backward(gradient, saved)
+        }
     }
 
-    func exchange(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
-                  length t: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int) throws -> Tensor {
-        let n = x.shape[0], d = x.shape[1], inter = st.gate.shape[1], p = comm.size, el = local, per = inter * d
-        let xc = x.contiguousNoGrad(), wc = weights.contiguousNoGrad()
-        let xp = xc.data
+    /// The header for each owner: the micro-batch, its sequences, the owner's capacity (its
+    /// router groups' capacities) and the rows for each of its local experts.
+    func headers(_ assignments: [[(token: Int, slot: Int)]], tokens: Int, length: Int, dropping: TokenDropping.Plan?,
+                 training: MoETraining?) -> [DispatchHeader] {
+        let groupsPerRank = (dropping?.deviceLoad.count ?? comm.size) / comm.size
+        return (0..<comm.size).map { owner in
+            DispatchHeader(micro: micro, firstSequence: training?.sequenceOffset ?? 0, sequences: tokens / length,
+                           capacity: dropping.map { $0.capacity * groupsPerRank },
+                           rowsPerExpert: (0..<local).map { assignments[owner * local + $0].count })
+        }
+    }
 
-        // Header per destination: [micro, first sequence, capacity per rank (−1: none), sequences, rows per local expert...].
-        let groupsPerRank = (plan?.deviceLoad.count ?? p) / p
-        var header = [Int64](repeating: 0, count: p * (4 + el))
-        var sendRows = [Int](repeating: 0, count: p)
-        for q in 0..<p {
-            header[q * (4 + el)] = Int64(micro)
-            header[q * (4 + el) + 1] = Int64(training?.sequenceOffset ?? 0)
-            header[q * (4 + el) + 2] = Int64(plan.map { $0.capacity * groupsPerRank } ?? -1)
-            header[q * (4 + el) + 3] = Int64(n / t)
-            for j in 0..<el {
-                let c = assignments[q * el + j].count
-                header[q * (4 + el) + 4 + j] = Int64(c)
-                sendRows[q] += c
-            }
+    /// Never-dropped sequences: the sources count the assignments they routed, the owners the
+    /// rows that arrived (recomputing each row's sequence from its source's header).
+    func countProtected(_ training: MoETraining, _ rule: TokenDropping, plan: DispatchPlan, receivedTokens: [Int64], tokens: Int,
+                        assignments: Int, length: Int) {
+        let perToken = assignments / tokens
+        let mine = rule.neverDropped(seed: training.seed, step: training.step, first: training.sequenceOffset, count: tokens / length)
+        protectedRouted += (0..<(tokens * perToken)).filter { mine[$0 / perToken / length] }.count
+        for (source, header) in plan.received.enumerated() {
+            let theirs = rule.neverDropped(seed: training.seed, step: training.step, first: header.firstSequence, count: header.sequences)
+            let start = plan.receiveDisplacements[source]
+            for i in 0..<plan.receiveCounts[source] where theirs[Int(receivedTokens[start + i]) / length] { protectedReceived += 1 }
         }
-        let got = try comm.alltoall(header, count: 4 + el)
-        var recvRows = [Int](repeating: 0, count: p)
-        var segRows = [[Int]](repeating: [Int](repeating: 0, count: el), count: p)
-        for s in 0..<p {
-            for j in 0..<el { segRows[s][j] = Int(got[s * (4 + el) + 4 + j]); recvRows[s] += segRows[s][j] }
-        }
-        let sourceMicro = (0..<p).map { Int(got[$0 * (4 + el)]) }
-        let capacity = got[2] >= 0 ? Int(got[2]) : nil
-        let most = recvRows.max() ?? 0
-        load[layer] = (Swift.max(load[layer]?.rows ?? 0, most), capacity)
+    }
 
-        // Rows to send, destination-major, then expert, then token; token ids alongside.
-        let totalSend = sendRows.reduce(0, +), totalRecv = recvRows.reduce(0, +)
-        let sendX = Storage(uninitialized: Swift.max(totalSend * d, 1))
-        let rows = SendRows(assignments, tokens: n)
-        var sendTok = rows.token.map { Int64($0) }
-        if sendTok.isEmpty { sendTok = [0] }
-        rows.gather(xp, width: d, into: sendX.data)
-        let sendDispl = displacements(sendRows), recvDispl = displacements(recvRows)
-        let recvX = try moveRows(sendX, width: d, sendRows, sendDispl, to: recvRows, recvDispl)
-        var recvTok = p == 1 ? sendTok : [Int64](repeating: 0, count: Swift.max(totalRecv, 1))
-        if p > 1 {
-            try sendTok.withUnsafeBufferPointer { s in
-                try recvTok.withUnsafeMutableBufferPointer { rb in
-                    try comm.alltoallv(s.baseAddress!, sendCounts: sendRows, sendDispls: sendDispl,
-                                       rb.baseAddress!, recvCounts: recvRows, recvDispls: recvDispl)
-                }
-            }
+    /// Owner: every (source, local expert) segment through the expert kernel.
+    func computeExperts(_ received: Storage, plan: DispatchPlan, experts: StackedExperts, width: Int) -> ExpertActivations {
+        let intermediate = experts.gate.shape[1], perExpert = intermediate * width, first = comm.rank * local
+        let out = ExpertActivations(rows: plan.rowsReceived, width: width, intermediate: intermediate)
+        parallelTasks(plan.segments.map(\.rows)) { i in
+            let segment = plan.segments[i], at = segment.start
+            if segment.rows == 0 { return }
+            let weights = (first + segment.localExpert) * perExpert
+            ExpertKernel.forward(m: segment.rows, dim: width, inter: intermediate, x: received.data + at * width,
+                                 gate: experts.gate.data + weights, up: experts.up.data + weights, down: experts.down.data + weights,
+                                 h: out.gate.data + at * intermediate, u: out.up.data + at * intermediate,
+                                 a: out.activation.data + at * intermediate, y: out.output.data + at * width)
         }
-        // Never-dropped sequences: the sources count what they routed, the owners what arrived.
-        if let training, let dropping = training.dropping, plan != nil {
-            let k = weights.count / n
-            let mine = dropping.neverDropped(seed: training.seed, step: training.step, first: training.sequenceOffset, count: n / t)
-            protectedRouted += (0..<(n * k)).filter { mine[$0 / k / t] }.count
-            for s in 0..<p {
-                let theirs = dropping.neverDropped(seed: training.seed, step: training.step, first: Int(got[s * (4 + el) + 1]),
-                                                   count: Int(got[s * (4 + el) + 3]))
-                for i in 0..<recvRows[s] where theirs[Int(recvTok[recvDispl[s] + i]) / t] { protectedReceived += 1 }
-            }
-        }
+        return out
+    }
+}
 
-        // Owner: every (source, local expert) segment through the expert kernel.
-        var segStart = [[Int]](repeating: [Int](repeating: 0, count: el), count: p)
-        var segments: [(s: Int, j: Int, start: Int, rows: Int)] = []
-        for s in 0..<p {
-            var o = recvDispl[s]
-            for j in 0..<el {
-                segStart[s][j] = o
-                segments.append((s, j, o, segRows[s][j]))
-                o += segRows[s][j]
+extension ExpertParallel {
+    /// The exchange's backward, its phases in reverse: the combine's gradients go to the owners,
+    /// the experts run backward there, and the dispatch's gradients come back to the tokens.
+    func backward(_ gradient: Tensor, _ saved: SavedExchange) -> [Tensor?] {
+        guard failure == nil else { return [nil, nil, nil, nil, nil] }
+        do {
+            let (weightsGradient, outputGradients) = try combineBackward(gradient, saved)
+            let inputGradients = computeExpertsBackward(try outputGradients.wait(), saved)
+            let inputGradient = try dispatchBackward(inputGradients, saved)
+            return [inputGradient, weightsGradient, nil, nil, nil]
+        } catch {
+            record(ExpertExchangeError(rank: comm.rank, layer: saved.layer, pass: .backward, cause: error))
+            return [nil, nil, nil, nil, nil]
+        }
+    }
+
+    /// Source: the routing weights' gradients (each row's result · its token's output gradient)
+    /// and the result rows' gradients w·gOut in the send layout, started on their way to the owners.
+    func combineBackward(_ gradient: Tensor, _ saved: SavedExchange) throws -> (weights: Tensor, rows: PendingExchange<Storage>) {
+        let outputGradient = gradient.contiguousNoGrad(), width = saved.width, rows = saved.rows
+        let weightsGradient = Tensor(zeros: saved.weights.shape)
+        let rowGradients = Storage(uninitialized: Swift.max(saved.plan.rowsSent * width, 1))
+        let tokenGradients = outputGradient.data, results = saved.results.data, weights = saved.weights.data
+        let weightGradients = weightsGradient.data, out = rowGradients.data
+        parallelFor(rows.count, grain: 256) { range in
+            for r in range {
+                let source = tokenGradients + rows.token[r] * width, weight = weights[rows.slot[r]], row = out + r * width
+                weightGradients[rows.slot[r]] = vdot(source, results + r * width, width)
+                for j in 0..<width { row[j] = weight * source[j] }
             }
         }
-        let hs = Storage(uninitialized: Swift.max(totalRecv * inter, 1)), us = Storage(uninitialized: Swift.max(totalRecv * inter, 1))
-        let asx = Storage(uninitialized: Swift.max(totalRecv * inter, 1)), ys = Storage(uninitialized: Swift.max(totalRecv * d, 1))
-        let gp = st.gate.data, upp = st.up.data, dnp = st.down.data
-        let first = comm.rank * el
+        withExtendedLifetime(outputGradient) {}
+        return (weightsGradient, try dispatcher.toOwners(rowGradients, width: width, plan: saved.plan))
+    }
+
+    /// Owner: the received rows' input gradients now; the experts' weight gradients directly
+    /// with a single leaf, else from the kept rows at the end of the step (`weightGradients`).
+    func computeExpertsBackward(_ outputGradients: Storage, _ saved: SavedExchange) -> Storage {
+        let plan = saved.plan, base = layerOffset[saved.layer]!, intermediate = saved.experts.gate.shape[1]
+        if leaves == 1 && !directActive {
+            if direct.count != flatCount { direct = [Float](repeating: 0, count: flatCount) }
+            directActive = true
+        }
+        let inputGradients = Storage(uninitialized: Swift.max(plan.rowsReceived * saved.width, 1))
+        let hidden = Storage(uninitialized: Swift.max(plan.rowsReceived * 3 * intermediate, 1))
+        if leaves == 1 {
+            for segment in plan.segments where segment.rows > 0 { written.insert([saved.layer, segment.localExpert]) }
+            direct.withUnsafeMutableBufferPointer { slots in
+                expertsBackward(saved, outputGradients, hidden: hidden, into: inputGradients, weightGradients: slots.baseAddress! + base)
+            }
+        } else {
+            expertsBackward(saved, outputGradients, hidden: hidden, into: inputGradients, weightGradients: nil)
+            keep(saved, outputGradients, hidden: hidden)
+        }
+        return inputGradients
+    }
+
+    /// Every segment's hidden gradients (into `hidden`), its weight gradients when
+    /// `weightGradients` (the layer's block of the flat vector) is given, and its input gradients.
+    func expertsBackward(_ saved: SavedExchange, _ outputGradients: Storage, hidden: Storage, into inputGradients: Storage,
+                         weightGradients: UnsafeMutablePointer<Float>?) {
+        let experts = saved.experts, activations = saved.activations, received = saved.dispatched.received, segments = saved.plan.segments
+        let width = saved.width, intermediate = experts.gate.shape[1], perExpert = intermediate * width, first = comm.rank * local
         parallelTasks(segments.map(\.rows)) { i in
-            let sg = segments[i]
-            if sg.rows == 0 { return }
-            let ex = first + sg.j
-            ExpertKernel.forward(m: sg.rows, dim: d, inter: inter, x: recvX.data + sg.start * d, gate: gp + ex * per, up: upp + ex * per,
-                                 down: dnp + ex * per, h: hs.data + sg.start * inter, u: us.data + sg.start * inter,
-                                 a: asx.data + sg.start * inter, y: ys.data + sg.start * d)
-        }
-        // Results back to the sources, in the layout they were sent.
-        let backY = try moveRows(ys, width: d, recvRows, recvDispl, to: sendRows, sendDispl)
-        let out = Tensor(zeros: [n, d])
-        let o = out.data, wp = wc.data
-        rows.combine(backY.data, width: d, weights: wp, into: o)
-
-        let myMicro = micro
-        return Tensor.record(out, inputs: [x, weights, st.gate, st.up, st.down], op: "expertParallel") { [self] gOut in
-            do {
-                let gc = gOut.contiguousNoGrad()
-                let go = gc.data
-                let dx = Tensor(zeros: [n, d]), dw = Tensor(zeros: weights.shape)
-                let dwp = dw.data
-                // Source: gate-weight gradients and gY = w·gOut rows, in the send layout.
-                let gY = Storage(uninitialized: Swift.max(totalSend * d, 1))
-                let gyp = gY.data
-                parallelFor(rows.count, grain: 256) { range in
-                    for r in range {
-                        let src = go + rows.token[r] * d, w = wp[rows.slot[r]], dst = gyp + r * d
-                        dwp[rows.slot[r]] = vdot(src, backY.data + r * d, d)
-                        for j in 0..<d { dst[j] = w * src[j] }
-                    }
-                }
-                let gYr = try moveRows(gY, width: d, sendRows, sendDispl, to: recvRows, recvDispl)
-                // Owner: input gradients now; weight gradients directly with a single leaf,
-                // else from the kept rows at the end of the step (`weightGradients`).
-                let base = layerOffset[layer]!
-                if leaves == 1 && !directActive {
-                    if direct.count != flatCount { direct = [Float](repeating: 0, count: flatCount) }
-                    directActive = true
-                }
-                let gx = Storage(uninitialized: Swift.max(totalRecv * d, 1))
-                let scratch = Storage(uninitialized: Swift.max(totalRecv * 3 * inter, 1))
-                func run(_ slots: UnsafeMutablePointer<Float>?) {
-                    parallelTasks(segments.map(\.rows)) { i in
-                        let sg = segments[i]
-                        if sg.rows == 0 { return }
-                        let ex = first + sg.j, m = sg.rows, sc = scratch.data + sg.start * 3 * inter
-                        ExpertKernel.hiddenGradients(m: m, dim: d, inter: inter, h: hs.data + sg.start * inter, u: us.data + sg.start * inter,
-                                                     gy: gYr.data + sg.start * d, down: dnp + ex * per, scratch: sc)
-                        if let slots {
-                            let slot = slots + base + sg.j * 3 * per
-                            ExpertKernel.weightGradients(m: m, dim: d, inter: inter, x: recvX.data + sg.start * d, a: asx.data + sg.start * inter,
-                                                         gy: gYr.data + sg.start * d, scratch: sc, dGate: slot, dUp: slot + per, dDown: slot + 2 * per)
-                        }
-                        ExpertKernel.inputGradient(m: m, dim: d, inter: inter, scratch: sc, gate: gp + ex * per, up: upp + ex * per,
-                                                   gx: gx.data + sg.start * d)
-                    }
-                }
-                if leaves == 1 {
-                    for sg in segments where sg.rows > 0 { written.insert([layer, sg.j]) }
-                    direct.withUnsafeMutableBufferPointer { run($0.baseAddress!) }
-                } else {
-                    run(nil)
-                    let bytes = totalRecv * 4 * inter * 4
-                    let cache = cacheUsed + bytes <= cacheBudget
-                    if cache { cacheUsed += bytes }
-                    kept.append(Kept(layer: layer, experts: st, micros: sourceMicro, x: recvX, gy: gYr, start: segStart, rows: segRows,
-                                     a: cache ? asx : nil, hidden: cache ? scratch : nil))
-                }
-                let gxBack = try moveRows(gx, width: d, recvRows, recvDispl, to: sendRows, sendDispl)
-                rows.combine(gxBack.data, width: d, weights: nil, into: dx.data)
-                withExtendedLifetime((xc, wc, gc, sendX, recvX, hs, us, asx, ys, myMicro)) {}
-                return [dx, dw, nil, nil, nil]
-            } catch {
-                FileHandle.standardError.write(Data("error: rank \(self.comm.rank) of the ep group, layer \(layer) backward: \(error)\n".utf8))
-                Communicator.abortJob(code: 3)
+            let segment = segments[i], m = segment.rows, at = segment.start
+            if m == 0 { return }
+            let weights = (first + segment.localExpert) * perExpert, scratch = hidden.data + at * 3 * intermediate
+            let gy = outputGradients.data + at * width
+            ExpertKernel.hiddenGradients(m: m, dim: width, inter: intermediate, h: activations.gate.data + at * intermediate,
+                                         u: activations.up.data + at * intermediate, gy: gy, down: experts.down.data + weights, scratch: scratch)
+            if let weightGradients {
+                let slot = weightGradients + segment.localExpert * 3 * perExpert
+                ExpertKernel.weightGradients(m: m, dim: width, inter: intermediate, x: received.data + at * width,
+                                             a: activations.activation.data + at * intermediate, gy: gy, scratch: scratch,
+                                             dGate: slot, dUp: slot + perExpert, dDown: slot + 2 * perExpert)
             }
+            ExpertKernel.inputGradient(m: m, dim: width, inter: intermediate, scratch: scratch, gate: experts.gate.data + weights,
+                                       up: experts.up.data + weights, gx: inputGradients.data + at * width)
         }
+    }
+
+    /// With several leaves: the segments' rows for `weightGradients`, and within the cache
+    /// budget their activations and hidden gradients too (which spares their recompute).
+    func keep(_ saved: SavedExchange, _ outputGradients: Storage, hidden: Storage) {
+        let plan = saved.plan, bytes = plan.rowsReceived * 4 * saved.experts.gate.shape[1] * 4
+        let cache = cacheUsed + bytes <= cacheBudget
+        if cache { cacheUsed += bytes }
+        kept.append(Kept(layer: saved.layer, experts: saved.experts, micros: plan.sourceMicros, x: saved.dispatched.received,
+                         gy: outputGradients, start: plan.segmentStarts, rows: plan.segmentRows,
+                         a: cache ? saved.activations.activation : nil, hidden: cache ? hidden : nil))
+    }
+
+    /// The received rows' input gradients back to their sources, each added to its token's
+    /// gradient in send order.
+    func dispatchBackward(_ inputGradients: Storage, _ saved: SavedExchange) throws -> Tensor {
+        let returned = try dispatcher.toSources(inputGradients, width: saved.width, plan: saved.plan).wait()
+        let gradient = Tensor(zeros: [saved.tokens, saved.width])
+        saved.rows.combine(returned.data, width: saved.width, weights: nil, into: gradient.data)
+        return gradient
     }
 }

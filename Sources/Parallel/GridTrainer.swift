@@ -11,29 +11,32 @@ import Collectives
 /// (ZeRO-1: each rank keeps AdamW moments for its shard only), a gradient norm built from
 /// per-chunk sums in global order, AdamW on the shard, and the updated shards all-gathered.
 /// A single process is the grid of one rank and runs the same code.
-package final class GridTrainer {
-    package let grid: ProcessGrid
-    package let model: DeepSeekForCausalLM
-    package let flat: FlatLayout
-    package let dense: FlatVector
-    package let experts: FlatVector
-    package let denseOptimizer: AdamWShard
-    package let expertOptimizer: AdamWShard
-    package let executor: ExpertParallel?
-    package let clip: Float
-    package var alphas: BalanceLosses.Alphas
-    package var dropping: TokenDropping?
-    package let seed: UInt64
+///
+/// `step` is the schedule; each phase is a method: `forwardMicroBatch` and
+/// `backwardMicroBatch` in 1F1B order, `reduceGradients` (the `GradientReducer`'s buckets),
+/// `reduceStatistics`, `gradientNorm`, `clipAndUpdate` and `updateRouterBiases`.
+public final class ParallelTrainer {
+    public let grid: ProcessGrid
+    public let model: DeepSeekV2ForCausalLM
+    public let flat: FlatLayout
+    public let dense: FlatVector
+    public let experts: FlatVector
+    public let denseOptimizer: AdamWShard
+    public let expertOptimizer: AdamWShard
+    public let executor: ExpertParallel?
+    public let clip: Float
+    public var alphas: BalanceLosses.Alphas
+    public var dropping: TokenDropping?
+    public let seed: UInt64
     /// Aux-loss-free balancing's γ (`moe.bias_update_speed`): the V3 router biases move by ±γ
     /// after each step. 0: they stay.
     package var biasUpdateSpeed: Float = 0
     /// MTP depths trained (`mtp.depth`, at most the model's) and λ, the weight of their mean
     /// cross-entropy in the loss (`mtp.weight`). 0 depths: MTP is not run.
-    package var mtpDepth = 0
-    package var mtpWeight: Float = 0
-    /// The rank's reduced gradient shards (dense, experts), kept from step to step: see
-    /// `reduceScatterCanonical(_:shards:into:)`.
-    private var gDense: [Float] = [], gExpert: [Float] = []
+    public var mtpDepth = 0
+    public var mtpWeight: Float = 0
+    /// The step's gradients, from the micro-batches' backwards to the rank's shards.
+    private var reducer: GradientReducer
 
     package struct StepResult: Sendable {
         package var loss: Double { ce + balance + mtpWeight * mtp }
@@ -130,6 +133,7 @@ package final class GridTrainer {
         // The executor keeps the experts' gradients (ExpertParallel): their stacked buffers go.
         for layer in model.model.layers + (model.mtp?.depths ?? []) { layer.moe?.experts.releaseGradients() }
         executor = offsets.isEmpty ? nil : ExpertParallel(comm: grid.ep, experts: c.nRoutedExperts, layerOffset: offsets, flatCount: experts.count)
+        reducer = GradientReducer(dense: dense, over: grid.dp, experts: experts, over: grid.edp)
         self.clip = clip
         self.alphas = alphas
         self.dropping = dropping
@@ -138,167 +142,192 @@ package final class GridTrainer {
 
     package var optimizerStep: Int { denseOptimizer.step }
 
-    struct InFlight {
-        var loss: Tensor?
-        var output: Tensor?
-        var aux: Tensor?
-        var input: Tensor?
-    }
-
     /// One step over `layout.microbatches` micro-batches of `rows` sequences of `length`
     /// tokens; `batch(m)` gives global micro-batch m. The loss is the mean over micro-batches of
     /// cross-entropy (over targets ≠ −100) plus the balance losses, or `objective` plus the
     /// balance losses. `step` keys the token-dropping RNG.
     package func step(batch: (Int) -> MicroBatch, rows b: Int, length t: Int, lr: Float, step globalStep: Int,
                      objective: Objective? = nil, extraStats: Int = 0) throws -> StepResult {
-        let c = model.config, lay = grid.layout, total = lay.microbatches
-        let layers = c.numHiddenLayers, e = c.nRoutedExperts, dim = c.hiddenSize
-        var r = StepResult()
-        executor?.resetStep(leaves: lay.ep * grid.micros.count,
+        var step = StepContext(self, rows: b, length: t, step: globalStep, objective: objective, extraStats: extraStats)
+        executor?.resetStep(leaves: grid.layout.ep * grid.micros.count,
                             cacheBytes: ExpertParallel.cacheBudget(parameterFloats: dense.count + experts.count))
-        let mtpLayers = model.mtp?.depths.count ?? 0
-        var stats = StepStatistics(microbatches: total, layers: layers + mtpLayers, experts: e, extra: extraStats)
-        var inflight: [Int: InFlight] = [:]
-        var sends: [Communicator.Request] = []
-        var denseSum = CanonicalSum()
-        let micros = Array(grid.micros)
-        let scale = 1 / Float(total)
-        let densePieces = dense.pieces.map { flat.pieces[$0].tensor }
-        for p in densePieces { p.zeroGrad() }
-
-        for op in PipelineSchedule.oneFOneB(stage: grid.stage, stages: lay.pp, micros: micros.count) {
+        reducer.beginStep()
+        for piece in step.densePieces { piece.zeroGrad() }
+        for op in PipelineSchedule.oneFOneB(stage: grid.stage, stages: grid.layout.pp, micros: step.micros.count) {
             switch op {
-            case .forward(let j):
-                let m = micros[j]
-                let t0 = now()
-                let mb = batch(m)
-                let first = mb.firstSequence
-                executor?.micro = m
-                var training = MoETraining(alphas: alphas, dropping: dropping, seed: seed, step: globalStep, sequenceOffset: first)
-                training.executor = executor
-                var h: Tensor
-                var input: Tensor? = nil
-                if grid.isFirstStage {
-                    h = model.model.embed_tokens(mb.inputs, shape: [b, t])
-                } else {
-                    let x = try grid.world.recv(count: b * t * dim, from: grid.worldRank(stage: grid.stage - 1), tag: 2 * j)
-                    let leaf = Tensor(x, shape: [b, t, dim])
-                    leaf.requiresGrad = true
-                    input = leaf
-                    h = leaf
-                }
-                var (out, reports) = model.runLayers(h, layers: grid.layers, training: training, packing: mb.packing)
-                var normed: Tensor? = nil, mtpLoss: Tensor? = nil
-                if grid.isLastStage {
-                    normed = model.model.norm(out)
-                    if mtpDepth > 0, objective == nil,
-                       let m = model.mtpLoss(normed: normed!, ids: mb.inputs, targets: mb.targets, batch: b, length: t,
-                                             training: training, depth: mtpDepth) {
-                        mtpLoss = m.loss
-                        reports += m.moe
-                    }
-                }
-                var aux = Tensor(scalar: 0)
-                for (layer, rep) in reports {
-                    for (i, n) in rep.expertCounts.enumerated() { stats.counts[layer][i] += Double(n) }
-                    if let l = rep.losses {
-                        aux = aux + l.expert + l.device + l.communication
-                        stats.micros[m].balance[layer] = (Double(l.expert.item), Double(l.device.item), Double(l.communication.item))
-                    }
-                    if let d = rep.drop {
-                        stats.micros[m].dropped += d.dropped
-                        stats.micros[m].assigned += d.kept.count
-                    }
-                    if m == 0 { stats.firstLoad[layer] = rep.expertLoad }
-                }
-                if !aux.item.isFinite { stats.micros[m].nonFinite = true }
-                var f = InFlight(input: input)
-                if grid.isLastStage {
-                    let logits = model.lm_head(normed!)
-                    var loss: Tensor
-                    if let objective {
-                        let (l, extra) = objective(logits, m)
-                        precondition(extra.count == extraStats)
-                        stats.micros[m].extra = extra
-                        stats.micros[m].loss = Double(l.item)
-                        loss = l + aux * scale
-                    } else {
-                        let ce = logits.reshape([b * t, c.vocabSize]).crossEntropy(targets: mb.targets)
-                        // The micro-batch's share of the step: its token weight, or 1/M.
-                        let share = mb.weight.map { Float($0) } ?? scale
-                        if let w = mb.weight {
-                            // Logged as w·M·ce so the step's mean over micro-batches is Σ w·ce.
-                            stats.micros[m].loss = Double(ce.item) * w / Double(scale)
-                            loss = ce * Float(w) + aux * scale
-                        } else {
-                            stats.micros[m].loss = Double(ce.item)
-                            loss = (ce + aux) * scale
-                        }
-                        if let mtpLoss {
-                            // V3's L = L_main + λ · mean over depths of the MTP cross-entropy.
-                            stats.micros[m].mtp = Double(mtpLoss.item) * Double(share / scale)
-                            loss = loss + mtpLoss * (mtpWeight * share)
-                        }
-                    }
-                    if !loss.item.isFinite { stats.micros[m].nonFinite = true }
-                    f.loss = loss
-                } else {
-                    let oc = out.contiguousNoGrad()
-                    sends.append(try grid.world.isend(Array(UnsafeBufferPointer(start: oc.data, count: oc.count)),
-                                                      to: grid.worldRank(stage: grid.stage + 1), tag: 2 * j))
-                    f.output = out
-                    f.aux = aux * scale
-                }
-                inflight[j] = f
-                r.forward += now() - t0
-            case .backward(let j):
-                let t0 = now()
-                let f = inflight.removeValue(forKey: j)!
-                executor?.micro = micros[j]
-                if let loss = f.loss {
-                    loss.backward()
-                } else {
-                    let out = f.output!
-                    let g = try grid.world.recv(count: out.count, from: grid.worldRank(stage: grid.stage + 1), tag: 2 * j + 1)
-                    // d/d(out) of Σ out·g is g exactly; the stage's balance losses join the same backward.
-                    let surrogate = (out * Tensor(g, shape: out.shape)).sum() + f.aux!
-                    surrogate.backward()
-                }
-                if let input = f.input {
-                    let g = input.grad ?? Tensor(zeros: input.shape)
-                    sends.append(try grid.world.isend(Array(UnsafeBufferPointer(start: g.data, count: g.count)),
-                                                      to: grid.worldRank(stage: grid.stage - 1), tag: 2 * j + 1))
-                }
-                denseSum.push(dense.packGradients(flat))
-                for p in densePieces { p.zeroGrad() }
-                r.backward += now() - t0
+            case .forward(let j): try forwardMicroBatch(j, batch: batch, &step)
+            case .backward(let j): try backwardMicroBatch(j, &step)
             }
         }
-        for s in sends { try s.wait() }
-        // The experts' weight gradients, summed over the group's micro-batches (ExpertParallel).
-        let t1 = now()
-        var expertLocal = executor?.weightGradients() ?? [Float](repeating: 0, count: experts.count)
-        r.backward += now() - t1
-
-        // Gradients: the rank's node of the canonical tree, then across its group.
-        let t2 = now()
-        var denseLocal = denseSum.result() ?? [Float](repeating: 0, count: dense.count)
-        denseSum = CanonicalSum()
-        // Each full vector is dropped once its shard is summed: a rank holds at most one full
-        // gradient vector at a time besides its shards and the receive buffer (what `plan` counts).
-        try grid.dp.reduceScatterCanonical(denseLocal, shards: dense.shards, into: &gDense)
-        denseLocal = []
-        try grid.edp.reduceScatterCanonical(expertLocal, shards: experts.shards, into: &gExpert)
-        expertLocal = []
-
-        // Statistics (one contributor per entry, so MPI's sum is exact) and load maxima.
-        if let executor {
-            stats.protectedRouted = executor.protectedRouted
-            stats.protectedReceived = executor.protectedReceived
+        for send in step.sends { try send.wait() }
+        try reduceGradients(&step)
+        let updateStart = now()
+        let loads = try reduceStatistics(&step)
+        let norm = try gradientNorm()
+        summarize(&step, loads: loads, norm: norm)
+        if norm.isFinite && !step.stats.micros.contains(where: \.nonFinite) {
+            try clipAndUpdate(norm: norm, lr: lr)
+            step.result.updated = true
+            updateRouterBiases(counts: step.stats.counts)
         }
-        try stats.sum(over: grid.world)
-        let ep = lay.ep
-        let routed = layers + mtpLayers  // MTP blocks are layers L, L + 1, ...
+        reducer.releaseSoloShards()
+        step.result.optimizer += now() - updateStart
+        return step.result
+    }
+
+    /// Global micro-batch `micros[j]` through the stage: its input (embedded on the first stage,
+    /// received from the previous one elsewhere), the stage's layers, then the loss on the last
+    /// stage or the output sent to the next; kept for its backward.
+    func forwardMicroBatch(_ j: Int, batch: (Int) -> MicroBatch, _ step: inout StepContext) throws {
+        let started = now(), m = step.micros[j]
+        let micro = batch(m)
+        executor?.micro = m
+        var training = MoETraining(alphas: alphas, dropping: dropping, seed: seed, step: step.globalStep,
+                                   sequenceOffset: micro.firstSequence)
+        training.executor = executor
+        let (hidden, input) = try stageInput(micro, j, rows: step.rows, length: step.length)
+        var (out, reports) = model.runLayers(hidden, layers: grid.layers, training: training, packing: micro.packing)
+        var normed: Tensor? = nil, mtpLoss: Tensor? = nil
+        if grid.isLastStage {
+            let final = model.model.norm(out)
+            normed = final
+            if mtpDepth > 0, step.objective == nil,
+               let mtp = model.mtpLoss(normed: final, ids: micro.inputs, targets: micro.targets, batch: step.rows, length: step.length,
+                                       training: training, depth: mtpDepth) {
+                mtpLoss = mtp.loss
+                reports += mtp.moe
+            }
+        }
+        try executor?.throwIfFailed()
+        let balance = balanceLoss(reports, micro: m, &step.stats)
+        let start: ForwardedMicroBatch.Start
+        if let normed {
+            start = .loss(lastStageLoss(model.lm_head(normed), micro, m, balance: balance, mtp: mtpLoss, &step))
+        } else {
+            step.sends.append(try send(out, toStage: grid.stage + 1, tag: 2 * j))
+            start = .output(out, balance: balance * step.scale)
+        }
+        step.forwarded[j] = ForwardedMicroBatch(start: start, input: input)
+        step.result.forward += now() - started
+    }
+
+    /// The stage's input for the j-th micro-batch, and on a later stage the leaf whose gradient
+    /// goes back to the previous one.
+    func stageInput(_ micro: MicroBatch, _ j: Int, rows: Int, length: Int) throws -> (hidden: Tensor, leaf: Tensor?) {
+        if grid.isFirstStage { return (model.model.embed_tokens(micro.inputs, shape: [rows, length]), nil) }
+        let received = try grid.world.recv(count: rows * length * model.config.hiddenSize,
+                                           from: grid.worldRank(stage: grid.stage - 1), tag: 2 * j)
+        let leaf = Tensor(received, shape: [rows, length, model.config.hiddenSize])
+        leaf.requiresGrad = true
+        return (leaf, leaf)
+    }
+
+    /// The stage's MoE layers' balance losses summed, their reports recorded for micro-batch m.
+    func balanceLoss(_ reports: [(Int, MoELayerReport)], micro m: Int, _ stats: inout StepStatistics) -> Tensor {
+        var balance = Tensor(scalar: 0)
+        for (layer, report) in reports {
+            for (i, n) in report.expertCounts.enumerated() { stats.counts[layer][i] += Double(n) }
+            if let l = report.losses {
+                balance = balance + l.expert + l.device + l.communication
+                stats.micros[m].balance[layer] = (Double(l.expert.item), Double(l.device.item), Double(l.communication.item))
+            }
+            if let d = report.drop {
+                stats.micros[m].dropped += d.dropped
+                stats.micros[m].assigned += d.kept.count
+            }
+            if m == 0 { stats.firstLoad[layer] = report.expertLoad }
+        }
+        if !balance.item.isFinite { stats.micros[m].nonFinite = true }
+        return balance
+    }
+
+    /// The last stage's loss for micro-batch m as its share of the step: the objective's, or
+    /// cross-entropy weighted by its token share (or 1/M), with the balance and MTP losses.
+    func lastStageLoss(_ logits: Tensor, _ micro: MicroBatch, _ m: Int, balance: Tensor, mtp mtpLoss: Tensor?,
+                       _ step: inout StepContext) -> Tensor {
+        let scale = step.scale
+        var loss: Tensor
+        if let objective = step.objective {
+            let (value, extra) = objective(logits, m)
+            precondition(extra.count == step.extraStats)
+            step.stats.micros[m].extra = extra
+            step.stats.micros[m].loss = Double(value.item)
+            loss = value + balance * scale
+        } else {
+            let ce = logits.reshape([step.rows * step.length, model.config.vocabSize]).crossEntropy(targets: micro.targets)
+            // The micro-batch's share of the step: its token weight, or 1/M.
+            let share = micro.weight.map { Float($0) } ?? scale
+            if let w = micro.weight {
+                // Logged as w·M·ce so the step's mean over micro-batches is Σ w·ce.
+                step.stats.micros[m].loss = Double(ce.item) * w / Double(scale)
+                loss = ce * Float(w) + balance * scale
+            } else {
+                step.stats.micros[m].loss = Double(ce.item)
+                loss = (ce + balance) * scale
+            }
+            if let mtpLoss {
+                // V3's L = L_main + λ · mean over depths of the MTP cross-entropy.
+                step.stats.micros[m].mtp = Double(mtpLoss.item) * Double(share / scale)
+                loss = loss + mtpLoss * (mtpWeight * share)
+            }
+        }
+        if !loss.item.isFinite { step.stats.micros[m].nonFinite = true }
+        return loss
+    }
+
+    /// The j-th micro-batch's backward: from its loss, or from the output gradient the next
+    /// stage sends; its input's gradient goes back to the previous stage and its dense
+    /// gradient, one bucket, to the reducer.
+    func backwardMicroBatch(_ j: Int, _ step: inout StepContext) throws {
+        let started = now()
+        guard let forwarded = step.forwarded.removeValue(forKey: j) else { preconditionFailure("backward of micro-batch \(j) before its forward") }
+        executor?.micro = step.micros[j]
+        switch forwarded.start {
+        case .loss(let loss):
+            loss.backward()
+        case .output(let out, let balance):
+            let g = try grid.world.recv(count: out.count, from: grid.worldRank(stage: grid.stage + 1), tag: 2 * j + 1)
+            // d/d(out) of Σ out·g is g exactly; the stage's balance losses join the same backward.
+            let surrogate = (out * Tensor(g, shape: out.shape)).sum() + balance
+            surrogate.backward()
+        }
+        try executor?.throwIfFailed()
+        if let input = forwarded.input {
+            step.sends.append(try send(input.grad ?? Tensor(zeros: input.shape), toStage: grid.stage - 1, tag: 2 * j + 1))
+        }
+        reducer.add(denseBucket: dense.packGradients(flat))
+        for piece in step.densePieces { piece.zeroGrad() }
+        step.result.backward += now() - started
+    }
+
+    /// Starts sending `x` to the rank of this position on `stage`.
+    func send(_ x: Tensor, toStage stage: Int, tag: Int) throws -> Communicator.Request {
+        let values = x.contiguousNoGrad()
+        return try grid.world.isend(Array(UnsafeBufferPointer(start: values.data, count: values.count)),
+                                    to: grid.worldRank(stage: stage), tag: tag)
+    }
+
+    /// The experts' weight gradients, summed over the group's micro-batches (`ExpertParallel`;
+    /// backward time), join the dense buckets; then all of them reduce to the rank's shards.
+    func reduceGradients(_ step: inout StepContext) throws {
+        let expertStart = now()
+        reducer.add(expertGradients: executor?.weightGradients() ?? [Float](repeating: 0, count: experts.count))
+        step.result.backward += now() - expertStart
+        let reduceStart = now()
+        try reducer.reduce()
+        step.result.optimizer += now() - reduceStart
+    }
+
+    /// Sums the step's statistics over the world (one contributor per entry, so MPI's sum is
+    /// exact) and returns the load maxima: per (layer, ep rank) the most rows one micro-batch
+    /// sent the rank, then per layer the capacity (−1: none).
+    func reduceStatistics(_ step: inout StepContext) throws -> [Double] {
+        if let executor {
+            step.stats.protectedRouted = executor.protectedRouted
+            step.stats.protectedReceived = executor.protectedReceived
+        }
+        try step.stats.sum(over: grid.world)
+        let ep = grid.layout.ep, routed = step.routedLayers
         var loadMax = [Double](repeating: 0, count: routed * ep + routed)
         if let executor {
             for (layer, l) in executor.load {
@@ -307,12 +336,15 @@ package final class GridTrainer {
             }
         }
         try grid.world.allreduceMax(&loadMax)
+        return loadMax
+    }
 
-        // The norm from per-chunk sums in global chunk order.
+    /// The norm of the reduced gradient, from per-chunk sums of squares in global chunk order.
+    func gradientNorm() throws -> Float {
         var sums = [Double](repeating: 0, count: flat.chunks.count)
         sums.withUnsafeMutableBufferPointer { sp in
             let out = sp.baseAddress!
-            for (vec, g) in [(dense, gDense), (experts, gExpert)] {
+            for (vec, g) in [(dense, reducer.denseShard), (experts, reducer.expertShard)] {
                 var starts: [Int] = [], at = 0
                 for id in vec.ownedChunks { starts.append(at); at += flat.chunks[id].count }
                 g.withUnsafeBufferPointer { gp in
@@ -325,28 +357,32 @@ package final class GridTrainer {
             }
         }
         try grid.world.allreduceSum(&sums)
-        let norm = Float(sums.reduce(0, +).squareRoot())
-        r.gradNorm = norm
+        return Float(sums.reduce(0, +).squareRoot())
+    }
 
-        var finite = norm.isFinite
+    /// The step's result from its summed statistics and load maxima.
+    func summarize(_ step: inout StepContext, loads loadMax: [Double], norm: Float) {
+        let c = model.config, total = Double(grid.layout.microbatches), stats = step.stats
+        let layers = c.numHiddenLayers, routed = step.routedLayers, ep = grid.layout.ep, extraStats = step.extraStats
+        var r = step.result
+        r.gradNorm = norm
         r.extra = [Double](repeating: 0, count: extraStats)
         r.mtpWeight = Double(mtpWeight)
         for mb in stats.micros {
-            r.mtp += mb.mtp / Double(total)
+            r.mtp += mb.mtp / total
             for i in 0..<extraStats { r.extra[i] += mb.extra[i] }
             // With an objective, `ce` is its value (already a share of the step's total).
-            r.ce += objective == nil ? mb.loss / Double(total) : mb.loss
-            if mb.nonFinite { finite = false }
+            r.ce += step.objective == nil ? mb.loss / total : mb.loss
             r.dropped += mb.dropped
             r.assigned += mb.assigned
             var bal = 0.0
             for b in mb.balance {
-                r.aux.expert += b.expert / Double(total)
-                r.aux.device += b.device / Double(total)
-                r.aux.communication += b.communication / Double(total)
+                r.aux.expert += b.expert / total
+                r.aux.device += b.device / total
+                r.aux.communication += b.communication / total
                 bal += b.expert + b.device + b.communication
             }
-            r.balance += bal / Double(total)
+            r.balance += bal / total
         }
         for l in 0..<routed where c.isMoELayer(l) && (l < layers || stats.counts[l].contains { $0 > 0 }) {
             r.expertLoad.append(stats.firstLoad[l])
@@ -356,28 +392,27 @@ package final class GridTrainer {
         r.protectedRouted = stats.protectedRouted
         r.protectedReceived = stats.protectedReceived
         // Layers that routed tokens this step (an MTP block the stage does not train routes none).
-        for l in 0..<(layers + mtpLayers) where c.isMoELayer(l) && stats.counts[l].contains(where: { $0 > 0 }) {
+        for l in 0..<routed where c.isMoELayer(l) && stats.counts[l].contains(where: { $0 > 0 }) {
             r.loadImbalance.append(RouterBias.imbalance(stats.counts[l]))
         }
+        step.result = r
+    }
 
-        if finite {
-            let s: Float = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1
-            try update(dense, optimizer: denseOptimizer, grad: gDense, scale: s, group: grid.dp, lr: lr)
-            try update(experts, optimizer: expertOptimizer, grad: gExpert, scale: s, group: grid.edp, lr: lr)
-            r.updated = true
-            if biasUpdateSpeed > 0 {
-                // Every rank moves every layer's bias (stages included): the counts are world sums.
-                for (layer, _, bias) in model.routerBiases {
-                    RouterBias.update(bias, counts: stats.counts[layer], speed: biasUpdateSpeed)
-                }
-            }
+    /// Clipping (a scale inside AdamW's loop) and AdamW on the rank's shards, dense over dp and
+    /// experts over edp, each then all-gathered.
+    func clipAndUpdate(norm: Float, lr: Float) throws {
+        let scale: Float = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1
+        try update(dense, optimizer: denseOptimizer, grad: reducer.denseShard, scale: scale, group: grid.dp, lr: lr)
+        try update(experts, optimizer: expertOptimizer, grad: reducer.expertShard, scale: scale, group: grid.edp, lr: lr)
+    }
+
+    /// Aux-loss-free balancing: every rank moves every layer's router bias by ±γ (stages
+    /// included: the counts are world sums).
+    func updateRouterBiases(counts: [[Double]]) {
+        guard biasUpdateSpeed > 0 else { return }
+        for (layer, _, bias) in model.routerBiases {
+            RouterBias.update(bias, counts: counts[layer], speed: biasUpdateSpeed)
         }
-        // Alone in its group a rank's "shard" is the gradient vector itself (the expert
-        // executor's, reused next step): holding it would force a copy when it is written again.
-        if grid.dp.size == 1 { gDense = [] }
-        if grid.edp.size == 1 { gExpert = [] }
-        r.optimizer = now() - t2
-        return r
     }
 
     /// AdamW on this rank's shard, in place in the parameter tensors; then the other ranks'

@@ -43,11 +43,12 @@ package final class ShardedInference {
     static let hiddenTag = 30_001, tokenTag = 30_002
 
     /// One round without work of its own: the stage's MoE layers' exchanges, for the others.
-    func serve() {
+    func serve() throws {
         guard let experts else { return }
         for l in grid.layers {
             if let moe = model.model.layers[l].moe { experts.serve(experts: moe.experts, layer: l) }
         }
+        try experts.throwIfFailed()
     }
 
     /// The most of `n` over the world's ranks: how many rounds everyone runs. Without the
@@ -79,7 +80,7 @@ package final class ShardedInference {
         var sends: [Communicator.Request] = []
         try withNoGrad {
             for i in 0..<n {
-                guard i < batches.count else { serve(); continue }
+                guard i < batches.count else { try serve(); continue }
                 let b = batches[i]
                 var h: Tensor
                 if grid.isFirstStage {
@@ -89,6 +90,7 @@ package final class ShardedInference {
                                shape: [b.rows, b.length, dim])
                 }
                 h = model.runLayers(h, layers: grid.layers, experts: experts).0
+                try experts?.throwIfFailed()
                 if grid.isLastStage {
                     try consume(i, model.lm_head(model.model.norm(h)))
                 } else {
@@ -151,7 +153,7 @@ package final class ShardedInference {
                 } else if !active {
                     break
                 }
-                guard active else { serve(); continue }
+                guard active else { try serve(); continue }
                 let req = requests[current]
                 if cache == nil {
                     cache = KVCache(model.config, kind: kind, batch: 1, capacity: req.prompt.count + req.maxNew, layers: grid.layers)
@@ -166,6 +168,7 @@ package final class ShardedInference {
                                shape: [1, tn, dim])
                 }
                 h = model.decodeLayers(h, layers: grid.layers, cache: cache!, experts: experts)
+                try experts?.throwIfFailed()
                 cache!.advance(tn)
                 let token: Int, finished: Bool
                 if grid.isLastStage {
