@@ -3,16 +3,16 @@
 /// there would skip every caller: `ExpertParallel` records the failure and stops exchanging,
 /// and its caller throws it at its next throwing point (`ExpertParallel.throwIfFailed`), up to
 /// the command, which ends the job so no other rank waits in a collective.
-public struct ExpertExchangeError: Error, CustomStringConvertible {
-    public enum Pass: Sendable { case forward, backward }
+package struct ExpertExchangeError: Error, CustomStringConvertible {
+    package enum Pass: Sendable { case forward, backward }
 
     /// The rank in the ep group, the MoE layer, and the pass that failed.
-    public let rank: Int
-    public let layer: Int
-    public let pass: Pass
-    public let cause: any Error
+    package let rank: Int
+    package let layer: Int
+    package let pass: Pass
+    package let cause: any Error
 
-    public var description: String {
+    package var description: String {
         "rank \(rank) of the ep group, layer \(layer)\(pass == .backward ? " backward" : ""): \(cause)"
     }
 }

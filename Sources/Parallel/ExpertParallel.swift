@@ -28,8 +28,8 @@ import DeepSeek
 /// order, recomputing the segments' activations and hidden gradients (3 of their 9 GEMMs) — the
 /// same kernel calls, so the same bits — with partial sums the size of one expert. With a single
 /// leaf there is no tree: the backward writes the gradients directly.
-public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
-    public let comm: Communicator
+package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
+    package let comm: Communicator
     let dispatcher: TokenDispatcher
     let experts: Int
     let local: Int
@@ -70,10 +70,10 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     package private(set) var load: [Int: (rows: Int, capacity: Int?)] = [:]
     /// Assignments of never-dropped sequences routed (counted by the sources) and received
     /// (recomputed by the owners from the token's global sequence): equal unless one was dropped.
-    public private(set) var protectedRouted = 0, protectedReceived = 0
+    package private(set) var protectedRouted = 0, protectedReceived = 0
     /// The first exchange that failed on this rank (see `ExpertExchangeError`). It stays: after
     /// it the group's exchanges are out of step for good.
-    public private(set) var failure: ExpertExchangeError?
+    package private(set) var failure: ExpertExchangeError?
 
     package init(comm: Communicator, experts: Int, layerOffset: [Int: Int], flatCount: Int) {
         self.comm = comm
@@ -181,7 +181,7 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
 
     /// Throws the first exchange that failed on this rank, if any: callers of the model's
     /// forward and backward call it at their next throwing point.
-    public func throwIfFailed() throws {
+    package func throwIfFailed() throws {
         if let failure { throw failure }
     }
 
@@ -190,7 +190,7 @@ public final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         if failure == nil { failure = error }
     }
 
-    public func run(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
+    package func run(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
                     length t: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int) -> Tensor {
         // After a failure the group is out of step: no more exchanges, the caller throws soon.
         guard failure == nil else { return Tensor(zeros: x.shape) }

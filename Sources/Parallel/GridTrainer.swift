@@ -15,26 +15,26 @@ import Collectives
 /// `step` is the schedule; each phase is a method: `forwardMicroBatch` and
 /// `backwardMicroBatch` in 1F1B order, `reduceGradients` (the `GradientReducer`'s buckets),
 /// `reduceStatistics`, `gradientNorm`, `clipAndUpdate` and `updateRouterBiases`.
-public final class ParallelTrainer {
-    public let grid: ProcessGrid
-    public let model: DeepSeekV2ForCausalLM
-    public let flat: FlatLayout
-    public let dense: FlatVector
-    public let experts: FlatVector
-    public let denseOptimizer: AdamWShard
-    public let expertOptimizer: AdamWShard
-    public let executor: ExpertParallel?
-    public let clip: Float
-    public var alphas: BalanceLosses.Alphas
-    public var dropping: TokenDropping?
-    public let seed: UInt64
+package final class GridTrainer {
+    package let grid: ProcessGrid
+    package let model: DeepSeekForCausalLM
+    package let flat: FlatLayout
+    package let dense: FlatVector
+    package let experts: FlatVector
+    package let denseOptimizer: AdamWShard
+    package let expertOptimizer: AdamWShard
+    package let executor: ExpertParallel?
+    package let clip: Float
+    package var alphas: BalanceLosses.Alphas
+    package var dropping: TokenDropping?
+    package let seed: UInt64
     /// Aux-loss-free balancing's γ (`moe.bias_update_speed`): the V3 router biases move by ±γ
     /// after each step. 0: they stay.
     package var biasUpdateSpeed: Float = 0
     /// MTP depths trained (`mtp.depth`, at most the model's) and λ, the weight of their mean
     /// cross-entropy in the loss (`mtp.weight`). 0 depths: MTP is not run.
-    public var mtpDepth = 0
-    public var mtpWeight: Float = 0
+    package var mtpDepth = 0
+    package var mtpWeight: Float = 0
     /// The step's gradients, from the micro-batches' backwards to the rank's shards.
     private var reducer: GradientReducer
 

@@ -1,7 +1,7 @@
 import Collectives
 import Autograd
 
-extension ParallelTrainer {
+extension GridTrainer {
     /// One step's state while its schedule runs: what the caller asked for, what the
     /// micro-batches report, the forwards waiting for their backwards, the sends in flight, and
     /// the result so far.
@@ -23,7 +23,7 @@ extension ParallelTrainer {
         var sends: [Communicator.Request] = []
         var result = StepResult()
 
-        init(_ trainer: ParallelTrainer, rows: Int, length: Int, step: Int, objective: Objective?, extraStats: Int) {
+        init(_ trainer: GridTrainer, rows: Int, length: Int, step: Int, objective: Objective?, extraStats: Int) {
             let c = trainer.model.config, total = trainer.grid.layout.microbatches
             self.rows = rows
             self.length = length

@@ -11,10 +11,10 @@ import Testing
     /// A tiny model whose MoE layers route with `method` (V3's config for `noaux_tc`, which needs
     /// sigmoid scores), with a non-zero router bias where the method has one.
     static func layer(_ method: TopKMethod) throws -> DeepSeekMoE {
-        var c = method == .noauxTC ? DeepSeekV2Config.tinyV3 : DeepSeekV2Config.tiny
+        var c = method == .noauxTC ? DeepSeekConfig.tinyV3 : DeepSeekConfig.tiny
         c.topkMethod = method
         try c.validate()
-        let moe = DeepSeekV2ForCausalLM(c, seed: 7).model.layers[1].moe!
+        let moe = DeepSeekForCausalLM(c, seed: 7).model.layers[1].moe!
         // Scores well apart: a fresh gate's are nearly uniform, and its routing ties then lie
         // within the finite differences' probes, which cross them. With these seeds the probes
         // stay 5× away from any tie.

@@ -10,16 +10,16 @@ import Optim
 @Suite struct ExpertExchangeFailureTests {
     struct Injected: Error, CustomStringConvertible { var description: String { "MPI_Alltoallv failed (injected)" } }
 
-    func trainer() throws -> ParallelTrainer {
-        let c = DeepSeekV2Config.tiny
-        let model = DeepSeekV2ForCausalLM(c, seed: 5, positions: 16)
+    func trainer() throws -> GridTrainer {
+        let c = DeepSeekConfig.tiny
+        let model = DeepSeekForCausalLM(c, seed: 5, positions: 16)
         let grid = try ProcessGrid(layout: Layout(dp: 1, ep: 1, pp: 1, microbatches: 1), world: .solo, layers: c.numHiddenLayers)
-        return ParallelTrainer(model: model, grid: grid, adam: AdamW.Config(), clip: 1,
+        return GridTrainer(model: model, grid: grid, adam: AdamW.Config(), clip: 1,
                                alphas: .init(expert: 0, device: 0, communication: 0), dropping: nil, seed: 0)
     }
 
-    func batch(_ m: Int) -> ParallelTrainer.MicroBatch {
-        ParallelTrainer.MicroBatch(rows: (0..<(2 * 17)).map { ($0 * 31 + 7) % 256 }, rows: 2, length: 16, firstSequence: 0)
+    func batch(_ m: Int) -> GridTrainer.MicroBatch {
+        GridTrainer.MicroBatch(rows: (0..<(2 * 17)).map { ($0 * 31 + 7) % 256 }, rows: 2, length: 16, firstSequence: 0)
     }
 
     @Test func aFailureDuringTheStepIsThrownByTheStepWithoutAnUpdate() throws {
@@ -27,7 +27,7 @@ import Optim
         let before = trainer.heldValues()
         // Recorded where nothing can throw (here inside the forward, after the layers): the
         // backward skips the exchanges and the step throws after it.
-        let objective: ParallelTrainer.Objective = { logits, _ in
+        let objective: GridTrainer.Objective = { logits, _ in
             executor.record(ExpertExchangeError(rank: 0, layer: 2, pass: .backward, cause: Injected()))
             return (logits.sum() * 0, [])
         }
