@@ -17,9 +17,9 @@ extension Trainer {
         let specs = stage.grpo?.rewards ?? Recipe.GRPOSettings().rewards
         return try specs.map { spec in
             switch spec.kind {
-            case "exact": return (ExactAnswerReward(), spec.weight)
-            case "format": return (AnswerFormatReward(pattern: try spec.pattern.map { try TokenRegex($0) }), spec.weight)
-            default: return (CommandReward(name: "command", command: spec.command!), spec.weight)
+            case .exact: return (ExactAnswerReward(), spec.weight)
+            case .format(let pattern): return (AnswerFormatReward(pattern: try pattern.map { try TokenRegex($0) }), spec.weight)
+            case .command(let command): return (CommandReward(name: "command", command: command), spec.weight)
             }
         }
     }
@@ -161,7 +161,7 @@ final class GRPORunner {
             throw RewardStop(message: "a reward function failed during generation batch \(b) (the rank's message is above)")
         }
         var reward = (0..<total).map { i in (0..<k).reduce(0.0) { $0 + rewards[$1].1 * table[i * (k + 3) + $1] } }
-        if settings.control == "shuffle_rewards" {
+        if settings.control == .shuffleRewards {
             let rng = Philox(seed: trainer.recipe.seed, purpose: "grpo-shuffle", UInt64(b))
             let order = (0..<total).sorted { rng.uniform(UInt64($0)) < rng.uniform(UInt64($1)) }
             reward = order.map { reward[$0] }

@@ -24,7 +24,8 @@ public final class Trainer {
     public let runDirectory: RunDirectory?
     var run: RunDirectory { runDirectory! }
     var isRoot: Bool { grid.world.rank == 0 }
-    let recipeDir: String
+    /// Where the recipe's relative paths are found.
+    let paths: RecipePaths
     let progress: (String) -> Void
     let isTerminal: Bool
     /// The tokenizer post-training renders with (a tokenizer.json or a model directory).
@@ -37,7 +38,7 @@ public final class Trainer {
     /// One row of the closing table.
     public struct StageSummary: Sendable {
         public var name: String
-        public var kind: String
+        public var kind: Recipe.StageKind.Name
         public var steps: Int
         public var seconds: Double
         public var lossBefore: Double?
@@ -61,12 +62,8 @@ public final class Trainer {
         let g = try grid ?? ProcessGrid(layout: Layout(dp: 1, ep: 1, pp: 1, microbatches: recipe.parallel.microbatches), world: .solo,
                                         layers: recipe.model.config(relativeTo: (recipePath as NSString).deletingLastPathComponent).numHiddenLayers)
         self.grid = g
-        let dir = (recipePath as NSString).deletingLastPathComponent
-        recipeDir = dir
-        tokenizerSource = recipe.tokenizer.map { t in
-            let r = t.hasPrefix("/") ? t : (dir as NSString).appendingPathComponent(t)
-            return FileManager.default.fileExists(atPath: r) ? r : t
-        }
+        paths = RecipePaths(recipePath: recipePath)
+        tokenizerSource = recipe.tokenizer.map(paths.resolve)
         runDirectory = g.world.rank == 0
             ? try RunDirectory(path: runDir, checkpointDir: recipe.checkpoint.dir, resolvedRecipe: recipe.resolvedYAML, fresh: fresh) : nil
         self.progress = progress
@@ -96,7 +93,7 @@ public final class Trainer {
     /// `resume`: a checkpoint path to continue from (its stage, step, weights and optimizer).
     public func train(resume: String?) throws -> Outcome {
         Trainer.installSignalHandlers()
-        let config = try recipe.model.config(relativeTo: recipeDir)
+        let config = try recipe.model.config(relativeTo: paths.directory)
         var startStage = 0, startStep = 0, globalStep = 0, tokens = 0
         var model: DeepSeekV2ForCausalLM
         // Where the optimizer state comes from on resume: each rank reads its own moments there.
@@ -105,8 +102,8 @@ public final class Trainer {
         // prompt plus the completion, in evaluation and GRPO).
         let positions = recipe.stages.indices.map { i -> Int in
             let s = recipe.stages[i]
-            if s.kind == "pretrain" { return s.seqLen }
-            return Swift.max(s.seqLen, Self.tokenizerSource(recipe: recipe, recipeDir: recipeDir, stage: i) == nil ? 128 : 512)
+            if case .pretrain = s.kind { return s.seqLen }
+            return Swift.max(s.seqLen, Self.tokenizerSource(recipe: recipe, paths: paths, stage: i) == nil ? 128 : 512)
         }.max()! + 1
         // A rank builds, initialises and loads only its part: its stage, its ep block's experts.
         let holds = grid.holds(experts: config.nRoutedExperts)
@@ -150,7 +147,7 @@ public final class Trainer {
         for si in startStage..<recipe.stages.count {
             let stage = recipe.stages[si]
             if si > startStage || resume == nil, let initPath = stage.initFrom {
-                let path = resolvePath(initPath)
+                let path = paths.resolve(initPath)
                 let m: DeepSeekV2ForCausalLM
                 if let dir = hfDirectory(initPath) {
                     // A Hugging Face model directory: its weights, and its tokenizer for the stages.
@@ -178,36 +175,20 @@ public final class Trainer {
         return .finished
     }
 
-    /// A path of the recipe: relative to the recipe's directory when something is there, else
-    /// to the working directory.
-    func resolvePath(_ p: String) -> String {
-        if p.hasPrefix("/") || p.hasPrefix("synthetic:") { return p }
-        let r = (recipeDir as NSString).appendingPathComponent(p)
-        return FileManager.default.fileExists(atPath: r) ? r : p
-    }
-
-    /// `spec` (see `resolvePath`) as a directory path, when it is one.
-    func hfDirectory(_ spec: String) -> String? {
-        let p = resolvePath(spec)
-        var isDir: ObjCBool = false
-        return FileManager.default.fileExists(atPath: p, isDirectory: &isDir) && isDir.boolValue ? p : nil
-    }
+    /// `spec` (see `RecipePaths`) as a directory path, when it is one.
+    func hfDirectory(_ spec: String) -> String? { paths.directory(spec) }
 
     /// How a post-training stage turns conversations into tokens: the recipe's `tokenizer:`,
     /// else the model directory's tokenizer, else the built-in byte format. A tokenizer needs a
     /// chat template and must fit the model's vocabulary.
     func chatFormat(vocab: Int, stage: Int) throws -> ChatFormat {
-        try Self.chatFormat(recipe: recipe, recipeDir: recipeDir, stage: stage, vocab: vocab)
+        try Self.chatFormat(recipe: recipe, paths: paths, stage: stage, vocab: vocab)
     }
 
     /// The tokenizer stage `stage` renders with: the recipe's `tokenizer:`, else the last model
     /// directory (`model:`, then the stages' `init:`) that holds a tokenizer.json.
-    static func tokenizerSource(recipe: Recipe, recipeDir: String, stage: Int) -> String? {
-        func resolve(_ p: String) -> String {
-            if p.hasPrefix("/") { return p }
-            let r = (recipeDir as NSString).appendingPathComponent(p)
-            return FileManager.default.fileExists(atPath: r) ? r : p
-        }
+    static func tokenizerSource(recipe: Recipe, paths: RecipePaths, stage: Int) -> String? {
+        let resolve = paths.resolve
         if let t = recipe.tokenizer { return resolve(t) }
         let candidates = [recipe.model.source] + recipe.stages.prefix(stage + 1).compactMap(\.initFrom)
         return candidates.map(resolve).last { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent("tokenizer.json")) }
@@ -216,27 +197,23 @@ public final class Trainer {
     /// What a stage will read, checked before anything is written (`deeptrain train` calls it
     /// for every stage, so bad data or a tokenizer that does not fit leaves no run directory).
     public static func checkData(recipe: Recipe, recipePath: String, stage i: Int, vocab: Int) throws {
-        let dir = (recipePath as NSString).deletingLastPathComponent
+        let paths = RecipePaths(recipePath: recipePath)
         let s = recipe.stages[i]
-        func resolve(_ p: String) -> String {
-            if p.hasPrefix("/") || p.hasPrefix("synthetic:") { return p }
-            let r = (dir as NSString).appendingPathComponent(p)
-            return FileManager.default.fileExists(atPath: r) ? r : p
-        }
-        if s.kind == "pretrain" {
-            _ = try DataSource.open(resolve(s.data), vocab: vocab)
+        guard let form = s.kind.postTrainingForm, let heldOut = s.kind.heldOut else {
+            _ = try DataSource.open(paths.resolve(s.data), vocab: vocab)
             return
         }
-        let format = try chatFormat(recipe: recipe, recipeDir: dir, stage: i, vocab: vocab)
+        let format = try chatFormat(recipe: recipe, paths: paths, stage: i, vocab: vocab)
         if !format.isTemplate && vocab < 256 {
             throw RecipeError(file: recipePath, line: nil, column: nil, path: "stages[\(i)].data",
-                              message: "\(s.kind) stages use the byte-level chat template (docs/grpo.md) and need vocab_size ≥ 256, or a tokenizer with a chat template")
+                              message: "\(s.kind.name.rawValue) stages use the byte-level chat template (docs/grpo.md) and need vocab_size ≥ 256, or a tokenizer with a chat template")
         }
-        _ = try PostTrainingData.open(resolve(s.data), kind: s.kind, format: format, evalData: s.evalData.map(resolve), evalFraction: s.evalFraction)
+        _ = try PostTrainingData.open(paths.resolve(s.data), form: form, format: format, evalData: heldOut.evalData.map(paths.resolve),
+                                      evalFraction: heldOut.evalFraction)
     }
 
-    static func chatFormat(recipe: Recipe, recipeDir: String, stage: Int, vocab: Int) throws -> ChatFormat {
-        guard let source = tokenizerSource(recipe: recipe, recipeDir: recipeDir, stage: stage) else { return .bytes }
+    static func chatFormat(recipe: Recipe, paths: RecipePaths, stage: Int, vocab: Int) throws -> ChatFormat {
+        guard let source = tokenizerSource(recipe: recipe, paths: paths, stage: stage) else { return .bytes }
         let t = try ChatTokenizer(path: source)
         guard t.template != nil else {
             throw TokenizerError(source: source, message: "has no chat template (chat_template.jinja or tokenizer_config.json's chat_template): post-training needs one to render conversations")
@@ -259,21 +236,21 @@ public final class Trainer {
     func runStage(_ stage: Recipe.Stage, index si: Int, model: DeepSeekV2ForCausalLM, from startStep: Int,
                   momentsFrom: String?, globalStep: inout Int, tokens: inout Int) throws -> Outcome {
         let micro = recipe.parallel.microbatches
-        guard stage.batchSize % micro == 0 || stage.kind == "grpo" else {
+        guard stage.batchSize % micro == 0 || stage.grpo != nil else {
             throw RecipeError(file: "recipe", line: nil, column: nil, path: "stages[\(si)].batch_size",
                               message: "is \(stage.batchSize), not divisible by parallel.microbatches = \(micro)")
         }
         var stage = stage
-        let pretrainData = stage.kind == "pretrain" ? try DataSource.open(resolvePath(stage.data), vocab: model.config.vocabSize) : nil
-        let resolve = resolvePath
-        let postData = stage.kind == "pretrain" ? nil
-            : try PostTrainingData.open(resolve(stage.data), kind: stage.kind,
-                                        format: try chatFormat(vocab: model.config.vocabSize, stage: si),
-                                        evalData: stage.evalData.map(resolve), evalFraction: stage.evalFraction)
-        if let postData, postData.format.isTemplate {
-            log("stage \(stage.name): conversations rendered with the chat template of \(Self.tokenizerSource(recipe: recipe, recipeDir: recipeDir, stage: si)!)")
+        let resolve = paths.resolve
+        let pretrainData = stage.kind.postTrainingForm == nil ? try DataSource.open(resolve(stage.data), vocab: model.config.vocabSize) : nil
+        let postData = try stage.kind.postTrainingForm.map {
+            try PostTrainingData.open(resolve(stage.data), form: $0, format: try chatFormat(vocab: model.config.vocabSize, stage: si),
+                                      evalData: stage.kind.heldOut!.evalData.map(resolve), evalFraction: stage.kind.heldOut!.evalFraction)
         }
-        if let postData, stage.kind == "sft", let n = postData.count, !stage.packing {
+        if let postData, postData.format.isTemplate {
+            log("stage \(stage.name): conversations rendered with the chat template of \(Self.tokenizerSource(recipe: recipe, paths: paths, stage: si)!)")
+        }
+        if let postData, let sft = stage.sft, let n = postData.count, !sft.packing {
             // Cut, never dropped: say up front how many conversations do not fit a row.
             let long = (0..<n).filter { postData.renderedConversation($0, seed: recipe.seed).tokens.count > stage.seqLen + 1 }.count
             if long > 0 { log("stage \(stage.name): \(long) of \(n) conversations are longer than seq_len + 1 = \(stage.seqLen + 1) tokens and are cut (truncated_conversations_local counts them per step)") }
@@ -282,8 +259,8 @@ public final class Trainer {
             log("stage \(stage.name): no eval_data or eval_fraction, so no held-out evaluation")
             stage.evalEvery = 0
         }
-        let packer = stage.packing ? PostTrainingData.Packer(data: postData!, seed: recipe.seed, length: stage.seqLen) : nil
-        if let epochs = stage.epochs, let n = postData?.count {
+        let packer = stage.sft?.packing == true ? PostTrainingData.Packer(data: postData!, seed: recipe.seed, length: stage.seqLen) : nil
+        if let epochs = stage.sft?.epochs, let n = postData?.count {
             let rows = packer?.rows(covering: epochs * n) ?? epochs * n
             stage.steps = (rows + stage.batchSize - 1) / stage.batchSize
         }
@@ -309,8 +286,8 @@ public final class Trainer {
             guard grid.layout.pp == 1 else {
                 throw stageError("mtp.depth", "is \(stage.mtpDepth) with parallel.pp = \(grid.layout.pp): MTP reads the embedding, which only the first pipeline stage holds (use pp: 1)")
             }
-            guard !stage.packing, stage.kind != "grpo" else {
-                throw stageError("mtp.depth", "is \(stage.mtpDepth) in a \(stage.packing ? "packed SFT" : "GRPO") stage; MTP trains pretraining and unpacked SFT stages")
+            guard stage.sft?.packing != true, stage.grpo == nil else {
+                throw stageError("mtp.depth", "is \(stage.mtpDepth) in a \(stage.sft?.packing == true ? "packed SFT" : "GRPO") stage; MTP trains pretraining and unpacked SFT stages")
             }
             trainer.mtpDepth = stage.mtpDepth
             trainer.mtpWeight = Float(stage.mtpWeight)
@@ -325,7 +302,7 @@ public final class Trainer {
             if let pretrainData { return try self.evaluate(inference, data: pretrainData, stage: stage) }
             return try self.evaluateChat(inference, data: postData!, stage: stage, rewards: rewards)
         }
-        let grpo = stage.kind == "grpo" ? try GRPORunner(trainer: self, engine: trainer, stage: stage, data: postData!, rewards: rewards) : nil
+        let grpo = stage.grpo != nil ? try GRPORunner(trainer: self, engine: trainer, stage: stage, data: postData!, rewards: rewards) : nil
         let schedule = stage.lrSchedule()
         let flopsPerToken = ModelPlan(model.config, sequenceLength: stage.seqLen).flops_per_token
         // MFU's denominator: ranks × the sgemm peak measured here at a rank's thread count and
@@ -333,7 +310,7 @@ public final class Trainer {
         let peak = try SgemmPeak.job(world: grid.world, threads: Threads.count) * 1e9
         let stageStart = now()
         var nanRun = 0, nanTotal = 0
-        var summary = StageSummary(name: stage.name, kind: stage.kind, steps: stage.steps, seconds: 0, samples: 0)
+        var summary = StageSummary(name: stage.name, kind: stage.kind.name, steps: stage.steps, seconds: 0, samples: 0)
         if stage.evalEvery > 0 && startStep == 0 {
             let e = try evaluate()
             if isRoot {
@@ -345,7 +322,7 @@ public final class Trainer {
             log("stage \(si) \(stage.name): grpo on \(stage.data), \(stage.steps) steps; \(g.promptsPerStep) prompts × \(g.numGenerations) completions "
                 + "of ≤ \(g.maxCompletionLength) tokens every \(g.numIterations) step(s), loss \(g.lossType.rawValue), β \(g.beta), from step \(startStep)")
         } else {
-            log("stage \(si) \(stage.name): \(stage.kind) on \(stage.data), \(stage.steps) steps of \(stage.batchSize)×\(stage.seqLen) tokens, from step \(startStep)")
+            log("stage \(si) \(stage.name): \(stage.kind.name.rawValue) on \(stage.data), \(stage.steps) steps of \(stage.batchSize)×\(stage.seqLen) tokens, from step \(startStep)")
         }
         var step = startStep
         while step < stage.steps {
@@ -527,7 +504,7 @@ extension Trainer {
         let samples = summaries.map(\.samples).max() ?? 0
         var lines = ["stage        kind      steps    time   held-out loss      exact match        mean reward" + (samples > 0 ? "   (\(samples) held-out problems)" : "")]
         for s in summaries {
-            lines.append(s.name.padding(toLength: 13, withPad: " ", startingAt: 0) + s.kind.padding(toLength: 8, withPad: " ", startingAt: 0)
+            lines.append(s.name.padding(toLength: 13, withPad: " ", startingAt: 0) + s.kind.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
                          + String(format: "%7d %6.0fs   ", s.steps, s.seconds)
                          + "\(f(s.lossBefore, "%.3f")) → \(f(s.lossAfter, "%.3f"))".padding(toLength: 19, withPad: " ", startingAt: 0)
                          + "\(f(s.accuracyBefore.map { 100 * $0 }, "%.1f%%")) → \(f(s.accuracyAfter.map { 100 * $0 }, "%.1f%%"))".padding(toLength: 19, withPad: " ", startingAt: 0)
