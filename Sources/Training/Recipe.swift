@@ -309,7 +309,8 @@ public struct Recipe: Sendable {
         g.beta = try o.double("beta", default: 0.04, min: 0)
         g.epsilon = try o.double("epsilon", default: 0.2, min: 0, max: 1)
         g.epsilonHigh = try o.double("epsilon_high", default: g.epsilon, min: 0)
-        g.lossType = GRPOObjective.LossType(rawValue: try o.string("loss_type", default: "dapo", allowed: GRPOObjective.LossType.allCases.map(\.rawValue)))!
+        g.lossType = GRPOObjective.LossType(rawValue: try o.string("loss_type", default: "dapo",
+                                                                   allowed: GRPOObjective.LossType.allCases.map(\.rawValue)))!
         g.numIterations = try o.int("num_iterations", default: 1, min: 1)
         g.maskTruncated = try o.bool("mask_truncated_completions", default: false)
         g.scaleRewards = GRPOObjective.RewardScaling(rawValue: try o.string("scale_rewards", default: "group",
@@ -359,7 +360,8 @@ public struct Recipe: Sendable {
         case .sft:
             fits = data == "synthetic:arithmetic-chat" || data == "synthetic:arithmetic-chat-off-by-one" || data.hasSuffix(".jsonl")
                 || ChatPrepare.conversations(in: data) != nil
-            reads = "synthetic:arithmetic-chat, synthetic:arithmetic-chat-off-by-one, a chat .jsonl file or a directory `deeptrain prepare` made of one"
+            reads = "synthetic:arithmetic-chat, synthetic:arithmetic-chat-off-by-one, a chat .jsonl file "
+                + "or a directory `deeptrain prepare` made of one"
         case .grpo:
             fits = data == "synthetic:arithmetic-prompts" || data.hasSuffix(".jsonl")
             reads = "synthetic:arithmetic-prompts or a prompt .jsonl file"
