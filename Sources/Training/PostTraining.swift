@@ -45,6 +45,7 @@ final class GRPORunner: StageRunner {
     let data: PostTrainingData
     var rewards: [(RewardFunction, Double)] { context.rewards }
     let objective: GRPOObjective
+    /// The sharded model that samples and scores log-probabilities (evaluation has the context's).
     let inference: ShardedInference
     /// The frozen reference: the stage's initial values of this rank's part (`heldValues`).
     var reference: [Float]?

@@ -2,8 +2,10 @@ import Foundation
 import Parallel
 
 /// What every step of every stage writes to `metrics.jsonl` (docs/recipes.md "Metrics"), under
-/// the file's key names. Optional keys are absent from a line when nil.
-struct StepMetrics: Codable, Sendable {
+/// the file's key names. Optional keys are absent from a line when nil. The metrics structs are
+/// written, never read back: a non-finite number is written as null, which a non-optional
+/// field could not decode (Plot and the tests read lines as JSON objects).
+struct StepMetrics: Encodable, Sendable {
     var stage: String
     var step: Int
     var globalStep: Int
@@ -89,10 +91,10 @@ struct StepMetrics: Codable, Sendable {
 }
 
 /// A pretraining step writes the common metrics only.
-struct PretrainMetrics: Codable, Sendable {}
+struct PretrainMetrics: Encodable, Sendable {}
 
 /// What an SFT step adds.
-struct SFTMetrics: Codable, Sendable {
+struct SFTMetrics: Encodable, Sendable {
     /// Passes over the conversations before this step (JSONL data, unpacked).
     var epoch: Double?
     /// Conversations consumed so far (packed rows).
