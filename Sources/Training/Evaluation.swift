@@ -84,7 +84,7 @@ extension RecipeTrainer {
     /// mean reward.
     func evaluateChat(_ inference: ShardedInference, data: PostTrainingData, stage: Recipe.Stage,
                       rewards: [(RewardFunction, Double)]) throws -> Evaluation {
-        let length = stage.kind == "grpo" ? 48 : stage.seqLen
+        let length = stage.grpo != nil ? 48 : stage.seqLen
         let convs = data.heldOutConversations(64)
         let batches = stride(from: 0, to: convs.count, by: 16).map { start in
             let part = convs[start..<Swift.min(start + 16, convs.count)]

@@ -18,11 +18,15 @@ import Autograd
 package struct GRPOObjective: Sendable, Equatable {
     package enum LossType: String, CaseIterable, Sendable { case grpo, bnpo, drGrpo = "dr_grpo", dapo }
 
-    package var lossType: LossType
-    package var beta: Double
-    package var epsilonLow: Double
-    package var epsilonHigh: Double
-    package var maxCompletionLength: Int
+    /// What a group's advantages are divided by (`scale_rewards`, TRL's): the group's std, the
+    /// whole batch's, or nothing.
+    public enum RewardScaling: String, CaseIterable, Sendable { case group, batch, none }
+
+    public var lossType: LossType
+    public var beta: Double
+    public var epsilonLow: Double
+    public var epsilonHigh: Double
+    public var maxCompletionLength: Int
 
     package init(lossType: LossType, beta: Double, epsilonLow: Double, epsilonHigh: Double, maxCompletionLength: Int) {
         self.lossType = lossType
@@ -33,9 +37,9 @@ package struct GRPOObjective: Sendable, Equatable {
     }
 
     /// A_i = (r_i − mean of its group) / (std + 1e-4), std with Bessel's correction, as TRL
-    /// (`scale`: "group" as here, "batch" with the whole batch's std, "none" without dividing).
+    /// (`scale`: `.group` as here, `.batch` with the whole batch's std, `.none` without dividing).
     /// Also which groups have zero spread (no signal).
-    package static func advantages(_ rewards: [Double], groupSize g: Int, scale: String = "group") -> (advantages: [Double], zeroStd: [Bool]) {
+    public static func advantages(_ rewards: [Double], groupSize g: Int, scale: RewardScaling = .group) -> (advantages: [Double], zeroStd: [Bool]) {
         precondition(rewards.count % g == 0)
         func std(_ xs: ArraySlice<Double>) -> Double {
             guard xs.count > 1 else { return 0 }
@@ -48,7 +52,12 @@ package struct GRPOObjective: Sendable, Equatable {
             let group = rewards[start..<(start + g)]
             let mean = group.reduce(0, +) / Double(g), s = std(group)
             zero.append(abs(s) < 1e-8)
-            let denom = scale == "none" ? 1 : (scale == "batch" ? batchStd : s) + 1e-4
+            let denom: Double
+            switch scale {
+            case .none: denom = 1
+            case .batch: denom = batchStd + 1e-4
+            case .group: denom = s + 1e-4
+            }
             for i in start..<(start + g) { adv[i] = (rewards[i] - mean) / denom }
         }
         return (adv, zero)

@@ -17,9 +17,9 @@ extension RecipeTrainer {
         let specs = stage.grpo?.rewards ?? Recipe.GRPOSettings().rewards
         return try specs.map { spec in
             switch spec.kind {
-            case "exact": return (ExactAnswerReward(), spec.weight)
-            case "format": return (AnswerFormatReward(pattern: try spec.pattern.map { try TokenRegex($0) }), spec.weight)
-            default: return (CommandReward(name: "command", command: spec.command!), spec.weight)
+            case .exact: return (ExactAnswerReward(), spec.weight)
+            case .format(let pattern): return (AnswerFormatReward(pattern: try pattern.map { try TokenRegex($0) }), spec.weight)
+            case .command(let command): return (CommandReward(name: "command", command: command), spec.weight)
             }
         }
     }
@@ -36,14 +36,16 @@ extension RecipeTrainer {
 /// (ShardedInference), no rank holding another's weights — and the results do not depend on the
 /// layout. Rewards are all-gathered so that every group's advantages come from its whole group
 /// wherever its completions were sampled.
-final class GRPORunner {
-    unowned let trainer: RecipeTrainer
-    let engine: GridTrainer
+final class GRPORunner: StageRunner {
+    let context: StageContext
+    var trainer: Trainer { context.trainer }
+    var engine: ParallelTrainer { context.engine }
     let stage: Recipe.Stage
     let settings: Recipe.GRPOSettings
     let data: PostTrainingData
-    let rewards: [(RewardFunction, Double)]
+    var rewards: [(RewardFunction, Double)] { context.rewards }
     let objective: GRPOObjective
+    /// The sharded model that samples and scores log-probabilities (evaluation has the context's).
     let inference: ShardedInference
     /// The frozen reference: the stage's initial values of this rank's part (`heldValues`).
     var reference: [Float]?
@@ -60,17 +62,16 @@ final class GRPORunner {
         var old: [[Float]]?
         var ref: [[Float]]?
         var tokens: Double
-        var metrics: [String: Any]
+        var metrics: GenerationMetrics
     }
     var batch: Batch?
 
-    init(trainer: RecipeTrainer, engine: GridTrainer, stage: Recipe.Stage, data: PostTrainingData, rewards: [(RewardFunction, Double)]) throws {
-        self.trainer = trainer
-        self.engine = engine
+    init(_ context: StageContext, stage: Recipe.Stage, settings: Recipe.GRPOSettings, data: PostTrainingData) throws {
+        self.context = context
         self.stage = stage
-        settings = stage.grpo!
+        self.settings = settings
         self.data = data
-        self.rewards = rewards
+        let engine = context.engine
         total = settings.promptsPerStep * settings.numGenerations
         let micro = engine.grid.layout.microbatches
         guard total % micro == 0 else {
@@ -137,31 +138,10 @@ final class GRPORunner {
             truncated[i] = !stopped
             texts[i] = try data.format.text(tokens)
         }
-        // Scores of this position's completions, per reward function (on its first stage: every
-        // stage has the completions, one scores them); then everyone's.
+        let scores = try score(mine: mine, prompts: prompts, completions: completions, texts: texts, truncated: truncated, batch: b)
         let k = rewards.count
-        var table = [Double](repeating: 0, count: total * (k + 3) + 1)
-        if grid.isFirstStage { do {
-            let batch = mine.map { Completion(prompt: prompts[$0 / g].prompt, answer: prompts[$0 / g].answer, completion: texts[$0], truncated: truncated[$0]) }
-            for (fi, (f, _)) in rewards.enumerated() {
-                let s = try f.score(batch)
-                for (j, i) in mine.enumerated() { table[i * (k + 3) + fi] = s[j] }
-            }
-        } catch {
-            FileHandle.standardError.write(Data("error: \(grid.world.size > 1 ? "rank \(grid.world.rank): " : "")\(error)\n".utf8))
-            table[total * (k + 3)] = 1
-        }
-        for i in mine {
-            table[i * (k + 3) + k] = Double(completions[i].count)
-            table[i * (k + 3) + k + 1] = truncated[i] ? 1 : 0
-            table[i * (k + 3) + k + 2] = 1  // sampled here (each completion on exactly one position)
-        } }
-        try grid.world.allreduceSum(&table)
-        if table[total * (k + 3)] != 0 {
-            throw RewardStop(message: "a reward function failed during generation batch \(b) (the rank's message is above)")
-        }
-        var reward = (0..<total).map { i in (0..<k).reduce(0.0) { $0 + rewards[$1].1 * table[i * (k + 3) + $1] } }
-        if settings.control == "shuffle_rewards" {
+        var reward = (0..<total).map { i in (0..<k).reduce(0.0) { $0 + rewards[$1].1 * scores.scores[i][$1] } }
+        if settings.control == .shuffleRewards {
             let rng = Philox(seed: trainer.recipe.seed, purpose: "grpo-shuffle", UInt64(b))
             let order = (0..<total).sorted { rng.uniform(UInt64($0)) < rng.uniform(UInt64($1)) }
             reward = order.map { reward[$0] }
@@ -170,65 +150,101 @@ final class GRPORunner {
         var mask = [[Float]](repeating: [Float](repeating: 0, count: tc), count: total)
         var tokens = 0.0
         for i in 0..<total {
-            let n = Int(table[i * (k + 3) + k]), cut = table[i * (k + 3) + k + 1] != 0
+            let n = Int(scores.lengths[i]), cut = scores.truncated[i] != 0
             if settings.maskTruncated && cut { continue }
             for j in 0..<n { mask[i][j] = 1 }
             tokens += Double(n)
         }
         var out = Batch(index: b, length: length, prompts: (0..<total).map { promptTokens[$0 / g] }, completions: completions,
-                        mask: mask, advantages: adv, old: nil, ref: nil, tokens: tokens, metrics: [:])
-        // π_old (for μ > 1) and the reference, for this position's completions, without
-        // gradients, through the stages (the reference: the frozen values swapped in).
-        if settings.numIterations > 1 || reference != nil {
-            var old = [[Float]](repeating: [], count: total), ref = [[Float]](repeating: [], count: total)
-            let micros = Array(grid.micros)
-            let batches = micros.map { m in
-                let range = (m * rows)..<((m + 1) * rows)
-                return ShardedInference.Batch(ids: rowsOf(out.prompts[range], out.completions[range], length: length), rows: rows, length: length)
-            }
-            func logps(into table: inout [[Float]]) throws {
-                try inference.forward(batches) { j, logits in
-                    let range = (micros[j] * rows)..<((micros[j] + 1) * rows)
-                    let lp = self.logps(logits, prompts: out.prompts[range], completions: out.completions[range], length: length).contiguousNoGrad()
-                    for (r, i) in range.enumerated() { table[i] = Array(UnsafeBufferPointer(start: lp.data + r * tc, count: tc)) }
-                }
-            }
-            if settings.numIterations > 1 {
-                try logps(into: &old)
-                out.old = old
-            }
-            if reference != nil {
-                engine.swapHeld(&reference!)
-                defer { engine.swapHeld(&reference!) }
-                try logps(into: &ref)
-                out.ref = ref
+                        mask: mask, advantages: adv, old: nil, ref: nil, tokens: tokens,
+                        metrics: metrics(reward, zeroStd: zero, scores: scores, batch: b))
+        try oldAndReferenceLogps(&out)
+        return out
+    }
+
+    /// π_old (for μ > 1) and the reference, for this position's completions, without
+    /// gradients, through the stages (the reference: the frozen values swapped in).
+    func oldAndReferenceLogps(_ out: inout Batch) throws {
+        guard settings.numIterations > 1 || reference != nil else { return }
+        let tc = settings.maxCompletionLength, length = out.length, prompts = out.prompts, completions = out.completions
+        var old = [[Float]](repeating: [], count: total), ref = [[Float]](repeating: [], count: total)
+        let micros = Array(grid.micros)
+        let batches = micros.map { m in
+            let range = (m * rows)..<((m + 1) * rows)
+            return ShardedInference.Batch(ids: rowsOf(prompts[range], completions[range], length: length), rows: rows, length: length)
+        }
+        func logps(into table: inout [[Float]]) throws {
+            try inference.forward(batches) { j, logits in
+                let range = (micros[j] * rows)..<((micros[j] + 1) * rows)
+                let lp = self.logps(logits, prompts: prompts[range], completions: completions[range], length: length).contiguousNoGrad()
+                for (r, i) in range.enumerated() { table[i] = Array(UnsafeBufferPointer(start: lp.data + r * tc, count: tc)) }
             }
         }
+        if settings.numIterations > 1 {
+            try logps(into: &old)
+            out.old = old
+        }
+        if reference != nil {
+            engine.swapHeld(&reference!)
+            defer { engine.swapHeld(&reference!) }
+            try logps(into: &ref)
+            out.ref = ref
+        }
+    }
+
+    /// Scores of this position's completions, per reward function (on its first stage: every
+    /// stage has the completions, one scores them); then everyone's.
+    func score(mine: [Int], prompts: [PromptWithAnswer], completions: [[Int]], texts: [String], truncated: [Bool],
+               batch b: Int) throws -> CompletionScores {
+        let g = settings.numGenerations
+        var scores = CompletionScores(completions: total, functions: rewards.count)
+        if grid.isFirstStage { do {
+            let batch = mine.map {
+                Completion(prompt: prompts[$0 / g].prompt, answer: prompts[$0 / g].answer, completion: texts[$0], truncated: truncated[$0])
+            }
+            for (fi, (f, _)) in rewards.enumerated() {
+                let s = try f.score(batch)
+                for (j, i) in mine.enumerated() { scores.scores[i][fi] = s[j] }
+            }
+        } catch {
+            FileHandle.standardError.write(Data("error: \(grid.world.size > 1 ? "rank \(grid.world.rank): " : "")\(error)\n".utf8))
+            scores.failed = 1
+        }
+        for i in mine {
+            scores.lengths[i] = Double(completions[i].count)
+            scores.truncated[i] = truncated[i] ? 1 : 0
+            scores.sampledHere[i] = 1  // each completion on exactly one position
+        } }
+        scores = try scores.gathered(grid.world)
+        if scores.failed != 0 {
+            throw RewardStop(message: "a reward function failed during generation batch \(b) (the rank's message is above)")
+        }
+        return scores
+    }
+
+    /// The generation batch's metrics (TRL's): rewards after any control, before advantages.
+    func metrics(_ reward: [Double], zeroStd zero: [Bool], scores: CompletionScores, batch b: Int) -> GenerationMetrics {
         let n = Double(total)
         let mean = reward.reduce(0, +) / n
         let std = (reward.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Swift.max(n - 1, 1)).squareRoot()
-        var m: [String: Any] = [
-            "reward_mean": mean, "reward_std": std,
-            "completion_len_mean": (0..<total).reduce(0.0) { $0 + table[$1 * (k + 3) + k] } / n,
-            "frac_zero_std_groups": Double(zero.filter { $0 }.count) / Double(zero.count),
-            "truncated_fraction": (0..<total).reduce(0.0) { $0 + table[$1 * (k + 3) + k + 1] } / n,
-            "generation_batch": b,
-        ]
+        var byFunction: [String: Double] = [:]
         for (fi, (f, _)) in rewards.enumerated() {
-            m["rewards/\(f.name)"] = (0..<total).reduce(0.0) { $0 + table[$1 * (k + 3) + fi] } / n
+            byFunction[f.name] = (0..<total).reduce(0.0) { $0 + scores.scores[$1][fi] } / n
         }
-        out.metrics = m
-        return out
+        return GenerationMetrics(rewardMean: mean, rewardStd: std, rewardsByFunction: byFunction,
+                                 completionLenMean: (0..<total).reduce(0.0) { $0 + scores.lengths[$1] } / n,
+                                 fracZeroStdGroups: Double(zero.filter { $0 }.count) / Double(zero.count),
+                                 truncatedFraction: (0..<total).reduce(0.0) { $0 + scores.truncated[$1] } / n, generationBatch: b)
     }
 
     /// One optimizer step: a new generation batch every `num_iterations` steps, then the
     /// objective on it. Returns the step, its metrics and the tokens it trained on.
-    func step(step: Int, globalStep: Int, lr: Float) throws -> (GridTrainer.StepResult, [String: Any], Int) {
+    func step(_ step: Int, globalStep: Int, lr: Float) throws -> (result: ParallelTrainer.StepResult, metrics: GRPOMetrics, tokens: Int) {
         let b = step / settings.numIterations
         if batch?.index != b {
             let t0 = now()
             batch = try generate(index: b)
-            batch!.metrics["generation_s"] = now() - t0
+            batch!.metrics.generationS = now() - t0
         }
         let cur = batch!
         let micro = grid.layout.microbatches
@@ -245,9 +261,24 @@ final class GRPORunner {
                                                 totalRows: self.total, microbatches: micro, totalTokens: cur.tokens)
             return (loss, [s.klSum, s.tokens, s.clipped])
         }, extraStats: 3)
-        var m = cur.metrics
-        m["kl"] = r.extra[1] > 0 ? r.extra[0] / r.extra[1] : 0
-        m["clip_fraction"] = r.extra[1] > 0 ? r.extra[2] / r.extra[1] : 0
+        let m = GRPOMetrics(generation: cur.metrics, kl: r.extra[1] > 0 ? r.extra[0] / r.extra[1] : 0,
+                            clipFraction: r.extra[1] > 0 ? r.extra[2] / r.extra[1] : 0)
         return (r, m, Int(cur.tokens))
+    }
+
+    func opening(from step: Int) -> String {
+        "stage \(context.index) \(stage.name): grpo on \(stage.data), \(stage.steps) steps; \(settings.promptsPerStep) prompts × "
+            + "\(settings.numGenerations) completions of ≤ \(settings.maxCompletionLength) tokens every \(settings.numIterations) step(s), "
+            + "loss \(settings.lossType.rawValue), β \(settings.beta), from step \(step)"
+    }
+
+    func evaluate() throws -> Evaluation {
+        try trainer.evaluateChat(context.inference, data: data, stage: stage, rewards: rewards)
+    }
+
+    func progressLine(_ common: StepMetrics, _ m: GRPOMetrics, steps: Int, eta: Double) -> String {
+        String(format: "step %5d/%d  reward %.3f ± %.3f  kl %.4f  clip %.3f  len %.1f  zero-std groups %.2f  grad_norm %.3f  eta %.0fs",
+               common.step, steps, m.generation.rewardMean, m.generation.rewardStd, m.kl, m.clipFraction,
+               m.generation.completionLenMean, m.generation.fracZeroStdGroups, common.gradNorm, eta)
     }
 }

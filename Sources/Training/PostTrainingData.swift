@@ -42,12 +42,15 @@ package struct PostTrainingData {
     /// still finds the right answer often enough to reward (docs/grpo.md).
     package static let offByOneFraction: Float = 0.9
 
+    /// What a post-training file holds: conversations (SFT) or prompts with answers (GRPO).
+    public enum Form: Sendable { case conversations, prompts }
+
     /// `synthetic:arithmetic-chat` (or `-off-by-one`), `synthetic:arithmetic-prompts` or a JSONL
-    /// file (`kind` says which form). Every item of a file is trained on; evaluation data is
+    /// file (`form` says which). Every item of a file is trained on; evaluation data is
     /// `evalData` (a file of the same form) or, when `evalFraction` is given, that fraction of
     /// the file's last items. Every item is rendered with `format` up front, so a conversation
     /// the template rejects stops the stage before it starts, naming its line.
-    package static func open(_ spec: String, kind: String, format: ChatFormat = .bytes, evalData: String? = nil,
+    public static func open(_ spec: String, form: Form, format: ChatFormat = .bytes, evalData: String? = nil,
                             evalFraction: Double? = nil) throws -> PostTrainingData {
         if spec.hasPrefix("synthetic:") {
             guard !format.isTemplate else {
@@ -70,7 +73,7 @@ package struct PostTrainingData {
                 do { return try f(item) } catch let e as TemplateError { throw DataError(file: file, line: line, e.report) }
             }
         }
-        if kind == "sft" {
+        if form == .conversations {
             let path = ChatPrepare.conversations(in: spec) ?? spec
             let all = try ChatJSONL.loadNumbered(path, allowAnyRole: format.isTemplate)
             let extra = try evalData.map { try ChatJSONL.loadNumbered(ChatPrepare.conversations(in: $0) ?? $0, allowAnyRole: format.isTemplate) }

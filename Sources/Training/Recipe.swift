@@ -35,15 +35,10 @@ package struct Recipe: Sendable {
             if DeepSeekConfig.presetNames.contains(source) {
                 base = try DeepSeekConfig.preset(source)
             } else {
-                var p = source.hasPrefix("/") ? source : (dir as NSString).appendingPathComponent(source)
-                // Relative to the recipe, else to the working directory.
-                if !FileManager.default.fileExists(atPath: p) && FileManager.default.fileExists(atPath: source) { p = source }
-                var isDir: ObjCBool = false
+                let paths = RecipePaths(directory: dir)
                 // A Hugging Face model directory: its config.json (and, in the trainer, its weights).
-                if FileManager.default.fileExists(atPath: p, isDirectory: &isDir), isDir.boolValue {
-                    p = (p as NSString).appendingPathComponent("config.json")
-                }
-                base = try DeepSeekConfig.load(p)
+                let p = paths.directory(source).map { ($0 as NSString).appendingPathComponent("config.json") } ?? paths.resolve(source)
+                base = try DeepSeekV2Config.load(p)
             }
             let overrides = try JSONSerialization.jsonObject(with: Data(overridesJSON.utf8)) as? [String: Any] ?? [:]
             if overrides.isEmpty { return base }
@@ -74,38 +69,29 @@ package struct Recipe: Sendable {
         package var keep = 3
     }
 
-    package struct Stage: Sendable {
-        package var kind: String
-        package var name: String
-        package var data: String
-        package var steps: Int
-        package var batchSize: Int
-        package var seqLen: Int
-        package var lr: Double
-        package var minLRRatio: Double
-        package var warmup: Int
-        package var schedule: String
-        package var adam: AdamW.Config
-        package var clip: Double
-        package var alphas: (expert: Double?, device: Double, communication: Double)
-        package var capacityFactor: Double?
-        package var neverDropFraction: Double
-        package var evalEvery: Int
-        package var evalBatches: Int
-        package var logEvery: Int
-        package var maxNaNSteps: Int
-        package var initFrom: String?
-        /// Post-training evaluation data: a file of the stage's form, or a fraction of the
-        /// training file's last items (neither: no held-out evaluation).
-        package var evalData: String?
-        package var evalFraction: Double?
-        /// SFT: passes over the conversations instead of `steps` (JSONL data).
-        package var epochs: Int?
-        /// SFT: several conversations per row, without attention across them.
-        package var packing = false
+    public struct Stage: Sendable {
+        public var kind: StageKind
+        public var name: String
+        public var data: String
+        public var steps: Int
+        public var batchSize: Int
+        public var seqLen: Int
+        public var lr: Double
+        public var minLRRatio: Double
+        public var warmup: Int
+        public var schedule: ScheduleKind
+        public var adam: AdamW.Config
+        public var clip: Double
+        public var alphas: (expert: Double?, device: Double, communication: Double)
+        public var capacityFactor: Double?
+        public var neverDropFraction: Double
+        public var evalEvery: Int
+        public var evalBatches: Int
+        public var logEvery: Int
+        public var maxNaNSteps: Int
+        public var initFrom: String?
         /// Held-out problems for answer accuracy and mean reward.
-        package var evalSamples = 200
-        package var grpo: GRPOSettings?
+        public var evalSamples = 200
         /// V3 aux-loss-free balancing's γ (`moe.bias_update_speed`; 0: the router biases stay).
         package var biasUpdateSpeed = 0.0
         /// MTP depths trained (`mtp.depth`, at most the model's `num_nextn_predict_layers`;
@@ -113,44 +99,27 @@ package struct Recipe: Sendable {
         package var mtpDepth = 0
         package var mtpWeight = 0.3
 
-        package func lrSchedule() -> LRSchedule {
+        /// The SFT settings, for an SFT stage.
+        public var sft: SFTSettings? {
+            if case .sft(let s) = kind { return s }
+            return nil
+        }
+
+        /// The GRPO settings, for a GRPO stage.
+        public var grpo: GRPOSettings? {
+            if case .grpo(let g) = kind { return g }
+            return nil
+        }
+
+        public func lrSchedule() -> LRSchedule {
             switch schedule {
-            case "constant": return .constant(peak: lr, warmup: warmup)
-            case "deepseek": return .deepseekStep(peak: lr, warmup: warmup, total: steps, factor: 0.316)
-            default: return .cosine(peak: lr, warmup: warmup, total: steps, minRatio: minLRRatio)
+            case .constant: return .constant(peak: lr, warmup: warmup)
+            case .deepseek: return .deepseekStep(peak: lr, warmup: warmup, total: steps, factor: 0.316)
+            case .cosine: return .cosine(peak: lr, warmup: warmup, total: steps, minRatio: minLRRatio)
             }
         }
     }
 
-    /// The `grpo:` block of a GRPO stage (docs/grpo.md).
-    package struct GRPOSettings: Sendable {
-        package var numGenerations = 8
-        package var promptsPerStep = 8
-        package var maxCompletionLength = 8
-        package var temperature = 1.0
-        package var topP = 1.0
-        package var beta = 0.04
-        package var epsilon = 0.2
-        package var epsilonHigh = 0.2
-        package var lossType = GRPOObjective.LossType.dapo
-        package var numIterations = 1
-        package var maskTruncated = false
-        package var scaleRewards = "group"
-        package var rewards: [RewardSpec] = [RewardSpec(kind: "exact", weight: 1, command: nil), RewardSpec(kind: "format", weight: 0.2, command: nil)]
-        /// "shuffle_rewards": rewards permuted across the batch's completions (an ablation: GRPO must not learn).
-        package var control: String?
-    }
-
-    package struct RewardSpec: Sendable {
-        package var kind: String
-        package var weight: Double
-        package var command: String?
-        /// format: a regex (Oniguruma syntax, as tokenizers' patterns) the completion must match
-        /// from its first character, as Python's `re.match` (TRL's format rewards).
-        package var pattern: String? = nil
-    }
-
-    static let stageKinds = ["pretrain", "sft", "grpo"]
     /// A recipe is a page of YAML; a larger file is a mistake or an attack.
     static let recipeBytes = 1 << 20
 
@@ -243,27 +212,56 @@ package struct Recipe: Sendable {
     }
 
     static func parseStage(_ s: YAMLObject) throws -> Stage {
-        let kind = try s.string("kind", allowed: stageKinds)
-        let epochs = kind == "sft" ? try s.optionalInt("epochs", min: 1) : nil
-        let steps = epochs != nil && s.mapping["steps"] == nil ? 0 : try s.int("steps", min: 1)
-        var st = Stage(kind: kind, name: try s.string("name", default: kind), data: try s.string("data"),
+        let kindName = StageKind.Name(rawValue: try s.string("kind", allowed: StageKind.Name.allCases.map(\.rawValue)))!
+        var sft = SFTSettings()
+        if kindName == .sft { sft.epochs = try s.optionalInt("epochs", min: 1) }
+        let steps = sft.epochs != nil && s.mapping["steps"] == nil ? 0 : try s.int("steps", min: 1)
+        var st = Stage(kind: .pretrain, name: try s.string("name", default: kindName.rawValue), data: try s.string("data"),
                        steps: steps, batchSize: try s.int("batch_size", default: 16, min: 1),
-                       seqLen: try s.int("seq_len", default: 64, min: 2), lr: 0, minLRRatio: 0.1, warmup: 0, schedule: "cosine",
+                       seqLen: try s.int("seq_len", default: 64, min: 2), lr: 0, minLRRatio: 0.1, warmup: 0, schedule: .cosine,
                        adam: AdamW.Config(), clip: 1.0, alphas: (nil, 0, 0), capacityFactor: nil, neverDropFraction: 0.1,
                        evalEvery: 0, evalBatches: 4, logEvery: 10, maxNaNSteps: 5, initFrom: try s.optionalString("init"))
-        if let o = try s.object("optimizer") {
-            st.lr = try o.double("lr", min: 0)
-            st.adam.beta1 = Float(try o.double("beta1", default: 0.9, min: 0, max: 0.999999))
-            st.adam.beta2 = Float(try o.double("beta2", default: 0.95, min: 0, max: 0.999999))
-            st.adam.eps = Float(try o.double("eps", default: 1e-8, min: 0, exclusiveMin: true))
-            st.adam.weightDecay = Float(try o.double("weight_decay", default: 0.1, min: 0))
-            st.clip = try o.double("clip", default: 1.0, min: 0)
-            try o.finish()
-        } else {
-            throw s.fail(nil, "optimizer", "is required (at least optimizer.lr)")
+        try parseOptimizer(s, into: &st)
+        try parseBlocks(s, into: &st)
+        if kindName == .sft { sft.packing = try s.bool("packing", default: false) }
+        st.logEvery = try s.int("log_every", default: 10, min: 1)
+        st.maxNaNSteps = try s.int("max_nan_steps", default: 5, min: 1)
+        st.evalSamples = try s.int("eval_samples", default: 200, min: 1)
+        switch kindName {
+        case .pretrain: st.kind = .pretrain
+        case .sft:
+            sft.heldOut = try parseHeldOut(s)
+            st.kind = .sft(sft)
+        case .grpo:
+            let heldOut = try parseHeldOut(s)
+            var g = try s.object("grpo").map(parseGRPO) ?? GRPOSettings()
+            g.heldOut = heldOut
+            st.kind = .grpo(g)
         }
+        try checkDataFits(s, st)
+        if sft.epochs != nil && st.data.hasPrefix("synthetic:") {
+            throw s.fail(s.mapping["epochs"], "epochs", "needs a chat .jsonl file (the built-in chat data has no end); give steps")
+        }
+        try s.finish()
+        return st
+    }
+
+    /// `optimizer:` (required: at least its `lr`).
+    static func parseOptimizer(_ s: YAMLObject, into st: inout Stage) throws {
+        guard let o = try s.object("optimizer") else { throw s.fail(nil, "optimizer", "is required (at least optimizer.lr)") }
+        st.lr = try o.double("lr", min: 0)
+        st.adam.beta1 = Float(try o.double("beta1", default: 0.9, min: 0, max: 0.999999))
+        st.adam.beta2 = Float(try o.double("beta2", default: 0.95, min: 0, max: 0.999999))
+        st.adam.eps = Float(try o.double("eps", default: 1e-8, min: 0, exclusiveMin: true))
+        st.adam.weightDecay = Float(try o.double("weight_decay", default: 0.1, min: 0))
+        st.clip = try o.double("clip", default: 1.0, min: 0)
+        try o.finish()
+    }
+
+    /// The optional blocks every kind shares: `schedule:`, `moe:`, `mtp:`, `eval:`.
+    static func parseBlocks(_ s: YAMLObject, into st: inout Stage) throws {
         if let o = try s.object("schedule") {
-            st.schedule = try o.string("kind", default: "cosine", allowed: ["constant", "cosine", "deepseek"])
+            st.schedule = ScheduleKind(rawValue: try o.string("kind", default: "cosine", allowed: ScheduleKind.allCases.map(\.rawValue)))!
             st.warmup = try o.int("warmup", default: 0, min: 0)
             st.minLRRatio = try o.double("min_ratio", default: 0.1, min: 0, max: 1)
             try o.finish()
@@ -287,75 +285,88 @@ package struct Recipe: Sendable {
             st.evalBatches = try o.int("batches", default: 4, min: 1)
             try o.finish()
         }
-        st.epochs = epochs
-        if kind == "sft" { st.packing = try s.bool("packing", default: false) }
-        st.logEvery = try s.int("log_every", default: 10, min: 1)
-        st.maxNaNSteps = try s.int("max_nan_steps", default: 5, min: 1)
-        st.evalSamples = try s.int("eval_samples", default: 200, min: 1)
-        if kind != "pretrain" {
-            st.evalData = try s.optionalString("eval_data")
-            st.evalFraction = try s.optionalDouble("eval_fraction", min: 0, exclusiveMin: true)
-            if let f = st.evalFraction, f >= 1 { throw s.fail(s.mapping["eval_fraction"], "eval_fraction", "is \(f); expected a fraction below 1") }
-            if st.evalData != nil && st.evalFraction != nil {
-                throw s.fail(s.mapping["eval_fraction"], "eval_fraction", "goes with a training file; eval_data already names the evaluation data")
+    }
+
+    /// `eval_data` or `eval_fraction` of a post-training stage.
+    static func parseHeldOut(_ s: YAMLObject) throws -> HeldOutData {
+        let h = HeldOutData(evalData: try s.optionalString("eval_data"),
+                            evalFraction: try s.optionalDouble("eval_fraction", min: 0, exclusiveMin: true))
+        if let f = h.evalFraction, f >= 1 { throw s.fail(s.mapping["eval_fraction"], "eval_fraction", "is \(f); expected a fraction below 1") }
+        if h.evalData != nil && h.evalFraction != nil {
+            throw s.fail(s.mapping["eval_fraction"], "eval_fraction", "goes with a training file; eval_data already names the evaluation data")
+        }
+        return h
+    }
+
+    /// A GRPO stage's `grpo:` block.
+    static func parseGRPO(_ o: YAMLObject) throws -> GRPOSettings {
+        var g = GRPOSettings()
+        g.numGenerations = try o.int("num_generations", default: 8, min: 2)
+        g.promptsPerStep = try o.int("prompts_per_step", default: 8, min: 1)
+        g.maxCompletionLength = try o.int("max_completion_length", default: 8, min: 1)
+        g.temperature = try o.double("temperature", default: 1.0, min: 0, exclusiveMin: true)
+        g.topP = try o.double("top_p", default: 1.0, min: 0, max: 1, exclusiveMin: true)
+        g.beta = try o.double("beta", default: 0.04, min: 0)
+        g.epsilon = try o.double("epsilon", default: 0.2, min: 0, max: 1)
+        g.epsilonHigh = try o.double("epsilon_high", default: g.epsilon, min: 0)
+        g.lossType = GRPOObjective.LossType(rawValue: try o.string("loss_type", default: "dapo",
+                                                                   allowed: GRPOObjective.LossType.allCases.map(\.rawValue)))!
+        g.numIterations = try o.int("num_iterations", default: 1, min: 1)
+        g.maskTruncated = try o.bool("mask_truncated_completions", default: false)
+        g.scaleRewards = GRPOObjective.RewardScaling(rawValue: try o.string("scale_rewards", default: "group",
+                                                                            allowed: GRPOObjective.RewardScaling.allCases.map(\.rawValue)))!
+        if let list = try o.list("rewards") {
+            g.rewards = try list.enumerated().map { i, n in try parseReward(YAMLObject(file: o.file, path: "\(o.path).rewards[\(i)]", node: n)) }
+            if g.rewards.isEmpty { throw o.fail(nil, "rewards", "is empty; give at least one reward (kind: exact, format or command)") }
+        }
+        if let c = try o.optionalString("control") {
+            guard let control = GRPOSettings.Control(rawValue: c) else {
+                throw o.fail(o.mapping["control"], "control", "is \(quoted(c)); the only control is shuffle_rewards")
             }
+            g.control = control
         }
-        if kind == "grpo" {
-            var g = GRPOSettings()
-            if let o = try s.object("grpo") {
-                g.numGenerations = try o.int("num_generations", default: 8, min: 2)
-                g.promptsPerStep = try o.int("prompts_per_step", default: 8, min: 1)
-                g.maxCompletionLength = try o.int("max_completion_length", default: 8, min: 1)
-                g.temperature = try o.double("temperature", default: 1.0, min: 0, exclusiveMin: true)
-                g.topP = try o.double("top_p", default: 1.0, min: 0, max: 1, exclusiveMin: true)
-                g.beta = try o.double("beta", default: 0.04, min: 0)
-                g.epsilon = try o.double("epsilon", default: 0.2, min: 0, max: 1)
-                g.epsilonHigh = try o.double("epsilon_high", default: g.epsilon, min: 0)
-                g.lossType = GRPOObjective.LossType(rawValue: try o.string("loss_type", default: "dapo", allowed: GRPOObjective.LossType.allCases.map(\.rawValue)))!
-                g.numIterations = try o.int("num_iterations", default: 1, min: 1)
-                g.maskTruncated = try o.bool("mask_truncated_completions", default: false)
-                g.scaleRewards = try o.string("scale_rewards", default: "group", allowed: ["group", "batch", "none"])
-                if let list = try o.list("rewards") {
-                    g.rewards = []
-                    for (i, n) in list.enumerated() {
-                        let r = try YAMLObject(file: o.file, path: "\(o.path).rewards[\(i)]", node: n)
-                        let k = try r.string("kind", allowed: ["exact", "format", "command"])
-                        var spec = RewardSpec(kind: k, weight: try r.double("weight", default: 1.0),
-                                              command: k == "command" ? try r.string("command") : nil)
-                        if k == "format", let p = try r.optionalString("pattern") {
-                            do { _ = try TokenRegex(p) } catch {
-                                throw r.fail(r.mapping["pattern"], "pattern", "is not a regular expression this engine takes: \(error)")
-                            }
-                            spec.pattern = p
-                        }
-                        try r.finish()
-                        g.rewards.append(spec)
-                    }
-                    if g.rewards.isEmpty { throw o.fail(nil, "rewards", "is empty; give at least one reward (kind: exact, format or command)") }
+        try o.finish()
+        return g
+    }
+
+    /// One item of `grpo.rewards`.
+    static func parseReward(_ r: YAMLObject) throws -> RewardSpec {
+        let k = try r.string("kind", allowed: ["exact", "format", "command"])
+        let weight = try r.double("weight", default: 1.0)
+        let kind: RewardSpec.Kind
+        switch k {
+        case "command": kind = .command(try r.string("command"))
+        case "format":
+            let p = try r.optionalString("pattern")
+            if let p {
+                do { _ = try TokenRegex(p) } catch {
+                    throw r.fail(r.mapping["pattern"], "pattern", "is not a regular expression this engine takes: \(error)")
                 }
-                if let c = try o.optionalString("control") {
-                    guard c == "shuffle_rewards" else { throw o.fail(o.mapping["control"], "control", "is \(quoted(c)); the only control is shuffle_rewards") }
-                    g.control = c
-                }
-                try o.finish()
             }
-            st.grpo = g
+            kind = .format(pattern: p)
+        default: kind = .exact
         }
-        let allowed: [String: String] = ["pretrain": "synthetic:arithmetic or a `deeptrain prepare` directory",
-                                         "sft": "synthetic:arithmetic-chat, synthetic:arithmetic-chat-off-by-one, a chat .jsonl file or a directory `deeptrain prepare` made of one",
-                                         "grpo": "synthetic:arithmetic-prompts or a prompt .jsonl file"]
-        let fits: Bool
-        switch kind {
-        case "sft": fits = st.data == "synthetic:arithmetic-chat" || st.data == "synthetic:arithmetic-chat-off-by-one" || st.data.hasSuffix(".jsonl") || ChatPrepare.conversations(in: st.data) != nil
-        case "grpo": fits = st.data == "synthetic:arithmetic-prompts" || st.data.hasSuffix(".jsonl")
-        default: fits = !st.data.hasSuffix(".jsonl") && !st.data.hasPrefix("synthetic:arithmetic-chat") && st.data != "synthetic:arithmetic-prompts"
+        try r.finish()
+        return RewardSpec(kind: kind, weight: weight)
+    }
+
+    /// Whether `data` is something the stage's kind reads.
+    static func checkDataFits(_ s: YAMLObject, _ st: Stage) throws {
+        let data = st.data, fits: Bool, reads: String
+        switch st.kind {
+        case .pretrain:
+            fits = !data.hasSuffix(".jsonl") && !data.hasPrefix("synthetic:arithmetic-chat") && data != "synthetic:arithmetic-prompts"
+            reads = "synthetic:arithmetic or a `deeptrain prepare` directory"
+        case .sft:
+            fits = data == "synthetic:arithmetic-chat" || data == "synthetic:arithmetic-chat-off-by-one" || data.hasSuffix(".jsonl")
+                || ChatPrepare.conversations(in: data) != nil
+            reads = "synthetic:arithmetic-chat, synthetic:arithmetic-chat-off-by-one, a chat .jsonl file "
+                + "or a directory `deeptrain prepare` made of one"
+        case .grpo:
+            fits = data == "synthetic:arithmetic-prompts" || data.hasSuffix(".jsonl")
+            reads = "synthetic:arithmetic-prompts or a prompt .jsonl file"
         }
-        guard fits else { throw s.fail(s.mapping["data"], "data", "is \(quoted(st.data)); a \(kind) stage reads \(allowed[kind]!)") }
-        if epochs != nil && st.data.hasPrefix("synthetic:") {
-            throw s.fail(s.mapping["epochs"], "epochs", "needs a chat .jsonl file (the built-in chat data has no end); give steps")
-        }
-        try s.finish()
-        return st
+        guard fits else { throw s.fail(s.mapping["data"], "data", "is \(quoted(data)); a \(st.kind.name.rawValue) stage reads \(reads)") }
     }
 
     static func yamlError(_ e: YamlError, file: String) -> RecipeError {

@@ -42,19 +42,18 @@ package final class RunDirectory {
         try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(toFile: p, atomically: true, encoding: .utf8)
     }
 
-    /// One JSON line; NaN and infinities (not JSON) are written as null.
-    package func writeMetrics(_ object: [String: Any]) {
-        func clean(_ v: Any) -> Any {
-            switch v {
-            case let d as Double: return d.isFinite ? d : NSNull()
-            case let f as Float: return f.isFinite ? Double(f) : NSNull()
-            case let a as [Any]: return a.map(clean)
-            case let m as [String: Any]: return m.mapValues(clean)
-            default: return v
-            }
-        }
-        guard let data = try? JSONSerialization.data(withJSONObject: clean(object), options: [.sortedKeys]) else { return }
-        metrics.write(data + Data("\n".utf8))
+    /// One JSON line, keys sorted; NaN and infinities (not JSON) are written as null.
+    public func writeMetrics(_ line: some Encodable) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // JSONEncoder has no strategy that writes null for a non-finite number: it writes this
+        // marker instead, which the line then turns into null. No metric's text can hold it
+        // (stage names are letters, digits and - _ .).
+        let marker = "\u{1}nonfinite"
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: marker, negativeInfinity: marker, nan: marker)
+        guard let data = try? encoder.encode(line) else { return }
+        let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\"\\u0001nonfinite\"", with: "null")
+        metrics.write(Data((text + "\n").utf8))
     }
 
     package func logLine(_ s: String) {

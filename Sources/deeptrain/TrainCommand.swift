@@ -54,7 +54,7 @@ struct TrainCommand: ParsableCommand {
             print("  layout: dp \(layout.dp) × pp \(layout.pp) = \(layout.world) ranks, ep \(layout.ep); "
                   + String(format: "peak memory %.2f GiB per rank (deeptrain plan --recipe for its parts)", memory.peakBytes / 1_073_741_824))
             for s in r.stages {
-                print("  \(s.name): \(s.kind) on \(s.data), \(s.steps) steps × \(s.batchSize) × \(s.seqLen) tokens, lr \(s.lr) (\(s.schedule))")
+                print("  \(s.name): \(s.kind.name.rawValue) on \(s.data), \(s.steps) steps × \(s.batchSize) × \(s.seqLen) tokens, lr \(s.lr) (\(s.schedule.rawValue))")
             }
             return
         }

@@ -45,7 +45,7 @@ import Data
     /// A packed row gives each conversation the loss — and the gradient — it has alone: no
     /// attention across conversations, positions restarting with each.
     @Test func packedRowsGiveEachConversationItsUnpackedLossAndGradient() throws {
-        let data = try PostTrainingData.open("synthetic:arithmetic-chat", kind: "sft")
+        let data = try PostTrainingData.open("synthetic:arithmetic-chat", form: .conversations)
         let length = 96
         let packer = PostTrainingData.Packer(data: data, seed: 3, length: length)
         let row = packer.row(0)

@@ -29,7 +29,7 @@ import Testing
         let r = try Recipe.parse(good, file: "r.yaml", overrides: ["stages.0.steps=25", "stages.0.optimizer.lr=0.5", "checkpoint.keep=7"])
         #expect(r.name == "t" && r.seed == 3 && r.model.source == "tiny")
         #expect(r.stages[0].steps == 25 && r.stages[0].lr == 0.5 && r.checkpoint.keep == 7)
-        #expect(r.stages[0].batchSize == 16 && r.stages[0].seqLen == 64 && r.stages[0].schedule == "cosine")
+        #expect(r.stages[0].batchSize == 16 && r.stages[0].seqLen == 64 && r.stages[0].schedule == .cosine)
         #expect(r.resolvedYAML.contains("steps: 25"))
     }
 

@@ -27,7 +27,7 @@ import Testing
         let tok = try ChatTokenizer(path: "\(Self.fixtures)/\(template)")
         let path = try write(Self.conversations)
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let data = try PostTrainingData.open(path, kind: "sft", format: .template(tok))
+        let data = try PostTrainingData.open(path, form: .conversations, format: .template(tok))
         #expect(data.count == 3 && !data.hasHeldOut, "every conversation is trained on; nothing held out unasked")
         let convs = try ChatJSONL.load(path)
         for conv in convs {
@@ -53,10 +53,10 @@ import Testing
         let lines = (0..<20).map { #"{"messages": [{"role": "user", "content": "q\#($0)"}, {"role": "assistant", "content": "a\#($0)"}]}"# }
         let path = try write(lines), eval = try write(Array(lines.prefix(3)))
         defer { try? FileManager.default.removeItem(atPath: path); try? FileManager.default.removeItem(atPath: eval) }
-        #expect(try PostTrainingData.open(path, kind: "sft", format: .template(tok)).count == 20)
-        let f = try PostTrainingData.open(path, kind: "sft", format: .template(tok), evalFraction: 0.1)
+        #expect(try PostTrainingData.open(path, form: .conversations, format: .template(tok)).count == 20)
+        let f = try PostTrainingData.open(path, form: .conversations, format: .template(tok), evalFraction: 0.1)
         #expect(f.count == 18 && f.heldOutConversations(100).count == 2)
-        let e = try PostTrainingData.open(path, kind: "sft", format: .template(tok), evalData: eval)
+        let e = try PostTrainingData.open(path, form: .conversations, format: .template(tok), evalData: eval)
         #expect(e.count == 20 && e.heldOutConversations(100).count == 3)
     }
 
@@ -67,7 +67,7 @@ import Testing
         let path = try write([Self.conversations[1], Self.conversations[0]])
         defer { try? FileManager.default.removeItem(atPath: path) }
         do {
-            _ = try PostTrainingData.open(path, kind: "sft", format: .template(mistral))
+            _ = try PostTrainingData.open(path, form: .conversations, format: .template(mistral))
             Issue.record("mistral's template took a system message")
         } catch let e as DataError {
             #expect(e.description.contains("\(path):2") && e.description.contains("Conversation roles must alternate"), "\(e)")
@@ -76,12 +76,12 @@ import Testing
         let p2 = try write([#"{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": ""}]}"#])
         defer { try? FileManager.default.removeItem(atPath: p2) }
         // DeepSeek-V2's template renders an empty assistant turn as the eos token alone: one token is trained.
-        #expect(try PostTrainingData.open(p2, kind: "sft", format: .template(empty)).count == 1)
+        #expect(try PostTrainingData.open(p2, form: .conversations, format: .template(empty)).count == 1)
         let chatml = try ChatTokenizer(path: "\(Self.fixtures)/chatml")
         let p3 = try write([#"{"messages": [{"role": "assistant", "content": "I start"}]}"#])
         defer { try? FileManager.default.removeItem(atPath: p3) }
         do {
-            _ = try PostTrainingData.open(p3, kind: "sft", format: .template(chatml))
+            _ = try PostTrainingData.open(p3, form: .conversations, format: .template(chatml))
             Issue.record("an assistant-first conversation was split")
         } catch let e as DataError {
             #expect(e.description.contains("\(p3):1") && e.description.contains("messages[0]"), "\(e)")
@@ -100,7 +100,7 @@ import Testing
         let path = try write([Self.conversations[2], Self.conversations[1]])
         defer { try? FileManager.default.removeItem(atPath: path) }
         do {
-            _ = try PostTrainingData.open(path, kind: "sft", format: .template(try ChatTokenizer(path: dir)))
+            _ = try PostTrainingData.open(path, form: .conversations, format: .template(try ChatTokenizer(path: dir)))
             Issue.record("trained on an assistant turn with no tokens")
         } catch let e as DataError {
             #expect(e.description.contains("\(path):1") && e.description.contains("renders to no tokens"), "\(e)")
@@ -123,7 +123,7 @@ import Testing
         let path = try write([#"{"prompt": "What is 2+3?", "answer": 5}"#,
                               #"{"prompt": [{"role": "system", "content": "Terse."}, {"role": "user", "content": "7*6?"}], "answer": "42"}"#])
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let data = try PostTrainingData.open(path, kind: "grpo", format: .template(tok))
+        let data = try PostTrainingData.open(path, form: .prompts, format: .template(tok))
         #expect(data.count == 2)
         let rendered = try (0..<2).map { try tok.tokenizer.decode(data.promptTokens($0, seed: 1)) }
         #expect(rendered.contains("<|im_start|>user\nWhat is 2+3?<|im_end|>\n<|im_start|>assistant\n"))
