@@ -20,13 +20,13 @@ package struct GRPOObjective: Sendable, Equatable {
 
     /// What a group's advantages are divided by (`scale_rewards`, TRL's): the group's std, the
     /// whole batch's, or nothing.
-    public enum RewardScaling: String, CaseIterable, Sendable { case group, batch, none }
+    package enum RewardScaling: String, CaseIterable, Sendable { case group, batch, none }
 
-    public var lossType: LossType
-    public var beta: Double
-    public var epsilonLow: Double
-    public var epsilonHigh: Double
-    public var maxCompletionLength: Int
+    package var lossType: LossType
+    package var beta: Double
+    package var epsilonLow: Double
+    package var epsilonHigh: Double
+    package var maxCompletionLength: Int
 
     package init(lossType: LossType, beta: Double, epsilonLow: Double, epsilonHigh: Double, maxCompletionLength: Int) {
         self.lossType = lossType
@@ -39,7 +39,7 @@ package struct GRPOObjective: Sendable, Equatable {
     /// A_i = (r_i − mean of its group) / (std + 1e-4), std with Bessel's correction, as TRL
     /// (`scale`: `.group` as here, `.batch` with the whole batch's std, `.none` without dividing).
     /// Also which groups have zero spread (no signal).
-    public static func advantages(_ rewards: [Double], groupSize g: Int, scale: RewardScaling = .group) -> (advantages: [Double], zeroStd: [Bool]) {
+    package static func advantages(_ rewards: [Double], groupSize g: Int, scale: RewardScaling = .group) -> (advantages: [Double], zeroStd: [Bool]) {
         precondition(rewards.count % g == 0)
         func std(_ xs: ArraySlice<Double>) -> Double {
             guard xs.count > 1 else { return 0 }

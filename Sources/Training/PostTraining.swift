@@ -38,8 +38,8 @@ extension RecipeTrainer {
 /// wherever its completions were sampled.
 final class GRPORunner: StageRunner {
     let context: StageContext
-    var trainer: Trainer { context.trainer }
-    var engine: ParallelTrainer { context.engine }
+    var trainer: RecipeTrainer { context.trainer }
+    var engine: GridTrainer { context.engine }
     let stage: Recipe.Stage
     let settings: Recipe.GRPOSettings
     let data: PostTrainingData
@@ -239,7 +239,7 @@ final class GRPORunner: StageRunner {
 
     /// One optimizer step: a new generation batch every `num_iterations` steps, then the
     /// objective on it. Returns the step, its metrics and the tokens it trained on.
-    func step(_ step: Int, globalStep: Int, lr: Float) throws -> (result: ParallelTrainer.StepResult, metrics: GRPOMetrics, tokens: Int) {
+    func step(_ step: Int, globalStep: Int, lr: Float) throws -> (result: GridTrainer.StepResult, metrics: GRPOMetrics, tokens: Int) {
         let b = step / settings.numIterations
         if batch?.index != b {
             let t0 = now()

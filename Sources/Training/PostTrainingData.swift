@@ -43,14 +43,14 @@ package struct PostTrainingData {
     package static let offByOneFraction: Float = 0.9
 
     /// What a post-training file holds: conversations (SFT) or prompts with answers (GRPO).
-    public enum Form: Sendable { case conversations, prompts }
+    package enum Form: Sendable { case conversations, prompts }
 
     /// `synthetic:arithmetic-chat` (or `-off-by-one`), `synthetic:arithmetic-prompts` or a JSONL
     /// file (`form` says which). Every item of a file is trained on; evaluation data is
     /// `evalData` (a file of the same form) or, when `evalFraction` is given, that fraction of
     /// the file's last items. Every item is rendered with `format` up front, so a conversation
     /// the template rejects stops the stage before it starts, naming its line.
-    public static func open(_ spec: String, form: Form, format: ChatFormat = .bytes, evalData: String? = nil,
+    package static func open(_ spec: String, form: Form, format: ChatFormat = .bytes, evalData: String? = nil,
                             evalFraction: Double? = nil) throws -> PostTrainingData {
         if spec.hasPrefix("synthetic:") {
             guard !format.isTemplate else {

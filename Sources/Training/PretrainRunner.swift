@@ -20,12 +20,12 @@ final class PretrainRunner: StageRunner {
             + "\(stage.batchSize)×\(stage.seqLen) tokens, from step \(step)"
     }
 
-    func step(_ step: Int, globalStep: Int, lr: Float) throws -> (result: ParallelTrainer.StepResult, metrics: PretrainMetrics, tokens: Int) {
+    func step(_ step: Int, globalStep: Int, lr: Float) throws -> (result: GridTrainer.StepResult, metrics: PretrainMetrics, tokens: Int) {
         let rows = stage.batchSize / context.trainer.recipe.parallel.microbatches, first = globalStep * stage.batchSize
         let (data, length, seed) = (data, stage.seqLen, context.seed)
         let r = try context.engine.step(batch: { m in
             let f = first + m * rows
-            return ParallelTrainer.MicroBatch(rows: data.rows(first: f, count: rows, length: length + 1, seed: seed),
+            return GridTrainer.MicroBatch(rows: data.rows(first: f, count: rows, length: length + 1, seed: seed),
                                               rows: rows, length: length, firstSequence: f)
         }, rows: rows, length: length, lr: lr, step: globalStep)
         return (r, PretrainMetrics(), stage.batchSize * stage.seqLen)

@@ -38,7 +38,7 @@ package struct Recipe: Sendable {
                 let paths = RecipePaths(directory: dir)
                 // A Hugging Face model directory: its config.json (and, in the trainer, its weights).
                 let p = paths.directory(source).map { ($0 as NSString).appendingPathComponent("config.json") } ?? paths.resolve(source)
-                base = try DeepSeekV2Config.load(p)
+                base = try DeepSeekConfig.load(p)
             }
             let overrides = try JSONSerialization.jsonObject(with: Data(overridesJSON.utf8)) as? [String: Any] ?? [:]
             if overrides.isEmpty { return base }
@@ -69,29 +69,29 @@ package struct Recipe: Sendable {
         package var keep = 3
     }
 
-    public struct Stage: Sendable {
-        public var kind: StageKind
-        public var name: String
-        public var data: String
-        public var steps: Int
-        public var batchSize: Int
-        public var seqLen: Int
-        public var lr: Double
-        public var minLRRatio: Double
-        public var warmup: Int
-        public var schedule: ScheduleKind
-        public var adam: AdamW.Config
-        public var clip: Double
-        public var alphas: (expert: Double?, device: Double, communication: Double)
-        public var capacityFactor: Double?
-        public var neverDropFraction: Double
-        public var evalEvery: Int
-        public var evalBatches: Int
-        public var logEvery: Int
-        public var maxNaNSteps: Int
-        public var initFrom: String?
+    package struct Stage: Sendable {
+        package var kind: StageKind
+        package var name: String
+        package var data: String
+        package var steps: Int
+        package var batchSize: Int
+        package var seqLen: Int
+        package var lr: Double
+        package var minLRRatio: Double
+        package var warmup: Int
+        package var schedule: ScheduleKind
+        package var adam: AdamW.Config
+        package var clip: Double
+        package var alphas: (expert: Double?, device: Double, communication: Double)
+        package var capacityFactor: Double?
+        package var neverDropFraction: Double
+        package var evalEvery: Int
+        package var evalBatches: Int
+        package var logEvery: Int
+        package var maxNaNSteps: Int
+        package var initFrom: String?
         /// Held-out problems for answer accuracy and mean reward.
-        public var evalSamples = 200
+        package var evalSamples = 200
         /// V3 aux-loss-free balancing's γ (`moe.bias_update_speed`; 0: the router biases stay).
         package var biasUpdateSpeed = 0.0
         /// MTP depths trained (`mtp.depth`, at most the model's `num_nextn_predict_layers`;
@@ -100,18 +100,18 @@ package struct Recipe: Sendable {
         package var mtpWeight = 0.3
 
         /// The SFT settings, for an SFT stage.
-        public var sft: SFTSettings? {
+        package var sft: SFTSettings? {
             if case .sft(let s) = kind { return s }
             return nil
         }
 
         /// The GRPO settings, for a GRPO stage.
-        public var grpo: GRPOSettings? {
+        package var grpo: GRPOSettings? {
             if case .grpo(let g) = kind { return g }
             return nil
         }
 
-        public func lrSchedule() -> LRSchedule {
+        package func lrSchedule() -> LRSchedule {
             switch schedule {
             case .constant: return .constant(peak: lr, warmup: warmup)
             case .deepseek: return .deepseekStep(peak: lr, warmup: warmup, total: steps, factor: 0.316)

@@ -36,20 +36,20 @@ package final class RecipeTrainer {
     package enum Outcome: Equatable { case finished, stopped }
 
     /// One row of the closing table.
-    public struct StageSummary: Sendable {
-        public var name: String
-        public var kind: Recipe.StageKind.Name
-        public var steps: Int
-        public var seconds: Double
-        public var lossBefore: Double?
-        public var lossAfter: Double?
-        public var accuracyBefore: Double?
-        public var accuracyAfter: Double?
-        public var rewardBefore: Double?
-        public var rewardAfter: Double?
-        public var samples: Int
+    package struct StageSummary: Sendable {
+        package var name: String
+        package var kind: Recipe.StageKind.Name
+        package var steps: Int
+        package var seconds: Double
+        package var lossBefore: Double?
+        package var lossAfter: Double?
+        package var accuracyBefore: Double?
+        package var accuracyAfter: Double?
+        package var rewardBefore: Double?
+        package var rewardAfter: Double?
+        package var samples: Int
     }
-    public internal(set) var summaries: [StageSummary] = []
+    package internal(set) var summaries: [StageSummary] = []
 
     package struct Failure: Error, CustomStringConvertible {
         package let description: String
@@ -91,8 +91,8 @@ package final class RecipeTrainer {
     }
 
     /// `resume`: a checkpoint path to continue from (its stage, step, weights and optimizer).
-    public func train(resume: String?) throws -> Outcome {
-        Trainer.installSignalHandlers()
+    package func train(resume: String?) throws -> Outcome {
+        RecipeTrainer.installSignalHandlers()
         let config = try recipe.model.config(relativeTo: paths.directory)
         let positions = rotaryPositions()
         // A rank builds, initialises and loads only its part: its stage, its ep block's experts.
@@ -137,8 +137,8 @@ package final class RecipeTrainer {
 
     /// The model the first stage trains: the checkpoint resumed, else the weights of the
     /// Hugging Face directory `model:` names, else a fresh initialisation from the seed.
-    func startingModel(_ config: DeepSeekV2Config, resume: String?, positions: Int, holds: @escaping (String) -> Bool,
-                       start: inout StartPoint) throws -> DeepSeekV2ForCausalLM {
+    func startingModel(_ config: DeepSeekConfig, resume: String?, positions: Int, holds: @escaping (String) -> Bool,
+                       start: inout StartPoint) throws -> DeepSeekForCausalLM {
         if let resume { return try resumedModel(resume, config: config, positions: positions, holds: holds, start: &start) }
         let fm = FileManager.default, dir = hfDirectory(recipe.model.source)
         func has(_ file: String) -> Bool { dir.map { fm.fileExists(atPath: ($0 as NSString).appendingPathComponent(file)) } ?? false }
@@ -150,7 +150,7 @@ package final class RecipeTrainer {
             log("model weights from \(dir)")
             return model
         }
-        let model = DeepSeekV2ForCausalLM(config, seed: recipe.seed, positions: positions, holds: holds)
+        let model = DeepSeekForCausalLM(config, seed: recipe.seed, positions: positions, holds: holds)
         if let dir, has("tokenizer.json") {
             tokenizerFiles = try HFDirectory.tokenizerFiles(dir)
             tokenizerSource = tokenizerSource ?? dir
@@ -159,8 +159,8 @@ package final class RecipeTrainer {
     }
 
     /// A checkpoint's model, where it stopped, and its tokenizer; metrics past it are dropped.
-    func resumedModel(_ resume: String, config: DeepSeekV2Config, positions: Int, holds: @escaping (String) -> Bool,
-                      start: inout StartPoint) throws -> DeepSeekV2ForCausalLM {
+    func resumedModel(_ resume: String, config: DeepSeekConfig, positions: Int, holds: @escaping (String) -> Bool,
+                      start: inout StartPoint) throws -> DeepSeekForCausalLM {
         let (model, state) = try CheckpointStore.load(resume, positions: positions, holds: holds)
         guard model.config == config else {
             throw CheckpointError(resume, "holds a different model than the recipe's (its config.json differs)")
@@ -187,9 +187,9 @@ package final class RecipeTrainer {
 
     /// A stage's `init:`: a checkpoint, or a Hugging Face model directory (its weights, and its
     /// tokenizer for the stages); its tokenizer files go into the checkpoints from then on.
-    func initialModel(_ initPath: String, config: DeepSeekV2Config, positions: Int,
-                      holds: @escaping (String) -> Bool) throws -> DeepSeekV2ForCausalLM {
-        let m: DeepSeekV2ForCausalLM
+    func initialModel(_ initPath: String, config: DeepSeekConfig, positions: Int,
+                      holds: @escaping (String) -> Bool) throws -> DeepSeekForCausalLM {
+        let m: DeepSeekForCausalLM
         if let dir = hfDirectory(initPath) {
             m = try HFDirectory.load(dir, positions: positions, holds: holds)
             let files = try HFDirectory.tokenizerFiles(dir)
@@ -226,7 +226,7 @@ package final class RecipeTrainer {
 
     /// What a stage will read, checked before anything is written (`deeptrain train` calls it
     /// for every stage, so bad data or a tokenizer that does not fit leaves no run directory).
-    public static func checkData(recipe: Recipe, recipePath: String, stage i: Int, vocab: Int) throws {
+    package static func checkData(recipe: Recipe, recipePath: String, stage i: Int, vocab: Int) throws {
         let paths = RecipePaths(recipePath: recipePath)
         let s = recipe.stages[i]
         guard let form = s.kind.postTrainingForm, let heldOut = s.kind.heldOut else {
@@ -264,7 +264,7 @@ package final class RecipeTrainer {
         progress(s)
     }
 
-    func saveCheckpoint(model: DeepSeekV2ForCausalLM, trainer: ParallelTrainer, stage: Recipe.Stage, index: Int, step: Int,
+    func saveCheckpoint(model: DeepSeekForCausalLM, trainer: GridTrainer, stage: Recipe.Stage, index: Int, step: Int,
                         globalStep: Int, tokens: Int) throws {
         // A finished stage is recorded as the next stage's step 0, so resuming starts there.
         let done = step == stage.steps && index + 1 < recipe.stages.count

@@ -43,7 +43,7 @@ package final class RunDirectory {
     }
 
     /// One JSON line, keys sorted; NaN and infinities (not JSON) are written as null.
-    public func writeMetrics(_ line: some Encodable) {
+    package func writeMetrics(_ line: some Encodable) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         // JSONEncoder has no strategy that writes null for a non-finite number: it writes this

@@ -37,7 +37,7 @@ final class SFTRunner: StageRunner {
     }
 
     /// Micro-batch `m` of the step whose first conversation is `first`; counts the rows it cut.
-    func microBatch(_ m: Int, first: Int, globalStep: Int, stepTrained: Int?, cut: inout Int) -> ParallelTrainer.MicroBatch {
+    func microBatch(_ m: Int, first: Int, globalStep: Int, stepTrained: Int?, cut: inout Int) -> GridTrainer.MicroBatch {
         let rows = stage.batchSize / context.trainer.recipe.parallel.microbatches
         var inputs: [Int] = [], targets: [Int] = [], positions: [Int] = [], segments: [Int] = []
         for row in 0..<rows {
@@ -56,12 +56,12 @@ final class SFTRunner: StageRunner {
             if x.cut { cut += 1 }
         }
         let trainedHere = targets.filter { $0 != ignoreIndex }.count
-        return ParallelTrainer.MicroBatch(inputs: inputs, targets: targets, firstSequence: globalStep * stage.batchSize + m * rows,
+        return GridTrainer.MicroBatch(inputs: inputs, targets: targets, firstSequence: globalStep * stage.batchSize + m * rows,
                                           packing: packer == nil ? nil : (positions, segments),
                                           weight: stepTrained.map { Double(trainedHere) / Double(Swift.max($0, 1)) })
     }
 
-    func step(_ step: Int, globalStep: Int, lr: Float) throws -> (result: ParallelTrainer.StepResult, metrics: SFTMetrics, tokens: Int) {
+    func step(_ step: Int, globalStep: Int, lr: Float) throws -> (result: GridTrainer.StepResult, metrics: SFTMetrics, tokens: Int) {
         let first = step * stage.batchSize, stepTrained = trainedTokens(first: first)
         let rows = stage.batchSize / context.trainer.recipe.parallel.microbatches
         nonisolated(unsafe) var cut = 0

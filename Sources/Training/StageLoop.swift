@@ -8,8 +8,8 @@ import Parallel
 
 /// A stage of a run: its data opened, its engine set up, and its kind's runner driven through
 /// the loop every kind shares (docs/design.md §3.1).
-extension Trainer {
-    func runStage(_ stage: Recipe.Stage, index si: Int, model: DeepSeekV2ForCausalLM, from startStep: Int,
+extension RecipeTrainer {
+    func runStage(_ stage: Recipe.Stage, index si: Int, model: DeepSeekForCausalLM, from startStep: Int,
                   momentsFrom: String?, globalStep: inout Int, tokens: inout Int) throws -> Outcome {
         let micro = recipe.parallel.microbatches
         guard stage.batchSize % micro == 0 || stage.grpo != nil else {
@@ -68,9 +68,9 @@ extension Trainer {
 
     /// The stage's engine, set up as the stage says (and with the optimizer moments of a
     /// resumed run), and what its runner shares.
-    func stageContext(_ stage: Recipe.Stage, index si: Int, model: DeepSeekV2ForCausalLM, momentsFrom: String?) throws -> StageContext {
+    func stageContext(_ stage: Recipe.Stage, index si: Int, model: DeepSeekForCausalLM, momentsFrom: String?) throws -> StageContext {
         let dropping = stage.capacityFactor.map { TokenDropping(capacityFactor: $0, neverDropFraction: stage.neverDropFraction) }
-        let engine = ParallelTrainer(model: model, grid: grid, adam: stage.adam, clip: Float(stage.clip),
+        let engine = GridTrainer(model: model, grid: grid, adam: stage.adam, clip: Float(stage.clip),
                                      alphas: .init(expert: stage.alphas.expert ?? model.config.auxLossAlpha,
                                                    device: stage.alphas.device, communication: stage.alphas.communication),
                                      dropping: dropping, seed: recipe.seed)
@@ -88,7 +88,7 @@ extension Trainer {
     }
 
     /// `moe.bias_update_speed`: V3's aux-loss-free balancing, which needs the router's bias.
-    func configureBalancing(_ engine: ParallelTrainer, stage: Recipe.Stage, index si: Int) throws {
+    func configureBalancing(_ engine: GridTrainer, stage: Recipe.Stage, index si: Int) throws {
         guard stage.biasUpdateSpeed > 0 else { return }
         let model = engine.model
         guard model.config.topkMethod == .noauxTC else {
@@ -99,7 +99,7 @@ extension Trainer {
     }
 
     /// `mtp:`: the depths trained, which the model must have and the stage must be able to use.
-    func configureMTP(_ engine: ParallelTrainer, stage: Recipe.Stage, index si: Int) throws {
+    func configureMTP(_ engine: GridTrainer, stage: Recipe.Stage, index si: Int) throws {
         guard stage.mtpDepth > 0 else { return }
         let have = engine.model.config.numNextnPredictLayers
         guard stage.mtpDepth <= have else {
@@ -144,7 +144,7 @@ extension Trainer {
     func drive<R: StageRunner>(_ runner: R, _ context: StageContext, from startStep: Int, globalStep: inout Int,
                                tokens: inout Int) throws -> Outcome {
         let stage = runner.stage
-        let throughput = Throughput(flopsPerToken: ModelPlan(context.engine.model.config, sequenceLength: stage.seqLen).flops_per_token,
+        let throughput = Throughput(flopsPerToken: ModelPlan(context.engine.model.config, sequenceLength: stage.seqLen).flopsPerToken,
                                     peak: try SgemmPeak.job(world: grid.world, threads: Threads.count) * 1e9)
         var p = StageProgress(step: startStep, startStep: startStep, globalStep: globalStep, tokens: tokens,
                               summary: StageSummary(name: stage.name, kind: stage.kind.name, steps: stage.steps, seconds: 0, samples: 0))
@@ -171,7 +171,7 @@ extension Trainer {
     func runStep<R: StageRunner>(_ runner: R, _ context: StageContext, _ p: inout StageProgress, lr: Float,
                                  throughput: Throughput) throws -> Outcome {
         let stage = runner.stage, t0 = now()
-        if let f = Trainer.injectedFault, f.rank == grid.world.rank, f.step == p.globalStep + 1 {
+        if let f = RecipeTrainer.injectedFault, f.rank == grid.world.rank, f.step == p.globalStep + 1 {
             throw Failure(description: "injected failure at global step \(f.step) (DEEPTRAIN_FAULT_STEP)", exitCode: 3)
         }
         let (r, extra, stepTokens) = try trainStep(runner, context, p, lr: lr)
@@ -205,7 +205,7 @@ extension Trainer {
     /// The runner's step; a reward function's failure stops the stage after a checkpoint of the
     /// last finished step (its weights are untouched).
     func trainStep<R: StageRunner>(_ runner: R, _ context: StageContext, _ p: StageProgress,
-                                   lr: Float) throws -> (result: ParallelTrainer.StepResult, metrics: R.Metrics, tokens: Int) {
+                                   lr: Float) throws -> (result: GridTrainer.StepResult, metrics: R.Metrics, tokens: Int) {
         do {
             return try runner.step(p.step, globalStep: p.globalStep, lr: lr)
         } catch let e as RewardStop {
@@ -217,7 +217,7 @@ extension Trainer {
     }
 
     /// Counts a step the engine skipped for a non-finite loss or gradient.
-    func countSkipped(_ r: ParallelTrainer.StepResult, _ p: inout StageProgress) {
+    func countSkipped(_ r: GridTrainer.StepResult, _ p: inout StageProgress) {
         if r.updated {
             p.nanRun = 0
         } else {

@@ -3,7 +3,7 @@ import DeepSeek
 import Parallel
 
 /// One stage kind's part of a stage: what each step trains on, what it adds to the metrics,
-/// how the stage is evaluated and how a step is logged. `Trainer.runStage` drives every kind
+/// how the stage is evaluated and how a step is logged. `RecipeTrainer.runStage` drives every kind
 /// through the same loop, so the learning-rate schedule, non-finite steps, evaluation steps,
 /// metrics lines, checkpoints and stopping behave alike for all of them.
 protocol StageRunner: AnyObject {
@@ -14,8 +14,8 @@ protocol StageRunner: AnyObject {
     /// The log line that opens the stage at step `from`.
     func opening(from step: Int) -> String
     /// Optimizer step `step` of the stage (global step `globalStep`): its micro-batches through
-    /// `ParallelTrainer.step`, the kind's metrics and the tokens it trained on.
-    func step(_ step: Int, globalStep: Int, lr: Float) throws -> (result: ParallelTrainer.StepResult, metrics: Metrics, tokens: Int)
+    /// `GridTrainer.step`, the kind's metrics and the tokens it trained on.
+    func step(_ step: Int, globalStep: Int, lr: Float) throws -> (result: GridTrainer.StepResult, metrics: Metrics, tokens: Int)
     /// Held-out evaluation on the sharded model (every rank calls it).
     func evaluate() throws -> Evaluation
     /// The progress line after a step.
@@ -24,9 +24,9 @@ protocol StageRunner: AnyObject {
 
 /// What a stage's runner works with.
 struct StageContext {
-    unowned let trainer: Trainer
+    unowned let trainer: RecipeTrainer
     /// The stage's engine: the sharded model, its optimizer and the step.
-    let engine: ParallelTrainer
+    let engine: GridTrainer
     let index: Int
     /// Evaluation runs on the sharded model, every rank taking part (Evaluation.swift).
     let inference: ShardedInference

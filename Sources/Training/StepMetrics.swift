@@ -55,7 +55,7 @@ struct StepMetrics: Encodable, Sendable {
     }
 
     /// The step's own numbers; `mtp`: whether the stage trains MTP depths.
-    init(stage: String, step: Int, globalStep: Int, tokens: Int, lr: Float, result r: ParallelTrainer.StepResult, mtp: Bool) {
+    init(stage: String, step: Int, globalStep: Int, tokens: Int, lr: Float, result r: GridTrainer.StepResult, mtp: Bool) {
         self.stage = stage
         self.step = step
         self.globalStep = globalStep

@@ -25,7 +25,7 @@ struct EvalCommand: ParsableCommand {
         let tok = try loadChatTokenizer(checkpoint: checkpoint, tokenizer: tokenizer)
         guard tok.template != nil, tok.eosId != nil else { throw fail("\(tokenizer ?? checkpoint): --chat needs a chat template and an eos_token") }
         let spec = self.data
-        let data = try reportingBadInput { try PostTrainingData.open(spec, form: .conversations, format: .template(tok)) }
+        let data = try PostTrainingData.open(spec, form: .conversations, format: .template(tok))
         let model = try loadModel(checkpoint, positions: 512 + 32, mtp: false)
         guard tok.tokenizer.vocabularySize <= model.config.vocabSize else {
             throw fail("the tokenizer has \(tok.tokenizer.vocabularySize) ids, more than the model's vocab_size \(model.config.vocabSize)")

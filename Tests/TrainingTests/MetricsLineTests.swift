@@ -7,8 +7,8 @@ import Testing
 /// sorted as JSONSerialization sorts them, its number formatting, NaN and infinities as null,
 /// optional keys absent — and every stage kind's metrics keys documented.
 @Suite struct MetricsLineTests {
-    static func result() -> ParallelTrainer.StepResult {
-        var r = ParallelTrainer.StepResult()
+    static func result() -> GridTrainer.StepResult {
+        var r = GridTrainer.StepResult()
         r.ce = 2.5
         r.mtp = 0.25
         r.mtpWeight = 0.3
@@ -24,7 +24,7 @@ import Testing
         return r
     }
 
-    static func common(_ r: ParallelTrainer.StepResult = result(), mtp: Bool = true) -> StepMetrics {
+    static func common(_ r: GridTrainer.StepResult = result(), mtp: Bool = true) -> StepMetrics {
         var m = StepMetrics(stage: "sft", step: 3, globalStep: 103, tokens: 6592, lr: 3e-4, result: r, mtp: mtp)
         m.tokensPerS = 1234.5
         m.mfu = .nan
@@ -61,7 +61,7 @@ import Testing
         return String(decoding: try JSONSerialization.data(withJSONObject: clean(object), options: [.sortedKeys]), as: UTF8.self) + "\n"
     }
 
-    static func dictionary(_ r: ParallelTrainer.StepResult) -> [String: Any] {
+    static func dictionary(_ r: GridTrainer.StepResult) -> [String: Any] {
         ["stage": "sft", "step": 3, "global_step": 103, "tokens": 6592, "lr": Double(Float(3e-4)), "loss": r.loss, "ce": r.ce,
          "grad_norm": Double(r.gradNorm), "tokens_per_s": 1234.5, "mfu": Double.nan, "elapsed_s": Double.infinity,
          "aux_expert": r.aux.0, "aux_device": r.aux.1, "aux_comm": r.aux.2, "drop_fraction": r.dropFraction,
