@@ -38,26 +38,7 @@ struct TrainCommand: ParsableCommand {
                            + (r.stages.count > 1 ? " (stage \(i) \(s.name))" : "") + ":\n  " + problems.joined(separator: "\n  "))
             }
         }
-        if dryRun {
-            let p = ModelPlan(config, sequenceLength: r.stages.map(\.seqLen).max() ?? 1, dp: layout.dp, ep: layout.ep,
-                              pp: layout.pp, microBatch: Swift.max(1, r.stages[0].batchSize / Swift.max(layout.microbatches, 1)),
-                              microbatches: layout.microbatches)
-            let first = r.stages[0]
-            let memory = MemoryPlan(config, layout: layout, rows: Swift.max(1, first.batchSize / Swift.max(layout.microbatches, 1)),
-                                    length: first.seqLen)
-            func count(_ n: Int) -> String {
-                n >= 1_000_000_000 ? String(format: "%.2fB", Double(n) / 1e9) : n >= 1_000_000 ? String(format: "%.1fM", Double(n) / 1e6)
-                    : String(format: "%.1fK", Double(n) / 1e3)
-            }
-            print("recipe \(r.name): \(r.stages.count) stage(s), model \(r.model.source), "
-                  + "\(count(p.totalParameters)) parameters (\(count(p.activatedParameters)) activated)")
-            print("  layout: dp \(layout.dp) × pp \(layout.pp) = \(layout.world) ranks, ep \(layout.ep); "
-                  + String(format: "peak memory %.2f GiB per rank (deeptrain plan --recipe for its parts)", memory.peakBytes / 1_073_741_824))
-            for s in r.stages {
-                print("  \(s.name): \(s.kind.name.rawValue) on \(s.data), \(s.steps) steps × \(s.batchSize) × \(s.seqLen) tokens, lr \(s.lr) (\(s.schedule.rawValue))")
-            }
-            return
-        }
+        if dryRun { return printPlan(r, config: config, layout: layout) }
         // Each rank's share of the cores unless the recipe fixes it (results depend on the thread
         // count: fix `threads` to compare layouts bit for bit).
         Threads.set(r.threads ?? Communicator.defaultThreads)
@@ -71,27 +52,9 @@ struct TrainCommand: ParsableCommand {
             throw CommandFailure.rank(.solo, "cannot set up MPI: \(error)", code: 3)
         }
         let dir = runDir ?? "runs/\(r.name)"
-        var resumePath: String? = nil
-        if let resume {
-            if resume == "auto" {
-                resumePath = RunDirectory.latestCheckpoint(checkpoints: (dir as NSString).appendingPathComponent(r.checkpoint.dir))
-            } else {
-                resumePath = resume
-            }
-        }
-        // Check everything that can be checked before the run directory is created, so bad
-        // input leaves nothing behind.
-        for i in r.stages.indices {
-            do { try RecipeTrainer.checkData(recipe: r, recipePath: recipe, stage: i, vocab: config.vocabSize) } catch let e as RecipeError {
-                throw RecipeError(file: recipe, line: nil, column: nil, path: "stages[\(i)].data", message: e.message)
-            }
-        }
-        if let resumePath {
-            let stored = try CheckpointStore.readConfig(resumePath)
-            guard stored == config else {
-                throw CheckpointError(resumePath, "holds a different model than the recipe's (its config.json differs); resume with the recipe that wrote it")
-            }
-        }
+        let resumePath = resume == "auto"
+            ? RunDirectory.latestCheckpoint(checkpoints: (dir as NSString).appendingPathComponent(r.checkpoint.dir)) : resume
+        try checkInputs(r, config: config, resumePath: resumePath)
         do {
             let trainer = try RecipeTrainer(recipe: r, recipePath: recipe, runDir: dir, fresh: resumePath == nil, grid: grid) { line in
                 if line.hasPrefix("\u{1B}") { print(line, terminator: ""); fflush(nil) } else { print(line); fflush(nil) }
@@ -111,6 +74,43 @@ struct TrainCommand: ParsableCommand {
             throw e
         } catch {
             throw CommandFailure.rank(world, "\(error)", code: 3)
+        }
+    }
+
+    /// Checks everything that can be checked before the run directory is created, so bad input
+    /// leaves nothing behind: every stage's data, and a checkpoint to resume.
+    func checkInputs(_ r: Recipe, config: DeepSeekConfig, resumePath: String?) throws {
+        for i in r.stages.indices {
+            do { try RecipeTrainer.checkData(recipe: r, recipePath: recipe, stage: i, vocab: config.vocabSize) } catch let e as RecipeError {
+                throw RecipeError(file: recipe, line: nil, column: nil, path: "stages[\(i)].data", message: e.message)
+            }
+        }
+        if let resumePath {
+            let stored = try CheckpointStore.readConfig(resumePath)
+            guard stored == config else {
+                throw CheckpointError(resumePath, "holds a different model than the recipe's (its config.json differs); resume with the recipe that wrote it")
+            }
+        }
+    }
+
+    /// `--dry-run`: the recipe's model, layout, peak memory per rank and stages.
+    func printPlan(_ r: Recipe, config: DeepSeekConfig, layout: Layout) {
+        let p = ModelPlan(config, sequenceLength: r.stages.map(\.seqLen).max() ?? 1, dp: layout.dp, ep: layout.ep,
+                          pp: layout.pp, microBatch: Swift.max(1, r.stages[0].batchSize / Swift.max(layout.microbatches, 1)),
+                          microbatches: layout.microbatches)
+        let first = r.stages[0]
+        let memory = MemoryPlan(config, layout: layout, rows: Swift.max(1, first.batchSize / Swift.max(layout.microbatches, 1)),
+                                length: first.seqLen)
+        func count(_ n: Int) -> String {
+            n >= 1_000_000_000 ? String(format: "%.2fB", Double(n) / 1e9) : n >= 1_000_000 ? String(format: "%.1fM", Double(n) / 1e6)
+                : String(format: "%.1fK", Double(n) / 1e3)
+        }
+        print("recipe \(r.name): \(r.stages.count) stage(s), model \(r.model.source), "
+              + "\(count(p.totalParameters)) parameters (\(count(p.activatedParameters)) activated)")
+        print("  layout: dp \(layout.dp) × pp \(layout.pp) = \(layout.world) ranks, ep \(layout.ep); "
+              + String(format: "peak memory %.2f GiB per rank (deeptrain plan --recipe for its parts)", memory.peakBytes / 1_073_741_824))
+        for s in r.stages {
+            print("  \(s.name): \(s.kind.name.rawValue) on \(s.data), \(s.steps) steps × \(s.batchSize) × \(s.seqLen) tokens, lr \(s.lr) (\(s.schedule.rawValue))")
         }
     }
 }
