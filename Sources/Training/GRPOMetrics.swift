@@ -1,7 +1,7 @@
 import Foundation
 
 /// What a GRPO step adds to `metrics.jsonl`, under TRL's names (docs/grpo.md).
-struct GRPOMetrics: Encodable, Sendable {
+struct GRPOMetrics: Codable, Sendable {
     /// The numbers of the generation batch the step trains on.
     var generation: GenerationMetrics
     /// Mean per-token KL to the reference over the step's trained tokens.
@@ -10,6 +10,17 @@ struct GRPOMetrics: Encodable, Sendable {
     var clipFraction: Double
 
     enum CodingKeys: String, CodingKey, CaseIterable { case kl, clipFraction = "clip_fraction" }
+
+    init(generation: GenerationMetrics, kl: Double, clipFraction: Double) {
+        (self.generation, self.kl, self.clipFraction) = (generation, kl, clipFraction)
+    }
+
+    init(from decoder: Decoder) throws {
+        generation = try GenerationMetrics(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kl = try c.decode(Double.self, forKey: .kl)
+        clipFraction = try c.decode(Double.self, forKey: .clipFraction)
+    }
 
     func encode(to encoder: Encoder) throws {
         try generation.encode(to: encoder)
@@ -21,7 +32,7 @@ struct GRPOMetrics: Encodable, Sendable {
 
 /// A generation batch's rewards and completions; every step that trains on the batch (with
 /// `num_iterations` > 1, several) reports them.
-struct GenerationMetrics: Encodable, Sendable {
+struct GenerationMetrics: Codable, Sendable {
     var rewardMean: Double
     var rewardStd: Double
     /// Each reward function's mean score (unweighted), by its name: `rewards/<name>`.
@@ -46,6 +57,29 @@ struct GenerationMetrics: Encodable, Sendable {
         init(name: String) { stringValue = "rewards/\(name)" }
         var intValue: Int? { nil }
         init?(intValue: Int) { nil }
+    }
+
+    init(rewardMean: Double, rewardStd: Double, rewardsByFunction: [String: Double], completionLenMean: Double,
+         fracZeroStdGroups: Double, truncatedFraction: Double, generationBatch: Int, generationS: Double = 0) {
+        (self.rewardMean, self.rewardStd, self.rewardsByFunction) = (rewardMean, rewardStd, rewardsByFunction)
+        (self.completionLenMean, self.fracZeroStdGroups, self.truncatedFraction) = (completionLenMean, fracZeroStdGroups, truncatedFraction)
+        (self.generationBatch, self.generationS) = (generationBatch, generationS)
+    }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        rewardMean = try c.decode(Double.self, forKey: .rewardMean)
+        rewardStd = try c.decode(Double.self, forKey: .rewardStd)
+        completionLenMean = try c.decode(Double.self, forKey: .completionLenMean)
+        fracZeroStdGroups = try c.decode(Double.self, forKey: .fracZeroStdGroups)
+        truncatedFraction = try c.decode(Double.self, forKey: .truncatedFraction)
+        generationBatch = try c.decode(Int.self, forKey: .generationBatch)
+        generationS = try c.decode(Double.self, forKey: .generationS)
+        let rewards = try decoder.container(keyedBy: RewardKey.self)
+        rewardsByFunction = [:]
+        for key in rewards.allKeys where key.stringValue.hasPrefix("rewards/") {
+            rewardsByFunction[String(key.stringValue.dropFirst("rewards/".count))] = try rewards.decode(Double.self, forKey: key)
+        }
     }
 
     func encode(to encoder: Encoder) throws {

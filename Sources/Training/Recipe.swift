@@ -136,24 +136,7 @@ package struct Recipe: Sendable {
     }
 
     package static func parse(_ text: String, file: String, overrides: [String] = []) throws -> Recipe {
-        var root: Node
-        do {
-            guard let n = try Yams.compose(yaml: text) else {
-                throw RecipeError(file: file, line: nil, column: nil, path: "", message: "is empty; expected a recipe mapping")
-            }
-            root = n
-        } catch let e as YamlError {
-            throw yamlError(e, file: file)
-        }
-        for o in overrides {
-            guard let eq = o.firstIndex(of: "=") else {
-                throw RecipeError(file: "--set", line: nil, column: nil, path: o, message: "expected key.path=value")
-            }
-            let keyPath = String(o[..<eq]), valueText = String(o[o.index(after: eq)...])
-            let value: Node
-            do { value = try Yams.compose(yaml: valueText) ?? Node("") } catch let e as YamlError { throw yamlError(e, file: "--set \(o)") }
-            root = try applyOverride(root, path: keyPath.split(separator: ".").map(String.init), value: value, file: file, full: keyPath)
-        }
+        let root = try composeWithOverrides(text, file: file, overrides: overrides)
         let top = try YAMLObject(file: file, path: "", node: root)
         var r = Recipe(name: "", seed: 0, model: ModelSpec(source: "", overridesJSON: "{}"), parallel: Parallel(),
                        checkpoint: CheckpointSpec(), threads: nil, tokenizer: nil, stages: [], resolvedYAML: "")
@@ -164,32 +147,8 @@ package struct Recipe: Sendable {
         r.seed = UInt64(try top.int("seed", default: 0, min: 0))
         r.threads = try top.optionalInt("threads", min: 1)
         r.tokenizer = try top.optionalString("tokenizer")
-        let modelNode = top.raw("model")
-        switch modelNode {
-        case .some(.scalar(let s)):
-            r.model.source = s.string
-        case .some(let n):
-            let m = try YAMLObject(file: file, path: "model", node: n)
-            r.model.source = try m.string("preset", default: "")
-            if r.model.source.isEmpty { r.model.source = try m.string("config") } else { _ = m.raw("config") }
-            let o = try m.freeMapping("overrides")
-            r.model.overridesJSON = String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
-            try m.finish()
-        case .none:
-            throw top.fail(nil, "model", "is required: a preset (\(DeepSeekConfig.presetNames.joined(separator: ", "))), a config.json path, or {preset|config, overrides}")
-        }
-        if let p = try top.object("parallel") {
-            if case .scalar(let v)? = p.mapping["dp"], v.string == "auto" {
-                _ = p.raw("dp")
-                r.parallel.dp = 0
-            } else {
-                r.parallel.dp = try p.int("dp", default: 0, min: 1)
-            }
-            r.parallel.ep = try p.int("ep", default: 1, min: 1)
-            r.parallel.pp = try p.int("pp", default: 1, min: 1)
-            r.parallel.microbatches = try p.int("microbatches", default: 1, min: 1)
-            try p.finish()
-        }
+        r.model = try parseModel(top)
+        if let p = try top.object("parallel") { r.parallel = try parseParallel(p) }
         if let c = try top.object("checkpoint") {
             r.checkpoint.dir = try c.string("dir", default: "checkpoints")
             r.checkpoint.every = try c.int("every", default: 0, min: 0)
@@ -209,6 +168,64 @@ package struct Recipe: Sendable {
         }
         r.resolvedYAML = (try? Yams.serialize(node: root)) ?? text
         return r
+    }
+
+    /// The recipe's YAML tree with `--set` overrides ("a.b=c") applied.
+    static func composeWithOverrides(_ text: String, file: String, overrides: [String]) throws -> Node {
+        var root: Node
+        do {
+            guard let n = try Yams.compose(yaml: text) else {
+                throw RecipeError(file: file, line: nil, column: nil, path: "", message: "is empty; expected a recipe mapping")
+            }
+            root = n
+        } catch let e as YamlError {
+            throw yamlError(e, file: file)
+        }
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "=") else {
+                throw RecipeError(file: "--set", line: nil, column: nil, path: o, message: "expected key.path=value")
+            }
+            let keyPath = String(o[..<eq]), valueText = String(o[o.index(after: eq)...])
+            let value: Node
+            do { value = try Yams.compose(yaml: valueText) ?? Node("") } catch let e as YamlError { throw yamlError(e, file: "--set \(o)") }
+            root = try applyOverride(root, path: keyPath.split(separator: ".").map(String.init), value: value, file: file, full: keyPath)
+        }
+        return root
+    }
+
+    /// `model:`: a preset or config path, or a mapping {preset|config, overrides}.
+    static func parseModel(_ top: YAMLObject) throws -> ModelSpec {
+        var spec = ModelSpec(source: "", overridesJSON: "{}")
+        switch top.raw("model") {
+        case .some(.scalar(let s)):
+            spec.source = s.string
+        case .some(let n):
+            let m = try YAMLObject(file: top.file, path: "model", node: n)
+            spec.source = try m.string("preset", default: "")
+            if spec.source.isEmpty { spec.source = try m.string("config") } else { _ = m.raw("config") }
+            let o = try m.freeMapping("overrides")
+            spec.overridesJSON = String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
+            try m.finish()
+        case .none:
+            throw top.fail(nil, "model", "is required: a preset (\(DeepSeekConfig.presetNames.joined(separator: ", "))), a config.json path, or {preset|config, overrides}")
+        }
+        return spec
+    }
+
+    /// `parallel:` (dp `auto` is 0: the world size divided by pp).
+    static func parseParallel(_ p: YAMLObject) throws -> Parallel {
+        var parallel = Parallel()
+        if case .scalar(let v)? = p.mapping["dp"], v.string == "auto" {
+            _ = p.raw("dp")
+            parallel.dp = 0
+        } else {
+            parallel.dp = try p.int("dp", default: 0, min: 1)
+        }
+        parallel.ep = try p.int("ep", default: 1, min: 1)
+        parallel.pp = try p.int("pp", default: 1, min: 1)
+        parallel.microbatches = try p.int("microbatches", default: 1, min: 1)
+        try p.finish()
+        return parallel
     }
 
     static func parseStage(_ s: YAMLObject) throws -> Stage {

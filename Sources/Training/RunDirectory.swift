@@ -43,17 +43,45 @@ package final class RunDirectory {
     }
 
     /// One JSON line, keys sorted; NaN and infinities (not JSON) are written as null.
+    /// What a non-finite number is encoded as before it becomes null in the file.
+    static let nonFiniteMarker = "\u{1}nonfinite"
+    /// The marker as JSONEncoder writes it (a control character is escaped in JSON).
+    static let nonFiniteJSON = "\"\\u0001nonfinite\""
+
     package func writeMetrics(_ line: some Encodable) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         // JSONEncoder has no strategy that writes null for a non-finite number: it writes this
         // marker instead, which the line then turns into null. No metric's text can hold it
         // (stage names are letters, digits and - _ .).
-        let marker = "\u{1}nonfinite"
+        let marker = Self.nonFiniteMarker
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: marker, negativeInfinity: marker, nan: marker)
         guard let data = try? encoder.encode(line) else { return }
-        let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\"\\u0001nonfinite\"", with: "null")
+        let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: Self.nonFiniteJSON, with: "null")
         metrics.write(Data((text + "\n").utf8))
+    }
+
+    /// One line of `metrics.jsonl` as its typed struct; the nulls `writeMetrics` wrote for
+    /// non-finite numbers come back as NaN.
+    static func readMetrics<Line: Decodable>(_ line: String, as: Line.Type) throws -> Line {
+        // null is a JSON token only outside strings; turn those into a string the decoder reads as NaN.
+        var text = "", inString = false, escaped = false
+        var rest = Substring(line)
+        while let c = rest.first {
+            if !inString && rest.hasPrefix("null") {
+                text += "\"NaN\""
+                rest = rest.dropFirst(4)
+                continue
+            }
+            if inString && !escaped && c == "\"" { inString = false } else if !inString && c == "\"" { inString = true }
+            escaped = inString && !escaped && c == "\\"
+            text.append(c)
+            rest = rest.dropFirst()
+        }
+        let decoder = JSONDecoder()
+        // Only a number's field reads the string as NaN; a string field keeps the text.
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "+Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return try decoder.decode(Line.self, from: Data(text.utf8))
     }
 
     package func logLine(_ s: String) {

@@ -7,7 +7,7 @@ import Parallel
 /// through the same loop, so the learning-rate schedule, non-finite steps, evaluation steps,
 /// metrics lines, checkpoints and stopping behave alike for all of them.
 protocol StageRunner: AnyObject {
-    associatedtype Metrics: Encodable
+    associatedtype Metrics: Codable
     /// The stage as it runs (an SFT stage's `epochs` turned into `steps`; no evaluation when
     /// there is no held-out data).
     var stage: Recipe.Stage { get }

@@ -2,10 +2,9 @@ import Foundation
 import Parallel
 
 /// What every step of every stage writes to `metrics.jsonl` (docs/recipes.md "Metrics"), under
-/// the file's key names. Optional keys are absent from a line when nil. The metrics structs are
-/// written, never read back: a non-finite number is written as null, which a non-optional
-/// field could not decode (Plot and the tests read lines as JSON objects).
-struct StepMetrics: Encodable, Sendable {
+/// the file's key names. Optional keys are absent from a line when nil. A non-finite number is
+/// written as null and read back as NaN (`RunDirectory.readMetrics`).
+struct StepMetrics: Codable, Sendable {
     var stage: String
     var step: Int
     var globalStep: Int
@@ -91,10 +90,10 @@ struct StepMetrics: Encodable, Sendable {
 }
 
 /// A pretraining step writes the common metrics only.
-struct PretrainMetrics: Encodable, Sendable {}
+struct PretrainMetrics: Codable, Sendable {}
 
 /// What an SFT step adds.
-struct SFTMetrics: Encodable, Sendable {
+struct SFTMetrics: Codable, Sendable {
     /// Passes over the conversations before this step (JSONL data, unpacked).
     var epoch: Double?
     /// Conversations consumed so far (packed rows).
@@ -108,9 +107,19 @@ struct SFTMetrics: Encodable, Sendable {
 }
 
 /// One line of `metrics.jsonl`: the common metrics and the stage kind's own, in one object.
-struct MetricsLine<Extra: Encodable>: Encodable {
+struct MetricsLine<Extra: Codable>: Codable {
     var common: StepMetrics
     var extra: Extra
+
+    init(common: StepMetrics, extra: Extra) {
+        self.common = common
+        self.extra = extra
+    }
+
+    init(from decoder: Decoder) throws {
+        common = try StepMetrics(from: decoder)
+        extra = try Extra(from: decoder)
+    }
 
     func encode(to encoder: Encoder) throws {
         try common.encode(to: encoder)

@@ -43,7 +43,7 @@ import Testing
         return try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)
     }
 
-    static func written(_ common: StepMetrics, _ extra: some Encodable) throws -> String {
+    static func written(_ common: StepMetrics, _ extra: some Codable) throws -> String {
         try written(MetricsLine(common: common, extra: extra))
     }
 
@@ -116,7 +116,7 @@ import Testing
         var common = Self.common(r)
         common.record(Evaluation(loss: 0, accuracy: 0, reward: 0, samples: 1))
         for kind in Recipe.StageKind.Name.allCases {
-            let runner: any StageRunner.Type, extra: any Encodable
+            let runner: any StageRunner.Type, extra: any Codable
             switch kind {
             case .pretrain: (runner, extra) = (PretrainRunner.self, PretrainMetrics())
             case .sft: (runner, extra) = (SFTRunner.self, SFTMetrics(epoch: 0, conversations: 0, truncatedConversationsLocal: 0))
@@ -134,5 +134,20 @@ import Testing
                 #expect(section.contains(documented), "docs/recipes.md (Metrics) does not list \(key), a \(kind) metrics key")
             }
         }
+    }
+
+    /// A line reads back as the struct it was written from; null (a non-finite number) as NaN.
+    @Test func aLineReadsBackAsItsStruct() throws {
+        let generation = GenerationMetrics(rewardMean: 0.7, rewardStd: .nan, rewardsByFunction: ["exact": 0.5, "format": 1],
+                                           completionLenMean: 7.25, fracZeroStdGroups: 0.125, truncatedFraction: 0, generationBatch: 4)
+        let written = MetricsLine(common: Self.common(), extra: GRPOMetrics(generation: generation, kl: 1e-7, clipFraction: 0))
+        let line = try Self.written(written)
+        let read = try RunDirectory.readMetrics(line, as: MetricsLine<GRPOMetrics>.self)
+        #expect(read.common.mfu.isNaN && read.common.elapsedS.isNaN && read.extra.generation.rewardStd.isNaN)
+        #expect(read.common.loss == written.common.loss && read.common.expertLoad == written.common.expertLoad)
+        #expect(read.common.mtpLoss == 0.25 && read.common.evalLoss == nil)
+        #expect(read.extra.generation.rewardsByFunction == ["exact": 0.5, "format": 1] && read.extra.kl == 1e-7)
+        // Written again, it is the same text.
+        #expect(try Self.written(read) == line)
     }
 }
