@@ -19,9 +19,12 @@ package enum ProcessStats {
     }
 }
 
-/// JSON for benchmark output: sorted keys, so runs diff cleanly.
+/// JSON for command output (bench, plan, eval): sorted keys, so runs diff cleanly. A
+/// non-finite number (a diverged loss) is written as the string "NaN" or "Infinity" rather
+/// than failing the command.
 package func jsonString<T: Encodable>(_ value: T) -> String {
     let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
     return String(decoding: try! enc.encode(value), as: UTF8.self)
 }

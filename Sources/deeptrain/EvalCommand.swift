@@ -49,9 +49,8 @@ struct EvalCommand: ParsableCommand {
             return (nll / Double(Swift.max(count, 1)), Double(hits) / Double(Swift.max(n, 1)), count)
         }
         if json {
-            let d: [String: Any] = ["checkpoint": checkpoint, "data": data.spec, "assistant_loss": loss, "assistant_tokens": tokens,
-                                    "exact_match": exact, "conversations": n]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: d, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
+            print(jsonString(ChatReport(checkpoint: checkpoint, data: data.spec, assistantLoss: loss, assistantTokens: tokens,
+                                        exactMatch: exact, conversations: n)))
         } else {
             print(String(format: "assistant-token loss %.4f nats/token over %d tokens, exact match %.1f%% of %d conversations", loss, tokens, 100 * exact, n))
         }
@@ -77,11 +76,37 @@ struct EvalCommand: ParsableCommand {
             return (total / Double(Swift.max(batches, 1)), source.exactMatch(model: model, samples: samples))
         }
         if json {
-            var d: [String: Any] = ["checkpoint": checkpoint, "data": data, "heldout_loss": loss]
-            if let acc { d["exact_match"] = acc.0; d["samples"] = acc.1 }
-            print(String(decoding: try JSONSerialization.data(withJSONObject: d, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
+            print(jsonString(HeldOutReport(checkpoint: checkpoint, data: data, heldoutLoss: loss, exactMatch: acc?.0, samples: acc?.1)))
         } else {
             print(String(format: "held-out loss %.4f nats/token", loss) + (acc.map { String(format: ", exact match %.1f%% of %d", 100 * $0.0, $0.1) } ?? ""))
+        }
+    }
+
+    /// `eval --chat --json`.
+    struct ChatReport: Encodable {
+        let checkpoint: String
+        let data: String
+        let assistantLoss: Double
+        let assistantTokens: Int
+        let exactMatch: Double
+        let conversations: Int
+
+        enum CodingKeys: String, CodingKey {
+            case checkpoint, data, assistantLoss = "assistant_loss", assistantTokens = "assistant_tokens"
+            case exactMatch = "exact_match", conversations
+        }
+    }
+
+    /// `eval --json` on pretraining data (exact match only where the data has answers).
+    struct HeldOutReport: Encodable {
+        let checkpoint: String
+        let data: String
+        let heldoutLoss: Double
+        let exactMatch: Double?
+        let samples: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case checkpoint, data, heldoutLoss = "heldout_loss", exactMatch = "exact_match", samples
         }
     }
 }
