@@ -66,7 +66,8 @@ struct VirtualClusterTests {
         let base = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: base) }
         // Down always, even when an expectation fails or `up` did half its work; then nothing
-        // of the cluster is left. Up twice: the second must change nothing.
+        // of the cluster is left. Up twice: the second must succeed and add nothing (two
+        // /etc/hosts lines, below).
         defer {
             let down = try? cluster(["down"])
             #expect(down?.status == 0, "virtual-cluster.sh down: \(down?.stderr ?? "did not run")")
