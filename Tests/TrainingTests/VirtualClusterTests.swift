@@ -1,0 +1,149 @@
+import Foundation
+import Testing
+
+/// The tiny pretraining recipe across a simulated cluster of 2 nodes on this machine
+/// (launch/virtual-cluster.sh: a network namespace per node, a bridge, links limited to 1 Gbit/s;
+/// launch/cluster.sh: mpirun over TCP between the nodes, shared memory within one;
+/// docs/multinode.md). Layouts that cross the nodes must give one process's losses, gradient
+/// norms and final weights bit for bit (docs/design.md §6.7), and a rank lost on a node must end
+/// the job with exit code 3. The suite brings the cluster up and always down again, and takes
+/// over (then removes) any simulated cluster already up. It needs root and network namespaces;
+/// elsewhere it is skipped, saying so. Runs .build/release/deeptrain, which
+/// `swift test -c release` builds (`make test`).
+// Evaluated when the suite is about to run; false shows in the output as the suite and its test
+// "skipped: no network namespaces …".
+@Suite(.serialized, .enabled(if: NetworkNamespaces.available, "no network namespaces (needs root and `ip netns add`)"))
+struct VirtualClusterTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let binary = root.appendingPathComponent(".build/release/deeptrain").path
+    static let clusterScript = root.appendingPathComponent("launch/virtual-cluster.sh").path
+    static let launcher = root.appendingPathComponent("launch/cluster.sh").path
+    static let recipe = root.appendingPathComponent("recipes/tiny-pretrain.yaml").path
+    /// 20 steps, 4 micro-batches, one thread per rank in every run (a GEMM's bits depend on its
+    /// thread count), no evaluation, one checkpoint at the end.
+    static let short = ["--set", "stages.0.steps=20", "--set", "threads=1", "--set", "parallel.microbatches=4",
+                        "--set", "stages.0.eval.every=0", "--set", "checkpoint.every=0"]
+    /// No command of the suite may hang it: each runs under timeout(1), which signals the
+    /// whole process group (mpirun and the node daemons it started) when the time is up.
+    static let limit = "180"
+
+    static let ip = NetworkNamespaces.ip
+
+    func cluster(_ args: [String]) throws -> CommandRun {
+        try CommandRun("/usr/bin/timeout", [Self.limit, Self.clusterScript] + args)
+    }
+
+    /// `deeptrain train` of the tiny recipe: across the cluster with `perNode` ranks on each
+    /// node, or as one process without MPI when `perNode` is nil.
+    func train(perNode: Int?, dir: String, _ layout: [String] = []) throws -> CommandRun {
+        let options = [Self.recipe, "--run-dir", dir] + Self.short + layout
+        guard let perNode else { return try CommandRun(Self.binary, ["train"] + options) }
+        return try CommandRun("/usr/bin/timeout", [Self.limit, Self.launcher, "\(perNode)"] + options)
+    }
+
+    func lines(_ dir: String) -> [[String: Any]] {
+        let text = (try? String(contentsOfFile: "\(dir)/metrics.jsonl", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    /// Each step's loss and gradient norm as bit patterns, then the final weights' digest.
+    func fingerprint(_ dir: String) throws -> [String] {
+        let steps = lines(dir).map { line in
+            ["loss", "grad_norm"].map { String(((line[$0] as? Double) ?? .nan).bitPattern, radix: 16) }.joined(separator: "/")
+        }
+        let inspected = try CommandRun(Self.binary, ["inspect", "\(dir)/checkpoints/step-00000020.h5"])
+        let digest = inspected.stdout.split(separator: "\n").first { $0.hasPrefix("digest") }.map(String.init) ?? "no digest: \(inspected.stderr)"
+        return steps + [digest]
+    }
+
+    func tempDir() throws -> String {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("dt-cluster-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    @Test func layoutsAcrossTwoNodesGiveOneProcessBitsAndALostRankEndsTheJob() throws {
+        let base = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        // Down always, even when an expectation fails or `up` did half its work; then nothing
+        // of the cluster is left. Up twice: the second must succeed and add nothing (two
+        // /etc/hosts lines, below).
+        defer {
+            let down = try? cluster(["down"])
+            #expect(down?.status == 0, "virtual-cluster.sh down: \(down?.stderr ?? "did not run")")
+            let left = (try? CommandRun(Self.ip!, ["netns", "list"]).stdout) ?? ""
+            #expect(!left.contains("dt-node") && !left.contains("dt-hub"), "namespaces left: \(left)")
+            let hosts = (try? String(contentsOfFile: "/etc/hosts", encoding: .utf8)) ?? ""
+            #expect(!hosts.contains("# deeptrain virtual-cluster"), "/etc/hosts lines left: \(hosts)")
+        }
+        for _ in 0..<2 {
+            let up = try cluster(["up", "2", "1gbit"])
+            try #require(up.status == 0, "virtual-cluster.sh up: \(up.stderr)")
+        }
+        let status = try cluster(["status"])
+        #expect(status.stdout.contains("dt-node0") && status.stdout.contains("dt-node1") && status.stdout.contains("1Gbit"), "\(status.stdout)")
+        let hosts = (try? String(contentsOfFile: "/etc/hosts", encoding: .utf8)) ?? ""
+        #expect(hosts.components(separatedBy: "# deeptrain virtual-cluster").count == 3, "/etc/hosts: \(hosts)")
+
+        let reference = "\(base)/one-process"
+        let single = try train(perNode: nil, dir: reference)
+        try #require(single.status == 0, "one process: \(single.stderr)")
+        let expected = try fingerprint(reference)
+        #expect(expected.count == 21)
+
+        // One rank a node: dp's reduce-scatter and all-gather, then the experts' all-to-all,
+        // over TCP between the nodes; two ranks a node (world ranks 0, 1 on dt-node0): each ep
+        // group within a node (shared memory), its replicas across the nodes.
+        let layouts: [(perNode: Int, name: String, sets: [String])] = [
+            (1, "dp2", ["--set", "parallel.dp=2"]),
+            (1, "dp2-ep2", ["--set", "parallel.dp=2", "--set", "parallel.ep=2"]),
+            (2, "dp4-ep2", ["--set", "parallel.dp=4", "--set", "parallel.ep=2"]),
+        ]
+        for layout in layouts {
+            let dir = "\(base)/\(layout.name)"
+            let r = try train(perNode: layout.perNode, dir: dir, layout.sets)
+            #expect(r.status == 0, "\(layout.name), \(layout.perNode) a node: \(r.stderr)")
+            let got = try fingerprint(dir)
+            let differing: String? = got.count != expected.count ? "\(got.count) lines, not \(expected.count)"
+                : zip(got, expected).enumerated().first { $1.0 != $1.1 }.map { "line \($0.offset): \($0.element.0) against \($0.element.1)" }
+            #expect(differing == nil, "\(layout.name), \(layout.perNode) a node: not one process's bits (loss/grad_norm bits per step, then the digest); \(differing ?? "")")
+        }
+
+        // A rank killed on dt-node1 mid-run: mpirun ends the job, and cluster.sh says 3.
+        let killed = "\(base)/killed"
+        nonisolated(unsafe) var lost: CommandRun?
+        let job = Thread {
+            lost = try? CommandRun("/usr/bin/timeout", [Self.limit, Self.launcher, "1", Self.recipe, "--run-dir", killed] + Self.short
+                + ["--set", "parallel.dp=2", "--set", "stages.0.steps=100000"])
+        }
+        job.start()
+        var victim: Int32?
+        for _ in 0..<600 where victim == nil {   // at most 60 s for the job to reach its steps
+            usleep(100_000)
+            guard FileManager.default.fileExists(atPath: "\(killed)/metrics.jsonl") else { continue }
+            let pids = (try? CommandRun(Self.ip!, ["netns", "pids", "dt-node1"]).stdout) ?? ""
+            let program = URL(fileURLWithPath: Self.binary).resolvingSymlinksInPath().path
+            victim = pids.split(separator: "\n").compactMap { Int32($0) }.first { pid in
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == program
+            }
+        }
+        #expect(victim != nil, "no deeptrain rank found in dt-node1")
+        if let victim { kill(victim, SIGKILL) }
+        while !job.isFinished { usleep(10_000) }
+        #expect(lost?.status == 3, "a rank killed on dt-node1: exit \(lost?.status ?? -1), \(lost?.stderr.suffix(600) ?? "")")
+        #expect(lost?.stderr.contains("dt-node1") == true, "mpirun's message names the node: \(lost?.stderr.suffix(600) ?? "")")
+    }
+}
+
+/// The probe behind VirtualClusterTests' skip: root, `ip` present, and a network namespace can
+/// be made (and is removed at once).
+enum NetworkNamespaces {
+    static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let available: Bool = {
+        guard getuid() == 0, let ip else { return false }
+        let probe = "dt-probe-\(getpid())"
+        guard let added = try? CommandRun(ip, ["netns", "add", probe]), added.status == 0 else { return false }
+        _ = try? CommandRun(ip, ["netns", "del", probe])
+        return true
+    }()
+}
