@@ -67,6 +67,9 @@ package final class Communicator: @unchecked Sendable {
 
     nonisolated(unsafe) private static var initialised = false
 
+    /// Whether this process called MPI_Init: from then on it cannot leave the job alone.
+    package static var isInitialised: Bool { initialised }
+
     /// True when this process was started by mpirun (Open MPI sets these before main).
     package static var launchedByMPI: Bool {
         ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil || ProcessInfo.processInfo.environment["PMIX_RANK"] != nil

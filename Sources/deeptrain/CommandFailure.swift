@@ -32,8 +32,17 @@ func exitOnBadInput(_ message: String) -> Never {
     let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap(Int.init) ?? 0
     // Every message quotes values in part; this bounds what any message can grow to.
     let bounded = message.utf8.count > 4096 ? String(message.prefix(4096)) + "… (message cut)" : message
-    if rank == 0 { FileHandle.standardError.write(Data("error: \(bounded)\n".utf8)) }
-    Foundation.exit(1)
+    guard Communicator.isInitialised else {
+        if rank == 0 { FileHandle.standardError.write(Data("error: \(bounded)\n".utf8)) }
+        Foundation.exit(1)
+    }
+    // After MPI_Init a rank cannot leave alone: exiting runs MPI_Finalize, which waits for the
+    // ranks that wait for it in a collective (a file one node lacks). Rank 0 says why and ends
+    // the job; another rank first gives rank 0 time to do so (the same bad input everywhere),
+    // then says why itself, naming its rank.
+    if rank != 0 { sleep(5) }
+    FileHandle.standardError.write(Data("error: \(rank == 0 ? "" : "rank \(rank): ")\(bounded)\n".utf8))
+    Communicator.abortJob(code: 1)
 }
 
 /// A runtime failure on one rank: say which and why, then end the whole job (MPI_Abort, the

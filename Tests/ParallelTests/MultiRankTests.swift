@@ -297,6 +297,28 @@ import Testing
         #expect(r.stderr.contains("rank 2 of 4: injected failure at global step 3"), "\(r.stderr)")
     }
 
+    /// Bad input on one rank only (a checkpoint one node lacks) after MPI_Init: that rank
+    /// cannot exit alone (MPI_Finalize would wait for the others), so it names itself and ends
+    /// the job. Two ranks started as one job (mpirun's `:`), one told to resume a missing file.
+    @Test func badInputOnOneRankEndsTheJobInsteadOfHanging() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let first = try run(Self.binary, ["train", Self.recipe, "--run-dir", "\(dir)/one", "--set", "stages.0.steps=2",
+                                          "--set", "stages.0.eval.every=0"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let checkpoint = try #require(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/one/checkpoints")
+            .first { $0.hasSuffix(".h5") })
+        var flags = ["--bind-to", "none", "--oversubscribe"]
+        if getuid() == 0 { flags.append("--allow-run-as-root") }
+        let common = ["train", Self.recipe, "--run-dir", "\(dir)/two", "--set", "stages.0.steps=4", "--set", "threads=1"]
+        let r = try run("/usr/bin/env", ["timeout", "60", "mpirun"] + flags
+                        + ["-np", "1", Self.binary] + common + ["--resume", "\(dir)/one/checkpoints/\(checkpoint)"]
+                        + [":", "-np", "1", Self.binary] + common + ["--resume", "\(dir)/missing.h5"])
+        #expect(r.status == 1, "exit \(r.status) after \(r.seconds) s: \(r.stderr)")
+        #expect(r.stderr.contains("error: rank 1: \(dir)/missing.h5"), "\(r.stderr)")
+        #expect(r.seconds < 30, "took \(r.seconds) s")
+    }
+
     @Test func anImpossibleLayoutStopsBeforeAnyWork() throws {
         let dir = tempDir() + "/run"
         let r = try run(Self.launcher, ["2", Self.recipe, "--run-dir", dir, "--set", "parallel.dp=4", "--set", "parallel.ep=3"])
