@@ -155,3 +155,7 @@ package final class Tokenizer: Sendable {
 }
 
 extension TokenizerError: InputError {}
+// A pattern the engine cannot take, or a text that exhausts a pattern's budget, comes from a
+// file or a text the user gave: reported as bad input, like the file errors.
+extension RegexError: InputError {}
+extension RegexBudgetError: InputError {}
