@@ -34,7 +34,14 @@ enum ShardedCheckpoint {
                 return
             }
             if world.rank == turn {
-                do { try trainer.withSlices(moments: moments) { try CheckpointStore.write($0, into: tmp) } } catch { failure = error }
+                do { try trainer.withSlices(moments: moments) { try CheckpointStore.write($0, into: tmp) } } catch {
+                    failure = error
+                    // Rank 0 reports the failed write and ends the job; this rank says why first
+                    // (its own file system: a node without the shared one, a full disk).
+                    if world.rank != 0 {
+                        FileHandle.standardError.write(Data("error: rank \(world.rank) of \(world.size): \(error)\n".utf8))
+                    }
+                }
             }
             turn += 1
         }
