@@ -15,7 +15,8 @@
 # launch/netns-rsh. Ranks are not bound (the nodes share this machine's cores); give the
 # recipe `threads` so that the ranks do not oversubscribe the cores.
 # Exit codes are deeptrain's: 0 done, 1 bad input, 3 runtime failure or a lost rank, 64 usage
-# (also: no cluster up, no binary, no mpirun).
+# (also: no cluster up, no binary, no mpirun). mpirun runs under launch/supervise.sh, which ends
+# it once a rank has reported a lost peer (parallel.timeout).
 set -uo pipefail
 
 usage() {
@@ -69,15 +70,9 @@ nprocs=$((per_node * ${#nodes[@]}))
 
 # TCP between nodes, shared memory (vader) within one; both of Open MPI's channels (the
 # runtime's oob and the MPI btl) kept on the cluster's subnet.
-ip netns exec dt-hub mpirun -np "$nprocs" --hostfile "$hostfile" \
+"$here/supervise.sh" ip netns exec dt-hub mpirun -np "$nprocs" --hostfile "$hostfile" \
     --allow-run-as-root --oversubscribe --bind-to none \
     --mca plm_rsh_agent "$here/netns-rsh" \
     --mca btl self,vader,tcp \
     --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
     "$bin" "${args[@]}"
-rc=$?
-if ((rc > 3 && rc != 64)); then
-    echo "error: the job ended with mpirun exit code $rc: a rank was lost (killed or crashed; mpirun's message above names it)" >&2
-    exit 3
-fi
-exit $rc

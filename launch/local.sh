@@ -7,6 +7,7 @@
 # its share of the cores (recipe `threads` overrides). Root needs --allow-run-as-root, more ranks
 # than cores need --oversubscribe; ranks are not bound to cores (a rank may use several threads).
 # Exit codes are deeptrain's: 0 done, 1 bad input, 3 runtime failure or a lost rank, 64 usage.
+# mpirun runs under launch/supervise.sh, which ends it once a rank has reported a lost peer.
 set -uo pipefail
 
 if [[ $# -lt 2 || ! "$1" =~ ^[0-9]+$ || "$1" -lt 1 ]]; then
@@ -33,10 +34,4 @@ flags=(--bind-to none)
 cores=$(nproc)
 (( nprocs > cores )) && flags+=(--oversubscribe)
 
-mpirun -np "$nprocs" "${flags[@]}" "$bin" train "$recipe" "$@"
-rc=$?
-if (( rc > 3 && rc != 64 )); then
-    echo "error: the job ended with mpirun exit code $rc: a rank was lost (killed or crashed; mpirun's message above names it)" >&2
-    exit 3
-fi
-exit $rc
+exec "$here/supervise.sh" mpirun -np "$nprocs" "${flags[@]}" "$bin" train "$recipe" "$@"

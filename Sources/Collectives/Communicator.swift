@@ -82,21 +82,31 @@ package final class Communicator: @unchecked Sendable {
         return Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / Swift.max(local, 1))
     }
 
+    nonisolated(unsafe) private static var liveness: LivenessWatch?
+
     /// The world: MPI_COMM_WORLD when launched by mpirun (initialising MPI once), otherwise
-    /// a single process.
-    package static func world() throws -> Communicator {
+    /// a single process. The first call also starts the ranks' liveness watch
+    /// (`LivenessWatch`): a rank unheard for `timeout` seconds ends the job; nil turns it off.
+    package static func world(timeout: Double? = LivenessWatch.defaultTimeout) throws -> Communicator {
         guard launchedByMPI else { return solo }
-        if !initialised {
+        let first = !initialised
+        if first {
             try check("MPI_Init", MPI_Init(nil, nil))
             initialised = true
-            atexit { if Communicator.initialised { MPI_Finalize() } }
+            atexit {
+                guard Communicator.initialised else { return }
+                MPI_Finalize()
+                Communicator.liveness?.stop()
+            }
         }
         let w = deeptrain_mpi_comm_world()
         try check("MPI_Comm_set_errhandler", MPI_Comm_set_errhandler(w, deeptrain_mpi_errors_return()))
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(w, &r)
         MPI_Comm_size(w, &s)
-        return Communicator(comm: w, rank: Int(r), size: Int(s))
+        let world = Communicator(comm: w, rank: Int(r), size: Int(s))
+        if first, let timeout { liveness = try LivenessWatch.start(world: world, timeout: timeout) }
+        return world
     }
 
     /// Ends the whole job from any rank: mpirun kills every other rank. Used after a rank has

@@ -5,6 +5,7 @@ import DeepSeek
 import Optim
 import Data
 import Parallel
+import Collectives
 
 /// A training recipe (docs/design.md §3): the model, the layout, checkpointing, and stages run in
 /// order. Every key, its default and its range are in `docs/recipes.md`; unknown keys are
@@ -53,6 +54,8 @@ package struct Recipe: Sendable {
     package struct Parallel: Sendable, Equatable {
         /// 0 means `auto`: the world size divided by pp.
         package var dp = 0, ep = 1, pp = 1, microbatches = 1
+        /// Seconds a rank may go unheard before the job ends (`LivenessWatch`); nil: `off`.
+        package var timeout: Double? = LivenessWatch.defaultTimeout
 
         /// The layout on `world` ranks (dp `auto` resolved).
         package func layout(world: Int) -> Layout {
@@ -224,6 +227,12 @@ package struct Recipe: Sendable {
         parallel.ep = try p.int("ep", default: 1, min: 1)
         parallel.pp = try p.int("pp", default: 1, min: 1)
         parallel.microbatches = try p.int("microbatches", default: 1, min: 1)
+        if case .scalar(let v)? = p.mapping["timeout"], v.string == "off" {
+            _ = p.raw("timeout")
+            parallel.timeout = nil
+        } else {
+            parallel.timeout = try p.double("timeout", default: LivenessWatch.defaultTimeout, min: 1, max: 86_400)
+        }
         try p.finish()
         return parallel
     }

@@ -44,7 +44,7 @@ struct TrainCommand: ParsableCommand {
         Threads.set(r.threads ?? Communicator.defaultThreads)
         let world: Communicator, grid: ProcessGrid
         do {
-            world = try Communicator.world()
+            world = try Communicator.world(timeout: r.parallel.timeout)
             grid = try ProcessGrid(layout: layout, world: world, layers: config.numHiddenLayers)
         } catch let e as LayoutError {
             throw e

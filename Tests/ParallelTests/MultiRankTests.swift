@@ -319,6 +319,79 @@ import Testing
         #expect(r.seconds < 30, "took \(r.seconds) s")
     }
 
+    /// The liveness deadline is about a rank's process, not its progress: with
+    /// `parallel.timeout` 1 s, a reward command that takes 1.5 s, checkpoint writes that pause
+    /// 1.5 s each (rank by rank, the other waiting) and an evaluation every step end normally.
+    /// A stopped rank (SIGSTOP) is lost: the job ends within seconds, naming it.
+    @Test func busyRanksAreAliveAndAStoppedRankIsLost() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipe = "\(dir)/busy.yaml"
+        try """
+        name: busy
+        model: tiny
+        threads: 1
+        parallel:
+          timeout: 1
+          microbatches: 2
+        stages:
+          - kind: grpo
+            data: synthetic:arithmetic-prompts
+            steps: 2
+            optimizer:
+              lr: 1.0e-4
+            grpo:
+              num_generations: 2
+              prompts_per_step: 2
+              max_completion_length: 4
+              rewards:
+                - kind: command
+                  command: "sleep 1.5; awk '{print 0}'"
+            eval:
+              every: 1
+            eval_samples: 4
+        checkpoint:
+          every: 1
+        """.write(toFile: recipe, atomically: true, encoding: .utf8)
+        let busy = try run(Self.launcher, ["2", recipe, "--run-dir", "\(dir)/busy"], env: ["DEEPTRAIN_FAULT_CHECKPOINT_PAUSE_MS": "1500"])
+        #expect(busy.status == 0, "exit \(busy.status) after \(busy.seconds) s: \(busy.stderr)")
+        #expect(!busy.stderr.contains("lost rank"), "\(busy.stderr)")
+        #expect(busy.seconds > 6, "the pauses did not happen: \(busy.seconds) s")
+
+        // SIGSTOP on rank 1 once the run is under way.
+        let stopped = "\(dir)/stopped"
+        nonisolated(unsafe) var result: Run?
+        let job = Thread {
+            result = try? self.train(2, dp: 2, ep: 1, pp: 1, dir: stopped, extra: ["--set", "stages.0.steps=100000", "--set", "parallel.timeout=2"])
+        }
+        job.start()
+        var victim: Int32?
+        for _ in 0..<300 where victim == nil {
+            usleep(100_000)
+            guard FileManager.default.fileExists(atPath: "\(stopped)/metrics.jsonl") else { continue }
+            victim = rankProcess(1)
+        }
+        #expect(victim != nil, "no rank 1 within 30 s")
+        let hit = Date()
+        if let victim { kill(victim, SIGSTOP) }
+        while !job.isFinished { usleep(10_000) }
+        let seconds = Date().timeIntervalSince(hit)
+        #expect(result?.status == 3, "exit \(result?.status ?? -1): \(result?.stderr ?? "")")
+        #expect(result?.stderr.contains("rank 0 of 2 (host ") == true && result?.stderr.contains("lost rank 1 (host ") == true, "\(result?.stderr ?? "")")
+        #expect(seconds < 15, "ended \(seconds) s after SIGSTOP")
+    }
+
+    /// The pid of the deeptrain process whose mpirun rank is `rank` (OMPI_COMM_WORLD_RANK).
+    func rankProcess(_ rank: Int) -> Int32? {
+        let program = URL(fileURLWithPath: Self.binary).resolvingSymlinksInPath().path
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
+        return pids.first { pid in
+            guard (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == program,
+                  let env = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ")) else { return false }
+            return env.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == "OMPI_COMM_WORLD_RANK=\(rank)" }
+        }
+    }
+
     @Test func anImpossibleLayoutStopsBeforeAnyWork() throws {
         let dir = tempDir() + "/run"
         let r = try run(Self.launcher, ["2", Self.recipe, "--run-dir", dir, "--set", "parallel.dp=4", "--set", "parallel.ep=3"])

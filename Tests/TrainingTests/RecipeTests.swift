@@ -42,6 +42,16 @@ import Testing
         #expect(viaSet.contains("learning_rate") && viaSet.contains("unknown key"), "\(viaSet)")
     }
 
+    @Test func parallelTimeoutIsSecondsOrOff() throws {
+        #expect(try Recipe.parse(good, file: "r.yaml").parallel.timeout == 30)
+        #expect(try Recipe.parse(good, file: "r.yaml", overrides: ["parallel.timeout=2.5"]).parallel.timeout == 2.5)
+        #expect(try Recipe.parse(good, file: "r.yaml", overrides: ["parallel.timeout=off"]).parallel.timeout == nil)
+        let low = error(good, overrides: ["parallel.timeout=0"])
+        #expect(low.contains("parallel.timeout") && low.contains("at least 1"), "\(low)")
+        let word = error(good, overrides: ["parallel.timeout=never"])
+        #expect(word.contains("parallel.timeout") && word.contains("expected a number"), "\(word)")
+    }
+
     @Test func malformedYAMLGivesLineAndColumn() {
         let e = error("name: t\nstages:\n  - kind: [pretrain\n")
         #expect(e.contains("r.yaml:") && e.contains("malformed YAML"), "\(e)")

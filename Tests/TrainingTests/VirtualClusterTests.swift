@@ -109,29 +109,77 @@ struct VirtualClusterTests {
             #expect(differing == nil, "\(layout.name), \(layout.perNode) a node: not one process's bits (loss/grad_norm bits per step, then the digest); \(differing ?? "")")
         }
 
-        // A rank killed on dt-node1 mid-run: mpirun ends the job, and cluster.sh says 3.
-        let killed = "\(base)/killed"
-        nonisolated(unsafe) var lost: CommandRun?
+        // A rank lost on dt-node1 mid-run, three ways, with parallel.timeout 3 s: the job ends
+        // (exit 3) naming what was lost, and nothing of it is left on any node.
+        try lostRankEndsTheJob(.kill, dir: "\(base)/killed", names: "on node dt-node1")
+        try lostRankEndsTheJob(.stop, dir: "\(base)/stopped", names: "lost rank 1 (host dt-node1)")
+        let cut = "\(base)/cut"
+        try lostRankEndsTheJob(.cut, dir: cut, names: "lost rank 1 (host dt-node1)")
+        _ = try CommandRun(Self.ip!, ["-n", "dt-hub", "link", "set", "dt-v1", "up"])
+
+        // The cut run's last checkpoint resumes on one node: five steps more, as one rank.
+        let latest = try String(contentsOfFile: "\(cut)/checkpoints/latest", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let step = try #require(Int(latest.filter(\.isNumber)), "checkpoints/latest: \(latest)")
+        let resumed = try CommandRun("/usr/bin/timeout", [Self.limit, Self.launcher, "1", Self.recipe, "--run-dir", cut, "--resume", "auto"]
+                                     + Self.short + ["--set", "stages.0.steps=\(step + 5)"], environment: ["CLUSTER_NODES": "1"])
+        #expect(resumed.status == 0, "resume on one node: \(resumed.stderr)")
+        #expect(resumed.stdout.contains("resumed from") && lines(cut).last?["step"] as? Int == step + 5,
+                "resume on one node from step \(step): \(resumed.stdout.suffix(400))")
+    }
+
+    enum Fault: String { case kill, stop, cut }
+
+    /// A long dp 2 run across the two nodes (timeout 3 s, launch/supervise.sh's grace 3 s);
+    /// after its first checkpoint, `fault` hits the rank on dt-node1: SIGKILL, SIGSTOP, or its
+    /// node's link cut. The job must end with exit code 3 within 20 s, its stderr naming the
+    /// loss (`names`), no process left in any node.
+    func lostRankEndsTheJob(_ fault: Fault, dir: String, names: String) throws {
+        nonisolated(unsafe) var result: CommandRun?
         let job = Thread {
-            lost = try? CommandRun("/usr/bin/timeout", [Self.limit, Self.launcher, "1", Self.recipe, "--run-dir", killed] + Self.short
-                + ["--set", "parallel.dp=2", "--set", "stages.0.steps=100000"])
+            result = try? CommandRun("/usr/bin/timeout", [Self.limit, Self.launcher, "1", Self.recipe, "--run-dir", dir] + Self.short
+                + ["--set", "parallel.dp=2", "--set", "stages.0.steps=100000", "--set", "checkpoint.every=5", "--set", "parallel.timeout=3"],
+                environment: ["DEEPTRAIN_LOST_GRACE": "3"])
         }
         job.start()
         var victim: Int32?
-        for _ in 0..<600 where victim == nil {   // at most 60 s for the job to reach its steps
+        for _ in 0..<600 where victim == nil {   // at most 60 s for the job's first checkpoint
             usleep(100_000)
-            guard FileManager.default.fileExists(atPath: "\(killed)/metrics.jsonl") else { continue }
-            let pids = (try? CommandRun(Self.ip!, ["netns", "pids", "dt-node1"]).stdout) ?? ""
-            let program = URL(fileURLWithPath: Self.binary).resolvingSymlinksInPath().path
-            victim = pids.split(separator: "\n").compactMap { Int32($0) }.first { pid in
-                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == program
-            }
+            guard FileManager.default.fileExists(atPath: "\(dir)/checkpoints/latest") else { continue }
+            victim = rankProcess(in: "dt-node1")
         }
-        #expect(victim != nil, "no deeptrain rank found in dt-node1")
-        if let victim { kill(victim, SIGKILL) }
+        #expect(victim != nil, "\(fault): no checkpoint or no deeptrain rank in dt-node1 within 60 s")
+        let hit = Date()
+        switch (fault, victim) {
+        case (_, nil): break
+        case (.kill, let v?): kill(v, SIGKILL)
+        case (.stop, let v?): kill(v, SIGSTOP)
+        case (.cut, _): _ = try CommandRun(Self.ip!, ["-n", "dt-hub", "link", "set", "dt-v1", "down"])
+        }
         while !job.isFinished { usleep(10_000) }
-        #expect(lost?.status == 3, "a rank killed on dt-node1: exit \(lost?.status ?? -1), \(lost?.stderr.suffix(600) ?? "")")
-        #expect(lost?.stderr.contains("dt-node1") == true, "mpirun's message names the node: \(lost?.stderr.suffix(600) ?? "")")
+        let seconds = Date().timeIntervalSince(hit)
+        let tail = result?.stderr.suffix(1200) ?? "no result"
+        #expect(result?.status == 3, "\(fault): exit \(result?.status ?? -1) \(Int(seconds)) s after the fault: \(tail)")
+        #expect(result?.stderr.contains(names) == true, "\(fault): stderr does not say '\(names)': \(tail)")
+        #expect(seconds < 20, "\(fault): the job ended \(seconds) s after the fault")
+        for node in ["dt-hub", "dt-node0", "dt-node1"] {
+            var left = ""
+            for _ in 0..<20 {   // processes being killed may take a moment to go
+                left = ((try? CommandRun(Self.ip!, ["netns", "pids", node]).stdout) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                if left.isEmpty { break }
+                usleep(100_000)
+            }
+            let commands = left.split(separator: "\n").map { (try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8)) ?? "?" }
+            #expect(left.isEmpty, "\(fault): processes left in \(node): \(commands)")
+        }
+    }
+
+    /// The deeptrain rank running in a node's namespace.
+    func rankProcess(in node: String) -> Int32? {
+        let pids = (try? CommandRun(Self.ip!, ["netns", "pids", node]).stdout) ?? ""
+        let program = URL(fileURLWithPath: Self.binary).resolvingSymlinksInPath().path
+        return pids.split(separator: "\n").compactMap { Int32($0) }.first { pid in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == program
+        }
     }
 }
 
