@@ -78,12 +78,15 @@ extension Tensor {
     /// Back-propagates from this scalar: every leaf that requires a gradient gets d(self)/d(leaf)
     /// added to its `grad`. The graph is released as it is consumed, so activations are freed
     /// when backward returns.
-    package func backward() {
+    package func backward(observer: BackwardObserver? = nil) {
         guard count == 1 else { shapeFailure("backward", "needs a scalar, got shape \(shape)") }
-        backward(seed: Tensor(repeating: 1, shape: shape))
+        backward(seed: Tensor(repeating: 1, shape: shape), observer: observer)
     }
 
-    package func backward(seed: Tensor) {
+    /// `observer` hears of each leaf as soon as its gradient is complete (after the last node
+    /// that reads it, not at the end) and gets a call between nodes: a data-parallel trainer
+    /// starts reducing finished gradients while the rest of the backward runs.
+    package func backward(seed: Tensor, observer: BackwardObserver? = nil) {
         guard seed.shape == shape else { shapeFailure("backward", "seed shape \(seed.shape) vs tensor \(shape)") }
         guard requiresGrad else { shapeFailure("backward", "tensor does not require grad (no parameter reaches it)") }
 
@@ -103,19 +106,37 @@ extension Tensor {
             for i in node.inputs where i.requiresGrad && !visited.contains(ObjectIdentifier(i)) { stack.append(i) }
         }
         order.sort { $0.node!.sequence < $1.node!.sequence }
-        order = leaves + order
+        // Each leaf is complete once the oldest node reading it has run (nodes run newest
+        // first): it is accumulated right then. Only the order of the leaves' accumulations
+        // moves, each one's sum is the same, so the bits do not change.
+        var lastReader: [ObjectIdentifier: Int] = [:]
+        for (i, t) in order.enumerated() {
+            for input in t.node!.inputs where input.isLeaf && input.requiresGrad { lastReader[ObjectIdentifier(input)] = lastReader[ObjectIdentifier(input)] ?? i }
+        }
+        var leavesAfter = [[Tensor]](repeating: [], count: order.count)
+        var unread: [Tensor] = []
+        for leaf in leaves {
+            if let i = lastReader[ObjectIdentifier(leaf)] { leavesAfter[i].append(leaf) } else { unread.append(leaf) }
+        }
 
         // Gradients in flight. `owned` marks buffers we allocated here, which may be added to in
         // place; a gradient a backward closure returned may alias another (add passes its
         // gradient through to both inputs), so the first accumulation into it copies.
         var grads: [ObjectIdentifier: (Tensor, Bool)] = [ObjectIdentifier(self): (seed, false)]
+        func accumulate(_ leaf: Tensor) {
+            guard let (g, _) = grads.removeValue(forKey: ObjectIdentifier(leaf)) else { return }
+            leaf.accumulateGrad(g)
+            observer?.leafGradientReady(leaf)
+        }
         withNoGrad {
-            for t in order.reversed() {
-                guard let (g, _) = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
-                guard let node = t.node else {
-                    t.accumulateGrad(g)
-                    continue
+            for leaf in unread { accumulate(leaf) }   // backward from a leaf itself
+            for (i, t) in order.enumerated().reversed() {
+                defer {
+                    for leaf in leavesAfter[i] { accumulate(leaf) }
+                    observer?.betweenNodes()
                 }
+                guard let (g, _) = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
+                let node = t.node!
                 t.node = nil  // release the graph as we go
                 let started = Profiler.isEnabled ? Profiler.clock() : 0
                 let inputGrads = node.backward(g)
@@ -155,4 +176,12 @@ extension Tensor {
         guard let g = grad else { return }
         g.fill(0)
     }
+}
+
+/// Hears from `backward` as it goes (see `backward(seed:observer:)`).
+package protocol BackwardObserver: AnyObject {
+    /// `leaf.grad` now holds all of this backward's contribution.
+    func leafGradientReady(_ leaf: Tensor)
+    /// Called after every node: a moment to let communication progress.
+    func betweenNodes()
 }

@@ -34,6 +34,16 @@ package struct CanonicalSum {
         return acc
     }
 
+    /// What `result()` would give for `range` of the vectors after `push(leaf)`, where `leaf`
+    /// holds that range only: the same additions, element for element, on a slice — so a rank
+    /// can sum the last micro-batch's gradient piece by piece as the backward finishes them.
+    package func result(pushing leaf: [Float], range: Range<Int>) -> [Float] {
+        var slice = CanonicalSum()
+        for node in stack { slice.push(Array(node.sum[range]), leaves: node.leaves) }
+        slice.push(leaf)
+        return slice.result()!
+    }
+
     /// a + b (older + newer: the order the tree fixes).
     package static func add(_ a: [Float], _ b: [Float]) -> [Float] {
         var out = a
@@ -101,7 +111,7 @@ extension Communicator {
     /// The same tree as CanonicalSum over the pieces `sources` (each `count` long), the sum
     /// written to `dst`; partial sums of piece q go to `scratch + q × count` (which may be
     /// piece q's own source: the adds are elementwise).
-    static func canonicalAdd(_ sources: [UnsafePointer<Float>], into dst: UnsafeMutablePointer<Float>,
+    package static func canonicalAdd(_ sources: [UnsafePointer<Float>], into dst: UnsafeMutablePointer<Float>,
                              scratch: UnsafeMutablePointer<Float>, count: Int) {
         var read = sources
         let adds = sources.count - 1

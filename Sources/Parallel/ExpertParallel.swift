@@ -49,6 +49,9 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     /// Whether this step's backward writes `direct`, and the (layer, local expert) slots it wrote.
     var directActive = false
     var written: Set<[Int]> = []
+    /// Told, with one leaf, each time a layer's block of `direct` is final (a reducer sends it
+    /// while the backward goes on).
+    var layerGradientsReady: ((Range<Int>) -> Void)?
     /// One layer's backward of one step j: each source's micro-batch and its segments' rows.
     struct Kept {
         let layer: Int
@@ -332,11 +335,22 @@ extension ExpertParallel {
             direct.withUnsafeMutableBufferPointer { slots in
                 expertsBackward(saved, outputGradients, hidden: hidden, into: inputGradients, weightGradients: slots.baseAddress! + base)
             }
+            if let layerGradientsReady { layerGradientsReady(finishDirectBlock(layer: saved.layer)) }
         } else {
             expertsBackward(saved, outputGradients, hidden: hidden, into: inputGradients, weightGradients: nil)
             keep(saved, outputGradients, hidden: hidden)
         }
         return inputGradients
+    }
+
+    /// Zeroes the slots of `layer`'s local experts that no segment wrote this step (`direct`
+    /// keeps last step's values) and returns the layer's block of the flat vector.
+    func finishDirectBlock(layer: Int) -> Range<Int> {
+        let base = layerOffset[layer]!, end = layerOffset.values.filter { $0 > base }.min() ?? flatCount, slot = (end - base) / local
+        direct.withUnsafeMutableBufferPointer { b in
+            for j in 0..<local where !written.contains([layer, j]) { (b.baseAddress! + base + j * slot).update(repeating: 0, count: slot) }
+        }
+        return base..<end
     }
 
     /// Every segment's hidden gradients (into `hidden`), its weight gradients when

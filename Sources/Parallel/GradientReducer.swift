@@ -1,3 +1,4 @@
+import Autograd
 import Collectives
 
 /// A step's gradients on their way to the rank's shards. Each micro-batch's backward hands its
@@ -5,9 +6,9 @@ import Collectives
 /// the last backward the experts' weight gradients join, and `reduce` reduce-scatters the dense
 /// sum over dp and the experts' over edp, in that order.
 ///
-/// Why buckets and a separate `reduce`: the backward hands each finished bucket over and goes
-/// on, so a later reducer can start the bucket's communication while the backward still
-/// computes. Today `add` only sums and `reduce` communicates, both before they return.
+/// The rank's last micro-batch does not hand its gradient over whole: its backward reports
+/// each parameter as it completes to a `BucketedReduceScatter`, which sends the finished
+/// buckets while the backward still computes; `reduce` then waits and adds what arrived.
 struct GradientReducer {
     let dense: (group: Communicator, shards: [Range<Int>], count: Int)
     let experts: (group: Communicator, shards: [Range<Int>])
@@ -22,11 +23,41 @@ struct GradientReducer {
         self.experts = (expertGroup, experts.shards)
     }
 
+    /// The last micro-batch's dense gradient, reduce-scattered bucket by bucket as its
+    /// backward completes them (`lastBackward`).
+    private var buckets: BucketedReduceScatter?
+
     /// Forgets what a step that did not finish added.
     mutating func beginStep() {
         denseTree = CanonicalSum()
         expertGradients = nil
+        buckets = nil
+        expertReduction = nil
     }
+
+    /// For the rank's last micro-batch of the step: an observer for its backward that starts
+    /// the dense reduce-scatter as the gradients complete, in place of `add(denseBucket:)`.
+    /// Nil alone in the group (nothing to send: the gradient is packed after the backward).
+    mutating func lastBackward(flat: FlatLayout, vector: FlatVector) -> BucketedReduceScatter? {
+        guard dense.group.size > 1 else { return nil }
+        let b = BucketedReduceScatter(dense: vector, flat: flat, group: dense.group, earlier: denseTree)
+        denseTree = CanonicalSum()
+        buckets = b
+        return b
+    }
+
+    /// The experts' weight gradients, reduce-scattered bucket by bucket as the backward writes
+    /// them (`ready`, from `ExpertParallel`'s direct gradients) into `source()`; nil alone in
+    /// the group. `add(expertGradients:)` then starts the rest.
+    mutating func expertBuckets(source: @escaping () -> [Float]) -> BucketedReduceScatter? {
+        guard experts.group.size > 1 else { return nil }
+        let b = BucketedReduceScatter(count: experts.shards.last?.upperBound ?? 0, shards: experts.shards, group: experts.group) { range in
+            Array(source()[range])
+        }
+        expertReduction = b
+        return b
+    }
+    private var expertReduction: BucketedReduceScatter?
 
     /// One micro-batch's dense gradient, in global micro-batch order.
     mutating func add(denseBucket: [Float]) { denseTree.push(denseBucket) }
@@ -36,15 +67,26 @@ struct GradientReducer {
 
     /// The rank's node of the canonical tree, then across its groups: dense, then experts.
     mutating func reduce() throws {
-        var full = denseTree.result() ?? [Float](repeating: 0, count: dense.count)
-        denseTree = CanonicalSum()
-        // Each full vector is dropped once its shard is summed: a rank holds at most one full
-        // gradient vector at a time besides its shards and the receive buffer (what `plan` counts).
-        try dense.group.reduceScatterCanonical(full, shards: dense.shards, into: &denseShard)
-        full = []
+        if let b = buckets {
+            try b.finish(into: &denseShard)
+            buckets = nil
+        } else {
+            var full = denseTree.result() ?? [Float](repeating: 0, count: dense.count)
+            denseTree = CanonicalSum()
+            // Each full vector is dropped once its shard is summed: a rank holds at most one full
+            // gradient vector at a time besides its shards and the receive buffer (what `plan` counts).
+            try dense.group.reduceScatterCanonical(full, shards: dense.shards, into: &denseShard)
+            full = []
+        }
         guard var expertFull = expertGradients else { preconditionFailure("reduce before the experts' gradients were added") }
         expertGradients = nil
-        try experts.group.reduceScatterCanonical(expertFull, shards: experts.shards, into: &expertShard)
+        if let b = expertReduction {
+            b.backwardFinished(using: expertFull)
+            try b.finish(into: &expertShard)
+            expertReduction = nil
+        } else {
+            try experts.group.reduceScatterCanonical(expertFull, shards: experts.shards, into: &expertShard)
+        }
         expertFull = []
     }
 

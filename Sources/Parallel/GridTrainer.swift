@@ -282,20 +282,26 @@ package final class GridTrainer {
         let started = now()
         guard let forwarded = step.forwarded.removeValue(forKey: j) else { preconditionFailure("backward of micro-batch \(j) before its forward") }
         executor?.micro = step.micros[j]
+        let last = j == step.micros.count - 1
+        let observer = last ? reducer.lastBackward(flat: flat, vector: dense) : nil
+        if last, let executor, executor.leaves == 1, let experts = reducer.expertBuckets(source: { executor.direct }) {
+            executor.layerGradientsReady = { experts.ready($0) }
+        }
+        defer { if last { executor?.layerGradientsReady = nil } }
         switch forwarded.start {
         case .loss(let loss):
-            loss.backward()
+            loss.backward(observer: observer)
         case .output(let out, let balance):
             let g = try grid.world.recv(count: out.count, from: grid.worldRank(stage: grid.stage + 1), tag: 2 * j + 1)
             // d/d(out) of Σ out·g is g exactly; the stage's balance losses join the same backward.
             let surrogate = (out * Tensor(g, shape: out.shape)).sum() + balance
-            surrogate.backward()
+            surrogate.backward(observer: observer)
         }
         try executor?.throwIfFailed()
         if let input = forwarded.input {
             step.sends.append(try send(input.grad ?? Tensor(zeros: input.shape), toStage: grid.stage - 1, tag: 2 * j + 1))
         }
-        reducer.add(denseBucket: dense.packGradients(flat))
+        if let observer { observer.backwardFinished() } else { reducer.add(denseBucket: dense.packGradients(flat)) }
         for piece in step.densePieces { piece.zeroGrad() }
         step.result.backward += now() - started
     }

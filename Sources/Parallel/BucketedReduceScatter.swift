@@ -1,0 +1,170 @@
+import Foundation
+import Autograd
+import Collectives
+
+/// A gradient vector's canonical reduce-scatter over a group, posted bucket by bucket while the
+/// step's last backward still runs (docs/design.md §11, step 3): the dense vector, whose
+/// parameters the tape reports complete one by one, and the experts', whose layers
+/// `ExpertParallel` reports as it writes their gradients.
+///
+/// The vector is cut into buckets of `bucketFloats`. Once every element of a bucket is final,
+/// the rank sums it in the canonical tree (its earlier micro-batches' nodes and this one,
+/// `CanonicalSum.result(pushing:range:)`) and posts its pieces to their owners, each bucket
+/// with its own tag. The owners add what arrives in rank order (`Communicator.canonicalAdd`)
+/// when the reduction finishes: the same additions as the one-shot reduce-scatter, so the same
+/// bits. Between autograd nodes `betweenNodes` calls MPI so that it can move the data.
+///
+/// Known limit (docs/multinode.md): over Open MPI's TCP transport the posted messages still
+/// move almost entirely in `finish`'s wait — calls every few milliseconds between nodes do not
+/// keep the link busy — so the buckets do not yet hide the reduce-scatter behind the backward.
+final class BucketedReduceScatter: BackwardObserver {
+    /// Floats per bucket (4 MiB): big enough that a message's overhead is small, small enough
+    /// that the first buckets leave early in the backward.
+    static let bucketFloats = 1 << 20
+    /// Seconds between two progress calls during the backward.
+    static let progressEvery = 0.000_2
+
+    let count: Int
+    let shards: [Range<Int>]
+    let group: Communicator
+    let buckets: [Range<Int>]
+    let bucketSize: Int
+    /// Packs `range` of the gradient vector as it is now.
+    private let gradients: (Range<Int>) -> [Float]
+    /// Where each parameter lies in the vector (the dense vector: the tape reports parameters).
+    private let rangeOfLeaf: [ObjectIdentifier: Range<Int>]
+    /// Per bucket: elements not yet complete.
+    private var waiting: [Int]
+    private var started: [Bool]
+    private let earlier: CanonicalSum
+    /// Per bucket: this rank's node of the tree (kept until sent), and the peers' pieces of
+    /// this rank's shard, one slot per group rank.
+    private var local: [[Float]]
+    private var received: [[Float]]
+    private var transfers: Transfers
+    private var lastProgress = 0.0
+    private var failure: Error?
+
+    /// A gradient vector of `count` elements, `shards` of it summed on the group's ranks; its
+    /// parts are announced with `ready`, or by the tape for `leaves` (each parameter's range).
+    init(count: Int, shards: [Range<Int>], group: Communicator, earlier: CanonicalSum = CanonicalSum(),
+         leaves: [ObjectIdentifier: Range<Int>] = [:], bucketFloats: Int = bucketFloats, gradients: @escaping (Range<Int>) -> [Float]) {
+        self.count = count
+        self.shards = shards
+        self.group = group
+        self.earlier = earlier
+        self.gradients = gradients
+        rangeOfLeaf = leaves
+        bucketSize = bucketFloats
+        buckets = stride(from: 0, to: count, by: bucketFloats).map { $0..<Swift.min($0 + bucketFloats, count) }
+        precondition(buckets.count < 32_000, "more gradient buckets than message tags")  // below allgather(runs:)'s tag
+        waiting = buckets.map(\.count)
+        started = [Bool](repeating: false, count: buckets.count)
+        local = [[Float]](repeating: [], count: buckets.count)
+        received = [[Float]](repeating: [], count: buckets.count)
+        transfers = Transfers(on: group)
+    }
+
+    /// The dense vector: its parameters' gradients, reported complete by the tape.
+    convenience init(dense vector: FlatVector, flat: FlatLayout, group: Communicator, earlier: CanonicalSum) {
+        var leaves: [ObjectIdentifier: Range<Int>] = [:]
+        for (i, off) in zip(vector.pieces, vector.offsets) {
+            leaves[ObjectIdentifier(flat.pieces[i].tensor)] = off..<(off + flat.pieces[i].tensor.count)
+        }
+        self.init(count: vector.count, shards: vector.shards, group: group, earlier: earlier, leaves: leaves) { range in
+            [Float](unsafeUninitializedCapacity: range.count) { o, n in
+                for seg in vector.segments(range, flat) {
+                    let dst = o.baseAddress! + (seg.at - range.lowerBound)
+                    guard let g = flat.pieces[seg.piece].tensor.grad else { dst.initialize(repeating: 0, count: seg.count); continue }
+                    let gc = g.isContiguous ? g : g.clone()
+                    dst.initialize(from: gc.data + seg.inPiece, count: seg.count)
+                }
+                n = range.count
+            }
+        }
+    }
+
+    /// `range` of the vector holds its final gradient: buckets it completes leave now.
+    func ready(_ range: Range<Int>) {
+        guard !range.isEmpty, range.lowerBound < count else { return }
+        for b in (range.lowerBound / bucketSize)...((Swift.min(range.upperBound, count) - 1) / bucketSize) {
+            waiting[b] -= buckets[b].clamped(to: range).count
+            if waiting[b] <= 0 { start(b) }
+        }
+    }
+
+    func leafGradientReady(_ leaf: Tensor) {
+        if let range = rangeOfLeaf[ObjectIdentifier(leaf)] { ready(range) }
+    }
+
+    func betweenNodes() {
+        guard failure == nil, !transfers.isEmpty else { return }
+        let now = ProcessInfo.processInfo.systemUptime
+        guard now - lastProgress >= Self.progressEvery else { return }
+        lastProgress = now
+        do { try transfers.test() } catch { failure = error }
+    }
+
+    /// The bucket's node of the tree, sent in pieces to their owners; this rank's piece
+    /// received from every other rank.
+    private func start(_ b: Int, gradient: [Float]? = nil) {
+        guard !started[b], failure == nil else { return }
+        started[b] = true
+        let range = buckets[b]
+        let leaf = gradient ?? gradients(range)
+        local[b] = earlier.count == 0 ? leaf : earlier.result(pushing: leaf, range: range)
+        let mine = range.clamped(to: shards[group.rank])
+        received[b] = [Float](repeating: 0, count: mine.count * group.size)
+        do {
+            try received[b].withUnsafeMutableBufferPointer { r in
+                for q in 0..<group.size where q != group.rank {
+                    try transfers.receive(r.baseAddress! + q * mine.count, count: mine.count, from: q, tag: b)
+                }
+            }
+            try local[b].withUnsafeBufferPointer { l in
+                for q in 0..<group.size where q != group.rank {
+                    let piece = range.clamped(to: shards[q])
+                    try transfers.send(l.baseAddress! + (piece.lowerBound - range.lowerBound), count: piece.count, to: q, tag: b)
+                }
+            }
+        } catch {
+            failure = error
+        }
+    }
+
+    /// After the backward, before the gradients are zeroed: starts the buckets of parameters
+    /// the backward never reached (their gradients are zero or were written outside the tape).
+    func backwardFinished() {
+        for b in buckets.indices where !started[b] { start(b) }
+    }
+
+    /// The same, packing from the finished vector `full` itself.
+    func backwardFinished(using full: [Float]) {
+        for b in buckets.indices where !started[b] { start(b, gradient: Array(full[buckets[b]])) }
+    }
+
+    /// Starts what the backward did not (parameters it never reached), waits for every
+    /// transfer, and writes the rank's summed shard into `shard`.
+    func finish(into shard: inout [Float]) throws {
+        for b in buckets.indices where !started[b] { start(b) }
+        if let failure { throw failure }
+        try transfers.wait()
+        let mine = shards[group.rank]
+        if shard.count != mine.count { shard = [Float](unsafeUninitializedCapacity: mine.count) { _, n in n = mine.count } }
+        shard.withUnsafeMutableBufferPointer { out in
+            for (b, range) in buckets.enumerated() {
+                let part = range.clamped(to: mine)
+                guard !part.isEmpty else { continue }
+                local[b].withUnsafeBufferPointer { l in
+                    received[b].withUnsafeMutableBufferPointer { r in
+                        let sources = (0..<group.size).map { q in
+                            q == group.rank ? l.baseAddress! + (part.lowerBound - range.lowerBound) : UnsafePointer(r.baseAddress! + q * part.count)
+                        }
+                        Communicator.canonicalAdd(sources, into: out.baseAddress! + (part.lowerBound - mine.lowerBound),
+                                                  scratch: r.baseAddress!, count: part.count)
+                    }
+                }
+            }
+        }
+    }
+}
