@@ -19,4 +19,6 @@ static inline MPI_Status *deeptrain_mpi_status_ignore(void) { return MPI_STATUS_
 static inline MPI_Status *deeptrain_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
 static inline MPI_Request deeptrain_mpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline int deeptrain_mpi_undefined(void) { return MPI_UNDEFINED; }
+static inline MPI_Info deeptrain_mpi_info_null(void) { return MPI_INFO_NULL; }
+static inline int deeptrain_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 #endif

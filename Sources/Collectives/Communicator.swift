@@ -133,6 +133,21 @@ package final class Communicator: @unchecked Sendable {
         return Communicator(comm: out, rank: Int(r), size: Int(s))
     }
 
+    /// How many nodes (shared-memory domains, `MPI_Comm_split_type`) the group's ranks are on.
+    /// Collective.
+    package func nodeCount() throws -> Int {
+        guard let comm else { return 1 }
+        var local = deeptrain_mpi_comm_null()
+        try Self.check("MPI_Comm_split_type", MPI_Comm_split_type(comm, deeptrain_mpi_comm_type_shared(), Int32(rank),
+                                                                  deeptrain_mpi_info_null(), &local))
+        var localRank: Int32 = 0
+        MPI_Comm_rank(local, &localRank)
+        MPI_Comm_free(&local)
+        var leaders = [localRank == 0 ? 1 : 0]
+        try allreduceSum(&leaders)
+        return leaders[0]
+    }
+
     package func barrier() throws {
         guard let comm else { return }
         try Self.check("MPI_Barrier", MPI_Barrier(comm))

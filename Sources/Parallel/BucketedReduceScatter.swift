@@ -40,7 +40,7 @@ final class BucketedReduceScatter: BackwardObserver {
     /// Per bucket: this rank's node of the tree (kept until sent), and the peers' pieces of
     /// this rank's shard, one slot per group rank.
     private var local: [[Float]]
-    private var received: [[Float]]
+    private var received: [Storage?]
     private var transfers: Transfers
     private var lastProgress = 0.0
     private var failure: Error?
@@ -61,7 +61,7 @@ final class BucketedReduceScatter: BackwardObserver {
         waiting = buckets.map(\.count)
         started = [Bool](repeating: false, count: buckets.count)
         local = [[Float]](repeating: [], count: buckets.count)
-        received = [[Float]](repeating: [], count: buckets.count)
+        received = [Storage?](repeating: nil, count: buckets.count)
         transfers = Transfers(on: group)
     }
 
@@ -114,12 +114,12 @@ final class BucketedReduceScatter: BackwardObserver {
         let leaf = gradient ?? gradients(range)
         local[b] = earlier.count == 0 ? leaf : earlier.result(pushing: leaf, range: range)
         let mine = range.clamped(to: shards[group.rank])
-        received[b] = [Float](repeating: 0, count: mine.count * group.size)
+        // Pooled, not a fresh array: fresh pages each step are slow to touch (docs/benchmarks.md).
+        let slots = Storage(uninitialized: Swift.max(mine.count * group.size, 1))
+        received[b] = slots
         do {
-            try received[b].withUnsafeMutableBufferPointer { r in
-                for q in 0..<group.size where q != group.rank {
-                    try transfers.receive(r.baseAddress! + q * mine.count, count: mine.count, from: q, tag: b)
-                }
+            for q in 0..<group.size where q != group.rank {
+                try transfers.receive(slots.data + q * mine.count, count: mine.count, from: q, tag: b)
             }
             try local[b].withUnsafeBufferPointer { l in
                 for q in 0..<group.size where q != group.rank {
@@ -155,14 +155,12 @@ final class BucketedReduceScatter: BackwardObserver {
             for (b, range) in buckets.enumerated() {
                 let part = range.clamped(to: mine)
                 guard !part.isEmpty else { continue }
+                let r = received[b]!.data
                 local[b].withUnsafeBufferPointer { l in
-                    received[b].withUnsafeMutableBufferPointer { r in
-                        let sources = (0..<group.size).map { q in
-                            q == group.rank ? l.baseAddress! + (part.lowerBound - range.lowerBound) : UnsafePointer(r.baseAddress! + q * part.count)
-                        }
-                        Communicator.canonicalAdd(sources, into: out.baseAddress! + (part.lowerBound - mine.lowerBound),
-                                                  scratch: r.baseAddress!, count: part.count)
+                    let sources = (0..<group.size).map { q in
+                        q == group.rank ? l.baseAddress! + (part.lowerBound - range.lowerBound) : UnsafePointer(r + q * part.count)
                     }
+                    Communicator.canonicalAdd(sources, into: out.baseAddress! + (part.lowerBound - mine.lowerBound), scratch: r, count: part.count)
                 }
             }
         }

@@ -1,3 +1,4 @@
+import Foundation
 import Autograd
 import Collectives
 
@@ -18,9 +19,22 @@ struct GradientReducer {
     /// `reduceScatterCanonical(_:shards:into:)`.
     private(set) var denseShard: [Float] = [], expertShard: [Float] = []
 
-    init(dense: FlatVector, over denseGroup: Communicator, experts: FlatVector, over expertGroup: Communicator) {
+    /// Whether the dense and the expert reduce-scatters go bucket by bucket during the backward.
+    let bucketed: Bool, expertsBucketed: Bool
+
+    init(dense: FlatVector, over denseGroup: Communicator, experts: FlatVector, over expertGroup: Communicator,
+         bucketed: Bool = false, expertsBucketed: Bool = false) {
         self.dense = (denseGroup, dense.shards, dense.count)
         self.experts = (expertGroup, experts.shards)
+        self.bucketed = bucketed && denseGroup.size > 1
+        self.expertsBucketed = expertsBucketed && expertGroup.size > 1
+    }
+
+    /// Buckets pay where a group spans nodes; within one node the shared-memory reduce-scatter
+    /// after the backward is faster than buckets progressed between autograd nodes (2–5% of the
+    /// step, docs/multinode.md). DEEPTRAIN_BUCKETS=always takes them on one node too (tests).
+    static func bucketed(nodes: Int) -> Bool {
+        nodes > 1 || ProcessInfo.processInfo.environment["DEEPTRAIN_BUCKETS"] == "always"
     }
 
     /// The last micro-batch's dense gradient, reduce-scattered bucket by bucket as its
@@ -37,9 +51,9 @@ struct GradientReducer {
 
     /// For the rank's last micro-batch of the step: an observer for its backward that starts
     /// the dense reduce-scatter as the gradients complete, in place of `add(denseBucket:)`.
-    /// Nil alone in the group (nothing to send: the gradient is packed after the backward).
+    /// Nil unless `bucketed` (the gradient is then packed after the backward).
     mutating func lastBackward(flat: FlatLayout, vector: FlatVector) -> BucketedReduceScatter? {
-        guard dense.group.size > 1 else { return nil }
+        guard bucketed else { return nil }
         let b = BucketedReduceScatter(dense: vector, flat: flat, group: dense.group, earlier: denseTree)
         denseTree = CanonicalSum()
         buckets = b
@@ -47,10 +61,10 @@ struct GradientReducer {
     }
 
     /// The experts' weight gradients, reduce-scattered bucket by bucket as the backward writes
-    /// them (`ready`, from `ExpertParallel`'s direct gradients) into `source()`; nil alone in
-    /// the group. `add(expertGradients:)` then starts the rest.
+    /// them (`ready`, from `ExpertParallel`'s direct gradients) into `source()`; nil unless
+    /// `expertsBucketed`. `add(expertGradients:)` then starts the rest.
     mutating func expertBuckets(source: @escaping () -> [Float]) -> BucketedReduceScatter? {
-        guard experts.group.size > 1 else { return nil }
+        guard expertsBucketed else { return nil }
         let b = BucketedReduceScatter(count: experts.shards.last?.upperBound ?? 0, shards: experts.shards, group: experts.group) { range in
             Array(source()[range])
         }

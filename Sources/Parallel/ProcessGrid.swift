@@ -94,6 +94,9 @@ package final class ProcessGrid: @unchecked Sendable {
     package let stage: Int
     package let dpRank: Int
     package let partition: StagePartition
+    /// The nodes the dp and edp groups span (`Communicator.nodeCount`): communication within
+    /// one node is shared memory, between nodes a network (docs/multinode.md).
+    package let dpNodes: Int, edpNodes: Int
 
     package init(layout: Layout, world: Communicator, layers: Int) throws {
         precondition(world.size == layout.world)
@@ -105,6 +108,8 @@ package final class ProcessGrid: @unchecked Sendable {
         dp = try world.split(color: stage, key: dpRank)
         ep = try world.split(color: stage * layout.dp + dpRank / layout.ep, key: dpRank % layout.ep)
         edp = try world.split(color: stage * layout.ep + dpRank % layout.ep, key: dpRank / layout.ep)
+        dpNodes = try dp.nodeCount()
+        edpNodes = try edp.nodeCount()
     }
 
     package var isFirstStage: Bool { stage == 0 }

@@ -319,6 +319,24 @@ import Testing
         #expect(r.seconds < 30, "took \(r.seconds) s")
     }
 
+    /// The gradient buckets posted during the backward (taken when a group spans nodes; forced
+    /// here on one node) give the one-shot reduce-scatter's bits: the dense vector over dp with
+    /// two micro-batches a rank (the earlier one's node joins each bucket's tree) and with one,
+    /// the experts' layer by layer over edp (one micro-batch a rank: gradients written in the
+    /// backward), and across an ep split.
+    @Test func gradientBucketsKeepTheBits() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let one = try run(Self.binary, ["train", Self.recipe, "--run-dir", "\(dir)/one"] + Self.short)
+        #expect(one.status == 0, "\(one.stderr)")
+        for (ranks, dp, ep) in [(2, 2, 1), (4, 4, 1), (4, 4, 2)] {
+            let r = try train(ranks, dp: dp, ep: ep, pp: 1, dir: "\(dir)/dp\(dp)ep\(ep)", env: ["DEEPTRAIN_BUCKETS": "always"])
+            #expect(r.status == 0, "dp \(dp) ep \(ep): \(r.stderr)")
+            let c = try compare("\(dir)/one", "\(dir)/dp\(dp)ep\(ep)")
+            #expect(c.identical, "dp \(dp) ep \(ep) with gradient buckets: not one process's bits (largest relative loss difference \(c.rel))")
+        }
+    }
+
     /// The liveness deadline is about a rank's process, not its progress: with
     /// `parallel.timeout` 1 s, a reward command that takes 1.5 s, checkpoint writes that pause
     /// 1.5 s each (rank by rank, the other waiting) and an evaluation every step end normally.
