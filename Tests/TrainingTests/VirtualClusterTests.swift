@@ -91,13 +91,18 @@ struct VirtualClusterTests {
         let expected = try fingerprint(reference)
         #expect(expected.count == 21)
 
-        // One rank a node: dp's reduce-scatter and all-gather, then the experts' all-to-all,
-        // over TCP between the nodes; two ranks a node (world ranks 0, 1 on dt-node0): each ep
-        // group within a node (shared memory), its replicas across the nodes.
+        // One rank a node: dp's gradient buckets and all-gather, then the experts' all-to-all,
+        // then the pipeline's activations over TCP between the nodes; two ranks a node (world
+        // ranks 0, 1 on dt-node0): each ep group within a node (shared memory) and its
+        // replicas across the nodes, an ep group across the nodes, pp across with dp and ep
+        // within. The six layouts of issue #31.
         let layouts: [(perNode: Int, name: String, sets: [String])] = [
             (1, "dp2", ["--set", "parallel.dp=2"]),
             (1, "dp2-ep2", ["--set", "parallel.dp=2", "--set", "parallel.ep=2"]),
+            (1, "pp2", ["--set", "parallel.pp=2", "--set", "parallel.dp=1"]),
             (2, "dp4-ep2", ["--set", "parallel.dp=4", "--set", "parallel.ep=2"]),
+            (2, "dp4-ep4", ["--set", "parallel.dp=4", "--set", "parallel.ep=4"]),
+            (2, "dp2-ep2-pp2", ["--set", "parallel.dp=2", "--set", "parallel.ep=2", "--set", "parallel.pp=2"]),
         ]
         for layout in layouts {
             let dir = "\(base)/\(layout.name)"
