@@ -234,7 +234,7 @@ package final class LivenessWatch: @unchecked Sendable {
         FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
     }
 
-    static func seconds(_ t: Double) -> String { t == t.rounded() ? String(Int(t)) : String(t) }
+    package static func seconds(_ t: Double) -> String { t == t.rounded() ? String(Int(t)) : String(t) }
 
     /// The default end: say why, give Open MPI a second to forward the line to mpirun, then end
     /// this node's part of the job. Under Open MPI's daemon (`orted`, every node but mpirun's

@@ -94,9 +94,10 @@ package final class ProcessGrid: @unchecked Sendable {
     package let stage: Int
     package let dpRank: Int
     package let partition: StagePartition
-    /// The nodes the dp and edp groups span (`Communicator.nodeCount`): communication within
-    /// one node is shared memory, between nodes a network (docs/multinode.md).
-    package let dpNodes: Int, edpNodes: Int
+    /// The nodes the dp, ep and edp groups span (`Communicator.nodeCount`; the most over the
+    /// job's groups of each kind is what the log reports): communication within one node is
+    /// shared memory, between nodes a network (docs/multinode.md).
+    package let dpNodes: Int, epNodes: Int, edpNodes: Int
 
     package init(layout: Layout, world: Communicator, layers: Int) throws {
         precondition(world.size == layout.world)
@@ -109,6 +110,7 @@ package final class ProcessGrid: @unchecked Sendable {
         ep = try world.split(color: stage * layout.dp + dpRank / layout.ep, key: dpRank % layout.ep)
         edp = try world.split(color: stage * layout.ep + dpRank % layout.ep, key: dpRank / layout.ep)
         dpNodes = try dp.nodeCount()
+        epNodes = try ep.nodeCount()
         edpNodes = try edp.nodeCount()
     }
 

@@ -98,6 +98,7 @@ package final class RecipeTrainer {
         // A rank builds, initialises and loads only its part: its stage, its ep block's experts.
         let holds = grid.holds(experts: config.nRoutedExperts)
         var start = StartPoint()
+        try logPlacement()
         var model = try startingModel(config, resume: resume, positions: positions, holds: holds, start: &start)
         try takeRecipeTokenizer()
         var globalStep = start.globalStep, tokens = start.tokens
@@ -256,6 +257,18 @@ package final class RecipeTrainer {
             throw TokenizerError(source: source, message: "names no eos_token in tokenizer_config.json (or it is not in the vocabulary): completions would never stop")
         }
         return .template(t)
+    }
+
+    /// Where the groups run: a group within one node talks over shared memory, one across
+    /// nodes over the network (docs/multinode.md). The most nodes any group of a kind spans.
+    func logPlacement() throws {
+        guard grid.world.size > 1 else { return }
+        var spans = [Double(grid.dpNodes), Double(grid.epNodes), Double(grid.edpNodes), Double(try grid.world.nodeCount())]
+        try grid.world.allreduceMax(&spans)
+        let n = spans.map { Int($0) }, l = grid.layout
+        let timeout = recipe.parallel.timeout.map { "a rank unheard for \(LivenessWatch.seconds($0)) s ends the job" } ?? "no liveness timeout (parallel.timeout: off)"
+        log("layout dp \(l.dp) × ep \(l.ep) × pp \(l.pp) on \(grid.world.size) ranks and \(n[3]) node\(n[3] == 1 ? "" : "s"): "
+            + "dp groups span \(n[0]), ep groups \(n[1]), expert replicas \(n[2]); \(timeout)")
     }
 
     func log(_ s: String) {

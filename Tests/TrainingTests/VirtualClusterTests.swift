@@ -108,6 +108,10 @@ struct VirtualClusterTests {
             let dir = "\(base)/\(layout.name)"
             let r = try train(perNode: layout.perNode, dir: dir, layout.sets)
             #expect(r.status == 0, "\(layout.name), \(layout.perNode) a node: \(r.stderr)")
+            // The log says where the groups run (ProcessGrid.dpNodes/epNodes/edpNodes).
+            let placement = ["dp2": "dp groups span 2, ep groups 1, expert replicas 2", "dp4-ep2": "dp groups span 2, ep groups 1, expert replicas 2",
+                             "dp4-ep4": "dp groups span 2, ep groups 2, expert replicas 1"][layout.name]
+            if let placement { #expect(r.stdout.contains(placement), "\(layout.name): no '\(placement)' in \(r.stdout.prefix(600))") }
             let got = try fingerprint(dir)
             let differing: String? = got.count != expected.count ? "\(got.count) lines, not \(expected.count)"
                 : zip(got, expected).enumerated().first { $1.0 != $1.1 }.map { "line \($0.offset): \($0.element.0) against \($0.element.1)" }
