@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "NN", dependencies: ["Autograd"], swiftSettings: release),
         .target(name: "Optim", dependencies: ["Autograd", "NN"], swiftSettings: release),
         .target(name: "DeepSeek", dependencies: ["Autograd", "NN", "Optim", "CBLAS", "FileFormats"], swiftSettings: release),
-        .target(name: "Collectives", dependencies: ["CMPI", "BLASKernel"], swiftSettings: release),
+        .target(name: "Collectives", dependencies: ["CMPI", "BLASKernel", "Autograd"], swiftSettings: release),
         .target(name: "Parallel", dependencies: ["Autograd", "NN", "Optim", "DeepSeek", "Collectives", "FileSafety"], swiftSettings: release),
         .target(name: "Checkpoint", dependencies: ["Autograd", "NN", "DeepSeek", "CHDF5", "FileFormats", "FileSafety"], swiftSettings: release),
         // Data reads JSONL and text files a user downloads: checked like the parsers.

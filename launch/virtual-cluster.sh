@@ -14,6 +14,7 @@
 #   dt-node0..dt-node{N-1} a namespace per node: lo, and eth0 = 10.77.0.{i+1}/24, one end of a
 #                          veth pair whose other end (dt-vI) is a port of dt-br0
 #   /etc/hosts             "10.77.0.{i+1} dt-nodeI", each line marked "# deeptrain virtual-cluster"
+#   sysctl                 net.ipv4.tcp_slow_start_after_idle=0 in each node
 #   tc tbf                 at RATE on both ends of each node's veth: the node's upload (eth0's
 #                          egress) and its download (dt-vI's egress)
 # Nothing is added to the root namespace's interfaces, routes or firewall. The namespaces share
@@ -145,6 +146,10 @@ up() {
         ip -n "$hub" link set "dt-v$i" master "$bridge" up
         ip -n "$ns" addr replace "$prefix.$((i + 1))/24" dev eth0
         ip -n "$ns" link set eth0 up
+        # As on a training cluster's hosts: a connection idle between two steps keeps its
+        # congestion window instead of starting slow again (docs/multinode.md, "TCP").
+        ip netns exec "$ns" sysctl -q -w net.ipv4.tcp_slow_start_after_idle=0 > /dev/null ||
+            echo "virtual-cluster: warning: cannot set tcp_slow_start_after_idle in $ns" >&2
         limit_link "$ns" eth0 "$rate"
         limit_link "$hub" "dt-v$i" "$rate"
         hosts+=("$prefix.$((i + 1)) $ns")

@@ -7,8 +7,11 @@
 # seed=S`, then the GRPO stage again from that run's SFT checkpoint (step 3000) with
 # `grpo.control=shuffle_rewards` — the same budget, the same SFT weights. Prints one row per
 # run: held-out exact match after pretraining and SFT, GRPO's and the control's gain, and the
-# control's gain in standard errors of a difference of two accuracies on n sums. Runs one after
-# another (each uses both cores); a finished run directory is reused, so a stopped sweep resumes.
+# control's gain in standard errors of a difference of two accuracies on n sums. SWEEP_CONTROL=0
+# skips the controls (their columns read "-"), e.g. to compare training options over seeds:
+#   SWEEP_CONTROL=0 tools/demo_sweep.sh OUT Cooperlake "1234 1 2" --set parallel.comm_dtype=bf16
+# Runs one after another (each uses both cores); a finished run directory is reused, so a
+# stopped sweep resumes.
 # Tool only: the binary must be built (make build).
 set -uo pipefail
 [[ $# -ge 3 ]] || { echo "usage: tools/demo_sweep.sh OUT_DIR \"KERNELS\" \"SEEDS\" [train options...]" >&2; exit 2; }
@@ -37,6 +40,12 @@ for k in $kernels; do
             OPENBLAS_CORETYPE=$k "$root/launch/local.sh" 2 "$root/recipes/demo.yaml" --run-dir "$run" \
                 --set seed="$s" "$@" > "$out/$k-$s.out" 2>&1 || { echo "| $k | $s | failed: $out/$k-$s.out |"; continue; }
             echo $(( $(date +%s) - t0 )) > "$run/done"
+        fi
+        if [[ ${SWEEP_CONTROL:-1} == 0 ]]; then
+            read -r pre sft grpo n < <(accuracies "$run/train.log")
+            awk -v k="$k" -v s="$s" -v pre="$pre" -v sft="$sft" -v g="$grpo" -v t="$(cat "$run/done")" 'BEGIN {
+                printf "| %s | %s | %.1f%% | %.1f%% | %.1f%% | %+.1f | - | - | %d s |\n", k, s, pre, sft, g, g - sft, t }'
+            continue
         fi
         if [[ ! -f $ctl/done ]]; then
             rm -rf "$ctl"

@@ -5,6 +5,7 @@ import NN
 import Optim
 import DeepSeek
 import Parallel
+import Collectives
 
 /// `deeptrain bench train --model dense`: tokens/s, per-phase step time, MFU (docs/design.md §7) and
 /// peak RSS for the benchmark dense decoder on random tokens.
@@ -39,6 +40,13 @@ package enum TrainBenchmark {
         package let peakRSSGrowthMB: Double
         /// Each rank's peak RSS (world rank order) under mpirun; `peakRSSMB` is rank 0's.
         package var rankPeakRSSMB: [Double]?
+        /// With several ranks, per timed step (rank 0's): the optimizer phase's wait for the
+        /// gradient reduce-scatter after the backward, and for the parameter allgather —
+        /// the communication not hidden behind compute.
+        package var exposedReduceMs: Double?
+        /// `--comm-dtype` of the MoE benchmark.
+        package var commDType: String?
+        package var exposedGatherMs: Double?
 
         enum CodingKeys: String, CodingKey {
             case benchmark
@@ -65,6 +73,9 @@ package enum TrainBenchmark {
             case peakRSSMB = "peak_rss_mb"
             case peakRSSGrowthMB = "peak_rss_growth_mb"
             case rankPeakRSSMB = "rank_peak_rss_mb"
+            case exposedReduceMs = "exposed_reduce_ms"
+            case commDType = "comm_dtype"
+            case exposedGatherMs = "exposed_gather_ms"
         }
     }
 
@@ -86,19 +97,30 @@ package enum TrainBenchmark {
     /// ranks (one micro-batch each) and the figures are for the whole job. The MFU's peak is
     /// the job's: ranks × the sgemm peak of one rank's thread count (SgemmPeak).
     package static func moe(config c: DeepSeekConfig = .small, name: String = "small", batch b: Int = 8, length t: Int = 256,
-                           warmup: Int = 2, steps: Int = 5, threads: Int = 2, peak: Double? = nil, grid: ProcessGrid? = nil) -> Report {
+                           warmup: Int = 2, steps: Int = 5, threads: Int = 2, peak: Double? = nil, grid: ProcessGrid? = nil,
+                           commDType: CommDType = .fp32) -> Report {
         Threads.set(threads)
         let ranks = grid?.world.size ?? 1
         let peakGF = peak ?? SgemmPeak.gflops(threads: threads) * Double(ranks)  // callers under mpirun pass the job's peak
         let model = DeepSeekForCausalLM(c, seed: 1, positions: t)
-        let trainer = SingleProcessMoETrainer(model: model, grid: grid)
+        let trainer = SingleProcessMoETrainer(model: model, grid: grid, commDType: commDType)
+        trainer.engine.overlapGather = true  // steps follow steps; settled below
+        var waits: [(reduce: Double, gather: Double)] = []
         var report = measure(model: name, parameters: model.parameterCount, vocab: c.vocabSize, batch: b, length: t, warmup: warmup,
                        steps: steps, threads: threads, peak: peakGF,
                        flopsPerToken: ModelPlan(c, sequenceLength: t).flopsPerToken) { rows in
             let r = try! trainer.step(rows: rows, batch: b, length: t, lr: 1e-4)
+            waits.append((r.reduceWait, r.gatherWait))
             return (r.forward, r.backward, r.optimizer)
         }
+        try! trainer.engine.settleParameters()
         report.ranks = ranks
+        report.commDType = commDType.rawValue
+        if ranks > 1 {
+            let timed = waits.suffix(steps)
+            report.exposedReduceMs = timed.map(\.reduce).reduce(0, +) / Double(steps) * 1e3
+            report.exposedGatherMs = timed.map(\.gather).reduce(0, +) / Double(steps) * 1e3
+        }
         if let grid { report.rankPeakRSSMB = try? grid.world.allgather([ProcessStats.peakRSSMiB]) }
         return report
     }

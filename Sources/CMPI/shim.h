@@ -21,4 +21,8 @@ static inline MPI_Request deeptrain_mpi_request_null(void) { return MPI_REQUEST_
 static inline int deeptrain_mpi_undefined(void) { return MPI_UNDEFINED; }
 static inline MPI_Info deeptrain_mpi_info_null(void) { return MPI_INFO_NULL; }
 static inline int deeptrain_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
+static inline int deeptrain_mpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
+static inline int deeptrain_mpi_any_source(void) { return MPI_ANY_SOURCE; }
+static inline int deeptrain_mpi_any_tag(void) { return MPI_ANY_TAG; }
+static inline MPI_Datatype deeptrain_mpi_uint16(void) { return MPI_UINT16_T; }
 #endif

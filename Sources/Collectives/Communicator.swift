@@ -83,6 +83,42 @@ package final class Communicator: @unchecked Sendable {
     }
 
     nonisolated(unsafe) private static var liveness: LivenessWatch?
+    nonisolated(unsafe) private static var multipleThreads = false
+
+    /// True when mpirun placed this job's ranks on more than one node (it tells each rank how
+    /// many share its node before main): the only case where TCP carries the gradients.
+    package static var spansNodes: Bool {
+        let env = ProcessInfo.processInfo.environment
+        guard let local = env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init),
+              let all = env["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init) else { return false }
+        return local < all
+    }
+
+    /// Seconds between the progress thread's MPI calls (`ProgressThread`), or nil for none:
+    /// 1 ms where the job spans nodes. DEEPTRAIN_PROGRESS_US sets the interval in microseconds
+    /// (0: no thread), on one node too.
+    static var progressInterval: Double? {
+        if let text = ProcessInfo.processInfo.environment["DEEPTRAIN_PROGRESS_US"] {
+            guard let us = Double(text), us >= 0, us <= 1e6 else {
+                FileHandle.standardError.write(Data("warning: DEEPTRAIN_PROGRESS_US=\(text) is not microseconds in 0...1000000; ignored\n".utf8))
+                return spansNodes ? 0.001 : nil
+            }
+            return us > 0 ? us * 1e-6 : nil
+        }
+        return spansNodes ? 0.001 : nil
+    }
+
+    /// Open MPI's TCP settings for a job across nodes, unless the user set them (docs/design.md
+    /// §11): messages up to a gradient bucket's piece go eagerly. A larger message waits for
+    /// the receiver's acknowledgement, which queues behind the receiver's own outgoing data on
+    /// the same connection: the two directions then take turns and the link runs half duplex.
+    static func tuneTCP() {
+        guard spansNodes else { return }
+        let bytes = String(4 << 20 + 64 << 10)  // a 4 MiB bucket and the headers
+        for name in ["btl_tcp_eager_limit", "btl_tcp_rndv_eager_limit", "btl_tcp_max_send_size"] {
+            setenv("OMPI_MCA_" + name, bytes, 0)
+        }
+    }
 
     /// The world: MPI_COMM_WORLD when launched by mpirun (initialising MPI once), otherwise
     /// a single process. The first call also starts the ranks' liveness watch
@@ -90,8 +126,16 @@ package final class Communicator: @unchecked Sendable {
     package static func world(timeout: Double? = LivenessWatch.defaultTimeout) throws -> Communicator {
         guard launchedByMPI else { return solo }
         let first = !initialised
+        let progress = first ? progressInterval : nil
         if first {
-            try check("MPI_Init", MPI_Init(nil, nil))
+            tuneTCP()
+            if progress != nil {
+                var provided: Int32 = 0
+                try check("MPI_Init_thread", MPI_Init_thread(nil, nil, Int32(deeptrain_mpi_thread_multiple()), &provided))
+                multipleThreads = provided == Int32(deeptrain_mpi_thread_multiple())
+            } else {
+                try check("MPI_Init", MPI_Init(nil, nil))
+            }
             initialised = true
             atexit {
                 guard Communicator.initialised else { return }
@@ -105,6 +149,13 @@ package final class Communicator: @unchecked Sendable {
         MPI_Comm_rank(w, &r)
         MPI_Comm_size(w, &s)
         let world = Communicator(comm: w, rank: Int(r), size: Int(s))
+        if first, let progress {
+            if multipleThreads {
+                try ProgressThread.start(world: w!, interval: progress)
+            } else {
+                FileHandle.standardError.write(Data("warning: this MPI has no MPI_THREAD_MULTIPLE: no progress thread, gradients move only in MPI calls\n".utf8))
+            }
+        }
         if first, let timeout { liveness = try LivenessWatch.start(world: world, timeout: timeout) }
         return world
     }
@@ -303,7 +354,7 @@ package final class Communicator: @unchecked Sendable {
 
     /// `allgather(runs:)`'s tag: apart from the pipeline's (2·micro-batch + 0/1), and below
     /// 32767, the largest tag every MPI must accept.
-    static let allgatherTag = 32_000
+    package static let allgatherTag = 32_000
 
     /// Blocking receive of exactly `count` floats from `source` with `tag`.
     package func recv(count: Int, from source: Int, tag: Int) throws -> [Float] {

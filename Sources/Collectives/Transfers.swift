@@ -13,17 +13,24 @@ package struct Transfers {
 
     package var isEmpty: Bool { requests.isEmpty }
 
-    package mutating func send(_ data: UnsafePointer<Float>, count: Int, to peer: Int, tag: Int) throws {
+    package mutating func send<T: MPIScalar>(_ data: UnsafePointer<T>, count: Int, to peer: Int, tag: Int) throws {
         guard let comm = group.comm, count > 0 else { return }
         var req = deeptrain_mpi_request_null()
-        try Communicator.check("MPI_Isend", MPI_Isend(data, Int32(count), Float.mpiType, Int32(peer), Int32(tag), comm, &req))
+        try Communicator.check("MPI_Isend", MPI_Isend(data, Int32(count), T.mpiType, Int32(peer), Int32(tag), comm, &req))
+        track()
         requests.append(req)
     }
 
-    package mutating func receive(_ data: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) throws {
+    /// The progress thread runs while this holds posted requests.
+    private mutating func track() {
+        if requests.isEmpty { ProgressThread.shared?.begin() }
+    }
+
+    package mutating func receive<T: MPIScalar>(_ data: UnsafeMutablePointer<T>, count: Int, from peer: Int, tag: Int) throws {
         guard let comm = group.comm, count > 0 else { return }
         var req = deeptrain_mpi_request_null()
-        try Communicator.check("MPI_Irecv", MPI_Irecv(data, Int32(count), Float.mpiType, Int32(peer), Int32(tag), comm, &req))
+        try Communicator.check("MPI_Irecv", MPI_Irecv(data, Int32(count), T.mpiType, Int32(peer), Int32(tag), comm, &req))
+        track()
         requests.append(req)
     }
 
@@ -35,8 +42,17 @@ package struct Transfers {
         try requests.withUnsafeMutableBufferPointer { r in
             try Communicator.check("MPI_Testall", MPI_Testall(Int32(r.count), r.baseAddress, &done, deeptrain_mpi_statuses_ignore()))
         }
-        if done != 0 { requests.removeAll() }
+        if done != 0 { requests.removeAll(); ProgressThread.shared?.end() }
         return done != 0
+    }
+
+    /// Until the first `n` requests posted have completed (the rest stay in flight).
+    package mutating func wait(prefix n: Int) throws {
+        let n = Swift.min(n, requests.count)
+        guard n > 0 else { return }
+        try requests.withUnsafeMutableBufferPointer { r in
+            try Communicator.check("MPI_Waitall", MPI_Waitall(Int32(n), r.baseAddress, deeptrain_mpi_statuses_ignore()))
+        }
     }
 
     /// Until everything posted has completed.
@@ -46,5 +62,6 @@ package struct Transfers {
             try Communicator.check("MPI_Waitall", MPI_Waitall(Int32(r.count), r.baseAddress, deeptrain_mpi_statuses_ignore()))
         }
         requests.removeAll()
+        ProgressThread.shared?.end()
     }
 }

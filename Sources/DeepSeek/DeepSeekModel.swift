@@ -157,9 +157,9 @@ package final class DeepSeekForCausalLM: Module, @unchecked Sendable {
         }
         var h = model.embed_tokens(ids, shape: [b, t])
         var hidden: [Tensor] = keepHidden ? [h] : []
-        let (out, reports) = runLayers(h, layers: 0..<model.layers.count, start: start, training: training, packing: packing) {
+        let (out, reports) = runLayers(h, layers: 0..<model.layers.count, start: start, training: training, packing: packing, each: {
             if keepHidden { hidden.append($0) }
-        }
+        })
         h = model.norm(out)
         if keepHidden { hidden.append(h) }
         return DeepSeekOutput(logits: lm_head(h), hidden: hidden, normed: h, moe: reports)
@@ -169,9 +169,10 @@ package final class DeepSeekForCausalLM: Module, @unchecked Sendable {
     /// pipeline stage runs its own range; the whole model runs all of them).
     /// `experts`: where the routed experts of a forward without `training` run (the grid's
     /// all-to-all in a sharded evaluation); nil: here.
+    /// `before(i)` runs ahead of layer i (the trainer waits there for its parameters to arrive).
     package func runLayers(_ x: Tensor, layers: Range<Int>, start: Int = 0, training: MoETraining? = nil,
                           packing: (positions: [Int], segments: [Int])? = nil, experts: ExpertExecutor? = nil,
-                          each: (Tensor) -> Void = { _ in }) -> (Tensor, [(Int, MoELayerReport)]) {
+                          before: (Int) -> Void = { _ in }, each: (Tensor) -> Void = { _ in }) -> (Tensor, [(Int, MoELayerReport)]) {
         let t = x.shape[1]
         var cos = rotary.cos.slice(axis: 0, start..<(start + t)), sin = rotary.sin.slice(axis: 0, start..<(start + t))
         if let packing {
@@ -181,6 +182,7 @@ package final class DeepSeekForCausalLM: Module, @unchecked Sendable {
         var h = x
         var reports: [(Int, MoELayerReport)] = []
         for i in layers {
+            before(i)
             var training = training
             training?.seed ^= UInt64(i) &* 0x9E37_79B9  // per-layer never-drop draw
             training?.layer = i

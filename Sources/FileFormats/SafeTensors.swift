@@ -156,12 +156,7 @@ package struct SafeTensorsFile {
     }
 
     /// bfloat16 by round-to-nearest-even, as PyTorch's `tensor.to(torch.bfloat16)` rounds (NaN stays NaN).
-    package static func bfloat16Bits(_ x: Float) -> UInt16 {
-        let b = x.bitPattern
-        if x.isNaN { return UInt16(b >> 16) | 0x40 }
-        let rounding = 0x7FFF + ((b >> 16) & 1)
-        return UInt16((b &+ rounding) >> 16)
-    }
+    package static func bfloat16Bits(_ x: Float) -> UInt16 { BFloat16.bits(x) }
 
     /// Writes tensors (sorted by name) atomically: to `path.tmp`, then renamed.
     package static func write(_ path: String, _ items: [(String, Item)], metadata: [String: String] = [:]) throws {

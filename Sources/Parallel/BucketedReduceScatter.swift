@@ -14,9 +14,9 @@ import Collectives
 /// when the reduction finishes: the same additions as the one-shot reduce-scatter, so the same
 /// bits. Between autograd nodes `betweenNodes` calls MPI so that it can move the data.
 ///
-/// Known limit (docs/multinode.md): over Open MPI's TCP transport the posted messages still
-/// move almost entirely in `finish`'s wait — calls every few milliseconds between nodes do not
-/// keep the link busy — so the buckets do not yet hide the reduce-scatter behind the backward.
+/// Where the job spans nodes a `ProgressThread` moves the posted messages while the backward
+/// computes; `betweenNodes` calls MPI too, which is what moves them on one node (forced there
+/// by DEEPTRAIN_BUCKETS=always).
 final class BucketedReduceScatter: BackwardObserver {
     /// Floats per bucket (4 MiB): big enough that a message's overhead is small, small enough
     /// that the first buckets leave early in the backward.
@@ -41,6 +41,10 @@ final class BucketedReduceScatter: BackwardObserver {
     /// this rank's shard, one slot per group rank.
     private var local: [[Float]]
     private var received: [Storage?]
+    /// With `bf16`: per bucket, this rank's node as sent and the peers' pieces as they arrive.
+    private let dtype: CommDType
+    private var localBits: [[UInt16]]
+    private var receivedBits: [[UInt16]]
     private var transfers: Transfers
     private var lastProgress = 0.0
     private var failure: Error?
@@ -48,7 +52,10 @@ final class BucketedReduceScatter: BackwardObserver {
     /// A gradient vector of `count` elements, `shards` of it summed on the group's ranks; its
     /// parts are announced with `ready`, or by the tape for `leaves` (each parameter's range).
     init(count: Int, shards: [Range<Int>], group: Communicator, earlier: CanonicalSum = CanonicalSum(),
-         leaves: [ObjectIdentifier: Range<Int>] = [:], bucketFloats: Int = bucketFloats, gradients: @escaping (Range<Int>) -> [Float]) {
+         leaves: [ObjectIdentifier: Range<Int>] = [:], bucketFloats: Int = bucketFloats, dtype: CommDType = .fp32,
+         gradients: @escaping (Range<Int>) -> [Float]) {
+        precondition(earlier.count == 0 || earlier.dtype == dtype, "the earlier micro-batches' tree rounds otherwise")
+        self.dtype = dtype
         self.count = count
         self.shards = shards
         self.group = group
@@ -62,16 +69,18 @@ final class BucketedReduceScatter: BackwardObserver {
         started = [Bool](repeating: false, count: buckets.count)
         local = [[Float]](repeating: [], count: buckets.count)
         received = [Storage?](repeating: nil, count: buckets.count)
+        localBits = [[UInt16]](repeating: [], count: buckets.count)
+        receivedBits = [[UInt16]](repeating: [], count: buckets.count)
         transfers = Transfers(on: group)
     }
 
     /// The dense vector: its parameters' gradients, reported complete by the tape.
-    convenience init(dense vector: FlatVector, flat: FlatLayout, group: Communicator, earlier: CanonicalSum) {
+    convenience init(dense vector: FlatVector, flat: FlatLayout, group: Communicator, earlier: CanonicalSum, dtype: CommDType) {
         var leaves: [ObjectIdentifier: Range<Int>] = [:]
         for (i, off) in zip(vector.pieces, vector.offsets) {
             leaves[ObjectIdentifier(flat.pieces[i].tensor)] = off..<(off + flat.pieces[i].tensor.count)
         }
-        self.init(count: vector.count, shards: vector.shards, group: group, earlier: earlier, leaves: leaves) { range in
+        self.init(count: vector.count, shards: vector.shards, group: group, earlier: earlier, leaves: leaves, dtype: dtype) { range in
             [Float](unsafeUninitializedCapacity: range.count) { o, n in
                 for seg in vector.segments(range, flat) {
                     let dst = o.baseAddress! + (seg.at - range.lowerBound)
@@ -111,24 +120,54 @@ final class BucketedReduceScatter: BackwardObserver {
         guard !started[b], failure == nil else { return }
         started[b] = true
         let range = buckets[b]
-        let leaf = gradient ?? gradients(range)
-        local[b] = earlier.count == 0 ? leaf : earlier.result(pushing: leaf, range: range)
+        var leaf = gradient ?? gradients(range)
+        if earlier.count == 0 {
+            dtype.round(&leaf)  // a tree of one leaf: the leaf is its node
+            local[b] = leaf
+        } else {
+            local[b] = earlier.result(pushing: leaf, range: range)
+        }
         let mine = range.clamped(to: shards[group.rank])
         // Pooled, not a fresh array: fresh pages each step are slow to touch (docs/benchmarks.md).
         let slots = Storage(uninitialized: Swift.max(mine.count * group.size, 1))
         received[b] = slots
         do {
-            for q in 0..<group.size where q != group.rank {
-                try transfers.receive(slots.data + q * mine.count, count: mine.count, from: q, tag: b)
-            }
-            try local[b].withUnsafeBufferPointer { l in
+            if dtype == .bf16 {
+                try post16(b, range: range, mine: mine)
+            } else {
                 for q in 0..<group.size where q != group.rank {
-                    let piece = range.clamped(to: shards[q])
-                    try transfers.send(l.baseAddress! + (piece.lowerBound - range.lowerBound), count: piece.count, to: q, tag: b)
+                    try transfers.receive(slots.data + q * mine.count, count: mine.count, from: q, tag: b)
+                }
+                try local[b].withUnsafeBufferPointer { l in
+                    for q in 0..<group.size where q != group.rank {
+                        let piece = range.clamped(to: shards[q])
+                        try transfers.send(l.baseAddress! + (piece.lowerBound - range.lowerBound), count: piece.count, to: q, tag: b)
+                    }
                 }
             }
         } catch {
             failure = error
+        }
+    }
+
+    /// Bucket `b`'s transfers in bfloat16: its node, already rounded, packed exactly.
+    private func post16(_ b: Int, range: Range<Int>, mine: Range<Int>) throws {
+        localBits[b] = [UInt16](repeating: 0, count: range.count)
+        receivedBits[b] = [UInt16](repeating: 0, count: Swift.max(mine.count * group.size, 1))
+        local[b].withUnsafeBufferPointer { l in
+            localBits[b].withUnsafeMutableBufferPointer { BFloat16.pack(l.baseAddress!, count: range.count, into: $0.baseAddress!) }
+        }
+        // The arrays stay put until `finish`: nothing appends to them meanwhile.
+        try receivedBits[b].withUnsafeMutableBufferPointer { r in
+            for q in 0..<group.size where q != group.rank {
+                try transfers.receive(r.baseAddress! + q * mine.count, count: mine.count, from: q, tag: b)
+            }
+        }
+        try localBits[b].withUnsafeBufferPointer { l in
+            for q in 0..<group.size where q != group.rank {
+                let piece = range.clamped(to: shards[q])
+                try transfers.send(l.baseAddress! + (piece.lowerBound - range.lowerBound), count: piece.count, to: q, tag: b)
+            }
         }
     }
 
@@ -156,11 +195,15 @@ final class BucketedReduceScatter: BackwardObserver {
                 let part = range.clamped(to: mine)
                 guard !part.isEmpty else { continue }
                 let r = received[b]!.data
+                if dtype == .bf16 {
+                    receivedBits[b].withUnsafeBufferPointer { BFloat16.unpack($0.baseAddress!, count: part.count * group.size, into: r) }
+                }
                 local[b].withUnsafeBufferPointer { l in
                     let sources = (0..<group.size).map { q in
                         q == group.rank ? l.baseAddress! + (part.lowerBound - range.lowerBound) : UnsafePointer(r + q * part.count)
                     }
-                    Communicator.canonicalAdd(sources, into: out.baseAddress! + (part.lowerBound - mine.lowerBound), scratch: r, count: part.count)
+                    Communicator.canonicalAdd(sources, into: out.baseAddress! + (part.lowerBound - mine.lowerBound), scratch: r,
+                                              count: part.count, dtype: dtype)
                 }
             }
         }

@@ -78,9 +78,13 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     /// it the group's exchanges are out of step for good.
     package private(set) var failure: ExpertExchangeError?
 
-    package init(comm: Communicator, experts: Int, layerOffset: [Int: Int], flatCount: Int) {
+    /// What rows and gradient-tree nodes travel as (`CommDType`).
+    let dtype: CommDType
+
+    package init(comm: Communicator, experts: Int, layerOffset: [Int: Int], flatCount: Int, dtype: CommDType = .fp32) {
         self.comm = comm
-        dispatcher = TokenDispatcher(comm: comm)
+        self.dtype = dtype
+        dispatcher = TokenDispatcher(comm: comm, dtype: dtype)
         self.experts = experts
         local = experts / comm.size
         self.layerOffset = layerOffset
@@ -151,7 +155,7 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         let work = Storage(uninitialized: Swift.max(most * 6 * inter, 1))
         let ex = comm.rank * local + j
         let gp = st.gate.data + ex * per, upp = st.up.data + ex * per, dnp = st.down.data + ex * per
-        var sum = CanonicalSum()
+        var sum = CanonicalSum(dtype: dtype)
         for leaf in order {
             let k = recs[leaf.r], m = k.rows[leaf.s][j], at = k.start[leaf.s][j]
             var g = [Float](repeating: 0, count: 3 * per)

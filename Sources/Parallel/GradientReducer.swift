@@ -13,7 +13,9 @@ import Collectives
 struct GradientReducer {
     let dense: (group: Communicator, shards: [Range<Int>], count: Int)
     let experts: (group: Communicator, shards: [Range<Int>])
-    private var denseTree = CanonicalSum()
+    /// What the gradients travel as; with `bf16` every node of the tree is rounded (`CommDType`).
+    let dtype: CommDType
+    private var denseTree: CanonicalSum
     private var expertGradients: [Float]?
     /// The rank's reduced shards (dense, experts), kept from step to step: see
     /// `reduceScatterCanonical(_:shards:into:)`.
@@ -23,7 +25,9 @@ struct GradientReducer {
     let bucketed: Bool, expertsBucketed: Bool
 
     init(dense: FlatVector, over denseGroup: Communicator, experts: FlatVector, over expertGroup: Communicator,
-         bucketed: Bool = false, expertsBucketed: Bool = false) {
+         bucketed: Bool = false, expertsBucketed: Bool = false, dtype: CommDType = .fp32) {
+        self.dtype = dtype
+        denseTree = CanonicalSum(dtype: dtype)
         self.dense = (denseGroup, dense.shards, dense.count)
         self.experts = (expertGroup, experts.shards)
         self.bucketed = bucketed && denseGroup.size > 1
@@ -43,7 +47,7 @@ struct GradientReducer {
 
     /// Forgets what a step that did not finish added.
     mutating func beginStep() {
-        denseTree = CanonicalSum()
+        denseTree = CanonicalSum(dtype: dtype)
         expertGradients = nil
         buckets = nil
         expertReduction = nil
@@ -54,8 +58,8 @@ struct GradientReducer {
     /// Nil unless `bucketed` (the gradient is then packed after the backward).
     mutating func lastBackward(flat: FlatLayout, vector: FlatVector) -> BucketedReduceScatter? {
         guard bucketed else { return nil }
-        let b = BucketedReduceScatter(dense: vector, flat: flat, group: dense.group, earlier: denseTree)
-        denseTree = CanonicalSum()
+        let b = BucketedReduceScatter(dense: vector, flat: flat, group: dense.group, earlier: denseTree, dtype: dtype)
+        denseTree = CanonicalSum(dtype: dtype)
         buckets = b
         return b
     }
@@ -65,7 +69,8 @@ struct GradientReducer {
     /// `expertsBucketed`. `add(expertGradients:)` then starts the rest.
     mutating func expertBuckets(source: @escaping () -> [Float]) -> BucketedReduceScatter? {
         guard expertsBucketed else { return nil }
-        let b = BucketedReduceScatter(count: experts.shards.last?.upperBound ?? 0, shards: experts.shards, group: experts.group) { range in
+        let b = BucketedReduceScatter(count: experts.shards.last?.upperBound ?? 0, shards: experts.shards, group: experts.group,
+                                      dtype: dtype) { range in
             Array(source()[range])
         }
         expertReduction = b
@@ -74,7 +79,7 @@ struct GradientReducer {
     private var expertReduction: BucketedReduceScatter?
 
     /// One micro-batch's dense gradient, in global micro-batch order.
-    mutating func add(denseBucket: [Float]) { denseTree.push(denseBucket) }
+    mutating func add(denseBucket: consuming [Float]) { denseTree.push(denseBucket) }
 
     /// The experts' weight gradients, already summed over the step's micro-batches.
     mutating func add(expertGradients: [Float]) { self.expertGradients = expertGradients }
@@ -86,20 +91,21 @@ struct GradientReducer {
             buckets = nil
         } else {
             var full = denseTree.result() ?? [Float](repeating: 0, count: dense.count)
-            denseTree = CanonicalSum()
+            denseTree = CanonicalSum(dtype: dtype)
             // Each full vector is dropped once its shard is summed: a rank holds at most one full
             // gradient vector at a time besides its shards and the receive buffer (what `plan` counts).
-            try dense.group.reduceScatterCanonical(full, shards: dense.shards, into: &denseShard)
+            try dense.group.reduceScatterCanonical(full, shards: dense.shards, into: &denseShard, dtype: dtype)
             full = []
         }
         guard var expertFull = expertGradients else { preconditionFailure("reduce before the experts' gradients were added") }
         expertGradients = nil
+        dtype.round(&expertFull)  // one micro-batch per ep group: written directly, a leaf (else a node: unchanged)
         if let b = expertReduction {
             b.backwardFinished(using: expertFull)
             try b.finish(into: &expertShard)
             expertReduction = nil
         } else {
-            try experts.group.reduceScatterCanonical(expertFull, shards: experts.shards, into: &expertShard)
+            try experts.group.reduceScatterCanonical(expertFull, shards: experts.shards, into: &expertShard, dtype: dtype)
         }
         expertFull = []
     }

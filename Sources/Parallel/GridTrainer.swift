@@ -37,6 +37,15 @@ package final class GridTrainer {
     package var mtpWeight: Float = 0
     /// The step's gradients, from the micro-batches' backwards to the rank's shards.
     private var reducer: GradientReducer
+    /// Set by a caller whose next use of the parameters is the next `step` or
+    /// `settleParameters()`: where a group spans nodes, a step's parameter allgather then runs
+    /// on into the next step's forward, which waits for each layer's parameters as it reaches
+    /// them (`ParameterGather`).
+    package var overlapGather = false
+    private var inFlight: (dense: ParameterGather?, experts: ParameterGather?) = (nil, nil)
+    private lazy var gatherPoints = GatherPoints(flat: flat, dense: dense, experts: experts)
+    private var gatherWaited = 0.0
+    private var gatherFailure: Error?
 
     package struct StepResult: Sendable {
         package var loss: Double { ce + balance + mtpWeight * mtp }
@@ -63,6 +72,9 @@ package final class GridTrainer {
         package var protectedRouted = 0, protectedReceived = 0
         package var updated = false
         package var forward = 0.0, backward = 0.0, optimizer = 0.0
+        /// Seconds of the optimizer phase spent waiting for the gradient reduce-scatter after
+        /// the backward and for the parameter allgather: communication left exposed.
+        package var reduceWait = 0.0, gatherWait = 0.0
         /// The objective's `stats`, summed over all micro-batches of the step.
         package var extra: [Double] = []
     }
@@ -115,7 +127,7 @@ package final class GridTrainer {
     package typealias Objective = (_ logits: Tensor, _ micro: Int) -> (loss: Tensor, stats: [Double])
 
     package init(model: DeepSeekForCausalLM, grid: ProcessGrid, adam: AdamW.Config, clip: Float,
-                alphas: BalanceLosses.Alphas, dropping: TokenDropping?, seed: UInt64) {
+                alphas: BalanceLosses.Alphas, dropping: TokenDropping?, seed: UInt64, commDType: CommDType = .fp32) {
         self.model = model
         self.grid = grid
         let c = model.config
@@ -132,9 +144,11 @@ package final class GridTrainer {
         }
         // The executor keeps the experts' gradients (ExpertParallel): their stacked buffers go.
         for layer in model.model.layers + (model.mtp?.depths ?? []) { layer.moe?.experts.releaseGradients() }
-        executor = offsets.isEmpty ? nil : ExpertParallel(comm: grid.ep, experts: c.nRoutedExperts, layerOffset: offsets, flatCount: experts.count)
+        executor = offsets.isEmpty ? nil : ExpertParallel(comm: grid.ep, experts: c.nRoutedExperts, layerOffset: offsets, flatCount: experts.count,
+                                                             dtype: commDType)
         reducer = GradientReducer(dense: dense, over: grid.dp, experts: experts, over: grid.edp,
-                                  bucketed: GradientReducer.bucketed(nodes: grid.dpNodes), expertsBucketed: GradientReducer.bucketed(nodes: grid.edpNodes))
+                                  bucketed: GradientReducer.bucketed(nodes: grid.dpNodes), expertsBucketed: GradientReducer.bucketed(nodes: grid.edpNodes),
+                                  dtype: commDType)
         self.clip = clip
         self.alphas = alphas
         self.dropping = dropping
@@ -150,6 +164,7 @@ package final class GridTrainer {
     package func step(batch: (Int) -> MicroBatch, rows b: Int, length t: Int, lr: Float, step globalStep: Int,
                      objective: Objective? = nil, extraStats: Int = 0) throws -> StepResult {
         var step = StepContext(self, rows: b, length: t, step: globalStep, objective: objective, extraStats: extraStats)
+        gatherWaited = 0
         executor?.resetStep(leaves: grid.layout.ep * grid.micros.count,
                             cacheBytes: ExpertParallel.cacheBudget(parameterFloats: dense.count + experts.count))
         reducer.beginStep()
@@ -167,12 +182,13 @@ package final class GridTrainer {
         let norm = try gradientNorm()
         summarize(&step, loads: loads, norm: norm)
         if norm.isFinite && !step.stats.micros.contains(where: \.nonFinite) {
-            try clipAndUpdate(norm: norm, lr: lr)
+            step.result.gatherWait = try clipAndUpdate(norm: norm, lr: lr)
             step.result.updated = true
             updateRouterBiases(counts: step.stats.counts)
         }
         reducer.releaseSoloShards()
         step.result.optimizer += now() - updateStart
+        step.result.gatherWait += gatherWaited
         return step.result
     }
 
@@ -186,8 +202,11 @@ package final class GridTrainer {
         var training = MoETraining(alphas: alphas, dropping: dropping, seed: seed, step: step.globalStep,
                                    sequenceOffset: micro.firstSequence)
         training.executor = executor
+        awaitParameters(layer: nil)
         let (hidden, input) = try stageInput(micro, j, rows: step.rows, length: step.length)
-        var (out, reports) = model.runLayers(hidden, layers: grid.layers, training: training, packing: micro.packing)
+        var (out, reports) = model.runLayers(hidden, layers: grid.layers, training: training, packing: micro.packing,
+                                             before: { self.awaitParameters(layer: $0) })
+        try settleParameters()
         var normed: Tensor? = nil, mtpLoss: Tensor? = nil
         if grid.isLastStage {
             let final = model.model.norm(out)
@@ -317,12 +336,14 @@ package final class GridTrainer {
     /// The experts' weight gradients, summed over the group's micro-batches (`ExpertParallel`;
     /// backward time), join the dense buckets; then all of them reduce to the rank's shards.
     func reduceGradients(_ step: inout StepContext) throws {
+        try settleParameters()  // the optimizer is about to write the shards the sends read
         let expertStart = now()
         reducer.add(expertGradients: executor?.weightGradients() ?? [Float](repeating: 0, count: experts.count))
         step.result.backward += now() - expertStart
         let reduceStart = now()
         try reducer.reduce()
-        step.result.optimizer += now() - reduceStart
+        step.result.reduceWait = now() - reduceStart
+        step.result.optimizer += step.result.reduceWait
     }
 
     /// Sums the step's statistics over the world (one contributor per entry, so MPI's sum is
@@ -407,10 +428,50 @@ package final class GridTrainer {
 
     /// Clipping (a scale inside AdamW's loop) and AdamW on the rank's shards, dense over dp and
     /// experts over edp, each then all-gathered.
-    func clipAndUpdate(norm: Float, lr: Float) throws {
+    /// Returns the seconds spent in the allgathers; those of a group that spans nodes are left
+    /// in flight when `overlapGather` says the next step's forward may wait for them.
+    func clipAndUpdate(norm: Float, lr: Float) throws -> Double {
         let scale: Float = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1
-        try update(dense, optimizer: denseOptimizer, grad: reducer.denseShard, scale: scale, group: grid.dp, lr: lr)
-        try update(experts, optimizer: expertOptimizer, grad: reducer.expertShard, scale: scale, group: grid.edp, lr: lr)
+        let d = try update(dense, optimizer: denseOptimizer, grad: reducer.denseShard, scale: scale, group: grid.dp, lr: lr,
+                           leaveInFlight: overlapGather && reducer.bucketed)
+        let e = try update(experts, optimizer: expertOptimizer, grad: reducer.expertShard, scale: scale, group: grid.edp, lr: lr,
+                           leaveInFlight: overlapGather && reducer.expertsBucketed)
+        inFlight = (d.inFlight, e.inFlight)
+        return d.seconds + e.seconds
+    }
+
+    /// Until the parameters up to decoder layer `layer` (nil: the embedding) have arrived; the
+    /// wait counts as exposed communication. A failure is kept for `settleParameters`.
+    func awaitParameters(layer: Int?) {
+        guard inFlight.dense != nil || inFlight.experts != nil, gatherFailure == nil else { return }
+        let start = now()
+        do {
+            if let layer {
+                if let end = gatherPoints.dense[layer] { try inFlight.dense?.wait(through: end) }
+                if let end = gatherPoints.experts[layer] { try inFlight.experts?.wait(through: end) }
+            } else {
+                try inFlight.dense?.wait(through: gatherPoints.embedding)
+            }
+        } catch {
+            gatherFailure = error
+        }
+        gatherWaited += now() - start
+    }
+
+    /// Until every parameter has arrived and the rank's shards have left: call before anything
+    /// other than the next step reads the parameters after a step with `overlapGather`.
+    package func settleParameters() throws {
+        guard inFlight.dense != nil || inFlight.experts != nil else { return }
+        let start = now()
+        defer { gatherWaited += now() - start }
+        let pending = inFlight
+        inFlight = (nil, nil)
+        try pending.dense?.finish()
+        try pending.experts?.finish()
+        if let failure = gatherFailure {
+            gatherFailure = nil
+            throw failure
+        }
     }
 
     /// Aux-loss-free balancing: every rank moves every layer's router bias by ±γ (stages
@@ -423,8 +484,9 @@ package final class GridTrainer {
     }
 
     /// AdamW on this rank's shard, in place in the parameter tensors; then the other ranks'
-    /// shards arrive by allgather.
-    func update(_ v: FlatVector, optimizer: AdamWShard, grad: [Float], scale: Float, group: Communicator, lr: Float) throws {
+    /// shards arrive by allgather (its seconds returned).
+    func update(_ v: FlatVector, optimizer: AdamWShard, grad: [Float], scale: Float, group: Communicator, lr: Float,
+                leaveInFlight: Bool) throws -> (seconds: Double, inFlight: ParameterGather?) {
         let mine = v.shards[group.rank]
         let k = optimizer.begin(lr: lr)
         grad.withUnsafeBufferPointer { g in
@@ -435,7 +497,10 @@ package final class GridTrainer {
             }
             optimizer.apply(k, runs: runs, scale: scale)
         }
+        if leaveInFlight { return (0, try ParameterGather(v, flat, group: group)) }
+        let gatherStart = now()
         try v.allgatherValues(flat, group: group)
+        return (now() - gatherStart, nil)
     }
 }
 

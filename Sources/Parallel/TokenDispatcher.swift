@@ -7,6 +7,9 @@ import Collectives
 /// gradients the other way round: `toOwners` for the combine's, `toSources` for the dispatch's.
 struct TokenDispatcher {
     let comm: Communicator
+    /// `bf16`: every row moved is rounded to bfloat16 where it is sent — to another rank or to
+    /// this one, alone in the group too — and travels in half the bytes (`CommDType`).
+    let dtype: CommDType
 
     /// What a dispatch delivers: the rows as sent (kept with them: memory is planned for both)
     /// and as received, with each received row's token index in its source's micro-batch.
@@ -55,10 +58,18 @@ struct TokenDispatcher {
     /// is what was sent: `rows` itself, no copy through MPI.
     private func move(_ rows: Storage, width: Int, _ counts: [Int], _ displacements: [Int],
                       to toCounts: [Int], _ toDisplacements: [Int]) throws -> PendingExchange<Storage> {
+        dtype.round(rows.data, count: counts.reduce(0, +) * width)
         guard comm.size > 1 else { return PendingExchange(completed: rows) }
         let arrived = Storage(uninitialized: Swift.max(toCounts.reduce(0, +) * width, 1))
-        try comm.alltoallv(UnsafePointer(rows.data), sendCounts: counts.map { $0 * width }, sendDispls: displacements.map { $0 * width },
-                           arrived.data, recvCounts: toCounts.map { $0 * width }, recvDispls: toDisplacements.map { $0 * width })
+        let sendCounts = counts.map { $0 * width }, sendDispls = displacements.map { $0 * width }
+        let recvCounts = toCounts.map { $0 * width }, recvDispls = toDisplacements.map { $0 * width }
+        if dtype == .bf16 {
+            try comm.alltoallvBFloat16(UnsafePointer(rows.data), sendCounts: sendCounts, sendDispls: sendDispls,
+                                       arrived.data, recvCounts: recvCounts, recvDispls: recvDispls)
+        } else {
+            try comm.alltoallv(UnsafePointer(rows.data), sendCounts: sendCounts, sendDispls: sendDispls,
+                               arrived.data, recvCounts: recvCounts, recvDispls: recvDispls)
+        }
         return PendingExchange(completed: arrived)
     }
 }

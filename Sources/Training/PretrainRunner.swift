@@ -31,6 +31,8 @@ final class PretrainRunner: StageRunner {
         return (r, PretrainMetrics(), stage.batchSize * stage.seqLen)
     }
 
+    var readsParametersOnlyInSteps: Bool { true }
+
     func evaluate() throws -> Evaluation {
         try context.trainer.evaluate(context.inference, data: data, stage: stage)
     }

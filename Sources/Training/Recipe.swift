@@ -56,6 +56,9 @@ package struct Recipe: Sendable {
         package var dp = 0, ep = 1, pp = 1, microbatches = 1
         /// Seconds a rank may go unheard before the job ends (`LivenessWatch`); nil: `off`.
         package var timeout: Double? = LivenessWatch.defaultTimeout
+        /// What gradients and dispatched rows travel as (`CommDType`): fp32, or bf16 rounded
+        /// at every node and row in every layout.
+        package var commDType: CommDType = .fp32
 
         /// The layout on `world` ranks (dp `auto` resolved).
         package func layout(world: Int) -> Layout {
@@ -233,6 +236,7 @@ package struct Recipe: Sendable {
         } else {
             parallel.timeout = try p.double("timeout", default: LivenessWatch.defaultTimeout, min: 1, max: 86_400)
         }
+        parallel.commDType = CommDType(rawValue: try p.string("comm_dtype", default: "fp32", allowed: CommDType.allCases.map(\.rawValue)))!
         try p.finish()
         return parallel
     }

@@ -74,6 +74,8 @@ final class SFTRunner: StageRunner {
         return (r, metrics, stage.batchSize * stage.seqLen)
     }
 
+    var readsParametersOnlyInSteps: Bool { true }
+
     func evaluate() throws -> Evaluation {
         try context.trainer.evaluateChat(context.inference, data: data, stage: stage, rewards: context.rewards)
     }

@@ -13,10 +13,11 @@ package final class SingleProcessMoETrainer {
     package private(set) var step = 0
 
     package init(model: DeepSeekForCausalLM, adam: AdamW.Config = AdamW.Config(), clip: Float = 1.0,
-                grid: ProcessGrid? = nil) {
+                grid: ProcessGrid? = nil, commDType: CommDType = .fp32) {
         let g = grid ?? (try! ProcessGrid(layout: Layout(dp: 1, ep: 1, pp: 1, microbatches: 1), world: .solo, layers: model.config.numHiddenLayers))
         engine = GridTrainer(model: model, grid: g, adam: adam, clip: clip,
-                                 alphas: .init(expert: model.config.auxLossAlpha, device: 0, communication: 0), dropping: nil, seed: 0)
+                                 alphas: .init(expert: model.config.auxLossAlpha, device: 0, communication: 0), dropping: nil, seed: 0,
+                             commDType: commDType)
     }
 
     /// `tokens` holds the global batch: `batch`·(length+1) ids; each rank takes its micro-batches.

@@ -73,7 +73,7 @@ extension RecipeTrainer {
         let engine = GridTrainer(model: model, grid: grid, adam: stage.adam, clip: Float(stage.clip),
                                      alphas: .init(expert: stage.alphas.expert ?? model.config.auxLossAlpha,
                                                    device: stage.alphas.device, communication: stage.alphas.communication),
-                                     dropping: dropping, seed: recipe.seed)
+                                     dropping: dropping, seed: recipe.seed, commDType: recipe.parallel.commDType)
         try configureBalancing(engine, stage: stage, index: si)
         try configureMTP(engine, stage: stage, index: si)
         if let momentsFrom {
@@ -159,9 +159,12 @@ extension RecipeTrainer {
         }
         log(runner.opening(from: p.startStep))
         let schedule = stage.lrSchedule()
+        context.engine.overlapGather = runner.readsParametersOnlyInSteps
+        defer { context.engine.overlapGather = false }
         while p.step < stage.steps {
             if try runStep(runner, context, &p, lr: Float(schedule.lr(at: p.step)), throughput: throughput) == .stopped { return .stopped }
         }
+        try context.engine.settleParameters()
         p.summary.seconds = now() - p.start
         summaries.append(p.summary)
         return .finished
@@ -187,7 +190,10 @@ extension RecipeTrainer {
         m.mfu = m.tokensPerS * throughput.flopsPerToken / throughput.peak
         m.elapsedS = now() - p.start
         (m.nanSkipped, m.ranks, m.peakRssMb, m.rankPeakRssMb) = (p.nanTotal, grid.world.size, rss.max() ?? 0, rss)
-        if stage.evalEvery > 0 && (p.step % stage.evalEvery == 0 || p.step == stage.steps) { try evaluate(runner, into: &m, &p) }
+        if stage.evalEvery > 0 && (p.step % stage.evalEvery == 0 || p.step == stage.steps) {
+            try context.engine.settleParameters()
+            try evaluate(runner, into: &m, &p)
+        }
         // Measured after the step's evaluation too: other ranks' weights this rank touched (mincore).
         m.rankForeignWeightsMb = try grid.world.allgather([Double(context.engine.foreignResidentBytes()) / 1_048_576])
         runDirectory?.writeMetrics(MetricsLine(common: m, extra: extra))
@@ -258,6 +264,7 @@ extension RecipeTrainer {
         try grid.world.allreduceMax(&stop)
         let stopNow = stop[0] != 0, last = p.step == stage.steps
         if stopNow || last || (recipe.checkpoint.every > 0 && p.step % recipe.checkpoint.every == 0) {
+            try context.engine.settleParameters()
             try saveCheckpoint(model: context.engine.model, trainer: context.engine, stage: stage, index: context.index,
                                step: p.step, globalStep: p.globalStep, tokens: p.tokens)
         }

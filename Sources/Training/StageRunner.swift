@@ -20,6 +20,14 @@ protocol StageRunner: AnyObject {
     func evaluate() throws -> Evaluation
     /// The progress line after a step.
     func progressLine(_ common: StepMetrics, _ metrics: Metrics, steps: Int, eta: Double) -> String
+    /// True when nothing between two steps reads the parameters but the loop's evaluations
+    /// and checkpoints (a GRPO step samples from the model first): the parameter allgather may
+    /// then run on into the next step's forward (`GridTrainer.overlapGather`).
+    var readsParametersOnlyInSteps: Bool { get }
+}
+
+extension StageRunner {
+    var readsParametersOnlyInSteps: Bool { false }
 }
 
 /// What a stage's runner works with.

@@ -61,10 +61,14 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Timed steps.") var steps = 5
         @Option(help: "Threads for BLAS and fused loops (per rank; default: the rank's share of the cores).") var threads: Int?
         @Option(help: "Under mpirun: expert-parallel degree (the ranks' experts split over groups of this many; it divides the ranks).") var ep = 1
+        @Option(help: "With --model small: what gradients and dispatched rows travel as, fp32 or bf16 (parallel.comm_dtype; docs/recipes.md).") var commDtype = "fp32"
 
         func validate() throws {
             guard model == "dense" || model == "small" else {
                 throw ValidationError("--model \(model): expected dense or small")
+            }
+            guard CommDType(rawValue: commDtype) != nil else {
+                throw ValidationError("--comm-dtype \(commDtype): expected fp32 or bf16")
             }
             guard ep == 1 || Communicator.launchedByMPI else {
                 throw ValidationError("--ep \(ep) splits the experts over ranks: run under mpirun (one process holds them all)")
@@ -95,10 +99,12 @@ struct BenchCommand: ParsableCommand {
                                            layers: DeepSeekConfig.small.numHiddenLayers)
                 Threads.set(threads)
                 let peak = try SgemmPeak.job(world: world, threads: threads)
-                let r = TrainBenchmark.moe(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads, peak: peak, grid: grid)
+                let r = TrainBenchmark.moe(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads, peak: peak, grid: grid,
+                                           commDType: CommDType(rawValue: commDtype)!)
                 if world.rank == 0 { print(jsonString(r)) }
             } else if model == "small" {
-                print(jsonString(TrainBenchmark.moe(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads)))
+                print(jsonString(TrainBenchmark.moe(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads,
+                                                    commDType: CommDType(rawValue: commDtype)!)))
             } else {
                 print(jsonString(TrainBenchmark.dense(batch: batch, length: length, warmup: warmup, steps: steps, threads: threads)))
             }

@@ -72,4 +72,49 @@ import Autograd
         let x = vectors(1, 100)[0]
         #expect(try Communicator.solo.reduceScatterCanonical(x, shards: [0..<100]) == x)
     }
+
+    /// With bf16 every leaf and every partial sum is a bfloat16 value, so a rank's node crosses
+    /// the wire exactly; aligned blocks summed on "ranks" and added across them in rank order
+    /// (the reduce-scatter's add) give the one-process tree's bits, and those differ from fp32's.
+    @Test func bf16TreeRoundsEveryNodeAndBlocksStillRebuildIt() {
+        let v = vectors(8, 257)
+        var one = CanonicalSum(dtype: .bf16)
+        for x in v { one.push(x) }
+        let whole = one.result()!
+        #expect(whole.allSatisfy { BFloat16.rounded($0) == $0 })
+        var fp32 = CanonicalSum()
+        for x in v { fp32.push(x) }
+        #expect(bits(whole) != bits(fp32.result()!))
+        let len = 257
+        for block in [1, 2, 4] {
+            let nodes: [[Float]] = (0..<(8 / block)).map { r in
+                var local = CanonicalSum(dtype: .bf16)
+                for x in v[(r * block)..<((r + 1) * block)] { local.push(x) }
+                return local.result()!
+            }
+            var dst = [Float](repeating: 0, count: len)
+            var scratch = [Float](repeating: 0, count: len * nodes.count)
+            let flat = nodes.flatMap { $0 }
+            flat.withUnsafeBufferPointer { f in
+                scratch.withUnsafeMutableBufferPointer { sc in
+                    dst.withUnsafeMutableBufferPointer { d in
+                        let sources = (0..<nodes.count).map { f.baseAddress! + $0 * len }
+                        Communicator.canonicalAdd(sources, into: d.baseAddress!, scratch: sc.baseAddress!, count: len, dtype: .bf16)
+                    }
+                }
+            }
+            #expect(bits(dst) == bits(whole), "blocks of \(block)")
+        }
+    }
+
+    /// Round to nearest even, as PyTorch's bfloat16 conversion; a NaN stays a NaN.
+    @Test func bfloat16RoundsToNearestEven() {
+        #expect(BFloat16.rounded(1.0) == 1.0)
+        #expect(BFloat16.bits(Float(bitPattern: 0x3F80_8000)) == 0x3F80)  // tie: even stays
+        #expect(BFloat16.bits(Float(bitPattern: 0x3F81_8000)) == 0x3F82)  // tie: odd rounds up
+        #expect(BFloat16.bits(Float(bitPattern: 0x3F80_8001)) == 0x3F81)  // above the tie
+        #expect(BFloat16.rounded(.infinity) == .infinity)
+        #expect(BFloat16.rounded(.nan).isNaN)
+        #expect(BFloat16.float(BFloat16.bits(-2.5)) == -2.5)
+    }
 }
