@@ -25,4 +25,5 @@ static inline int deeptrain_mpi_thread_multiple(void) { return MPI_THREAD_MULTIP
 static inline int deeptrain_mpi_any_source(void) { return MPI_ANY_SOURCE; }
 static inline int deeptrain_mpi_any_tag(void) { return MPI_ANY_TAG; }
 static inline MPI_Datatype deeptrain_mpi_uint16(void) { return MPI_UINT16_T; }
+static inline MPI_Op deeptrain_mpi_min(void) { return MPI_MIN; }
 #endif

@@ -186,6 +186,32 @@ package final class Communicator: @unchecked Sendable {
 
     /// How many nodes (shared-memory domains, `MPI_Comm_split_type`) the group's ranks are on.
     /// Collective.
+    /// Each rank's node and place on it, in rank order: (node, local rank), nodes numbered by
+    /// their lowest rank (`MPI_Comm_split_type`: the ranks that share memory).
+    package func nodes() throws -> [(node: Int, local: Int)] {
+        guard let comm else { return [(0, 0)] }
+        var local = deeptrain_mpi_comm_null()
+        try Self.check("MPI_Comm_split_type", MPI_Comm_split_type(comm, deeptrain_mpi_comm_type_shared(), Int32(rank),
+                                                                  deeptrain_mpi_info_null(), &local))
+        var localRank: Int32 = 0
+        MPI_Comm_rank(local, &localRank)
+        var lowest = [Int64(rank)]
+        try lowest.withUnsafeMutableBufferPointer { b in
+            try Self.check("MPI_Allreduce", MPI_Allreduce(deeptrain_mpi_in_place(), b.baseAddress, 1, Int64.mpiType, deeptrain_mpi_min(), local))
+        }
+        MPI_Comm_free(&local)
+        let all = try allgather([Int64(lowest[0]), Int64(localRank)])
+        let leaders = Array(Set(stride(from: 0, to: all.count, by: 2).map { all[$0] })).sorted()
+        return (0..<size).map { r in (leaders.firstIndex(of: all[2 * r])!, Int(all[2 * r + 1])) }
+    }
+
+    /// A communicator over the same ranks, numbered `position` (collective: each rank passes
+    /// its own; the positions are a permutation of 0..<size).
+    package func renumbered(position: Int) throws -> Communicator {
+        guard comm != nil else { return self }
+        return try split(color: 0, key: position)
+    }
+
     package func nodeCount() throws -> Int {
         guard let comm else { return 1 }
         var local = deeptrain_mpi_comm_null()

@@ -78,10 +78,33 @@ package struct StagePartition: Sendable, Equatable {
     }
 }
 
+/// Where the grid puts consecutive positions, and so the ep groups (`parallel.ep_placement`,
+/// docs/multinode.md): `withinNodes` numbers the ranks node by node, so an ep group of up to a
+/// node's ranks exchanges its tokens over shared memory and its replicas (edp) reduce across
+/// the nodes; `acrossNodes` deals the positions out to the nodes in turn, so each ep group
+/// spans nodes and each edp group stays within one. Placement moves no number: a layout gives
+/// the same bits wherever its ranks run.
+package enum EPPlacement: String, Sendable, CaseIterable {
+    case withinNodes = "within_nodes"
+    case acrossNodes = "across_nodes"
+
+    /// Each rank's grid position, from each rank's (node, local rank).
+    func positions(_ nodes: [(node: Int, local: Int)]) -> [Int] {
+        let order = nodes.indices.sorted { a, b in
+            let x = nodes[a], y = nodes[b]
+            return self == .withinNodes ? (x.node, x.local) < (y.node, y.local) : (x.local, x.node) < (y.local, y.node)
+        }
+        var position = [Int](repeating: 0, count: nodes.count)
+        for (p, r) in order.enumerated() { position[r] = p }
+        return position
+    }
+}
+
 /// The process grid, in one place (as Megatron-Core's parallel state): this rank's coordinates
-/// and the communicators of its groups. World rank = stage · dp + d; within a stage, the ep group
-/// of d is the ep consecutive ranks holding d, and the expert-data-parallel group of d the
-/// ranks with the same position in their ep groups (the replicas of the same experts).
+/// and the communicators of its groups. `world` numbers the ranks by grid position (`EPPlacement`;
+/// mpirun's numbering when that already is it). Position = stage · dp + d; within a stage, the
+/// ep group of d is the ep consecutive positions holding d, and the expert-data-parallel group
+/// of d the ranks with the same position in their ep groups (the replicas of the same experts).
 package final class ProcessGrid: @unchecked Sendable {
     package let layout: Layout
     package let world: Communicator
@@ -99,9 +122,12 @@ package final class ProcessGrid: @unchecked Sendable {
     /// shared memory, between nodes a network (docs/multinode.md).
     package let dpNodes: Int, epNodes: Int, edpNodes: Int
 
-    package init(layout: Layout, world: Communicator, layers: Int) throws {
-        precondition(world.size == layout.world)
+    package init(layout: Layout, world mpiWorld: Communicator, layers: Int, placement: EPPlacement = .withinNodes) throws {
+        precondition(mpiWorld.size == layout.world)
         self.layout = layout
+        let positions = mpiWorld.size > 1 ? placement.positions(try mpiWorld.nodes()) : [0]
+        // Every rank sees the same permutation: all renumber, or none.
+        let world = positions == Array(positions.indices) ? mpiWorld : try mpiWorld.renumbered(position: positions[mpiWorld.rank])
         self.world = world
         stage = world.rank / layout.dp
         dpRank = world.rank % layout.dp

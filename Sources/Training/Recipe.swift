@@ -59,6 +59,8 @@ package struct Recipe: Sendable {
         /// What gradients and dispatched rows travel as (`CommDType`): fp32, or bf16 rounded
         /// at every node and row in every layout.
         package var commDType: CommDType = .fp32
+        /// Whether each ep group's ranks share a node or span nodes (`EPPlacement`).
+        package var epPlacement: EPPlacement = .withinNodes
 
         /// The layout on `world` ranks (dp `auto` resolved).
         package func layout(world: Int) -> Layout {
@@ -236,6 +238,8 @@ package struct Recipe: Sendable {
         } else {
             parallel.timeout = try p.double("timeout", default: LivenessWatch.defaultTimeout, min: 1, max: 86_400)
         }
+        parallel.epPlacement = EPPlacement(rawValue: try p.string("ep_placement", default: EPPlacement.withinNodes.rawValue,
+                                                                   allowed: EPPlacement.allCases.map(\.rawValue)))!
         parallel.commDType = CommDType(rawValue: try p.string("comm_dtype", default: "fp32", allowed: CommDType.allCases.map(\.rawValue)))!
         try p.finish()
         return parallel

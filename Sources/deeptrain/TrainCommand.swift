@@ -45,7 +45,7 @@ struct TrainCommand: ParsableCommand {
         let world: Communicator, grid: ProcessGrid
         do {
             world = try Communicator.world(timeout: r.parallel.timeout)
-            grid = try ProcessGrid(layout: layout, world: world, layers: config.numHiddenLayers)
+            grid = try ProcessGrid(layout: layout, world: world, layers: config.numHiddenLayers, placement: r.parallel.epPlacement)
         } catch let e as LayoutError {
             throw e
         } catch {

@@ -52,6 +52,18 @@ import Testing
         #expect(word.contains("parallel.timeout") && word.contains("expected a number"), "\(word)")
     }
 
+    /// The two communication keys take their closed choices and name themselves when wrong.
+    @Test func commDTypeAndEPPlacementAreChoices() throws {
+        let r = try Recipe.parse(good, file: "r.yaml")
+        #expect(r.parallel.commDType == .fp32 && r.parallel.epPlacement == .withinNodes)
+        let set = try Recipe.parse(good, file: "r.yaml", overrides: ["parallel.comm_dtype=bf16", "parallel.ep_placement=across_nodes"])
+        #expect(set.parallel.commDType == .bf16 && set.parallel.epPlacement == .acrossNodes)
+        let dtype = error(good, overrides: ["parallel.comm_dtype=fp8"])
+        #expect(dtype.contains("parallel.comm_dtype") && dtype.contains("fp32, bf16"), "\(dtype)")
+        let placement = error(good, overrides: ["parallel.ep_placement=acros_nodes"])
+        #expect(placement.contains("parallel.ep_placement") && placement.contains("across_nodes"), "\(placement)")
+    }
+
     @Test func malformedYAMLGivesLineAndColumn() {
         let e = error("name: t\nstages:\n  - kind: [pretrain\n")
         #expect(e.contains("r.yaml:") && e.contains("malformed YAML"), "\(e)")

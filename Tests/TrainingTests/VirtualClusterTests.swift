@@ -5,8 +5,9 @@ import Testing
 /// (launch/virtual-cluster.sh: a network namespace per node, a bridge, links limited to 1 Gbit/s;
 /// launch/cluster.sh: mpirun over TCP between the nodes, shared memory within one;
 /// docs/multinode.md). Layouts that cross the nodes must give one process's losses, gradient
-/// norms and final weights bit for bit (docs/design.md §6.7), and a rank lost on a node must end
-/// the job with exit code 3. The suite brings the cluster up and always down again, and takes
+/// norms and final weights bit for bit (docs/design.md §6.7) — V3's router biases with bf16
+/// communication, held-out evaluation and GRPO's sampling too — and a rank lost on a node must
+/// end the job with exit code 3. The suite brings the cluster up and always down again, and takes
 /// over (then removes) any simulated cluster already up. It needs root and network namespaces;
 /// elsewhere it is skipped, saying so. Runs .build/release/deeptrain, which
 /// `swift test -c release` builds (`make test`).
@@ -95,13 +96,15 @@ struct VirtualClusterTests {
         // then the pipeline's activations over TCP between the nodes; two ranks a node (world
         // ranks 0, 1 on dt-node0): each ep group within a node (shared memory) and its
         // replicas across the nodes, an ep group across the nodes, pp across with dp and ep
-        // within. The six layouts of issue #31.
+        // within. The six layouts of issue #31, and dp 4 × ep 2 with its ep groups placed across
+        // the nodes (parallel.ep_placement) instead of within them.
         let layouts: [(perNode: Int, name: String, sets: [String])] = [
             (1, "dp2", ["--set", "parallel.dp=2"]),
             (1, "dp2-ep2", ["--set", "parallel.dp=2", "--set", "parallel.ep=2"]),
             (1, "pp2", ["--set", "parallel.pp=2", "--set", "parallel.dp=1"]),
             (2, "dp4-ep2", ["--set", "parallel.dp=4", "--set", "parallel.ep=2"]),
             (2, "dp4-ep4", ["--set", "parallel.dp=4", "--set", "parallel.ep=4"]),
+            (2, "dp4-ep2-across", ["--set", "parallel.dp=4", "--set", "parallel.ep=2", "--set", "parallel.ep_placement=across_nodes"]),
             (2, "dp2-ep2-pp2", ["--set", "parallel.dp=2", "--set", "parallel.ep=2", "--set", "parallel.pp=2"]),
         ]
         for layout in layouts {
@@ -110,13 +113,17 @@ struct VirtualClusterTests {
             #expect(r.status == 0, "\(layout.name), \(layout.perNode) a node: \(r.stderr)")
             // The log says where the groups run (ProcessGrid.dpNodes/epNodes/edpNodes).
             let placement = ["dp2": "dp groups span 2, ep groups 1, expert replicas 2", "dp4-ep2": "dp groups span 2, ep groups 1, expert replicas 2",
-                             "dp4-ep4": "dp groups span 2, ep groups 2, expert replicas 1"][layout.name]
+                             "dp4-ep4": "dp groups span 2, ep groups 2, expert replicas 1",
+                             "dp4-ep2-across": "dp groups span 2, ep groups 2, expert replicas 1"][layout.name]
             if let placement { #expect(r.stdout.contains(placement), "\(layout.name): no '\(placement)' in \(r.stdout.prefix(600))") }
             let got = try fingerprint(dir)
             let differing: String? = got.count != expected.count ? "\(got.count) lines, not \(expected.count)"
                 : zip(got, expected).enumerated().first { $1.0 != $1.1 }.map { "line \($0.offset): \($0.element.0) against \($0.element.1)" }
             #expect(differing == nil, "\(layout.name), \(layout.perNode) a node: not one process's bits (loss/grad_norm bits per step, then the digest); \(differing ?? "")")
         }
+
+        try v3BiasesAcrossTwoNodes(base: base)
+        try evaluationAndSamplingAcrossTwoNodes(base: base)
 
         // A rank lost on dt-node1 mid-run, three ways, with parallel.timeout 3 s: the job ends
         // (exit 3) naming what was lost, and nothing of it is left on any node.
@@ -134,6 +141,83 @@ struct VirtualClusterTests {
         #expect(resumed.status == 0, "resume on one node: \(resumed.stderr)")
         #expect(resumed.stdout.contains("resumed from") && lines(cut).last?["step"] as? Int == step + 5,
                 "resume on one node from step \(step): \(resumed.stdout.suffix(400))")
+    }
+
+    /// V3's router biases, moved by every step's world-summed expert loads, and bf16
+    /// communication (rounded where no layout decides): dp 2 × ep 2 across the nodes gives the
+    /// one process's biases and bits.
+    func v3BiasesAcrossTwoNodes(base: String) throws {
+        let v3 = ["--set", "model=tiny-v3", "--set", "stages.0.moe.bias_update_speed=0.01", "--set", "parallel.comm_dtype=bf16"]
+        var seen: [String: [String]] = [:]
+        for (name, perNode, layout) in [("v3-one", nil, []), ("v3-dp2-ep2", 1, ["--set", "parallel.dp=2", "--set", "parallel.ep=2"])] as [(String, Int?, [String])] {
+            let dir = "\(base)/\(name)"
+            let r = try train(perNode: perNode, dir: dir, v3 + layout)
+            try #require(r.status == 0, "\(name): \(r.stderr)")
+            let inspected = try CommandRun(Self.binary, ["inspect", "\(dir)/checkpoints/step-00000020.h5"]).stdout
+            let bias = inspected.split(separator: "\n").first { $0.hasPrefix("router bias") }.map(String.init) ?? "no router bias line"
+            #expect(!bias.contains("max |b| 0.0 "), "\(name): the biases did not move: \(bias)")
+            seen[name] = try fingerprint(dir) + [bias]
+        }
+        #expect(seen["v3-one"] == seen["v3-dp2-ep2"], "V3 biases across two nodes: \(seen)")
+    }
+
+    /// Held-out evaluation and GRPO's sampling on the sharded model (each request computed whole
+    /// by one data-parallel position, experts through the all-to-all): at dp 2 × ep 2 one rank a
+    /// node and dp 2 × ep 2 × pp 2 two a node, every logged number is the one process's.
+    func evaluationAndSamplingAcrossTwoNodes(base: String) throws {
+        let recipe = "\(base)/post.yaml"
+        try """
+        name: cluster-post
+        seed: 3
+        threads: 1
+        model: tiny
+        parallel:
+          microbatches: 4
+        stages:
+          - kind: pretrain
+            data: synthetic:arithmetic
+            steps: 2
+            batch_size: 8
+            seq_len: 32
+            optimizer:
+              lr: 1.0e-3
+            eval:
+              every: 2
+            eval_samples: 8
+          - kind: grpo
+            data: synthetic:arithmetic-prompts
+            steps: 2
+            optimizer:
+              lr: 1.0e-4
+            grpo:
+              num_generations: 2
+              prompts_per_step: 4
+              max_completion_length: 8
+            eval:
+              every: 2
+            eval_samples: 8
+        """.write(toFile: recipe, atomically: true, encoding: .utf8)
+        let keys = ["loss", "grad_norm", "reward_mean", "kl", "completion_len_mean", "eval_loss", "eval_exact_match", "eval_reward"]
+        func run(_ name: String, _ perNode: Int?, _ layout: [String]) throws -> [[String: Any]] {
+            let dir = "\(base)/\(name)"
+            let args = [recipe, "--run-dir", dir] + layout
+            let r = try perNode.map { try CommandRun("/usr/bin/timeout", [Self.limit, Self.launcher, "\($0)"] + args) }
+                ?? CommandRun(Self.binary, ["train"] + args)
+            #expect(r.status == 0, "\(name): \(r.stderr)")
+            return lines(dir)
+        }
+        let serial = try run("post-one", nil, [])
+        #expect(serial.count == 4 && serial.filter { $0["eval_loss"] != nil }.count == 2 && serial.last?["reward_mean"] != nil)
+        for (name, perNode, layout) in [("post-dp2-ep2", 1, ["--set", "parallel.dp=2", "--set", "parallel.ep=2"]),
+                                        ("post-dp2-ep2-pp2", 2, ["--set", "parallel.dp=2", "--set", "parallel.ep=2", "--set", "parallel.pp=2"])] {
+            let m = try run(name, perNode, layout)
+            #expect(m.count == serial.count, "\(name): \(m.count) metrics lines")
+            for (x, y) in zip(serial, m) {
+                for k in keys where x[k] != nil {
+                    #expect((x[k] as? Double) == (y[k] as? Double), "\(name) \(x["stage"]!) step \(x["step"]!): \(k) \(x[k]!) vs \(y[k] ?? "missing")")
+                }
+            }
+        }
     }
 
     enum Fault: String { case kill, stop, cut }
