@@ -12,8 +12,11 @@
 # (DEEPTRAIN_LOST_GRACE, default 10), kills it.
 #
 # Exit codes: mpirun's 0, 1 (bad input), 3 (runtime failure) and 64 (usage) pass through; a
-# lost rank, or any other mpirun code (a rank killed by a signal), is 3. launch/local.sh and
-# launch/cluster.sh run their mpirun through this script.
+# lost rank, or any other mpirun code (a rank killed by a signal), is 3. After Ctrl-C or a
+# SIGTERM (scancel) the ranks write a checkpoint and exit 0, but mpirun, which stopped the job,
+# returns 1: then, unless a rank said `error:` or mpirun reported a failed rank, the exit code
+# is 0 (docs/design.md §2.2). launch/local.sh and launch/cluster.sh run their mpirun through
+# this script.
 set -uo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -27,6 +30,11 @@ work=$(mktemp -d /tmp/dt-supervise.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkfifo "$work/stderr"
 
+# mpirun gets the terminal's SIGINT itself (and forwards a stop to the ranks); this script
+# only remembers that the stop was asked for.
+interrupted=0
+trap 'interrupted=1' INT TERM
+
 "$@" 2> "$work/stderr" &
 job=$!
 # Each line to our stderr as it comes; the first lost-peer line leaves its time in a file.
@@ -34,6 +42,9 @@ while IFS= read -r line || [[ -n $line ]]; do
     printf '%s\n' "$line" >&2
     if [[ $line == *"): lost rank"* && ! -e $work/lost ]]; then
         date +%s > "$work/lost"
+    fi
+    if [[ $line == error:* || $line == *"non-zero status"* || $line == *"exited on signal"* ]]; then
+        : > "$work/failed"
     fi
 done < "$work/stderr" &
 reader=$!
@@ -48,8 +59,12 @@ while kill -0 "$job" 2> /dev/null; do
     fi
     sleep 1
 done
-{ wait "$job"; } 2> /dev/null
-rc=$?
+# A trapped signal cuts `wait` short: wait again until mpirun is gone.
+while :; do
+    { wait "$job"; } 2> /dev/null
+    rc=$?
+    kill -0 "$job" 2> /dev/null || break
+done
 # A daemon left on a lost node may hold the pipe open: stop copying after 5 s.
 for _ in 1 2 3 4 5 6 7 8 9 10; do
     kill -0 "$reader" 2> /dev/null || break
@@ -60,6 +75,9 @@ wait "$reader" 2> /dev/null
 
 if [[ -e $work/lost ]]; then
     exit 3
+fi
+if ((interrupted && rc == 1)) && [[ ! -e $work/failed ]]; then
+    exit 0
 fi
 if ((killed == 0 && rc > 3 && rc != 64)); then
     echo "error: the job ended with mpirun exit code $rc: a rank was lost (killed or crashed; mpirun's message above names it)" >&2

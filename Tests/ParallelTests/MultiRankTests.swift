@@ -425,6 +425,43 @@ import Testing
         #expect(seconds < 15, "ended \(seconds) s after SIGSTOP")
     }
 
+    /// Ctrl-C on a launch script's run — SIGINT to its process group, as a terminal sends it:
+    /// every rank stops after a checkpoint and the script exits 0, as one process does
+    /// (mpirun itself returns 1 after stopping a job; launch/supervise.sh reads the stop).
+    @Test func ctrlCStopsEveryRankAndTheLauncherExitsZero() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        nonisolated(unsafe) var result: Run?
+        // Its own session (setsid -w: waits, passes the exit code on), and no signal blocked: a
+        // child inherits the mask of the test's thread, and mpirun would never see the SIGINT.
+        let unblocked = ["-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die", "--"]
+        let job = Thread {
+            result = try? self.run("/usr/bin/perl", unblocked + ["/usr/bin/setsid", "-w", Self.launcher, "2", Self.recipe, "--run-dir", "\(dir)/run"]
+                                   + Self.short + ["--set", "stages.0.steps=100000", "--set", "checkpoint.every=0"])
+        }
+        job.start()
+        var group: pid_t?
+        for _ in 0..<300 where group == nil {
+            usleep(100_000)
+            guard FileManager.default.fileExists(atPath: "\(dir)/run/metrics.jsonl"), let rank = rankProcess(0),
+                  let stat = try? String(contentsOfFile: "/proc/\(rank)/stat", encoding: .utf8),
+                  let parent = stat.split(separator: ")").last?.split(separator: " ").dropFirst(1).first.flatMap({ pid_t($0) }) else { continue }
+            let g = getpgid(parent)
+            if g > 0 && g != getpgid(0) { group = g }
+        }
+        guard let group else {
+            Issue.record("no run under way within 30 s")
+            if let rank = rankProcess(0) { kill(rank, SIGKILL) }
+            return
+        }
+        kill(-group, SIGINT)
+        while !job.isFinished { usleep(10_000) }
+        #expect(result?.status == 0, "exit \(result?.status ?? -1): \(result?.stderr ?? "")")
+        #expect(result?.stdout.contains("stopped: resume with --resume auto") == true, "\(result?.stdout.suffix(300) ?? "")")
+        let latest = try? String(contentsOfFile: "\(dir)/run/checkpoints/latest", encoding: .utf8)
+        #expect(latest != nil, "no checkpoint after the stop")
+    }
+
     /// The pid of the deeptrain process whose mpirun rank is `rank` (OMPI_COMM_WORLD_RANK).
     func rankProcess(_ rank: Int) -> Int32? {
         let program = URL(fileURLWithPath: Self.binary).resolvingSymlinksInPath().path
