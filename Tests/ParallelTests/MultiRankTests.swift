@@ -202,42 +202,7 @@ import Testing
     @Test func shardedEvaluationAndSamplingMatchOneProcessAndTouchNoOtherWeights() throws {
         let base = tempDir()
         defer { try? FileManager.default.removeItem(atPath: base) }
-        let recipe = "\(base)/sharded-post.yaml"
-        try """
-        name: sharded-post
-        seed: 3
-        threads: 1
-        model:
-          preset: tiny
-          overrides:
-            moe_intermediate_size: 1024
-        parallel:
-          microbatches: 4
-        stages:
-          - kind: pretrain
-            data: synthetic:arithmetic
-            steps: 2
-            batch_size: 8
-            seq_len: 32
-            optimizer:
-              lr: 1.0e-3
-            eval:
-              every: 2
-            eval_samples: 8
-          - kind: grpo
-            data: synthetic:arithmetic-prompts
-            steps: 2
-            optimizer:
-              lr: 1.0e-4
-            grpo:
-              num_generations: 2
-              prompts_per_step: 4
-              max_completion_length: 8
-              num_iterations: 2
-            eval:
-              every: 2
-            eval_samples: 8
-        """.write(toFile: recipe, atomically: true, encoding: .utf8)
+        let recipe = Self.root.appendingPathComponent("Tests/Fixtures/recipes/sharded-post.yaml").path
         let keys = ["loss", "grad_norm", "reward_mean", "kl", "completion_len_mean", "eval_loss", "eval_exact_match", "eval_reward"]
         var serial: [[String: Any]] = []
         // (2, 2, 3): stage 0 holds only the dense first layer, so it has no expert executor yet

@@ -165,38 +165,7 @@ struct VirtualClusterTests {
     /// by one data-parallel position, experts through the all-to-all): at dp 2 × ep 2 one rank a
     /// node and dp 2 × ep 2 × pp 2 two a node, every logged number is the one process's.
     func evaluationAndSamplingAcrossTwoNodes(base: String) throws {
-        let recipe = "\(base)/post.yaml"
-        try """
-        name: cluster-post
-        seed: 3
-        threads: 1
-        model: tiny
-        parallel:
-          microbatches: 4
-        stages:
-          - kind: pretrain
-            data: synthetic:arithmetic
-            steps: 2
-            batch_size: 8
-            seq_len: 32
-            optimizer:
-              lr: 1.0e-3
-            eval:
-              every: 2
-            eval_samples: 8
-          - kind: grpo
-            data: synthetic:arithmetic-prompts
-            steps: 2
-            optimizer:
-              lr: 1.0e-4
-            grpo:
-              num_generations: 2
-              prompts_per_step: 4
-              max_completion_length: 8
-            eval:
-              every: 2
-            eval_samples: 8
-        """.write(toFile: recipe, atomically: true, encoding: .utf8)
+        let recipe = Self.root.appendingPathComponent("Tests/Fixtures/recipes/sharded-post.yaml").path
         let keys = ["loss", "grad_norm", "reward_mean", "kl", "completion_len_mean", "eval_loss", "eval_exact_match", "eval_reward"]
         func run(_ name: String, _ perNode: Int?, _ layout: [String]) throws -> [[String: Any]] {
             let dir = "\(base)/\(name)"
