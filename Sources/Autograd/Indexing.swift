@@ -11,10 +11,7 @@ extension Tensor {
         }
         let src = contiguousNoGrad()
         let out = Tensor(uninitialized: [indices.count] + shape.dropFirst())
-        let x = src.data, o = out.data
-        parallelFor(indices.count, grain: Swift.max(1, 16_384 / Swift.max(row, 1))) { r in
-            for i in r { (o + i * row).update(from: x + indices[i] * row, count: row) }
-        }
+        copyRows(src.data, indices, width: row, into: out.data)
         let inShape = shape
         return record(out, inputs: [self]) { g in [g.scatterAdd(indices, rows: inShape[0])] }
     }
@@ -91,5 +88,12 @@ extension Tensor {
             for j in 0..<k { result[r * k + j] = idx[j] }
         }
         return result
+    }
+}
+
+/// Row i of `out` ← row `indices[i]` of `source`, rows `width` floats apart, over the threads.
+package func copyRows(_ source: UnsafePointer<Float>, _ indices: [Int], width: Int, into out: UnsafeMutablePointer<Float>) {
+    parallelFor(indices.count, grain: Swift.max(1, 16_384 / Swift.max(width, 1))) { r in
+        for i in r { (out + i * width).update(from: source + indices[i] * width, count: width) }
     }
 }

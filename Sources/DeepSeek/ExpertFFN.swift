@@ -55,8 +55,8 @@ extension Tensor {
     /// weights; `assignments[e]` the (token, slot) pairs routed to expert e, in token order.
     ///
     /// Experts are independent GEMM chains, split over the threads with one BLAS thread each
-    /// (as attention heads); their outputs are added into the result afterwards in a fixed
-    /// order (expert, then token), so the bits do not depend on scheduling.
+    /// (as attention heads); their outputs are added into each token's result afterwards in the
+    /// `ExpertSumTree` order, so the bits do not depend on scheduling or on where experts run.
     package static func expertFFN(_ x: Tensor, weights: Tensor, experts: StackedExperts,
                                  assignments: [[(token: Int, slot: Int)]]) -> Tensor {
         let n = x.shape[0], d = x.shape[1], inter = experts.gate.shape[1], e = experts.count
@@ -84,14 +84,9 @@ extension Tensor {
                                  a: a.data + offsets[ex] * inter, y: ys.data + offsets[ex] * d)
         }
         let out = Tensor(zeros: [n, d])
-        let o = out.data, wp = wc.data
-        for ex in 0..<e {
-            let Y = ys.data + offsets[ex] * d
-            for (r, asg) in assignments[ex].enumerated() {
-                let w = wp[asg.slot], dst = o + asg.token * d, src = Y + r * d
-                for j in 0..<d { dst[j] += w * src[j] }
-            }
-        }
+        let wp = wc.data
+        let terms = TokenTerms(assignments: assignments, tokens: n)
+        terms.sum(ys.data, width: d, weights: wp, into: out.data)
         return record(out, inputs: [x, weights, g, u, dn]) { gOut in
             experts.ensureGradients()
             let gc = gOut.contiguousNoGrad()
@@ -123,14 +118,7 @@ extension Tensor {
                                       dGate: dG.data + ex * per, dUp: dU.data + ex * per, dDown: dD.data + ex * per,
                                       gx: gxs.data + offsets[ex] * d)
             }
-            let dxp = dx.data
-            for ex in 0..<e {
-                let gX = gxs.data + offsets[ex] * d
-                for (r, asg) in assignments[ex].enumerated() {
-                    let dst = dxp + asg.token * d, src = gX + r * d
-                    for j in 0..<d { dst[j] += src[j] }
-                }
-            }
+            terms.sum(gxs.data, width: d, weights: nil, into: dx.data)
             withExtendedLifetime((xc, wc, gc, xs, hs, us, ys, a)) {}
             return [dx, dw, dG, dU, dD]
         }

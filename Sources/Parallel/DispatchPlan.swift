@@ -4,9 +4,10 @@ import Collectives
 /// (the dispatcher's preprocessing, in Megatron-Core's words): the headers this rank sent and
 /// received, the rows each way per rank with their displacements, and the owner's segments.
 ///
-/// Rows travel in the send layout — destination rank, then local expert, then token — and
-/// arrive in the receive layout — source rank, then local expert, then token — so a segment,
-/// one source's rows for one local expert, is contiguous where it arrives.
+/// Token rows travel one per (token, owner), destination rank then token; the owner fans them
+/// out to its experts in the receive layout — source rank, then local expert, then token — so
+/// a segment, one source's rows for one local expert, is contiguous (`FanOut`). The counts
+/// here without "token" are of that layout: one row per (token, expert) assignment.
 struct DispatchPlan {
     /// One source's rows for one local expert: its first received row and its row count.
     struct Segment {
@@ -19,9 +20,11 @@ struct DispatchPlan {
     /// Per rank: the header this rank sent it, and the one it sent this rank.
     let sent: [DispatchHeader]
     let received: [DispatchHeader]
-    /// Rows per rank and where each rank's block starts, in the send and the receive layout.
+    /// Assignments per rank and where each rank's block starts, in the send and the receive layout.
     let sendCounts: [Int], sendDisplacements: [Int]
     let receiveCounts: [Int], receiveDisplacements: [Int]
+    /// Token rows per rank, sent and received.
+    let sendTokens: [Int], receiveTokens: [Int]
     /// Every (source, local expert) segment, in receive order.
     let segments: [Segment]
     /// [source][local expert]: a segment's first received row and its row count.
@@ -51,6 +54,8 @@ struct DispatchPlan {
         self.received = received
         sendCounts = sent.map(\.rows)
         receiveCounts = received.map(\.rows)
+        sendTokens = sent.map(\.tokens)
+        receiveTokens = received.map(\.tokens)
         sendDisplacements = displacements(sendCounts)
         receiveDisplacements = displacements(receiveCounts)
         var segments: [Segment] = [], starts: [[Int]] = []

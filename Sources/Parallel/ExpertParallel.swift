@@ -6,17 +6,19 @@ import DeepSeek
 /// Expert parallelism: the routed experts of every MoE layer are split over the ranks of an ep
 /// group in contiguous blocks (rank j holds experts j·E/ep ..< (j+1)·E/ep, that is whole router
 /// groups, the "devices" of DeepSeek-V2's device-limited routing). Each rank routes its own
-/// micro-batch; the rows for other ranks' experts travel there with one all-to-all and the
-/// results come back with another; backward mirrors it. In Megatron-Core's token-dispatcher
-/// terms, `exchange` agrees a `DispatchPlan`, then `TokenDispatcher.dispatch`,
-/// `computeExperts` and `combine`; the backward runs `combineBackward`,
+/// micro-batch; a token's input travels once to each rank holding any of its experts, is fanned
+/// out to them there, and comes back as one sum per (token, rank) — per node of
+/// `ExpertSumTree` the rank's block is tiled by — so a token crosses to a rank once however
+/// many of its experts live there; backward mirrors it. In Megatron-Core's token-dispatcher
+/// terms, `exchange` agrees a `DispatchPlan`, then `TokenDispatcher.describe` and `dispatch`,
+/// `FanOut`, `computeExperts` and `combine`; the backward runs `combineBackward`,
 /// `computeExpertsBackward` and `dispatchBackward`.
 ///
 /// Why the numbers do not depend on ep: the owner runs each (source micro-batch, expert)
 /// segment — the micro-batch's tokens for that expert, in token order — through the same
-/// `ExpertKernel` GEMM chain as the one-process op, and the source combines the results in the
-/// same (expert, token) order. The weight gradients are summed over micro-batches in the
-/// canonical tree like every other gradient, not in arrival order.
+/// `ExpertKernel` GEMM chain as the one-process op, and a token's results are added in the
+/// `ExpertSumTree` order, of which each rank's sum is a node. The weight gradients are summed
+/// over micro-batches in the canonical tree like every other gradient, not in arrival order.
 ///
 /// Why the weight gradients wait for the end of the step: the group's micro-batches are
 /// contiguous per source (source s holds leaves s·K ..< (s+1)·K of the group's block), but the
@@ -81,10 +83,12 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     /// What rows and gradient-tree nodes travel as (`CommDType`).
     let dtype: CommDType
 
-    package init(comm: Communicator, experts: Int, layerOffset: [Int: Int], flatCount: Int, dtype: CommDType = .fp32) {
+    /// `nodes`: each ep rank's node (`ProcessGrid.epNodeOf`), for the traffic counts.
+    package init(comm: Communicator, experts: Int, layerOffset: [Int: Int], flatCount: Int, dtype: CommDType = .fp32,
+                 nodes: [Int]? = nil) {
         self.comm = comm
         self.dtype = dtype
-        dispatcher = TokenDispatcher(comm: comm, dtype: dtype)
+        dispatcher = TokenDispatcher(comm: comm, dtype: dtype, nodes: nodes)
         self.experts = experts
         local = experts / comm.size
         self.layerOffset = layerOffset
@@ -220,41 +224,57 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         }
     }
 
-    /// One MoE layer's routed experts for a micro-batch of `x.shape[0]` tokens: plan, dispatch,
-    /// compute, combine; the backward runs the same phases in reverse.
+    /// What this rank's exchanges sent since `resetTraffic` (bytes between nodes, per phase).
+    package var traffic: ExchangeTraffic { dispatcher.traffic }
+    package func resetTraffic() { dispatcher.resetTraffic() }
+
+    /// One MoE layer's routed experts for a micro-batch of `x.shape[0]` tokens: plan, describe,
+    /// dispatch, fan out, compute, sum, combine; the backward runs the same phases in reverse.
     func exchange(_ x: Tensor, weights: Tensor, experts: StackedExperts, assignments: [[(token: Int, slot: Int)]],
                   length: Int, plan dropping: TokenDropping.Plan?, training: MoETraining?, layer: Int) throws -> Tensor {
         let tokens = x.shape[0], width = x.shape[1]
         let input = x.contiguousNoGrad(), routingWeights = weights.contiguousNoGrad()
-        let plan = try DispatchPlan.exchange(headers(assignments, tokens: tokens, length: length, dropping: dropping, training: training),
+        let rows = TokenRows(assignments, tokens: tokens, owners: comm.size)
+        let plan = try DispatchPlan.exchange(headers(rows, tokens: tokens, length: length, dropping: dropping, training: training),
                                              over: comm, localExperts: local)
+        dispatcher.count(.headers, [Int](repeating: 1, count: comm.size), bytesPerValue: 8 * DispatchHeader.width(localExperts: local), width: 0)
+        dispatcher.countForward(tokens: tokens)
         load[layer] = (Swift.max(load[layer]?.rows ?? 0, plan.receiveCounts.max() ?? 0), plan.capacity)
-        let rows = SendRows(assignments, tokens: tokens)
-        let dispatched = try dispatcher.dispatch(input.data, rows: rows, width: width, plan: plan).wait()
+        // Describe, then dispatch: one row per (token, owner), fanned out to the experts there.
+        let metadata = try dispatcher.describe(rows.metadata(weights: routingWeights.data), counts: plan.sendCounts, toCounts: plan.receiveCounts)
+        let fan = try FanOut(metadata: metadata, assignments: plan.receiveCounts, rowsPerSource: plan.receiveTokens,
+                             segmentStarts: plan.segmentStarts, segmentRows: plan.segmentRows, block: localExperts)
+        let sent = Storage(uninitialized: Swift.max(rows.count * width, 1))
+        rows.gather(input.data, width: width, into: sent.data)
+        let received = try dispatcher.move(sent, width: width, counts: plan.sendTokens, to: plan.receiveTokens, phase: .dispatch).wait()
+        let fanned = Storage(uninitialized: Swift.max(fan.rows * width, 1))
+        fan.fan(received.data, width: width, into: fanned.data)
         if let training, let rule = training.dropping, dropping != nil {
-            countProtected(training, rule, plan: plan, receivedTokens: dispatched.tokens, tokens: tokens,
+            countProtected(training, rule, plan: plan, receivedTokens: fan.tokens, tokens: tokens,
                            assignments: weights.count, length: length)
         }
-        let activations = computeExperts(dispatched.received, plan: plan, experts: experts, width: width)
-        let results = try dispatcher.combine(activations.output, width: width, plan: plan).wait()
+        // Compute, sum per (row, node) at the owner, combine at the source.
+        let activations = computeExperts(fanned, plan: plan, experts: experts, width: width)
+        let sums = Storage(uninitialized: Swift.max(fan.results.first.count - 1, 1) * width)
+        fan.results.sum(activations.output.data, width: width, weights: fan.weights, bf16: dtype == .bf16, into: sums.data, assign: true)
+        let results = try dispatcher.move(sums, width: width, counts: fan.resultsPerSource, to: rows.partialsPerOwner, phase: .combine).wait()
         let out = Tensor(zeros: [tokens, width])
-        rows.combine(results.data, width: width, weights: routingWeights.data, into: out.data)
-        let saved = SavedExchange(layer: layer, experts: experts, plan: plan, rows: rows, input: input, weights: routingWeights,
-                                  dispatched: dispatched, activations: activations, results: results)
+        rows.results.sum(results.data, width: width, weights: nil, bf16: dtype == .bf16, into: out.data)
+        let saved = SavedExchange(layer: layer, experts: experts, plan: plan, rows: rows, fan: fan, input: input, weights: routingWeights,
+                                  fanned: fanned, activations: activations)
         return Tensor.record(out, inputs: [x, weights, experts.gate, experts.up, experts.down], op: "expertParallel") { [self] gradient in
             backward(gradient, saved)
         }
     }
 
     /// The header for each owner: the micro-batch, its sequences, the owner's capacity (its
-    /// router groups' capacities) and the rows for each of its local experts.
-    func headers(_ assignments: [[(token: Int, slot: Int)]], tokens: Int, length: Int, dropping: TokenDropping.Plan?,
-                 training: MoETraining?) -> [DispatchHeader] {
+    /// router groups' capacities), the token rows and the assignments for each of its experts.
+    func headers(_ rows: TokenRows, tokens: Int, length: Int, dropping: TokenDropping.Plan?, training: MoETraining?) -> [DispatchHeader] {
         let groupsPerRank = (dropping?.deviceLoad.count ?? comm.size) / comm.size
         return (0..<comm.size).map { owner in
             DispatchHeader(micro: micro, firstSequence: training?.sequenceOffset ?? 0, sequences: tokens / length,
                            capacity: dropping.map { $0.capacity * groupsPerRank },
-                           rowsPerExpert: (0..<local).map { assignments[owner * local + $0].count })
+                           rowsPerExpert: rows.assignmentsPerExpert[owner], tokens: rows.rowsPerOwner[owner])
         }
     }
 
@@ -295,9 +315,10 @@ extension ExpertParallel {
     func backward(_ gradient: Tensor, _ saved: SavedExchange) -> [Tensor?] {
         guard failure == nil else { return [nil, nil, nil, nil, nil] }
         do {
-            let (weightsGradient, outputGradients) = try combineBackward(gradient, saved)
-            let inputGradients = computeExpertsBackward(try outputGradients.wait(), saved)
-            let inputGradient = try dispatchBackward(inputGradients, saved)
+            let received = try combineBackward(gradient, saved).wait()
+            let (outputGradients, weightGradients) = fanOutGradients(received, saved)
+            let inputGradients = computeExpertsBackward(outputGradients, saved)
+            let (inputGradient, weightsGradient) = try dispatchBackward(inputGradients, weightGradients, saved)
             return [inputGradient, weightsGradient, nil, nil, nil]
         } catch {
             record(ExpertExchangeError(rank: comm.rank, layer: saved.layer, pass: .backward, cause: error))
@@ -305,23 +326,33 @@ extension ExpertParallel {
         }
     }
 
-    /// Source: the routing weights' gradients (each row's result · its token's output gradient)
-    /// and the result rows' gradients w·gOut in the send layout, started on their way to the owners.
-    func combineBackward(_ gradient: Tensor, _ saved: SavedExchange) throws -> (weights: Tensor, rows: PendingExchange<Storage>) {
-        let outputGradient = gradient.contiguousNoGrad(), width = saved.width, rows = saved.rows
-        let weightsGradient = Tensor(zeros: saved.weights.shape)
-        let rowGradients = Storage(uninitialized: Swift.max(saved.plan.rowsSent * width, 1))
-        let tokenGradients = outputGradient.data, results = saved.results.data, weights = saved.weights.data
-        let weightGradients = weightsGradient.data, out = rowGradients.data
-        parallelFor(rows.count, grain: 256) { range in
-            for r in range {
-                let source = tokenGradients + rows.token[r] * width, weight = weights[rows.slot[r]], row = out + r * width
-                weightGradients[rows.slot[r]] = vdot(source, results + r * width, width)
-                for j in 0..<width { row[j] = weight * source[j] }
+    /// Source: the output gradient's rows (one per (token, owner), as the dispatch) started on
+    /// their way to the owners.
+    func combineBackward(_ gradient: Tensor, _ saved: SavedExchange) throws -> PendingExchange<Storage> {
+        let outputGradient = gradient.contiguousNoGrad(), width = saved.width
+        let rows = Storage(uninitialized: Swift.max(saved.rows.count * width, 1))
+        saved.rows.gather(outputGradient.data, width: width, into: rows.data)
+        withExtendedLifetime(outputGradient) {}
+        return try dispatcher.move(rows, width: width, counts: saved.plan.sendTokens, to: saved.plan.receiveTokens, phase: .combineBackward)
+    }
+
+    /// Owner: each assignment's output gradient w·g in the fanned-out layout, and its routing
+    /// weight's gradient g·y (y: the expert's output row).
+    func fanOutGradients(_ received: Storage, _ saved: SavedExchange) -> (rows: Storage, weights: [Float]) {
+        let fan = saved.fan, width = saved.width, outputs = saved.activations.output.data
+        let rows = Storage(uninitialized: Swift.max(fan.rows * width, 1))
+        var weights = [Float](repeating: 0, count: fan.weights.count)
+        weights.withUnsafeMutableBufferPointer { wb in
+            let dw = wb.baseAddress!, into = rows.data, g = received.data
+            parallelFor(fan.fannedRow.count, grain: 256) { range in
+                for a in range {
+                    let source = g + fan.assignmentRow[a] * width, at = fan.fannedRow[a], w = fan.weights[a], row = into + at * width
+                    dw[a] = vdot(source, outputs + at * width, width)
+                    for j in 0..<width { row[j] = w * source[j] }
+                }
             }
         }
-        withExtendedLifetime(outputGradient) {}
-        return (weightsGradient, try dispatcher.toOwners(rowGradients, width: width, plan: saved.plan))
+        return (rows, weights)
     }
 
     /// Owner: the received rows' input gradients now; the experts' weight gradients directly
@@ -361,7 +392,7 @@ extension ExpertParallel {
     /// `weightGradients` (the layer's block of the flat vector) is given, and its input gradients.
     func expertsBackward(_ saved: SavedExchange, _ outputGradients: Storage, hidden: Storage, into inputGradients: Storage,
                          weightGradients: UnsafeMutablePointer<Float>?) {
-        let experts = saved.experts, activations = saved.activations, received = saved.dispatched.received, segments = saved.plan.segments
+        let experts = saved.experts, activations = saved.activations, received = saved.fanned, segments = saved.plan.segments
         let width = saved.width, intermediate = experts.gate.shape[1], perExpert = intermediate * width, first = comm.rank * local
         parallelTasks(segments.map(\.rows)) { i in
             let segment = segments[i], m = segment.rows, at = segment.start
@@ -387,17 +418,25 @@ extension ExpertParallel {
         let plan = saved.plan, bytes = plan.rowsReceived * 4 * saved.experts.gate.shape[1] * 4
         let cache = cacheUsed + bytes <= cacheBudget
         if cache { cacheUsed += bytes }
-        kept.append(Kept(layer: saved.layer, experts: saved.experts, micros: plan.sourceMicros, x: saved.dispatched.received,
+        kept.append(Kept(layer: saved.layer, experts: saved.experts, micros: plan.sourceMicros, x: saved.fanned,
                          gy: outputGradients, start: plan.segmentStarts, rows: plan.segmentRows,
                          a: cache ? saved.activations.activation : nil, hidden: cache ? hidden : nil))
     }
 
-    /// The received rows' input gradients back to their sources, each added to its token's
-    /// gradient in send order.
-    func dispatchBackward(_ inputGradients: Storage, _ saved: SavedExchange) throws -> Tensor {
-        let returned = try dispatcher.toSources(inputGradients, width: saved.width, plan: saved.plan).wait()
-        let gradient = Tensor(zeros: [saved.tokens, saved.width])
-        saved.rows.combine(returned.data, width: saved.width, weights: nil, into: gradient.data)
-        return gradient
+    /// Owner: the fanned-out rows' input gradients summed per (row, node) and sent back with
+    /// the routing weights' gradients; source: each token's sums added with the tree, and each
+    /// weight's gradient put in its slot.
+    func dispatchBackward(_ inputGradients: Storage, _ weightGradients: [Float], _ saved: SavedExchange) throws -> (Tensor, Tensor) {
+        let width = saved.width, fan = saved.fan, plan = saved.plan, bf16 = dtype == .bf16
+        let sums = Storage(uninitialized: Swift.max(fan.results.first.count - 1, 1) * width)
+        fan.results.sum(inputGradients.data, width: width, weights: nil, bf16: bf16, into: sums.data, assign: true)
+        let returned = try dispatcher.move(sums, width: width, counts: fan.resultsPerSource, to: saved.rows.partialsPerOwner,
+                                           phase: .dispatchBackward).wait()
+        let gradient = Tensor(zeros: [saved.tokens, width])
+        saved.rows.results.sum(returned.data, width: width, weights: nil, bf16: bf16, into: gradient.data)
+        let arrived = try dispatcher.weightGradients(weightGradients, counts: plan.receiveCounts, to: plan.sendCounts)
+        let weightsGradient = Tensor(zeros: saved.weights.shape)
+        for (a, slot) in saved.rows.slot.enumerated() { weightsGradient.data[slot] = arrived[a] }
+        return (gradient, weightsGradient)
     }
 }

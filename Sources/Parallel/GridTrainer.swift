@@ -145,7 +145,7 @@ package final class GridTrainer {
         // The executor keeps the experts' gradients (ExpertParallel): their stacked buffers go.
         for layer in model.model.layers + (model.mtp?.depths ?? []) { layer.moe?.experts.releaseGradients() }
         executor = offsets.isEmpty ? nil : ExpertParallel(comm: grid.ep, experts: c.nRoutedExperts, layerOffset: offsets, flatCount: experts.count,
-                                                             dtype: commDType)
+                                                             dtype: commDType, nodes: grid.epNodeOf)
         reducer = GradientReducer(dense: dense, over: grid.dp, experts: experts, over: grid.edp,
                                   bucketed: GradientReducer.bucketed(nodes: grid.dpNodes), expertsBucketed: GradientReducer.bucketed(nodes: grid.edpNodes),
                                   dtype: commDType)

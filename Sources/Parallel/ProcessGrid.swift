@@ -121,6 +121,9 @@ package final class ProcessGrid: @unchecked Sendable {
     /// job's groups of each kind is what the log reports): communication within one node is
     /// shared memory, between nodes a network (docs/multinode.md).
     package let dpNodes: Int, epNodes: Int, edpNodes: Int
+    /// The node of each rank of this rank's ep group, by ep rank (nodes numbered by their
+    /// lowest rank): what the expert exchange counts its bytes between nodes by.
+    package let epNodeOf: [Int]
 
     package init(layout: Layout, world mpiWorld: Communicator, layers: Int, placement: EPPlacement = .withinNodes) throws {
         precondition(mpiWorld.size == layout.world)
@@ -138,6 +141,7 @@ package final class ProcessGrid: @unchecked Sendable {
         dpNodes = try dp.nodeCount()
         epNodes = try ep.nodeCount()
         edpNodes = try edp.nodeCount()
+        epNodeOf = try ep.nodes().map(\.node)
     }
 
     package var isFirstStage: Bool { stage == 0 }

@@ -2,67 +2,58 @@ import Autograd
 import Collectives
 
 /// Moves an MoE layer's rows between the ranks of an ep group, as Megatron-Core's all-to-all
-/// token dispatcher: `dispatch` sends each (token, expert) row to the expert's owner, `combine`
-/// returns the owners' results to the sources in the layout they were sent. The backward moves
-/// gradients the other way round: `toOwners` for the combine's, `toSources` for the dispatch's.
-struct TokenDispatcher {
+/// token dispatcher, in named phases (`ExchangePhase`): `describe` tells each owner which
+/// tokens, experts and weights its rows carry; `dispatch` sends one row per (token, owner);
+/// `combine` returns the owners' sums. The backward moves gradients the other way round with
+/// `toOwners` and `toSources`; routing-weight gradients go back with `weightGradients`.
+final class TokenDispatcher {
     let comm: Communicator
     /// `bf16`: every row moved is rounded to bfloat16 where it is sent — to another rank or to
     /// this one, alone in the group too — and travels in half the bytes (`CommDType`).
     let dtype: CommDType
+    /// Each ep rank's node: bytes to other nodes are counted apart.
+    let nodeOf: [Int]
+    private(set) var traffic = ExchangeTraffic()
 
-    /// What a dispatch delivers: the rows as sent (kept with them: memory is planned for both)
-    /// and as received, with each received row's token index in its source's micro-batch.
-    struct Dispatched {
-        let sent: Storage
-        let received: Storage
-        let tokens: [Int64]
+    init(comm: Communicator, dtype: CommDType, nodes: [Int]? = nil) {
+        self.comm = comm
+        self.dtype = dtype
+        nodeOf = nodes ?? [Int](repeating: 0, count: comm.size)
     }
 
-    /// Gathers `rows` of `input` (rows `width` apart) in the send layout and sends them and
-    /// their token indices to the owners.
-    func dispatch(_ input: UnsafePointer<Float>, rows: SendRows, width: Int, plan: DispatchPlan) throws -> PendingExchange<Dispatched> {
-        let sent = Storage(uninitialized: Swift.max(plan.rowsSent * width, 1))
-        var sentTokens = rows.token.map { Int64($0) }
-        if sentTokens.isEmpty { sentTokens = [0] }
-        rows.gather(input, width: width, into: sent.data)
-        let received = try toOwners(sent, width: width, plan: plan).wait()
-        guard comm.size > 1 else { return PendingExchange(completed: Dispatched(sent: sent, received: received, tokens: sentTokens)) }
-        var receivedTokens = [Int64](repeating: 0, count: Swift.max(plan.rowsReceived, 1))
-        try sentTokens.withUnsafeBufferPointer { send in
-            try receivedTokens.withUnsafeMutableBufferPointer { receive in
-                try comm.alltoallv(send.baseAddress!, sendCounts: plan.sendCounts, sendDispls: plan.sendDisplacements,
-                                   receive.baseAddress!, recvCounts: plan.receiveCounts, recvDispls: plan.receiveDisplacements)
+    func resetTraffic() { traffic = ExchangeTraffic() }
+
+    func countForward(tokens: Int) {
+        traffic.exchanges += 1
+        traffic.tokens += tokens
+    }
+
+    /// The assignments' descriptions (`TokenRows.metadata`, 3 integers each), `counts[q]` for
+    /// rank q, to the owners, who expect `toCounts[s]` from source s.
+    func describe(_ metadata: [Int64], counts: [Int], toCounts: [Int]) throws -> [Int64] {
+        var arrived = [Int64](repeating: 0, count: Swift.max(3 * toCounts.reduce(0, +), 1))
+        count(.metadata, counts.map { 3 * $0 }, bytesPerValue: 8, width: 0)
+        guard comm.size > 1 else { return metadata }
+        let send = counts.map { 3 * $0 }, receive = toCounts.map { 3 * $0 }
+        try metadata.withUnsafeBufferPointer { s in
+            try arrived.withUnsafeMutableBufferPointer { r in
+                try comm.alltoallv(s.baseAddress!, sendCounts: send, sendDispls: displacements(send),
+                                   r.baseAddress!, recvCounts: receive, recvDispls: displacements(receive))
             }
         }
-        return PendingExchange(completed: Dispatched(sent: sent, received: received, tokens: receivedTokens))
+        return arrived
     }
 
-    /// The owners' result rows (receive layout) back to their sources (send layout).
-    func combine(_ results: Storage, width: Int, plan: DispatchPlan) throws -> PendingExchange<Storage> {
-        try toSources(results, width: width, plan: plan)
-    }
-
-    /// Rows in the send layout to the owners' receive layout.
-    func toOwners(_ rows: Storage, width: Int, plan: DispatchPlan) throws -> PendingExchange<Storage> {
-        try move(rows, width: width, plan.sendCounts, plan.sendDisplacements, to: plan.receiveCounts, plan.receiveDisplacements)
-    }
-
-    /// Rows in the receive layout back to the sources' send layout.
-    func toSources(_ rows: Storage, width: Int, plan: DispatchPlan) throws -> PendingExchange<Storage> {
-        try move(rows, width: width, plan.receiveCounts, plan.receiveDisplacements, to: plan.sendCounts, plan.sendDisplacements)
-    }
-
-    /// Rows of `width` floats laid out here by `counts`/`displacements` (in rows, per rank),
-    /// moved to the ranks' layout `toCounts`/`toDisplacements`. Alone in the group what arrives
-    /// is what was sent: `rows` itself, no copy through MPI.
-    private func move(_ rows: Storage, width: Int, _ counts: [Int], _ displacements: [Int],
-                      to toCounts: [Int], _ toDisplacements: [Int]) throws -> PendingExchange<Storage> {
+    /// Rows of `width` floats — `counts[q]` for rank q, in rank order — to the ranks, which
+    /// expect `toCounts[s]` from rank s. Rounded first (`dtype`). Alone in the group what
+    /// arrives is what was sent: `rows` itself, no copy through MPI.
+    func move(_ rows: Storage, width: Int, counts: [Int], to toCounts: [Int], phase: ExchangePhase) throws -> PendingExchange<Storage> {
         dtype.round(rows.data, count: counts.reduce(0, +) * width)
+        count(phase, counts, bytesPerValue: dtype.bytes, width: width)
         guard comm.size > 1 else { return PendingExchange(completed: rows) }
         let arrived = Storage(uninitialized: Swift.max(toCounts.reduce(0, +) * width, 1))
-        let sendCounts = counts.map { $0 * width }, sendDispls = displacements.map { $0 * width }
-        let recvCounts = toCounts.map { $0 * width }, recvDispls = toDisplacements.map { $0 * width }
+        let sendCounts = counts.map { $0 * width }, recvCounts = toCounts.map { $0 * width }
+        let sendDispls = displacements(sendCounts), recvDispls = displacements(recvCounts)
         if dtype == .bf16 {
             try comm.alltoallvBFloat16(UnsafePointer(rows.data), sendCounts: sendCounts, sendDispls: sendDispls,
                                        arrived.data, recvCounts: recvCounts, recvDispls: recvDispls)
@@ -71,5 +62,28 @@ struct TokenDispatcher {
                                arrived.data, recvCounts: recvCounts, recvDispls: recvDispls)
         }
         return PendingExchange(completed: arrived)
+    }
+
+    /// The routing weights' gradients, one float per assignment (`counts[q]` for rank q), in
+    /// float32 whatever `dtype`: they are few.
+    func weightGradients(_ values: [Float], counts: [Int], to toCounts: [Int]) throws -> [Float] {
+        count(.dispatchBackward, counts, bytesPerValue: 4, width: 1, rows: false)
+        guard comm.size > 1 else { return values }
+        var arrived = [Float](repeating: 0, count: Swift.max(toCounts.reduce(0, +), 1))
+        try values.withUnsafeBufferPointer { s in
+            try arrived.withUnsafeMutableBufferPointer { r in
+                try comm.alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: displacements(counts),
+                                   r.baseAddress!, recvCounts: toCounts, recvDispls: displacements(toCounts))
+            }
+        }
+        return arrived
+    }
+
+    /// Adds what goes to each other rank to the traffic: `counts[q]` items of `width` values.
+    func count(_ phase: ExchangePhase, _ counts: [Int], bytesPerValue: Int, width: Int, rows: Bool = true) {
+        for (q, n) in counts.enumerated() where q != comm.rank && n > 0 {
+            traffic.add(phase, bytes: n * Swift.max(width, 1) * bytesPerValue, rows: rows && width > 0 ? n : 0,
+                        acrossNodes: nodeOf[q] != nodeOf[comm.rank])
+        }
     }
 }

@@ -13,7 +13,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print JSON.",
-        subcommands: [Gemm.self, Train.self, Attention.self, Generate.self, DataThroughput.self, Tokenize.self, Comm.self])
+        subcommands: [Gemm.self, Train.self, Attention.self, Generate.self, DataThroughput.self, Tokenize.self, Comm.self, Dispatch.self])
 
     struct Gemm: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "GFLOP/s of raw cblas_sgemm and of Tensor.matmul.")
@@ -200,6 +200,56 @@ extension BenchCommand {
             if let r = try CommBenchmark.run(world: world, sizes: sizes, repeats: repeats) {
                 print(jsonString(r))
                 if r.results.contains(where: { !$0.correct }) { throw ExitCode(3) }
+            }
+        }
+    }
+
+    struct Dispatch: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Bytes an MoE layer's expert exchange sends between nodes per token, with and without a routing limit (under mpirun: one ep group over all ranks).",
+            discussion: """
+                Counts, not times. The ep group spans every rank (the model's experts must split evenly); a \
+                node is what MPI_Comm_split_type calls one. Across simulated nodes: launch/cluster.sh 1 -- \
+                bench dispatch ... (docs/multinode.md).
+                """)
+        @Option(help: "Model preset (\(DeepSeekConfig.presetNames.joined(separator: ", "))).") var model = "small"
+        @Option(help: "Tokens per rank and step.") var tokens = 2048
+        @Option(help: "Steps (forward and backward of one MoE layer).") var steps = 2
+        @Option(help: "Routed experts per token (num_experts_per_tok; default: the model's).") var expertsPerToken: Int?
+        @Option(help: "Router groups (n_group; default: the model's).") var groups: Int?
+        @Option(help: "Groups a token's experts may come from (topk_group, the M of device- or node-limited routing), or none: greedy top-K over all experts.") var topkGroup = "2"
+        @Option(help: "What rows travel as: fp32 or bf16 (parallel.comm_dtype).") var commDtype = "fp32"
+
+        func validate() throws {
+            guard tokens > 0, tokens <= 1 << 20, steps > 0, steps <= 1000 else { throw ValidationError("--tokens in 1...1048576, --steps in 1...1000") }
+            guard CommDType(rawValue: commDtype) != nil else { throw ValidationError("--comm-dtype \(commDtype): expected fp32 or bf16") }
+            guard topkGroup == "none" || (Int(topkGroup) ?? 0) > 0 else { throw ValidationError("--topk-group \(topkGroup): a positive count or none") }
+        }
+
+        func run() throws {
+            var c = try DeepSeekConfig.preset(model)
+            if let k = expertsPerToken { c.numExpertsPerTok = k }
+            if let g = groups { c.nGroup = g }
+            let limit = Int(topkGroup)
+            if let limit { c.topkGroup = limit }
+            let world = try Communicator.world()
+            var problems: [String] = []
+            if c.nRoutedExperts % world.size != 0 { problems.append("the \(c.nRoutedExperts) experts do not split over \(world.size) ranks") }
+            if c.nGroup <= 0 || c.nRoutedExperts % c.nGroup != 0 { problems.append("--groups \(c.nGroup) does not divide the \(c.nRoutedExperts) experts") }
+            if let limit, limit > c.nGroup { problems.append("--topk-group \(limit) exceeds the \(c.nGroup) groups") }
+            if c.numExpertsPerTok <= 0 || c.numExpertsPerTok > (limit ?? c.nGroup) * (c.nRoutedExperts / Swift.max(c.nGroup, 1)) {
+                problems.append("--experts-per-token \(c.numExpertsPerTok) does not fit the experts the limit allows")
+            }
+            if !problems.isEmpty {
+                if world.rank == 0 { throw ValidationError(problems.joined(separator: "; ")) }
+                throw ExitCode.validationFailure
+            }
+            if world.size == 1 {
+                FileHandle.standardError.write(Data("note: one process: nothing travels; launch under mpirun across nodes\n".utf8))
+            }
+            if let r = try DispatchBenchmark.run(world: world, model: model, config: c, tokens: tokens, steps: steps, limit: limit,
+                                                 commDType: CommDType(rawValue: commDtype)!) {
+                print(jsonString(r))
             }
         }
     }

@@ -328,6 +328,34 @@ import Testing
         }
     }
 
+    /// Four experts a token out of twelve (Tests/Fixtures/recipes/wide-routing.yaml): a token
+    /// often uses several experts of one rank, which now receives it once and returns one sum
+    /// per node of the expert-sum tree; at ep 2 and 4 the blocks (6 and 3 experts) are tiled by
+    /// two nodes each. Losses, gradient norms and weights are one process's bits, in fp32 and
+    /// with bf16 communication.
+    @Test func aTokenSentOncePerRankKeepsOneProcesssBits() throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let recipe = Self.root.appendingPathComponent("Tests/Fixtures/recipes/wide-routing.yaml").path
+        func fingerprint(_ dir: String) throws -> [String] {
+            let steps = metrics(dir).map { m in ["loss", "grad_norm"].map { String(((m[$0] as? Double) ?? .nan).bitPattern, radix: 16) }.joined(separator: "/") }
+            return steps + [try digest("\(dir)/checkpoints/step-00000010.h5")]
+        }
+        for dtype in ["fp32", "bf16"] {
+            let one = try run(Self.binary, ["train", recipe, "--run-dir", "\(base)/\(dtype)-one", "--set", "parallel.comm_dtype=\(dtype)"])
+            try #require(one.status == 0, "\(one.stderr)")
+            let want = try fingerprint("\(base)/\(dtype)-one")
+            #expect(want.count == 11)
+            for ep in dtype == "fp32" ? [2, 4] : [4] {
+                let dir = "\(base)/\(dtype)-ep\(ep)"
+                let r = try run(Self.launcher, ["\(ep)", recipe, "--run-dir", dir, "--set", "parallel.dp=\(ep)", "--set", "parallel.ep=\(ep)",
+                                                "--set", "parallel.comm_dtype=\(dtype)"])
+                #expect(r.status == 0, "ep \(ep) \(dtype): \(r.stderr)")
+                #expect(try fingerprint(dir) == want, "ep \(ep) with \(dtype) communication: not one process's bits")
+            }
+        }
+    }
+
     /// The liveness deadline is about a rank's process, not its progress: with
     /// `parallel.timeout` 1 s, a reward command that takes 1.5 s, checkpoint writes that pause
     /// 1.5 s each (rank by rank, the other waiting) and an evaluation every step end normally.

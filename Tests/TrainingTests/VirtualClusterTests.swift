@@ -123,6 +123,7 @@ struct VirtualClusterTests {
         }
 
         try v3BiasesAcrossTwoNodes(base: base)
+        try dispatchCrossesOncePerTokenAndNode()
         try evaluationAndSamplingAcrossTwoNodes(base: base)
 
         // A rank lost on dt-node1 mid-run, three ways, with parallel.timeout 3 s: the job ends
@@ -141,6 +142,32 @@ struct VirtualClusterTests {
         #expect(resumed.status == 0, "resume on one node: \(resumed.stderr)")
         #expect(resumed.stdout.contains("resumed from") && lines(cut).last?["step"] as? Int == step + 5,
                 "resume on one node from step \(step): \(resumed.stdout.suffix(400))")
+    }
+
+    /// `bench dispatch` with one rank a node, four experts a token from two groups (a node
+    /// each): a token's row crosses to the other node once if any of its experts is there —
+    /// rows per token equal the remote nodes, under the bound of M = 1 group, against two rows
+    /// a token with one row per (token, expert) — and the sums come back the same way.
+    func dispatchCrossesOncePerTokenAndNode() throws {
+        for limit in ["1", "none"] {
+            let r = try CommandRun("/usr/bin/timeout", [Self.limit, Self.launcher, "1", "--", "bench", "dispatch", "--experts-per-token", "4",
+                                                        "--groups", "2", "--topk-group", limit, "--tokens", "256", "--steps", "1"])
+            try #require(r.status == 0, "bench dispatch --topk-group \(limit): \(r.stderr)")
+            let json = try #require(r.stdout.firstIndex(of: "{").map { String(r.stdout[$0...]) })
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+            let perToken = try #require(report["per_token_layer"] as? [String: Any])
+            let rows = try #require(perToken["inter_node_rows"] as? [String: Double]), bytes = try #require(perToken["inter_node_bytes"] as? [String: Double])
+            let remote = try #require(perToken["remote_nodes"] as? Double), perExpert = try #require(perToken["per_expert_rows"] as? Double)
+            #expect(report["group_nodes"] as? [[Int]] == [[0], [1]], "\(json)")
+            for phase in ["dispatch", "combine", "combine_backward", "dispatch_backward"] {
+                #expect(abs((rows[phase] ?? -1) - remote) < 1e-9, "--topk-group \(limit), \(phase): \(rows[phase] ?? -1) rows a token, \(remote) remote nodes")
+            }
+            #expect(perExpert > 1.5 * remote, "--topk-group \(limit): \(perExpert) rows a token per (token, expert) against \(remote)")
+            if limit == "1" {
+                let bound = try #require(report["bound_bytes"] as? Double)
+                #expect(remote <= 1 && (bytes["dispatch"] ?? .infinity) <= bound, "\(json)")
+            }
+        }
     }
 
     /// V3's router biases, moved by every step's world-summed expert loads, and bf16

@@ -1,0 +1,33 @@
+/// The steps of an MoE layer's exchange that move bytes between the ranks of an ep group, in
+/// the order they run: forward, then backward.
+package enum ExchangePhase: String, CaseIterable, Sendable {
+    /// Counts per owner (`DispatchHeader`), and each assignment's token, expert and weight.
+    case headers, metadata
+    /// Token rows to the owners; the owners' sums back.
+    case dispatch, combine
+    /// Backward: output gradients to the owners (token rows); input-gradient sums and the
+    /// routing weights' gradients back.
+    case combineBackward = "combine_backward", dispatchBackward = "dispatch_backward"
+}
+
+/// What this rank's expert exchanges sent since the last reset: bytes and rows to ranks on
+/// other nodes and to other ranks on its own node, per phase (to itself nothing travels).
+package struct ExchangeTraffic: Sendable {
+    package var interNodeBytes: [ExchangePhase: Int] = [:]
+    package var intraNodeBytes: [ExchangePhase: Int] = [:]
+    /// Rows (of the hidden width) sent to other nodes, per phase.
+    package var interNodeRows: [ExchangePhase: Int] = [:]
+    /// Forward exchanges run, and the tokens they routed (this rank's, over all layers).
+    package var exchanges = 0, tokens = 0
+
+    package init() {}
+
+    mutating func add(_ phase: ExchangePhase, bytes: Int, rows: Int, acrossNodes: Bool) {
+        if acrossNodes {
+            interNodeBytes[phase, default: 0] += bytes
+            interNodeRows[phase, default: 0] += rows
+        } else {
+            intraNodeBytes[phase, default: 0] += bytes
+        }
+    }
+}
