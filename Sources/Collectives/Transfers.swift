@@ -6,7 +6,7 @@ import CMPI
 /// nodes); shared memory and large messages both need it, the rendezvous of a large message
 /// included. The buffers belong to the caller and must stay put until `wait()` returns.
 package struct Transfers {
-    let group: Communicator
+    package let group: Communicator
     private var requests: [MPI_Request?] = []
 
     package init(on group: Communicator) { self.group = group }

@@ -28,10 +28,11 @@ package struct MoETraining: Sendable {
 /// `Tensor.expertFFN` — possibly on other ranks. `x` [N, D] (N = B·T tokens of one micro-batch),
 /// `weights` [N·K], `assignments[e]` the (token, slot) pairs of expert e in token order.
 /// `training` is nil in evaluation and decoding (no gradients, nothing dropped); `layer` is the
-/// decoder layer.
+/// decoder layer. `alongside`: work that does not need the routed experts' result (the shared
+/// experts), run while the tokens travel.
 package protocol ExpertExecutor: AnyObject, Sendable {
     func run(_ x: Tensor, weights: Tensor, experts: StackedExperts, assignments: [[(token: Int, slot: Int)]],
-             length: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int) -> Tensor
+             length: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int, alongside: (() -> Void)?) -> Tensor
 }
 
 /// What one MoE layer reports for a batch.
@@ -98,9 +99,14 @@ package final class DeepSeekMoE: Module, @unchecked Sendable {
         let w = routing.weights.reshape([n * k])
         var out: Tensor
         if let executor = training?.executor ?? executor {
+            // The shared experts run while the tokens travel to the routed ones. Their tape nodes
+            // come first then, which changes no bit: `flat`'s gradient is still (shared + routed)
+            // + router, and a + b = b + a.
+            var common: Tensor? = nil
             out = executor.run(flat, weights: w, experts: experts, assignments: assignments, length: t, plan: plan,
-                               training: training, layer: training?.layer ?? layer)
-            if let shared_experts { out = out + shared_experts(flat) }
+                               training: training, layer: training?.layer ?? layer,
+                               alongside: shared_experts.map { shared in { common = shared(flat) } })
+            if let shared_experts { out = out + (common ?? shared_experts(flat)) }
         } else if let shared_experts, training == nil, n <= Tensor.fewRows, !GradMode.isEnabled, SpinningWorker.available,
                   !Profiler.isEnabled {
             // Decoding: the routed experts on one core while the shared ones run on the other,

@@ -202,12 +202,12 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     }
 
     package func run(_ x: Tensor, weights: Tensor, experts st: StackedExperts, assignments: [[(token: Int, slot: Int)]],
-                    length t: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int) -> Tensor {
+                    length t: Int, plan: TokenDropping.Plan?, training: MoETraining?, layer: Int, alongside: (() -> Void)? = nil) -> Tensor {
         // After a failure the group is out of step: no more exchanges, the caller throws soon.
         guard failure == nil else { return Tensor(zeros: x.shape) }
         do {
             return try exchange(x, weights: weights, experts: st, assignments: assignments, length: t, plan: plan,
-                                training: training, layer: layer)
+                                training: training, layer: layer, alongside: alongside)
         } catch {
             record(ExpertExchangeError(rank: comm.rank, layer: layer, pass: .forward, cause: error))
             return Tensor(zeros: x.shape)
@@ -229,9 +229,11 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     package func resetTraffic() { dispatcher.resetTraffic() }
 
     /// One MoE layer's routed experts for a micro-batch of `x.shape[0]` tokens: plan, describe,
-    /// dispatch, fan out, compute, sum, combine; the backward runs the same phases in reverse.
+    /// dispatch (running `alongside` while the rows travel), fan out, compute, sum, combine; the
+    /// backward runs the same phases in reverse.
     func exchange(_ x: Tensor, weights: Tensor, experts: StackedExperts, assignments: [[(token: Int, slot: Int)]],
-                  length: Int, plan dropping: TokenDropping.Plan?, training: MoETraining?, layer: Int) throws -> Tensor {
+                  length: Int, plan dropping: TokenDropping.Plan?, training: MoETraining?, layer: Int,
+                  alongside: (() -> Void)? = nil) throws -> Tensor {
         let tokens = x.shape[0], width = x.shape[1]
         let input = x.contiguousNoGrad(), routingWeights = weights.contiguousNoGrad()
         let rows = TokenRows(assignments, tokens: tokens, owners: comm.size)
@@ -246,7 +248,9 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                              segmentStarts: plan.segmentStarts, segmentRows: plan.segmentRows, block: localExperts)
         let sent = Storage(uninitialized: Swift.max(rows.count * width, 1))
         rows.gather(input.data, width: width, into: sent.data)
-        let received = try dispatcher.move(sent, width: width, counts: plan.sendTokens, to: plan.receiveTokens, phase: .dispatch).wait()
+        let dispatch = try dispatcher.move(sent, width: width, counts: plan.sendTokens, to: plan.receiveTokens, phase: .dispatch)
+        alongside?()
+        let received = try dispatch.wait()
         let fanned = Storage(uninitialized: Swift.max(fan.rows * width, 1))
         fan.fan(received.data, width: width, into: fanned.data)
         if let training, let rule = training.dropping, dropping != nil {

@@ -1,12 +1,13 @@
 /// An exchange between the ranks of an ep group that has been started; `wait()` gives what
 /// arrived. Callers start an exchange as soon as its rows are ready and wait only where they
-/// need the result, so that a non-blocking all-to-all can take the place of the blocking one
-/// (keeping its request here) without moving any caller. Today the exchange has completed when
-/// it is started, and `wait` returns at once.
+/// need the result, doing other work in between (the dispatch runs behind the shared experts).
+/// Wait once: a posted exchange's requests complete in the first `wait`.
 struct PendingExchange<Value> {
-    private let value: Value
+    private let finish: () throws -> Value
 
-    init(completed value: Value) { self.value = value }
+    init(completed value: Value) { finish = { value } }
 
-    func wait() throws -> Value { value }
+    init(finishing finish: @escaping () throws -> Value) { self.finish = finish }
+
+    func wait() throws -> Value { try finish() }
 }

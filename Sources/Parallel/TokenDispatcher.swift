@@ -45,23 +45,25 @@ final class TokenDispatcher {
     }
 
     /// Rows of `width` floats — `counts[q]` for rank q, in rank order — to the ranks, which
-    /// expect `toCounts[s]` from rank s. Rounded first (`dtype`). Alone in the group what
-    /// arrives is what was sent: `rows` itself, no copy through MPI.
+    /// expect `toCounts[s]` from rank s. Rounded first (`dtype`). Posted as point-to-point
+    /// messages (`Transfers`, moved along by the progress thread where the job spans nodes)
+    /// and completed by `wait()`, so the caller can compute meanwhile. Alone in the group what
+    /// arrives is what was sent: `rows` itself, no copy.
     func move(_ rows: Storage, width: Int, counts: [Int], to toCounts: [Int], phase: ExchangePhase) throws -> PendingExchange<Storage> {
         dtype.round(rows.data, count: counts.reduce(0, +) * width)
         count(phase, counts, bytesPerValue: dtype.bytes, width: width)
         guard comm.size > 1 else { return PendingExchange(completed: rows) }
         let arrived = Storage(uninitialized: Swift.max(toCounts.reduce(0, +) * width, 1))
         let sendCounts = counts.map { $0 * width }, recvCounts = toCounts.map { $0 * width }
-        let sendDispls = displacements(sendCounts), recvDispls = displacements(recvCounts)
-        if dtype == .bf16 {
-            try comm.alltoallvBFloat16(UnsafePointer(rows.data), sendCounts: sendCounts, sendDispls: sendDispls,
-                                       arrived.data, recvCounts: recvCounts, recvDispls: recvDispls)
-        } else {
-            try comm.alltoallv(UnsafePointer(rows.data), sendCounts: sendCounts, sendDispls: sendDispls,
-                               arrived.data, recvCounts: recvCounts, recvDispls: recvDispls)
+        let sendDispls = displacements(sendCounts), recvDispls = displacements(recvCounts), me = comm.rank
+        (arrived.data + recvDispls[me]).update(from: rows.data + sendDispls[me], count: sendCounts[me])
+        let posted = PostedRows(on: comm, bf16: dtype == .bf16, sending: sendCounts.reduce(0, +), receiving: recvCounts.reduce(0, +))
+        try posted.post(rows.data, sendCounts, sendDispls, into: arrived.data, recvCounts, recvDispls)
+        return PendingExchange { [posted] in
+            try posted.wait()
+            withExtendedLifetime(rows) {}
+            return arrived
         }
-        return PendingExchange(completed: arrived)
     }
 
     /// The routing weights' gradients, one float per assignment (`counts[q]` for rank q), in
