@@ -108,8 +108,7 @@ package enum DispatchBenchmark {
         func table(_ k: Int) -> [String: Double] {
             Dictionary(uniqueKeysWithValues: phases.enumerated().map { ($0.element.rawValue, sums[k * n + $0.offset] / all) })
         }
-        let per = c.nRoutedExperts / c.nGroup
-        let groupNodes = (0..<c.nGroup).map { g in Array(Set((g * per..<(g + 1) * per).map { nodeOf[$0 / local] })).sorted() }
+        let groupNodes = ProcessGrid.groupNodes(experts: c.nRoutedExperts, groups: c.nGroup, nodeOf: nodeOf)
         return Report(model: name, ranks: world.size, nodes: Set(nodeOf).count, experts: c.nRoutedExperts,
                       expertsPerToken: c.numExpertsPerTok, groups: c.nGroup, topkGroup: limit, groupNodes: groupNodes,
                       hidden: c.hiddenSize, tokensPerRank: tokens, commDType: commDType.rawValue, steps: steps,

@@ -144,6 +144,14 @@ package final class ProcessGrid: @unchecked Sendable {
         epNodeOf = try ep.nodes().map(\.node)
     }
 
+    /// The nodes each router group's experts live on, for `experts` in `groups` groups split in
+    /// contiguous blocks over an ep group whose ranks are on `nodeOf`: what V2's device-limited
+    /// and V3's node-limited routing bound, `topk_group` groups a token, maps to ranks and nodes.
+    package static func groupNodes(experts: Int, groups: Int, nodeOf: [Int]) -> [[Int]] {
+        let perGroup = experts / Swift.max(groups, 1), perRank = experts / Swift.max(nodeOf.count, 1)
+        return (0..<groups).map { g in Array(Set((g * perGroup..<(g + 1) * perGroup).map { nodeOf[$0 / perRank] })).sorted() }
+    }
+
     package var isFirstStage: Bool { stage == 0 }
     package var isLastStage: Bool { stage == layout.pp - 1 }
     package var epRank: Int { dpRank % layout.ep }

@@ -99,6 +99,7 @@ package final class RecipeTrainer {
         let holds = grid.holds(experts: config.nRoutedExperts)
         var start = StartPoint()
         try logPlacement()
+        logRoutingNodes(config)
         var model = try startingModel(config, resume: resume, positions: positions, holds: holds, start: &start)
         try takeRecipeTokenizer()
         var globalStep = start.globalStep, tokens = start.tokens
@@ -269,6 +270,18 @@ package final class RecipeTrainer {
         let timeout = recipe.parallel.timeout.map { "a rank unheard for \(LivenessWatch.seconds($0)) s ends the job" } ?? "no liveness timeout (parallel.timeout: off)"
         log("layout dp \(l.dp) × ep \(l.ep) × pp \(l.pp) on \(grid.world.size) ranks and \(n[3]) node\(n[3] == 1 ? "" : "s"): "
             + "dp groups span \(n[0]), ep groups \(n[1]), expert replicas \(n[2]); \(timeout)")
+    }
+
+    /// Where routing's limit lands when an ep group spans nodes: each router group's nodes, and
+    /// whether `topk_group` bounds the nodes a token reaches (one node a group) or only groups.
+    func logRoutingNodes(_ c: DeepSeekConfig) {
+        guard grid.epNodes > 1 else { return }
+        let nodes = ProcessGrid.groupNodes(experts: c.nRoutedExperts, groups: c.nGroup, nodeOf: grid.epNodeOf)
+        let map = nodes.enumerated().map { "\($0.offset)→\($0.element.map(String.init).joined(separator: "+"))" }.joined(separator: " ")
+        let bound = c.topkMethod == .greedy ? "greedy routing: a token may reach every node of its ep group"
+            : nodes.allSatisfy({ $0.count == 1 }) ? "a token's experts are on at most topk_group = \(c.topkGroup) nodes"
+            : "groups span nodes: topk_group = \(c.topkGroup) bounds groups, not nodes (docs/multinode.md)"
+        log("router groups on nodes (rank 0's ep group): \(map); \(bound)")
     }
 
     func log(_ s: String) {

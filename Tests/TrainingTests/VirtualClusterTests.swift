@@ -100,7 +100,7 @@ struct VirtualClusterTests {
         // the nodes (parallel.ep_placement) instead of within them.
         let layouts: [(perNode: Int, name: String, sets: [String])] = [
             (1, "dp2", ["--set", "parallel.dp=2"]),
-            (1, "dp2-ep2", ["--set", "parallel.dp=2", "--set", "parallel.ep=2"]),
+            (1, "dp2-ep2", ["--set", "parallel.dp=2", "--set", "parallel.ep=2", "--set", "checkpoint.every=10"]),
             (1, "pp2", ["--set", "parallel.pp=2", "--set", "parallel.dp=1"]),
             (2, "dp4-ep2", ["--set", "parallel.dp=4", "--set", "parallel.ep=2"]),
             (2, "dp4-ep4", ["--set", "parallel.dp=4", "--set", "parallel.ep=4"]),
@@ -116,11 +116,23 @@ struct VirtualClusterTests {
                              "dp4-ep4": "dp groups span 2, ep groups 2, expert replicas 1",
                              "dp4-ep2-across": "dp groups span 2, ep groups 2, expert replicas 1"][layout.name]
             if let placement { #expect(r.stdout.contains(placement), "\(layout.name): no '\(placement)' in \(r.stdout.prefix(600))") }
+            if layout.name == "dp2-ep2" {
+                let routing = "router groups on nodes (rank 0's ep group): 0→0 1→0 2→1 3→1; a token's experts are on at most topk_group = 2 nodes"
+                #expect(r.stdout.contains(routing), "dp2-ep2: no '\(routing)' in \(r.stdout.prefix(900))")
+            }
             let got = try fingerprint(dir)
             let differing: String? = got.count != expected.count ? "\(got.count) lines, not \(expected.count)"
                 : zip(got, expected).enumerated().first { $1.0 != $1.1 }.map { "line \($0.offset): \($0.element.0) against \($0.element.1)" }
             #expect(differing == nil, "\(layout.name), \(layout.perNode) a node: not one process's bits (loss/grad_norm bits per step, then the digest); \(differing ?? "")")
         }
+
+        // dp 2 × ep 2's step-10 checkpoint resumed at dp 4 × ep 4, two ranks a node: the
+        // uninterrupted run's weights at step 20.
+        let elsewhere = "\(base)/resumed-dp4-ep4"
+        let again = try train(perNode: 2, dir: elsewhere, ["--set", "parallel.dp=4", "--set", "parallel.ep=4",
+                                                         "--resume", "\(base)/dp2-ep2/checkpoints/step-00000010.h5"])
+        #expect(again.status == 0 && again.stdout.contains("resumed from"), "resume at dp 4 × ep 4: \(again.stderr)")
+        #expect(try fingerprint(elsewhere).last == expected.last, "resumed at dp 4 × ep 4 across the nodes: not one process's weights")
 
         try v3BiasesAcrossTwoNodes(base: base)
         try dispatchCrossesOncePerTokenAndNode()
