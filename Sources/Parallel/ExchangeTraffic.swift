@@ -1,11 +1,15 @@
 /// The steps of an MoE layer's exchange that move bytes between the ranks of an ep group, in
 /// the order they run: forward, then backward.
 package enum ExchangePhase: String, CaseIterable, Sendable {
-    /// Counts per owner (`DispatchHeader`), and each assignment's token, expert and weight.
-    case headers, metadata
-    /// Token rows to the owners; the owners' sums back.
+    /// Counts per rank (`DispatchHeader`); each assignment's token, expert and weight to the
+    /// gateways; the tokens of the rows fanned out (for token dropping's statistics).
+    case headers, metadata, tokens
+    /// Token rows to the nodes' gateways; the gateways' sums back.
     case dispatch, combine
-    /// Backward: output gradients to the owners (token rows); input-gradient sums and the
+    /// Within a node: the gateway's rows to the experts' owners (and, backward, the output
+    /// gradients), and the owners' results back (backward, the input gradients).
+    case fanOut = "fan_out", fanIn = "fan_in"
+    /// Backward across nodes: output gradients to the gateways; input-gradient sums and the
     /// routing weights' gradients back.
     case combineBackward = "combine_backward", dispatchBackward = "dispatch_backward"
 }

@@ -6,18 +6,19 @@ import DeepSeek
 /// Expert parallelism: the routed experts of every MoE layer are split over the ranks of an ep
 /// group in contiguous blocks (rank j holds experts j·E/ep ..< (j+1)·E/ep, that is whole router
 /// groups, the "devices" of DeepSeek-V2's device-limited routing). Each rank routes its own
-/// micro-batch; a token's input travels once to each rank holding any of its experts, is fanned
-/// out to them there, and comes back as one sum per (token, rank) — per node of
-/// `ExpertSumTree` the rank's block is tiled by — so a token crosses to a rank once however
-/// many of its experts live there; backward mirrors it. In Megatron-Core's token-dispatcher
-/// terms, `exchange` agrees a `DispatchPlan`, then `TokenDispatcher.describe` and `dispatch`,
-/// `FanOut`, `computeExperts` and `combine`; the backward runs `combineBackward`,
-/// `computeExpertsBackward` and `dispatchBackward`.
+/// micro-batch; a token's input crosses once to each node holding any of its experts, to the
+/// node's gateway (`Gateways`), which fans it out to the experts' owners there and returns one
+/// sum per (token, node) — per node of `ExpertSumTree` the node's experts are tiled by — so a
+/// token crosses to a node once however many of its experts and ranks are there; backward
+/// mirrors it. In Megatron-Core's token-dispatcher terms, `exchange` agrees a `DispatchPlan`,
+/// then `TokenDispatcher.describe` and the dispatch, `FanOut`, `computeExperts` and the
+/// combine; the backward runs `combineBackward`, `fanOutGradients`, `computeExpertsBackward`
+/// and `dispatchBackward`.
 ///
 /// Why the numbers do not depend on ep: the owner runs each (source micro-batch, expert)
 /// segment — the micro-batch's tokens for that expert, in token order — through the same
 /// `ExpertKernel` GEMM chain as the one-process op, and a token's results are added in the
-/// `ExpertSumTree` order, of which each rank's sum is a node. The weight gradients are summed
+/// `ExpertSumTree` order, of which each gateway's sum is a node. The weight gradients are summed
 /// over micro-batches in the canonical tree like every other gradient, not in arrival order.
 ///
 /// Why the weight gradients wait for the end of the step: the group's micro-batches are
@@ -33,6 +34,8 @@ import DeepSeek
 package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     package let comm: Communicator
     let dispatcher: TokenDispatcher
+    /// Which rank forwards whose rows on each node.
+    let gateways: Gateways
     let experts: Int
     let local: Int
     /// Global index of the micro-batch this rank is running (set by the trainer).
@@ -91,6 +94,7 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         dispatcher = TokenDispatcher(comm: comm, dtype: dtype, nodes: nodes)
         self.experts = experts
         local = experts / comm.size
+        gateways = Gateways(nodeOf: nodes ?? [Int](repeating: 0, count: comm.size), local: local)
         self.layerOffset = layerOffset
         self.flatCount = flatCount
     }
@@ -229,56 +233,63 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
     package func resetTraffic() { dispatcher.resetTraffic() }
 
     /// One MoE layer's routed experts for a micro-batch of `x.shape[0]` tokens: plan, describe,
-    /// dispatch (running `alongside` while the rows travel), fan out, compute, sum, combine; the
-    /// backward runs the same phases in reverse.
+    /// dispatch to the gateways (running `alongside` while the rows travel), fan out to the
+    /// owners, compute, fan in, sum, combine; the backward runs the same phases in reverse.
     func exchange(_ x: Tensor, weights: Tensor, experts: StackedExperts, assignments: [[(token: Int, slot: Int)]],
                   length: Int, plan dropping: TokenDropping.Plan?, training: MoETraining?, layer: Int,
                   alongside: (() -> Void)? = nil) throws -> Tensor {
         let tokens = x.shape[0], width = x.shape[1]
         let input = x.contiguousNoGrad(), routingWeights = weights.contiguousNoGrad()
-        let rows = TokenRows(assignments, tokens: tokens, owners: comm.size)
+        let rows = TokenRows(assignments, tokens: tokens, gateways: gateways, me: comm.rank)
         let plan = try DispatchPlan.exchange(headers(rows, tokens: tokens, length: length, dropping: dropping, training: training),
-                                             over: comm, localExperts: local)
+                                             over: comm, gateways: gateways)
         dispatcher.count(.headers, [Int](repeating: 1, count: comm.size), bytesPerValue: 8 * DispatchHeader.width(localExperts: local), width: 0)
         dispatcher.countForward(tokens: tokens)
-        load[layer] = (Swift.max(load[layer]?.rows ?? 0, plan.receiveCounts.max() ?? 0), plan.capacity)
-        // Describe, then dispatch: one row per (token, owner), fanned out to the experts there.
-        let metadata = try dispatcher.describe(rows.metadata(weights: routingWeights.data), counts: plan.sendCounts, toCounts: plan.receiveCounts)
-        let fan = try FanOut(metadata: metadata, assignments: plan.receiveCounts, rowsPerSource: plan.receiveTokens,
-                             segmentStarts: plan.segmentStarts, segmentRows: plan.segmentRows, block: localExperts)
+        load[layer] = (Swift.max(load[layer]?.rows ?? 0, plan.received.map(\.rows).max() ?? 0), plan.capacity)
+        // Across nodes: describe, then one row per (token, node) to its gateway, the shared
+        // experts running meanwhile.
+        let metadata = try dispatcher.describe(rows.metadata(weights: routingWeights.data), counts: plan.sendAssignments,
+                                               toCounts: plan.receiveAssignments)
+        let fan = try FanOut(metadata: metadata, assignments: plan.receiveAssignments, rowsPerSource: plan.receiveTokens,
+                             gateways: gateways, me: comm.rank)
         let sent = Storage(uninitialized: Swift.max(rows.count * width, 1))
         rows.gather(input.data, width: width, into: sent.data)
         let dispatch = try dispatcher.move(sent, width: width, counts: plan.sendTokens, to: plan.receiveTokens, phase: .dispatch)
         alongside?()
         let received = try dispatch.wait()
+        // Within the node: fanned out to the owners, one row per (token, expert).
         let fanned = Storage(uninitialized: Swift.max(fan.rows * width, 1))
         fan.fan(received.data, width: width, into: fanned.data)
+        let inputs = try dispatcher.move(fanned, width: width, counts: fan.countsPerOwner, to: plan.receiveCounts, phase: .fanOut).wait()
         if let training, let rule = training.dropping, dropping != nil {
-            countProtected(training, rule, plan: plan, receivedTokens: fan.tokens, tokens: tokens,
-                           assignments: weights.count, length: length)
+            let owned = try dispatcher.integers(fan.tokens, counts: fan.countsPerOwner, to: plan.receiveCounts, phase: .tokens)
+            countProtected(training, rule, plan: plan, receivedTokens: owned, tokens: tokens, assignments: weights.count, length: length)
         }
-        // Compute, sum per (row, node) at the owner, combine at the source.
-        let activations = computeExperts(fanned, plan: plan, experts: experts, width: width)
+        // Compute at the owners; results to the gateways, summed per tree node, to the sources.
+        let activations = computeExperts(inputs, plan: plan, experts: experts, width: width)
+        let results = try dispatcher.move(activations.output, width: width, counts: plan.receiveCounts, to: fan.countsPerOwner,
+                                          phase: .fanIn).wait()
         let sums = Storage(uninitialized: Swift.max(fan.results.first.count - 1, 1) * width)
-        fan.results.sum(activations.output.data, width: width, weights: fan.weights, bf16: dtype == .bf16, into: sums.data, assign: true)
-        let results = try dispatcher.move(sums, width: width, counts: fan.resultsPerSource, to: rows.partialsPerOwner, phase: .combine).wait()
+        fan.results.sum(results.data, width: width, weights: fan.weights, bf16: dtype == .bf16, into: sums.data, assign: true)
+        let returned = try dispatcher.move(sums, width: width, counts: fan.resultsPerSource, to: rows.partialsPerGateway, phase: .combine).wait()
         let out = Tensor(zeros: [tokens, width])
-        rows.results.sum(results.data, width: width, weights: nil, bf16: dtype == .bf16, into: out.data)
+        rows.results.sum(returned.data, width: width, weights: nil, bf16: dtype == .bf16, into: out.data)
         let saved = SavedExchange(layer: layer, experts: experts, plan: plan, rows: rows, fan: fan, input: input, weights: routingWeights,
-                                  fanned: fanned, activations: activations)
+                                  inputs: inputs, activations: activations, results: results)
         return Tensor.record(out, inputs: [x, weights, experts.gate, experts.up, experts.down], op: "expertParallel") { [self] gradient in
             backward(gradient, saved)
         }
     }
 
-    /// The header for each owner: the micro-batch, its sequences, the owner's capacity (its
-    /// router groups' capacities), the token rows and the assignments for each of its experts.
+    /// The header for each rank: the micro-batch, its sequences, the owner's capacity (its
+    /// router groups' capacities), the assignments for each of its experts, and as a gateway
+    /// the token rows and assignments it forwards.
     func headers(_ rows: TokenRows, tokens: Int, length: Int, dropping: TokenDropping.Plan?, training: MoETraining?) -> [DispatchHeader] {
         let groupsPerRank = (dropping?.deviceLoad.count ?? comm.size) / comm.size
-        return (0..<comm.size).map { owner in
+        return (0..<comm.size).map { rank in
             DispatchHeader(micro: micro, firstSequence: training?.sequenceOffset ?? 0, sequences: tokens / length,
-                           capacity: dropping.map { $0.capacity * groupsPerRank },
-                           rowsPerExpert: rows.assignmentsPerExpert[owner], tokens: rows.rowsPerOwner[owner])
+                           capacity: dropping.map { $0.capacity * groupsPerRank }, rowsPerExpert: rows.assignmentsPerExpert[rank],
+                           tokens: rows.rowsPerGateway[rank], gatewayAssignments: rows.assignmentsPerGateway[rank])
         }
     }
 
@@ -289,10 +300,10 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         let perToken = assignments / tokens
         let mine = rule.neverDropped(seed: training.seed, step: training.step, first: training.sequenceOffset, count: tokens / length)
         protectedRouted += (0..<(tokens * perToken)).filter { mine[$0 / perToken / length] }.count
-        for (source, header) in plan.received.enumerated() {
+        for segment in plan.segments where segment.rows > 0 {
+            let header = plan.received[segment.source]
             let theirs = rule.neverDropped(seed: training.seed, step: training.step, first: header.firstSequence, count: header.sequences)
-            let start = plan.receiveDisplacements[source]
-            for i in 0..<plan.receiveCounts[source] where theirs[Int(receivedTokens[start + i]) / length] { protectedReceived += 1 }
+            for i in segment.start..<(segment.start + segment.rows) where theirs[Int(receivedTokens[i]) / length] { protectedReceived += 1 }
         }
     }
 
@@ -320,7 +331,9 @@ extension ExpertParallel {
         guard failure == nil else { return [nil, nil, nil, nil, nil] }
         do {
             let received = try combineBackward(gradient, saved).wait()
-            let (outputGradients, weightGradients) = fanOutGradients(received, saved)
+            let (fanned, weightGradients) = fanOutGradients(received, saved)
+            let outputGradients = try dispatcher.move(fanned, width: saved.width, counts: saved.fan.countsPerOwner,
+                                                      to: saved.plan.receiveCounts, phase: .fanOut).wait()
             let inputGradients = computeExpertsBackward(outputGradients, saved)
             let (inputGradient, weightsGradient) = try dispatchBackward(inputGradients, weightGradients, saved)
             return [inputGradient, weightsGradient, nil, nil, nil]
@@ -330,8 +343,8 @@ extension ExpertParallel {
         }
     }
 
-    /// Source: the output gradient's rows (one per (token, owner), as the dispatch) started on
-    /// their way to the owners.
+    /// Source: the output gradient's rows (one per (token, node), as the dispatch) started on
+    /// their way to the gateways.
     func combineBackward(_ gradient: Tensor, _ saved: SavedExchange) throws -> PendingExchange<Storage> {
         let outputGradient = gradient.contiguousNoGrad(), width = saved.width
         let rows = Storage(uninitialized: Swift.max(saved.rows.count * width, 1))
@@ -340,10 +353,10 @@ extension ExpertParallel {
         return try dispatcher.move(rows, width: width, counts: saved.plan.sendTokens, to: saved.plan.receiveTokens, phase: .combineBackward)
     }
 
-    /// Owner: each assignment's output gradient w·g in the fanned-out layout, and its routing
-    /// weight's gradient g·y (y: the expert's output row).
+    /// Gateway: each assignment's output gradient w·g, fanned out for the owners, and its
+    /// routing weight's gradient g·y (y: the expert's result row, returned in the forward).
     func fanOutGradients(_ received: Storage, _ saved: SavedExchange) -> (rows: Storage, weights: [Float]) {
-        let fan = saved.fan, width = saved.width, outputs = saved.activations.output.data
+        let fan = saved.fan, width = saved.width, outputs = saved.results.data
         let rows = Storage(uninitialized: Swift.max(fan.rows * width, 1))
         var weights = [Float](repeating: 0, count: fan.weights.count)
         weights.withUnsafeMutableBufferPointer { wb in
@@ -396,7 +409,7 @@ extension ExpertParallel {
     /// `weightGradients` (the layer's block of the flat vector) is given, and its input gradients.
     func expertsBackward(_ saved: SavedExchange, _ outputGradients: Storage, hidden: Storage, into inputGradients: Storage,
                          weightGradients: UnsafeMutablePointer<Float>?) {
-        let experts = saved.experts, activations = saved.activations, received = saved.fanned, segments = saved.plan.segments
+        let experts = saved.experts, activations = saved.activations, received = saved.inputs, segments = saved.plan.segments
         let width = saved.width, intermediate = experts.gate.shape[1], perExpert = intermediate * width, first = comm.rank * local
         parallelTasks(segments.map(\.rows)) { i in
             let segment = segments[i], m = segment.rows, at = segment.start
@@ -422,23 +435,24 @@ extension ExpertParallel {
         let plan = saved.plan, bytes = plan.rowsReceived * 4 * saved.experts.gate.shape[1] * 4
         let cache = cacheUsed + bytes <= cacheBudget
         if cache { cacheUsed += bytes }
-        kept.append(Kept(layer: saved.layer, experts: saved.experts, micros: plan.sourceMicros, x: saved.fanned,
+        kept.append(Kept(layer: saved.layer, experts: saved.experts, micros: plan.sourceMicros, x: saved.inputs,
                          gy: outputGradients, start: plan.segmentStarts, rows: plan.segmentRows,
                          a: cache ? saved.activations.activation : nil, hidden: cache ? hidden : nil))
     }
 
-    /// Owner: the fanned-out rows' input gradients summed per (row, node) and sent back with
-    /// the routing weights' gradients; source: each token's sums added with the tree, and each
-    /// weight's gradient put in its slot.
+    /// Owners: the input gradients back to the gateways; gateways: summed per (row, tree node)
+    /// and sent back with the routing weights' gradients; source: each token's sums added with
+    /// the tree, and each weight's gradient put in its slot.
     func dispatchBackward(_ inputGradients: Storage, _ weightGradients: [Float], _ saved: SavedExchange) throws -> (Tensor, Tensor) {
         let width = saved.width, fan = saved.fan, plan = saved.plan, bf16 = dtype == .bf16
+        let gathered = try dispatcher.move(inputGradients, width: width, counts: plan.receiveCounts, to: fan.countsPerOwner, phase: .fanIn).wait()
         let sums = Storage(uninitialized: Swift.max(fan.results.first.count - 1, 1) * width)
-        fan.results.sum(inputGradients.data, width: width, weights: nil, bf16: bf16, into: sums.data, assign: true)
-        let returned = try dispatcher.move(sums, width: width, counts: fan.resultsPerSource, to: saved.rows.partialsPerOwner,
+        fan.results.sum(gathered.data, width: width, weights: nil, bf16: bf16, into: sums.data, assign: true)
+        let returned = try dispatcher.move(sums, width: width, counts: fan.resultsPerSource, to: saved.rows.partialsPerGateway,
                                            phase: .dispatchBackward).wait()
         let gradient = Tensor(zeros: [saved.tokens, width])
         saved.rows.results.sum(returned.data, width: width, weights: nil, bf16: bf16, into: gradient.data)
-        let arrived = try dispatcher.weightGradients(weightGradients, counts: plan.receiveCounts, to: plan.sendCounts)
+        let arrived = try dispatcher.weightGradients(weightGradients, counts: plan.receiveAssignments, to: plan.sendAssignments)
         let weightsGradient = Tensor(zeros: saved.weights.shape)
         for (a, slot) in saved.rows.slot.enumerated() { weightsGradient.data[slot] = arrived[a] }
         return (gradient, weightsGradient)

@@ -2,10 +2,11 @@ import Autograd
 import Collectives
 
 /// Moves an MoE layer's rows between the ranks of an ep group, as Megatron-Core's all-to-all
-/// token dispatcher, in named phases (`ExchangePhase`): `describe` tells each owner which
-/// tokens, experts and weights its rows carry; `dispatch` sends one row per (token, owner);
-/// `combine` returns the owners' sums. The backward moves gradients the other way round with
-/// `toOwners` and `toSources`; routing-weight gradients go back with `weightGradients`.
+/// token dispatcher, in named phases (`ExchangePhase`): `describe` tells each node's gateway
+/// which tokens, experts and weights its rows carry, and `move` carries rows — one per (token,
+/// node) to the gateways, one per (token, expert) from them to the owners and back, sums back
+/// to the sources — and the backward's gradients; `weightGradients` returns the routing
+/// weights' gradients.
 final class TokenDispatcher {
     let comm: Communicator
     /// `bf16`: every row moved is rounded to bfloat16 where it is sent — to another rank or to
@@ -29,16 +30,20 @@ final class TokenDispatcher {
     }
 
     /// The assignments' descriptions (`TokenRows.metadata`, 3 integers each), `counts[q]` for
-    /// rank q, to the owners, who expect `toCounts[s]` from source s.
+    /// rank q, to the gateways, who expect `toCounts[s]` from source s.
     func describe(_ metadata: [Int64], counts: [Int], toCounts: [Int]) throws -> [Int64] {
-        var arrived = [Int64](repeating: 0, count: Swift.max(3 * toCounts.reduce(0, +), 1))
-        count(.metadata, counts.map { 3 * $0 }, bytesPerValue: 8, width: 0)
-        guard comm.size > 1 else { return metadata }
-        let send = counts.map { 3 * $0 }, receive = toCounts.map { 3 * $0 }
-        try metadata.withUnsafeBufferPointer { s in
+        try integers(metadata, counts: counts.map { 3 * $0 }, to: toCounts.map { 3 * $0 }, phase: .metadata)
+    }
+
+    /// Integers, `counts[q]` for rank q in rank order, to the ranks, which expect `toCounts[s]`.
+    func integers(_ values: [Int64], counts: [Int], to toCounts: [Int], phase: ExchangePhase) throws -> [Int64] {
+        count(phase, counts, bytesPerValue: 8, width: 0)
+        guard comm.size > 1 else { return values }
+        var arrived = [Int64](repeating: 0, count: Swift.max(toCounts.reduce(0, +), 1))
+        try values.withUnsafeBufferPointer { s in
             try arrived.withUnsafeMutableBufferPointer { r in
-                try comm.alltoallv(s.baseAddress!, sendCounts: send, sendDispls: displacements(send),
-                                   r.baseAddress!, recvCounts: receive, recvDispls: displacements(receive))
+                try comm.alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: displacements(counts),
+                                   r.baseAddress!, recvCounts: toCounts, recvDispls: displacements(toCounts))
             }
         }
         return arrived
@@ -50,6 +55,7 @@ final class TokenDispatcher {
     /// and completed by `wait()`, so the caller can compute meanwhile. Alone in the group what
     /// arrives is what was sent: `rows` itself, no copy.
     func move(_ rows: Storage, width: Int, counts: [Int], to toCounts: [Int], phase: ExchangePhase) throws -> PendingExchange<Storage> {
+        guard counts[comm.rank] == toCounts[comm.rank] else { throw FanOutError.inconsistent(phase: phase.rawValue) }
         dtype.round(rows.data, count: counts.reduce(0, +) * width)
         count(phase, counts, bytesPerValue: dtype.bytes, width: width)
         guard comm.size > 1 else { return PendingExchange(completed: rows) }

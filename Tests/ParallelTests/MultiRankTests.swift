@@ -329,11 +329,12 @@ import Testing
     }
 
     /// Four experts a token out of twelve (Tests/Fixtures/recipes/wide-routing.yaml): a token
-    /// often uses several experts of one rank, which now receives it once and returns one sum
-    /// per node of the expert-sum tree; at ep 2 and 4 the blocks (6 and 3 experts) are tiled by
-    /// two nodes each. Losses, gradient norms and weights are one process's bits, in fp32 and
-    /// with bf16 communication.
-    @Test func aTokenSentOncePerRankKeepsOneProcesssBits() throws {
+    /// often uses several experts of one rank, and its results are added in the expert-sum
+    /// tree's order wherever they are computed; at ep 2 and 4 the blocks (6 and 3 experts) are
+    /// tiled by two tree nodes each. Losses, gradient norms and weights are one process's bits,
+    /// in fp32 and with bf16 communication. (Across nodes, through the gateways:
+    /// VirtualClusterTests.)
+    @Test func expertSumsKeepOneProcesssBitsAtAnyEP() throws {
         let base = tempDir()
         defer { try? FileManager.default.removeItem(atPath: base) }
         let recipe = Self.root.appendingPathComponent("Tests/Fixtures/recipes/wide-routing.yaml").path

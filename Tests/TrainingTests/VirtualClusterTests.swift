@@ -136,6 +136,7 @@ struct VirtualClusterTests {
 
         try v3BiasesAcrossTwoNodes(base: base)
         try dispatchCrossesOncePerTokenAndNode()
+        try wideRoutingThroughGateways(base: base)
         try evaluationAndSamplingAcrossTwoNodes(base: base)
 
         // A rank lost on dt-node1 mid-run, three ways, with parallel.timeout 3 s: the job ends
@@ -156,15 +157,16 @@ struct VirtualClusterTests {
                 "resume on one node from step \(step): \(resumed.stdout.suffix(400))")
     }
 
-    /// `bench dispatch` with one rank a node, four experts a token from two groups (a node
-    /// each): a token's row crosses to the other node once if any of its experts is there —
-    /// rows per token equal the remote nodes, under the bound of M = 1 group, against two rows
-    /// a token with one row per (token, expert) — and the sums come back the same way.
+    /// `bench dispatch` with one and two ranks a node, four experts a token from two groups (a
+    /// node each): a token's row crosses to the other node once if any of its experts is there
+    /// — to the node's gateway, which fans it out to the owners — so rows per token equal the
+    /// remote nodes, under the bound of M = 1 group, against two rows a token with one row per
+    /// (token, expert); the sums come back the same way.
     func dispatchCrossesOncePerTokenAndNode() throws {
-        for limit in ["1", "none"] {
-            let r = try CommandRun("/usr/bin/timeout", [Self.limit, Self.launcher, "1", "--", "bench", "dispatch", "--experts-per-token", "4",
+        for (perNode, limit) in [(1, "1"), (1, "none"), (2, "1")] {
+            let r = try CommandRun("/usr/bin/timeout", [Self.limit, Self.launcher, "\(perNode)", "--", "bench", "dispatch", "--experts-per-token", "4",
                                                         "--groups", "2", "--topk-group", limit, "--tokens", "256", "--steps", "1"])
-            try #require(r.status == 0, "bench dispatch --topk-group \(limit): \(r.stderr)")
+            try #require(r.status == 0, "bench dispatch --topk-group \(limit), \(perNode) a node: \(r.stderr)")
             let json = try #require(r.stdout.firstIndex(of: "{").map { String(r.stdout[$0...]) })
             let report = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
             let perToken = try #require(report["per_token_layer"] as? [String: Any])
@@ -172,13 +174,35 @@ struct VirtualClusterTests {
             let remote = try #require(perToken["remote_nodes"] as? Double), perExpert = try #require(perToken["per_expert_rows"] as? Double)
             #expect(report["group_nodes"] as? [[Int]] == [[0], [1]], "\(json)")
             for phase in ["dispatch", "combine", "combine_backward", "dispatch_backward"] {
-                #expect(abs((rows[phase] ?? -1) - remote) < 1e-9, "--topk-group \(limit), \(phase): \(rows[phase] ?? -1) rows a token, \(remote) remote nodes")
+                #expect(abs((rows[phase] ?? -1) - remote) < 1e-9,
+                        "--topk-group \(limit), \(perNode) a node, \(phase): \(rows[phase] ?? -1) rows a token, \(remote) remote nodes")
             }
             #expect(perExpert > 1.5 * remote, "--topk-group \(limit): \(perExpert) rows a token per (token, expert) against \(remote)")
             if limit == "1" {
                 let bound = try #require(report["bound_bytes"] as? Double)
                 #expect(remote <= 1 && (bytes["dispatch"] ?? .infinity) <= bound, "\(json)")
             }
+        }
+    }
+
+    /// Four experts a token out of twelve at ep 4, two ranks a node: a token's row crosses to
+    /// the other node once and its gateway fans it out to both ranks there; the three-expert
+    /// blocks are tiled by two tree nodes each. One process's weights, fp32 and bf16.
+    func wideRoutingThroughGateways(base: String) throws {
+        let recipe = Self.root.appendingPathComponent("Tests/Fixtures/recipes/wide-routing.yaml").path
+        for dtype in ["fp32", "bf16"] {
+            let dtypeSet = ["--set", "parallel.comm_dtype=\(dtype)"]
+            let one = try CommandRun(Self.binary, ["train", recipe, "--run-dir", "\(base)/wide-\(dtype)-one"] + dtypeSet)
+            try #require(one.status == 0, "wide routing, one process: \(one.stderr)")
+            let dir = "\(base)/wide-\(dtype)-ep4"
+            let r = try CommandRun("/usr/bin/timeout", [Self.limit, Self.launcher, "2", recipe, "--run-dir", dir, "--set", "parallel.dp=4",
+                                                        "--set", "parallel.ep=4"] + dtypeSet)
+            #expect(r.status == 0, "wide routing at ep 4 across the nodes (\(dtype)): \(r.stderr)")
+            func digest(_ d: String) throws -> String {
+                try CommandRun(Self.binary, ["inspect", "\(d)/checkpoints/step-00000010.h5"]).stdout
+                    .split(separator: "\n").first { $0.hasPrefix("digest") }.map(String.init) ?? "no digest"
+            }
+            #expect(try digest(dir) == digest("\(base)/wide-\(dtype)-one"), "wide routing at ep 4 across the nodes (\(dtype)): not one process's weights")
         }
     }
 
