@@ -41,13 +41,16 @@ struct GenerationMetrics: Codable, Sendable {
     var fracZeroStdGroups: Double
     var truncatedFraction: Double
     var generationBatch: Int
-    /// Seconds spent sampling and scoring the batch.
+    /// Seconds spent making the batch (rank 0's): all of it, and its phases — sampling the
+    /// completions, scoring them (the reward functions), and the π_old and reference forwards.
     var generationS = 0.0
+    var samplingS = 0.0, rewardS = 0.0, referenceS = 0.0
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case rewardMean = "reward_mean", rewardStd = "reward_std", completionLenMean = "completion_len_mean"
         case fracZeroStdGroups = "frac_zero_std_groups", truncatedFraction = "truncated_fraction"
         case generationBatch = "generation_batch", generationS = "generation_s"
+        case samplingS = "sampling_s", rewardS = "reward_s", referenceS = "reference_s"
     }
 
     /// `rewards/<name>`: keys made from the stage's reward functions.
@@ -75,6 +78,10 @@ struct GenerationMetrics: Codable, Sendable {
         truncatedFraction = try c.decode(Double.self, forKey: .truncatedFraction)
         generationBatch = try c.decode(Int.self, forKey: .generationBatch)
         generationS = try c.decode(Double.self, forKey: .generationS)
+        // Absent in metrics written before the phases were timed apart.
+        samplingS = try c.decodeIfPresent(Double.self, forKey: .samplingS) ?? 0
+        rewardS = try c.decodeIfPresent(Double.self, forKey: .rewardS) ?? 0
+        referenceS = try c.decodeIfPresent(Double.self, forKey: .referenceS) ?? 0
         let rewards = try decoder.container(keyedBy: RewardKey.self)
         rewardsByFunction = [:]
         for key in rewards.allKeys where key.stringValue.hasPrefix("rewards/") {
@@ -91,6 +98,9 @@ struct GenerationMetrics: Codable, Sendable {
         try c.encode(truncatedFraction, forKey: .truncatedFraction)
         try c.encode(generationBatch, forKey: .generationBatch)
         try c.encode(generationS, forKey: .generationS)
+        try c.encode(samplingS, forKey: .samplingS)
+        try c.encode(rewardS, forKey: .rewardS)
+        try c.encode(referenceS, forKey: .referenceS)
         var rewards = encoder.container(keyedBy: RewardKey.self)
         for (name, mean) in rewardsByFunction { try rewards.encode(mean, forKey: RewardKey(name: name)) }
     }

@@ -132,13 +132,16 @@ final class GRPORunner: StageRunner {
                                                       seed: Philox(seed: sampleSeed, purpose: "grpo-sample", UInt64(b)).uint64(UInt64(i))),
                                      stop: Set(stop))
         }
+        let sampling = now()
         for (i, tokens) in zip(mine, try inference.generate(requests)) {
             let stopped = tokens.count < tc
             completions[i] = tokens + (stopped && !stop.isEmpty ? [stop[0]] : [])
             truncated[i] = !stopped
             texts[i] = try data.format.text(tokens)
         }
+        let scoring = now()
         let scores = try score(mine: mine, prompts: prompts, completions: completions, texts: texts, truncated: truncated, batch: b)
+        let scored = now()
         let k = rewards.count
         var reward = (0..<total).map { i in (0..<k).reduce(0.0) { $0 + rewards[$1].1 * scores.scores[i][$1] } }
         if settings.control == .shuffleRewards {
@@ -158,7 +161,9 @@ final class GRPORunner: StageRunner {
         var out = Batch(index: b, length: length, prompts: (0..<total).map { promptTokens[$0 / g] }, completions: completions,
                         mask: mask, advantages: adv, old: nil, ref: nil, tokens: tokens,
                         metrics: metrics(reward, zeroStd: zero, scores: scores, batch: b))
+        let forwards = now()
         try oldAndReferenceLogps(&out)
+        (out.metrics.samplingS, out.metrics.rewardS, out.metrics.referenceS) = (scoring - sampling, scored - scoring, now() - forwards)
         return out
     }
 

@@ -90,14 +90,17 @@ import Testing
         let generation = GenerationMetrics(rewardMean: 0.7, rewardStd: .nan, rewardsByFunction: ["exact": 0.5, "format": 1, "command": -0.0],
                                            completionLenMean: 7.25, fracZeroStdGroups: 0.125, truncatedFraction: 0, generationBatch: 4,
                                            generationS: 0.0625)
-        let line = try Self.written(MetricsLine(common: m, extra: GRPOMetrics(generation: generation, kl: 1e-7, clipFraction: 0)))
+        var timed = generation
+        (timed.samplingS, timed.rewardS, timed.referenceS) = (0.03125, 0.015625, 0.0078125)
+        let line = try Self.written(MetricsLine(common: m, extra: GRPOMetrics(generation: timed, kl: 1e-7, clipFraction: 0)))
         var d = Self.dictionary(r)
         for k in ["mtp_loss", "load_imbalance", "load_imbalance_layers"] { d[k] = nil }
         let extra: [String: Any] = [
             "rank_capacity": 12, "never_dropped_routed": 5, "never_dropped_received": 4, "eval_loss": 0.5, "eval_exact_match": 0.25,
             "eval_samples": 200, "reward_mean": 0.7, "reward_std": Double.nan, "rewards/exact": 0.5, "rewards/format": 1.0,
             "rewards/command": -0.0, "completion_len_mean": 7.25, "frac_zero_std_groups": 0.125, "truncated_fraction": 0.0,
-            "generation_batch": 4, "generation_s": 0.0625, "kl": 1e-7, "clip_fraction": 0.0]
+            "generation_batch": 4, "generation_s": 0.0625, "sampling_s": 0.03125, "reward_s": 0.015625, "reference_s": 0.0078125,
+            "kl": 1e-7, "clip_fraction": 0.0]
         d.merge(extra) { $1 }
         #expect(line == (try Self.serialized(d)))
     }
