@@ -104,6 +104,33 @@ package struct TokenTerms: Sendable {
                 for t in range {
                     let lo = first[t], count = first[t + 1] - lo
                     if count == 0 { continue }
+                    let dst = out + t * d
+                    if count == 1 && !bf16 {
+                        // One term is its own sum: no scratch (the same roundings: w·x, then +).
+                        let from = source + row[lo] * d
+                        if let weights, slot[lo] >= 0 {
+                            let w = weights[slot[lo]]
+                            if assign { for j in 0..<d { dst[j] = w * from[j] } } else { for j in 0..<d { dst[j] += w * from[j] } }
+                        } else if assign {
+                            dst.update(from: from, count: d)
+                        } else {
+                            for j in 0..<d { dst[j] += from[j] }
+                        }
+                        continue
+                    }
+                    if count == 2 && !bf16 && (weights == nil || (slot[lo] >= 0 && slot[lo + 1] >= 0)) {
+                        // Two terms: the tree is left + right (each product rounded first, as a leaf is).
+                        let a = source + row[lo] * d, b = source + row[lo + 1] * d
+                        if let weights {
+                            let wa = weights[slot[lo]], wb = weights[slot[lo + 1]]
+                            if assign { for j in 0..<d { dst[j] = wa * a[j] + wb * b[j] } } else { for j in 0..<d { dst[j] += wa * a[j] + wb * b[j] } }
+                        } else if assign {
+                            for j in 0..<d { dst[j] = a[j] + b[j] }
+                        } else {
+                            for j in 0..<d { dst[j] += a[j] + b[j] }
+                        }
+                        continue
+                    }
                     for i in 0..<count {
                         let leaf = s + i * d, from = source + row[lo + i] * d
                         if let weights, slot[lo + i] >= 0 {
@@ -115,7 +142,6 @@ package struct TokenTerms: Sendable {
                         if bf16 { BFloat16.round(leaf, count: d) }
                     }
                     ExpertSumTree.sum(count: count, width: d, bf16: bf16, first: { node[lo + $0] }, row: { s + $0 * d })
-                    let dst = out + t * d
                     if assign { dst.update(from: s, count: d) } else { for j in 0..<d { dst[j] += s[j] } }
                 }
             }

@@ -32,6 +32,12 @@ struct DispatchPlan {
     let segmentStarts: [[Int]], segmentRows: [[Int]]
 
     var rowsReceived: Int { receiveCounts.reduce(0, +) }
+
+    /// Whether this rank sends token rows to no gateway but itself and receives none but its
+    /// own (its ep group on one node): the dispatch across nodes moves nothing then.
+    func onlyOwnRows(me: Int) -> Bool {
+        sendTokens.indices.allSatisfy { $0 == me || (sendTokens[$0] == 0 && receiveTokens[$0] == 0) }
+    }
     /// Each source's global micro-batch, by source rank.
     var sourceMicros: [Int] { received.map(\.micro) }
     /// The owner's capacity per micro-batch (nil without dropping): every source states the same.

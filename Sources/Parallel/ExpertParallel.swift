@@ -252,14 +252,19 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                                                toCounts: plan.receiveAssignments)
         let fan = try FanOut(metadata: metadata, assignments: plan.receiveAssignments, rowsPerSource: plan.receiveTokens,
                              gateways: gateways, me: comm.rank)
-        let sent = Storage(uninitialized: Swift.max(rows.count * width, 1))
-        rows.gather(input.data, width: width, into: sent.data)
-        let dispatch = try dispatcher.move(sent, width: width, counts: plan.sendTokens, to: plan.receiveTokens, phase: .dispatch)
-        alongside?()
-        let received = try dispatch.wait()
-        // Within the node: fanned out to the owners, one row per (token, expert).
         let fanned = Storage(uninitialized: Swift.max(fan.rows * width, 1))
-        fan.fan(received.data, width: width, into: fanned.data)
+        if plan.onlyOwnRows(me: comm.rank) {
+            // One node: a rank is the gateway of its own rows only; fan out straight from the input.
+            copyRows(input.data, fan.receivedRow.map { rows.token[$0] }, width: width, into: fanned.data)
+            alongside?()
+        } else {
+            let sent = Storage(uninitialized: Swift.max(rows.count * width, 1))
+            rows.gather(input.data, width: width, into: sent.data)
+            let dispatch = try dispatcher.move(sent, width: width, counts: plan.sendTokens, to: plan.receiveTokens, phase: .dispatch)
+            alongside?()
+            // Within the node: fanned out to the owners, one row per (token, expert).
+            fan.fan(try dispatch.wait().data, width: width, into: fanned.data)
+        }
         let inputs = try dispatcher.move(fanned, width: width, counts: fan.countsPerOwner, to: plan.receiveCounts, phase: .fanOut).wait()
         if let training, let rule = training.dropping, dropping != nil {
             let owned = try dispatcher.integers(fan.tokens, counts: fan.countsPerOwner, to: plan.receiveCounts, phase: .tokens)
@@ -330,8 +335,7 @@ extension ExpertParallel {
     func backward(_ gradient: Tensor, _ saved: SavedExchange) -> [Tensor?] {
         guard failure == nil else { return [nil, nil, nil, nil, nil] }
         do {
-            let received = try combineBackward(gradient, saved).wait()
-            let (fanned, weightGradients) = fanOutGradients(received, saved)
+            let (fanned, weightGradients) = try fanOutGradients(combineBackward(gradient, saved), saved)
             let outputGradients = try dispatcher.move(fanned, width: saved.width, counts: saved.fan.countsPerOwner,
                                                       to: saved.plan.receiveCounts, phase: .fanOut).wait()
             let inputGradients = computeExpertsBackward(outputGradients, saved)
@@ -343,32 +347,48 @@ extension ExpertParallel {
         }
     }
 
-    /// Source: the output gradient's rows (one per (token, node), as the dispatch) started on
-    /// their way to the gateways.
-    func combineBackward(_ gradient: Tensor, _ saved: SavedExchange) throws -> PendingExchange<Storage> {
+    /// Source: the output gradient's rows (one per (token, node), as the dispatch) on their way
+    /// to the gateways, and each assignment's row among them. With every row its own (one
+    /// node) and nothing to round, the gradient itself, read in place (never written: the
+    /// shared experts' backward reads it too), row = token.
+    func combineBackward(_ gradient: Tensor, _ saved: SavedExchange) throws -> GradientRows {
         let outputGradient = gradient.contiguousNoGrad(), width = saved.width
+        if saved.plan.onlyOwnRows(me: comm.rank) && dtype == .fp32 {
+            return GradientRows(data: outputGradient.data, keep: outputGradient, row: saved.fan.assignmentRow.map { saved.rows.token[$0] })
+        }
         let rows = Storage(uninitialized: Swift.max(saved.rows.count * width, 1))
         saved.rows.gather(outputGradient.data, width: width, into: rows.data)
         withExtendedLifetime(outputGradient) {}
-        return try dispatcher.move(rows, width: width, counts: saved.plan.sendTokens, to: saved.plan.receiveTokens, phase: .combineBackward)
+        let moved = try dispatcher.move(rows, width: width, counts: saved.plan.sendTokens, to: saved.plan.receiveTokens,
+                                        phase: .combineBackward).wait()
+        return GradientRows(data: moved.data, keep: moved, row: saved.fan.assignmentRow)
+    }
+
+    /// Output-gradient rows at a gateway: where they are, what keeps them alive, and each
+    /// assignment's row.
+    struct GradientRows {
+        let data: UnsafeMutablePointer<Float>
+        let keep: AnyObject
+        let row: [Int]
     }
 
     /// Gateway: each assignment's output gradient w·g, fanned out for the owners, and its
     /// routing weight's gradient g·y (y: the expert's result row, returned in the forward).
-    func fanOutGradients(_ received: Storage, _ saved: SavedExchange) -> (rows: Storage, weights: [Float]) {
-        let fan = saved.fan, width = saved.width, outputs = saved.results.data
+    func fanOutGradients(_ received: GradientRows, _ saved: SavedExchange) -> (rows: Storage, weights: [Float]) {
+        let fan = saved.fan, width = saved.width, outputs = saved.results.data, sourceRow = received.row
         let rows = Storage(uninitialized: Swift.max(fan.rows * width, 1))
         var weights = [Float](repeating: 0, count: fan.weights.count)
         weights.withUnsafeMutableBufferPointer { wb in
             let dw = wb.baseAddress!, into = rows.data, g = received.data
             parallelFor(fan.fannedRow.count, grain: 256) { range in
                 for a in range {
-                    let source = g + fan.assignmentRow[a] * width, at = fan.fannedRow[a], w = fan.weights[a], row = into + at * width
+                    let source = g + sourceRow[a] * width, at = fan.fannedRow[a], w = fan.weights[a], row = into + at * width
                     dw[a] = vdot(source, outputs + at * width, width)
                     for j in 0..<width { row[j] = w * source[j] }
                 }
             }
         }
+        withExtendedLifetime(received.keep) {}
         return (rows, weights)
     }
 

@@ -33,13 +33,14 @@ struct TokenRows {
         var perGateway = [Int](repeating: 0, count: size), partialsPerGateway = [Int](repeating: 0, count: size)
         var perExpert = [[Int]](repeating: [Int](repeating: 0, count: local), count: size)
         var returned = [[(node: Int, row: Int)]](repeating: [], count: n)
-        var partial = 0
+        var partial = 0, here: [Int] = []
         for g in 0..<size {
             let node = gateways.nodeOf[g]
             guard gateways.gateway(source: me, node: node) == g else { continue }
             let nodes = gateways.treeNodes(ofNode: node)
             for t in 0..<n {
-                let here = (mine.first[t]..<mine.first[t + 1]).filter { gateways.nodeOf[mine.node[$0] / local] == node }
+                here.removeAll(keepingCapacity: true)
+                for i in mine.first[t]..<mine.first[t + 1] where gateways.nodeOf[mine.node[i] / local] == node { here.append(i) }
                 if here.isEmpty { continue }
                 token.append(t)
                 rowsPerGateway[g] += 1

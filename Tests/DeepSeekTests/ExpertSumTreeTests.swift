@@ -71,4 +71,47 @@ import Testing
         }
         #expect(differsFromLeftToRight, "no case told the tree from left-to-right addition")
     }
+
+    /// `TokenTerms.sum` (with its shortcuts for one and two terms) gives the tree's bits: each
+    /// leaf w·x rounded, then the tree's additions, then added to (or written into) the row.
+    @Test func tokenTermsAddEachTokensTermsInTheTreesOrder() {
+        let rng = Philox(seed: 33), d = 5, rowsIn = 12
+        let source = (0..<(rowsIn * d)).map { rng.normal(UInt64($0)) * Float(1 << ($0 % 13)) }
+        let weights = (0..<rowsIn).map { rng.normal(UInt64(1000 + $0)) }
+        // Tokens with 0, 1, 2, 3 and 4 terms (nodes in increasing order, rows anywhere).
+        let first = [0, 0, 1, 3, 6, 10]
+        let node = [5, 2, 9, 0, 3, 6, 1, 2, 4, 7]
+        let row = [3, 0, 7, 11, 2, 5, 9, 1, 4, 8]
+        for weighted in [false, true] {
+            let terms = TokenTerms(first: first, node: node, row: row, slot: weighted ? row : [Int](repeating: -1, count: row.count))
+            for assign in [false, true] {
+                let start = (0..<(5 * d)).map { Float($0) * 0.25 - 3 }
+                var got = start
+                source.withUnsafeBufferPointer { s in
+                    weights.withUnsafeBufferPointer { w in
+                        got.withUnsafeMutableBufferPointer { o in
+                            terms.sum(s.baseAddress!, width: d, weights: weighted ? w.baseAddress! : nil, into: o.baseAddress!, assign: assign)
+                        }
+                    }
+                }
+                for t in 0..<5 {
+                    let range = first[t]..<first[t + 1]
+                    for j in 0..<d {
+                        let want: Float
+                        if range.isEmpty {
+                            want = start[t * d + j]
+                        } else {
+                            let leaves = range.map { i -> (first: Int, value: Float) in
+                                let x = source[row[i] * d + j]
+                                return (node[i], weighted ? weights[row[i]] * x : x)
+                            }
+                            let root = treeSum(leaves)
+                            want = assign ? root : start[t * d + j] + root
+                        }
+                        #expect(got[t * d + j].bitPattern == want.bitPattern, "token \(t), column \(j), weighted \(weighted), assign \(assign)")
+                    }
+                }
+            }
+        }
+    }
 }
