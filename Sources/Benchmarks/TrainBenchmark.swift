@@ -47,6 +47,9 @@ package enum TrainBenchmark {
         /// `--comm-dtype` of the MoE benchmark.
         package var commDType: String?
         package var exposedGatherMs: Double?
+        /// Under mpirun with --ep > 1, per timed step (rank 0's): the waits in the expert
+        /// exchange, by phase (`ExchangePhase`), ms.
+        package var exposedExpertMs: [String: Double]?
 
         enum CodingKeys: String, CodingKey {
             case benchmark
@@ -76,6 +79,7 @@ package enum TrainBenchmark {
             case exposedReduceMs = "exposed_reduce_ms"
             case commDType = "comm_dtype"
             case exposedGatherMs = "exposed_gather_ms"
+            case exposedExpertMs = "exposed_expert_ms"
         }
     }
 
@@ -109,6 +113,7 @@ package enum TrainBenchmark {
         var report = measure(model: name, parameters: model.parameterCount, vocab: c.vocabSize, batch: b, length: t, warmup: warmup,
                        steps: steps, threads: threads, peak: peakGF,
                        flopsPerToken: ModelPlan(c, sequenceLength: t).flopsPerToken) { rows in
+            if waits.count == warmup { trainer.engine.executor?.resetTraffic() }  // count the timed steps only
             let r = try! trainer.step(rows: rows, batch: b, length: t, lr: 1e-4)
             waits.append((r.reduceWait, r.gatherWait))
             return (r.forward, r.backward, r.optimizer)
@@ -120,6 +125,9 @@ package enum TrainBenchmark {
             let timed = waits.suffix(steps)
             report.exposedReduceMs = timed.map(\.reduce).reduce(0, +) / Double(steps) * 1e3
             report.exposedGatherMs = timed.map(\.gather).reduce(0, +) / Double(steps) * 1e3
+            if let executor = trainer.engine.executor, (grid?.ep.size ?? 1) > 1 {
+                report.exposedExpertMs = Dictionary(uniqueKeysWithValues: executor.traffic.waitSeconds.map { ($0.key.rawValue, $0.value / Double(steps) * 1e3) })
+            }
         }
         if let grid { report.rankPeakRSSMB = try? grid.world.allgather([ProcessStats.peakRSSMiB]) }
         return report

@@ -23,6 +23,9 @@ package struct ExchangeTraffic: Sendable {
     package var interNodeRows: [ExchangePhase: Int] = [:]
     /// Forward exchanges run, and the tokens they routed (this rank's, over all layers).
     package var exchanges = 0, tokens = 0
+    /// Seconds this rank waited for each phase's data (blocking calls, and the waits for
+    /// posted rows): the expert communication not hidden behind compute.
+    package var waitSeconds: [ExchangePhase: Double] = [:]
 
     package init() {}
 

@@ -241,8 +241,8 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         let tokens = x.shape[0], width = x.shape[1]
         let input = x.contiguousNoGrad(), routingWeights = weights.contiguousNoGrad()
         let rows = TokenRows(assignments, tokens: tokens, gateways: gateways, me: comm.rank)
-        let plan = try DispatchPlan.exchange(headers(rows, tokens: tokens, length: length, dropping: dropping, training: training),
-                                             over: comm, gateways: gateways)
+        let sent = headers(rows, tokens: tokens, length: length, dropping: dropping, training: training)
+        let plan = try dispatcher.timed(.headers) { try DispatchPlan.exchange(sent, over: comm, gateways: gateways) }
         dispatcher.count(.headers, [Int](repeating: 1, count: comm.size), bytesPerValue: 8 * DispatchHeader.width(localExperts: local), width: 0)
         dispatcher.countForward(tokens: tokens)
         load[layer] = (Swift.max(load[layer]?.rows ?? 0, plan.received.map(\.rows).max() ?? 0), plan.capacity)

@@ -1,3 +1,4 @@
+import Foundation
 import Autograd
 import Collectives
 
@@ -40,13 +41,22 @@ final class TokenDispatcher {
         count(phase, counts, bytesPerValue: 8, width: 0)
         guard comm.size > 1 else { return values }
         var arrived = [Int64](repeating: 0, count: Swift.max(toCounts.reduce(0, +), 1))
-        try values.withUnsafeBufferPointer { s in
-            try arrived.withUnsafeMutableBufferPointer { r in
-                try comm.alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: displacements(counts),
-                                   r.baseAddress!, recvCounts: toCounts, recvDispls: displacements(toCounts))
+        try timed(phase) {
+            try values.withUnsafeBufferPointer { s in
+                try arrived.withUnsafeMutableBufferPointer { r in
+                    try comm.alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: displacements(counts),
+                                       r.baseAddress!, recvCounts: toCounts, recvDispls: displacements(toCounts))
+                }
             }
         }
         return arrived
+    }
+
+    /// Runs `body`, adding the seconds it took to `phase`'s wait.
+    func timed<T>(_ phase: ExchangePhase, _ body: () throws -> T) rethrows -> T {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { traffic.waitSeconds[phase, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
+        return try body()
     }
 
     /// Rows of `width` floats — `counts[q]` for rank q, in rank order — to the ranks, which
@@ -65,8 +75,8 @@ final class TokenDispatcher {
         (arrived.data + recvDispls[me]).update(from: rows.data + sendDispls[me], count: sendCounts[me])
         let posted = PostedRows(on: comm, bf16: dtype == .bf16, sending: sendCounts.reduce(0, +), receiving: recvCounts.reduce(0, +))
         try posted.post(rows.data, sendCounts, sendDispls, into: arrived.data, recvCounts, recvDispls)
-        return PendingExchange { [posted] in
-            try posted.wait()
+        return PendingExchange { [self, posted] in
+            try timed(phase) { try posted.wait() }
             withExtendedLifetime(rows) {}
             return arrived
         }
@@ -78,10 +88,12 @@ final class TokenDispatcher {
         count(.dispatchBackward, counts, bytesPerValue: 4, width: 1, rows: false)
         guard comm.size > 1 else { return values }
         var arrived = [Float](repeating: 0, count: Swift.max(toCounts.reduce(0, +), 1))
-        try values.withUnsafeBufferPointer { s in
-            try arrived.withUnsafeMutableBufferPointer { r in
-                try comm.alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: displacements(counts),
-                                   r.baseAddress!, recvCounts: toCounts, recvDispls: displacements(toCounts))
+        try timed(.dispatchBackward) {
+            try values.withUnsafeBufferPointer { s in
+                try arrived.withUnsafeMutableBufferPointer { r in
+                    try comm.alltoallv(s.baseAddress!, sendCounts: counts, sendDispls: displacements(counts),
+                                       r.baseAddress!, recvCounts: toCounts, recvDispls: displacements(toCounts))
+                }
             }
         }
         return arrived
