@@ -252,6 +252,13 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
                                                toCounts: plan.receiveAssignments)
         let fan = try FanOut(metadata: metadata, assignments: plan.receiveAssignments, rowsPerSource: plan.receiveTokens,
                              gateways: gateways, me: comm.rank)
+        // With gradients, the backward is two tape nodes around the shared experts' (recorded
+        // first, run last: it waits for the input gradients the other posted), so their transfer
+        // runs behind the shared experts' backward.
+        let returning = PendingReturn()
+        let anchor = Tensor.record(Tensor(zeros: [1]), inputs: [x, weights], op: "expertParallelReturn") { [self] _ in
+            finishBackward(returning)
+        }
         let fanned = Storage(uninitialized: Swift.max(fan.rows * width, 1))
         if plan.onlyOwnRows(me: comm.rank) {
             // One node: a rank is the gateway of its own rows only; fan out straight from the input.
@@ -281,8 +288,14 @@ package final class ExpertParallel: ExpertExecutor, @unchecked Sendable {
         rows.results.sum(returned.data, width: width, weights: nil, bf16: dtype == .bf16, into: out.data)
         let saved = SavedExchange(layer: layer, experts: experts, plan: plan, rows: rows, fan: fan, input: input, weights: routingWeights,
                                   inputs: inputs, activations: activations, results: results)
-        return Tensor.record(out, inputs: [x, weights, experts.gate, experts.up, experts.down], op: "expertParallel") { [self] gradient in
-            backward(gradient, saved)
+        guard anchor.requiresGrad else {
+            return Tensor.record(out, inputs: [x, weights, experts.gate, experts.up, experts.down], op: "expertParallel") { [self] gradient in
+                backward(gradient, saved)
+            }
+        }
+        return Tensor.record(out, inputs: [anchor, experts.gate, experts.up, experts.down], op: "expertParallel") { [self] gradient in
+            startBackward(gradient, saved, returning)
+            return [Tensor(zeros: [1]), nil, nil, nil]
         }
     }
 
@@ -333,17 +346,37 @@ extension ExpertParallel {
     /// The exchange's backward, its phases in reverse: the combine's gradients go to the owners,
     /// the experts run backward there, and the dispatch's gradients come back to the tokens.
     func backward(_ gradient: Tensor, _ saved: SavedExchange) -> [Tensor?] {
-        guard failure == nil else { return [nil, nil, nil, nil, nil] }
+        let returning = PendingReturn()
+        startBackward(gradient, saved, returning)
+        return finishBackward(returning) + [nil, nil, nil]
+    }
+
+    /// The backward up to the input gradients' return, which it posts (`finishBackward` waits).
+    func startBackward(_ gradient: Tensor, _ saved: SavedExchange, _ returning: PendingReturn) {
+        guard failure == nil else { return }
         do {
             let (fanned, weightGradients) = try fanOutGradients(combineBackward(gradient, saved), saved)
             let outputGradients = try dispatcher.move(fanned, width: saved.width, counts: saved.fan.countsPerOwner,
                                                       to: saved.plan.receiveCounts, phase: .fanOut).wait()
             let inputGradients = computeExpertsBackward(outputGradients, saved)
-            let (inputGradient, weightsGradient) = try dispatchBackward(inputGradients, weightGradients, saved)
-            return [inputGradient, weightsGradient, nil, nil, nil]
+            returning.sums = try postInputGradients(inputGradients, saved)
+            returning.weightGradients = weightGradients
+            returning.saved = saved
         } catch {
             record(ExpertExchangeError(rank: comm.rank, layer: saved.layer, pass: .backward, cause: error))
-            return [nil, nil, nil, nil, nil]
+        }
+    }
+
+    /// The input gradients and the routing weights' gradients, once the posted sums arrive.
+    func finishBackward(_ returning: PendingReturn) -> [Tensor?] {
+        guard failure == nil, let saved = returning.saved, let sums = returning.sums else { return [nil, nil] }
+        defer { returning.clear() }
+        do {
+            let (inputGradient, weightsGradient) = try dispatchBackward(sums, returning.weightGradients, saved)
+            return [inputGradient, weightsGradient]
+        } catch {
+            record(ExpertExchangeError(rank: comm.rank, layer: saved.layer, pass: .backward, cause: error))
+            return [nil, nil]
         }
     }
 
@@ -461,20 +494,40 @@ extension ExpertParallel {
     }
 
     /// Owners: the input gradients back to the gateways; gateways: summed per (row, tree node)
-    /// and sent back with the routing weights' gradients; source: each token's sums added with
-    /// the tree, and each weight's gradient put in its slot.
-    func dispatchBackward(_ inputGradients: Storage, _ weightGradients: [Float], _ saved: SavedExchange) throws -> (Tensor, Tensor) {
-        let width = saved.width, fan = saved.fan, plan = saved.plan, bf16 = dtype == .bf16
-        let gathered = try dispatcher.move(inputGradients, width: width, counts: plan.receiveCounts, to: fan.countsPerOwner, phase: .fanIn).wait()
+    /// and posted back to the sources.
+    func postInputGradients(_ inputGradients: Storage, _ saved: SavedExchange) throws -> PendingExchange<Storage> {
+        let width = saved.width, fan = saved.fan
+        let gathered = try dispatcher.move(inputGradients, width: width, counts: saved.plan.receiveCounts, to: fan.countsPerOwner,
+                                           phase: .fanIn).wait()
         let sums = Storage(uninitialized: Swift.max(fan.results.first.count - 1, 1) * width)
-        fan.results.sum(gathered.data, width: width, weights: nil, bf16: bf16, into: sums.data, assign: true)
-        let returned = try dispatcher.move(sums, width: width, counts: fan.resultsPerSource, to: saved.rows.partialsPerGateway,
-                                           phase: .dispatchBackward).wait()
+        fan.results.sum(gathered.data, width: width, weights: nil, bf16: dtype == .bf16, into: sums.data, assign: true)
+        return try dispatcher.move(sums, width: width, counts: fan.resultsPerSource, to: saved.rows.partialsPerGateway, phase: .dispatchBackward)
+    }
+
+    /// Source: each token's returned sums added with the tree, and the routing weights'
+    /// gradients (from the gateways) put in their slots.
+    func dispatchBackward(_ sums: PendingExchange<Storage>, _ weightGradients: [Float], _ saved: SavedExchange) throws -> (Tensor, Tensor) {
+        let width = saved.width, plan = saved.plan
+        let returned = try sums.wait()
         let gradient = Tensor(zeros: [saved.tokens, width])
-        saved.rows.results.sum(returned.data, width: width, weights: nil, bf16: bf16, into: gradient.data)
+        saved.rows.results.sum(returned.data, width: width, weights: nil, bf16: dtype == .bf16, into: gradient.data)
         let arrived = try dispatcher.weightGradients(weightGradients, counts: plan.receiveAssignments, to: plan.sendAssignments)
         let weightsGradient = Tensor(zeros: saved.weights.shape)
         for (a, slot) in saved.rows.slot.enumerated() { weightsGradient.data[slot] = arrived[a] }
         return (gradient, weightsGradient)
+    }
+}
+
+/// What the first half of an MoE layer's backward leaves for the second: the input-gradient
+/// sums on their way back, the routing weights' gradients, and the forward's record.
+final class PendingReturn {
+    var sums: PendingExchange<Storage>?
+    var weightGradients: [Float] = []
+    var saved: SavedExchange?
+
+    func clear() {
+        sums = nil
+        saved = nil
+        weightGradients = []
     }
 }
