@@ -74,7 +74,9 @@ package struct ModelPlan: Codable, Sendable {
         layout = Layout(dp: dp, ep: ep, pp: pp, microBatch: microBatch, microbatches: microbatches)
 
         // Dispatch and combine, forward and backward: 4 transfers of every routed copy of a
-        // token's hidden state (fp32); the share (ep−1)/ep leaves the rank.
+        // token's hidden state (fp32); the share (ep−1)/ep leaves the rank. That is the ep group
+        // on one node; across nodes a token crosses to a node once and is fanned out there
+        // (ExpertParallel's gateways), fewer bytes between nodes: `bench dispatch` counts them.
         // `microbatches` are over all ranks: a rank of a stage runs microbatches/dp of them.
         let tokensPerRank = Double(microBatch * Swift.max(microbatches / dp, 1) * t)
         let layersOnRank = Double(moeLayers) / Double(pp)

@@ -28,7 +28,7 @@ struct FanOut {
     init(metadata: [Int64], assignments: [Int], rowsPerSource: [Int], gateways: Gateways, me: Int) throws {
         let local = gateways.local, size = gateways.size, node = gateways.nodeOf[me]
         let total = assignments.reduce(0, +), trees = gateways.treeNodes(ofNode: node)
-        guard metadata.count >= 3 * total else { throw FanOutError.malformed(source: 0) }
+        guard metadata.count >= 3 * total else { throw FanOutError.inconsistent(phase: ExchangePhase.metadata.rawValue) }
         var (next, countsPerOwner) = try Self.runStarts(metadata, assignments: assignments, gateways: gateways, node: node)
         var receivedRow = [Int](repeating: 0, count: total), tokens = [Int64](repeating: 0, count: total)
         var assignmentRow: [Int] = [], fannedRow: [Int] = [], weights: [Float] = []

@@ -487,6 +487,21 @@ import Testing
         #expect(alone.status == 64 && alone.stderr.contains("--ep 2 splits the experts over ranks: run under mpirun"), "\(alone.stderr)")
     }
 
+    /// `bench dispatch` says what does not fit once (not once a rank), and rejects bad options
+    /// before any work; alone it counts nothing between nodes and says so.
+    @Test func benchDispatchSaysWhatDoesNotFit() throws {
+        var flags = ["--bind-to", "none"]
+        if getuid() == 0 { flags.append("--allow-run-as-root") }
+        let r = try run("/usr/bin/env", ["mpirun", "-np", "2"] + flags + [Self.binary, "bench", "dispatch", "--groups", "3", "--steps", "1"])
+        #expect(r.status != 0)
+        #expect(r.stderr.components(separatedBy: "--groups 3 does not divide the 16 experts").count == 2, "one message, not one per rank: \(r.stderr)")
+        let bad = try run(Self.binary, ["bench", "dispatch", "--topk-group", "0"])
+        #expect(bad.status == 64 && bad.stderr.contains("--topk-group 0: a positive count or none"), "\(bad.stderr)")
+        let alone = try run(Self.binary, ["bench", "dispatch", "--tokens", "64", "--steps", "1"])
+        #expect(alone.status == 0 && alone.stderr.contains("one process: nothing travels"), "\(alone.stderr)")
+        #expect(alone.stdout.contains("\"benchmark\" : \"dispatch\""), "\(alone.stdout.prefix(300))")
+    }
+
     @Test func collectivesMoveTheRightValues() throws {
         let p = Process()
         _ = p
