@@ -45,6 +45,33 @@ package final class KVCache {
         second = (0..<l).map { served.contains($0) ? Tensor(zeros: [batch, capacity, w2]) : Tensor(zeros: [1, 1, 1]) }
     }
 
+    /// A cache of `indices.count` rows, row i a copy of row `indices[i]` of this one, at the same
+    /// length: a prompt's prefill shared by its completions (indices repeated), or the rows still
+    /// decoding (finished ones dropped).
+    package func rows(_ indices: [Int]) -> KVCache {
+        let out = KVCache(kind: kind, batch: indices.count, capacity: capacity, layers: layers, widths: (firstRow, secondRow),
+                          count: first.count)
+        out.length = length
+        for l in layers {
+            for (from, into, w) in [(first[l], out.first[l], firstRow), (second[l], out.second[l], secondRow)] {
+                for (i, r) in indices.enumerated() {
+                    (into.data + i * capacity * w).update(from: from.data + r * capacity * w, count: length * w)
+                }
+            }
+        }
+        return out
+    }
+
+    private init(kind: CacheKind, batch: Int, capacity: Int, layers: Range<Int>, widths: (Int, Int), count l: Int) {
+        self.kind = kind
+        self.batch = batch
+        self.capacity = capacity
+        self.layers = layers
+        (firstRow, secondRow) = widths
+        first = (0..<l).map { layers.contains($0) ? Tensor(zeros: [batch, capacity, widths.0]) : Tensor(zeros: [1, 1, 1]) }
+        second = (0..<l).map { layers.contains($0) ? Tensor(zeros: [batch, capacity, widths.1]) : Tensor(zeros: [1, 1, 1]) }
+    }
+
     /// Bytes the cache holds per token (all layers, float32 as stored here).
     package var bytesPerToken: Int { layers.count * (firstRow + secondRow) * 4 }
 

@@ -129,22 +129,26 @@ package final class ShardedInference {
         return prompt.count > room ? Array(prompt.suffix(room)) : prompt
     }
 
-    /// Completes this position's requests one after the other, each with a KV cache of the
-    /// stage's layers only. Each tick feeds one request's prompt or its last token through the
-    /// stages; the last stage samples and sends the token to the position's other stages, so
+    /// Completes this position's requests group by group, each group decoded as one batch with a
+    /// KV cache of the stage's layers only. A group's requests share their prompt: it is
+    /// prefilled once and the cache copied to every row; rows that finish leave the batch.
+    /// `groups`: ranges of `requests` with one prompt and one `maxNew` (GRPO: a prompt's
+    /// completions within one global micro-batch, which the layout does not decide); nil: each
+    /// request alone. Each tick feeds the group's prompt or its rows' last tokens through the
+    /// stages; the last stage samples and sends the tokens to the position's other stages, so
     /// every stage returns the completions.
-    package func generate(_ requests: [Request], cache kind: CacheKind = .latent) throws -> [[Int]] {
+    package func generate(_ requests: [Request], cache kind: CacheKind = .latent, groups: [Range<Int>]? = nil) throws -> [[Int]] {
         var out = [[Int]](repeating: [], count: requests.count)
+        let groups = (groups ?? requests.indices.map { $0..<($0 + 1) }).filter { !$0.isEmpty && requests[$0.lowerBound].maxNew > 0 }
         let pp = grid.layout.pp, v = model.config.vocabSize, dim = model.config.hiddenSize
         let last = grid.worldRank(stage: pp - 1)
         var current = 0, step = 0
         var cache: KVCache?
-        var input: [Int] = []
+        var alive: [Int] = [], input: [Int] = []
         var sends: [Communicator.Request] = []
         try withNoGrad {
             while true {
-                while current < requests.count && requests[current].maxNew <= 0 { current += 1 }
-                let active = current < requests.count
+                let active = current < groups.count
                 if lockstep {
                     // Whether anyone is still decoding: a finished position serves the others' experts.
                     var any = [active ? 1.0 : 0.0]
@@ -154,44 +158,56 @@ package final class ShardedInference {
                     break
                 }
                 guard active else { try serve(); continue }
-                let req = requests[current]
+                let group = groups[current], first = requests[group.lowerBound]
                 if cache == nil {
-                    cache = KVCache(model.config, kind: kind, batch: 1, capacity: req.prompt.count + req.maxNew, layers: grid.layers)
-                    input = req.prompt
+                    cache = KVCache(model.config, kind: kind, batch: 1, capacity: first.prompt.count + first.maxNew, layers: grid.layers)
+                    input = first.prompt
+                    alive = Array(group)
                 }
-                let tn = step == 0 ? req.prompt.count : 1
+                let rows = step == 0 ? 1 : alive.count, tn = step == 0 ? first.prompt.count : 1
                 var h: Tensor
                 if grid.isFirstStage {
-                    h = model.model.embed_tokens(input, shape: [1, tn])
+                    h = model.model.embed_tokens(input, shape: [rows, tn])
                 } else {
-                    h = Tensor(try grid.world.recv(count: tn * dim, from: grid.worldRank(stage: grid.stage - 1), tag: Self.hiddenTag),
-                               shape: [1, tn, dim])
+                    h = Tensor(try grid.world.recv(count: rows * tn * dim, from: grid.worldRank(stage: grid.stage - 1), tag: Self.hiddenTag),
+                               shape: [rows, tn, dim])
                 }
                 h = model.decodeLayers(h, layers: grid.layers, cache: cache!, experts: experts)
                 try experts?.throwIfFailed()
                 cache!.advance(tn)
-                let token: Int, finished: Bool
+                if step == 0 && alive.count > 1 { cache = cache!.rows([Int](repeating: 0, count: alive.count)) }
+                // Per alive row: its token, and whether it finished.
+                var tokens: [Int] = [], finished: [Bool] = []
                 if grid.isLastStage {
-                    let logits = model.lm_head(model.model.norm(h))
-                    token = req.sampler.sample(Array(logits.values.suffix(v)), step: step)
-                    finished = req.stop.contains(token) || step + 1 == req.maxNew
-                    for s in 0..<(pp - 1) {
-                        sends.append(try grid.world.isend([Float(token), finished ? 1 : 0], to: grid.worldRank(stage: s), tag: Self.tokenTag))
+                    let logits = model.lm_head(model.model.norm(h)).contiguous()
+                    for (j, r) in alive.enumerated() {
+                        // After the shared prefill every row samples from its one last position.
+                        let at = ((step == 0 ? 0 : j) * tn + tn - 1) * v
+                        let token = requests[r].sampler.sample(Array(UnsafeBufferPointer(start: logits.data + at, count: v)), step: step)
+                        tokens.append(token)
+                        finished.append(requests[r].stop.contains(token) || step + 1 == requests[r].maxNew)
                     }
+                    let message: [Float] = zip(tokens, finished).flatMap { [Float($0), $1 ? 1 : 0] }
+                    for s in 0..<(pp - 1) { sends.append(try grid.world.isend(message, to: grid.worldRank(stage: s), tag: Self.tokenTag)) }
                 } else {
                     sends.append(try send(h))
-                    let m = try grid.world.recv(count: 2, from: last, tag: Self.tokenTag)
-                    token = Int(m[0])
-                    finished = m[1] != 0
+                    let m = try grid.world.recv(count: 2 * alive.count, from: last, tag: Self.tokenTag)
+                    for j in alive.indices {
+                        tokens.append(Int(m[2 * j]))
+                        finished.append(m[2 * j + 1] != 0)
+                    }
                 }
-                if !req.stop.contains(token) { out[current].append(token) }
-                if finished {
+                for (j, r) in alive.enumerated() where !requests[r].stop.contains(tokens[j]) { out[r].append(tokens[j]) }
+                let staying = alive.indices.filter { !finished[$0] }
+                if staying.isEmpty {
                     current += 1
                     step = 0
                     cache = nil
                 } else {
+                    if staying.count < alive.count { cache = cache!.rows(staying) }
+                    alive = staying.map { alive[$0] }
+                    input = staying.map { tokens[$0] }
                     step += 1
-                    input = [token]
                 }
                 if sends.count > 64 {
                     for s in sends { try s.wait() }

@@ -132,8 +132,18 @@ final class GRPORunner: StageRunner {
                                                       seed: Philox(seed: sampleSeed, purpose: "grpo-sample", UInt64(b)).uint64(UInt64(i))),
                                      stop: Set(stop))
         }
+        // A prompt's completions within one global micro-batch decode as one batch (the layout
+        // decides neither, so the completions do not depend on it).
+        var groups: [Range<Int>] = []
+        for (j, i) in mine.enumerated() {
+            if let open = groups.last, j > 0, mine[j - 1] / g == i / g, mine[j - 1] / rows == i / rows {
+                groups[groups.count - 1] = open.lowerBound..<(j + 1)
+            } else {
+                groups.append(j..<(j + 1))
+            }
+        }
         let sampling = now()
-        for (i, tokens) in zip(mine, try inference.generate(requests)) {
+        for (i, tokens) in zip(mine, try inference.generate(requests, groups: groups)) {
             let stopped = tokens.count < tc
             completions[i] = tokens + (stopped && !stop.isEmpty ? [stop[0]] : [])
             truncated[i] = !stopped
