@@ -2,11 +2,12 @@
 """Golden values for DeepTrain's GRPO loss from TRL's own implementation.
 
 Runs TRL's GRPOTrainer._compute_loss (and its advantage formula, via trl's nanstd) on small
-tensors, with the model's per-token log-probabilities supplied directly, for the loss types
-grpo, bnpo, dr_grpo and dapo, with and without the KL term, at μ = 1 (π_old = π_θ detached) and
-μ > 1 (π_old given). Writes Tests/Fixtures/grpo/grpo_loss.json: the inputs, the loss, its
-gradient with respect to the per-token log-probabilities, the advantages and the logged KL and
-clip fractions.
+tensors, with the model's per-token log-probabilities and entropies supplied directly, for every
+loss type trl 1.16.0's GRPOConfig accepts (grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo,
+vespo), with and without the KL term, at μ = 1 (π_old = π_θ detached) and μ > 1 (π_old given),
+with token- and sequence-level (GSPO) importance sampling and with top_entropy_quantile < 1.
+Writes Tests/Fixtures/grpo/grpo_loss.json: the inputs, the loss, its gradient with respect to
+the per-token log-probabilities, the advantages and the logged KL, clip and entropy figures.
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install torch==2.13.0+cpu trl
     /tmp/venv/bin/python tools/golden_grpo.py
@@ -24,19 +25,24 @@ from trl.trainer.grpo_trainer import GRPOTrainer
 from trl.trainer.utils import nanstd
 
 
-def stub(loss_type, beta, eps_low, eps_high, max_len):
+def stub(loss_type, beta, eps_low, eps_high, max_len, level, quantile):
     """The attributes _compute_loss reads, nothing else (one process, no accumulation)."""
     t = types.SimpleNamespace()
     t.loss_type, t.beta, t.epsilon_low, t.epsilon_high = loss_type, beta, eps_low, eps_high
     t.max_completion_length = max_len
-    t.importance_sampling_level = "token"
-    t.top_entropy_quantile = 1.0
+    t.importance_sampling_level = level
+    t.top_entropy_quantile = quantile
+    t.get_high_entropy_mask = lambda e, m, q: GRPOTrainer.get_high_entropy_mask(t, e, m, q)
+    t.get_off_policy_mask = GRPOTrainer.get_off_policy_mask
+    t.get_gamma_weights = GRPOTrainer.get_gamma_weights
     t.off_policy_mask_threshold = None
     t.use_vllm = False
     t.aux_loss_enabled = False
     t._entropy_bonus_enabled = False
     t.current_gradient_accumulation_steps = 1
-    t.args = types.SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=1)
+    t.args = types.SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=1,
+                                   sapo_temperature_pos=1.0, sapo_temperature_neg=1.05,
+                                   vespo_k_pos=2.0, vespo_lambda_pos=3.0, vespo_k_neg=3.0, vespo_lambda_neg=2.0)
     t.model = types.SimpleNamespace(training=True)
     t._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
 
@@ -53,11 +59,15 @@ def stub(loss_type, beta, eps_low, eps_high, max_len):
         def reduce(self, x, reduction="sum"):
             return x
 
+        def pad_across_processes(self, x, dim=0, pad_index=0):
+            return x
+
     t.accelerator = Acc()
     return t
 
 
-def case(name, loss_type, beta, mu, seed, eps_low=0.2, eps_high=0.28, groups=2, G=4, T=6, max_len=8):
+def case(name, loss_type, beta, mu, seed, eps_low=0.2, eps_high=0.28, groups=2, G=4, T=6, max_len=8,
+         level="token", quantile=1.0):
     g = torch.Generator().manual_seed(seed)
     B = groups * G
     rewards = torch.randint(0, 3, (B,), generator=g).double() * 0.5
@@ -72,11 +82,12 @@ def case(name, loss_type, beta, mu, seed, eps_low=0.2, eps_high=0.28, groups=2, 
     if mu > 1:  # a later update of the same generation: π_old from before, ratios away from 1
         old = (logps + (torch.rand(B, T, generator=g) - 0.5) * 0.8).float()
     ref = (logps + (torch.rand(B, T, generator=g) - 0.5) * 0.5).float()
+    entropies = (torch.rand(B, T, generator=g) * 4).float()  # drawn last: earlier cases keep their values
     num_items = mask.sum()
 
     leaf = logps.clone().requires_grad_(True)
-    t = stub(loss_type, beta, eps_low, eps_high, max_len)
-    t._get_per_token_logps_and_entropies = lambda *a, **k: (leaf, torch.zeros_like(leaf), None)
+    t = stub(loss_type, beta, eps_low, eps_high, max_len, level, quantile)
+    t._get_per_token_logps_and_entropies = lambda *a, **k: (leaf, entropies, None)
     inputs = {
         "prompt_ids": torch.zeros(B, 1, dtype=torch.long), "prompt_mask": torch.ones(B, 1),
         "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask,
@@ -91,13 +102,17 @@ def case(name, loss_type, beta, mu, seed, eps_low=0.2, eps_high=0.28, groups=2, 
     m = t._metrics["train"]
     return {
         "name": name, "loss_type": loss_type, "beta": beta, "num_iterations": mu,
+        "importance_sampling_level": level, "top_entropy_quantile": quantile, "entropies": entropies.flatten().tolist(),
         "epsilon_low": eps_low, "epsilon_high": eps_high, "max_completion_length": max_len,
         "group_size": G, "rows": B, "length": T,
         "rewards": rewards.tolist(), "advantages": advantages.tolist(),
         "mask": mask.flatten().tolist(), "logps": logps.flatten().tolist(),
         "old_logps": None if old is None else old.flatten().tolist(), "ref_logps": ref.flatten().tolist(),
         "loss": loss.item(), "grad": leaf.grad.flatten().tolist(),
-        "kl": m["kl"][0] if beta != 0 else None, "clip_region": m["clip_ratio/region_mean"][0],
+        "kl": m["kl"][0] if beta != 0 else None, "entropy": m["entropy"][0],
+        "clip_region": m["clip_ratio/region_mean"][0] if "clip_ratio/region_mean" in m else None,
+        "cispo_clip": m["cispo_clip_ratio"][0] if "cispo_clip_ratio" in m else None,
+        "vespo_phi": m["vespo/phi_seq_mean"][0] if "vespo/phi_seq_mean" in m else None,
     }
 
 
@@ -106,6 +121,20 @@ for i, lt in enumerate(["grpo", "bnpo", "dr_grpo", "dapo"]):
     cases.append(case(f"{lt}-mu1-beta0", lt, 0.0, 1, 10 + i))
     cases.append(case(f"{lt}-mu1-beta0.04", lt, 0.04, 1, 20 + i))
     cases.append(case(f"{lt}-mu2-beta0.04", lt, 0.04, 2, 30 + i))
+# The newer loss types, each as TRL recommends it: cispo's ε_high caps the ratio itself (so a
+# cap near the ratios drawn here, 1.1, to make it bite), luspo at the sequence level.
+for i, (lt, level, eps_high) in enumerate([("cispo", "token", 1.1), ("sapo", "token", 0.28),
+                                            ("luspo", "sequence", 0.28), ("vespo", "token", 0.28)]):
+    cases.append(case(f"{lt}-mu1-beta0", lt, 0.0, 1, 40 + i, eps_high=eps_high, level=level))
+    cases.append(case(f"{lt}-mu1-beta0.04", lt, 0.04, 1, 50 + i, eps_high=eps_high, level=level))
+    cases.append(case(f"{lt}-mu2-beta0.04", lt, 0.04, 2, 60 + i, eps_high=eps_high, level=level))
+# GSPO: the sequence-level ratio with the grpo average (the paper's setup) and with dapo's.
+for i, lt in enumerate(["grpo", "dapo"]):
+    cases.append(case(f"gspo-{lt}-mu2-beta0", lt, 0.0, 2, 70 + i, eps_low=3e-4, eps_high=4e-4, level="sequence"))
+    cases.append(case(f"gspo-{lt}-mu2-beta0.04", lt, 0.04, 2, 72 + i, level="sequence"))
+# Only the highest-entropy tokens trained (the KL term stays on every token).
+for i, (lt, q) in enumerate([("dapo", 0.2), ("grpo", 0.5), ("cispo", 0.2), ("dapo", 0.0)]):
+    cases.append(case(f"{lt}-entropy{q}-mu2-beta0.04", lt, 0.04, 2, 80 + i, eps_high=1.1 if lt == "cispo" else 0.28, quantile=q))
 out = os.path.join(os.path.dirname(__file__), "..", "Tests", "Fixtures", "grpo", "grpo_loss.json")
 with open(out, "w") as f:
     json.dump({"trl_version": trl.__version__, "torch_version": torch.__version__, "cases": cases}, f, indent=1)

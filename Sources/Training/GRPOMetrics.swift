@@ -6,13 +6,16 @@ struct GRPOMetrics: Codable, Sendable {
     var generation: GenerationMetrics
     /// Mean per-token KL to the reference over the step's trained tokens.
     var kl: Double
-    /// Share of the step's trained tokens whose ratio was clipped.
+    /// Share of the step's trained tokens (completions, at the sequence level) whose ratio was
+    /// clipped (cispo: capped).
     var clipFraction: Double
+    /// Mean entropy of the policy over the step's trained tokens (nats).
+    var entropy: Double
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case kl, clipFraction = "clip_fraction" }
+    enum CodingKeys: String, CodingKey, CaseIterable { case kl, clipFraction = "clip_fraction", entropy }
 
-    init(generation: GenerationMetrics, kl: Double, clipFraction: Double) {
-        (self.generation, self.kl, self.clipFraction) = (generation, kl, clipFraction)
+    init(generation: GenerationMetrics, kl: Double, clipFraction: Double, entropy: Double) {
+        (self.generation, self.kl, self.clipFraction, self.entropy) = (generation, kl, clipFraction, entropy)
     }
 
     init(from decoder: Decoder) throws {
@@ -20,6 +23,7 @@ struct GRPOMetrics: Codable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         kl = try c.decode(Double.self, forKey: .kl)
         clipFraction = try c.decode(Double.self, forKey: .clipFraction)
+        entropy = try c.decodeIfPresent(Double.self, forKey: .entropy) ?? 0  // absent before it was logged
     }
 
     func encode(to encoder: Encoder) throws {
@@ -27,6 +31,7 @@ struct GRPOMetrics: Codable, Sendable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(kl, forKey: .kl)
         try c.encode(clipFraction, forKey: .clipFraction)
+        try c.encode(entropy, forKey: .entropy)
     }
 }
 

@@ -80,7 +80,9 @@ final class GRPORunner: StageRunner {
         }
         rows = total / micro
         objective = GRPOObjective(lossType: settings.lossType, beta: settings.beta, epsilonLow: settings.epsilon,
-                                  epsilonHigh: settings.epsilonHigh, maxCompletionLength: settings.maxCompletionLength)
+                                  epsilonHigh: settings.epsilonHigh, maxCompletionLength: settings.maxCompletionLength,
+                                  importanceSampling: settings.importanceSampling, topEntropyQuantile: settings.topEntropyQuantile,
+                                  soft: settings.soft)
         inference = ShardedInference(engine)
         reference = settings.beta != 0 ? engine.heldValues() : nil
     }
@@ -88,8 +90,14 @@ final class GRPORunner: StageRunner {
     var grid: ProcessGrid { engine.grid }
 
     /// Per-token log-probabilities of each row's completion tokens under `logits` [R, L, V]
-    /// (scaled by 1/temperature as in sampling): [R, Tc].
+    /// (scaled by 1/temperature as in sampling): [R, Tc]; and with `entropies` the policy's
+    /// entropy at each of those positions, −Σ p·log p (no gradient).
     func logps(_ logits: Tensor, prompts: ArraySlice<[Int]>, completions: ArraySlice<[Int]>, length l: Int) -> Tensor {
+        logpsAndEntropies(logits, prompts: prompts, completions: completions, length: l, entropies: false).logps
+    }
+
+    func logpsAndEntropies(_ logits: Tensor, prompts: ArraySlice<[Int]>, completions: ArraySlice<[Int]>, length l: Int,
+                           entropies: Bool) -> (logps: Tensor, entropies: [Float]?) {
         let r = prompts.count, tc = settings.maxCompletionLength, v = logits.shape[2]
         var positions: [Int] = [], targets: [Int] = []
         for (i, (p, c)) in zip(prompts, completions).enumerated() {
@@ -100,7 +108,16 @@ final class GRPORunner: StageRunner {
         }
         var x = logits.reshape([r * l, v]).indexSelect(positions)
         if settings.temperature != 1 { x = x * Float(1 / settings.temperature) }
-        return x.logSoftmax().gatherLast(targets, k: 1).reshape([r, tc])
+        let logSoftmax = x.logSoftmax()
+        let lp = logSoftmax.gatherLast(targets, k: 1).reshape([r, tc])
+        guard entropies else { return (lp, nil) }
+        let ls = logSoftmax.contiguousNoGrad()
+        let h = (0..<(r * tc)).map { p in
+            var sum: Float = 0
+            for k in 0..<v { let y = ls.data[p * v + k]; sum -= Foundation.exp(y) * y }
+            return sum
+        }
+        return (lp, h)
     }
 
     func rowsOf(_ prompts: ArraySlice<[Int]>, _ completions: ArraySlice<[Int]>, length l: Int) -> [Int] {
@@ -269,15 +286,18 @@ final class GRPORunner: StageRunner {
             return GridTrainer.MicroBatch(inputs: ids, targets: [], firstSequence: range.lowerBound)
         }, rows: rows, length: cur.length, lr: lr, step: globalStep, objective: { logits, m in
             let range = (m * self.rows)..<((m + 1) * self.rows)
-            let lp = self.logps(logits, prompts: cur.prompts[range], completions: cur.completions[range], length: cur.length)
+            let (lp, entropies) = self.logpsAndEntropies(logits, prompts: cur.prompts[range], completions: cur.completions[range],
+                                                         length: cur.length, entropies: true)
             let (loss, s) = self.objective.loss(lp, old: cur.old.map { o in range.flatMap { o[$0] } },
-                                                ref: cur.ref.map { o in range.flatMap { o[$0] } },
+                                                ref: cur.ref.map { o in range.flatMap { o[$0] } }, entropies: entropies,
                                                 advantages: range.map { Float(cur.advantages[$0]) }, mask: range.flatMap { cur.mask[$0] },
                                                 totalRows: self.total, microbatches: micro, totalTokens: cur.tokens)
-            return (loss, [s.klSum, s.tokens, s.clipped])
-        }, extraStats: 3)
-        let m = GRPOMetrics(generation: cur.metrics, kl: r.extra[1] > 0 ? r.extra[0] / r.extra[1] : 0,
-                            clipFraction: r.extra[1] > 0 ? r.extra[2] / r.extra[1] : 0)
+            return (loss, s.asArray)
+        }, extraStats: GRPOObjective.Stats().asArray.count)
+        let s = GRPOObjective.Stats(r.extra)
+        let m = GRPOMetrics(generation: cur.metrics, kl: s.tokens > 0 ? s.klSum / s.tokens : 0,
+                            clipFraction: s.clipCount > 0 ? s.clipped / s.clipCount : 0,
+                            entropy: s.tokens > 0 ? s.entropySum / s.tokens : 0)
         return (r, m, Int(cur.tokens))
     }
 

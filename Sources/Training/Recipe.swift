@@ -345,6 +345,15 @@ package struct Recipe: Sendable {
         g.epsilonHigh = try o.double("epsilon_high", default: g.epsilon, min: 0)
         g.lossType = GRPOObjective.LossType(rawValue: try o.string("loss_type", default: "dapo",
                                                                    allowed: GRPOObjective.LossType.allCases.map(\.rawValue)))!
+        g.importanceSampling = GRPOObjective.ImportanceSampling(rawValue: try o.string(
+            "importance_sampling_level", default: "token", allowed: GRPOObjective.ImportanceSampling.allCases.map(\.rawValue)))!
+        g.topEntropyQuantile = try o.double("top_entropy_quantile", default: 1.0, min: 0, max: 1)
+        g.soft.sapoTemperaturePos = try o.double("sapo_temperature_pos", default: 1.0, min: 0, exclusiveMin: true)
+        g.soft.sapoTemperatureNeg = try o.double("sapo_temperature_neg", default: 1.05, min: 0, exclusiveMin: true)
+        g.soft.vespoKPos = try o.double("vespo_k_pos", default: 2.0, min: 0)
+        g.soft.vespoLambdaPos = try o.double("vespo_lambda_pos", default: 3.0, min: 0)
+        g.soft.vespoKNeg = try o.double("vespo_k_neg", default: 3.0, min: 0)
+        g.soft.vespoLambdaNeg = try o.double("vespo_lambda_neg", default: 2.0, min: 0)
         g.numIterations = try o.int("num_iterations", default: 1, min: 1)
         g.maskTruncated = try o.bool("mask_truncated_completions", default: false)
         g.scaleRewards = GRPOObjective.RewardScaling(rawValue: try o.string("scale_rewards", default: "group",

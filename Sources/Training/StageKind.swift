@@ -72,6 +72,9 @@ extension Recipe {
         package var epsilon = 0.2
         package var epsilonHigh = 0.2
         package var lossType = GRPOObjective.LossType.dapo
+        package var importanceSampling = GRPOObjective.ImportanceSampling.token
+        package var topEntropyQuantile = 1.0
+        package var soft = GRPOObjective.SoftWeights()
         package var numIterations = 1
         package var maskTruncated = false
         package var scaleRewards = GRPOObjective.RewardScaling.group

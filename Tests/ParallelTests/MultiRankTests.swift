@@ -203,7 +203,8 @@ import Testing
         let base = tempDir()
         defer { try? FileManager.default.removeItem(atPath: base) }
         let recipe = Self.root.appendingPathComponent("Tests/Fixtures/recipes/sharded-post.yaml").path
-        let keys = ["loss", "grad_norm", "reward_mean", "kl", "completion_len_mean", "eval_loss", "eval_exact_match", "eval_reward"]
+        let keys = ["loss", "grad_norm", "reward_mean", "kl", "clip_fraction", "entropy", "completion_len_mean", "eval_loss",
+                    "eval_exact_match", "eval_reward"]
         var serial: [[String: Any]] = []
         // (2, 2, 3): stage 0 holds only the dense first layer, so it has no expert executor yet
         // must keep step with the stages that exchange experts.

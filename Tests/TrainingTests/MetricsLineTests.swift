@@ -92,7 +92,7 @@ import Testing
                                            generationS: 0.0625)
         var timed = generation
         (timed.samplingS, timed.rewardS, timed.referenceS) = (0.03125, 0.015625, 0.0078125)
-        let line = try Self.written(MetricsLine(common: m, extra: GRPOMetrics(generation: timed, kl: 1e-7, clipFraction: 0)))
+        let line = try Self.written(MetricsLine(common: m, extra: GRPOMetrics(generation: timed, kl: 1e-7, clipFraction: 0, entropy: 0.5)))
         var d = Self.dictionary(r)
         for k in ["mtp_loss", "load_imbalance", "load_imbalance_layers"] { d[k] = nil }
         let extra: [String: Any] = [
@@ -100,7 +100,7 @@ import Testing
             "eval_samples": 200, "reward_mean": 0.7, "reward_std": Double.nan, "rewards/exact": 0.5, "rewards/format": 1.0,
             "rewards/command": -0.0, "completion_len_mean": 7.25, "frac_zero_std_groups": 0.125, "truncated_fraction": 0.0,
             "generation_batch": 4, "generation_s": 0.0625, "sampling_s": 0.03125, "reward_s": 0.015625, "reference_s": 0.0078125,
-            "kl": 1e-7, "clip_fraction": 0.0]
+            "kl": 1e-7, "clip_fraction": 0.0, "entropy": 0.5]
         d.merge(extra) { $1 }
         #expect(line == (try Self.serialized(d)))
     }
@@ -126,7 +126,7 @@ import Testing
             case .grpo:
                 let g = GenerationMetrics(rewardMean: 0, rewardStd: 0, rewardsByFunction: ["exact": 0], completionLenMean: 0,
                                           fracZeroStdGroups: 0, truncatedFraction: 0, generationBatch: 0)
-                (runner, extra) = (GRPORunner.self, GRPOMetrics(generation: g, kl: 0, clipFraction: 0))
+                (runner, extra) = (GRPORunner.self, GRPOMetrics(generation: g, kl: 0, clipFraction: 0, entropy: 0))
             }
             #expect(ObjectIdentifier(metricsType(runner)) == ObjectIdentifier(type(of: extra)), "\(kind)")
             #expect(recipes.contains("`\(kind.rawValue)`"), "docs/recipes.md does not name the stage kind \(kind)")
@@ -143,7 +143,7 @@ import Testing
     @Test func aLineReadsBackAsItsStruct() throws {
         let generation = GenerationMetrics(rewardMean: 0.7, rewardStd: .nan, rewardsByFunction: ["exact": 0.5, "format": 1],
                                            completionLenMean: 7.25, fracZeroStdGroups: 0.125, truncatedFraction: 0, generationBatch: 4)
-        let written = MetricsLine(common: Self.common(), extra: GRPOMetrics(generation: generation, kl: 1e-7, clipFraction: 0))
+        let written = MetricsLine(common: Self.common(), extra: GRPOMetrics(generation: generation, kl: 1e-7, clipFraction: 0, entropy: 0.5))
         let line = try Self.written(written)
         let read = try RunDirectory.readMetrics(line, as: MetricsLine<GRPOMetrics>.self)
         #expect(read.common.mfu.isNaN && read.common.elapsedS.isNaN && read.extra.generation.rewardStd.isNaN)

@@ -82,6 +82,22 @@ import Testing
         #expect(missing.contains("model") && missing.contains("required"), "\(missing)")
     }
 
+    /// TRL's newer GRPO knobs parse, and their ranges and choices are checked by name.
+    @Test func grpoKnobsParseAndAreChecked() throws {
+        let grpo = "name: g\nmodel: tiny\nstages:\n  - kind: grpo\n    data: synthetic:arithmetic-prompts\n    steps: 1\n    optimizer:\n      lr: 1.0e-4\n    grpo:\n"
+        let r = try Recipe.parse(grpo + "      loss_type: sapo\n      importance_sampling_level: sequence\n      top_entropy_quantile: 0.2\n"
+                                 + "      sapo_temperature_neg: 2\n      vespo_k_pos: 1.5\n", file: "r.yaml")
+        let g = try #require(r.stages[0].grpo)
+        #expect(g.lossType == .sapo && g.importanceSampling == .sequence && g.topEntropyQuantile == 0.2)
+        #expect(g.soft.sapoTemperatureNeg == 2 && g.soft.vespoKPos == 1.5 && g.soft.vespoLambdaNeg == 2)
+        let level = error(grpo + "      importance_sampling_level: seq\n")
+        #expect(level.contains("importance_sampling_level") && level.contains("token, sequence"), "\(level)")
+        let q = error(grpo + "      top_entropy_quantile: 1.5\n")
+        #expect(q.contains("top_entropy_quantile") && q.contains("1"), "\(q)")
+        let tau = error(grpo + "      sapo_temperature_pos: 0\n")
+        #expect(tau.contains("sapo_temperature_pos"), "\(tau)")
+    }
+
     @Test func modelOverridesAreValidated() throws {
         let r = try Recipe.parse(good.replacingOccurrences(of: "model: tiny", with: "model:\n  preset: tiny\n  overrides:\n    num_hidden_layers: 2"),
                                  file: "r.yaml")
