@@ -66,11 +66,14 @@ package final class DeepSeekMoE: Module, @unchecked Sendable {
 
     /// x [B, T, D] → ([B, T, D], report). `executor` runs the routed experts of an evaluation
     /// or decode elsewhere (a training step's comes in `training`); `layer` names this layer to it.
-    package func callAsFunction(_ x: Tensor, training: MoETraining?, executor: ExpertExecutor? = nil, layer: Int = 0) -> (Tensor, MoELayerReport) {
+    /// `routes`: a rollout's recorded experts, compared with this forward's and with replay used
+    /// instead — by the balance losses, token dropping and the expert counts too (RouteReplay).
+    package func callAsFunction(_ x: Tensor, training: MoETraining?, executor: ExpertExecutor? = nil, layer: Int = 0,
+                                routes: RouteReplay? = nil) -> (Tensor, MoELayerReport) {
         let b = x.shape[0], t = x.shape[1], dim = x.shape[2], n = b * t
         let c = config, k = c.numExpertsPerTok, e = c.nRoutedExperts
         let flat = x.reshape([n, dim])
-        let routing = Router.route(flat, gate: gate, config: c)
+        let routing = Router.route(flat, gate: gate, config: c, choose: routes.map { r in { r.choose(layer: layer, own: $0) } })
 
         var losses: BalanceLosses? = nil
         var plan: TokenDropping.Plan? = nil

@@ -28,11 +28,11 @@ package class DeepSeekDecoderLayer: Module, @unchecked Sendable {
 
     /// `experts`/`index`: where an evaluation's routed experts run (ExpertExecutor), and this layer's index.
     package func callAsFunction(_ x: Tensor, cos: Tensor, sin: Tensor, training: MoETraining?, segments: [Int]? = nil,
-                               experts: ExpertExecutor? = nil, index: Int = 0) -> (Tensor, MoELayerReport?) {
+                               experts: ExpertExecutor? = nil, index: Int = 0, routes: RouteReplay? = nil) -> (Tensor, MoELayerReport?) {
         let h = x + self_attn(input_layernorm(x), cos: cos, sin: sin, segments: segments)
         let normed = post_attention_layernorm(h)
         if let moe {
-            let (y, report) = moe(normed, training: training, executor: experts, layer: index)
+            let (y, report) = moe(normed, training: training, executor: experts, layer: index, routes: routes)
             return (h + y, report)
         }
         return (h + denseMLP!(normed), nil)
@@ -170,8 +170,9 @@ package final class DeepSeekForCausalLM: Module, @unchecked Sendable {
     /// `experts`: where the routed experts of a forward without `training` run (the grid's
     /// all-to-all in a sharded evaluation); nil: here.
     /// `before(i)` runs ahead of layer i (the trainer waits there for its parameters to arrive).
+    /// `routes`: a rollout's recorded experts for the MoE layers (RouteReplay).
     package func runLayers(_ x: Tensor, layers: Range<Int>, start: Int = 0, training: MoETraining? = nil,
-                          packing: (positions: [Int], segments: [Int])? = nil, experts: ExpertExecutor? = nil,
+                          packing: (positions: [Int], segments: [Int])? = nil, experts: ExpertExecutor? = nil, routes: RouteReplay? = nil,
                           before: (Int) -> Void = { _ in }, each: (Tensor) -> Void = { _ in }) -> (Tensor, [(Int, MoELayerReport)]) {
         let t = x.shape[1]
         var cos = rotary.cos.slice(axis: 0, start..<(start + t)), sin = rotary.sin.slice(axis: 0, start..<(start + t))
@@ -187,7 +188,7 @@ package final class DeepSeekForCausalLM: Module, @unchecked Sendable {
             training?.seed ^= UInt64(i) &* 0x9E37_79B9  // per-layer never-drop draw
             training?.layer = i
             let (out, report) = model.layers[i](h, cos: cos, sin: sin, training: training, segments: packing?.segments,
-                                                experts: experts, index: i)
+                                                experts: experts, index: i, routes: routes)
             h = out
             each(h)
             if let report { reports.append((i, report)) }

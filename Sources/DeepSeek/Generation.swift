@@ -129,8 +129,10 @@ extension DeepSeekForCausalLM {
 
     /// Decoder layers `layers` over h [B, Tn, D] at the cache's position: a pipeline stage's
     /// share of `decode` (the caller advances the cache). `experts` runs the routed experts
-    /// elsewhere (the grid's all-to-all); nil: here.
-    package func decodeLayers(_ x: Tensor, layers: Range<Int>, cache: KVCache, experts: ExpertExecutor? = nil) -> Tensor {
+    /// elsewhere (the grid's all-to-all); nil: here. `record(layer, experts)` receives each MoE
+    /// layer's choice, [B·Tn·K] (router replay).
+    package func decodeLayers(_ x: Tensor, layers: Range<Int>, cache: KVCache, experts: ExpertExecutor? = nil,
+                              record: ((Int, [Int]) -> Void)? = nil) -> Tensor {
         let tn = x.shape[1], start = cache.length
         guard start + tn <= cache.capacity, start + tn <= rotary.cos.shape[0] else {
             shapeFailure("decode", "position \(start + tn) exceeds the cache (\(cache.capacity)) or the rotary tables (\(rotary.cos.shape[0]))")
@@ -142,7 +144,13 @@ extension DeepSeekForCausalLM {
                 let layer = model.layers[l]
                 h = h + layer.self_attn.decode(layer.input_layernorm(h), cos: cos, sin: sin, cache: cache, layer: l)
                 let normed = layer.post_attention_layernorm(h)
-                if let moe = layer.moe { h = h + moe(normed, training: nil, executor: experts, layer: l).0 } else { h = h + layer.denseMLP!(normed) }
+                if let moe = layer.moe {
+                    let (y, report) = moe(normed, training: nil, executor: experts, layer: l)
+                    record?(l, report.routing.experts)
+                    h = h + y
+                } else {
+                    h = h + layer.denseMLP!(normed)
+                }
             }
             return h
         } }

@@ -46,11 +46,14 @@ package struct Routing {
 /// biased scores, the best `topk_group` kept, top-K inside them — while the weights stay the
 /// unbiased scores.
 package enum Router {
-    package static func route(_ x: Tensor, gate: RouterGate, config c: DeepSeekConfig) -> Routing {
+    /// `choose`: the experts used given the router's own choice (router replay); the weights
+    /// are gathered from these scores either way.
+    package static func route(_ x: Tensor, gate: RouterGate, config c: DeepSeekConfig, choose: (([Int]) -> [Int])? = nil) -> Routing {
         let logits = x.linear(gate.weight)
         let sigmoid = c.scoringFunc == .sigmoid
         let scores = sigmoid ? logits.sigmoid() : logits.softmax()
-        let experts = select(scores.detached(), bias: gate.bias, config: c)
+        let own = select(scores.detached(), bias: gate.bias, config: c)
+        let experts = choose?(own) ?? own
         let k = c.numExpertsPerTok
         var weights = scores.gatherLast(experts, k: k)
         if c.scalesAfterNormalising {

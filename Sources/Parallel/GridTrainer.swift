@@ -91,13 +91,16 @@ package final class GridTrainer {
         /// weight, so the step's loss is the mean over all its trained tokens (SFT rows carry
         /// different numbers of them). nil: every micro-batch counts alike.
         package var weight: Double?
+        /// The experts a rollout's sampling chose for these rows (GRPO's router replay).
+        package var routes: RouteReplay?
         package init(inputs: [Int], targets: [Int], firstSequence: Int, packing: (positions: [Int], segments: [Int])? = nil,
-                    weight: Double? = nil) {
+                    weight: Double? = nil, routes: RouteReplay? = nil) {
             self.inputs = inputs
             self.targets = targets
             self.firstSequence = firstSequence
             self.packing = packing
             self.weight = weight
+            self.routes = routes
         }
         /// A pretraining batch: rows of length+1 tokens, each predicting its next token.
         package init(rows tokens: [Int], rows b: Int, length t: Int, firstSequence: Int) {
@@ -205,7 +208,7 @@ package final class GridTrainer {
         awaitParameters(layer: nil)
         let (hidden, input) = try stageInput(micro, j, rows: step.rows, length: step.length)
         var (out, reports) = model.runLayers(hidden, layers: grid.layers, training: training, packing: micro.packing,
-                                             before: { self.awaitParameters(layer: $0) })
+                                             routes: micro.routes, before: { self.awaitParameters(layer: $0) })
         try settleParameters()
         var normed: Tensor? = nil, mtpLoss: Tensor? = nil
         if grid.isLastStage {

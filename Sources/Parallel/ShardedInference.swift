@@ -60,15 +60,18 @@ package final class ShardedInference {
         return Int(x[0])
     }
 
-    /// `rows` sequences of `length` token ids (row-major).
+    /// `rows` sequences of `length` token ids (row-major); `routes`: a rollout's recorded
+    /// experts for them (router replay).
     package struct Batch {
         package var ids: [Int]
         package var rows: Int
         package var length: Int
-        package init(ids: [Int], rows: Int, length: Int) {
+        package var routes: RouteReplay?
+        package init(ids: [Int], rows: Int, length: Int, routes: RouteReplay? = nil) {
             self.ids = ids
             self.rows = rows
             self.length = length
+            self.routes = routes
         }
     }
 
@@ -89,7 +92,7 @@ package final class ShardedInference {
                     h = Tensor(try grid.world.recv(count: b.rows * b.length * dim, from: grid.worldRank(stage: grid.stage - 1), tag: Self.hiddenTag),
                                shape: [b.rows, b.length, dim])
                 }
-                h = model.runLayers(h, layers: grid.layers, experts: experts).0
+                h = model.runLayers(h, layers: grid.layers, experts: experts, routes: b.routes).0
                 try experts?.throwIfFailed()
                 if grid.isLastStage {
                     try consume(i, model.lm_head(model.model.norm(h)))
@@ -122,6 +125,18 @@ package final class ShardedInference {
         }
     }
 
+    /// `prompts` in decoding batches of at most `width`, each of one prompt length: the indices
+    /// of each length in order, cut into runs of `width` (a function of the prompts alone, so
+    /// the layout decides no batch).
+    package static func lengthBatches(_ prompts: [[Int]], width: Int) -> [[Int]] {
+        var byLength: [Int: [Int]] = [:]
+        for (i, p) in prompts.enumerated() { byLength[p.count, default: []].append(i) }
+        return byLength.keys.sorted().flatMap { n in
+            let same = byLength[n]!
+            return stride(from: 0, to: same.count, by: width).map { Array(same[$0..<Swift.min($0 + width, same.count)]) }
+        }
+    }
+
     /// `prompt` cut to leave room for `maxNew` tokens in the rotary tables: a longer prompt keeps
     /// its end (the assistant header).
     package func fitted(_ prompt: [Int], maxNew: Int) -> [Int] {
@@ -130,21 +145,25 @@ package final class ShardedInference {
     }
 
     /// Completes this position's requests group by group, each group decoded as one batch with a
-    /// KV cache of the stage's layers only. A group's requests share their prompt: it is
-    /// prefilled once and the cache copied to every row; rows that finish leave the batch.
-    /// `groups`: ranges of `requests` with one prompt and one `maxNew` (GRPO: a prompt's
-    /// completions within one global micro-batch, which the layout does not decide); nil: each
-    /// request alone. Each tick feeds the group's prompt or its rows' last tokens through the
-    /// stages; the last stage samples and sends the tokens to the position's other stages, so
-    /// every stage returns the completions.
-    package func generate(_ requests: [Request], cache kind: CacheKind = .latent, groups: [Range<Int>]? = nil) throws -> [[Int]] {
+    /// KV cache of the stage's layers only; rows that finish leave the batch. `groups`: ranges of
+    /// `requests` whose prompts have one length and one `maxNew` — a prompt's GRPO completions
+    /// within one global micro-batch, whose shared prompt is prefilled once and its cache copied
+    /// to every row, or held-out prompts of one length (`lengthBatches`); the layout decides
+    /// neither, so the completions do not depend on it. nil: each request alone. Each tick feeds
+    /// the group's prompts or its rows' last tokens through the stages; the last stage samples
+    /// and sends the tokens to the position's other stages, so every stage returns the
+    /// completions.
+    ///
+    /// `record` keeps what the sampling saw (GRPO's rollout–training agreement and router replay).
+    package func generate(_ requests: [Request], cache kind: CacheKind = .latent, groups: [Range<Int>]? = nil,
+                          record: RolloutRecord? = nil) throws -> [[Int]] {
         var out = [[Int]](repeating: [], count: requests.count)
         let groups = (groups ?? requests.indices.map { $0..<($0 + 1) }).filter { !$0.isEmpty && requests[$0.lowerBound].maxNew > 0 }
         let pp = grid.layout.pp, v = model.config.vocabSize, dim = model.config.hiddenSize
         let last = grid.worldRank(stage: pp - 1)
         var current = 0, step = 0
         var cache: KVCache?
-        var alive: [Int] = [], input: [Int] = []
+        var alive: [Int] = [], input: [Int] = [], shared = false
         var sends: [Communicator.Request] = []
         try withNoGrad {
             while true {
@@ -160,11 +179,14 @@ package final class ShardedInference {
                 guard active else { try serve(); continue }
                 let group = groups[current], first = requests[group.lowerBound]
                 if cache == nil {
-                    cache = KVCache(model.config, kind: kind, batch: 1, capacity: first.prompt.count + first.maxNew, layers: grid.layers)
-                    input = first.prompt
+                    shared = group.allSatisfy { requests[$0].prompt == first.prompt }
+                    precondition(group.allSatisfy { requests[$0].prompt.count == first.prompt.count && requests[$0].maxNew == first.maxNew })
+                    cache = KVCache(model.config, kind: kind, batch: shared ? 1 : group.count, capacity: first.prompt.count + first.maxNew,
+                                    layers: grid.layers)
+                    input = shared ? first.prompt : group.flatMap { requests[$0].prompt }
                     alive = Array(group)
                 }
-                let rows = step == 0 ? 1 : alive.count, tn = step == 0 ? first.prompt.count : 1
+                let rows = step == 0 && shared ? 1 : alive.count, tn = step == 0 ? first.prompt.count : 1
                 var h: Tensor
                 if grid.isFirstStage {
                     h = model.model.embed_tokens(input, shape: [rows, tn])
@@ -172,18 +194,28 @@ package final class ShardedInference {
                     h = Tensor(try grid.world.recv(count: rows * tn * dim, from: grid.worldRank(stage: grid.stage - 1), tag: Self.hiddenTag),
                                shape: [rows, tn, dim])
                 }
-                h = model.decodeLayers(h, layers: grid.layers, cache: cache!, experts: experts)
+                let fed = alive, sharedPrefill = step == 0 && shared
+                h = model.decodeLayers(h, layers: grid.layers, cache: cache!, experts: experts, record: record.map { record in { l, chosen in
+                    // A shared prefill's one row stands for every row of the group.
+                    let per = chosen.count / (sharedPrefill ? 1 : fed.count)
+                    for (j, r) in fed.enumerated() {
+                        let from = sharedPrefill ? 0 : j * per
+                        record.experts[r][l, default: []] += chosen[from..<(from + per)]
+                    }
+                } })
                 try experts?.throwIfFailed()
                 cache!.advance(tn)
-                if step == 0 && alive.count > 1 { cache = cache!.rows([Int](repeating: 0, count: alive.count)) }
+                if step == 0 && shared && alive.count > 1 { cache = cache!.rows([Int](repeating: 0, count: alive.count)) }
                 // Per alive row: its token, and whether it finished.
                 var tokens: [Int] = [], finished: [Bool] = []
                 if grid.isLastStage {
                     let logits = model.lm_head(model.model.norm(h)).contiguous()
                     for (j, r) in alive.enumerated() {
-                        // After the shared prefill every row samples from its one last position.
-                        let at = ((step == 0 ? 0 : j) * tn + tn - 1) * v
-                        let token = requests[r].sampler.sample(Array(UnsafeBufferPointer(start: logits.data + at, count: v)), step: step)
+                        // After a shared prefill every row samples from its one last position.
+                        let at = ((step == 0 && shared ? 0 : j) * tn + tn - 1) * v
+                        let row = Array(UnsafeBufferPointer(start: logits.data + at, count: v))
+                        let token = requests[r].sampler.sample(row, step: step)
+                        record?.logps[r].append(RolloutRecord.logProbability(row, token, temperature: requests[r].sampler.temperature))
                         tokens.append(token)
                         finished.append(requests[r].stop.contains(token) || step + 1 == requests[r].maxNew)
                     }
@@ -217,5 +249,26 @@ package final class ShardedInference {
         }
         for s in sends { try s.wait() }
         return out
+    }
+}
+
+/// What a rollout's sampling pass saw, per request: on the last stage, log p of each sampled
+/// token (stop tokens included) under the full distribution at the sampler's temperature (no
+/// top-p cut: what a training forward's log-probability is compared with); on every stage, per
+/// MoE layer it holds, the experts chosen at each position it fed, [positions·K].
+package final class RolloutRecord {
+    package var logps: [[Float]]
+    package var experts: [[Int: [Int]]]
+
+    package init(requests n: Int) {
+        logps = [[Float]](repeating: [], count: n)
+        experts = [[Int: [Int]]](repeating: [:], count: n)
+    }
+
+    /// log softmax(logits / T)[token] (T ≤ 0, greedy: T = 1).
+    package static func logProbability(_ logits: [Float], _ token: Int, temperature: Float) -> Float {
+        let t = Double(temperature > 0 ? temperature : 1), m = Double(logits.max() ?? 0)
+        let z = logits.reduce(0.0) { $0 + Foundation.exp((Double($1) - m) / t) }
+        return Float((Double(logits[token]) - m) / t - Foundation.log(z))
     }
 }

@@ -44,9 +44,19 @@ extension RecipeTrainer {
     }
 
     /// Greedy completions of `prompts` (at most `maxNew` tokens, ending at `stop`), on every rank.
+    /// Prompts of one length decode together in batches of up to 16 (`lengthBatches`), batch j
+    /// on data-parallel position j mod dp.
     func greedyCompletions(_ inference: ShardedInference, _ prompts: [[Int]], maxNew: Int, stop: Set<Int>) throws -> [[Int]] {
-        let dp = grid.layout.dp, mine = Array(stride(from: grid.dpRank, to: prompts.count, by: dp))
-        let got = try inference.generate(mine.map { ShardedInference.Request(prompt: prompts[$0], maxNew: maxNew, stop: stop) })
+        let dp = grid.layout.dp
+        let batches = ShardedInference.lengthBatches(prompts, width: 16)
+        let mine = stride(from: grid.dpRank, to: batches.count, by: dp).flatMap { batches[$0] }
+        var groups: [Range<Int>] = [], start = 0
+        for j in stride(from: grid.dpRank, to: batches.count, by: dp) {
+            groups.append(start..<(start + batches[j].count))
+            start += batches[j].count
+        }
+        let got = try inference.generate(mine.map { ShardedInference.Request(prompt: prompts[$0], maxNew: maxNew, stop: stop) },
+                                         groups: groups)
         // Per prompt: its length, then its tokens; written by the position's first stage.
         let width = maxNew + 1
         var table = [Double](repeating: 0, count: prompts.count * width)

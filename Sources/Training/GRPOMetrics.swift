@@ -11,6 +11,8 @@ struct GRPOMetrics: Codable, Sendable {
     var clipFraction: Double
     /// Mean entropy of the policy over the step's trained tokens (nats).
     var entropy: Double
+    /// How the sampling pass and the training forward agree on the sampled tokens.
+    var agreement = RolloutAgreement()
 
     enum CodingKeys: String, CodingKey, CaseIterable { case kl, clipFraction = "clip_fraction", entropy }
 
@@ -24,6 +26,7 @@ struct GRPOMetrics: Codable, Sendable {
         kl = try c.decode(Double.self, forKey: .kl)
         clipFraction = try c.decode(Double.self, forKey: .clipFraction)
         entropy = try c.decodeIfPresent(Double.self, forKey: .entropy) ?? 0  // absent before it was logged
+        agreement = try RolloutAgreement(from: decoder)
     }
 
     func encode(to encoder: Encoder) throws {
@@ -32,6 +35,37 @@ struct GRPOMetrics: Codable, Sendable {
         try c.encode(kl, forKey: .kl)
         try c.encode(clipFraction, forKey: .clipFraction)
         try c.encode(entropy, forKey: .entropy)
+        try agreement.encode(to: encoder)
+    }
+}
+
+/// A GRPO step's rollout–training agreement (docs/grpo.md): |log p_sample − log p_old| over the
+/// trained sampled tokens, p_old the training forward's at the weights that sampled them, and
+/// the share of (token, layer) routings where the training forward's own top-K differs from
+/// the sampling pass's — with `router_replay` the share replay overrode, the routing used then
+/// agreeing by construction.
+struct RolloutAgreement: Codable, Sendable, Equatable {
+    var logpDifferenceMean = 0.0
+    var logpDifferenceMax = 0.0
+    var routingMismatch = 0.0
+    var routerReplay = false
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case logpDifferenceMean = "sampling_logp_difference_mean", logpDifferenceMax = "sampling_logp_difference_max"
+        case routingMismatch = "routing_mismatch", routerReplay = "router_replay"
+    }
+
+    init(logpDifferenceMean: Double = 0, logpDifferenceMax: Double = 0, routingMismatch: Double = 0, routerReplay: Bool = false) {
+        (self.logpDifferenceMean, self.logpDifferenceMax) = (logpDifferenceMean, logpDifferenceMax)
+        (self.routingMismatch, self.routerReplay) = (routingMismatch, routerReplay)
+    }
+
+    init(from decoder: Decoder) throws {  // absent in metrics written before they were logged
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        logpDifferenceMean = try c.decodeIfPresent(Double.self, forKey: .logpDifferenceMean) ?? 0
+        logpDifferenceMax = try c.decodeIfPresent(Double.self, forKey: .logpDifferenceMax) ?? 0
+        routingMismatch = try c.decodeIfPresent(Double.self, forKey: .routingMismatch) ?? 0
+        routerReplay = try c.decodeIfPresent(Bool.self, forKey: .routerReplay) ?? false
     }
 }
 

@@ -63,8 +63,15 @@ final class GRPORunner: StageRunner {
         var ref: [[Float]]?
         var tokens: Double
         var metrics: GenerationMetrics
+        /// What the sampling saw of this rank's completions: log p of each sampled token (last
+        /// stage), and per MoE layer of the stage the experts chosen at each fed position.
+        var sampleLogps: [[Float]]
+        var routes: [[Int: [Int]]]
     }
     var batch: Batch?
+    /// This step's rollout–training agreement on the sampled tokens: Σ and max of
+    /// |log p_sample − log p_old|, and their count (the last stage's micro-batches).
+    var agreement = (sum: 0.0, max: 0.0, count: 0.0)
 
     init(_ context: StageContext, stage: Recipe.Stage, settings: Recipe.GRPOSettings, data: PostTrainingData) throws {
         self.context = context
@@ -160,12 +167,15 @@ final class GRPORunner: StageRunner {
             }
         }
         let sampling = now()
-        for (i, tokens) in zip(mine, try inference.generate(requests, groups: groups)) {
+        let record = RolloutRecord(requests: requests.count)
+        for (i, tokens) in zip(mine, try inference.generate(requests, groups: groups, record: record)) {
             let stopped = tokens.count < tc
             completions[i] = tokens + (stopped && !stop.isEmpty ? [stop[0]] : [])
             truncated[i] = !stopped
             texts[i] = try data.format.text(tokens)
         }
+        var sampleLogps = [[Float]](repeating: [], count: total), routes = [[Int: [Int]]](repeating: [:], count: total)
+        for (j, i) in mine.enumerated() { (sampleLogps[i], routes[i]) = (record.logps[j], record.experts[j]) }
         let scoring = now()
         let scores = try score(mine: mine, prompts: prompts, completions: completions, texts: texts, truncated: truncated, batch: b)
         let scored = now()
@@ -187,7 +197,7 @@ final class GRPORunner: StageRunner {
         }
         var out = Batch(index: b, length: length, prompts: (0..<total).map { promptTokens[$0 / g] }, completions: completions,
                         mask: mask, advantages: adv, old: nil, ref: nil, tokens: tokens,
-                        metrics: metrics(reward, zeroStd: zero, scores: scores, batch: b))
+                        metrics: metrics(reward, zeroStd: zero, scores: scores, batch: b), sampleLogps: sampleLogps, routes: routes)
         let forwards = now()
         try oldAndReferenceLogps(&out)
         (out.metrics.samplingS, out.metrics.rewardS, out.metrics.referenceS) = (scoring - sampling, scored - scoring, now() - forwards)
@@ -201,7 +211,7 @@ final class GRPORunner: StageRunner {
         let tc = settings.maxCompletionLength, length = out.length, prompts = out.prompts, completions = out.completions
         var old = [[Float]](repeating: [], count: total), ref = [[Float]](repeating: [], count: total)
         let micros = Array(grid.micros)
-        let batches = micros.map { m in
+        var batches = micros.map { m in
             let range = (m * rows)..<((m + 1) * rows)
             return ShardedInference.Batch(ids: rowsOf(prompts[range], completions[range], length: length), rows: rows, length: length)
         }
@@ -213,14 +223,45 @@ final class GRPORunner: StageRunner {
             }
         }
         if settings.numIterations > 1 {
+            // π_old routes as the training forward will (the reference keeps its own routing).
+            if settings.routerReplay {
+                for (j, m) in micros.enumerated() { batches[j].routes = routeReplay(out, micro: m) }
+            }
             try logps(into: &old)
             out.old = old
+            for j in batches.indices { batches[j].routes = nil }
         }
         if reference != nil {
             engine.swapHeld(&reference!)
             defer { engine.swapHeld(&reference!) }
             try logps(into: &ref)
             out.ref = ref
+        }
+    }
+
+    /// The sampling's experts for global micro-batch `m`'s rows, laid out as the training forward
+    /// sees them: [rows·length·K] per MoE layer of the stage, −1 where the sampling fed nothing.
+    func routeReplay(_ cur: Batch, micro m: Int) -> RouteReplay {
+        let k = engine.model.config.numExpertsPerTok, l = cur.length
+        var table: [Int: [Int]] = [:]
+        for (r, i) in ((m * rows)..<((m + 1) * rows)).enumerated() {
+            for (layer, chosen) in cur.routes[i] {
+                let n = Swift.min(chosen.count, l * k)
+                table[layer, default: [Int](repeating: -1, count: rows * l * k)].replaceSubrange((r * l * k)..<(r * l * k + n),
+                                                                                               with: chosen.prefix(n))
+            }
+        }
+        return RouteReplay(experts: table, k: k, replay: settings.routerReplay)
+    }
+
+    /// |log p_sample − log p_old| over row `r`'s trained tokens, into `agreement`; `old` is the
+    /// π_old forward's (μ > 1) or this step's own (μ = 1: the same weights).
+    func recordAgreement(sample: [Float], old: UnsafePointer<Float>, mask: [Float]) {
+        for (j, s) in sample.enumerated() where j < mask.count && mask[j] != 0 {
+            let d = Double(abs(s - old[j]))
+            agreement.sum += d
+            agreement.count += 1
+            agreement.max = Swift.max(agreement.max, d)
         }
     }
 
@@ -280,14 +321,27 @@ final class GRPORunner: StageRunner {
         }
         let cur = batch!
         let micro = grid.layout.microbatches
+        var replays: [RouteReplay] = []
+        agreement = (0, 0, 0)
         let r = try engine.step(batch: { m in
             let range = (m * self.rows)..<((m + 1) * self.rows)
             let ids = self.rowsOf(cur.prompts[range], cur.completions[range], length: cur.length)
-            return GridTrainer.MicroBatch(inputs: ids, targets: [], firstSequence: range.lowerBound)
+            let routes = self.routeReplay(cur, micro: m)
+            replays.append(routes)
+            return GridTrainer.MicroBatch(inputs: ids, targets: [], firstSequence: range.lowerBound, routes: routes)
         }, rows: rows, length: cur.length, lr: lr, step: globalStep, objective: { logits, m in
             let range = (m * self.rows)..<((m + 1) * self.rows)
             let (lp, entropies) = self.logpsAndEntropies(logits, prompts: cur.prompts[range], completions: cur.completions[range],
                                                          length: cur.length, entropies: true)
+            let tc = self.settings.maxCompletionLength
+            if let old = cur.old {
+                for i in range { old[i].withUnsafeBufferPointer { self.recordAgreement(sample: cur.sampleLogps[i], old: $0.baseAddress!, mask: cur.mask[i]) } }
+            } else {
+                let own = lp.contiguousNoGrad()
+                for (row, i) in range.enumerated() {
+                    self.recordAgreement(sample: cur.sampleLogps[i], old: own.data + row * tc, mask: cur.mask[i])
+                }
+            }
             let (loss, s) = self.objective.loss(lp, old: cur.old.map { o in range.flatMap { o[$0] } },
                                                 ref: cur.ref.map { o in range.flatMap { o[$0] } }, entropies: entropies,
                                                 advantages: range.map { Float(cur.advantages[$0]) }, mask: range.flatMap { cur.mask[$0] },
@@ -295,16 +349,29 @@ final class GRPORunner: StageRunner {
             return (loss, s.asArray)
         }, extraStats: GRPOObjective.Stats().asArray.count)
         let s = GRPOObjective.Stats(r.extra)
-        let m = GRPOMetrics(generation: cur.metrics, kl: s.tokens > 0 ? s.klSum / s.tokens : 0,
+        var m = GRPOMetrics(generation: cur.metrics, kl: s.tokens > 0 ? s.klSum / s.tokens : 0,
                             clipFraction: s.clipCount > 0 ? s.clipped / s.clipCount : 0,
                             entropy: s.tokens > 0 ? s.entropySum / s.tokens : 0)
+        m.agreement = try agreementMetrics(replays)
         return (r, m, Int(cur.tokens))
+    }
+
+    /// The step's agreement figures, the same on every rank: each (token, layer) routing is
+    /// compared on the stage holding the layer, each sampled token on its position's last stage.
+    func agreementMetrics(_ replays: [RouteReplay]) throws -> RolloutAgreement {
+        var sums = [agreement.sum, agreement.count, Double(replays.reduce(0) { $0 + $1.compared }),
+                    Double(replays.reduce(0) { $0 + $1.differing })]
+        var most = [agreement.max]
+        try grid.world.allreduceSum(&sums)
+        try grid.world.allreduceMax(&most)
+        return RolloutAgreement(logpDifferenceMean: sums[1] > 0 ? sums[0] / sums[1] : 0, logpDifferenceMax: most[0],
+                                routingMismatch: sums[2] > 0 ? sums[3] / sums[2] : 0, routerReplay: settings.routerReplay)
     }
 
     func opening(from step: Int) -> String {
         "stage \(context.index) \(stage.name): grpo on \(stage.data), \(stage.steps) steps; \(settings.promptsPerStep) prompts × "
             + "\(settings.numGenerations) completions of ≤ \(settings.maxCompletionLength) tokens every \(settings.numIterations) step(s), "
-            + "loss \(settings.lossType.rawValue), β \(settings.beta), from step \(step)"
+            + "loss \(settings.lossType.rawValue), β \(settings.beta)" + (settings.routerReplay ? ", router replay" : "") + ", from step \(step)"
     }
 
     func evaluate() throws -> Evaluation {

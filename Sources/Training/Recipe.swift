@@ -356,6 +356,7 @@ package struct Recipe: Sendable {
         g.soft.vespoLambdaNeg = try o.double("vespo_lambda_neg", default: 2.0, min: 0)
         g.numIterations = try o.int("num_iterations", default: 1, min: 1)
         g.maskTruncated = try o.bool("mask_truncated_completions", default: false)
+        g.routerReplay = try o.bool("router_replay", default: false)
         g.scaleRewards = GRPOObjective.RewardScaling(rawValue: try o.string("scale_rewards", default: "group",
                                                                             allowed: GRPOObjective.RewardScaling.allCases.map(\.rawValue)))!
         if let list = try o.list("rewards") {

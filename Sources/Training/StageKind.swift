@@ -75,6 +75,8 @@ extension Recipe {
         package var importanceSampling = GRPOObjective.ImportanceSampling.token
         package var topEntropyQuantile = 1.0
         package var soft = GRPOObjective.SoftWeights()
+        /// Train with the experts the sampling pass chose (Megatron's R3; docs/grpo.md).
+        package var routerReplay = false
         package var numIterations = 1
         package var maskTruncated = false
         package var scaleRewards = GRPOObjective.RewardScaling.group

@@ -129,23 +129,39 @@ struct BenchCommand: ParsableCommand {
 
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Greedy decoding speed and cache bytes per token: MLA's latent cache against a full K/V cache.")
+            abstract: "Greedy decoding speed and cache bytes per token: MLA's latent cache against a full K/V cache.",
+            discussion: """
+            With --generations G: GRPO-shaped rollouts instead — G sampled completions of each of \
+            --prompts P prompts (the demo's GRPO: --model tiny --prompts 16 --generations 8 \
+            --prompt 24 --new-tokens 12), decoded one request at a time and per prompt (one \
+            prefill, G rows decoding together), as tokens/s of each.
+            """)
         @Option(help: "Model preset.") var model = "small"
         @Option(help: "Prompt tokens.") var prompt = 64
         @Option(help: "Tokens to generate.") var newTokens = 128
         @Option(help: "Sequences decoded together (greedy, equal-length prompts).") var batch = 1
+        @Option(help: "Completions per prompt: time GRPO-shaped rollouts (sampled) instead of greedy decoding.") var generations: Int?
+        @Option(help: "Prompts of the rollouts (with --generations).") var prompts = 16
+        @Option(help: "Sampling temperature of the rollouts (with --generations).") var temperature: Float = 1
         @Option(help: "Threads.") var threads = 2
 
         func validate() throws {
-            guard prompt > 0, newTokens > 0, threads > 0, batch > 0 else {
-                throw ValidationError("--prompt, --new-tokens, --batch, --threads must be positive")
+            guard prompt > 0, newTokens > 0, threads > 0, batch > 0, prompts > 0, (generations ?? 1) > 0 else {
+                throw ValidationError("--prompt, --new-tokens, --batch, --prompts, --generations, --threads must be positive")
             }
+            guard temperature > 0, temperature.isFinite else { throw ValidationError("--temperature must be positive") }
             guard ["tiny", "tiny-v3", "small"].contains(model) else {
                 throw ValidationError("--model \(model): expected tiny, tiny-v3 or small (the released sizes do not fit a CPU benchmark)")
             }
         }
 
         func run() throws {
+            if let generations {
+                print(jsonString(RolloutBenchmark.run(config: try DeepSeekConfig.preset(model), name: model, prompts: prompts,
+                                                      generations: generations, prompt: prompt, newTokens: newTokens,
+                                                      temperature: temperature, threads: threads)))
+                return
+            }
             print(jsonString(GenerateBenchmark.run(config: try DeepSeekConfig.preset(model), name: model, prompt: prompt,
                                                    newTokens: newTokens, batch: batch, threads: threads)))
         }

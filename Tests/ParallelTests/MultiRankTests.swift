@@ -203,8 +203,8 @@ import Testing
         let base = tempDir()
         defer { try? FileManager.default.removeItem(atPath: base) }
         let recipe = Self.root.appendingPathComponent("Tests/Fixtures/recipes/sharded-post.yaml").path
-        let keys = ["loss", "grad_norm", "reward_mean", "kl", "clip_fraction", "entropy", "completion_len_mean", "eval_loss",
-                    "eval_exact_match", "eval_reward"]
+        let keys = ["loss", "grad_norm", "reward_mean", "kl", "clip_fraction", "entropy", "routing_mismatch", "sampling_logp_difference_mean",
+                    "completion_len_mean", "eval_loss", "eval_exact_match", "eval_reward"]
         var serial: [[String: Any]] = []
         // (2, 2, 3): stage 0 holds only the dense first layer, so it has no expert executor yet
         // must keep step with the stages that exchange experts.
@@ -501,6 +501,21 @@ import Testing
         let alone = try run(Self.binary, ["bench", "dispatch", "--tokens", "64", "--steps", "1"])
         #expect(alone.status == 0 && alone.stderr.contains("one process: nothing travels"), "\(alone.stderr)")
         #expect(alone.stdout.contains("\"benchmark\" : \"dispatch\""), "\(alone.stdout.prefix(300))")
+    }
+
+    /// `bench generate --generations` times GRPO-shaped rollouts both ways; a prompt's
+    /// completions decoded as one batch draw the same tokens as one at a time.
+    @Test func benchGenerateRollouts() throws {
+        let r = try run(Self.binary, ["bench", "generate", "--model", "tiny", "--prompts", "3", "--generations", "4", "--prompt", "5",
+                                      "--new-tokens", "6", "--threads", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(report["benchmark"] as? String == "generate-rollouts" && report["same_tokens"] as? Bool == true, "\(r.stdout)")
+        let rows = report["results"] as? [[String: Any]] ?? []
+        #expect(rows.map { $0["decoding"] as? String } == ["one_at_a_time", "per_prompt_batch"])
+        #expect(rows.allSatisfy { ($0["tokens_per_s"] as? Double ?? 0) > 0 })
+        let bad = try run(Self.binary, ["bench", "generate", "--generations", "0"])
+        #expect(bad.status == 64 && bad.stderr.contains("must be positive"), "\(bad.stderr)")
     }
 
     @Test func collectivesMoveTheRightValues() throws {

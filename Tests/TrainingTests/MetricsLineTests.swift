@@ -100,7 +100,8 @@ import Testing
             "eval_samples": 200, "reward_mean": 0.7, "reward_std": Double.nan, "rewards/exact": 0.5, "rewards/format": 1.0,
             "rewards/command": -0.0, "completion_len_mean": 7.25, "frac_zero_std_groups": 0.125, "truncated_fraction": 0.0,
             "generation_batch": 4, "generation_s": 0.0625, "sampling_s": 0.03125, "reward_s": 0.015625, "reference_s": 0.0078125,
-            "kl": 1e-7, "clip_fraction": 0.0, "entropy": 0.5]
+            "kl": 1e-7, "clip_fraction": 0.0, "entropy": 0.5, "sampling_logp_difference_mean": 0.0,
+            "sampling_logp_difference_max": 0.0, "routing_mismatch": 0.0, "router_replay": false]
         d.merge(extra) { $1 }
         #expect(line == (try Self.serialized(d)))
     }

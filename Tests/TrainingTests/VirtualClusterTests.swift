@@ -229,7 +229,8 @@ struct VirtualClusterTests {
     /// node and dp 2 × ep 2 × pp 2 two a node, every logged number is the one process's.
     func evaluationAndSamplingAcrossTwoNodes(base: String) throws {
         let recipe = Self.root.appendingPathComponent("Tests/Fixtures/recipes/sharded-post.yaml").path
-        let keys = ["loss", "grad_norm", "reward_mean", "kl", "clip_fraction", "entropy", "completion_len_mean", "eval_loss", "eval_exact_match", "eval_reward"]
+        let keys = ["loss", "grad_norm", "reward_mean", "kl", "clip_fraction", "entropy", "routing_mismatch", "sampling_logp_difference_mean",
+                    "completion_len_mean", "eval_loss", "eval_exact_match", "eval_reward"]
         func run(_ name: String, _ perNode: Int?, _ layout: [String]) throws -> [[String: Any]] {
             let dir = "\(base)/\(name)"
             let args = [recipe, "--run-dir", dir] + layout
