@@ -15,6 +15,7 @@ the per-token log-probabilities, the advantages and the logged KL, clip and entr
 Run by hand; DeepTrain never needs Python.
 """
 import json
+import math
 import os
 import types
 from collections import defaultdict
@@ -25,7 +26,7 @@ from trl.trainer.grpo_trainer import GRPOTrainer
 from trl.trainer.utils import nanstd
 
 
-def stub(loss_type, beta, eps_low, eps_high, max_len, level, quantile):
+def stub(loss_type, beta, eps_low, eps_high, max_len, level, quantile, vllm=False):
     """The attributes _compute_loss reads, nothing else (one process, no accumulation)."""
     t = types.SimpleNamespace()
     t.loss_type, t.beta, t.epsilon_low, t.epsilon_high = loss_type, beta, eps_low, eps_high
@@ -36,7 +37,8 @@ def stub(loss_type, beta, eps_low, eps_high, max_len, level, quantile):
     t.get_off_policy_mask = GRPOTrainer.get_off_policy_mask
     t.get_gamma_weights = GRPOTrainer.get_gamma_weights
     t.off_policy_mask_threshold = None
-    t.use_vllm = False
+    t.use_vllm = vllm
+    t.vllm_importance_sampling_correction = vllm
     t.aux_loss_enabled = False
     t._entropy_bonus_enabled = False
     t.current_gradient_accumulation_steps = 1
@@ -67,7 +69,7 @@ def stub(loss_type, beta, eps_low, eps_high, max_len, level, quantile):
 
 
 def case(name, loss_type, beta, mu, seed, eps_low=0.2, eps_high=0.28, groups=2, G=4, T=6, max_len=8,
-         level="token", quantile=1.0):
+         level="token", quantile=1.0, is_mode=None, clip_min=None, clip_max=3.0):
     g = torch.Generator().manual_seed(seed)
     B = groups * G
     rewards = torch.randint(0, 3, (B,), generator=g).double() * 0.5
@@ -83,10 +85,11 @@ def case(name, loss_type, beta, mu, seed, eps_low=0.2, eps_high=0.28, groups=2, 
         old = (logps + (torch.rand(B, T, generator=g) - 0.5) * 0.8).float()
     ref = (logps + (torch.rand(B, T, generator=g) - 0.5) * 0.5).float()
     entropies = (torch.rand(B, T, generator=g) * 4).float()  # drawn last: earlier cases keep their values
+    sample = (old + (torch.rand(B, T, generator=g) - 0.5) * 0.6).float() if is_mode else None
     num_items = mask.sum()
 
     leaf = logps.clone().requires_grad_(True)
-    t = stub(loss_type, beta, eps_low, eps_high, max_len, level, quantile)
+    t = stub(loss_type, beta, eps_low, eps_high, max_len, level, quantile, vllm=is_mode is not None)
     t._get_per_token_logps_and_entropies = lambda *a, **k: (leaf, entropies, None)
     inputs = {
         "prompt_ids": torch.zeros(B, 1, dtype=torch.long), "prompt_mask": torch.ones(B, 1),
@@ -97,12 +100,27 @@ def case(name, loss_type, beta, mu, seed, eps_low=0.2, eps_high=0.28, groups=2, 
         inputs["old_per_token_logps"] = old
     if beta != 0:
         inputs["ref_per_token_logps"] = ref
+    if is_mode:
+        # TRL's importance weights between the sampler and π_old (_generate_and_score_completions,
+        # restated): exp of the masked log-ratio, per token or summed per completion, then
+        # clamped (truncate) or zeroed outside [clip_min, clip_max] (mask).
+        diff = (old - sample) * mask
+        ratio = torch.exp(diff.sum(-1, keepdim=True) if is_mode.startswith("sequence") else diff)
+        lo = -math.inf if clip_min is None else clip_min
+        hi = math.inf if clip_max is None else clip_max
+        if is_mode.endswith("truncate"):
+            ratio = torch.clamp(ratio, min=clip_min, max=clip_max)
+        else:
+            ratio = ratio.masked_fill((ratio < lo) | (ratio > hi), 0.0)
+        inputs["importance_sampling_ratio"] = ratio
     loss = GRPOTrainer._compute_loss(t, None, inputs)
     loss.backward()
     m = t._metrics["train"]
     return {
         "name": name, "loss_type": loss_type, "beta": beta, "num_iterations": mu,
         "importance_sampling_level": level, "top_entropy_quantile": quantile, "entropies": entropies.flatten().tolist(),
+        "importance_sampling_mode": is_mode, "importance_sampling_clip_min": clip_min, "importance_sampling_clip_max": clip_max,
+        "sampling_logps": None if sample is None else sample.flatten().tolist(),
         "epsilon_low": eps_low, "epsilon_high": eps_high, "max_completion_length": max_len,
         "group_size": G, "rows": B, "length": T,
         "rewards": rewards.tolist(), "advantages": advantages.tolist(),
@@ -135,6 +153,10 @@ for i, lt in enumerate(["grpo", "dapo"]):
 # Only the highest-entropy tokens trained (the KL term stays on every token).
 for i, (lt, q) in enumerate([("dapo", 0.2), ("grpo", 0.5), ("cispo", 0.2), ("dapo", 0.0)]):
     cases.append(case(f"{lt}-entropy{q}-mu2-beta0.04", lt, 0.04, 2, 80 + i, eps_high=1.1 if lt == "cispo" else 0.28, quantile=q))
+# Importance weights between the sampling pass and π_old (TRL's vllm_importance_sampling_correction).
+for i, (mode, lo, hi) in enumerate([("token_truncate", None, 1.2), ("token_mask", 0.8, 1.2),
+                                    ("sequence_truncate", 0.5, 1.5), ("sequence_mask", None, 1.5)]):
+    cases.append(case(f"dapo-is-{mode}-mu2-beta0.04", "dapo", 0.04, 2, 90 + i, is_mode=mode, clip_min=lo, clip_max=hi))
 out = os.path.join(os.path.dirname(__file__), "..", "Tests", "Fixtures", "grpo", "grpo_loss.json")
 with open(out, "w") as f:
     json.dump({"trl_version": trl.__version__, "torch_version": torch.__version__, "cases": cases}, f, indent=1)

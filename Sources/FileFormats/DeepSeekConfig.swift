@@ -152,6 +152,7 @@ package struct DeepSeekConfig: Codable, Sendable, Equatable {
         case attentionBias = "attention_bias", tieWordEmbeddings = "tie_word_embeddings"
         case modelType = "model_type", ropeInterleave = "rope_interleave"
         case numNextnPredictLayers = "num_nextn_predict_layers", numMtpLayers = "num_mtp_layers"
+        case architectures
     }
 
     package init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, moeIntermediateSize: Int, numHiddenLayers: Int,
@@ -277,6 +278,8 @@ package struct DeepSeekConfig: Codable, Sendable, Equatable {
 
     package func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
+        // What transformers' Auto classes and TRL read to pick the model class.
+        try c.encode([isV3 ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"], forKey: .architectures)
         try c.encode(modelType, forKey: .modelType)
         try c.encode(vocabSize, forKey: .vocabSize)
         try c.encode(hiddenSize, forKey: .hiddenSize)

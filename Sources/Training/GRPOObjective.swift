@@ -110,15 +110,17 @@ package struct GRPOObjective: Sendable, Equatable {
 
     /// The loss of `rows` completions, `logps` [rows, T] (log π_θ of each completion token,
     /// differentiable), with `old` and `ref` log-probabilities per token (nil: π_old = π_θ
-    /// detached; no KL), the policy's `entropies` per token (nil: all tokens kept), `advantages`
-    /// per row and `mask` per token (1 for trained tokens). The result is this batch's share of
+    /// detached; no KL), the policy's `entropies` per token (nil: all tokens kept), `correction`
+    /// weights on each token's policy term (SamplingCorrection; nil: none), `advantages` per row
+    /// and `mask` per token (1 for trained tokens). The result is this batch's share of
     /// the step's loss: `totalRows` completions in the step, `microbatches` batches like this
     /// one, `totalTokens` trained tokens in the whole generation batch (dapo's normaliser).
-    package func loss(_ logps: Tensor, old: [Float]?, ref: [Float]?, entropies: [Float]? = nil, advantages: [Float], mask: [Float],
+    package func loss(_ logps: Tensor, old: [Float]?, ref: [Float]?, entropies: [Float]? = nil, correction: [Float]? = nil,
+                      advantages: [Float], mask: [Float],
                       totalRows: Int, microbatches: Int, totalTokens: Double) -> (loss: Tensor, stats: Stats) {
         let rows = logps.shape[0], t = logps.shape[1], n = rows * t
         precondition(advantages.count == rows && mask.count == n && (old?.count ?? n) == n && (ref?.count ?? n) == n
-                     && (entropies?.count ?? n) == n)
+                     && (entropies?.count ?? n) == n && (correction?.count ?? n) == n)
         let lp = logps.contiguousNoGrad()
         let x = Array(UnsafeBufferPointer(start: lp.data, count: n))
         let w = averageWeights(mask, rows: rows, t: t, totalRows: totalRows, microbatches: microbatches, totalTokens: totalTokens)
@@ -133,7 +135,7 @@ package struct GRPOObjective: Sendable, Equatable {
             var rowCoefficient: Float = 0, seq: Float = 0
             for j in 0..<t {
                 let k = i * t + j
-                let c = ratio[k], keep = keep?[k] ?? 1
+                let c = ratio[k], keep = (keep?[k] ?? 1) * (correction?[k] ?? 1)
                 let term = policyTerm(ratio: c, advantage: a, logp: x[k], phi: phi)
                 var token = keep * term.value, d = keep * term.dLogp
                 switch importanceSampling {

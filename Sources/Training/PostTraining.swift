@@ -254,10 +254,9 @@ final class GRPORunner: StageRunner {
         return RouteReplay(experts: table, k: k, replay: settings.routerReplay)
     }
 
-    /// |log p_sample − log p_old| over row `r`'s trained tokens, into `agreement`; `old` is the
-    /// π_old forward's (μ > 1) or this step's own (μ = 1: the same weights).
-    func recordAgreement(sample: [Float], old: UnsafePointer<Float>, mask: [Float]) {
-        for (j, s) in sample.enumerated() where j < mask.count && mask[j] != 0 {
+    /// |log p_sample − log p_old| over the trained tokens, into `agreement`.
+    func recordAgreement(sample: [Float], old: [Float], mask: [Float]) {
+        for (j, s) in sample.enumerated() where mask[j] != 0 {
             let d = Double(abs(s - old[j]))
             agreement.sum += d
             agreement.count += 1
@@ -334,16 +333,16 @@ final class GRPORunner: StageRunner {
             let (lp, entropies) = self.logpsAndEntropies(logits, prompts: cur.prompts[range], completions: cur.completions[range],
                                                          length: cur.length, entropies: true)
             let tc = self.settings.maxCompletionLength
-            if let old = cur.old {
-                for i in range { old[i].withUnsafeBufferPointer { self.recordAgreement(sample: cur.sampleLogps[i], old: $0.baseAddress!, mask: cur.mask[i]) } }
-            } else {
-                let own = lp.contiguousNoGrad()
-                for (row, i) in range.enumerated() {
-                    self.recordAgreement(sample: cur.sampleLogps[i], old: own.data + row * tc, mask: cur.mask[i])
-                }
-            }
+            // π_old: the π_old forward's (μ > 1) or this forward's own (μ = 1: the same weights).
+            let own = lp.contiguousNoGrad()
+            let old = cur.old.map { o in range.flatMap { o[$0] } } ?? Array(UnsafeBufferPointer(start: own.data, count: range.count * tc))
+            let sample = range.flatMap { i in (0..<tc).map { j in j < cur.sampleLogps[i].count ? cur.sampleLogps[i][j] : 0 } }
+            let mask = range.flatMap { cur.mask[$0] }
+            self.recordAgreement(sample: sample, old: old, mask: mask)
+            let correction = self.settings.samplingCorrection?.weights(old: old, sample: sample, mask: mask, rows: range.count, t: tc)
             let (loss, s) = self.objective.loss(lp, old: cur.old.map { o in range.flatMap { o[$0] } },
                                                 ref: cur.ref.map { o in range.flatMap { o[$0] } }, entropies: entropies,
+                                                correction: correction,
                                                 advantages: range.map { Float(cur.advantages[$0]) }, mask: range.flatMap { cur.mask[$0] },
                                                 totalRows: self.total, microbatches: micro, totalTokens: cur.tokens)
             return (loss, s.asArray)

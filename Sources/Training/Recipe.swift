@@ -357,6 +357,17 @@ package struct Recipe: Sendable {
         g.numIterations = try o.int("num_iterations", default: 1, min: 1)
         g.maskTruncated = try o.bool("mask_truncated_completions", default: false)
         g.routerReplay = try o.bool("router_replay", default: false)
+        if try o.bool("importance_sampling_correction", default: false) {
+            let mode = try o.string("importance_sampling_mode", default: "sequence_mask",
+                                    allowed: SamplingCorrection.Mode.allCases.map(\.rawValue))
+            g.samplingCorrection = SamplingCorrection(mode: SamplingCorrection.Mode(rawValue: mode)!,
+                                                      clipMin: try o.optionalDouble("importance_sampling_clip_min", min: 0),
+                                                      clipMax: try o.optionalDouble("importance_sampling_clip_max", min: 0) ?? 3)
+        } else {
+            for key in ["importance_sampling_mode", "importance_sampling_clip_min", "importance_sampling_clip_max"] where o.mapping[key] != nil {
+                throw o.fail(o.mapping[key], key, "needs importance_sampling_correction: true")
+            }
+        }
         g.scaleRewards = GRPOObjective.RewardScaling(rawValue: try o.string("scale_rewards", default: "group",
                                                                             allowed: GRPOObjective.RewardScaling.allCases.map(\.rawValue)))!
         if let list = try o.list("rewards") {

@@ -77,6 +77,8 @@ extension Recipe {
         package var soft = GRPOObjective.SoftWeights()
         /// Train with the experts the sampling pass chose (Megatron's R3; docs/grpo.md).
         package var routerReplay = false
+        /// Importance weights between the sampling pass and π_old (nil: none).
+        package var samplingCorrection: SamplingCorrection?
         package var numIterations = 1
         package var maskTruncated = false
         package var scaleRewards = GRPOObjective.RewardScaling.group

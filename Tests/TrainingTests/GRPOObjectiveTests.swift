@@ -6,7 +6,7 @@ import Autograd
 /// The GRPO objective against TRL 1.16's own `_compute_loss` and advantage formula
 /// (tools/golden_grpo.py → Tests/Fixtures/grpo/grpo_loss.json): all eight loss types, with and
 /// without the KL term, at μ = 1 and μ = 2, token- and sequence-level ratios (GSPO), and only
-/// the highest-entropy tokens trained.
+/// the highest-entropy tokens trained, and with the sampling pass's importance weights.
 @Suite struct GRPOObjectiveTests {
     nonisolated(unsafe) static let fixture: [String: Any] = {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -28,14 +28,20 @@ import Autograd
         let logps = Tensor(floats(c["logps"])!, shape: [rows, t], requiresGrad: true)
         let mask = floats(c["mask"])!
         let beta = c["beta"] as! Double
+        var correction: [Float]? = nil
+        if let mode = c["importance_sampling_mode"] as? String {
+            let weighting = SamplingCorrection(mode: .init(rawValue: mode)!, clipMin: c["importance_sampling_clip_min"] as? Double,
+                                        clipMax: c["importance_sampling_clip_max"] as? Double)
+            correction = weighting.weights(old: floats(c["old_logps"])!, sample: floats(c["sampling_logps"])!, mask: mask, rows: rows, t: t)
+        }
         let (loss, stats) = objective.loss(logps, old: floats(c["old_logps"]), ref: beta == 0 ? nil : floats(c["ref_logps"]),
-                                           entropies: floats(c["entropies"]), advantages: adv.map(Float.init), mask: mask, totalRows: rows, microbatches: 1,
+                                           entropies: floats(c["entropies"]), correction: correction, advantages: adv.map(Float.init), mask: mask, totalRows: rows, microbatches: 1,
                                            totalTokens: Double(mask.reduce(0, +)))
         loss.backward()
         return (loss, Array(UnsafeBufferPointer(start: logps.grad!.data, count: rows * t)), stats, adv)
     }
 
-    @Test(arguments: 0..<32) func matchesTRL(_ i: Int) {
+    @Test(arguments: 0..<36) func matchesTRL(_ i: Int) {
         let c = Self.cases[i]
         let (loss, grad, stats, adv) = run(c)
         let name = c["name"] as! String
@@ -64,7 +70,8 @@ import Autograd
         #expect(types == Set(GRPOObjective.LossType.allCases.map(\.rawValue)))
         #expect(Set(Self.cases.map { $0["importance_sampling_level"] as! String }) == ["token", "sequence"])
         #expect(Self.cases.contains { ($0["top_entropy_quantile"] as! Double) < 1 })
-        #expect(Self.cases.count == 32)
+        #expect(Set(Self.cases.compactMap { $0["importance_sampling_mode"] as? String }) == Set(SamplingCorrection.Mode.allCases.map(\.rawValue)))
+        #expect(Self.cases.count == 36)
     }
 
     /// The entropy mask keeps the top share of the trained tokens: at q = 0 only the highest

@@ -96,6 +96,10 @@ import Testing
         #expect(q.contains("top_entropy_quantile") && q.contains("1"), "\(q)")
         let tau = error(grpo + "      sapo_temperature_pos: 0\n")
         #expect(tau.contains("sapo_temperature_pos"), "\(tau)")
+        let alone = error(grpo + "      importance_sampling_clip_max: 2\n")
+        #expect(alone.contains("importance_sampling_clip_max") && alone.contains("needs importance_sampling_correction: true"), "\(alone)")
+        let tis = try Recipe.parse(grpo + "      importance_sampling_correction: true\n      importance_sampling_mode: token_truncate\n", file: "r.yaml")
+        #expect(tis.stages[0].grpo?.samplingCorrection == SamplingCorrection(mode: .tokenTruncate, clipMin: nil, clipMax: 3))
     }
 
     @Test func modelOverridesAreValidated() throws {
