@@ -108,11 +108,13 @@ package enum FuzzTarget: String, CaseIterable, Sendable {
 
     static func jsonl(_ input: Data, _ scratch: FuzzScratch) throws {
         let path = try scratch.write(input, as: "data.jsonl")
-        // Both readers run; the chat reader's error, else the prompt reader's, is the outcome.
+        // Every reader runs; the first one's error (chat, prompt, preference) is the outcome.
         let chat = Result { try ChatJSONL.loadNumbered(path, allowAnyRole: true) }
         let prompts = Result { try PromptJSONL.loadNumbered(path) }
+        let pairs = Result { try PreferenceJSONL.loadNumbered(path, allowAnyRole: true) }
         _ = try chat.get()
         _ = try prompts.get()
+        _ = try pairs.get()
     }
 
     /// Mixed scripts, spaces, digits, an added token's text, and a run that makes a
