@@ -130,6 +130,9 @@ package final class DeepSeekForCausalLM: Module, @unchecked Sendable {
 
     /// The parameters' Hugging Face names and shapes, in canonical order, without their
     /// weight-sized memory: what a streaming conversion checks files against.
+    /// A reward model's head is transformers' `score` (one row); a language model's `lm_head`.
+    override package var keys: [String: String] { config.isRewardModel ? ["lm_head": "score"] : [:] }
+
     package static func parameterShapes(_ c: DeepSeekConfig) -> [(name: String, shape: [Int])] {
         ParameterShapes.$only.withValue(true) {
             DeepSeekForCausalLM(c, seed: 0, positions: 1).namedParameters().map { ($0.0, $0.1.shape) }
@@ -141,7 +144,7 @@ package final class DeepSeekForCausalLM: Module, @unchecked Sendable {
     package init(_ c: DeepSeekConfig, seed: UInt64, positions: Int? = nil, holds: ((String) -> Bool)? = nil) {
         config = c
         model = DeepSeekBody(c)
-        lm_head = Linear(c.hiddenSize, c.vocabSize)
+        lm_head = Linear(c.hiddenSize, c.numLabels ?? c.vocabSize)
         rotary = RotaryTables(config: c, positions: positions ?? Swift.min(c.maxPositionEmbeddings, 4096))
         mtp = c.numNextnPredictLayers > 0 ? MultiTokenPrediction(c, depth: c.numNextnPredictLayers) : nil
         super.init()

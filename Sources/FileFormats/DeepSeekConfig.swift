@@ -134,6 +134,10 @@ package struct DeepSeekConfig: Codable, Sendable, Equatable {
     /// Multi-token-prediction modules (`num_nextn_predict_layers`, V3: 1), stored as layers
     /// num_hidden_layers ..< num_hidden_layers + this. 0: none.
     package var numNextnPredictLayers: Int
+    /// A reward model (transformers' `...ForSequenceClassification`, one label): a scalar head
+    /// `score` on the last token instead of `lm_head`. nil: a causal language model.
+    package var numLabels: Int? = nil
+    package var isRewardModel: Bool { numLabels != nil }
 
     enum CodingKeys: String, CodingKey {
         case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
@@ -152,7 +156,7 @@ package struct DeepSeekConfig: Codable, Sendable, Equatable {
         case attentionBias = "attention_bias", tieWordEmbeddings = "tie_word_embeddings"
         case modelType = "model_type", ropeInterleave = "rope_interleave"
         case numNextnPredictLayers = "num_nextn_predict_layers", numMtpLayers = "num_mtp_layers"
-        case architectures
+        case architectures, id2label, label2id
     }
 
     package init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, moeIntermediateSize: Int, numHiddenLayers: Int,
@@ -254,6 +258,16 @@ package struct DeepSeekConfig: Codable, Sendable, Equatable {
         ropeInterleave = try opt(.ropeInterleave, true)
         numNextnPredictLayers = try c.decodeIfPresent(Int.self, forKey: .numNextnPredictLayers)
             ?? c.decodeIfPresent(Int.self, forKey: .numMtpLayers) ?? 0
+        let architectures = (try? c.decodeIfPresent([String].self, forKey: .architectures)) ?? nil
+        if architectures?.first?.hasSuffix("ForSequenceClassification") == true {
+            // transformers' default is two labels; a reward model has one.
+            let labels = (try? c.decodeIfPresent([String: String].self, forKey: .id2label))??.count ?? 2
+            guard labels == 1 else {
+                throw ConfigError(key: "id2label", "has \(labels) labels; DeepTrain reads sequence classifiers with one (reward models)")
+            }
+            numLabels = 1
+            numNextnPredictLayers = 0  // transformers' classifiers carry no multi-token prediction
+        }
         // DeepSeek's release: rope_theta and rope_scaling at the top level. transformers 5:
         // rope_parameters with rope_type and rope_theta inside.
         if let params = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters) {
@@ -279,7 +293,12 @@ package struct DeepSeekConfig: Codable, Sendable, Equatable {
     package func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         // What transformers' Auto classes and TRL read to pick the model class.
-        try c.encode([isV3 ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"], forKey: .architectures)
+        try c.encode([(isV3 ? "DeepseekV3" : "DeepseekV2") + (isRewardModel ? "ForSequenceClassification" : "ForCausalLM")],
+                     forKey: .architectures)
+        if let numLabels {
+            try c.encode(Dictionary(uniqueKeysWithValues: (0..<numLabels).map { ("\($0)", "LABEL_\($0)") }), forKey: .id2label)
+            try c.encode(Dictionary(uniqueKeysWithValues: (0..<numLabels).map { ("LABEL_\($0)", $0) }), forKey: .label2id)
+        }
         try c.encode(modelType, forKey: .modelType)
         try c.encode(vocabSize, forKey: .vocabSize)
         try c.encode(hiddenSize, forKey: .hiddenSize)

@@ -11,10 +11,13 @@ struct Evaluation {
     /// On world rank 0 only (reward commands run once).
     var reward: Double?
     var samples: Int
+    /// Reward models: the share of held-out pairs whose chosen conversation scores higher.
+    var pairwiseAccuracy: Double? = nil
 
     var line: String {
         String(format: "held-out loss %.4f", loss)
             + (accuracy.map { String(format: "  exact match %.1f%% of %d", 100 * $0, samples) } ?? "")
+            + (pairwiseAccuracy.map { String(format: "  pairwise accuracy %.1f%% of %d pairs", 100 * $0, samples) } ?? "")
             + (reward.map { String(format: "  mean reward %.3f", $0) } ?? "")
     }
 }

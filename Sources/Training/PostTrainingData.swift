@@ -12,6 +12,7 @@ package struct PostTrainingData {
         case arithmetic(SyntheticArithmetic)
         case conversations(train: [[ChatMessage]], heldOut: [[ChatMessage]], trainRendered: [Rendered], heldRendered: [Rendered])
         case prompts(train: [PromptWithAnswer], heldOut: [PromptWithAnswer], trainTokens: [[Int]], heldTokens: [[Int]])
+        case preferences(train: [PreferencePair], heldOut: [PreferencePair])
     }
     let source: Source
     package let spec: String
@@ -42,8 +43,13 @@ package struct PostTrainingData {
     /// still finds the right answer often enough to reward (docs/grpo.md).
     package static let offByOneFraction: Float = 0.9
 
-    /// What a post-training file holds: conversations (SFT) or prompts with answers (GRPO).
-    package enum Form: Sendable { case conversations, prompts }
+    /// What a post-training file holds: conversations (SFT), prompts with answers (GRPO) or
+    /// preference pairs (reward models).
+    package enum Form: Sendable { case conversations, prompts, preferences }
+
+    /// The arithmetic task's preference pairs: the right sum chosen; rejected, half the time one
+    /// too many, otherwise another wrong sum.
+    package static let arithmeticPreferences = "synthetic:arithmetic-preferences"
 
     /// `synthetic:arithmetic-chat` (or `-off-by-one`), `synthetic:arithmetic-prompts` or a JSONL
     /// file (`form` says which). Every item of a file is trained on; evaluation data is
@@ -82,6 +88,14 @@ package struct PostTrainingData {
                                                           heldRendered: try render(h, file: evalData ?? path, format.render)),
                                     spec: spec, format: format)
         }
+        if form == .preferences {
+            let all = try PreferenceJSONL.loadNumbered(spec, allowAnyRole: format.isTemplate)
+            let extra = try evalData.map { try PreferenceJSONL.loadNumbered($0, allowAnyRole: format.isTemplate) }
+            let (t, h) = try split(all, extra)
+            // Rendered once here so that a pair the template rejects names its line now.
+            _ = try render(t + h, file: spec) { [try format.render($0.chosen), try format.render($0.rejected)] }
+            return PostTrainingData(source: .preferences(train: t.map(\.0), heldOut: h.map(\.0)), spec: spec, format: format)
+        }
         let all = try PromptJSONL.loadNumbered(spec)
         let extra = try evalData.map { try PromptJSONL.loadNumbered($0) }
         let (t, h) = try split(all, extra)
@@ -96,6 +110,7 @@ package struct PostTrainingData {
         case .arithmetic: return nil
         case .conversations(let t, _, _, _): return t.count
         case .prompts(let t, _, _, _): return t.count
+        case .preferences(let t, _): return t.count
         }
     }
 
@@ -105,6 +120,7 @@ package struct PostTrainingData {
         case .arithmetic: return true
         case .conversations(_, let h, _, _): return !h.isEmpty
         case .prompts(_, let h, _, _): return !h.isEmpty
+        case .preferences(_, let h): return !h.isEmpty
         }
     }
 
@@ -116,6 +132,7 @@ package struct PostTrainingData {
         case .prompts(let t, _, _, _):
             let p = t[shuffled(g, count: t.count, seed: seed)]
             return p.conversation + [ChatMessage(role: "assistant", content: p.answer)]
+        case .preferences(let t, _): return t[shuffled(g, count: t.count, seed: seed)].chosen
         }
     }
 
@@ -133,6 +150,7 @@ package struct PostTrainingData {
         case .arithmetic(let task): return task.promptWithAnswer(seed: seed, index: UInt64(g))
         case .prompts(let t, _, _, _): return t[shuffled(g, count: t.count, seed: seed)]
         case .conversations(let t, _, _, _): return Self.promptOf(t[shuffled(g, count: t.count, seed: seed)])
+        case .preferences(let t, _): return Self.promptOf(t[shuffled(g, count: t.count, seed: seed)].chosen)
         }
     }
 
@@ -156,6 +174,11 @@ package struct PostTrainingData {
                 let p = Self.promptOf(c)
                 return (try? format.prompt(p)).map { (p, $0) }
             }
+        case .preferences(_, let h):
+            return h.prefix(n).compactMap { pair in
+                let p = Self.promptOf(pair.chosen)
+                return (try? format.prompt(p)).map { (p, $0) }
+            }
         }
     }
 
@@ -169,7 +192,47 @@ package struct PostTrainingData {
         case .conversations(_, _, _, let h): return Array(h.prefix(n))
         case .prompts(_, let h, _, _):
             return h.prefix(n).compactMap { try? format.render($0.conversation + [ChatMessage(role: "assistant", content: $0.answer)]) }
+        case .preferences(_, let h): return h.prefix(n).compactMap { try? format.render($0.chosen) }
         }
+    }
+
+    /// Training preference pair g (reward models): a file's in an order shuffled per epoch, or
+    /// the arithmetic task's — a training sum, the right answer chosen and a wrong one rejected.
+    package func preferencePair(_ g: Int, seed: UInt64) -> PreferencePair {
+        switch source {
+        case .preferences(let t, _): return t[shuffled(g, count: t.count, seed: seed)]
+        case .arithmetic(let task):
+            let (a, b) = task.trainPair(seed: seed &+ 0x5EF5, index: UInt64(g))
+            return Self.arithmeticPair(a, b, draw: Philox(seed: seed, purpose: "preference"), index: UInt64(g))
+        default: preconditionFailure("preference pairs from \(spec)")
+        }
+    }
+
+    /// The first `n` held-out preference pairs (for the arithmetic task, of sums no stage trains on).
+    package func heldOutPreferences(_ n: Int) -> [PreferencePair] {
+        switch source {
+        case .preferences(_, let h): return Array(h.prefix(n))
+        case .arithmetic(let task):
+            let pairs = task.heldOutPairs
+            return (0..<Swift.min(n, pairs.count)).map { i in
+                Self.arithmeticPair(pairs[i].0, pairs[i].1, draw: Philox(seed: 0, purpose: "held-out-preference"), index: UInt64(i))
+            }
+        default: return []
+        }
+    }
+
+    /// "What is a+b?" answered right (chosen) and wrong (rejected): one too many with odds 1/2,
+    /// else another sum in 0...198 drawn at `index`.
+    static func arithmeticPair(_ a: Int, _ b: Int, draw: Philox, index: UInt64) -> PreferencePair {
+        let sum = a + b
+        var wrong = sum + 1
+        if draw.uniform(2 * index) >= 0.5 {
+            wrong = Int(draw.uint64(2 * index + 1) % 198)
+            if wrong >= sum { wrong += 1 }  // any of 0...198 but the sum
+        }
+        let user = ChatMessage(role: "user", content: "What is \(a)+\(b)?")
+        return PreferencePair(chosen: [user, ChatMessage(role: "assistant", content: "\(a)+\(b)=\(sum)")],
+                              rejected: [user, ChatMessage(role: "assistant", content: "\(a)+\(b)=\(wrong)")])
     }
 
     /// The last user turn before the last assistant turn, and that turn as the answer.

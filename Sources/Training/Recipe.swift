@@ -113,6 +113,12 @@ package struct Recipe: Sendable {
             return nil
         }
 
+        /// The reward-model settings, for a reward stage.
+        package var reward: RewardSettings? {
+            if case .reward(let r) = kind { return r }
+            return nil
+        }
+
         /// The GRPO settings, for a GRPO stage.
         package var grpo: GRPOSettings? {
             if case .grpo(let g) = kind { return g }
@@ -164,12 +170,18 @@ package struct Recipe: Sendable {
             try c.finish()
         }
         guard let stageNodes = try top.list("stages"), !stageNodes.isEmpty else {
-            throw top.fail(nil, "stages", "is required: a list of stages (kind: pretrain, sft or grpo)")
+            throw top.fail(nil, "stages", "is required: a list of stages (kind: pretrain, sft, grpo or reward)")
         }
         for (i, n) in stageNodes.enumerated() {
             r.stages.append(try parseStage(YAMLObject(file: file, path: "stages[\(i)]", node: n)))
         }
         try top.finish()
+        // A reward model is another model (a scalar head, no lm_head): its recipe trains it alone.
+        if r.trainsRewardModel, let i = r.stages.firstIndex(where: { $0.reward == nil }) {
+            throw RecipeError(file: file, line: nil, column: nil, path: "stages[\(i)].kind",
+                              message: "is \(r.stages[i].kind.name.rawValue) in a recipe with reward stages; a reward model trains in a "
+                                + "recipe of its own, starting from a language model's checkpoint or directory (init: or model:)")
+        }
         for (i, st) in r.stages.enumerated() where st.batchSize % r.parallel.microbatches != 0 {
             throw RecipeError(file: file, line: nil, column: nil, path: "stages[\(i)].batch_size",
                               message: "is \(st.batchSize), not divisible by parallel.microbatches = \(r.parallel.microbatches)")
@@ -177,6 +189,9 @@ package struct Recipe: Sendable {
         r.resolvedYAML = (try? Yams.serialize(node: root)) ?? text
         return r
     }
+
+    /// Whether the recipe trains a reward model (its stages are `reward`).
+    package var trainsRewardModel: Bool { stages.contains { $0.reward != nil } }
 
     /// The recipe's YAML tree with `--set` overrides ("a.b=c") applied.
     static func composeWithOverrides(_ text: String, file: String, overrides: [String]) throws -> Node {
@@ -271,6 +286,14 @@ package struct Recipe: Sendable {
             var g = try s.object("grpo").map(parseGRPO) ?? GRPOSettings()
             g.heldOut = heldOut
             st.kind = .grpo(g)
+        case .reward:
+            var r = RewardSettings()
+            r.heldOut = try parseHeldOut(s)
+            if let o = try s.object("reward") {
+                r.centerRewardsCoefficient = try o.optionalDouble("center_rewards_coefficient", min: 0)
+                try o.finish()
+            }
+            st.kind = .reward(r)
         }
         try checkDataFits(s, st)
         if sft.epochs != nil && st.data.hasPrefix("synthetic:") {
@@ -420,6 +443,9 @@ package struct Recipe: Sendable {
         case .grpo:
             fits = data == "synthetic:arithmetic-prompts" || data.hasSuffix(".jsonl")
             reads = "synthetic:arithmetic-prompts or a prompt .jsonl file"
+        case .reward:
+            fits = data == PostTrainingData.arithmeticPreferences || data.hasSuffix(".jsonl")
+            reads = "\(PostTrainingData.arithmeticPreferences) or a preference .jsonl file ({\"chosen\", \"rejected\"} per line)"
         }
         guard fits else { throw s.fail(s.mapping["data"], "data", "is \(quoted(data)); a \(st.kind.name.rawValue) stage reads \(reads)") }
     }

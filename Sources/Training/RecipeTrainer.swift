@@ -93,7 +93,8 @@ package final class RecipeTrainer {
     /// `resume`: a checkpoint path to continue from (its stage, step, weights and optimizer).
     package func train(resume: String?) throws -> Outcome {
         RecipeTrainer.installSignalHandlers()
-        let config = try recipe.model.config(relativeTo: paths.directory)
+        var config = try recipe.model.config(relativeTo: paths.directory)
+        if recipe.trainsRewardModel { (config.numLabels, config.numNextnPredictLayers) = (1, 0) }
         let positions = rotaryPositions()
         // A rank builds, initialises and loads only its part: its stage, its ep block's experts.
         let holds = grid.holds(experts: config.nRoutedExperts)
@@ -146,7 +147,7 @@ package final class RecipeTrainer {
         func has(_ file: String) -> Bool { dir.map { fm.fileExists(atPath: ($0 as NSString).appendingPathComponent(file)) } ?? false }
         if let dir, has("model.safetensors") || has("model.safetensors.index.json") {
             // `model:` names a Hugging Face directory with weights: training starts from them.
-            let model = try HFDirectory.load(dir, positions: positions, holds: holds)
+            let model = asConfigured(try HFDirectory.load(dir, positions: positions, holds: holds), config, positions: positions, holds: holds)
             tokenizerFiles = try HFDirectory.tokenizerFiles(dir)
             tokenizerSource = tokenizerSource ?? (tokenizerFiles.contains { $0.0 == "tokenizer.json" } ? dir : nil)
             log("model weights from \(dir)")
@@ -203,8 +204,18 @@ package final class RecipeTrainer {
             let files = try CheckpointStore.tokenizerFiles(path)
             if !files.isEmpty { tokenizerFiles = files }
         }
-        guard m.config == config else { throw CheckpointError(initPath, "holds a different model than the recipe's (its config.json differs)") }
-        return m
+        let model = asConfigured(m, config, positions: positions, holds: holds)
+        guard model.config == config else { throw CheckpointError(initPath, "holds a different model than the recipe's (its config.json differs)") }
+        return model
+    }
+
+    /// A language model turned into the reward model a reward recipe trains (a new `score`
+    /// head, as transformers' AutoModelForSequenceClassification does); any other model as it is.
+    func asConfigured(_ m: DeepSeekForCausalLM, _ config: DeepSeekConfig, positions: Int,
+                      holds: @escaping (String) -> Bool) -> DeepSeekForCausalLM {
+        guard config.isRewardModel, !m.config.isRewardModel else { return m }
+        log("reward model: the language model's body with a new score head (lm_head dropped)")
+        return m.rewardModel(seed: recipe.seed, positions: positions, holds: holds)
     }
 
     /// `spec` (see `RecipePaths`) as a directory path, when it is one.

@@ -9,15 +9,17 @@ extension Recipe {
         case pretrain
         case sft(SFTSettings)
         case grpo(GRPOSettings)
+        case reward(RewardSettings)
 
         /// The recipe's spelling of a kind (`kind:`), for logs and the summary table.
-        package enum Name: String, CaseIterable, Sendable { case pretrain, sft, grpo }
+        package enum Name: String, CaseIterable, Sendable { case pretrain, sft, grpo, reward }
 
         package var name: Name {
             switch self {
             case .pretrain: return .pretrain
             case .sft: return .sft
             case .grpo: return .grpo
+            case .reward: return .reward
             }
         }
 
@@ -27,6 +29,7 @@ extension Recipe {
             case .pretrain: return nil
             case .sft: return .conversations
             case .grpo: return .prompts
+            case .reward: return .preferences
             }
         }
 
@@ -37,6 +40,7 @@ extension Recipe {
             case .pretrain: return nil
             case .sft(let s): return s.heldOut
             case .grpo(let g): return g.heldOut
+            case .reward(let r): return r.heldOut
             }
         }
     }
@@ -54,6 +58,13 @@ extension Recipe {
         package var epochs: Int?
         /// Several conversations per row, without attention across them.
         package var packing = false
+        package var heldOut = HeldOutData()
+    }
+
+    /// The `reward:` block of a reward-model stage (docs/reward.md), with its held-out pairs.
+    package struct RewardSettings: Sendable {
+        /// TRL's `center_rewards_coefficient`: weight of mean((r_c + r_r)²) in the loss (nil: none).
+        package var centerRewardsCoefficient: Double?
         package var heldOut = HeldOutData()
     }
 

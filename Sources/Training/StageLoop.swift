@@ -38,6 +38,12 @@ extension RecipeTrainer {
             let context = try stageContext(stage, index: si, model: model, momentsFrom: momentsFrom)
             let runner = try GRPORunner(context, stage: stage, settings: settings, data: data)
             return try drive(runner, context, from: startStep, globalStep: &globalStep, tokens: &tokens)
+        case .reward(let settings):
+            var stage = stage
+            let data = try openPostTrainingData(&stage, index: si, form: .preferences, vocab: model.config.vocabSize)
+            let context = try stageContext(stage, index: si, model: model, momentsFrom: momentsFrom)
+            let runner = RewardRunner(context, stage: stage, settings: settings, data: data)
+            return try drive(runner, context, from: startStep, globalStep: &globalStep, tokens: &tokens)
         }
     }
 

@@ -37,6 +37,8 @@ struct StepMetrics: Codable, Sendable {
     var neverDroppedReceived: Int?
     var evalLoss: Double?
     var evalExactMatch: Double?
+    /// Reward models: held-out pairwise accuracy (TRL's `eval_accuracy`).
+    var evalAccuracy: Double?
     var evalSamples: Int?
     var evalReward: Double?
     /// Measured after the step's evaluation, so it is set last.
@@ -50,6 +52,7 @@ struct StepMetrics: Codable, Sendable {
         case optimizerS = "optimizer_s", mtpLoss = "mtp_loss", loadImbalance = "load_imbalance", loadImbalanceLayers = "load_imbalance_layers"
         case rankCapacity = "rank_capacity", neverDroppedRouted = "never_dropped_routed", neverDroppedReceived = "never_dropped_received"
         case evalLoss = "eval_loss", evalExactMatch = "eval_exact_match", evalSamples = "eval_samples", evalReward = "eval_reward"
+        case evalAccuracy = "eval_accuracy"
         case rankForeignWeightsMb = "rank_foreign_weights_mb"
     }
 
@@ -86,6 +89,10 @@ struct StepMetrics: Codable, Sendable {
             evalSamples = e.samples
         }
         evalReward = e.reward
+        if let pairwise = e.pairwiseAccuracy {
+            evalAccuracy = pairwise
+            evalSamples = e.samples
+        }
     }
 }
 

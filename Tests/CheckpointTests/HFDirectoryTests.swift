@@ -54,6 +54,31 @@ import Testing
         #expect(try HFDirectory.tokenizerFiles("\(dir)/hf").map(\.0) == ["tokenizer.json", "chat_template.jinja"])
     }
 
+    /// A reward model made from a language model keeps its body, gets a `score` head and no
+    /// `lm_head`, and goes through a checkpoint and a `...ForSequenceClassification` directory
+    /// (architectures, one label) and back bit for bit.
+    @Test func rewardModelRoundTripsAsASequenceClassifier() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lm = try HFDirectory.load(Self.fixture, positions: 8)
+        let rm = lm.rewardModel(seed: 3, positions: 8)
+        let names = rm.namedParameters().map(\.0)
+        #expect(names.contains("score.weight") && !names.contains("lm_head.weight"))
+        #expect(rm.namedParameters().first { $0.0 == "score.weight" }!.1.shape == [1, lm.config.hiddenSize])
+        let body = Dictionary(uniqueKeysWithValues: lm.namedParameters())
+        for (name, p) in rm.namedParameters() where name != "score.weight" { #expect(p.values == body[name]!.values, "\(name)") }
+        try CheckpointStore.save(rm, tokenizerFiles: [], to: "\(dir)/rm.h5")
+        let fromCheckpoint = try CheckpointStore.load("\(dir)/rm.h5", positions: 8).0
+        #expect(fromCheckpoint.config == rm.config && fromCheckpoint.config.isRewardModel)
+        try HFDirectory.save(fromCheckpoint, to: "\(dir)/hf", dtype: .f32)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/hf/config.json"))) as! [String: Any]
+        #expect(config["architectures"] as? [String] == ["DeepseekV2ForSequenceClassification"])
+        #expect(config["id2label"] as? [String: String] == ["0": "LABEL_0"])
+        let back = try HFDirectory.load("\(dir)/hf", positions: 8)
+        let want = Dictionary(uniqueKeysWithValues: rm.namedParameters())
+        for (name, p) in back.namedParameters() { #expect(p.values == want[name]!.values, "\(name)") }
+    }
+
     @Test func brokenDirectoriesAreNamed() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }

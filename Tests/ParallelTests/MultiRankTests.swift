@@ -230,6 +230,51 @@ import Testing
         }
     }
 
+    /// A reward-model stage (a fresh tiny model with its score head, preference pairs, held-out
+    /// pairwise accuracy) gives one process's bits at (2, 2, 1) and (1, 1, 2).
+    @Test func rewardStageMatchesOneProcess() throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let recipe = "\(base)/reward.yaml"
+        try """
+        name: reward
+        seed: 5
+        model: tiny
+        threads: 1
+        parallel:
+          microbatches: 2
+        stages:
+          - kind: reward
+            data: synthetic:arithmetic-preferences
+            steps: 3
+            batch_size: 8
+            seq_len: 48
+            eval_samples: 40
+            optimizer:
+              lr: 1.0e-3
+            reward:
+              center_rewards_coefficient: 0.01
+            eval:
+              every: 3
+        """.write(toFile: recipe, atomically: true, encoding: .utf8)
+        let keys = ["loss", "grad_norm", "accuracy", "margin", "eval_loss", "eval_accuracy"]
+        var serial: [[String: Any]] = []
+        for (dp, ep, pp) in [(1, 1, 1), (2, 2, 1), (1, 1, 2)] {
+            let dir = "\(base)/l\(dp)\(ep)\(pp)"
+            let r = try run(Self.launcher, ["\(dp * pp)", recipe, "--run-dir", dir, "--set", "parallel.dp=\(dp)", "--set", "parallel.ep=\(ep)",
+                                            "--set", "parallel.pp=\(pp)"])
+            #expect(r.status == 0, "(\(dp),\(ep),\(pp)): \(r.stderr)")
+            let m = metrics(dir)
+            #expect(m.count == 3 && m.last?["eval_accuracy"] != nil && m.last?["accuracy"] != nil, "\(m.last ?? [:])")
+            if serial.isEmpty { serial = m; continue }
+            for (x, y) in zip(serial, m) {
+                for k in keys where x[k] != nil {
+                    #expect((x[k] as? Double) == (y[k] as? Double), "(\(dp),\(ep),\(pp)) step \(x["step"]!): \(k) \(x[k]!) vs \(y[k] ?? "missing")")
+                }
+            }
+        }
+    }
+
     @Test func tokenDroppingAndBalanceLossesUnderRealExpertParallelism() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -128,6 +128,7 @@ import Testing
                 let g = GenerationMetrics(rewardMean: 0, rewardStd: 0, rewardsByFunction: ["exact": 0], completionLenMean: 0,
                                           fracZeroStdGroups: 0, truncatedFraction: 0, generationBatch: 0)
                 (runner, extra) = (GRPORunner.self, GRPOMetrics(generation: g, kl: 0, clipFraction: 0, entropy: 0))
+            case .reward: (runner, extra) = (RewardRunner.self, RewardMetrics(accuracy: 0, margin: 0))
             }
             #expect(ObjectIdentifier(metricsType(runner)) == ObjectIdentifier(type(of: extra)), "\(kind)")
             #expect(recipes.contains("`\(kind.rawValue)`"), "docs/recipes.md does not name the stage kind \(kind)")

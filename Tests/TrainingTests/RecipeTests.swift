@@ -82,6 +82,20 @@ import Testing
         #expect(missing.contains("model") && missing.contains("required"), "\(missing)")
     }
 
+    /// A reward recipe trains a reward model alone; its data is preference pairs.
+    @Test func rewardStagesStandAlone() throws {
+        let reward = "  - kind: reward\n    data: synthetic:arithmetic-preferences\n    steps: 1\n    optimizer:\n      lr: 1.0e-4\n"
+        let r = try Recipe.parse("name: r\nmodel: tiny\nstages:\n" + reward + "    reward:\n      center_rewards_coefficient: 0.01\n",
+                                 file: "r.yaml")
+        #expect(r.trainsRewardModel && r.stages[0].reward?.centerRewardsCoefficient == 0.01)
+        let mixed = error("name: r\nmodel: tiny\nstages:\n" + reward
+                          + "  - kind: sft\n    data: synthetic:arithmetic-chat\n    steps: 1\n    optimizer:\n      lr: 1.0e-4\n")
+        #expect(mixed.contains("stages[1].kind") && mixed.contains("a reward model trains in a recipe of its own"), "\(mixed)")
+        let data = error("name: r\nmodel: tiny\nstages:\n" + reward.replacingOccurrences(of: "synthetic:arithmetic-preferences",
+                                                                                              with: "synthetic:arithmetic-prompts"))
+        #expect(data.contains("a reward stage reads") && data.contains("preference"), "\(data)")
+    }
+
     /// TRL's newer GRPO knobs parse, and their ranges and choices are checked by name.
     @Test func grpoKnobsParseAndAreChecked() throws {
         let grpo = "name: g\nmodel: tiny\nstages:\n  - kind: grpo\n    data: synthetic:arithmetic-prompts\n    steps: 1\n    optimizer:\n      lr: 1.0e-4\n    grpo:\n"
