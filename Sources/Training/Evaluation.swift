@@ -120,9 +120,10 @@ extension RecipeTrainer {
         let exact = (try? ExactAnswerReward().score(completions)) ?? []
         let n = Double(Swift.max(completions.count, 1))
         var mean: Double? = nil
-        if isRoot {
+        // A reward model scores on the grid, in GRPO's steps only: with nothing else, no mean reward.
+        if isRoot, rewards.contains(where: { !($0.0 is ModelReward) }) {
             var reward = [Double](repeating: 0, count: completions.count)
-            for (f, w) in rewards {
+            for (f, w) in rewards where !(f is ModelReward) {
                 // An external command may fail here too: evaluation then reports the rule-based part.
                 guard let s = try? f.score(completions) else { continue }
                 for i in reward.indices { reward[i] += w * s[i] }

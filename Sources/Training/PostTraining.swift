@@ -5,6 +5,8 @@ import DeepSeek
 import Data
 import Collectives
 import Parallel
+import Checkpoint
+import Optim
 
 /// GRPO stopped because a reward function failed on some rank (after the current step's
 /// weights were left untouched): the trainer writes a checkpoint, then reports it.
@@ -20,8 +22,34 @@ extension RecipeTrainer {
             case .exact: return (ExactAnswerReward(), spec.weight)
             case .format(let pattern): return (AnswerFormatReward(pattern: try pattern.map { try TokenRegex($0) }), spec.weight)
             case .command(let command): return (CommandReward(name: "command", command: command), spec.weight)
+            case .model(let checkpoint): return (try modelReward(checkpoint), spec.weight)
             }
         }
+    }
+
+    /// The reward model at `spec` on this grid, each rank holding its part (its stage's layers,
+    /// its ep block's experts), as the policy's.
+    func modelReward(_ spec: String) throws -> ModelReward {
+        let path = paths.resolve(spec)
+        let policy = try recipe.model.config(relativeTo: paths.directory)
+        let holds = grid.holds(experts: policy.nRoutedExperts)
+        let model: DeepSeekForCausalLM
+        if let dir = hfDirectory(spec) {
+            model = try HFDirectory.load(dir, positions: rotaryPositions(), holds: holds)
+        } else {
+            model = try CheckpointStore.load(path, positions: rotaryPositions(), holds: holds).0
+        }
+        guard model.config.isRewardModel else {
+            throw CheckpointError(path, "holds a language model, not a reward model (train one with a reward stage, docs/reward.md)")
+        }
+        guard model.config.vocabSize == policy.vocabSize else {
+            throw CheckpointError(path, "is a reward model of vocab_size \(model.config.vocabSize); the policy's is \(policy.vocabSize): "
+                                  + "it must read the policy's tokens")
+        }
+        let engine = GridTrainer(model: model, grid: grid, adam: AdamW.Config(), clip: 1, alphas: .init(expert: 0, device: 0, communication: 0),
+                                 dropping: nil, seed: recipe.seed, commDType: recipe.parallel.commDType)
+        log("reward model \(path) scores the completions")
+        return ModelReward(inference: ShardedInference(engine), source: path)
     }
 }
 
@@ -177,7 +205,7 @@ final class GRPORunner: StageRunner {
         var sampleLogps = [[Float]](repeating: [], count: total), routes = [[Int: [Int]]](repeating: [:], count: total)
         for (j, i) in mine.enumerated() { (sampleLogps[i], routes[i]) = (record.logps[j], record.experts[j]) }
         let scoring = now()
-        let scores = try score(mine: mine, prompts: prompts, completions: completions, texts: texts, truncated: truncated, batch: b)
+        let scores = try score(mine: mine, prompts: prompts, promptTokens: promptTokens, completions: completions, texts: texts, truncated: truncated, batch: b)
         let scored = now()
         let k = rewards.count
         var reward = (0..<total).map { i in (0..<k).reduce(0.0) { $0 + rewards[$1].1 * scores.scores[i][$1] } }
@@ -266,7 +294,7 @@ final class GRPORunner: StageRunner {
 
     /// Scores of this position's completions, per reward function (on its first stage: every
     /// stage has the completions, one scores them); then everyone's.
-    func score(mine: [Int], prompts: [PromptWithAnswer], completions: [[Int]], texts: [String], truncated: [Bool],
+    func score(mine: [Int], prompts: [PromptWithAnswer], promptTokens: [[Int]], completions: [[Int]], texts: [String], truncated: [Bool],
                batch b: Int) throws -> CompletionScores {
         let g = settings.numGenerations
         var scores = CompletionScores(completions: total, functions: rewards.count)
@@ -274,7 +302,7 @@ final class GRPORunner: StageRunner {
             let batch = mine.map {
                 Completion(prompt: prompts[$0 / g].prompt, answer: prompts[$0 / g].answer, completion: texts[$0], truncated: truncated[$0])
             }
-            for (fi, (f, _)) in rewards.enumerated() {
+            for (fi, (f, _)) in rewards.enumerated() where !(f is ModelReward) {
                 let s = try f.score(batch)
                 for (j, i) in mine.enumerated() { scores.scores[i][fi] = s[j] }
             }
@@ -287,6 +315,16 @@ final class GRPORunner: StageRunner {
             scores.truncated[i] = truncated[i] ? 1 : 0
             scores.sampledHere[i] = 1  // each completion on exactly one position
         } }
+        for (fi, (f, _)) in rewards.enumerated() {
+            guard let model = f as? ModelReward else { continue }
+            // Every rank of the position takes part; its last stage has the scores.
+            let micros = Array(grid.micros)
+            let rowsOfMicro = micros.map { m in ((m * rows)..<((m + 1) * rows)).map { (promptTokens[$0 / g], completions[$0]) } }
+            let got = try model.scores(rowsOfMicro, pad: data.format.pad)
+            for (j, m) in micros.enumerated() where grid.isLastStage {
+                for (r, i) in ((m * rows)..<((m + 1) * rows)).enumerated() { scores.scores[i][fi] = got[j][r] }
+            }
+        }
         scores = try scores.gathered(grid.world)
         if scores.failed != 0 {
             throw RewardStop(message: "a reward function failed during generation batch \(b) (the rank's message is above)")

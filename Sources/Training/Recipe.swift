@@ -395,7 +395,7 @@ package struct Recipe: Sendable {
                                                                             allowed: GRPOObjective.RewardScaling.allCases.map(\.rawValue)))!
         if let list = try o.list("rewards") {
             g.rewards = try list.enumerated().map { i, n in try parseReward(YAMLObject(file: o.file, path: "\(o.path).rewards[\(i)]", node: n)) }
-            if g.rewards.isEmpty { throw o.fail(nil, "rewards", "is empty; give at least one reward (kind: exact, format or command)") }
+            if g.rewards.isEmpty { throw o.fail(nil, "rewards", "is empty; give at least one reward (kind: exact, format, command or model)") }
         }
         if let c = try o.optionalString("control") {
             guard let control = GRPOSettings.Control(rawValue: c) else {
@@ -409,11 +409,12 @@ package struct Recipe: Sendable {
 
     /// One item of `grpo.rewards`.
     static func parseReward(_ r: YAMLObject) throws -> RewardSpec {
-        let k = try r.string("kind", allowed: ["exact", "format", "command"])
+        let k = try r.string("kind", allowed: ["exact", "format", "command", "model"])
         let weight = try r.double("weight", default: 1.0)
         let kind: RewardSpec.Kind
         switch k {
         case "command": kind = .command(try r.string("command"))
+        case "model": kind = .model(checkpoint: try r.string("checkpoint"))
         case "format":
             let p = try r.optionalString("pattern")
             if let p {

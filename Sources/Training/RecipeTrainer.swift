@@ -242,6 +242,7 @@ package final class RecipeTrainer {
     package static func checkData(recipe: Recipe, recipePath: String, stage i: Int, vocab: Int) throws {
         let paths = RecipePaths(recipePath: recipePath)
         let s = recipe.stages[i]
+        try checkRewardModels(recipe: recipe, paths: paths, recipePath: recipePath, stage: i, vocab: vocab)
         guard let form = s.kind.postTrainingForm, let heldOut = s.kind.heldOut else {
             _ = try DataSource.open(paths.resolve(s.data), vocab: vocab)
             return
@@ -254,6 +255,31 @@ package final class RecipeTrainer {
         }
         _ = try PostTrainingData.open(paths.resolve(s.data), form: form, format: format, evalData: heldOut.evalData.map(paths.resolve),
                                       evalFraction: heldOut.evalFraction)
+    }
+
+    /// Each `kind: model` reward of a GRPO stage names a reward model of the policy's vocabulary
+    /// (its config only is read here).
+    static func checkRewardModels(recipe: Recipe, paths: RecipePaths, recipePath: String, stage i: Int, vocab: Int) throws {
+        for (k, spec) in (recipe.stages[i].grpo?.rewards ?? []).enumerated() {
+            guard case .model(let checkpoint) = spec.kind else { continue }
+            let key = "stages[\(i)].grpo.rewards[\(k)].checkpoint", path = paths.resolve(checkpoint)
+            func fail(_ message: String) -> RecipeError {
+                RecipeError(file: recipePath, line: nil, column: nil, path: key, message: message)
+            }
+            let config: DeepSeekConfig
+            do {
+                config = try paths.directory(checkpoint).map { try DeepSeekConfig.load(($0 as NSString).appendingPathComponent("config.json")) }
+                    ?? CheckpointStore.readConfig(path)
+            } catch {
+                throw fail("\(error)")  // names the file
+            }
+            guard config.isRewardModel else {
+                throw fail("\(path) holds a language model, not a reward model (train one with a reward stage, docs/reward.md)")
+            }
+            guard config.vocabSize == vocab else {
+                throw fail("\(path) is a reward model of vocab_size \(config.vocabSize); the policy's is \(vocab): it must read the policy's tokens")
+            }
+        }
     }
 
     static func chatFormat(recipe: Recipe, paths: RecipePaths, stage: Int, vocab: Int) throws -> ChatFormat {

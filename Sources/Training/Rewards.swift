@@ -1,5 +1,7 @@
 import Foundation
 import Data
+import DeepSeek
+import Parallel
 
 /// One sampled completion as the reward functions see it.
 package struct Completion: Sendable, Codable {
@@ -126,5 +128,41 @@ package struct CommandReward: RewardFunction {
             }
             return v
         }
+    }
+}
+
+/// A reward model scoring each completion: its prompt's tokens and the completion's (with the
+/// end of turn when it ended) through the reward model on the grid — every rank of a position
+/// takes part, its last stage reads the `score` head at the row's last token (docs/reward.md).
+/// It reads the policy's tokens, so it must share the policy's tokenizer. Not a per-batch
+/// function: GRPO calls `scores`, and held-out evaluation's mean reward leaves it out.
+package final class ModelReward: RewardFunction, @unchecked Sendable {
+    package let name = "model"
+    let inference: ShardedInference
+    let source: String
+
+    init(inference: ShardedInference, source: String) {
+        self.inference = inference
+        self.source = source
+    }
+
+    package func score(_ batch: [Completion]) throws -> [Double] {
+        throw RewardError(description: "reward model \(source) scores on the grid (GRPO's generation batches), not per batch")
+    }
+
+    /// Per batch of (prompt, completion) token rows, each row's reward (on a position's last
+    /// stage; zeros elsewhere).
+    func scores(_ batches: [[([Int], [Int])]], pad: Int) throws -> [[Double]] {
+        var out = batches.map { [Double](repeating: 0, count: $0.count) }
+        let lengths = batches.map { b in b.map { $0.0.count + $0.1.count }.max() ?? 1 }
+        let rows = zip(batches, lengths).map { b, l in
+            b.flatMap { p, c in p + c + [Int](repeating: pad, count: l - p.count - c.count) }
+        }
+        try inference.forward(zip(rows, zip(batches, lengths)).map { ShardedInference.Batch(ids: $0, rows: $1.0.count, length: $1.1) }) { j, s in
+            let l = lengths[j]
+            let last = batches[j].enumerated().map { r, row in r * l + Swift.max(row.0.count + row.1.count, 1) - 1 }
+            out[j] = DeepSeekForCausalLM.rewards(s, lastPositions: last).values.map(Double.init)
+        }
+        return out
     }
 }

@@ -106,6 +106,9 @@ extension Recipe {
             case format(pattern: String?)
             /// A shell command scoring completions (Rewards.swift `CommandReward`).
             case command(String)
+            /// A reward model (a reward stage's checkpoint, or a `...ForSequenceClassification`
+            /// directory) scoring prompt + completion on the grid (`ModelReward`).
+            case model(checkpoint: String)
         }
         package var kind: Kind
         package var weight: Double

@@ -82,7 +82,9 @@ struct TrainCommand: ParsableCommand {
     func checkInputs(_ r: Recipe, config: DeepSeekConfig, resumePath: String?) throws {
         for i in r.stages.indices {
             do { try RecipeTrainer.checkData(recipe: r, recipePath: recipe, stage: i, vocab: config.vocabSize) } catch let e as RecipeError {
-                throw RecipeError(file: recipe, line: nil, column: nil, path: "stages[\(i)].data", message: e.message)
+                // Errors that name their own key keep it; a data file's problem is the stage's `data`.
+                throw RecipeError(file: recipe, line: nil, column: nil, path: e.path.hasPrefix("stages[") ? e.path : "stages[\(i)].data",
+                                  message: e.message)
             }
         }
         if let resumePath {

@@ -273,6 +273,23 @@ import Data
         // (−0.6 to +1.2 points over nine demo runs, docs/grpo.md), and at ~1% accuracy one SE
         // is about half a point.
         #expect(s.after - s.before <= 2 * se, "shuffled rewards improved the model by more than two standard errors: \(s)")
+
+        // A reward model from the same SFT weights (recipes/reward-demo.yaml, 500 of its 1000
+        // steps), then the GRPO stage scored by it alone (recipes/grpo-reward-model.yaml, 100 of
+        // its 200 steps): the reward model ranks held-out pairs, and GRPO learns from it.
+        let rm = try run(Self.launcher, ["2", Self.root.appendingPathComponent("recipes/reward-demo.yaml").path, "--run-dir", "\(dir)/rm",
+                                         "--set", "stages.0.init=\(sftEnd)", "--set", "stages.0.steps=500", "--set", "stages.0.eval.every=500"])
+        #expect(rm.status == 0, "\(rm.stderr)")
+        let pairwise = metrics("\(dir)/rm").last?["eval_accuracy"] as? Double ?? 0
+        #expect(pairwise >= 0.9, "reward model's held-out pairwise accuracy \(pairwise)")
+        let byModel = try run(Self.launcher, ["2", Self.root.appendingPathComponent("recipes/grpo-reward-model.yaml").path,
+                                              "--run-dir", "\(dir)/by-model", "--set", "stages.0.init=\(sftEnd)",
+                                              "--set", "stages.0.grpo.rewards.0.checkpoint=\(dir)/rm/checkpoints/step-00000500.h5",
+                                              "--set", "stages.0.steps=100", "--set", "stages.0.eval.every=100"])
+        #expect(byModel.status == 0, "\(byModel.stderr)")
+        let m = try accuracy("\(dir)/by-model")
+        print("GRPO scored by a reward model (pairwise accuracy \(pairwise)): held-out exact match \(m.before) → \(m.after)")
+        #expect(m.after - m.before >= 0.10, "GRPO with the reward model did not learn: \(m)")
     }
 
     @Test func aRewardCommandThatFailsStopsTheStageAfterACheckpoint() throws {

@@ -110,6 +110,8 @@ import Testing
         #expect(q.contains("top_entropy_quantile") && q.contains("1"), "\(q)")
         let tau = error(grpo + "      sapo_temperature_pos: 0\n")
         #expect(tau.contains("sapo_temperature_pos"), "\(tau)")
+        let model = error(grpo + "      rewards:\n        - kind: model\n          weight: 1\n")
+        #expect(model.contains("rewards[0].checkpoint") && model.contains("required"), "\(model)")
         let alone = error(grpo + "      importance_sampling_clip_max: 2\n")
         #expect(alone.contains("importance_sampling_clip_max") && alone.contains("needs importance_sampling_correction: true"), "\(alone)")
         let tis = try Recipe.parse(grpo + "      importance_sampling_correction: true\n      importance_sampling_mode: token_truncate\n", file: "r.yaml")

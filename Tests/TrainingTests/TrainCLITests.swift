@@ -191,6 +191,12 @@ import Testing
         try full.prefix(full.count / 3).write(to: URL(fileURLWithPath: "\(dir)/cut.h5"))
         let (s3, e3) = try runToEnd(["train", recipe, "--run-dir", "\(dir)/c", "--resume", "\(dir)/cut.h5"])
         #expect(s3 == 1 && e3.contains("cut.h5"), "\(e3)")
+        // A GRPO reward model that is a language model: named by its key, before any file is written.
+        let grpo = Self.root.appendingPathComponent("recipes/grpo-reward-model.yaml").path
+        let (s4, e4) = try runToEnd(["train", grpo, "--run-dir", "\(dir)/d", "--set", "stages.0.init=\(dir)/a/checkpoints/step-00000005.h5",
+                                     "--set", "stages.0.grpo.rewards.0.checkpoint=\(dir)/a/checkpoints/step-00000005.h5"])
+        #expect(s4 == 1 && e4.contains("stages[0].grpo.rewards[0].checkpoint") && e4.contains("not a reward model"), "\(e4)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/d"), "a refused reward model wrote a run directory")
     }
 
     @Test func sigtermFinishesTheStepWritesACheckpointAndExitsZero() throws {
