@@ -79,6 +79,21 @@ import Testing
         for (name, p) in back.namedParameters() { #expect(p.values == want[name]!.values, "\(name)") }
     }
 
+    /// A reward model directory transformers wrote (AutoModelForSequenceClassification, one
+    /// label: tools/golden_reward_model.py) loads as a reward model and scores each row at its
+    /// last token: the score head on the final hidden state of DeepSeek's reference code.
+    @Test func aTransformersRewardModelDirectoryScoresAtTheLastToken() throws {
+        let fixtures = URL(fileURLWithPath: Self.fixture).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("reward")
+        let model = try HFDirectory.load(fixtures.appendingPathComponent("model").path, positions: 32)
+        #expect(model.config.isRewardModel && model.namedParameters().contains { $0.0 == "score.weight" })
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: fixtures.appendingPathComponent("expected.json"))) as! [String: Any]
+        for (ids, want) in zip(json["sequences"] as! [[Int]], json["scores"] as! [Double]) {
+            let logits = withNoGrad { model.forward(ids, batch: 1, length: ids.count).logits }
+            let got = DeepSeekForCausalLM.rewards(logits, lastPositions: [ids.count - 1]).values[0]
+            #expect(abs(Double(got) - want) <= 1e-4, "score \(got) vs transformers' \(want)")
+        }
+    }
+
     @Test func brokenDirectoriesAreNamed() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
