@@ -36,6 +36,7 @@ package enum FuzzSeeds {
         case .template: return own + under("tools/chat_templates", { $0.hasSuffix(".jinja") })
         case .recipe: return own + under("recipes", { $0.hasSuffix(".yaml") })
         case .jsonl: return own + under("recipes/data", { $0.hasSuffix(".jsonl") })
+        case .preferences: return own
         }
     }
 

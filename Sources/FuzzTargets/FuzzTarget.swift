@@ -23,8 +23,10 @@ package enum FuzzTarget: String, CaseIterable, Sendable {
     case template
     /// A YAML recipe.
     case recipe
-    /// Chat, prompt and preference JSONL data files.
+    /// Chat and prompt JSONL data files.
     case jsonl
+    /// Preference-pair JSONL (a reward stage's data).
+    case preferences
 
     /// Runs the target on one input. A thrown error is the expected outcome of a bad input:
     /// its kind is returned ("ok" when none), so the driver can keep inputs that reach a new one.
@@ -40,6 +42,7 @@ package enum FuzzTarget: String, CaseIterable, Sendable {
             case .template: try FuzzTarget.template(input)
             case .recipe: try FuzzTarget.recipe(input)
             case .jsonl: try FuzzTarget.jsonl(input, scratch)
+            case .preferences: try FuzzTarget.preferences(input, scratch)
             }
             return "ok"
         } catch {
@@ -108,13 +111,22 @@ package enum FuzzTarget: String, CaseIterable, Sendable {
 
     static func jsonl(_ input: Data, _ scratch: FuzzScratch) throws {
         let path = try scratch.write(input, as: "data.jsonl")
-        // Every reader runs; the first one's error (chat, prompt, preference) is the outcome.
+        // Both readers run; the chat reader's error, else the prompt reader's, is the outcome.
         let chat = Result { try ChatJSONL.loadNumbered(path, allowAnyRole: true) }
         let prompts = Result { try PromptJSONL.loadNumbered(path) }
-        let pairs = Result { try PreferenceJSONL.loadNumbered(path, allowAnyRole: true) }
         _ = try chat.get()
         _ = try prompts.get()
-        _ = try pairs.get()
+    }
+
+    /// Preference pairs as a reward stage reads them: parsed, then each conversation rendered
+    /// with the byte format and cut into rows.
+    static func preferences(_ input: Data, _ scratch: FuzzScratch) throws {
+        let path = try scratch.write(input, as: "pairs.jsonl")
+        let pairs = try PreferenceJSONL.loadNumbered(path, allowAnyRole: false)
+        for (pair, _) in pairs.prefix(64) {
+            _ = pair.sharedPrompt
+            for conv in [pair.chosen, pair.rejected] { _ = ByteChatFormat.render(conv).tokens.prefix(64) }
+        }
     }
 
     /// Mixed scripts, spaces, digits, an added token's text, and a run that makes a

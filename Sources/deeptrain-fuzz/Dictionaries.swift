@@ -6,10 +6,10 @@ extension FuzzTarget {
     var dictionary: [[UInt8]] {
         let words: [String]
         switch self {
-        case .safetensors, .safetensorsIndex, .config, .jsonl:
+        case .safetensors, .safetensorsIndex, .config, .jsonl, .preferences:
             words = ["{", "}", "[", "]", ",", ":", "\"", "null", "true", "\"dtype\"", "\"shape\"", "\"data_offsets\"", "\"F32\"", "\"BF16\"",
                      "\"I64\"", "\"weight_map\"", "\"../x.safetensors\"", "\"hidden_size\"", "\"vocab_size\"", "\"num_hidden_layers\"",
-                     "\"messages\"", "\"role\"", "\"content\"", "\"prompt\"", "\"chosen\"", "\"rejected\"", "\"answer\"", "\n"]
+                     "\"messages\"", "\"role\"", "\"content\"", "\"prompt\"", "\"chosen\"", "\"rejected\"", "\"answer\"", "\"margin\"", "\"assistant\"", "1e309", "\n"]
         case .hdf5:
             words = ["\u{89}HDF", "TREE", "HEAP", "SNOD", "OHDR", "\u{FF}\u{FF}\u{FF}\u{FF}", "\0\0\0\0"]
         case .tokenizer:

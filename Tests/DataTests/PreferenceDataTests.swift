@@ -23,7 +23,7 @@ import Testing
 
     @Test func readsImplicitExplicitAndStringForms() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        let pairs = try PreferenceJSONL.load(root.appendingPathComponent("Fuzz/corpus/jsonl/preferences.jsonl").path)
+        let pairs = try PreferenceJSONL.load(root.appendingPathComponent("Fuzz/corpus/preferences/pairs.jsonl").path)
         #expect(pairs.count == 3)
         #expect(pairs[0].sharedPrompt == [ChatMessage(role: "user", content: "What is 2+3?")])
         #expect(pairs[0].chosen.last == ChatMessage(role: "assistant", content: "2+3=5") && pairs[0].margin == nil)
