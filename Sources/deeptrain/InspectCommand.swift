@@ -37,7 +37,8 @@ struct InspectCommand: ParsableCommand {
             print("stage        \(state.stage.isEmpty ? "-" : state.stage) (index \(state.stageIndex)), step \(state.step), global step \(state.globalStep), tokens \(state.tokens)")
         }
         let c = config
-        print("model        \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), \(c.numAttentionHeads) heads, \(c.nSharedExperts) shared + \(c.nRoutedExperts) routed experts, vocab \(c.vocabSize)")
+        print("model        \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), \(c.numAttentionHeads) heads, \(c.nSharedExperts) shared + \(c.nRoutedExperts) routed experts, vocab \(c.vocabSize)"
+              + (c.isRewardModel ? "; a reward model (score head, docs/reward.md)" : ""))
         print("parameters   \(shapes.reduce(0) { $0 + $1.shape.reduce(1, *) }) in \(shapes.count) tensors")
         print("digest       sha256:\(try weightsDigest(names: shapes.map(\.name), tensor: tensor))")
         if !state.routerBiases.isEmpty {
