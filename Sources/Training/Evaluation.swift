@@ -119,12 +119,19 @@ extension RecipeTrainer {
         }
         let exact = (try? ExactAnswerReward().score(completions)) ?? []
         let n = Double(Swift.max(completions.count, 1))
+        // Reward models score on the grid, every rank taking part; the other rewards on rank 0.
+        var fromModels: [Double]? = nil
+        for (f, w) in rewards {
+            guard let model = f as? ModelReward else { continue }
+            let rows = zip(tokens, generated).map { p, g in (p, g + (g.count < maxNew ? Array(data.format.stop.prefix(1)) : [])) }
+            let s = try model.scoresOnEveryRank(rows, pad: data.format.pad)
+            fromModels = zip(fromModels ?? [Double](repeating: 0, count: s.count), s).map { $0 + w * $1 }
+        }
         var mean: Double? = nil
-        // A reward model scores on the grid, in GRPO's steps only: with nothing else, no mean reward.
-        if isRoot, rewards.contains(where: { !($0.0 is ModelReward) }) {
-            var reward = [Double](repeating: 0, count: completions.count)
+        if isRoot {
+            var reward = fromModels ?? [Double](repeating: 0, count: completions.count)
             for (f, w) in rewards where !(f is ModelReward) {
-                // An external command may fail here too: evaluation then reports the rule-based part.
+                // An external command may fail here too: evaluation then reports the rest.
                 guard let s = try? f.score(completions) else { continue }
                 for i in reward.indices { reward[i] += w * s[i] }
             }

@@ -135,7 +135,7 @@ package struct CommandReward: RewardFunction {
 /// end of turn when it ended) through the reward model on the grid — every rank of a position
 /// takes part, its last stage reads the `score` head at the row's last token (docs/reward.md).
 /// It reads the policy's tokens, so it must share the policy's tokenizer. Not a per-batch
-/// function: GRPO calls `scores`, and held-out evaluation's mean reward leaves it out.
+/// function: GRPO calls `scores`, held-out evaluation `scoresOnEveryRank`.
 package final class ModelReward: RewardFunction, @unchecked Sendable {
     package let name = "model"
     let inference: ShardedInference
@@ -148,6 +148,20 @@ package final class ModelReward: RewardFunction, @unchecked Sendable {
 
     package func score(_ batch: [Completion]) throws -> [Double] {
         throw RewardError(description: "reward model \(source) scores on the grid (GRPO's generation batches), not per batch")
+    }
+
+    /// Each row's reward on every rank: batches of 16 rows, batch j on data-parallel position
+    /// j mod dp, the world's sum gathering them (one contributor each: the same at every layout).
+    func scoresOnEveryRank(_ rows: [([Int], [Int])], pad: Int) throws -> [Double] {
+        let grid = inference.grid, starts = Array(stride(from: 0, to: rows.count, by: 16))
+        let mine = Array(stride(from: grid.dpRank, to: starts.count, by: grid.layout.dp))
+        let got = try scores(mine.map { Array(rows[starts[$0]..<Swift.min(starts[$0] + 16, rows.count)]) }, pad: pad)
+        var all = [Double](repeating: 0, count: rows.count)
+        if grid.isLastStage {
+            for (j, b) in mine.enumerated() { for (r, x) in got[j].enumerated() { all[starts[b] + r] = x } }
+        }
+        try grid.world.allreduceSum(&all)
+        return all
     }
 
     /// Per batch of (prompt, completion) token rows, each row's reward (on a position's last

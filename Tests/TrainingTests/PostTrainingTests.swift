@@ -288,6 +288,7 @@ import Data
                                               "--set", "stages.0.steps=100", "--set", "stages.0.eval.every=100"])
         #expect(byModel.status == 0, "\(byModel.stderr)")
         let m = try accuracy("\(dir)/by-model")
+        #expect(metrics("\(dir)/by-model").last?["eval_reward"] as? Double != nil, "held-out completions not scored by the reward model")
         print("GRPO scored by a reward model (pairwise accuracy \(pairwise)): held-out exact match \(m.before) → \(m.after)")
         #expect(m.after - m.before >= 0.10, "GRPO with the reward model did not learn: \(m)")
     }
