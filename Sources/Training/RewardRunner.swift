@@ -42,6 +42,16 @@ final class RewardRunner: StageRunner {
         return (ids, last, margins)
     }
 
+    /// How many of the stream's first `n` pairs (a file's, at most its size) have the same rows
+    /// once cut to `seq_len`: their chosen and rejected turns differ only past the cut.
+    func pairsCutAlike(first n: Int) -> Int {
+        (0..<Swift.min(n, data.count ?? n)).filter { g in
+            let pair = data.preferencePair(g, seed: context.seed)
+            guard let x = try? Self.rows([pair], format: data.format, length: stage.seqLen) else { return false }
+            return x.ids[..<stage.seqLen] == x.ids[stage.seqLen...] && x.last[0] == x.last[1] - stage.seqLen
+        }.count
+    }
+
     func step(_ step: Int, globalStep: Int, lr: Float) throws -> (result: GridTrainer.StepResult, metrics: RewardMetrics, tokens: Int) {
         let p = pairsPerMicroBatch, first = step * stage.batchSize
         let micro = context.trainer.recipe.parallel.microbatches

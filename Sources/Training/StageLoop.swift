@@ -43,6 +43,11 @@ extension RecipeTrainer {
             let data = try openPostTrainingData(&stage, index: si, form: .preferences, vocab: model.config.vocabSize)
             let context = try stageContext(stage, index: si, model: model, momentsFrom: momentsFrom)
             let runner = RewardRunner(context, stage: stage, settings: settings, data: data)
+            let blind = runner.pairsCutAlike(first: 256)
+            if blind > 0 {
+                log("stage \(stage.name): \(blind) of the first \(Swift.min(256, data.count ?? 256)) pairs are the same once cut to "
+                    + "seq_len = \(stage.seqLen) tokens: they teach nothing; raise seq_len")
+            }
             return try drive(runner, context, from: startStep, globalStep: &globalStep, tokens: &tokens)
         }
     }

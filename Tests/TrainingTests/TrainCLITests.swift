@@ -160,6 +160,30 @@ import Testing
         #expect(!left.contains { $0.hasSuffix(".h5") || $0.hasSuffix(".tmp") }, "left behind: \(left)")
     }
 
+    /// A reward stage whose seq_len cuts every pair before its turns differ says so up front.
+    @Test func rewardPairsCutAlikeAreNamed() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipe = "\(dir)/reward.yaml"
+        try """
+        name: reward
+        model: tiny
+        threads: 1
+        stages:
+          - kind: reward
+            data: synthetic:arithmetic-preferences
+            steps: 1
+            batch_size: 2
+            seq_len: 16
+            optimizer:
+              lr: 1.0e-4
+        """.write(toFile: recipe, atomically: true, encoding: .utf8)
+        let (status, err) = try runToEnd(["train", recipe, "--run-dir", "\(dir)/run"])
+        #expect(status == 0, "\(err)")
+        let log = try String(contentsOfFile: "\(dir)/run/train.log", encoding: .utf8)
+        #expect(log.contains("256 of the first 256 pairs are the same once cut to seq_len = 16 tokens"), "\(log.prefix(600))")
+    }
+
     @Test func badInputExitsOneWithOneMessageAndWritesNothing() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
