@@ -25,7 +25,8 @@ final class BucketedReduceScatter: BackwardObserver {
     static let progressEvery = 0.000_2
 
     let count: Int
-    let shards: [Range<Int>]
+    /// Each group rank's shard, as runs of the vector (`FlatVector.shards`).
+    let shards: [[Range<Int>]]
     let group: Communicator
     let buckets: [Range<Int>]
     let bucketSize: Int
@@ -38,9 +39,11 @@ final class BucketedReduceScatter: BackwardObserver {
     private var started: [Bool]
     private let earlier: CanonicalSum
     /// Per bucket: this rank's node of the tree (kept until sent), and the peers' pieces of
-    /// this rank's shard, one slot per group rank.
+    /// this rank's shard: per part of the shard in the bucket (`mine`), one slot per group rank.
     private var local: [[Float]]
     private var received: [Storage?]
+    /// Per bucket: the runs of this rank's shard in it, each with its offset in the shard.
+    private var mine: [[(range: Range<Int>, inShard: Int)]]
     /// With `bf16`: per bucket, this rank's node as sent and the peers' pieces as they arrive.
     private let dtype: CommDType
     private var localBits: [[UInt16]]
@@ -51,7 +54,7 @@ final class BucketedReduceScatter: BackwardObserver {
 
     /// A gradient vector of `count` elements, `shards` of it summed on the group's ranks; its
     /// parts are announced with `ready`, or by the tape for `leaves` (each parameter's range).
-    init(count: Int, shards: [Range<Int>], group: Communicator, earlier: CanonicalSum = CanonicalSum(),
+    init(count: Int, shards: [[Range<Int>]], group: Communicator, earlier: CanonicalSum = CanonicalSum(),
          leaves: [ObjectIdentifier: Range<Int>] = [:], bucketFloats: Int = bucketFloats, dtype: CommDType = .fp32,
          gradients: @escaping (Range<Int>) -> [Float]) {
         precondition(earlier.count == 0 || earlier.dtype == dtype, "the earlier micro-batches' tree rounds otherwise")
@@ -69,6 +72,15 @@ final class BucketedReduceScatter: BackwardObserver {
         started = [Bool](repeating: false, count: buckets.count)
         local = [[Float]](repeating: [], count: buckets.count)
         received = [Storage?](repeating: nil, count: buckets.count)
+        var parts = [[(range: Range<Int>, inShard: Int)]](repeating: [], count: buckets.count), base = 0
+        for run in shards[group.rank] {
+            for b in (run.isEmpty ? [] : Array((run.lowerBound / bucketFloats)...((run.upperBound - 1) / bucketFloats))) {
+                let part = buckets[b].clamped(to: run)
+                parts[b].append((part, base + part.lowerBound - run.lowerBound))
+            }
+            base += run.count
+        }
+        mine = parts
         localBits = [[UInt16]](repeating: [], count: buckets.count)
         receivedBits = [[UInt16]](repeating: [], count: buckets.count)
         transfers = Transfers(on: group)
@@ -127,21 +139,26 @@ final class BucketedReduceScatter: BackwardObserver {
         } else {
             local[b] = earlier.result(pushing: leaf, range: range)
         }
-        let mine = range.clamped(to: shards[group.rank])
+        let total = mine[b].reduce(0) { $0 + $1.range.count }
         // Pooled, not a fresh array: fresh pages each step are slow to touch (docs/benchmarks.md).
-        let slots = Storage(uninitialized: Swift.max(mine.count * group.size, 1))
+        let slots = Storage(uninitialized: Swift.max(total * group.size, 1))
         received[b] = slots
         do {
             if dtype == .bf16 {
-                try post16(b, range: range, mine: mine)
+                try post16(b, range: range, total: total)
             } else {
-                for q in 0..<group.size where q != group.rank {
-                    try transfers.receive(slots.data + q * mine.count, count: mine.count, from: q, tag: b)
+                var at = 0
+                for part in mine[b] {
+                    for q in 0..<group.size where q != group.rank {
+                        try transfers.receive(slots.data + at * group.size + q * part.range.count, count: part.range.count, from: q, tag: b)
+                    }
+                    at += part.range.count
                 }
                 try local[b].withUnsafeBufferPointer { l in
                     for q in 0..<group.size where q != group.rank {
-                        let piece = range.clamped(to: shards[q])
-                        try transfers.send(l.baseAddress! + (piece.lowerBound - range.lowerBound), count: piece.count, to: q, tag: b)
+                        for piece in pieces(of: range, owner: q) {
+                            try transfers.send(l.baseAddress! + (piece.lowerBound - range.lowerBound), count: piece.count, to: q, tag: b)
+                        }
                     }
                 }
             }
@@ -150,23 +167,33 @@ final class BucketedReduceScatter: BackwardObserver {
         }
     }
 
+    /// The runs of rank `q`'s shard within `range`, in order.
+    private func pieces(of range: Range<Int>, owner q: Int) -> [Range<Int>] {
+        shards[q].map { $0.clamped(to: range) }.filter { !$0.isEmpty }
+    }
+
     /// Bucket `b`'s transfers in bfloat16: its node, already rounded, packed exactly.
-    private func post16(_ b: Int, range: Range<Int>, mine: Range<Int>) throws {
+    private func post16(_ b: Int, range: Range<Int>, total: Int) throws {
         localBits[b] = [UInt16](repeating: 0, count: range.count)
-        receivedBits[b] = [UInt16](repeating: 0, count: Swift.max(mine.count * group.size, 1))
+        receivedBits[b] = [UInt16](repeating: 0, count: Swift.max(total * group.size, 1))
         local[b].withUnsafeBufferPointer { l in
             localBits[b].withUnsafeMutableBufferPointer { BFloat16.pack(l.baseAddress!, count: range.count, into: $0.baseAddress!) }
         }
         // The arrays stay put until `finish`: nothing appends to them meanwhile.
         try receivedBits[b].withUnsafeMutableBufferPointer { r in
-            for q in 0..<group.size where q != group.rank {
-                try transfers.receive(r.baseAddress! + q * mine.count, count: mine.count, from: q, tag: b)
+            var at = 0
+            for part in mine[b] {
+                for q in 0..<group.size where q != group.rank {
+                    try transfers.receive(r.baseAddress! + at * group.size + q * part.range.count, count: part.range.count, from: q, tag: b)
+                }
+                at += part.range.count
             }
         }
         try localBits[b].withUnsafeBufferPointer { l in
             for q in 0..<group.size where q != group.rank {
-                let piece = range.clamped(to: shards[q])
-                try transfers.send(l.baseAddress! + (piece.lowerBound - range.lowerBound), count: piece.count, to: q, tag: b)
+                for piece in pieces(of: range, owner: q) {
+                    try transfers.send(l.baseAddress! + (piece.lowerBound - range.lowerBound), count: piece.count, to: q, tag: b)
+                }
             }
         }
     }
@@ -188,22 +215,26 @@ final class BucketedReduceScatter: BackwardObserver {
         for b in buckets.indices where !started[b] { start(b) }
         if let failure { throw failure }
         try transfers.wait()
-        let mine = shards[group.rank]
-        if shard.count != mine.count { shard = [Float](unsafeUninitializedCapacity: mine.count) { _, n in n = mine.count } }
+        let n = mine.reduce(0) { $0 + $1.reduce(0) { $0 + $1.range.count } }
+        if shard.count != n { shard = [Float](unsafeUninitializedCapacity: n) { _, k in k = n } }
         shard.withUnsafeMutableBufferPointer { out in
-            for (b, range) in buckets.enumerated() {
-                let part = range.clamped(to: mine)
-                guard !part.isEmpty else { continue }
+            for (b, range) in buckets.enumerated() where !mine[b].isEmpty {
                 let r = received[b]!.data
+                let total = mine[b].reduce(0) { $0 + $1.range.count }
                 if dtype == .bf16 {
-                    receivedBits[b].withUnsafeBufferPointer { BFloat16.unpack($0.baseAddress!, count: part.count * group.size, into: r) }
+                    receivedBits[b].withUnsafeBufferPointer { BFloat16.unpack($0.baseAddress!, count: total * group.size, into: r) }
                 }
-                local[b].withUnsafeBufferPointer { l in
-                    let sources = (0..<group.size).map { q in
-                        q == group.rank ? l.baseAddress! + (part.lowerBound - range.lowerBound) : UnsafePointer(r + q * part.count)
+                var at = 0
+                for part in mine[b] {
+                    // This part's slots, one a rank, are also its scratch (`canonicalAdd`).
+                    let slots = r + at * group.size, c = part.range.count
+                    local[b].withUnsafeBufferPointer { l in
+                        let sources = (0..<group.size).map { q in
+                            q == group.rank ? l.baseAddress! + (part.range.lowerBound - range.lowerBound) : UnsafePointer(slots + q * c)
+                        }
+                        Communicator.canonicalAdd(sources, into: out.baseAddress! + part.inShard, scratch: slots, count: c, dtype: dtype)
                     }
-                    Communicator.canonicalAdd(sources, into: out.baseAddress! + (part.lowerBound - mine.lowerBound), scratch: r,
-                                              count: part.count, dtype: dtype)
+                    at += c
                 }
             }
         }

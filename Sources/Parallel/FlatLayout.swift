@@ -70,16 +70,35 @@ package struct FlatLayout {
         pieces.indices.filter { pieces[$0].stage == stage && pieces[$0].expert.map { $0.index / expertsPerRank == block } == true }
     }
 
-    /// Chunks (global ids) split into `parts` contiguous runs by their first element's position.
-    package func split(_ ids: [Int], parts: Int) -> [[Int]] {
+    /// Chunks (global ids) split into `parts` shards by their first element's position:
+    /// contiguous runs, or with `interleaved` blocks of `interleaveBlock(total:parts:)`
+    /// elements dealt out in turn.
+    package func split(_ ids: [Int], parts: Int, interleaved: Bool = false) -> [[Int]] {
         let total = ids.reduce(0) { $0 + chunks[$1].count }
         var out = [[Int]](repeating: [], count: parts)
         var at = 0
         for id in ids {
-            out[Swift.min(parts - 1, total == 0 ? 0 : at * parts / total)].append(id)
+            out[Self.owner(at: at, total: total, parts: parts, interleaved: interleaved)].append(id)
             at += chunks[id].count
         }
         return out
+    }
+
+    /// The part that owns the chunk starting at element `at` of `total`.
+    static func owner(at: Int, total: Int, parts: Int, interleaved: Bool) -> Int {
+        if interleaved { return (at / interleaveBlock(total: total, parts: parts)) % parts }
+        return Swift.min(parts - 1, total == 0 ? 0 : at * parts / total)
+    }
+
+    /// Interleaved ownership's block: 2¹⁸ elements (1 MiB), smaller where the vector has fewer
+    /// than 8 blocks a rank, so that every rank owns about as much. Why interleave: a rank's
+    /// gradients complete from the last layer to the first, so with contiguous shards the
+    /// pieces for the first ranks' shards are all ready only at the end of the backward, and
+    /// each link between nodes carries its share in half the backward or less
+    /// (docs/multinode.md). Dealt-out blocks give every rank, and every link, data to move all
+    /// backward long.
+    static func interleaveBlock(total: Int, parts: Int) -> Int {
+        Swift.max(chunk, Swift.min(1 << 18, total / Swift.max(parts * 8, 1)))
     }
 
     /// The chunks world rank `w` owns (its dense shard, then its expert shard): it reduces their
@@ -97,29 +116,42 @@ package struct FlatVector {
     package let pieces: [Int]
     package let offsets: [Int]
     package let count: Int
-    /// Element range of each group rank's shard.
-    package let shards: [Range<Int>]
+    /// Each group rank's shard: runs of the vector in order (one run unless interleaved).
+    package let shards: [[Range<Int>]]
     /// Global chunk ids of this rank's shard, in order, and their offsets in the vector.
     package let ownedChunks: [Int]
 
-    init(layout f: FlatLayout, pieces ps: [Int], parts: Int, part: Int) {
+    /// `interleaved`: ownership dealt out in blocks (`FlatLayout.split`), for a group whose
+    /// gradients cross nodes; else one contiguous run a rank.
+    init(layout f: FlatLayout, pieces ps: [Int], parts: Int, part: Int, interleaved: Bool = false) {
         pieces = ps
         var o: [Int] = [], n = 0
         for i in ps { o.append(n); n += f.pieces[i].tensor.count }
         offsets = o
         count = n
         let ids = f.chunks(ofPieces: ps)
-        let split = f.split(ids, parts: parts)
-        var pieceOffset: [Int: Int] = [:]
-        for (i, off) in zip(ps, o) { pieceOffset[i] = off }
-        var ranges: [Range<Int>] = [], at = 0
-        for run in split {
-            let len = run.reduce(0) { $0 + f.chunks[$1].count }
-            ranges.append(at..<(at + len))
-            at += len
+        var runs = [[Range<Int>]](repeating: [], count: parts), at = 0
+        for id in ids {
+            let q = FlatLayout.owner(at: at, total: n, parts: parts, interleaved: interleaved)
+            let r = at..<(at + f.chunks[id].count)
+            if let last = runs[q].last, last.upperBound == r.lowerBound { runs[q][runs[q].count - 1] = last.lowerBound..<r.upperBound } else { runs[q].append(r) }
+            at += r.count
         }
-        shards = ranges
-        ownedChunks = split[part]
+        shards = runs
+        ownedChunks = f.split(ids, parts: parts, interleaved: interleaved)[part]
+    }
+
+    /// Elements in group rank `q`'s shard.
+    package func shardCount(_ q: Int) -> Int { shards[q].reduce(0) { $0 + $1.count } }
+
+    /// `segments` of every run of rank `q`'s shard, each with its offset in the shard.
+    package func shardSegments(_ q: Int, _ f: FlatLayout) -> [(piece: Int, inPiece: Int, at: Int, count: Int, inShard: Int)] {
+        var out: [(piece: Int, inPiece: Int, at: Int, count: Int, inShard: Int)] = [], base = 0
+        for run in shards[q] {
+            for s in segments(run, f) { out.append((s.piece, s.inPiece, s.at, s.count, base + s.at - run.lowerBound)) }
+            base += run.count
+        }
+        return out
     }
 
     /// The parts of `range` of the vector that lie in each piece: (piece, offset in the piece,
@@ -161,8 +193,8 @@ package struct FlatVector {
     /// parameter a rank owns goes to the others as one message, received where that parameter
     /// lives), so no packing into a buffer and unpacking out of it (docs/benchmarks.md).
     package func allgatherValues(_ f: FlatLayout, group: Communicator) throws {
-        try group.allgather(runs: shards.map { shard in
-            segments(shard, f).map { (f.pieces[$0.piece].tensor.data + $0.inPiece, $0.count) }
+        try group.allgather(runs: shards.indices.map { q in
+            shardSegments(q, f).map { (f.pieces[$0.piece].tensor.data + $0.inPiece, $0.count) }
         })
     }
 }

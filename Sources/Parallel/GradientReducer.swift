@@ -11,8 +11,8 @@ import Collectives
 /// each parameter as it completes to a `BucketedReduceScatter`, which sends the finished
 /// buckets while the backward still computes; `reduce` then waits and adds what arrived.
 struct GradientReducer {
-    let dense: (group: Communicator, shards: [Range<Int>], count: Int)
-    let experts: (group: Communicator, shards: [Range<Int>])
+    let dense: (group: Communicator, shards: [[Range<Int>]], count: Int)
+    let experts: (group: Communicator, shards: [[Range<Int>]], count: Int)
     /// What the gradients travel as; with `bf16` every node of the tree is rounded (`CommDType`).
     let dtype: CommDType
     private var denseTree: CanonicalSum
@@ -29,7 +29,7 @@ struct GradientReducer {
         self.dtype = dtype
         denseTree = CanonicalSum(dtype: dtype)
         self.dense = (denseGroup, dense.shards, dense.count)
-        self.experts = (expertGroup, experts.shards)
+        self.experts = (expertGroup, experts.shards, experts.count)
         self.bucketed = bucketed && denseGroup.size > 1
         self.expertsBucketed = expertsBucketed && expertGroup.size > 1
     }
@@ -69,7 +69,7 @@ struct GradientReducer {
     /// `expertsBucketed`. `add(expertGradients:)` then starts the rest.
     mutating func expertBuckets(source: @escaping () -> [Float]) -> BucketedReduceScatter? {
         guard expertsBucketed else { return nil }
-        let b = BucketedReduceScatter(count: experts.shards.last?.upperBound ?? 0, shards: experts.shards, group: experts.group,
+        let b = BucketedReduceScatter(count: experts.count, shards: experts.shards, group: experts.group,
                                       dtype: dtype) { range in
             Array(source()[range])
         }
@@ -94,7 +94,7 @@ struct GradientReducer {
             denseTree = CanonicalSum(dtype: dtype)
             // Each full vector is dropped once its shard is summed: a rank holds at most one full
             // gradient vector at a time besides its shards and the receive buffer (what `plan` counts).
-            try dense.group.reduceScatterCanonical(full, shards: dense.shards, into: &denseShard, dtype: dtype)
+            try Self.reduceScatter(full, shards: dense.shards, over: dense.group, into: &denseShard, dtype: dtype)
             full = []
         }
         guard var expertFull = expertGradients else { preconditionFailure("reduce before the experts' gradients were added") }
@@ -105,9 +105,29 @@ struct GradientReducer {
             try b.finish(into: &expertShard)
             expertReduction = nil
         } else {
-            try experts.group.reduceScatterCanonical(expertFull, shards: experts.shards, into: &expertShard, dtype: dtype)
+            try Self.reduceScatter(expertFull, shards: experts.shards, over: experts.group, into: &expertShard, dtype: dtype)
         }
         expertFull = []
+    }
+
+    /// `reduceScatterCanonical` over shards of runs: as they are when each is one run in rank
+    /// order; else through a copy of `x` in shard order (the same additions, so the same bits).
+    static func reduceScatter(_ x: [Float], shards: [[Range<Int>]], over group: Communicator, into out: inout [Float],
+                              dtype: CommDType) throws {
+        var ranges: [Range<Int>] = [], at = 0
+        for runs in shards {
+            let n = runs.reduce(0) { $0 + $1.count }
+            ranges.append(at..<(at + n))
+            at += n
+        }
+        if zip(shards, ranges).allSatisfy({ $0.0.isEmpty || $0.0 == [$0.1] }) {
+            try group.reduceScatterCanonical(x, shards: ranges, into: &out, dtype: dtype)
+            return
+        }
+        var ordered = [Float]()
+        ordered.reserveCapacity(x.count)
+        for runs in shards { for r in runs { ordered.append(contentsOf: x[r]) } }
+        try group.reduceScatterCanonical(ordered, shards: ranges, into: &out, dtype: dtype)
     }
 
     /// Alone in its group a rank's "shard" is the gradient vector itself (the expert

@@ -135,11 +135,14 @@ package final class GridTrainer {
         self.grid = grid
         let c = model.config
         flat = FlatLayout(model.namedParameters(), partition: grid.partition, layout: grid.layout, experts: c.nRoutedExperts)
-        dense = FlatVector(layout: flat, pieces: flat.densePieces(stage: grid.stage), parts: grid.dp.size, part: grid.dp.rank)
+        // Buckets reduce during the backward, so ownership is interleaved for them (`FlatLayout.split`).
+        let denseBuckets = GradientReducer.bucketed(nodes: grid.dpNodes), expertBuckets = GradientReducer.bucketed(nodes: grid.edpNodes)
+        dense = FlatVector(layout: flat, pieces: flat.densePieces(stage: grid.stage), parts: grid.dp.size, part: grid.dp.rank,
+                           interleaved: denseBuckets && grid.dp.size > 1)
         experts = FlatVector(layout: flat, pieces: flat.expertPieces(stage: grid.stage, block: grid.epRank),
-                             parts: grid.edp.size, part: grid.edp.rank)
-        denseOptimizer = AdamWShard(count: dense.shards[grid.dp.rank].count, config: adam)
-        expertOptimizer = AdamWShard(count: experts.shards[grid.edp.rank].count, config: adam)
+                             parts: grid.edp.size, part: grid.edp.rank, interleaved: expertBuckets && grid.edp.size > 1)
+        denseOptimizer = AdamWShard(count: dense.shardCount(grid.dp.rank), config: adam)
+        expertOptimizer = AdamWShard(count: experts.shardCount(grid.edp.rank), config: adam)
         var offsets: [Int: Int] = [:]
         for (i, off) in zip(experts.pieces, experts.offsets) {
             let l = flat.pieces[i].expert!.layer
@@ -150,7 +153,7 @@ package final class GridTrainer {
         executor = offsets.isEmpty ? nil : ExpertParallel(comm: grid.ep, experts: c.nRoutedExperts, layerOffset: offsets, flatCount: experts.count,
                                                              dtype: commDType, nodes: grid.epNodeOf)
         reducer = GradientReducer(dense: dense, over: grid.dp, experts: experts, over: grid.edp,
-                                  bucketed: GradientReducer.bucketed(nodes: grid.dpNodes), expertsBucketed: GradientReducer.bucketed(nodes: grid.edpNodes),
+                                  bucketed: denseBuckets, expertsBucketed: expertBuckets,
                                   dtype: commDType)
         self.clip = clip
         self.alphas = alphas
@@ -490,13 +493,12 @@ package final class GridTrainer {
     /// shards arrive by allgather (its seconds returned).
     func update(_ v: FlatVector, optimizer: AdamWShard, grad: [Float], scale: Float, group: Communicator, lr: Float,
                 leaveInFlight: Bool) throws -> (seconds: Double, inFlight: ParameterGather?) {
-        let mine = v.shards[group.rank]
         let k = optimizer.begin(lr: lr)
         grad.withUnsafeBufferPointer { g in
-            let runs = v.segments(mine, flat).map { seg in
+            let runs = v.shardSegments(group.rank, flat).map { seg in
                 let piece = flat.pieces[seg.piece]
-                return AdamWShard.Run(offset: seg.at - mine.lowerBound, count: seg.count, weights: piece.tensor.data + seg.inPiece,
-                                      grad: g.baseAddress! + (seg.at - mine.lowerBound), decays: piece.decays)
+                return AdamWShard.Run(offset: seg.inShard, count: seg.count, weights: piece.tensor.data + seg.inPiece,
+                                      grad: g.baseAddress! + seg.inShard, decays: piece.decays)
             }
             optimizer.apply(k, runs: runs, scale: scale)
         }

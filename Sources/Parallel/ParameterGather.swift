@@ -8,11 +8,11 @@ import Collectives
 /// layers already compute.
 ///
 /// Rank q's runs go to every other rank as one message each, received in place, as
-/// `Communicator.allgather(runs:)` does. The receives are posted in vector order — the owners'
-/// shards lie in rank order and each owner's runs in vector order — so "every element before
-/// offset `e` has arrived" is "every receive whose run starts before `e` has completed", a
-/// prefix of them (`wait(through:)`); they are posted before the sends, so the prefix of all
-/// requests.
+/// `Communicator.allgather(runs:)` does. The receives are posted in vector order (sorted: with
+/// interleaved shards the owners alternate; each owner's runs keep the order it sends them in),
+/// so "every element before offset `e` has arrived" is "every receive whose run starts before
+/// `e` has completed", a prefix of them (`wait(through:)`); they are posted before the sends,
+/// so the prefix of all requests.
 final class ParameterGather {
     private var transfers: Transfers
     /// Per receive posted, in order: where its run starts in the vector.
@@ -25,13 +25,15 @@ final class ParameterGather {
     init(_ vector: FlatVector, _ flat: FlatLayout, group: Communicator) throws {
         transfers = Transfers(on: group)
         let tag = Communicator.allgatherTag
-        for (q, shard) in vector.shards.enumerated() where q != group.rank {
-            for seg in vector.segments(shard, flat) {
-                try transfers.receive(flat.pieces[seg.piece].tensor.data + seg.inPiece, count: seg.count, from: q, tag: tag)
-                receiveStarts.append(seg.at)
-            }
+        // Every other rank's runs, in vector order whoever owns them (interleaved shards mix owners).
+        let arriving = (0..<group.size).filter { $0 != group.rank }
+            .flatMap { q in vector.shardSegments(q, flat).map { (q, $0) } }
+            .sorted { $0.1.at < $1.1.at }
+        for (q, seg) in arriving {
+            try transfers.receive(flat.pieces[seg.piece].tensor.data + seg.inPiece, count: seg.count, from: q, tag: tag)
+            receiveStarts.append(seg.at)
         }
-        for seg in vector.segments(vector.shards[group.rank], flat) {
+        for seg in vector.shardSegments(group.rank, flat) {
             for q in 0..<group.size where q != group.rank {
                 try transfers.send(flat.pieces[seg.piece].tensor.data + seg.inPiece, count: seg.count, to: q, tag: tag)
             }

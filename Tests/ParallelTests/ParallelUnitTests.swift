@@ -3,7 +3,7 @@ import Autograd
 @testable import Collectives
 import DeepSeek
 import Optim
-import Parallel
+@testable import Parallel
 
 /// The pieces of the parallel layers that need no MPI: layout checks, the stage split, the 1F1B
 /// schedule, chunk ownership, and the expert-parallel op against the one-process fused op.
@@ -82,6 +82,36 @@ import Parallel
                 for id in o.dense + o.expert { owners[id] += 1 }
             }
             #expect(owners.allSatisfy { $0 == 1 }, "layout \(layout)")
+        }
+    }
+
+    /// Interleaved shards (groups across nodes): every element has one owner, each rank owns
+    /// about as much (within a block), and each owns pieces of the first and of the last
+    /// quarter of the vector, so every rank's gradients come in all backward long.
+    @Test func interleavedShardsCoverTheVectorOnceAndSpreadOverIt() {
+        let model = DeepSeekForCausalLM(.small, seed: 1)
+        let layout = Layout(dp: 4, ep: 1, pp: 1, microbatches: 4)
+        let flat = FlatLayout(model.namedParameters(), partition: StagePartition(layers: DeepSeekConfig.small.numHiddenLayers, stages: 1),
+                              layout: layout, experts: DeepSeekConfig.small.nRoutedExperts)
+        for parts in [2, 3, 4] {
+            let vectors = (0..<parts).map { FlatVector(layout: flat, pieces: flat.densePieces(stage: 0), parts: parts, part: $0, interleaved: true) }
+            let v = vectors[0], block = FlatLayout.interleaveBlock(total: v.count, parts: parts)
+            var covered = [UInt8](repeating: 0, count: v.count)
+            for q in 0..<parts { for r in v.shards[q] { for i in r { covered[i] += 1 } } }
+            #expect(covered.allSatisfy { $0 == 1 }, "\(parts) parts")
+            let counts: [Int] = (0..<parts).map { v.shardCount($0) }
+            #expect(counts.max()! - counts.min()! <= block + FlatLayout.chunk, "\(parts) parts: \(counts)")
+            for q in 0..<parts {
+                #expect(v.shards[q].first!.lowerBound < v.count / 4 && v.shards[q].last!.upperBound > 3 * v.count / 4, "rank \(q) of \(parts)")
+                // Each rank's view agrees, and its owned chunks are its shard's elements.
+                #expect(vectors[q].shards == v.shards)
+                let owned: Int = vectors[q].ownedChunks.reduce(0) { $0 + flat.chunks[$1].count }
+                #expect(owned == counts[q])
+                let segs = v.shardSegments(q, flat)
+                let total: Int = segs.map(\.count).reduce(0, +)
+                let end: Int = segs.last.map { $0.inShard + $0.count } ?? 0
+                #expect(total == counts[q] && end == counts[q])
+            }
         }
     }
 
