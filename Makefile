@@ -4,7 +4,7 @@
 SWIFT ?= swift
 BIN := .build/release/deeptrain
 
-.PHONY: all deps build run test bench clean finetune-hf fuzz
+.PHONY: all deps build run test bench bench-check clean finetune-hf fuzz
 
 all: build
 
@@ -49,6 +49,12 @@ fuzz: deps
 bench: build
 	$(BIN) bench gemm
 	$(BIN) bench train --model dense
+
+# The regression guard (docs/benchmarks.md): five alternated runs of each benchmark model
+# compared with this machine kind's baseline in docs/baselines.json; exits 2 when a figure is
+# worse beyond its noise. `scripts/bench-check --record` refreshes the baseline.
+bench-check: build
+	bash scripts/bench-check
 
 clean:
 	rm -rf .build

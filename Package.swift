@@ -71,6 +71,6 @@ let package = Package(
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Autograd"]),
         .testTarget(name: "ParallelTests", dependencies: ["Parallel", "Collectives", "DeepSeek", "Optim", "Autograd"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Jinja", "FileSafety"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd", "Checkpoint"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Data", "NN", "Optim", "Autograd", "Checkpoint", "Benchmarks"]),
     ]
 )

@@ -13,6 +13,8 @@ package enum TrainBenchmark {
     package struct Report: Codable, Sendable {
         package var benchmark = "train"
         package var blasKernel = KernelSelection.current.kernel
+        /// The machine kind, as `bench compare` matches baselines by (CPUID's vendor, family, model).
+        package var cpu = "\(KernelSelection.current.vendor) family \(KernelSelection.current.family) model \(KernelSelection.current.model)"
         package let model: String
         package let parameters: Int
         package let batch: Int
@@ -54,6 +56,7 @@ package enum TrainBenchmark {
         enum CodingKeys: String, CodingKey {
             case benchmark
             case blasKernel = "blas_kernel"
+            case cpu
             case model
             case parameters
             case batch

@@ -13,7 +13,75 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print JSON.",
-        subcommands: [Gemm.self, Train.self, Attention.self, Generate.self, DataThroughput.self, Tokenize.self, Comm.self, Dispatch.self])
+        subcommands: [Gemm.self, Train.self, Attention.self, Generate.self, DataThroughput.self, Tokenize.self, Comm.self, Dispatch.self,
+                      Compare.self, Baseline.self])
+
+    /// Bench JSONs from files: (name, object).
+    static func readRuns(_ paths: [String]) throws -> [(name: String, json: [String: Any])] {
+        try paths.map { path in
+            let data = try readBoundedFile(path, limit: 1 << 20, what: "bench JSON")
+            guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                throw ValidationError("\(path): not a JSON object as a bench command prints")
+            }
+            return (path, json)
+        }
+    }
+
+    struct Compare: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Compare bench runs with the stored baseline of their machine kind: which figures moved beyond the noise.",
+            discussion: """
+            Each RUN is the JSON one `deeptrain bench train` run printed (save it: `... > run1.json`); \
+            give several runs of the same benchmark (five, alternated with nothing else running) and \
+            their medians are compared. A figure is worse or better when it leaves the baseline runs' \
+            own range widened by 3% of their median. Prints JSON; exits 0 when no figure is worse, \
+            2 when some are, 1 when no baseline matches (docs/benchmarks.md, "Regression guard").
+            """)
+        @Option(help: "The baseline file (default: the project's, docs/baselines.json).") var baseline = "docs/baselines.json"
+        @Argument(help: "Bench JSON files of the runs to compare.") var runs: [String]
+
+        func run() throws {
+            let file = try JSONDecoder().decode(BenchBaseline.File.self, from: readBoundedFile(baseline, limit: 16 << 20, what: "baseline"))
+            do {
+                let report = try BenchBaseline.compare(BenchCommand.readRuns(runs), with: file, path: baseline)
+                print(jsonString(report))
+                for m in report.figures where m.verdict != "within noise" {
+                    FileHandle.standardError.write(Data("\(m.figure): \(m.verdict), \(String(format: "%+.1f", m.changePercent))% (\(m.baseline) → \(m.now))\n".utf8))
+                }
+                if !report.worse.isEmpty { throw ExitCode(2) }
+            } catch let p as BenchBaseline.Problem {
+                FileHandle.standardError.write(Data("error: \(p)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Baseline: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record bench runs as the baseline of their machine kind.",
+            discussion: """
+            Replaces the entry with the same benchmark, settings and machine kind in the file (others \
+            are kept). Record from five runs alternated with nothing else on the machine; commit the \
+            file with the build it measured (docs/benchmarks.md, "Regression guard").
+            """)
+        @Option(help: "The baseline file to update (created if missing).") var output = "docs/baselines.json"
+        @Argument(help: "Bench JSON files of the runs.") var runs: [String]
+
+        func run() throws {
+            var file = BenchBaseline.File()
+            if FileManager.default.fileExists(atPath: output) {
+                file = try JSONDecoder().decode(BenchBaseline.File.self, from: readBoundedFile(output, limit: 16 << 20, what: "baseline"))
+            }
+            do {
+                file = try BenchBaseline.record(BenchCommand.readRuns(runs), into: file)
+            } catch let p as BenchBaseline.Problem {
+                FileHandle.standardError.write(Data("error: \(p)\n".utf8))
+                throw ExitCode(1)
+            }
+            try (jsonString(file) + "\n").write(toFile: output, atomically: true, encoding: .utf8)
+            FileHandle.standardError.write(Data("recorded \(runs.count) runs in \(output) (\(file.entries.count) entries)\n".utf8))
+        }
+    }
 
     struct Gemm: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "GFLOP/s of raw cblas_sgemm and of Tensor.matmul.")
