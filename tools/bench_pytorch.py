@@ -17,8 +17,14 @@ never returns freed memory: MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=2^31-1). 
 maps blocks above 32 MB afresh and unmaps them on free, so every step faults their pages in
 again, which on a VM where a new page is slow to touch costs PyTorch up to a fifth of its step
 (docs/benchmarks.md). The JSON says which policy ran (`keep_freed_memory`).
+
+PyTorch's other ways to train here (issue 33 asks for its fastest): `--compile` runs the model
+through `torch.compile` (inductor; the first steps compile, so give `--warmup 10`), `--autocast
+bf16` runs the forward under `torch.autocast("cpu", bfloat16)` with fp32 weights and AdamW. The
+JSON says which ran (`compile`, `autocast`).
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -58,15 +64,20 @@ def train(args):
     model = build(args.model)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    # The ways PyTorch can run this on a CPU: eager, or compiled by inductor; fp32, or the
+    # forward under bf16 autocast (weights and the optimizer stay fp32, as in mixed precision).
+    forward = torch.compile(model) if args.compile else model
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.autocast == "bf16" else contextlib.nullcontext()
     g = torch.Generator().manual_seed(3)
     vocab = model.config.vocab_size
 
     def step():
         ids = torch.randint(0, vocab, (args.batch, args.length + 1), generator=g)
         t0 = time.perf_counter()
-        out = model(input_ids=ids[:, :-1], labels=ids[:, 1:].contiguous(), output_router_logits=args.model == "small") \
-            if args.model == "small" else model(input_ids=ids[:, :-1], labels=ids[:, 1:].contiguous())
-        loss = out.loss
+        with autocast:
+            out = forward(input_ids=ids[:, :-1], labels=ids[:, 1:].contiguous(), output_router_logits=args.model == "small") \
+                if args.model == "small" else forward(input_ids=ids[:, :-1], labels=ids[:, 1:].contiguous())
+            loss = out.loss
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -88,7 +99,7 @@ def train(args):
         "parameters": sum(p.numel() for p in model.parameters()), "tokens_per_s": args.batch * args.length / per,
         "step_ms": per * 1e3, "forward_ms": f / args.steps * 1e3, "backward_ms": b / args.steps * 1e3,
         "optimizer_ms": o / args.steps * 1e3, "cpu": platform.processor() or platform.machine(),
-        "keep_freed_memory": keeps_freed_memory(),
+        "keep_freed_memory": keeps_freed_memory(), "compile": args.compile, "autocast": args.autocast,
     }))
 
 
@@ -125,6 +136,8 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--new", type=int, default=128)
+    p.add_argument("--compile", action="store_true", help="train: torch.compile the model (inductor)")
+    p.add_argument("--autocast", choices=["none", "bf16"], default="none", help="train: the forward under CPU autocast")
     p.add_argument("--keep-freed-memory", action="store_true",
                    help="run under deeptrain's allocator policy (glibc reads it at start: the script restarts itself)")
     args = p.parse_args()
