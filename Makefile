@@ -4,7 +4,7 @@
 SWIFT ?= swift
 BIN := .build/release/deeptrain
 
-.PHONY: all deps build run test bench bench-check clean finetune-hf fuzz
+.PHONY: all deps build run test test-kernel bench bench-check clean finetune-hf fuzz
 
 all: build
 
@@ -26,6 +26,14 @@ run: build
 # module a second time (about 3 minutes here) for a binary the test build replaces.
 test: deps
 	$(SWIFT) test -c release --no-parallel
+
+# The whole suite under another OpenBLAS kernel (default Haswell: AVX2 + FMA, what a CPU without
+# AVX-512 runs): every parity, resume and golden test must hold there too (bits are compared
+# within one kernel). OPENBLAS_CORETYPE reaches every process the tests start, mpirun's ranks
+# included; DeepTrain keeps a kernel the environment names (`deeptrain env` says so).
+KERNEL ?= Haswell
+test-kernel: deps
+	OPENBLAS_CORETYPE=$(KERNEL) $(SWIFT) test -c release --no-parallel
 
 # Fine-tuning a Hugging Face model directory (docs/finetuning.md): a stand-in for a downloaded
 # model is made first (tokenizer + chat template by prepare, a small pretrained model written as
