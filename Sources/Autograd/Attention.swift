@@ -168,25 +168,18 @@ struct CausalBlocks {
 /// several threads each worker takes a fixed, contiguous share of heads and runs its GEMMs on
 /// one BLAS thread; the result is the same whichever worker runs a head.
 package func parallelHeads(_ n: Int, _ body: (Int, Int) -> Void) {
+    Threads.blasOnOneThread()
     let workers = Swift.min(Threads.count, n)
-    if workers <= 1 || SpinningWorker.inJob {
+    if workers <= 1 || ParallelRegion.active {
         for i in 0..<n { body(i, 0) }
         return
     }
+    let share = { (w: Int) in for i in (n * w / workers)..<(n * (w + 1) / workers) { body(i, w) } }
     if SpinningWorker.available {
-        SpinningWorker.run(workers) { w in
-            for i in (n * w / workers)..<(n * (w + 1) / workers) { body(i, w) }
-        }
-        return
+        SpinningWorker.run(workers, share)
+    } else {
+        ParallelRegion.run(workers, workers: workers, share)
     }
-    // Multi-threaded OpenBLAS calls made from two threads at once serialise on its thread
-    // server and run far slower (docs/benchmarks.md): drop BLAS to one thread while the
-    // workers run.
-    openblas_set_num_threads(1)
-    DispatchQueueConcurrent.run(workers) { w in
-        for i in (n * w / workers)..<(n * (w + 1) / workers) { body(i, w) }
-    }
-    openblas_set_num_threads(Int32(Threads.count))
 }
 
 package func parallelHeads(_ n: Int, _ body: (Int) -> Void) { parallelHeads(n) { i, _ in body(i) } }
@@ -195,6 +188,7 @@ package func parallelHeads(_ n: Int, _ body: (Int) -> Void) { parallelHeads(n) {
 /// workers take tasks from a shared queue, largest `cost` first, each on one BLAS thread. A
 /// task's result does not depend on which worker ran it.
 package func parallelTasks(_ cost: [Int], _ body: (Int) -> Void) {
+    Threads.blasOnOneThread()
     let n = cost.count
     let workers = Swift.min(Threads.count, n)
     let order = Array(0..<n).sorted { cost[$0] != cost[$1] ? cost[$0] > cost[$1] : $0 < $1 }
@@ -203,22 +197,9 @@ package func parallelTasks(_ cost: [Int], _ body: (Int) -> Void) {
         return
     }
     // A decoding step's experts get a row or two each: waking a worker costs more than the work.
-    if workers <= 1 || cost.reduce(0, +) <= 4 || SpinningWorker.inJob {
+    if workers <= 1 || cost.reduce(0, +) <= 4 || ParallelRegion.active {
         for i in order { body(i) }
         return
     }
-    let lock = NSLock()
-    var next = 0
-    openblas_set_num_threads(1)
-    DispatchQueueConcurrent.run(workers) { _ in
-        while true {
-            lock.lock()
-            let i = next
-            next += 1
-            lock.unlock()
-            if i >= n { break }
-            body(order[i])
-        }
-    }
-    openblas_set_num_threads(Int32(Threads.count))
+    ParallelRegion.run(n, workers: workers) { body(order[$0]) }
 }

@@ -33,26 +33,26 @@ struct BlasMatrix {
     }
 }
 
-/// C[m×n] = alpha·op(A)·op(B) + beta·C, row-major.
+/// C[m×n] = alpha·op(A)·op(B) + beta·C, row-major, cut as `cutGEMM` cuts it.
 @inline(__always)
 func sgemm(_ a: BlasMatrix, _ b: BlasMatrix, m: Int, n: Int, k: Int,
            c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float = 1, beta: Float = 0) {
-    cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans, b.trans ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a.pointer, Int32(a.ld), b.pointer, Int32(b.ld),
-                beta, c, Int32(ldc))
+    profiledGEMM(transA: a.trans, transB: b.trans, m: m, n: n, k: k, alpha: alpha, a.pointer, lda: a.ld, b.pointer, ldb: b.ld,
+                 beta: beta, c, ldc: ldc)
 }
 
-/// C[m×n] = alpha·op(A)·op(B) + beta·C on row-major pointers: one `cblas_sgemm`, which
+/// C[m×n] = alpha·op(A)·op(B) + beta·C on row-major pointers (`cutGEMM`), which
 /// `DEEPTRAIN_PROFILE=1` times into the profiler's table of GEMMs by shape. `tokens` says which
 /// dimension is an expert's routed token count or a cache's length (0: M, 1: N, 2: K), so its
-/// varying sizes share a row.
+/// varying sizes share a row; such a GEMM runs as one of several tasks side by side and is not
+/// cut further (nor is one given `cut: false`).
 @inline(__always)
 package func profiledGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                          _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, beta: Float = 0,
-                         _ c: UnsafeMutablePointer<Float>, ldc: Int, tokens: Int? = nil) {
+                         _ c: UnsafeMutablePointer<Float>, ldc: Int, tokens: Int? = nil, cut: Bool = true) {
     Profiler.gemm(m, n, k, transA: transA, transB: transB, tokens: tokens) {
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        cutGEMM(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, beta: beta,
+                c, ldc: ldc, cut: cut && tokens == nil)
     }
 }
 
@@ -79,7 +79,8 @@ extension Tensor {
         let width = outF > columnBlock ? columnBlock : (outF / 2 + 63) / 64 * 64
         parallelTasks([Int](repeating: 1, count: (outF + width - 1) / width)) { i in
             let c0 = i * width, n = Swift.min(width, outF - c0)
-            profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo)
+            profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo,
+                         cut: false)
         }
     }
 

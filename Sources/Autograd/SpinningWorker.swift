@@ -46,17 +46,9 @@ package final class SpinningWorker: @unchecked Sendable {
         guard took || w.owner.load(ordering: .acquiring) == me else { return try work() }
         w.depth += 1
         w.start()
-        // Every GEMM while serving on one BLAS thread: two threads calling a multi-threaded
-        // OpenBLAS at once serialise on its server, and OpenBLAS's own split of a call between
-        // its threads can change the bits (Haswell's kernel does): with one BLAS thread, the
-        // bits are those of a one-thread process.
-        if w.depth == 1 { openblas_set_num_threads(1) }
         defer {
             w.depth -= 1
-            if w.depth == 0 {
-                openblas_set_num_threads(Int32(Threads.count))
-                w.owner.store(0, ordering: .releasing)
-            }
+            if w.depth == 0 { w.owner.store(0, ordering: .releasing) }
         }
         return try work()
     }

@@ -1,14 +1,66 @@
 import Dispatch
+import Synchronization
 import CBLAS
 
-/// How many threads the fused loops and BLAS use in this process. Under mpirun each rank sets
-/// its own share of the cores.
+/// How many threads this process computes on. Under mpirun each rank sets its own share of
+/// the cores. OpenBLAS always runs on one thread: DeepTrain cuts products itself
+/// (`GemmCut`), at places the thread count does not move, so results do not depend on it.
 package enum Threads {
     nonisolated(unsafe) package private(set) static var count = 2
 
     package static func set(_ n: Int) {
         count = max(1, n)
-        openblas_set_num_threads(Int32(count))
+        blasOnOneThread()
+    }
+
+    /// OpenBLAS starts with a thread per core; the first product (or `set`) drops it to one.
+    private static let oneBLASThread: Void = openblas_set_num_threads(1)
+
+    @inline(__always)
+    package static func blasOnOneThread() { _ = oneBLASThread }
+
+    /// Runs `body` with OpenBLAS splitting its calls over `n` threads: only for measuring
+    /// OpenBLAS itself (the sgemm peak that MFU is taken against, `bench gemm`'s raw column).
+    package static func withBLASThreads<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
+        blasOnOneThread()
+        openblas_set_num_threads(Int32(max(1, n)))
+        defer { openblas_set_num_threads(1) }
+        return try body()
+    }
+}
+
+/// Set while `parallelPieces`, `parallelHeads` or `parallelTasks` run work on a thread pool:
+/// work they start from inside runs in order on its own thread instead of waking more.
+package enum ParallelRegion {
+    private static let depth = Atomic<Int>(0)
+
+    package static var active: Bool { depth.load(ordering: .relaxed) > 0 || SpinningWorker.inJob }
+
+    /// Runs `n` tasks on `workers` threads of the dispatch pool, each claiming the next task.
+    package static func run(_ n: Int, workers: Int, _ body: (Int) -> Void) {
+        depth.add(1, ordering: .relaxed)
+        defer { depth.subtract(1, ordering: .relaxed) }
+        let next = Atomic<Int>(0)
+        DispatchQueueConcurrent.run(workers) { _ in
+            while true {
+                let i = next.add(1, ordering: .relaxed).oldValue
+                if i >= n { break }
+                body(i)
+            }
+        }
+    }
+}
+
+/// Runs body(0..<n) — pieces of one product whose results do not depend on which thread ran
+/// them — on the spinning worker while it serves, else on the dispatch pool with up to
+/// `Threads.count` threads, else in order.
+package func parallelPieces(_ n: Int, _ body: (Int) -> Void) {
+    if n > 1 && SpinningWorker.available {
+        SpinningWorker.run(n, body)
+    } else if n > 1 && Threads.count > 1 && !ParallelRegion.active {
+        ParallelRegion.run(n, workers: min(Threads.count, n), body)
+    } else {
+        for i in 0..<n { body(i) }
     }
 }
 

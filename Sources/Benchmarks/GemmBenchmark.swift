@@ -53,8 +53,10 @@ package enum GemmBenchmark {
                 _ = a.matmul(b)
                 for _ in 0..<repeats {
                     let t0 = now()
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
-                                a.data, Int32(n), b.data, Int32(n), 0, c.data, Int32(n))
+                    Threads.withBLASThreads(t) {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
+                                    a.data, Int32(n), b.data, Int32(n), 0, c.data, Int32(n))
+                    }
                     let t1 = now()
                     _ = withNoGrad { a.matmul(b) }
                     let t2 = now()
@@ -68,12 +70,17 @@ package enum GemmBenchmark {
         return Report(blas: blasDescription, repeats: repeats, results: rows)
     }
 
+    /// One shape: OpenBLAS splitting the call over its own threads (`gflops`), and DeepTrain's
+    /// fixed cut (`GemmCut`) run as single-threaded pieces on the same number of threads.
     package struct ShapeRow: Codable, Sendable {
         package let m: Int, n: Int, k: Int
         package let transA: Bool, transB: Bool
         package let threads: Int
         package let gflops: Double
         package let fractionOfPeak: Double
+        package let cut: String
+        package let cutGFLOPS: Double
+        package let cutFractionOfPeak: Double
 
         enum CodingKeys: String, CodingKey {
             case m
@@ -84,6 +91,9 @@ package enum GemmBenchmark {
             case threads
             case gflops
             case fractionOfPeak = "fraction_of_peak"
+            case cut
+            case cutGFLOPS = "cut_gflops"
+            case cutFractionOfPeak = "cut_fraction_of_peak"
         }
     }
 
@@ -114,16 +124,25 @@ package enum GemmBenchmark {
         return list.map { (m, n, k, ta, tb) in
             let a = Tensor.rand([m * k], rng: Philox(seed: 1)), b = Tensor.rand([k * n], rng: Philox(seed: 2))
             let c = Tensor(zeros: [m * n])
-            var best = Double.infinity
+            let lda = ta ? m : k, ldb = tb ? k : n
+            var best = Double.infinity, bestCut = Double.infinity
+            // Alternated, so that another tenant's load hits both alike.
             for _ in 0...repeats {
                 let t0 = now()
-                cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                            Int32(m), Int32(n), Int32(k), 1, a.data, Int32(ta ? m : k), b.data, Int32(tb ? k : n),
-                            0, c.data, Int32(n))
-                best = min(best, now() - t0)
+                Threads.withBLASThreads(threads) {
+                    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                                Int32(m), Int32(n), Int32(k), 1, a.data, Int32(lda), b.data, Int32(ldb), 0, c.data, Int32(n))
+                }
+                let t1 = now()
+                cutGEMM(transA: ta, transB: tb, m: m, n: n, k: k, a.data, lda: lda, b.data, ldb: ldb, c.data, ldc: n)
+                let t2 = now()
+                best = min(best, t1 - t0)
+                bestCut = min(bestCut, t2 - t1)
             }
-            let gf = 2 * Double(m) * Double(n) * Double(k) / best / 1e9
-            return ShapeRow(m: m, n: n, k: k, transA: ta, transB: tb, threads: threads, gflops: gf, fractionOfPeak: gf / peak)
+            let flops = 2 * Double(m) * Double(n) * Double(k)
+            let gf = flops / best / 1e9, cgf = flops / bestCut / 1e9
+            return ShapeRow(m: m, n: n, k: k, transA: ta, transB: tb, threads: threads, gflops: gf, fractionOfPeak: gf / peak,
+                            cut: "\(GemmCut.of(m: m, n: n, k: k))", cutGFLOPS: cgf, cutFractionOfPeak: cgf / peak)
         }
     }
 

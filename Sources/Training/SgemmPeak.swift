@@ -110,7 +110,10 @@ package enum SgemmPeak {
         var best = Double.infinity, wall = 0.0, cpu = 0.0
         for i in 0...repeats {
             let t0 = now(), c0 = processCPUSeconds()
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a.data, Int32(n), b.data, Int32(n), 0, c.data, Int32(n))
+            // OpenBLAS's own threads: the peak is OpenBLAS's, whatever DeepTrain does with its cores.
+            Threads.withBLASThreads(threads) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a.data, Int32(n), b.data, Int32(n), 0, c.data, Int32(n))
+            }
             if i > 0 {  // the first call warms up
                 let dt = now() - t0
                 best = Swift.min(best, dt)
