@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Modules follow docs/design.md; dependencies point one way:
-// C shims (and BLASKernel, the start-up kernel choice) → Autograd → FileFormats → NN → Optim → (DeepSeek → Collectives → Parallel → Checkpoint) → Tokenizers → Jinja → Data → Training → Benchmarks → deeptrain.
+// C shims (and BLASKernel, the start-up kernel choice; BF16GEMM, the bfloat16 products) → Autograd → FileFormats → NN → Optim → (DeepSeek → Collectives → Parallel → Checkpoint) → Tokenizers → Jinja → Data → Training → Benchmarks → deeptrain.
 // The targets that parse downloaded files (FileSafety, FileFormats, Tokenizers, Jinja) keep
 // Swift's runtime checks (plain -O): a read past a buffer there must trap, not corrupt memory
 // (docs/security.md). Numeric targets build with -Ounchecked.
@@ -33,7 +33,9 @@ let package = Package(
 
         // Chooses OpenBLAS's kernel before main runs (a C constructor), in the binary and the tests.
         .target(name: "BLASKernel", dependencies: ["CBLAS"]),
-        .target(name: "Autograd", dependencies: ["CBLAS", "BLASKernel"], swiftSettings: release),
+        // The bfloat16 GEMM (AVX512-BF16), for `precision: bf16`.
+        .target(name: "BF16GEMM", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
+        .target(name: "Autograd", dependencies: ["CBLAS", "BLASKernel", "BF16GEMM"], swiftSettings: release),
         .target(name: "FileSafety"),
         .target(name: "FileFormats", dependencies: ["Autograd", "CHDF5", "FileSafety"]),
         .target(name: "Tokenizers", dependencies: ["FileSafety"]),

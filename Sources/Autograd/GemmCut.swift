@@ -1,4 +1,5 @@
 import CBLAS
+import BF16GEMM
 
 /// How one GEMM is cut into pieces that run side by side on the process's threads, each a
 /// single-threaded `cblas_sgemm`. The cut is a function of the shape alone — never of the
@@ -44,33 +45,68 @@ package enum GemmCut: Equatable, Sendable {
 }
 
 /// C[m×n] = alpha·op(A)·op(B) + beta·C, row-major, cut by `GemmCut.of(m:n:k:)` and its pieces
-/// run on the process's threads (`parallelPieces`). `cut: false` for a GEMM that already runs
-/// as one of several side-by-side tasks (an expert's, a head's): it stays one call.
+/// run on the process's threads (`parallelPieces`), each at `precision` (`onePiece`).
+/// `cut: false` for a GEMM that already runs as one of several side-by-side tasks (an
+/// expert's, a head's): it stays one call.
 @inline(__always)
 package func cutGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                      _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, beta: Float = 0,
-                     _ c: UnsafeMutablePointer<Float>, ldc: Int, cut: Bool = true) {
+                     _ c: UnsafeMutablePointer<Float>, ldc: Int, cut: Bool = true,
+                     precision: MatmulPrecision = MatmulPrecision.current) {
     Threads.blasOnOneThread()
     let plan = cut ? GemmCut.of(m: m, n: n, k: k) : .whole
-    let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
     switch plan {
     case .whole:
-        cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        onePiece(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, precision)
     case .rows(let r):
         parallelPieces(plan.pieces(m: m, n: n)) { i in
-            let r0 = i * r, rows = Swift.min(r, m - r0)
+            let r0 = i * r
             // Row r0 of op(A): column r0 of a transposed A's storage.
-            let ai = transA ? a + r0 : a + r0 * lda
-            cblas_sgemm(CblasRowMajor, ta, tb, Int32(rows), Int32(n), Int32(k), alpha, ai, Int32(lda), b, Int32(ldb),
-                        beta, c + r0 * ldc, Int32(ldc))
+            onePiece(transA, transB, Swift.min(r, m - r0), n, k, alpha, transA ? a + r0 : a + r0 * lda, lda, b, ldb,
+                     beta, c + r0 * ldc, ldc, precision)
         }
     case .columns(let w):
         parallelPieces(plan.pieces(m: m, n: n)) { i in
-            let c0 = i * w, cols = Swift.min(w, n - c0)
+            let c0 = i * w
             // Column c0 of op(B): row c0 of a transposed B's storage.
-            let bi = transB ? b + c0 * ldb : b + c0
-            cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(cols), Int32(k), alpha, a, Int32(lda), bi, Int32(ldb),
-                        beta, c + c0, Int32(ldc))
+            onePiece(transA, transB, m, Swift.min(w, n - c0), k, alpha, a, lda, transB ? b + c0 * ldb : b + c0, ldb,
+                     beta, c + c0, ldc, precision)
         }
     }
+}
+
+/// One piece on the calling thread: `cblas_sgemm` (one OpenBLAS thread), or the bfloat16 GEMM.
+@inline(__always)
+func onePiece(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+              _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
+              _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ precision: MatmulPrecision) {
+    switch precision {
+    case .bf16 where MatmulPrecision.nativeBF16:
+        dt_bf16_gemm(transA, transB, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    case .bf16:
+        emulatedBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    case .fp32:
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+/// bf16 products without AVX512-BF16: the operands' bfloat16 values (compact copies) through
+/// `cblas_sgemm`. The same rounding of the operands; float32 sums in OpenBLAS's order.
+func emulatedBF16(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                  _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
+                  _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    guard m > 0, n > 0, k > 0 else {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        return
+    }
+    // Stored shapes: A is m × k (k × m transposed), B is k × n (n × k transposed).
+    let (ar, ac) = transA ? (k, m) : (m, k), (br, bc) = transB ? (n, k) : (k, n)
+    let ra = UnsafeMutablePointer<Float>.allocate(capacity: ar * ac), rb = UnsafeMutablePointer<Float>.allocate(capacity: br * bc)
+    defer { ra.deallocate(); rb.deallocate() }
+    for i in 0..<ar { for j in 0..<ac { ra[i * ac + j] = BFloat16.rounded(a[i * lda + j]) } }
+    for i in 0..<br { for j in 0..<bc { rb[i * bc + j] = BFloat16.rounded(b[i * ldb + j]) } }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, ra, Int32(ac), rb, Int32(bc), beta, c, Int32(ldc))
 }

@@ -49,10 +49,11 @@ func sgemm(_ a: BlasMatrix, _ b: BlasMatrix, m: Int, n: Int, k: Int,
 @inline(__always)
 package func profiledGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                          _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, beta: Float = 0,
-                         _ c: UnsafeMutablePointer<Float>, ldc: Int, tokens: Int? = nil, cut: Bool = true) {
+                         _ c: UnsafeMutablePointer<Float>, ldc: Int, tokens: Int? = nil, cut: Bool = true,
+                         precision: MatmulPrecision = MatmulPrecision.current) {
     Profiler.gemm(m, n, k, transA: transA, transB: transB, tokens: tokens) {
         cutGEMM(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, beta: beta,
-                c, ldc: ldc, cut: cut && tokens == nil)
+                c, ldc: ldc, cut: cut && tokens == nil, precision: precision)
     }
 }
 
@@ -71,16 +72,18 @@ extension Tensor {
     /// several rows a split can change them; at one row and up to 64³ multiply-adds OpenBLAS's
     /// small kernel gives the unsplit call's bits: checked for all 11 x86 kernels).
     static func project(_ x: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, weight w: UnsafePointer<Float>,
-                        outFeatures outF: Int, into out: UnsafeMutablePointer<Float>, ldo: Int) {
+                        outFeatures outF: Int, into out: UnsafeMutablePointer<Float>, ldo: Int,
+                        precision: MatmulPrecision = MatmulPrecision.current) {
         guard rows <= fewRows && outF >= 128 else {
-            profiledGEMM(transA: false, transB: true, m: rows, n: outF, k: inF, x, lda: inF, w, ldb: inF, out, ldc: ldo)
+            profiledGEMM(transA: false, transB: true, m: rows, n: outF, k: inF, x, lda: inF, w, ldb: inF, out, ldc: ldo,
+                         precision: precision)
             return
         }
         let width = outF > columnBlock ? columnBlock : (outF / 2 + 63) / 64 * 64
         parallelTasks([Int](repeating: 1, count: (outF + width - 1) / width)) { i in
             let c0 = i * width, n = Swift.min(width, outF - c0)
             profiledGEMM(transA: false, transB: true, m: rows, n: n, k: inF, x, lda: inF, w + c0 * inF, ldb: inF, out + c0, ldc: ldo,
-                         cut: false)
+                         cut: false, precision: precision)
         }
     }
 
@@ -125,7 +128,8 @@ extension Tensor {
 
     /// y = x·Wᵀ for x [..., in] and a weight stored [out, in] (the Hugging Face layout).
     /// Backward writes dW = gᵀ·x straight in [out, in] layout, with no transposed copy.
-    package func linear(_ weight: Tensor) -> Tensor {
+    /// `precision` (default: `MatmulPrecision.current`) holds for the backward's products too.
+    package func linear(_ weight: Tensor, precision: MatmulPrecision = MatmulPrecision.current) -> Tensor {
         let x = self
         guard weight.rank == 2, x.rank >= 1, x.shape[x.rank - 1] == weight.shape[1] else {
             shapeFailure("linear", "input \(x.shape) does not match weight \(weight.shape) ([out, in])")
@@ -135,20 +139,20 @@ extension Tensor {
         let w = weight.contiguousNoGrad()
         let rows = x.count / Swift.max(inF, 1)
         let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
-        if rows > 0 && outF > 0 { Self.project(x2.data, rows: rows, inFeatures: inF, weight: w.data, outFeatures: outF, into: out.data, ldo: outF) }
+        if rows > 0 && outF > 0 { Self.project(x2.data, rows: rows, inFeatures: inF, weight: w.data, outFeatures: outF, into: out.data, ldo: outF, precision: precision) }
         return record(out, inputs: [x, weight]) { g in
             let gc = g.contiguousNoGrad()
             var dx: Tensor? = nil, dw: Tensor? = nil
             if x.requiresGrad {
                 let t = Tensor(uninitialized: x.shape)
                 profiledGEMM(transA: false, transB: false, m: rows, n: inF, k: outF, gc.data, lda: outF, w.data, ldb: inF,
-                             t.data, ldc: inF)
+                             t.data, ldc: inF, precision: precision)
                 dx = t
             }
             if weight.requiresGrad {
                 let t = Tensor(uninitialized: weight.shape)
                 profiledGEMM(transA: true, transB: false, m: outF, n: inF, k: rows, gc.data, lda: outF, x2.data, ldb: inF,
-                             t.data, ldc: inF)
+                             t.data, ldc: inF, precision: precision)
                 dw = t
             }
             return [dx, dw]

@@ -26,7 +26,7 @@ package enum BenchBaseline {
     ]
 
     /// The fields that say which entry a run belongs to.
-    package static let keyFields = ["benchmark", "model", "batch", "sequence_length", "threads", "ranks", "comm_dtype", "blas_kernel", "cpu"]
+    package static let keyFields = ["benchmark", "model", "batch", "sequence_length", "threads", "ranks", "comm_dtype", "precision", "blas_kernel", "cpu"]
 
     /// Beyond the recorded runs' own spread, this share of the median also counts as noise:
     /// medians of five runs of the same build on these VMs differ by up to about 3%

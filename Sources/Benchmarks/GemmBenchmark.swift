@@ -70,8 +70,9 @@ package enum GemmBenchmark {
         return Report(blas: blasDescription, repeats: repeats, results: rows)
     }
 
-    /// One shape: OpenBLAS splitting the call over its own threads (`gflops`), and DeepTrain's
-    /// fixed cut (`GemmCut`) run as single-threaded pieces on the same number of threads.
+    /// One shape: OpenBLAS splitting the call over its own threads (`gflops`), DeepTrain's fixed
+    /// cut (`GemmCut`) run as single-threaded pieces on the same number of threads, and the same
+    /// cut at `precision: bf16` (`bf16_path` says whether on AVX512-BF16 or emulated).
     package struct ShapeRow: Codable, Sendable {
         package let m: Int, n: Int, k: Int
         package let transA: Bool, transB: Bool
@@ -81,6 +82,8 @@ package enum GemmBenchmark {
         package let cut: String
         package let cutGFLOPS: Double
         package let cutFractionOfPeak: Double
+        package let bf16GFLOPS: Double
+        package let bf16Path: String
 
         enum CodingKeys: String, CodingKey {
             case m
@@ -94,6 +97,8 @@ package enum GemmBenchmark {
             case cut
             case cutGFLOPS = "cut_gflops"
             case cutFractionOfPeak = "cut_fraction_of_peak"
+            case bf16GFLOPS = "bf16_gflops"
+            case bf16Path = "bf16_path"
         }
     }
 
@@ -125,7 +130,7 @@ package enum GemmBenchmark {
             let a = Tensor.rand([m * k], rng: Philox(seed: 1)), b = Tensor.rand([k * n], rng: Philox(seed: 2))
             let c = Tensor(zeros: [m * n])
             let lda = ta ? m : k, ldb = tb ? k : n
-            var best = Double.infinity, bestCut = Double.infinity
+            var best = Double.infinity, bestCut = Double.infinity, bestBF16 = Double.infinity
             // Alternated, so that another tenant's load hits both alike.
             for _ in 0...repeats {
                 let t0 = now()
@@ -136,13 +141,17 @@ package enum GemmBenchmark {
                 let t1 = now()
                 cutGEMM(transA: ta, transB: tb, m: m, n: n, k: k, a.data, lda: lda, b.data, ldb: ldb, c.data, ldc: n)
                 let t2 = now()
+                cutGEMM(transA: ta, transB: tb, m: m, n: n, k: k, a.data, lda: lda, b.data, ldb: ldb, c.data, ldc: n, precision: .bf16)
+                let t3 = now()
                 best = min(best, t1 - t0)
                 bestCut = min(bestCut, t2 - t1)
+                bestBF16 = min(bestBF16, t3 - t2)
             }
             let flops = 2 * Double(m) * Double(n) * Double(k)
             let gf = flops / best / 1e9, cgf = flops / bestCut / 1e9
             return ShapeRow(m: m, n: n, k: k, transA: ta, transB: tb, threads: threads, gflops: gf, fractionOfPeak: gf / peak,
-                            cut: "\(GemmCut.of(m: m, n: n, k: k))", cutGFLOPS: cgf, cutFractionOfPeak: cgf / peak)
+                            cut: "\(GemmCut.of(m: m, n: n, k: k))", cutGFLOPS: cgf, cutFractionOfPeak: cgf / peak,
+                            bf16GFLOPS: flops / bestBF16 / 1e9, bf16Path: MatmulPrecision.bf16Path)
         }
     }
 

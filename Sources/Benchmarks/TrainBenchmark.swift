@@ -48,6 +48,9 @@ package enum TrainBenchmark {
         package var exposedReduceMs: Double?
         /// `--comm-dtype` of the MoE benchmark.
         package var commDType: String?
+        /// The matrix products' arithmetic (`--precision`), and for bf16 how it ran here.
+        package var precision = MatmulPrecision.current.rawValue
+        package var bf16Path: String? = MatmulPrecision.current == .bf16 ? MatmulPrecision.bf16Path : nil
         package var exposedGatherMs: Double?
         /// Under mpirun with --ep > 1, per timed step (rank 0's): the waits in the expert
         /// exchange, by phase (`ExchangePhase`), ms.
@@ -81,6 +84,8 @@ package enum TrainBenchmark {
             case rankPeakRSSMB = "rank_peak_rss_mb"
             case exposedReduceMs = "exposed_reduce_ms"
             case commDType = "comm_dtype"
+            case precision
+            case bf16Path = "bf16_path"
             case exposedGatherMs = "exposed_gather_ms"
             case exposedExpertMs = "exposed_expert_ms"
         }

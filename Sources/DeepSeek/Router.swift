@@ -49,7 +49,8 @@ package enum Router {
     /// `choose`: the experts used given the router's own choice (router replay); the weights
     /// are gathered from these scores either way.
     package static func route(_ x: Tensor, gate: RouterGate, config c: DeepSeekConfig, choose: (([Int]) -> [Int])? = nil) -> Routing {
-        let logits = x.linear(gate.weight)
+        // float32 whatever the recipe's precision: a rounding must not move a token to another expert.
+        let logits = x.linear(gate.weight, precision: .fp32)
         let sigmoid = c.scoringFunc == .sigmoid
         let scores = sigmoid ? logits.sigmoid() : logits.softmax()
         let own = select(scores.detached(), bias: gate.bias, config: c)

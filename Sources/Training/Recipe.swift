@@ -6,6 +6,7 @@ import Optim
 import Data
 import Parallel
 import Collectives
+import Autograd
 
 /// A training recipe (docs/design.md §3): the model, the layout, checkpointing, and stages run in
 /// order. Every key, its default and its range are in `docs/recipes.md`; unknown keys are
@@ -17,6 +18,8 @@ package struct Recipe: Sendable {
     package var parallel: Parallel
     package var checkpoint: CheckpointSpec
     package var threads: Int?
+    /// The matrix products' arithmetic (`precision`: fp32, or bf16 — docs/design.md §7).
+    package var precision: MatmulPrecision = .fp32
     /// A tokenizer.json or a directory with tokenizer files and a chat template: post-training
     /// stages then render conversations with it (otherwise with the model directory's, or the
     /// built-in byte format).
@@ -160,6 +163,7 @@ package struct Recipe: Sendable {
         }
         r.seed = UInt64(try top.int("seed", default: 0, min: 0))
         r.threads = try top.optionalInt("threads", min: 1)
+        r.precision = MatmulPrecision(rawValue: try top.string("precision", default: "fp32", allowed: MatmulPrecision.allCases.map(\.rawValue)))!
         r.tokenizer = try top.optionalString("tokenizer")
         r.model = try parseModel(top)
         if let p = try top.object("parallel") { r.parallel = try parseParallel(p) }

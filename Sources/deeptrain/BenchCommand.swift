@@ -130,10 +130,14 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Threads for BLAS and fused loops (per rank; default: the rank's share of the cores).") var threads: Int?
         @Option(help: "Under mpirun: expert-parallel degree (the ranks' experts split over groups of this many; it divides the ranks).") var ep = 1
         @Option(help: "With --model small: what gradients and dispatched rows travel as, fp32 or bf16 (parallel.comm_dtype; docs/recipes.md).") var commDtype = "fp32"
+        @Option(help: "The matrix products' arithmetic, fp32 or bf16 (the recipe's `precision`; docs/recipes.md).") var precision = "fp32"
 
         func validate() throws {
             guard model == "dense" || model == "small" else {
                 throw ValidationError("--model \(model): expected dense or small")
+            }
+            guard MatmulPrecision(rawValue: precision) != nil else {
+                throw ValidationError("--precision \(precision): expected fp32 or bf16")
             }
             guard CommDType(rawValue: commDtype) != nil else {
                 throw ValidationError("--comm-dtype \(commDtype): expected fp32 or bf16")
@@ -148,6 +152,7 @@ struct BenchCommand: ParsableCommand {
 
         func run() throws {
             let threads = self.threads ?? Communicator.defaultThreads
+            MatmulPrecision.set(MatmulPrecision(rawValue: precision)!)
             if Communicator.launchedByMPI {
                 // Under mpirun: data parallel over all ranks, one micro-batch each.
                 guard model == "small" else { throw ValidationError("--model dense runs on one process; under mpirun use --model small") }

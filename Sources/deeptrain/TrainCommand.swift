@@ -39,9 +39,10 @@ struct TrainCommand: ParsableCommand {
             }
         }
         if dryRun { return printPlan(r, config: config, layout: layout) }
-        // Each rank's share of the cores unless the recipe fixes it (results depend on the thread
-        // count: fix `threads` to compare layouts bit for bit).
+        // Each rank's share of the cores unless the recipe fixes it (speed only: the bits do not
+        // depend on the thread count).
         Threads.set(r.threads ?? Communicator.defaultThreads)
+        MatmulPrecision.set(r.precision)
         let world: Communicator, grid: ProcessGrid
         do {
             world = try Communicator.world(timeout: r.parallel.timeout)

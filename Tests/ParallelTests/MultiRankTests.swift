@@ -118,21 +118,23 @@ import Testing
     }
 
     /// The thread count moves no bits (`GemmCut`: products cut by their shape, each piece on one
-    /// OpenBLAS thread): 1 rank × 1 thread, 1 rank × 2 threads and dp 2 × 1 thread end on the
-    /// same losses, gradient norms and weights. Under Haswell's kernel when the CPU runs it, the
-    /// kernel whose bits change with the way OpenBLAS threads split a call (docs/design.md §6.7).
-    @Test func theThreadCountMovesNoBits() throws {
+    /// OpenBLAS thread, or on the bfloat16 kernel): 1 rank × 1 thread, 1 rank × 2 threads and dp 2
+    /// × 1 thread end on the same losses, gradient norms and weights, at both precisions. fp32
+    /// under Haswell's kernel when the CPU runs it, the kernel whose bits change with the way
+    /// OpenBLAS threads split a call (docs/design.md §6.5).
+    @Test(arguments: ["fp32", "bf16"]) func theThreadCountMovesNoBits(_ precision: String) throws {
         let base = tempDir()
         defer { try? FileManager.default.removeItem(atPath: base) }
         let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
             .first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
         let env = flags.contains("avx2") && flags.contains("fma") ? ["OPENBLAS_CORETYPE": "Haswell"] : [:]
-        let one = try train(1, dp: 1, ep: 1, pp: 1, dir: "\(base)/1x1", env: env)
-        let two = try train(1, dp: 1, ep: 1, pp: 1, dir: "\(base)/1x2", extra: ["--set", "threads=2"], env: env)
-        let dp2 = try train(2, dp: 2, ep: 1, pp: 1, dir: "\(base)/dp2x1", env: env)
+        let p = ["--set", "precision=\(precision)"]
+        let one = try train(1, dp: 1, ep: 1, pp: 1, dir: "\(base)/1x1", extra: p, env: env)
+        let two = try train(1, dp: 1, ep: 1, pp: 1, dir: "\(base)/1x2", extra: p + ["--set", "threads=2"], env: env)
+        let dp2 = try train(2, dp: 2, ep: 1, pp: 1, dir: "\(base)/dp2x1", extra: p, env: env)
         for r in [one, two, dp2] { #expect(r.status == 0, "\(r.stderr)") }
-        #expect(try compare("\(base)/1x1", "\(base)/1x2").identical, "1 × 1 thread vs 1 × 2 threads under \(env)")
-        #expect(try compare("\(base)/1x1", "\(base)/dp2x1").identical, "1 × 1 thread vs dp 2 × 1 thread under \(env)")
+        #expect(try compare("\(base)/1x1", "\(base)/1x2").identical, "\(precision): 1 × 1 thread vs 1 × 2 threads under \(env)")
+        #expect(try compare("\(base)/1x1", "\(base)/dp2x1").identical, "\(precision): 1 × 1 thread vs dp 2 × 1 thread under \(env)")
     }
 
     /// V3's aux-loss-free balancing under real mpirun: the router biases move by world-summed

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Training
 @testable import Checkpoint
+import Autograd
 
 @Suite struct RecipeTests {
     let good = """
@@ -62,6 +63,14 @@ import Testing
         #expect(dtype.contains("parallel.comm_dtype") && dtype.contains("fp32, bf16"), "\(dtype)")
         let placement = error(good, overrides: ["parallel.ep_placement=acros_nodes"])
         #expect(placement.contains("parallel.ep_placement") && placement.contains("across_nodes"), "\(placement)")
+    }
+
+    /// `precision` is a closed choice, fp32 unless set.
+    @Test func precisionIsAChoice() throws {
+        #expect(try Recipe.parse(good, file: "r.yaml").precision == .fp32)
+        #expect(try Recipe.parse(good, file: "r.yaml", overrides: ["precision=bf16"]).precision == .bf16)
+        let wrong = error(good, overrides: ["precision=fp16"])
+        #expect(wrong.contains("precision") && wrong.contains("fp32, bf16"), "\(wrong)")
     }
 
     @Test func malformedYAMLGivesLineAndColumn() {
