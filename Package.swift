@@ -65,7 +65,7 @@ let package = Package(
         .executableTarget(name: "deeptrain-fuzz", dependencies: ["FuzzTargets", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
 
-        .testTarget(name: "AutogradTests", dependencies: ["Autograd"]),
+        .testTarget(name: "AutogradTests", dependencies: ["Autograd", "BF16GEMM"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Autograd"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autograd"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "Checkpoint", "NN", "Autograd", "FileFormats"]),

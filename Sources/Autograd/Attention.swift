@@ -118,6 +118,8 @@ struct CausalBlocks {
     let queries: [(r0: Int, r1: Int, keys: Int)]
     /// Key blocks and the first query row that sees any of their keys.
     let keys: [(j0: Int, j1: Int, from: Int)]
+    /// The products' arithmetic, taken when the forward runs so that its backward matches.
+    let precision = MatmulPrecision.current
 
     init(queries t: Int, keys s: Int, causal: Bool) {
         guard causal else {
@@ -134,8 +136,7 @@ struct CausalBlocks {
     func scores(_ Q: UnsafePointer<Float>, ldq: Int, _ K: UnsafePointer<Float>, ldk: Int, dk: Int, scale: Float,
                 _ P: UnsafeMutablePointer<Float>, s: Int) {
         for q in queries {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(q.r1 - q.r0), Int32(q.keys), Int32(dk), scale,
-                        Q + q.r0 * ldq, Int32(ldq), K, Int32(ldk), 0, P + q.r0 * s, Int32(s))
+            onePiece(false, true, q.r1 - q.r0, q.keys, dk, scale, Q + q.r0 * ldq, ldq, K, ldk, 0, P + q.r0 * s, s, precision)
         }
     }
 
@@ -143,8 +144,7 @@ struct CausalBlocks {
     func rowsTimesKeys(_ P: UnsafePointer<Float>, s: Int, _ V: UnsafePointer<Float>, ldv: Int, dv: Int, alpha: Float,
                        _ O: UnsafeMutablePointer<Float>, ldo: Int) {
         for q in queries {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(q.r1 - q.r0), Int32(dv), Int32(q.keys), alpha,
-                        P + q.r0 * s, Int32(s), V, Int32(ldv), 0, O + q.r0 * ldo, Int32(ldo))
+            onePiece(false, false, q.r1 - q.r0, dv, q.keys, alpha, P + q.r0 * s, s, V, ldv, 0, O + q.r0 * ldo, ldo, precision)
         }
     }
 
@@ -152,8 +152,8 @@ struct CausalBlocks {
     func keysTimesRows(_ P: UnsafePointer<Float>, s: Int, t: Int, _ G: UnsafePointer<Float>, ldg: Int, width: Int, alpha: Float,
                        _ D: UnsafeMutablePointer<Float>, ldd: Int) {
         for k in keys {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k.j1 - k.j0), Int32(width), Int32(t - k.from), alpha,
-                        P + k.from * s + k.j0, Int32(s), G + k.from * ldg, Int32(ldg), 0, D + k.j0 * ldd, Int32(ldd))
+            onePiece(true, false, k.j1 - k.j0, width, t - k.from, alpha, P + k.from * s + k.j0, s, G + k.from * ldg, ldg, 0,
+                     D + k.j0 * ldd, ldd, precision)
         }
     }
 

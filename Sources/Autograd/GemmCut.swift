@@ -75,17 +75,19 @@ package func cutGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: 
     }
 }
 
-/// One piece on the calling thread: `cblas_sgemm` (one OpenBLAS thread), or the bfloat16 GEMM.
+/// One piece on the calling thread: `cblas_sgemm` (one OpenBLAS thread), or the bfloat16 GEMM
+/// for a piece of at least `MatmulPrecision.bf16MinimumSide` rows and columns.
 @inline(__always)
 func onePiece(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
               _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
               _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ precision: MatmulPrecision) {
-    switch precision {
-    case .bf16 where MatmulPrecision.nativeBF16:
+    let bf16 = precision == .bf16 && m >= MatmulPrecision.bf16MinimumSide && n >= MatmulPrecision.bf16MinimumSide
+    switch bf16 {
+    case true where MatmulPrecision.nativeBF16:
         dt_bf16_gemm(transA, transB, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-    case .bf16:
+    case true:
         emulatedBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-    case .fp32:
+    case false:
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }

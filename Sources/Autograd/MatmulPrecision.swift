@@ -13,6 +13,11 @@ package enum MatmulPrecision: String, CaseIterable, Sendable {
 
     nonisolated(unsafe) package private(set) static var current: MatmulPrecision = .fp32
 
+    /// A bf16 product of fewer rows or columns than this runs in float32: the kernel rounds and
+    /// packs the whole other operand for them (one row: 5 GFLOP/s against sgemm's 43; from 32
+    /// rows on it is ahead — docs/benchmarks.md, "Mixed precision"). Decoding stays float32.
+    package static let bf16MinimumSide = 32
+
     package static func set(_ p: MatmulPrecision) { current = p }
 
     /// Runs `body` at precision `p`, then restores the one before (tests, benchmarks).

@@ -4,6 +4,7 @@
 // NR-wide panels (L3), an MC × KC block of A (L2), and an MR × NR tile of C in 24 registers.
 #include "BF16GEMM.h"
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,20 +19,25 @@ bool dt_bf16_supported(void) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16");
 }
 
-// Each thread's packing buffers, allocated once: A's block (MC rows × KP pair-words, either
-// layout) and B's block (NC columns × KP pair-words).
+// Each thread's packing buffers, allocated on its first product: A's block (MC rows × KP
+// pair-words, either layout) then B's block (NC columns × KP pair-words), one allocation freed
+// when the thread ends (pool threads come and go).
 static _Thread_local int32_t *packedA, *packedB;
+static pthread_key_t bufferKey;
+static pthread_once_t bufferKeyOnce = PTHREAD_ONCE_INIT;
+
+static void makeBufferKey(void) { pthread_key_create(&bufferKey, free); }
 
 static int buffers(void) {
     if (packedA) return 1;
-    void *a = NULL, *b = NULL;
-    if (posix_memalign(&a, 64, sizeof(int32_t) * MC * KP) || posix_memalign(&b, 64, sizeof(int32_t) * NC * KP)) {
-        free(a);
-        free(b);
+    void *p = NULL;
+    if (pthread_once(&bufferKeyOnce, makeBufferKey) || posix_memalign(&p, 64, sizeof(int32_t) * (MC + NC) * KP)) return 0;
+    if (pthread_setspecific(bufferKey, p)) {
+        free(p);
         return 0;
     }
-    packedA = a;
-    packedB = b;
+    packedA = p;
+    packedB = packedA + MC * KP;
     return 1;
 }
 

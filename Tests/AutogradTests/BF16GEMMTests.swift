@@ -1,5 +1,6 @@
 import Testing
 import CBLAS
+import BF16GEMM
 @testable import Autograd
 
 /// The bfloat16 products (`precision: bf16`): the AVX512-BF16 kernel and the fallback both give
@@ -55,7 +56,7 @@ import CBLAS
     @Test(arguments: cases) func theKernelSumsTheRoundedProducts(_ c: Case) throws {
         try #require(MatmulPrecision.nativeBF16, "this CPU has no AVX512-BF16: the fallback's test covers bf16 here")
         let r = check(c) { o, out in
-            onePiece(c.ta, c.tb, c.m, c.n, c.k, 0.75, o.a, o.lda, o.b, o.ldb, 1.5, &out, o.ldc, .bf16)
+            dt_bf16_gemm(c.ta, c.tb, Int32(c.m), Int32(c.n), Int32(c.k), 0.75, o.a, Int32(o.lda), o.b, Int32(o.ldb), 1.5, &out, Int32(o.ldc))
         }
         #expect(r.worst < 1e-6, "\(c): worst relative error \(r.worst)")
         #expect(r.paddingKept, "\(c) wrote between C's rows")
@@ -81,8 +82,8 @@ import CBLAS
         var rows = [Float](repeating: 0, count: m * n), cols = rows
         a.withUnsafeBufferPointer { ap in
             rows.withUnsafeMutableBufferPointer { cp in
-                for r0 in stride(from: 0, to: m, by: 77) {
-                    onePiece(false, true, min(77, m - r0), n, k, 1, ap.baseAddress! + r0 * k, k, b, k, 0, cp.baseAddress! + r0 * n, n, .bf16)
+                for r0 in stride(from: 0, to: m, by: 100) {
+                    onePiece(false, true, min(100, m - r0), n, k, 1, ap.baseAddress! + r0 * k, k, b, k, 0, cp.baseAddress! + r0 * n, n, .bf16)
                 }
             }
         }
@@ -103,6 +104,17 @@ import CBLAS
             cutGEMM(transA: false, transB: true, m: m, n: n, k: k, a, lda: k, b, ldb: k, &out, ldc: n, precision: .bf16)
             #expect(out == whole, "cut at \(t) threads")
         }
+    }
+
+    /// Below 32 rows or columns a bf16 product is float32's (decoding's): sgemm's bits.
+    @Test func fewRowsStayFloat32() {
+        let (m, n, k) = (8, 256, 256)
+        let a = Tensor.randn([m * k], rng: Philox(seed: 51, purpose: "bf16-few")).values
+        let b = Tensor.randn([n * k], rng: Philox(seed: 52, purpose: "bf16-few")).values
+        var fp32 = [Float](repeating: 0, count: m * n), bf16 = fp32
+        onePiece(false, true, m, n, k, 1, a, k, b, k, 0, &fp32, n, .fp32)
+        onePiece(false, true, m, n, k, 1, a, k, b, k, 0, &bf16, n, .bf16)
+        #expect(bf16 == fp32)
     }
 
     /// `precision: bf16` reaches the products: `linear` then differs from float32 by bfloat16's
