@@ -70,15 +70,44 @@ TARGET static void packA(bool trans, const float *a, int lda, int i0, int mc, in
         }
         return;
     }
-    for (int s = 0; s < rows; s += MR) {
-        int32_t *panel = packedA + (long)s * KP;
-        __mmask16 m = lanes(mc - s < MR ? mc - s : MR);
-        for (int p = 0; p < kp; p++) {
-            const float *even = a + (long)(k0 + 2 * p) * lda + i0 + s;
-            __m512 e = _mm512_maskz_loadu_ps(m, even);
-            __m512 o = 2 * p + 1 < kc ? _mm512_maskz_loadu_ps(m, even + lda) : _mm512_setzero_ps();
-            _mm512_mask_storeu_epi32(panel + p * MR, lanes(MR), pairWords(e, o));
+    // Along A's stored rows (two K terms at a time) across every panel: each row is read once,
+    // front to back, where walking a panel's 12 columns down all the rows would touch a new
+    // cache line (and page) per row for every panel — cold when A comes from memory.
+    for (int p = 0; p < kp; p++) {
+        const float *even = a + (long)(k0 + 2 * p) * lda + i0;
+        bool odd = 2 * p + 1 < kc;
+        for (int s = 0; s < rows; s += MR) {
+            __mmask16 m = lanes(mc - s < MR ? mc - s : MR);
+            __m512 e = _mm512_maskz_loadu_ps(m, even + s);
+            __m512 o = odd ? _mm512_maskz_loadu_ps(m, even + lda + s) : _mm512_setzero_ps();
+            _mm512_mask_storeu_epi32(packedA + (long)s * KP + p * MR, lanes(MR), pairWords(e, o));
         }
+    }
+}
+
+// 16 vectors of 16 words (row j: words q = 0..15) become 16 vectors of 16 words (row q: the
+// rows' word q): within 128-bit lanes by unpacking, then across lanes by shuffles.
+TARGET static inline void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4i + c], lane L: rows 4i..4i+3 at word 4L + c.
+    for (int i = 0; i < 4; i++) {
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    // Word 4L + c of every row: lane L of u[c], u[4 + c], u[8 + c], u[12 + c].
+    for (int c = 0; c < 4; c++) {
+        __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
+        __m512i w0 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44), w1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_i32x4(v0, w0, 0x88);
+        r[4 + c] = _mm512_shuffle_i32x4(v0, w0, 0xDD);
+        r[8 + c] = _mm512_shuffle_i32x4(v1, w1, 0x88);
+        r[12 + c] = _mm512_shuffle_i32x4(v1, w1, 0xDD);
     }
 }
 
@@ -86,31 +115,38 @@ TARGET static void packA(bool trans, const float *a, int lda, int i0, int mc, in
 // column j at p·NR + j; columns past nc are zeros.
 TARGET static void packB(bool trans, const float *b, int ldb, int j0, int nc, int k0, int kc) {
     int kp = (kc + 1) / 2;
+    if (!trans) {
+        // Along B's stored rows across every panel, for packA's reason.
+        for (int p = 0; p < kp; p++) {
+            const float *even = b + (long)(k0 + 2 * p) * ldb + j0;
+            bool odd = 2 * p + 1 < kc;
+            for (int s = 0; s < nc; s += NR) {
+                int width = nc - s < NR ? nc - s : NR;
+                for (int h = 0; h < NR; h += 16) {
+                    __mmask16 m = lanes(width - h);
+                    __m512 e = _mm512_maskz_loadu_ps(m, even + s + h);
+                    __m512 o = odd ? _mm512_maskz_loadu_ps(m, even + ldb + s + h) : _mm512_setzero_ps();
+                    _mm512_store_si512(packedB + (long)s * KP + p * NR + h, pairWords(e, o));
+                }
+            }
+        }
+        return;
+    }
     for (int s = 0; s < nc; s += NR) {
         int32_t *panel = packedB + (long)s * KP;
         int width = nc - s < NR ? nc - s : NR;
-        if (!trans) {
-            for (int p = 0; p < kp; p++) {
-                const float *even = b + (long)(k0 + 2 * p) * ldb + j0 + s;
-                for (int h = 0; h < NR; h += 16) {
-                    __mmask16 m = lanes(width - h);
-                    __m512 e = _mm512_maskz_loadu_ps(m, even + h);
-                    __m512 o = 2 * p + 1 < kc ? _mm512_maskz_loadu_ps(m, even + ldb + h) : _mm512_setzero_ps();
-                    _mm512_store_si512(panel + p * NR + h, pairWords(e, o));
+        // Stored N × K: a column's K terms are adjacent, so 16 columns' next 16 pair-words are
+        // 16 row loads, transposed into 16 rows of the panel.
+        for (int p = 0; p < kp; p += 16) {
+            int count = kp - p < 16 ? kp - p : 16;
+            for (int h = 0; h < NR; h += 16) {
+                __m512i r[16];
+                for (int j = 0; j < 16; j++) {
+                    const float *src = b + (long)(j0 + s + h + j) * ldb + k0 + 2 * p;
+                    r[j] = h + j < width ? rowWords(src, kc - 2 * p) : _mm512_setzero_si512();
                 }
-            }
-            continue;
-        }
-        // Stored N × K: a column's K terms are adjacent, so its pair-words come in order and go
-        // to the panel NR apart.
-        int32_t words[16] __attribute__((aligned(64)));
-        for (int j = 0; j < NR; j++) {
-            const float *src = b + (long)(j0 + s + j) * ldb + k0;
-            for (int p = 0; p < kp; p += 16) {
-                if (j < width) _mm512_store_si512(words, rowWords(src + 2 * p, kc - 2 * p));
-                else memset(words, 0, sizeof words);
-                int count = kp - p < 16 ? kp - p : 16;
-                for (int q = 0; q < count; q++) panel[(p + q) * NR + j] = words[q];
+                transpose16(r);
+                for (int q = 0; q < count; q++) _mm512_store_si512(panel + (p + q) * NR + h, r[q]);
             }
         }
     }
@@ -153,37 +189,48 @@ TARGET static void tilePanel(int kp, const int32_t *a, const int32_t *b, float *
     tile(kp, a, 1, MR, b, c, ldc, mr, nr, alpha, beta);
 }
 
+// C's rows 0..<m and nc columns (c points at the first) plus alpha·op(A)·B over K terms
+// k0..<k0+kc, B's block packed: A in MC-row blocks, then the tiles. The caller passes beta on
+// the first K block only (then 1: the blocks add up in order).
+TARGET static void blockProduct(bool transA, int m, int nc, int k0, int kc, float alpha, const float *a, int lda,
+                                float beta, float *c, int ldc) {
+    int kp = (kc + 1) / 2;
+    for (int i0 = 0; i0 < m; i0 += MC) {
+        int mc = m - i0 < MC ? m - i0 : MC;
+        packA(transA, a, lda, i0, mc, k0, kc);
+        for (int s = 0; s < nc; s += NR) {
+            const int32_t *panel = packedB + (long)s * KP;
+            int nr = nc - s < NR ? nc - s : NR;
+            for (int r = 0; r < mc; r += MR) {
+                const int32_t *ap = packedA + (long)r * KP;
+                float *ct = c + (long)(i0 + r) * ldc + s;
+                int mr = mc - r < MR ? mc - r : MR;
+                if (transA) tilePanel(kp, ap, panel, ct, ldc, mr, nr, alpha, beta);
+                else tileRows(kp, ap, panel, ct, ldc, mr, nr, alpha, beta);
+            }
+        }
+    }
+}
+
+// C = beta·C where there is nothing to add (k = 0 or alpha = 0), or NaN should the packing
+// buffers fail: true when it handled the call.
+static bool degenerate(int m, int n, int k, float alpha, float beta, float *c, int ldc) {
+    if (k > 0 && alpha != 0 && buffers()) return false;
+    float fill = buffers() ? 0 : __builtin_nanf("");
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) c[(long)i * ldc + j] = beta == 0 ? fill : beta * c[(long)i * ldc + j] + fill;
+    return true;
+}
+
 TARGET void dt_bf16_gemm(bool transA, bool transB, int m, int n, int k, float alpha, const float *a, int lda,
                          const float *b, int ldb, float beta, float *c, int ldc) {
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0 || alpha == 0 || !buffers()) {
-        // Nothing to add (or, should the buffers fail, nothing safe to do but say so by NaN).
-        float fill = buffers() ? 0 : __builtin_nanf("");
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) c[(long)i * ldc + j] = beta == 0 ? fill : beta * c[(long)i * ldc + j] + fill;
-        return;
-    }
+    if (m <= 0 || n <= 0 || degenerate(m, n, k, alpha, beta, c, ldc)) return;
     for (int j0 = 0; j0 < n; j0 += NC) {
         int nc = n - j0 < NC ? n - j0 : NC;
         for (int k0 = 0; k0 < k; k0 += KC) {
-            int kc = k - k0 < KC ? k - k0 : KC, kp = (kc + 1) / 2;
-            float blockBeta = k0 == 0 ? beta : 1;
+            int kc = k - k0 < KC ? k - k0 : KC;
             packB(transB, b, ldb, j0, nc, k0, kc);
-            for (int i0 = 0; i0 < m; i0 += MC) {
-                int mc = m - i0 < MC ? m - i0 : MC;
-                packA(transA, a, lda, i0, mc, k0, kc);
-                for (int s = 0; s < nc; s += NR) {
-                    const int32_t *bp = packedB + (long)s * KP;
-                    int nr = nc - s < NR ? nc - s : NR;
-                    for (int r = 0; r < mc; r += MR) {
-                        const int32_t *ap = packedA + (long)r * KP;
-                        float *ct = c + (long)(i0 + r) * ldc + j0 + s;
-                        int mr = mc - r < MR ? mc - r : MR;
-                        if (transA) tilePanel(kp, ap, bp, ct, ldc, mr, nr, alpha, blockBeta);
-                        else tileRows(kp, ap, bp, ct, ldc, mr, nr, alpha, blockBeta);
-                    }
-                }
-            }
+            blockProduct(transA, m, nc, k0, kc, alpha, a, lda, k0 == 0 ? beta : 1, c + j0, ldc);
         }
     }
 }
