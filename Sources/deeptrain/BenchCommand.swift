@@ -193,10 +193,14 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "v head dim.") var dv = 32
         @Flag(help: "Non-causal attention.") var full = false
         @Option(help: "Threads.") var threads = 2
+        @Option(help: "The products' arithmetic, fp32 or bf16 (the recipe's `precision`; docs/recipes.md).") var precision = "fp32"
 
         func run() throws {
+            guard let arithmetic = MatmulPrecision(rawValue: precision) else {
+                throw ValidationError("--precision \(precision): expected fp32 or bf16")
+            }
             print(jsonString(OpBenchmark.attention(batch: batch, length: length, heads: heads, dk: dk, dv: dv,
-                                                   causal: !full, threads: threads)))
+                                                   causal: !full, threads: threads, precision: arithmetic)))
         }
     }
 
