@@ -4,11 +4,15 @@ import Testing
 @testable import FileFormats
 
 @Suite struct ConfigTests {
-    func write(_ json: String) -> String {
+    /// `body` with the path of a config.json holding `json`, removed afterwards.
+    func withFile<T>(_ json: String, _ body: (String) throws -> T) rethrows -> T {
         let p = FileManager.default.temporaryDirectory.appendingPathComponent("dt-config-\(UUID().uuidString).json").path
         FileManager.default.createFile(atPath: p, contents: Data(json.utf8))
-        return p
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        return try body(p)
     }
+
+    func load(_ json: String) throws -> DeepSeekConfig { try withFile(json) { try DeepSeekConfig.load($0) } }
 
     /// A valid config.json with `overrides` replacing or adding keys (NSNull for null).
     func base(_ overrides: [String: Any] = [:], removing: [String] = []) -> String {
@@ -29,9 +33,9 @@ import Testing
     @Test func bothRopeFormatsReadTheSame() throws {
         let yarn: [String: Any] = ["factor": 40, "original_max_position_embeddings": 4096, "beta_fast": 32, "beta_slow": 1,
                                    "mscale": 0.707, "mscale_all_dim": 0.707]
-        let release = try DeepSeekConfig.load(write(base(["rope_theta": 10000, "rope_scaling": yarn.merging(["type": "yarn"]) { a, _ in a }])))
-        let t5 = try DeepSeekConfig.load(write(base(["head_dim": 8, "qk_head_dim": 16,
-                                                       "rope_parameters": yarn.merging(["rope_type": "yarn", "rope_theta": 10000]) { a, _ in a }])))
+        let release = try load(base(["rope_theta": 10000, "rope_scaling": yarn.merging(["type": "yarn"]) { a, _ in a }]))
+        let t5 = try load(base(["head_dim": 8, "qk_head_dim": 16,
+                                "rope_parameters": yarn.merging(["rope_type": "yarn", "rope_theta": 10000]) { a, _ in a }]))
         #expect(release == t5)
         #expect(release.ropeScaling?.factor == 40 && release.qLoraRank == nil)
         // m = 0.1·0.707·ln 40 + 1; scale = 16^-½ · m²
@@ -41,7 +45,7 @@ import Testing
 
     func rejection(_ overrides: [String: Any]) -> String {
         do {
-            _ = try DeepSeekConfig.load(write(base(overrides)))
+            _ = try load(base(overrides))
             return "accepted"
         } catch {
             return "\(error)"
@@ -76,13 +80,13 @@ import Testing
                                    "mscale": 1.0, "mscale_all_dim": 1.0]
         let v3: [String: Any] = ["model_type": "deepseek_v3", "n_group": 4, "topk_group": 2, "norm_topk_prob": true,
                                  "routed_scaling_factor": 2.5]
-        let release = try DeepSeekConfig.load(write(base(v3.merging([
+        let release = try load(base(v3.merging([
             "topk_method": "noaux_tc", "scoring_func": "sigmoid", "num_nextn_predict_layers": 1, "rope_theta": 10000,
             "rope_scaling": yarn.merging(["type": "yarn"]) { a, _ in a }, "ep_size": 1,
-        ]) { _, b in b })))
+        ]) { _, b in b }))
         let t5d = v3.merging(["num_mtp_layers": 1, "rope_interleave": true, "head_dim": 8, "qk_head_dim": 16,
                               "rope_parameters": yarn.merging(["rope_type": "yarn", "rope_theta": 10000]) { a, _ in a }]) { _, b in b }
-        let t5 = try DeepSeekConfig.load(write(base(t5d, removing: ["topk_method"])))
+        let t5 = try load(base(t5d, removing: ["topk_method"]))
         #expect(release == t5)
         #expect(release.isV3 && release.topkMethod == .noauxTC && release.scoringFunc == .sigmoid)
         #expect(release.numNextnPredictLayers == 1 && release.ropeInterleave)
@@ -92,12 +96,13 @@ import Testing
     }
 
     @Test func malformedJSONNamesTheFile() {
-        let path = write("{\"vocab_size\": 12,")
-        do {
-            _ = try DeepSeekConfig.load(path)
-            Issue.record("accepted malformed JSON")
-        } catch {
-            #expect("\(error)".contains(path) && "\(error)".contains("JSON"), "\(error)")
+        withFile("{\"vocab_size\": 12,") { path in
+            do {
+                _ = try DeepSeekConfig.load(path)
+                Issue.record("accepted malformed JSON")
+            } catch {
+                #expect("\(error)".contains(path) && "\(error)".contains("JSON"), "\(error)")
+            }
         }
     }
 

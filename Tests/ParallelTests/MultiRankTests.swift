@@ -534,7 +534,9 @@ import Testing
     }
 
     @Test func anImpossibleLayoutStopsBeforeAnyWork() throws {
-        let dir = tempDir() + "/run"
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let dir = base + "/run"
         let r = try run(Self.launcher, ["2", Self.recipe, "--run-dir", dir, "--set", "parallel.dp=4", "--set", "parallel.ep=3"])
         #expect(r.status == 1)
         #expect(r.stderr.contains("2 ranks ≠ pp × dp = 1 × 4") && r.stderr.contains("ep = 3 does not divide dp = 4"), "\(r.stderr)")
