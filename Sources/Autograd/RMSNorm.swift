@@ -38,9 +38,7 @@ extension Tensor {
                         for row in lo..<hi {
                             let b = row * n
                             let s = invp[row]
-                            var dot: Float = 0  // Σ g·w·x̂
-                            for j in 0..<n { dot += gp[b + j] * wp[j] * x[b + j] * s }
-                            let m = dot / Float(n)
+                            let m = vdot3(gp + b, wp, x + b, n) * s / Float(n)  // mean of g·w·x̂
                             for j in 0..<n {
                                 let xh = x[b + j] * s
                                 d[b + j] = s * (gp[b + j] * wp[j] - xh * m)
