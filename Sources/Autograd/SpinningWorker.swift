@@ -2,13 +2,15 @@ import Foundation
 import Synchronization
 import CBLAS
 
-/// A second thread for decoding. A decoding step at batch 1 is dozens of small GEMMs, each
-/// streaming a weight matrix from cache on one core; waking a pooled thread
-/// (`concurrentPerform`) takes longer than most of them, so without this worker they would
-/// run on one core (figures: docs/benchmarks.md, "Decoding on both cores"). Inside
-/// `serve`, this worker spins (yielding its core to anyone runnable) and takes tasks from a
-/// shared counter within a microsecond; `serve` ends by letting it fall asleep, so training,
-/// which never serves, does not pay a spinning core.
+/// A second thread that is awake when work comes. Waking a pooled thread (`concurrentPerform`)
+/// takes tens of microseconds on a virtual machine: longer than most of a decoding step's
+/// small GEMMs, and a tenth or more of a training step's products and element-wise loops,
+/// hundreds of them a step (figures: docs/benchmarks.md, "Decoding on both cores", "The
+/// spinning worker in training"). Inside `serve` — decoding, and a stage's steps — every split
+/// (`parallelPieces`, `parallelFor`, `parallelHeads`, `parallelTasks`) runs on this worker: it
+/// spins (yielding its core to anyone runnable) and takes tasks from a shared counter within a
+/// microsecond; after a millisecond without work (a checkpoint, a collective's wait) it
+/// sleeps until the next job, and after `serve` it sleeps sooner.
 ///
 /// A task's result does not depend on which thread ran it: callers split work into the same
 /// tasks whichever thread takes them.
@@ -29,7 +31,8 @@ package final class SpinningWorker: @unchecked Sendable {
     private var generation = 0
     private let wake = DispatchSemaphore(value: 0)
     private var thread: Thread? = nil
-    /// How long the worker spins without work before it sleeps, when nobody serves.
+    /// How long the worker spins without work before it sleeps: while a thread serves, and not.
+    private static let servingIdleNanoseconds: UInt64 = 1_000_000
     private static let idleNanoseconds: UInt64 = 200_000
 
     private static let indexBits = 20, mask = (1 << 20) - 1
@@ -127,13 +130,14 @@ package final class SpinningWorker: @unchecked Sendable {
                 lastWork = DispatchTime.now().uptimeNanoseconds
                 continue
             }
-            if owner.load(ordering: .relaxed) != 0 || DispatchTime.now().uptimeNanoseconds - lastWork < Self.idleNanoseconds {
+            let idle = owner.load(ordering: .relaxed) != 0 ? Self.servingIdleNanoseconds : Self.idleNanoseconds
+            if DispatchTime.now().uptimeNanoseconds - lastWork < idle {
                 sched_yield()
                 continue
             }
             sleeping.store(true, ordering: .sequentiallyConsistent)
             let c = claim.load(ordering: .sequentiallyConsistent)
-            if c & Self.mask < (c >> Self.indexBits) & Self.mask || owner.load(ordering: .sequentiallyConsistent) != 0 {
+            if c & Self.mask < (c >> Self.indexBits) & Self.mask {
                 sleeping.store(false, ordering: .sequentiallyConsistent)
                 continue
             }

@@ -38,6 +38,10 @@ package enum ParallelRegion {
 
     /// Runs `n` tasks on `workers` threads of the dispatch pool, each claiming the next task.
     package static func run(_ n: Int, workers: Int, _ body: (Int) -> Void) {
+        if SpinningWorker.available {
+            SpinningWorker.run(n, body)
+            return
+        }
         depth.add(1, ordering: .relaxed)
         defer { depth.subtract(1, ordering: .relaxed) }
         let next = Atomic<Int>(0)
@@ -73,6 +77,10 @@ package func parallelFor(_ n: Int, grain: Int = 32_768, _ body: (Range<Int>) -> 
         body(0..<n)
         return
     }
+    if SpinningWorker.available {
+        SpinningWorker.run(chunks) { c in body(n * c / chunks..<n * (c + 1) / chunks) }
+        return
+    }
     withoutActuallyEscaping(body) { body in
         // The chunks touch disjoint ranges; the closure's captures are raw buffers.
         let b = unsafeBitCast(body, to: (@Sendable (Range<Int>) -> Void).self)
@@ -88,6 +96,10 @@ package func parallelFor(_ n: Int, grain: Int = 32_768, _ body: (Range<Int>) -> 
 package enum DispatchQueueConcurrent {
     @inline(__always)
     package static func run(_ n: Int, _ body: (Int) -> Void) {
+        if n > 1 && SpinningWorker.available {
+            SpinningWorker.run(n, body)
+            return
+        }
         withoutActuallyEscaping(body) { body in
             let b = unsafeBitCast(body, to: (@Sendable (Int) -> Void).self)
             DispatchQueue.concurrentPerform(iterations: n, execute: b)

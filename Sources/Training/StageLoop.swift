@@ -172,9 +172,15 @@ extension RecipeTrainer {
         let schedule = stage.lrSchedule()
         context.engine.overlapGather = runner.readsParametersOnlyInSteps
         defer { context.engine.overlapGather = false }
-        while p.step < stage.steps {
-            if try runStep(runner, context, &p, lr: Float(schedule.lr(at: p.step)), throughput: throughput) == .stopped { return .stopped }
+        // The steps' parallel work goes to the spinning worker (docs/design.md §6.7): the dispatch
+        // pool's wake-up is tens of microseconds a region, hundreds of times a step.
+        let stopped = try SpinningWorker.serve {
+            while p.step < stage.steps {
+                if try runStep(runner, context, &p, lr: Float(schedule.lr(at: p.step)), throughput: throughput) == .stopped { return true }
+            }
+            return false
         }
+        if stopped { return .stopped }
         try context.engine.settleParameters()
         p.summary.seconds = now() - p.start
         summaries.append(p.summary)

@@ -281,7 +281,10 @@ import Data
                                          "--set", "stages.0.init=\(sftEnd)", "--set", "stages.0.steps=500", "--set", "stages.0.eval.every=500"])
         #expect(rm.status == 0, "\(rm.stderr)")
         let pairwise = metrics("\(dir)/rm").last?["eval_accuracy"] as? Double ?? 0
-        #expect(pairwise >= 0.9, "reward model's held-out pairwise accuracy \(pairwise)")
+        // Chance is 0.5 (± 0.022 over 500 pairs). After 500 steps the accuracy depends on the SFT
+        // weights and the seed: 0.80–0.97 over the six runs in docs/reward.md; GRPO's gain below
+        // is what asks that the ranking is good enough to learn from.
+        #expect(pairwise >= 0.75, "reward model's held-out pairwise accuracy \(pairwise)")
         let byModel = try run(Self.launcher, ["2", Self.root.appendingPathComponent("recipes/grpo-reward-model.yaml").path,
                                               "--run-dir", "\(dir)/by-model", "--set", "stages.0.init=\(sftEnd)",
                                               "--set", "stages.0.grpo.rewards.0.checkpoint=\(dir)/rm/checkpoints/step-00000500.h5",
